@@ -1,0 +1,1 @@
+"""Wire types of the CNI specification. Pure data: no kernel, no I/O beyond parsing."""

@@ -1,0 +1,63 @@
+"""CNI error objects and the well-known error codes."""
+
+from __future__ import annotations
+
+import json
+from enum import IntEnum
+from typing import Any
+
+
+class Code(IntEnum):
+    UNKNOWN = 0
+    INCOMPATIBLE_VERSION = 1
+    UNSUPPORTED_FIELD = 2
+    UNKNOWN_CONTAINER = 3
+    INVALID_ENVIRONMENT = 4
+    IO_FAILURE = 5
+    DECODE_FAILURE = 6
+    INVALID_CONFIG = 7
+    INVALID_NETNS = 8
+    TRY_AGAIN_LATER = 11
+    NOT_AVAILABLE = 50
+    LIMITED_CONNECTIVITY = 51
+    INTERNAL = 999
+
+
+class CNIError(Exception):
+    """An error that is printed on stdout as the spec's error object.
+
+    ``msg`` is the short reason; ``details`` carries names (field, pod, network) so an
+    operator can act on it without reading logs.
+    """
+
+    def __init__(self, code: int, msg: str, details: str = "") -> None:
+        super().__init__(f"{msg}: {details}" if details else msg)
+        self.code = int(code)
+        self.msg = msg
+        self.details = details
+
+    def to_dict(self, cni_version: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if cni_version:
+            out["cniVersion"] = cni_version
+        out["code"] = self.code
+        out["msg"] = self.msg
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    def to_json(self, cni_version: str | None = None) -> str:
+        return json.dumps(self.to_dict(cni_version))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CNIError:
+        code = data.get("code", 0)
+        return cls(int(code) if isinstance(code, int | str) and str(code).isdigit() else 0,
+                   str(data.get("msg", "")), str(data.get("details", "") or ""))
+
+    def __repr__(self) -> str:
+        return f"CNIError(code={self.code}, msg={self.msg!r}, details={self.details!r})"
+
+
+def invalid_config(msg: str, details: str = "") -> CNIError:
+    return CNIError(Code.INVALID_CONFIG, msg, details)
