@@ -1,0 +1,71 @@
+"""Network namespaces: enter one for the calling thread only.
+
+setns(2) changes the namespace of the calling *thread*, and Python threads are OS threads,
+so a daemon can serve pods in parallel: each worker thread enters its pod's namespace, does
+its netlink work and comes back. Sockets keep the namespace they were created in.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from metacni.spec.errors import CNIError, Code
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def current_netns_path() -> str:
+    return f"/proc/self/task/{threading.get_native_id()}/ns/net"
+
+
+def exists(path: str) -> bool:
+    return bool(path) and os.path.exists(path)
+
+
+@contextmanager
+def enter(path: str) -> Iterator[None]:
+    """Run the block with the calling thread inside the netns at ``path``.
+
+    A missing or non-netns path is a CNIError naming the path; the thread always returns to
+    its original namespace.
+    """
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CNIError(Code.INVALID_ENVIRONMENT, "cannot open network namespace",
+                       f"CNI_NETNS {path!r}: {exc.strerror}") from None
+    origin = os.open(current_netns_path(), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            _setns(target)
+        except OSError as exc:
+            raise CNIError(Code.INVALID_ENVIRONMENT, "cannot enter network namespace",
+                           f"CNI_NETNS {path!r}: {exc.strerror}") from None
+        try:
+            yield
+        finally:
+            _setns(origin)
+    finally:
+        os.close(target)
+        os.close(origin)
+
+
+def same_as_current(path: str) -> bool:
+    """True when ``path`` is the calling thread's own netns (skel's code 8 check)."""
+    try:
+        a, b = os.stat(path), os.stat(current_netns_path())
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
