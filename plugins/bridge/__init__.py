@@ -1,0 +1,1 @@
+"""The in-tree ``bridge`` interface plugin: a Linux bridge plus one veth pair per pod."""

@@ -1,0 +1,1 @@
+"""The in-tree ``host-local`` IPAM plugin, on-disk compatible with the reference binary."""
