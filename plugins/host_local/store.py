@@ -1,0 +1,140 @@
+"""The on-disk lease store, byte-compatible with the reference host-local.
+
+Layout of ``<dataDir>/<network>/``: one file per leased address, named by the address
+(IPv6 compressed), holding ``<containerID>\\r\\n<ifname>`` with no trailing newline (older
+files hold only the container id); ``last_reserved_ip.<N>`` with the last address handed
+out from range set N; and an empty ``lock`` file that every host-local -- ours or the
+reference binary -- flocks for the whole of an allocation or release. Files are written to a
+temporary name and then linked (leases: fails if taken) or renamed (last_reserved) into
+place, so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .ranges import IPAddress
+
+LINE_BREAK = "\r\n"
+LOCK_NAME = "lock"
+LAST_RESERVED_PREFIX = "last_reserved_ip."
+TMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class Lease:
+    ip: IPAddress
+    container_id: str
+    ifname: str | None  # None: a legacy file holding only the container id
+
+    def owned_by(self, container_id: str, ifname: str) -> bool:
+        if self.ifname is None:
+            return self.container_id == container_id.strip()
+        return self.container_id == container_id.strip() and self.ifname == ifname
+
+
+def render_lease(container_id: str, ifname: str) -> str:
+    return f"{container_id.strip()}{LINE_BREAK}{ifname}"
+
+
+def parse_lease(text: str) -> tuple[str, str | None]:
+    """(container id, ifname or None) from a lease file's text, trimmed as Go does."""
+    body = text.strip()
+    cid, sep, ifname = body.partition(LINE_BREAK)
+    return (cid, ifname) if sep else (body, None)
+
+
+def lease_ip(name: str) -> IPAddress | None:
+    """The address a file name stands for, or None for lock/last_reserved/temp files."""
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return None
+    return ip if str(ip) == name else None
+
+
+class Store:
+    """Leases of one network. Mutating methods must run inside :meth:`locked`."""
+
+    def __init__(self, data_dir: str, network: str) -> None:
+        self.dir = os.path.join(data_dir, network)
+
+    @contextlib.contextmanager
+    def locked(self, create: bool = True) -> Iterator[bool]:
+        """Hold the flock on ``<dir>/lock``; yields False (no lock) when the directory is
+        absent and ``create`` is False, so DEL of a never-used network creates nothing."""
+        if not os.path.isdir(self.dir):
+            if not create:
+                yield False
+                return
+            os.makedirs(self.dir, mode=0o755, exist_ok=True)
+        fd = os.open(os.path.join(self.dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o750)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield True
+        finally:
+            os.close(fd)  # closing the last descriptor drops the flock
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def _write_tmp(self, content: str) -> str:
+        tmp = self._path(f"{TMP_PREFIX}{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, content.encode())
+        finally:
+            os.close(fd)
+        return tmp
+
+    def reserve(self, ip: IPAddress, container_id: str, ifname: str, range_set: int) -> bool:
+        """Lease ``ip``; False when its file already exists (someone holds it)."""
+        tmp = self._write_tmp(render_lease(container_id, ifname))
+        try:
+            os.link(tmp, self._path(str(ip)))
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+        self.set_last_reserved(range_set, ip)
+        return True
+
+    def release(self, ip: IPAddress) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(str(ip)))
+
+    def set_last_reserved(self, range_set: int, ip: IPAddress) -> None:
+        tmp = self._write_tmp(str(ip))
+        os.replace(tmp, self._path(f"{LAST_RESERVED_PREFIX}{range_set}"))
+
+    def last_reserved(self, range_set: int) -> IPAddress | None:
+        try:
+            with open(self._path(f"{LAST_RESERVED_PREFIX}{range_set}")) as fh:
+                return ipaddress.ip_address(fh.read().strip())
+        except (OSError, ValueError):
+            return None  # unreadable or garbage: lose round-robin once, as the reference does
+
+    def leases(self) -> Iterator[Lease]:
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            ip = lease_ip(name)
+            if ip is None:
+                continue
+            try:
+                with open(self._path(name), encoding="utf-8", errors="replace", newline="") as fh:
+                    cid, ifname = parse_lease(fh.read())
+            except OSError:
+                continue  # released meanwhile
+            yield Lease(ip=ip, container_id=cid, ifname=ifname)
+
+    def find(self, container_id: str, ifname: str) -> list[Lease]:
+        return [lease for lease in self.leases() if lease.owned_by(container_id, ifname)]
