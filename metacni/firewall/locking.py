@@ -1,0 +1,26 @@
+"""Cross-process serialisation of firewall read-modify-write cycles."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_thread_locks: dict[str, threading.RLock] = {}
+_guard = threading.Lock()
+
+
+@contextmanager
+def file_lock(path: str) -> Iterator[None]:
+    """flock(LOCK_EX) on ``path`` plus a per-path thread lock (flock alone is per open file)."""
+    with _guard:
+        tlock = _thread_locks.setdefault(path, threading.RLock())
+    with tlock:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)

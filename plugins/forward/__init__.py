@@ -1,0 +1,1 @@
+"""In-tree ``forward``: accept forwarded traffic to and from the pod."""

@@ -1,0 +1,1 @@
+"""In-tree ``masq``: source NAT for pod traffic leaving its subnets."""

@@ -1,0 +1,1 @@
+"""In-tree ``portmap``: hostPort -> pod DNAT (see metacni.firewall)."""
