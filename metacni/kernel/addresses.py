@@ -22,6 +22,8 @@ def add_address(ipr: IPRoute, index: int, address: IPInterface, *, nodad: bool =
     }
     if nodad and address.version == 6:
         kwargs["flags"] = IFA_F_NODAD
+    if address.version == 4 and address.network.prefixlen < 31:
+        kwargs["broadcast"] = str(address.network.broadcast_address)
     try:
         ipr.addr("add", **kwargs)
     except NetlinkError as exc:

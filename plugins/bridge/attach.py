@@ -1,0 +1,196 @@
+"""ADD: bridge -> veth (peer born in the pod) -> IPAM -> gateway -> pod addresses and routes.
+
+The ordering follows the reference plugin so failures look the same (a taken CNI_IFNAME
+fails before IPAM is asked for anything). Each step that creates something pushes its undo;
+a failure runs the undos in reverse, so a failed ADD leaves no veth and no lease behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address
+
+from metacni.kernel import addresses, links, netns, routes, sysctl
+from metacni.kernel.rtnl import IPRoute, NetlinkError, rtnl
+from metacni.plugin import ADD, DEL, CNIError, Code, Interface, IPConfig, Request, Result, Route
+
+from .config import BridgeConf
+from .naming import host_veth_name, random_mac
+
+log = logging.getLogger(__name__)
+IPAddress = IPv4Address | IPv6Address
+BRIDGE, HOST, CONTAINER = 0, 1, 2  # interface indexes in the result
+
+
+def add(request: Request, conf: BridgeConf) -> Result:
+    if not netns.exists(request.netns):
+        raise CNIError(Code.INVALID_ENVIRONMENT, "network namespace not found",
+                       f"CNI_NETNS {request.netns!r} does not exist (network {conf.network!r})")
+    undo: list[tuple[str, Callable[[], object]]] = []
+    try:
+        with rtnl() as ipr:
+            return _add(request, conf, ipr, undo)
+    except BaseException:
+        for what, fn in reversed(undo):
+            try:
+                fn()
+            except Exception:
+                log.exception("bridge ADD rollback step %r failed (network %s, container %s)",
+                              what, conf.network, request.container_id)
+        raise
+
+
+def _add(request: Request, conf: BridgeConf, ipr: IPRoute,
+         undo: list[tuple[str, Callable[[], object]]]) -> Result:
+    br = _bridge(ipr, conf)
+    host_name = host_veth_name(conf.network, request.container_id, request.ifname)
+    host_mac, cont_mac = random_mac(), conf.mac or random_mac()
+    try:
+        links.create_veth_in_netns(ipr, host_name, request.ifname, request.netns, master=br.index,
+                                   mtu=conf.mtu, host_mac=host_mac, peer_mac=cont_mac)
+    except links.LinkExistsError:
+        raise _exists_error(request, host_name, conf) from None
+    undo.append(("delete host veth", lambda: _delete_host_veth(host_name)))
+    host = links.get_link(ipr, host_name)
+    if host is None:
+        raise CNIError(Code.INTERNAL, "veth vanished", f"{host_name} disappeared right after creation")
+    if conf.hairpin:
+        links.set_hairpin(ipr, host.index, True)
+    if conf.port_isolation:
+        links.set_port_isolated(ipr, host.index, True)
+    if conf.vlan:
+        links.set_access_vlan(ipr, host.index, conf.vlan, conf.preserve_default_vlan)
+
+    ipam = request.ipam(ADD) if conf.has_ipam else None
+    if ipam is not None:
+        undo.append(("IPAM DEL", lambda: request.ipam(DEL)))
+    result = _result(request, conf, ipam, br.name, br.mac, host_name, host_mac, cont_mac)
+    if conf.is_gateway:
+        _gateways(ipr, conf, br, result.ips)
+    _configure_pod(request, conf, result, host.peer_index)
+    if not conf.disable_container_interface:
+        links.wait_oper_up(ipr, host.index)
+    return result
+
+
+def _bridge(ipr: IPRoute, conf: BridgeConf) -> links.LinkInfo:
+    try:
+        br, created = links.ensure_bridge(ipr, conf.bridge, conf.mtu, random_mac())
+    except ValueError as exc:
+        raise CNIError(Code.INVALID_CONFIG, "invalid bridge config",
+                       f"network {conf.network!r}: bridge: {exc}") from None
+    if created and sysctl.exists("net", "ipv6", "conf", br.name, "accept_ra"):
+        sysctl.ensure(0, "net", "ipv6", "conf", br.name, "accept_ra")
+    if conf.promisc and not br.promisc:
+        links.set_promisc(ipr, br.index, True)
+    if conf.vlan:
+        links.set_vlan_filtering(ipr, br.index)
+    return br
+
+
+def _exists_error(request: Request, host_name: str, conf: BridgeConf) -> CNIError:
+    with netns.enter(request.netns), rtnl() as pod:
+        taken = links.get_link(pod, request.ifname) is not None
+    if taken:
+        return CNIError(Code.INVALID_ENVIRONMENT, "container interface already exists",
+                        f"container veth name ({request.ifname!r}) already exists in {request.netns} "
+                        f"(network {conf.network!r}, container {request.container_id})")
+    return CNIError(Code.INVALID_ENVIRONMENT, "host veth already exists",
+                    f"{host_name} for container {request.container_id} ifname {request.ifname} already "
+                    f"exists on the node (network {conf.network!r}); was the attachment ADDed twice?")
+
+
+def _delete_host_veth(name: str) -> None:
+    with rtnl() as ipr:
+        links.delete_link(ipr, name)
+
+
+def _result(request: Request, conf: BridgeConf, ipam: Result | None, br_name: str, br_mac: str,
+            host_name: str, host_mac: str, cont_mac: str) -> Result:
+    """The reference result: [bridge, host veth, container veth]; every IP on index 2; the
+    gateway filled in when isGateway; a default route per family when isDefaultGateway."""
+    ips: list[IPConfig] = []
+    result_routes: list[Route] = list(ipam.routes) if ipam else []
+    defaults_done: set[int] = set()
+    for ip in ipam.ips if ipam else []:
+        iface = ipaddress.ip_interface(ip.address)
+        gateway = ip.gateway
+        if gateway is None and conf.is_gateway:
+            gateway = str(iface.network.network_address + 1)
+        ips.append(IPConfig(address=ip.address, gateway=gateway, interface=CONTAINER))
+        fam = iface.version
+        if conf.is_default_gateway and fam not in defaults_done and gateway is not None:
+            default = "0.0.0.0/0" if fam == 4 else "::/0"
+            if not any(r.dst == default and r.gw for r in result_routes):
+                result_routes.append(Route(dst=default, gw=gateway))
+            defaults_done.add(fam)
+    dns = conf.dns if conf.dns is not None else (ipam.dns if ipam else None)
+    return request.result(
+        interfaces=[Interface(name=br_name, mac=br_mac), Interface(name=host_name, mac=host_mac),
+                    Interface(name=request.ifname, mac=cont_mac, sandbox=request.netns)],
+        ips=ips, routes=result_routes, **({"dns": dns} if dns is not None else {}),
+    )
+
+
+def _gateways(ipr: IPRoute, conf: BridgeConf, br: links.LinkInfo, ips: list[IPConfig]) -> None:
+    """Put each gateway on the bridge (with the pod's prefix) and enable forwarding.
+
+    The address is added first: EEXIST (the usual case, every pod after the first) needs no
+    address dump. Only a fresh add looks for conflicts: another IPv4 address, or an
+    overlapping IPv6 one, is an error unless forceAddress, which replaces it (the
+    reference's rule). Parallel ADDs adding the same gateway both succeed.
+    """
+    wanted = [ipaddress.ip_interface(f"{ip.gateway}/{ipaddress.ip_interface(ip.address).network.prefixlen}")
+              for ip in ips if ip.gateway]
+    for gw in wanted:
+        if not addresses.add_address(ipr, br.index, gw, nodad=True):
+            continue
+        for other in addresses.list_addresses(ipr, br.index, gw.version):
+            if other in wanted or not (gw.version == 4 or other.network.overlaps(gw.network)):
+                continue
+            if not conf.force_address:
+                with contextlib.suppress(NetlinkError):
+                    addresses.delete_address(ipr, br.index, gw)
+                raise CNIError(Code.INVALID_CONFIG, "bridge address conflict",
+                               f"network {conf.network!r}: {br.name!r} already has an IP address "
+                               f"different from {gw} ({other}); set forceAddress to replace it")
+            with contextlib.suppress(NetlinkError):
+                addresses.delete_address(ipr, br.index, other)
+    for version in {w.version for w in wanted}:
+        sysctl.enable_forwarding(version)
+
+
+def _configure_pod(request: Request, conf: BridgeConf, result: Result, index: int | None) -> None:
+    """Inside the pod: link up, addresses, routes (a route without gw uses the first gateway
+    of its family, as the reference ConfigureIface does). ``index`` is the pod end's ifindex
+    as the host end reports it (IFLA_LINK), which saves a lookup inside the pod."""
+    gw_by_family: dict[int, IPAddress] = {}
+    for ip in result.ips:
+        if ip.gateway:
+            gw_by_family.setdefault(ip.ip_version, ipaddress.ip_address(ip.gateway))
+    with netns.enter(request.netns), rtnl() as pod:
+        if conf.disable_container_interface:
+            return
+        if index is None:
+            link = links.get_link(pod, request.ifname)
+            if link is None:
+                raise CNIError(Code.INTERNAL, "container interface vanished",
+                               f"{request.ifname} not found in {request.netns} right after creation")
+            index = link.index
+        links.set_up(pod, index)
+        for ip in result.ips:
+            addr = ipaddress.ip_interface(ip.address)
+            addresses.add_address(pod, index, addr, nodad=not conf.enable_dad)
+        for r in result.routes:
+            gw = ipaddress.ip_address(r.gw) if r.gw else gw_by_family.get(r.ip_version)
+            spec = routes.RouteSpec(dst=ipaddress.ip_network(r.dst, strict=False), gw=gw, priority=r.priority,
+                                    table=r.table, scope=r.scope, mtu=r.mtu, advmss=r.advmss)
+            try:
+                routes.add_route(pod, index, spec)
+            except NetlinkError as exc:
+                where = f"dev {request.ifname} in {request.netns}"
+                raise CNIError(Code.INTERNAL, "failed to add route",
+                               f"route {r.dst} via {gw} {where}: {exc}") from None

@@ -1,0 +1,47 @@
+"""DEL: delete the pod's interface (its peer goes with it), then release IPAM.
+
+Idempotent by construction: a missing netns, a missing link and a repeated call all end in
+the same state. IPAM DEL runs whatever happened to the link, so a lease is never leaked.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from metacni.kernel import links, netns
+from metacni.kernel.rtnl import rtnl
+from metacni.plugin import DEL, CNIError, Request
+
+from .config import BridgeConf
+from .naming import host_veth_name
+
+log = logging.getLogger(__name__)
+
+
+def delete(request: Request, conf: BridgeConf) -> None:
+    failure: Exception | None = None
+    try:
+        _delete_link(request, conf)
+    except Exception as exc:  # still release the lease, then report
+        log.exception("bridge DEL: removing %s of container %s failed", request.ifname, request.container_id)
+        failure = exc
+    if conf.has_ipam:
+        request.ipam(DEL)
+    if failure is not None:
+        if isinstance(failure, CNIError):
+            raise failure
+        raise RuntimeError(f"deleting {request.ifname} in {request.netns}: {failure}") from failure
+
+
+def _delete_link(request: Request, conf: BridgeConf) -> None:
+    if request.netns and netns.exists(request.netns):
+        try:
+            with netns.enter(request.netns), rtnl() as pod:
+                if links.delete_link(pod, request.ifname):
+                    return
+        except CNIError:
+            log.info("bridge DEL: %s is not a usable netns any more; cleaning up on the node", request.netns)
+    # No netns (or no interface in it): the pair normally died with the namespace, but an
+    # interrupted ADD can leave the host end behind, and its name is deterministic.
+    with rtnl() as ipr:
+        links.delete_link(ipr, host_veth_name(conf.network, request.container_id, request.ifname))
