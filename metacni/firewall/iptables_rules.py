@@ -14,6 +14,23 @@ import iptc
 
 from metacni.spec.errors import CNIError, Code
 
+
+
+def _is_chain_jump(self: Any) -> bool:
+    """A target name that no xtables extension provides is a jump to a user chain.
+
+    python-iptables' own test opens *every* table (``Rule.tables``) to ask whether the
+    name is a chain, which instantiates raw/mangle/security in the netns as a side effect
+    -- a change to the node's rule set -- and reuses handles across namespaces. Asking
+    libxtables instead needs no kernel access.
+    """
+    if self._name in iptc.Target.STANDARD_TARGETS:
+        return False
+    return not self._xt.find_target(self._name)
+
+
+iptc.Target._is_standard_target = _is_chain_jump  # see _is_chain_jump for why
+
 _RULE_FIELDS = {"-s": "src", "--source": "src", "-d": "dst", "--destination": "dst",
                 "-i": "in_interface", "--in-interface": "in_interface",
                 "-o": "out_interface", "--out-interface": "out_interface",
