@@ -8,6 +8,7 @@ a failure runs the undos in reverse, so a failed ADD leaves no veth and no lease
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -87,7 +88,14 @@ def _bridge(ipr: IPRoute, conf: BridgeConf) -> links.LinkInfo:
     if conf.promisc and not br.promisc:
         links.set_promisc(ipr, br.index, True)
     if conf.vlan:
-        links.set_vlan_filtering(ipr, br.index)
+        try:
+            links.set_vlan_filtering(ipr, br.index)
+        except NetlinkError as exc:
+            if exc.code != errno.EOPNOTSUPP:
+                raise
+            raise CNIError(Code.INVALID_CONFIG, "bridge VLAN filtering unavailable",
+                           f"network {conf.network!r}: vlan={conf.vlan} needs a kernel with "
+                           "CONFIG_BRIDGE_VLAN_FILTERING") from None
     return br
 
 
