@@ -12,11 +12,19 @@ everything first, then commit. python-iptables caches one ``Table`` object per n
 process-wide and libiptc handles bind to the netns they were opened in, so every session
 re-opens the handle in the calling thread's netns under a lock, never autocommits, and
 frees the handle afterwards. The lock is the xtables lock the iptables tools use.
+
+IPv6 runs in a short-lived child process (spawned from the calling thread, so it shares
+its netns). libxtables registers an extension's targets only for the family selected when
+the extension is first loaded, and re-running the NAT extension's init for the other
+family aborts the process ("target already registered"); so one process can use the NAT
+targets of only one family. The child is spawned only when the IPv6 side has work: the
+plan has IPv6 addresses, or chains of ours exist in the IPv6 tables.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -194,33 +202,70 @@ def _family(version: int) -> Iterator[_Session]:
         session.close()
 
 
+def _v6_has_ours(table: str) -> bool:
+    """Chains of ours in the IPv6 table, by name only (names need no extension decoding)."""
+    if table not in tables_present(6):
+        return False
+    with _family(6) as s:
+        names = [c.name for c in s.table(table).chains]
+    return any(_ATTACHMENT_CHAIN.match(n) or n in (TOP_DNAT, SETMARK, HP_MASQ, CNI_FORWARD) for n in names)
+
+
+def _child(method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    try:
+        getattr(IptablesBackend(), method)(*args)
+    except CNIError as exc:
+        return ("err", exc.code, exc.msg, exc.details)
+    except Exception as exc:
+        return ("err", int(Code.IO_FAILURE), "ip6tables change failed", f"{type(exc).__name__}: {exc}")
+    return ("ok",)
+
+
+def _in_child(method: str, *args: Any) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        out = pool.apply(_child, (method, args))
+    if out[0] == "err":
+        raise CNIError(out[1], out[2], out[3])
+
+
 class IptablesBackend:
     name = "iptables"
+
+    def _families(self, method: str, needs_v6: bool, *args: Any) -> None:
+        """Run ``method(version, *args)`` for IPv4 here and, when needed, IPv6 in a child."""
+        getattr(self, method)(4, *args)
+        if needs_v6:
+            _in_child(method, 6, *args)
 
     # ------------------------------------------------------------------ ADD
     def add(self, plan: Plan) -> None:
         if isinstance(plan, PortmapPlan):
             for toks, f in ((plan.conditions_v4, "conditionsV4"), (plan.conditions_v6, "conditionsV6")):
                 if toks and conditions.syntax(toks) != "iptables":
-                    raise CNIError(Code.INVALID_CONFIG, f"invalid {f}", f"{f}: nft syntax with the iptables backend")
-        layouts = {v: layout_for(plan, v) for v in (4, 6)}
-        where = {4: "conditionsV4", 6: "conditionsV6"}
-        built: dict[int, list[tuple[Spec, Any]]] = {}
-        for v, lay in layouts.items():  # convert everything before touching the kernel
-            built[v] = [(s, to_rule(s.tokens, v, where[v] if s.chain == TOP_DNAT else "rule"))
-                        for s in lay.shared + lay.owned]
+                    raise CNIError(Code.INVALID_CONFIG, f"invalid {f}",
+                                   f"{f}: nft syntax with the iptables backend")
+        layout_for(plan, 4)  # build both families' specs first: errors before any change
+        v6 = layout_for(plan, 6)
+        self._add_family(4, plan, dry_run=True)
         with locking.file_lock(XTABLES_LOCK):
-            for v, lay in layouts.items():
-                with _family(v) as s:
-                    present = tables_present(v)
-                    removed = self._remove_owned(s, lambda c: plan.attachment.owns(c, plan.kind),
-                                                 present | {sp.table for sp in lay.owned})
-                    if not lay.owned:
-                        self._cleanup(s, plan.kind, removed, plan.attachment)
-                        s.commit()
-                        continue
-                    self._install(s, lay, built[v])
-                    s.commit()
+            self._families("_add_family", bool(v6.owned) or _v6_has_ours(TABLE_OF[plan.kind]), plan)
+
+    def _add_family(self, v: int, plan: Plan, dry_run: bool = False) -> None:
+        lay = layout_for(plan, v)
+        where = "conditionsV4" if v == 4 else "conditionsV6"
+        built = [(s, to_rule(s.tokens, v, where if s.chain == TOP_DNAT else "rule")) for s in lay.shared + lay.owned]
+        if dry_run:
+            return
+        with _family(v) as s:
+            present = tables_present(v)
+            removed = self._remove_owned(s, lambda c: plan.attachment.owns(c, plan.kind),
+                                         present | {sp.table for sp in lay.owned})
+            if lay.owned:
+                self._install(s, lay, built)
+            else:
+                self._cleanup(s, plan.kind, removed, plan.attachment)
+            s.commit()
 
     def _install(self, s: _Session, lay: Layout, built: list[tuple[Spec, Any]]) -> None:
         for table, chain in lay.chains:
@@ -299,50 +344,56 @@ class IptablesBackend:
 
     def delete(self, attachment: Attachment, kind: str) -> None:
         with locking.file_lock(XTABLES_LOCK):
-            for v in (4, 6):
-                present = tables_present(v)
-                if TABLE_OF[kind] not in present:
-                    continue
-                with _family(v) as s:
-                    removed = self._remove_owned(s, lambda c: attachment.owns(c, kind), present)
-                    self._cleanup(s, kind, removed, attachment)
-                    s.commit()
+            self._families("_delete_family", _v6_has_ours(TABLE_OF[kind]), attachment, kind)
+
+    def _delete_family(self, v: int, attachment: Attachment, kind: str) -> None:
+        present = tables_present(v)
+        if TABLE_OF[kind] not in present:
+            return
+        with _family(v) as s:
+            removed = self._remove_owned(s, lambda c: attachment.owns(c, kind), present)
+            self._cleanup(s, kind, removed, attachment)
+            s.commit()
 
     def gc(self, network: Attachment, valid_tags: set[str], kind: str) -> None:
+        with locking.file_lock(XTABLES_LOCK):
+            self._families("_gc_family", _v6_has_ours(TABLE_OF[kind]), network, valid_tags, kind)
+
+    def _gc_family(self, v: int, network: Attachment, valid_tags: set[str], kind: str) -> None:
         net_tag = network.tag.split("-")[0]
 
         def stale(comment: str | None) -> bool:
             parsed = parse_comment(comment)
-            return bool(parsed) and parsed[0] == net_tag and parsed[2] == kind and parsed[1] not in valid_tags  # type: ignore[index]
+            return parsed is not None and parsed[0] == net_tag and parsed[2] == kind and parsed[1] not in valid_tags
 
-        with locking.file_lock(XTABLES_LOCK):
-            for v in (4, 6):
-                present = tables_present(v)
-                if TABLE_OF[kind] not in present:
-                    continue
-                with _family(v) as s:
-                    removed = self._remove_owned(s, stale, present)
-                    self._cleanup(s, kind, removed, None)
-                    s.commit()
+        present = tables_present(v)
+        if TABLE_OF[kind] not in present:
+            return
+        with _family(v) as s:
+            removed = self._remove_owned(s, stale, present)
+            self._cleanup(s, kind, removed, None)
+            s.commit()
 
     # ------------------------------------------------------------------ CHECK
     def check(self, plan: Plan) -> None:
         with locking.file_lock(XTABLES_LOCK):
-            for v in (4, 6):
-                lay = layout_for(plan, v)
-                if not lay.owned:
-                    continue
-                if TABLE_OF[plan.kind] not in tables_present(v):
-                    raise self._missing(plan, v, f"table {TABLE_OF[plan.kind]} does not exist")
-                with _family(v) as s:
-                    for table, chain in lay.chains:
-                        if not s.has_chain(table, chain):
-                            raise self._missing(plan, v, f"chain {chain} does not exist")
-                    for spec in lay.shared + lay.owned:
-                        want = signature(to_rule(spec.tokens, v))
-                        have = {signature(r) for r in iptc.Chain(s.table(spec.table), spec.chain).rules}
-                        if want not in have:
-                            raise self._missing(plan, v, f"rule {' '.join(spec.tokens)!r} missing in {spec.chain}")
+            self._families("_check_family", bool(layout_for(plan, 6).owned), plan)
+
+    def _check_family(self, v: int, plan: Plan) -> None:
+        lay = layout_for(plan, v)
+        if not lay.owned:
+            return
+        if TABLE_OF[plan.kind] not in tables_present(v):
+            raise self._missing(plan, v, f"table {TABLE_OF[plan.kind]} does not exist")
+        with _family(v) as s:
+            for table, chain in lay.chains:
+                if not s.has_chain(table, chain):
+                    raise self._missing(plan, v, f"chain {chain} does not exist")
+            for spec in lay.shared + lay.owned:
+                want = signature(to_rule(spec.tokens, v))
+                have = {signature(r) for r in iptc.Chain(s.table(spec.table), spec.chain).rules}
+                if want not in have:
+                    raise self._missing(plan, v, f"rule {' '.join(spec.tokens)!r} missing in {spec.chain}")
 
     @staticmethod
     def _missing(plan: Plan, version: int, what: str) -> CNIError:
@@ -353,7 +404,9 @@ class IptablesBackend:
         """Whether our chains exist here (used for backend stickiness); never creates a table."""
         table = TABLE_OF[kind]
         with locking.file_lock(XTABLES_LOCK):
-            for v in (4, 6):
+            if _v6_has_ours(table):
+                return True
+            for v in (4,):
                 if table not in tables_present(v):
                     continue
                 with _family(v) as s:
