@@ -182,7 +182,8 @@ def test_bridge_address_conflict_and_force(node):
     conf["forceAddress"] = True
     node.run("ADD", conf, pod, "force")
     assert addresses("cni0", netns=node.name) == ["10.80.0.1/24"]
-    assert addresses("eth0", netns=pod.rsplit("/", 1)[1]) == ["10.80.0.2/24"]
+    # round robin moves on past the address the rolled-back ADD had reserved
+    assert addresses("eth0", netns=pod.rsplit("/", 1)[1]) == ["10.80.0.3/24"]
     node.run("DEL", conf, pod, "force")
 
 
