@@ -56,9 +56,11 @@ class Invoker:
         if prev_result is not None:
             prev_result = convert(prev_result, version)
         plugin_config = {k: v for k, v in config.items() if k != "prevResult"}
-        if "runtimeConfig" in plugin_config:
-            plugin_config["runtimeConfig"] = _declared_only(plugin_config["runtimeConfig"], info.capabilities)
-        request = Request(invocation=inv, config=plugin_config, prev_result=prev_result, invoker=self)
+        sent_runtime_config = plugin_config.get("runtimeConfig")
+        if sent_runtime_config is not None:
+            plugin_config["runtimeConfig"] = _declared_only(sent_runtime_config, info.capabilities)
+        request = Request(invocation=inv, config=plugin_config, prev_result=prev_result, invoker=self,
+                          delegated_runtime_config=sent_runtime_config)
         try:
             out = self.registry.call(plugin_type, inv.command, request)
         except CNIError:

@@ -108,7 +108,8 @@ class Registry:
             try:
                 plugin = ep.load()
             except Exception as exc:
-                log.exception("loading plugin %s from %s failed", plugin_type, source.module)
+                log.error("loading plugin %s from %s failed: %s", plugin_type, source.module, exc)
+                log.debug("traceback of the failed plugin load", exc_info=True)
                 raise CNIError(Code.INTERNAL, f"plugin {plugin_type!r} failed to load",
                                f"{source.module}: {type(exc).__name__}: {exc}") from exc
             self.pm.register(plugin, name=plugin_type)

@@ -70,6 +70,9 @@ class Request:
     config: dict[str, Any]
     prev_result: Result | None = None
     invoker: Invoker | None = None
+    #: runtimeConfig as the caller sent it, before the engine cut it down to the capabilities
+    #: this plugin declares; delegates (an IPAM) get it whole and apply their own declaration.
+    delegated_runtime_config: dict[str, Any] | None = None
 
     @property
     def command(self) -> str:
@@ -133,6 +136,8 @@ class Request:
         if self.invoker is None:
             raise CNIError(Code.INTERNAL, "cannot delegate", "request has no invoker")
         config = dict(self.config)
+        if self.delegated_runtime_config is not None:
+            config["runtimeConfig"] = self.delegated_runtime_config
         if prev_result is not None:
             config["prevResult"] = prev_result.to_wire()
         inv = self.invocation.with_command(command or self.command)

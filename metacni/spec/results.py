@@ -279,5 +279,7 @@ def convert(result: Result, to_version: str) -> Result:
     families = {ip.ip_version for ip in kept}
     out.ips = kept
     out.interfaces = []
-    out.routes = [Route(dst=r.dst, gw=r.gw) for r in out.routes if r.ip_version in families]
+    # 0.2.0 keeps routes under ip4/ip6, so their order becomes: IPv4 routes, then IPv6 routes.
+    out.routes = [Route(dst=r.dst, gw=r.gw) for fam_ip in (4, 6) for r in out.routes
+                  if r.ip_version == fam_ip and fam_ip in families]
     return out

@@ -1,0 +1,167 @@
+"""libcni's result cache, byte-compatible, so cnitool and metacni can DEL each other's work.
+
+Layout: ``<cacheDir>/results/<network>-<containerID>-<ifname>``, dir 0700, file 0600, JSON
+with ``kind: cniCacheV1`` and the raw config bytes in base64. Writes are atomic (temp file,
+fsync, rename, fsync of the directory) so a crash or reboot never leaves a truncated entry.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metacni.spec.args import CniArgs
+from metacni.spec.results import Result, parse_result
+
+DEFAULT_CACHE_DIR = "/var/lib/cni"
+CACHE_KIND = "cniCacheV1"
+log = logging.getLogger(__name__)
+
+
+def atomic_write(path: str | Path, data: bytes, mode: int = 0o600, dir_mode: int = 0o700) -> None:
+    """Write, fsync, rename, fsync the directory. Readers see the old or the new file, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=dir_mode)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@dataclass
+class CacheEntry:
+    network_name: str
+    container_id: str
+    ifname: str
+    config: bytes = b""
+    netns: str = ""
+    cni_args: list[tuple[str, str]] = field(default_factory=list)
+    capability_args: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": CACHE_KIND,
+            "containerId": self.container_id,
+            "config": base64.b64encode(self.config).decode(),
+            "ifName": self.ifname,
+            "networkName": self.network_name,
+        }
+        if self.netns:
+            out["netns"] = self.netns
+        if self.cni_args:
+            out["cniArgs"] = [[k, v] for k, v in self.cni_args]
+        if self.capability_args:
+            out["capabilityArgs"] = self.capability_args
+        if self.result:
+            out["result"] = self.result
+        return out
+
+    def parsed_result(self) -> Result | None:
+        return parse_result(self.result, None) if self.result else None
+
+    @property
+    def args(self) -> CniArgs:
+        return CniArgs(self.cni_args)
+
+
+class ResultCache:
+    def __init__(self, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> None:
+        self.cache_dir = Path(cache_dir)
+
+    @property
+    def results_dir(self) -> Path:
+        return self.cache_dir / "results"
+
+    def path(self, network: str, container_id: str, ifname: str) -> Path:
+        return self.results_dir / f"{network}-{container_id}-{ifname}"
+
+    def write(self, entry: CacheEntry) -> None:
+        data = json.dumps(entry.to_json()).encode()
+        atomic_write(self.path(entry.network_name, entry.container_id, entry.ifname), data)
+
+    def read(self, network: str, container_id: str, ifname: str) -> CacheEntry | None:
+        """The entry, or None when absent. A legacy bare result (pre-2019 libcni) is accepted."""
+        path = self.path(network, container_id, ifname)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return _decode_entry(raw, network, container_id, ifname)
+
+    def delete(self, network: str, container_id: str, ifname: str) -> None:
+        try:
+            self.path(network, container_id, ifname).unlink()
+        except FileNotFoundError:
+            pass
+
+    def entries(self, network: str | None = None) -> list[CacheEntry]:
+        """Every cniCacheV1 entry (of one network when given), in file-name order."""
+        out: list[CacheEntry] = []
+        try:
+            names = sorted(os.listdir(self.results_dir))
+        except FileNotFoundError:
+            return out
+        for name in names:
+            if name.startswith("."):
+                continue
+            try:
+                data = json.loads((self.results_dir / name).read_bytes())
+            except (OSError, ValueError):
+                log.warning("ignoring unreadable cache file %s", self.results_dir / name)
+                continue
+            if not isinstance(data, dict) or data.get("kind") != CACHE_KIND:
+                continue
+            entry = _entry_from_json(data)
+            if network is None or entry.network_name == network:
+                out.append(entry)
+        return out
+
+
+def _decode_entry(raw: bytes, network: str, container_id: str, ifname: str) -> CacheEntry:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and data.get("kind") == CACHE_KIND:
+        return _entry_from_json(data)
+    legacy = data if isinstance(data, dict) else None
+    return CacheEntry(network_name=network, container_id=container_id, ifname=ifname, result=legacy)
+
+
+def _entry_from_json(data: dict[str, Any]) -> CacheEntry:
+    try:
+        config = base64.b64decode(data.get("config") or "")
+    except ValueError:
+        config = b""
+    return CacheEntry(
+        network_name=str(data.get("networkName", "")),
+        container_id=str(data.get("containerId", "")),
+        ifname=str(data.get("ifName", "")),
+        config=config,
+        netns=str(data.get("netns", "") or ""),
+        cni_args=[(str(p[0]), str(p[1])) for p in data.get("cniArgs") or [] if isinstance(p, list) and len(p) == 2],
+        capability_args=dict(data.get("capabilityArgs") or {}),
+        result=data.get("result") if isinstance(data.get("result"), dict) else None,
+    )
