@@ -55,18 +55,24 @@ class Backend(Protocol):
 def get(name: str) -> Backend:
     if name == NFTABLES:
         from .nftables import NftablesBackend
+
         return NftablesBackend()
     if name == IPTABLES:
         from .iptables import IptablesBackend
+
         return IptablesBackend()
-    raise CNIError(Code.INVALID_CONFIG, "invalid backend", f"backend: {name!r} is not one of {', '.join(BACKENDS)}")
+    raise CNIError(
+        Code.INVALID_CONFIG, "invalid backend", f"backend: {name!r} is not one of {', '.join(BACKENDS)}"
+    )
 
 
 def validate_name(value: object, field: str = "backend") -> str | None:
     if value in (None, ""):
         return None
     if value not in BACKENDS:
-        raise CNIError(Code.INVALID_CONFIG, f"invalid {field}", f"{field}: {value!r} is not one of {', '.join(BACKENDS)}")
+        raise CNIError(
+            Code.INVALID_CONFIG, f"invalid {field}", f"{field}: {value!r} is not one of {', '.join(BACKENDS)}"
+        )
     return str(value)
 
 
@@ -74,11 +80,13 @@ def validate_name(value: object, field: str = "backend") -> str | None:
 def _legacy_kube_proxy() -> bool:
     from .iptables import XTABLES_LOCK, tables_present
     from .locking import file_lock
+
     for v in (4, 6):
         present = tables_present(v)
         if "nat" not in present and "filter" not in present:
             continue
         import iptc
+
         cls = iptc.Table if v == 4 else iptc.Table6
         with file_lock(XTABLES_LOCK):
             for name in ("nat", "filter"):

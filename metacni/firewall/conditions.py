@@ -50,15 +50,22 @@ def nft_matches(tokens: tuple[str, ...], where: str) -> list[dict[str, Any]]:
         if word in _IFACE_KEYS or word == "mark":
             left: dict[str, Any] = {"meta": {"key": word}}
             i += 1
-        elif word in ("ip", "ip6") and i + 1 < len(words) and words[i + 1] in ("saddr", "daddr"):
-            left = {"payload": {"protocol": word, "field": words[i + 1]}}
-            i += 2
-        elif word in _PORT_PROTOS and i + 1 < len(words) and words[i + 1] in ("sport", "dport"):
+        elif (
+            word in ("ip", "ip6")
+            and i + 1 < len(words)
+            and words[i + 1] in ("saddr", "daddr")
+            or word in _PORT_PROTOS
+            and i + 1 < len(words)
+            and words[i + 1] in ("sport", "dport")
+        ):
             left = {"payload": {"protocol": word, "field": words[i + 1]}}
             i += 2
         else:
-            raise bad(where, f"unsupported nft condition at {word!r} (supported: ip/ip6 saddr|daddr, "
-                             "iifname/oifname, mark, tcp/udp/sctp/th sport|dport)")
+            raise bad(
+                where,
+                f"unsupported nft condition at {word!r} (supported: ip/ip6 saddr|daddr, "
+                "iifname/oifname, mark, tcp/udp/sctp/th sport|dport)",
+            )
         op = "=="
         if i < len(words) and words[i] in OPS:
             op = OPS[words[i]]
@@ -68,7 +75,11 @@ def nft_matches(tokens: tuple[str, ...], where: str) -> list[dict[str, Any]]:
         raw = words[i]
         i += 1
         value: Any
-        if "payload" in left and left["payload"]["field"] in ("sport", "dport") or left.get("meta", {}).get("key") == "mark":
+        if (
+            "payload" in left
+            and left["payload"]["field"] in ("sport", "dport")
+            or left.get("meta", {}).get("key") == "mark"
+        ):
             try:
                 value = int(raw, 0)
             except ValueError:

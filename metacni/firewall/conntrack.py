@@ -19,7 +19,16 @@ def delete_udp_port(host_port: int, version: int) -> None:
     if tool is None:
         log.warning("conntrack(8) not found; stale UDP entries for port %d are left", host_port)
         return
-    argv = [tool, "-D", "-f", "ipv4" if version == 4 else "ipv6", "-p", "udp", "--orig-port-dst", str(host_port)]
+    argv = [
+        tool,
+        "-D",
+        "-f",
+        "ipv4" if version == 4 else "ipv6",
+        "-p",
+        "udp",
+        "--orig-port-dst",
+        str(host_port),
+    ]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:

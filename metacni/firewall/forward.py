@@ -7,8 +7,9 @@ from .identity import Attachment
 from .plan import FORWARD, ForwardPlan, parse_addresses
 
 
-def add_forward(network: str, container_id: str, ifname: str, addresses: list[str], *,
-                backend: str | None = None) -> None:
+def add_forward(
+    network: str, container_id: str, ifname: str, addresses: list[str], *, backend: str | None = None
+) -> None:
     _backend.validate_name(backend)
     plan = ForwardPlan(Attachment(network, container_id, ifname), parse_addresses(addresses))
     if not plan.addresses:

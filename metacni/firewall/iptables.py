@@ -43,7 +43,12 @@ from .plan import FORWARD, MASQ, PORTMAP, ForwardPlan, MasqPlan, Plan, PortmapPl
 log = logging.getLogger(__name__)
 
 XTABLES_LOCK = "/run/xtables.lock"
-TOP_DNAT, SETMARK, HP_MASQ, CNI_FORWARD = "CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ", "CNI-FORWARD"
+TOP_DNAT, SETMARK, HP_MASQ, CNI_FORWARD = (
+    "CNI-HOSTPORT-DNAT",
+    "CNI-HOSTPORT-SETMARK",
+    "CNI-HOSTPORT-MASQ",
+    "CNI-FORWARD",
+)
 MULTIPORT_MAX = 15
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 _ATTACHMENT_CHAIN = re.compile(r"^CNI-(DN-[0-9a-f]{21}|SN-[0-9a-f]{21}|[0-9a-f]{24})$")
@@ -90,10 +95,13 @@ def portmap_layout(plan: PortmapPlan, version: int) -> Layout:
     setmark = plan.external_mark_chain or SETMARK
     if plan.snat and not plan.external_mark_chain:
         out.chains += [("nat", SETMARK), ("nat", HP_MASQ)]
-        out.shared.append(Spec("nat", SETMARK, [*_c("CNI portfwd masquerade mark"), "-j", "MARK", "--set-xmark", mark]))
+        out.shared.append(
+            Spec("nat", SETMARK, [*_c("CNI portfwd masquerade mark"), "-j", "MARK", "--set-xmark", mark])
+        )
         out.shared.append(Spec("nat", HP_MASQ, ["-m", "mark", "--mark", mark, "-j", "MASQUERADE"]))
-        out.shared.append(Spec("nat", "POSTROUTING", [*_c("CNI portfwd requiring masquerade"), "-j", HP_MASQ],
-                               insert=True))
+        out.shared.append(
+            Spec("nat", "POSTROUTING", [*_c("CNI portfwd requiring masquerade"), "-j", HP_MASQ], insert=True)
+        )
     any_src = "0.0.0.0/0" if version == 4 else "::/0"
     for m in mappings:
         match = _port(m.protocol, m.host_port) + ([] if m.any_host_ip else ["-d", str(m.host_ip)])
@@ -108,9 +116,25 @@ def portmap_layout(plan: PortmapPlan, version: int) -> Layout:
     for proto in sorted({m.protocol for m in mappings}):
         ports = list(dict.fromkeys(m.host_port for m in mappings if m.protocol == proto))
         for i in range(0, len(ports), MULTIPORT_MAX):
-            chunk = ",".join(str(p) for p in ports[i:i + MULTIPORT_MAX])
-            out.owned.append(Spec("nat", TOP_DNAT, ["-p", proto, *_c(comment), "-m", "multiport",
-                                                    "--destination-ports", chunk, *conds, "-j", chain]))
+            chunk = ",".join(str(p) for p in ports[i : i + MULTIPORT_MAX])
+            out.owned.append(
+                Spec(
+                    "nat",
+                    TOP_DNAT,
+                    [
+                        "-p",
+                        proto,
+                        *_c(comment),
+                        "-m",
+                        "multiport",
+                        "--destination-ports",
+                        chunk,
+                        *conds,
+                        "-j",
+                        chain,
+                    ],
+                )
+            )
     return out
 
 
@@ -138,7 +162,9 @@ def forward_layout(plan: ForwardPlan, version: int) -> Layout:
         return out
     comment = plan.attachment.comment(FORWARD)
     out.chains.append(("filter", CNI_FORWARD))
-    out.shared.append(Spec("filter", "FORWARD", [*_c("CNI firewall plugin rules"), "-j", CNI_FORWARD], insert=True))
+    out.shared.append(
+        Spec("filter", "FORWARD", [*_c("CNI firewall plugin rules"), "-j", CNI_FORWARD], insert=True)
+    )
     for ip in ips:
         out.owned.append(Spec("filter", CNI_FORWARD, ["-s", str(ip.ip), *_c(comment), "-j", "ACCEPT"]))
         out.owned.append(Spec("filter", CNI_FORWARD, ["-d", str(ip.ip), *_c(comment), "-j", "ACCEPT"]))
@@ -243,8 +269,9 @@ class IptablesBackend:
         if isinstance(plan, PortmapPlan):
             for toks, f in ((plan.conditions_v4, "conditionsV4"), (plan.conditions_v6, "conditionsV6")):
                 if toks and conditions.syntax(toks) != "iptables":
-                    raise CNIError(Code.INVALID_CONFIG, f"invalid {f}",
-                                   f"{f}: nft syntax with the iptables backend")
+                    raise CNIError(
+                        Code.INVALID_CONFIG, f"invalid {f}", f"{f}: nft syntax with the iptables backend"
+                    )
         layout_for(plan, 4)  # build both families' specs first: errors before any change
         v6 = layout_for(plan, 6)
         self._add_family(4, plan, dry_run=True)
@@ -254,13 +281,17 @@ class IptablesBackend:
     def _add_family(self, v: int, plan: Plan, dry_run: bool = False) -> None:
         lay = layout_for(plan, v)
         where = "conditionsV4" if v == 4 else "conditionsV6"
-        built = [(s, to_rule(s.tokens, v, where if s.chain == TOP_DNAT else "rule")) for s in lay.shared + lay.owned]
+        built = [
+            (s, to_rule(s.tokens, v, where if s.chain == TOP_DNAT else "rule"))
+            for s in lay.shared + lay.owned
+        ]
         if dry_run:
             return
         with _family(v) as s:
             present = tables_present(v)
-            removed = self._remove_owned(s, lambda c: plan.attachment.owns(c, plan.kind),
-                                         present | {sp.table for sp in lay.owned})
+            removed = self._remove_owned(
+                s, lambda c: plan.attachment.owns(c, plan.kind), present | {sp.table for sp in lay.owned}
+            )
             if lay.owned:
                 self._install(s, lay, built)
             else:
@@ -323,7 +354,10 @@ class IptablesBackend:
         candidates = {t for t in targets if _ATTACHMENT_CHAIN.match(t)}
         if att is not None:
             if kind == PORTMAP:
-                candidates |= {dnat_chain(att.network, att.container_id), snat_chain(att.network, att.container_id)}
+                candidates |= {
+                    dnat_chain(att.network, att.container_id),
+                    snat_chain(att.network, att.container_id),
+                }
             elif kind == MASQ:
                 candidates.add(masq_chain(att.network, att.container_id))
         for name in sorted(candidates):
@@ -364,7 +398,12 @@ class IptablesBackend:
 
         def stale(comment: str | None) -> bool:
             parsed = parse_comment(comment)
-            return parsed is not None and parsed[0] == net_tag and parsed[2] == kind and parsed[1] not in valid_tags
+            return (
+                parsed is not None
+                and parsed[0] == net_tag
+                and parsed[2] == kind
+                and parsed[1] not in valid_tags
+            )
 
         present = tables_present(v)
         if TABLE_OF[kind] not in present:
@@ -397,8 +436,11 @@ class IptablesBackend:
 
     @staticmethod
     def _missing(plan: Plan, version: int, what: str) -> CNIError:
-        return CNIError(Code.INVALID_ENVIRONMENT, f"{plan.kind} rules missing",
-                        f"iptables (IPv{version}) for {plan.attachment.tag}: {what}")
+        return CNIError(
+            Code.INVALID_ENVIRONMENT,
+            f"{plan.kind} rules missing",
+            f"iptables (IPv{version}) for {plan.attachment.tag}: {what}",
+        )
 
     def footprint(self, kind: str) -> bool:
         """Whether our chains exist here (used for backend stickiness); never creates a table."""
@@ -413,7 +455,8 @@ class IptablesBackend:
                     names = [c.name for c in s.table(table).chains]
                 if kind == PORTMAP and TOP_DNAT in names or kind == FORWARD and CNI_FORWARD in names:
                     return True
-                if kind == MASQ and any(_ATTACHMENT_CHAIN.match(n) and not n.startswith(("CNI-DN-", "CNI-SN-"))
-                                        for n in names):
+                if kind == MASQ and any(
+                    _ATTACHMENT_CHAIN.match(n) and not n.startswith(("CNI-DN-", "CNI-SN-")) for n in names
+                ):
                     return True
         return False

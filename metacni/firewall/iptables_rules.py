@@ -15,7 +15,6 @@ import iptc
 from metacni.spec.errors import CNIError, Code
 
 
-
 def _is_chain_jump(self: Any) -> bool:
     """A target name that no xtables extension provides is a jump to a user chain.
 
@@ -31,10 +30,18 @@ def _is_chain_jump(self: Any) -> bool:
 
 iptc.Target._is_standard_target = _is_chain_jump  # see _is_chain_jump for why
 
-_RULE_FIELDS = {"-s": "src", "--source": "src", "-d": "dst", "--destination": "dst",
-                "-i": "in_interface", "--in-interface": "in_interface",
-                "-o": "out_interface", "--out-interface": "out_interface",
-                "-p": "protocol", "--protocol": "protocol"}
+_RULE_FIELDS = {
+    "-s": "src",
+    "--source": "src",
+    "-d": "dst",
+    "--destination": "dst",
+    "-i": "in_interface",
+    "--in-interface": "in_interface",
+    "-o": "out_interface",
+    "--out-interface": "out_interface",
+    "-p": "protocol",
+    "--protocol": "protocol",
+}
 
 
 def to_rule(tokens: list[str], version: int, where: str = "rule") -> Any:
@@ -44,8 +51,11 @@ def to_rule(tokens: list[str], version: int, where: str = "rule") -> Any:
     except CNIError:
         raise
     except Exception as exc:  # python-iptables raises ValueError/XTablesError/IPTCError
-        raise CNIError(Code.INVALID_CONFIG, f"invalid {where}",
-                       f"{where}: cannot parse iptables tokens {' '.join(tokens)!r}: {exc}") from None
+        raise CNIError(
+            Code.INVALID_CONFIG,
+            f"invalid {where}",
+            f"{where}: cannot parse iptables tokens {' '.join(tokens)!r}: {exc}",
+        ) from None
 
 
 def _to_rule(tokens: list[str], version: int) -> Any:
@@ -103,9 +113,21 @@ def target_of(rule: Any) -> str:
 
 def signature(rule: Any) -> tuple[Any, ...]:
     """A comparable summary of a rule (addresses, protocol, matches, target) for dedup and CHECK."""
-    matches = tuple(sorted((m.name, tuple(sorted((k, tuple(v)) for k, v in m.get_all_parameters().items())))
-                           for m in rule.matches))
+    matches = tuple(
+        sorted(
+            (m.name, tuple(sorted((k, tuple(v)) for k, v in m.get_all_parameters().items())))
+            for m in rule.matches
+        )
+    )
     target = rule.target
     tparams = tuple(sorted((k, tuple(v)) for k, v in target.get_all_parameters().items())) if target else ()
-    return (rule.src, rule.dst, rule.in_interface, rule.out_interface, rule.protocol, matches,
-            target_of(rule), tparams)
+    return (
+        rule.src,
+        rule.dst,
+        rule.in_interface,
+        rule.out_interface,
+        rule.protocol,
+        matches,
+        target_of(rule),
+        tparams,
+    )

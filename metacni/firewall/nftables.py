@@ -82,11 +82,15 @@ def _skeleton(kind: str) -> list[tuple[Cmd, list[list[Cmd]]]]:
             (_chain(t, "masquerading", type="nat", hook="postrouting", prio=100, policy="accept"), []),
         ]
     if kind == MASQ:
-        skip = [[_match(_payload(_proto(v), "daddr"), _net(n)), {"return": None}] for v, n in MULTICAST.items()]
+        skip = [
+            [_match(_payload(_proto(v), "daddr"), _net(n)), {"return": None}] for v, n in MULTICAST.items()
+        ]
         return [
             (_chain(t, "masq_checks"), []),
-            (_chain(t, "postrouting", type="nat", hook="postrouting", prio=100, policy="accept"),
-             [*skip, [{"goto": {"target": "masq_checks"}}]]),
+            (
+                _chain(t, "postrouting", type="nat", hook="postrouting", prio=100, policy="accept"),
+                [*skip, [{"goto": {"target": "masq_checks"}}]],
+            ),
         ]
     return [(_chain(t, "forward", type="filter", hook="forward", prio=0, policy="accept"), [])]
 
@@ -107,13 +111,21 @@ def portmap_rules(plan: PortmapPlan) -> list[Cmd]:
         for m in plan.mappings_for(v):
             dst = [] if m.any_host_ip else [_match(_payload(p, "daddr"), str(m.host_ip))]
             fam = [] if dst else [_match({"meta": {"key": "nfproto"}}, "ipv4" if v == 4 else "ipv6")]
-            exprs = [*fam, *dst, _match(_payload(m.protocol, "dport"), m.host_port), *conds,
-                     {"dnat": {"family": p, "addr": str(cip.ip), "port": m.container_port}}]
+            exprs = [
+                *fam,
+                *dst,
+                _match(_payload(m.protocol, "dport"), m.host_port),
+                *conds,
+                {"dnat": {"family": p, "addr": str(cip.ip), "port": m.container_port}},
+            ]
             out.append(_rule("hostports", exprs, comment, t))
             if not plan.snat:
                 continue
-            masq = [_match(_payload(p, "daddr"), str(cip.ip)), _match(_payload(m.protocol, "dport"), m.container_port),
-                    _match({"ct": {"key": "status"}}, "dnat", op="in")]
+            masq = [
+                _match(_payload(p, "daddr"), str(cip.ip)),
+                _match(_payload(m.protocol, "dport"), m.container_port),
+                _match({"ct": {"key": "status"}}, "dnat", op="in"),
+            ]
             if not plan.masq_all:
                 sources: list[Any] = [_net(cip.network)]
                 if v == 4:
@@ -129,21 +141,32 @@ def masq_rules(plan: MasqPlan) -> list[Cmd]:
     for ip in plan.addresses:
         p = _proto(ip.version)
         exempt = [_net(n) for n in plan.exempt_for(ip)]
-        exprs = [_match(_payload(p, "saddr"), str(ip.ip)),
-                 _match(_payload(p, "daddr"), {"set": exempt} if len(exempt) > 1 else exempt[0], op="!="),
-                 {"masquerade": None}]
+        exprs = [
+            _match(_payload(p, "saddr"), str(ip.ip)),
+            _match(_payload(p, "daddr"), {"set": exempt} if len(exempt) > 1 else exempt[0], op="!="),
+            {"masquerade": None},
+        ]
         out.append(_rule("masq_checks", exprs, comment, t))
     return out
 
 
-def _accepts(addresses: tuple[IPInterface, ...], comment: str, table: str, chain: str, family: str) -> list[Cmd]:
+def _accepts(
+    addresses: tuple[IPInterface, ...], comment: str, table: str, chain: str, family: str
+) -> list[Cmd]:
     out = []
     for ip in addresses:
         if family == "ip" and ip.version != 4 or family == "ip6" and ip.version != 6:
             continue
         for field in ("saddr", "daddr"):
-            out.append(_rule(chain, [_match(_payload(_proto(ip.version), field), str(ip.ip)), {"accept": None}],
-                             comment, table, family))
+            out.append(
+                _rule(
+                    chain,
+                    [_match(_payload(_proto(ip.version), field), str(ip.ip)), {"accept": None}],
+                    comment,
+                    table,
+                    family,
+                )
+            )
     return out
 
 
@@ -173,7 +196,9 @@ def rules_for(plan: Plan, ruleset: list[Cmd] | None = None) -> list[Cmd]:
         return masq_rules(plan)
     rules = forward_rules(plan)
     for ch in _foreign_forward_chains(ruleset or []):
-        rules += _accepts(plan.addresses, plan.attachment.comment(FORWARD), ch["table"], ch["name"], ch["family"])
+        rules += _accepts(
+            plan.addresses, plan.attachment.comment(FORWARD), ch["table"], ch["name"], ch["family"]
+        )
     return rules
 
 
@@ -219,8 +244,11 @@ class NftablesBackend:
 
     def _ensure(self, kind: str, ruleset: list[Cmd]) -> list[Cmd]:
         table = TABLES[kind]
-        chains = {o["chain"]["name"] for o in ruleset
-                  if "chain" in o and o["chain"]["family"] == FAMILY and o["chain"]["table"] == table}
+        chains = {
+            o["chain"]["name"]
+            for o in ruleset
+            if "chain" in o and o["chain"]["family"] == FAMILY and o["chain"]["table"] == table
+        }
         cmds: list[Cmd] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
         for chain, statics in _skeleton(kind):
             if chain["chain"]["name"] in chains:
@@ -251,12 +279,22 @@ class NftablesBackend:
                     doomed.append(r)
             self._remove(nft, ruleset, doomed, kind, "GC")
 
-    def _remove(self, nft: Nft, ruleset: list[Cmd], doomed: list[dict[str, Any]], kind: str, what: str) -> None:
+    def _remove(
+        self, nft: Nft, ruleset: list[Cmd], doomed: list[dict[str, Any]], kind: str, what: str
+    ) -> None:
         table = TABLES[kind]
-        exists = any("table" in o and o["table"]["family"] == FAMILY and o["table"]["name"] == table for o in ruleset)
+        exists = any(
+            "table" in o and o["table"]["family"] == FAMILY and o["table"]["name"] == table for o in ruleset
+        )
         doomed_ids = {(r["family"], r["table"], r["chain"], r["handle"]) for r in doomed}
-        left = [r for r in _rules(ruleset) if r["family"] == FAMILY and r["table"] == table and parse_comment(r.get("comment"))
-                and (r["family"], r["table"], r["chain"], r["handle"]) not in doomed_ids]
+        left = [
+            r
+            for r in _rules(ruleset)
+            if r["family"] == FAMILY
+            and r["table"] == table
+            and parse_comment(r.get("comment"))
+            and (r["family"], r["table"], r["chain"], r["handle"]) not in doomed_ids
+        ]
         cmds = [_delete(r) for r in doomed]
         if exists and not left:
             cmds = [_delete(r) for r in doomed if r["table"] != table or r["family"] != FAMILY]
@@ -279,9 +317,12 @@ class NftablesBackend:
                 have[key] = have.get(key, 0) + 1
         for key, count in want.items():
             if have.get(key, 0) != count:
-                raise CNIError(Code.INVALID_ENVIRONMENT, f"{plan.kind} rules missing",
-                               f"nftables {key[0]} {key[1]} chain {key[2]}: expected {count} rules of "
-                               f"{plan.attachment.tag}, found {have.get(key, 0)}")
+                raise CNIError(
+                    Code.INVALID_ENVIRONMENT,
+                    f"{plan.kind} rules missing",
+                    f"nftables {key[0]} {key[1]} chain {key[2]}: expected {count} rules of "
+                    f"{plan.attachment.tag}, found {have.get(key, 0)}",
+                )
 
     def footprint(self, kind: str) -> bool:
         """Whether this netns holds rules of ours for ``kind`` (used for backend stickiness)."""

@@ -138,21 +138,27 @@ def parse_port_mappings(raw: Any, where: str = "runtimeConfig.portMappings") -> 
         mapping = parse_port_mapping(item, f"{where}[{i}]")
         key = (mapping.host_port, mapping.protocol, mapping.host_ip)
         if key in seen and seen[key] != mapping:
-            raise bad(f"{where}[{i}].hostPort",
-                      f"{mapping.protocol} port {mapping.host_port} is already mapped by another entry")
+            raise bad(
+                f"{where}[{i}].hostPort",
+                f"{mapping.protocol} port {mapping.host_port} is already mapped by another entry",
+            )
         if key not in seen:
             seen[key] = mapping
             out.append(mapping)
     return tuple(out)
 
 
-def check_host_ip_families(mappings: Iterable[PortMapping], versions: set[int],
-                           where: str = "runtimeConfig.portMappings") -> None:
+def check_host_ip_families(
+    mappings: Iterable[PortMapping], versions: set[int], where: str = "runtimeConfig.portMappings"
+) -> None:
     """A hostIP must be of a family the pod has an address of, else nothing would be mapped."""
     for i, m in enumerate(mappings):
         if m.host_ip is not None and not m.host_ip.is_unspecified and m.host_ip.version not in versions:
             have = "/".join(f"IPv{v}" for v in sorted(versions)) or "no"
-            raise bad(f"{where}[{i}].hostIP", f"{m.host_ip} is IPv{m.host_ip.version} but the pod has {have} addresses")
+            raise bad(
+                f"{where}[{i}].hostIP",
+                f"{m.host_ip} is IPv{m.host_ip.version} but the pod has {have} addresses",
+            )
 
 
 def parse_cidrs(raw: Any, where: str) -> tuple[IPNetwork, ...]:

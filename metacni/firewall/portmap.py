@@ -8,6 +8,7 @@ backend they belong to; with a contradicting explicit backend they are an error.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,8 +26,9 @@ from .plan import (
 )
 
 
-def parse(config: Mapping[str, Any], runtime_config: Mapping[str, Any], prev_result: Any,
-          attachment: Attachment) -> tuple[PortmapPlan, str | None]:
+def parse(
+    config: Mapping[str, Any], runtime_config: Mapping[str, Any], prev_result: Any, attachment: Attachment
+) -> tuple[PortmapPlan, str | None]:
     """The plan and the backend the config asks for (None: detect)."""
     backend = validate_name(config.get("backend"))
     snat = parse_bool(config, "snat", True)
@@ -38,7 +40,7 @@ def parse(config: Mapping[str, Any], runtime_config: Mapping[str, Any], prev_res
     if external and mark_raw is not None:
         raise bad("externalSetMarkChain", "cannot be combined with markMasqBit")
     if external and backend == NFTABLES:
-        raise bad("externalSetMarkChain", "is iptables-only and cannot be used with backend \"nftables\"")
+        raise bad("externalSetMarkChain", 'is iptables-only and cannot be used with backend "nftables"')
     mark_bit = 13
     if mark_raw is not None:
         if isinstance(mark_raw, bool) or not isinstance(mark_raw, int) or not 0 <= mark_raw <= 31:
@@ -62,9 +64,21 @@ def parse(config: Mapping[str, Any], runtime_config: Mapping[str, Any], prev_res
         backend = implied.pop()
     mappings = parse_port_mappings(runtime_config.get("portMappings"))
     ips = attachment_ips(prev_result, attachment.ifname)
-    v4, v6 = ips.first(4), ips.first(6)
+    first4, first6 = ips.first(4), ips.first(6)
+    v4 = first4 if isinstance(first4, ipaddress.IPv4Interface) else None
+    v6 = first6 if isinstance(first6, ipaddress.IPv6Interface) else None
     if mappings:
         check_host_ip_families(mappings, {ip.version for ip in (v4, v6) if ip is not None})
-    plan = PortmapPlan(attachment, mappings, v4, v6, snat=snat, masq_all=masq_all, mark_bit=mark_bit,  # type: ignore[arg-type]
-                       external_mark_chain=external or None, conditions_v4=cond4, conditions_v6=cond6)
+    plan = PortmapPlan(
+        attachment,
+        mappings,
+        v4,
+        v6,
+        snat=snat,
+        masq_all=masq_all,
+        mark_bit=mark_bit,
+        external_mark_chain=external or None,
+        conditions_v4=cond4,
+        conditions_v6=cond6,
+    )
     return plan, backend

@@ -75,8 +75,13 @@ class EchoServer:
 
 
 def start_echo(ns: str, port: int, bind: str = "0.0.0.0", deadline: float = 10.0) -> EchoServer:
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", ECHO_SERVER, str(port), bind],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", ns, sys.executable, "-c", ECHO_SERVER, str(port), bind],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # blocks until the sockets are bound (or the process died)
     if line.strip() != "ready":
@@ -90,10 +95,13 @@ def ask(ns: str, proto: str, host: str, port: int, deadline: float = 8.0) -> str
     end = time.monotonic() + deadline
     last = ""
     while True:
-        res = run(sys.executable, "-c", ECHO_CLIENT, proto, host, str(port), netns=ns, check=False, timeout=10)
+        res = run(
+            sys.executable, "-c", ECHO_CLIENT, proto, host, str(port), netns=ns, check=False, timeout=10
+        )
         if res.returncode == 0 and res.stdout.strip():
             return res.stdout.strip()
-        last = res.stderr.strip().splitlines()[-1:] and res.stderr.strip().splitlines()[-1]
+        lines = res.stderr.strip().splitlines()
+        last = lines[-1] if lines else ""
         if time.monotonic() > end:
             raise AssertionError(f"{proto} {host}:{port} from {ns} failed: {last}")
         time.sleep(0.1)
@@ -138,14 +146,28 @@ class Testbed:
     network: str = "podnet"
     bridge: str = "mcbr0"
     pods: dict[str, Result] = field(default_factory=dict)
-    invoker: Invoker = field(default_factory=lambda: Invoker(Registry(disabled=frozenset({"bridge", "host-local"}))))
+    invoker: Invoker = field(
+        default_factory=lambda: Invoker(Registry(disabled=frozenset({"bridge", "host-local"})))
+    )
 
     def setup(self, data_dir: str) -> Testbed:
         self.data_dir = data_dir
         self.node = self.box.netns("mcnode")
         self.outside = self.box.netns("mcout")
-        run("ip", "link", "add", "vnode", "type", "veth", "peer", "name", "vout", "netns", self.outside,
-            netns=self.node)
+        run(
+            "ip",
+            "link",
+            "add",
+            "vnode",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vout",
+            "netns",
+            self.outside,
+            netns=self.node,
+        )
         run("ip", "addr", "add", f"{NODE_IP}/24", "dev", "vnode", netns=self.node)
         run("ip", "link", "set", "vnode", "up", netns=self.node)
         run("ip", "addr", "add", f"{OUTSIDE_IP}/24", "dev", "vout", netns=self.outside)
@@ -155,16 +177,40 @@ class Testbed:
 
     # ------------------------------------------------------------------ plugin calls
     def bridge_conf(self) -> dict[str, Any]:
-        return {"cniVersion": "1.0.0", "name": self.network, "type": "bridge", "bridge": self.bridge,
-                "isGateway": True, "hairpinMode": True,
-                "ipam": {"type": "host-local", "subnet": POD_SUBNET, "dataDir": self.data_dir,
-                         "routes": [{"dst": "0.0.0.0/0"}]}}
+        return {
+            "cniVersion": "1.0.0",
+            "name": self.network,
+            "type": "bridge",
+            "bridge": self.bridge,
+            "isGateway": True,
+            "hairpinMode": True,
+            "ipam": {
+                "type": "host-local",
+                "subnet": POD_SUBNET,
+                "dataDir": self.data_dir,
+                "routes": [{"dst": "0.0.0.0/0"}],
+            },
+        }
 
-    def call(self, plugin: str, command: str, conf: dict[str, Any], container_id: str, pod_ns: str,
-             prev: Result | None = None, ifname: str = "eth0") -> Result | None:
+    def call(
+        self,
+        plugin: str,
+        command: str,
+        conf: dict[str, Any],
+        container_id: str,
+        pod_ns: str,
+        prev: Result | None = None,
+        ifname: str = "eth0",
+    ) -> Result | None:
         conf = {"cniVersion": "1.0.0", "name": self.network, "type": plugin, **conf}
-        inv = Invocation(command=command, container_id=container_id, netns=pod_ns, ifname=ifname,
-                         args=CniArgs(), cni_path=CNI_PATH)
+        inv = Invocation(
+            command=command,
+            container_id=container_id,
+            netns=pod_ns,
+            ifname=ifname,
+            args=CniArgs(),
+            cni_path=CNI_PATH,
+        )
         with netns.enter(netns_path(self.node)):
             return self.invoker.invoke(plugin, conf, inv, prev_result=prev)
 

@@ -32,14 +32,20 @@ def _plan(request: Request) -> tuple[ForwardPlan, str | None]:
 def cni_add(request: Request) -> Result | None:
     plan, backend = _plan(request)
     att = plan.attachment
-    add_forward(att.network, att.container_id, att.ifname, [str(ip) for ip in plan.addresses], backend=backend)
+    add_forward(
+        att.network, att.container_id, att.ifname, [str(ip) for ip in plan.addresses], backend=backend
+    )
     return None
 
 
 @hookimpl
 def cni_del(request: Request) -> None:
-    del_forward(request.network_name, request.container_id, request.ifname,
-                backend=fw.validate_name(request.config.get("backend")))
+    del_forward(
+        request.network_name,
+        request.container_id,
+        request.ifname,
+        backend=fw.validate_name(request.config.get("backend")),
+    )
 
 
 @hookimpl

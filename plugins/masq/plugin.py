@@ -32,16 +32,25 @@ def _plan(request: Request) -> tuple[MasqPlan, str | None]:
 @hookimpl
 def cni_add(request: Request) -> Result | None:
     plan, backend = _plan(request)
-    add_masquerade(plan.attachment.network, plan.attachment.container_id, plan.attachment.ifname,
-                   [str(ip) for ip in plan.addresses], backend=backend,
-                   non_masquerade_cidrs=[str(n) for n in plan.non_masquerade])
+    add_masquerade(
+        plan.attachment.network,
+        plan.attachment.container_id,
+        plan.attachment.ifname,
+        [str(ip) for ip in plan.addresses],
+        backend=backend,
+        non_masquerade_cidrs=[str(n) for n in plan.non_masquerade],
+    )
     return None
 
 
 @hookimpl
 def cni_del(request: Request) -> None:
-    del_masquerade(request.network_name, request.container_id, request.ifname,
-                   backend=fw.validate_name(request.config.get("backend")))
+    del_masquerade(
+        request.network_name,
+        request.container_id,
+        request.ifname,
+        backend=fw.validate_name(request.config.get("backend")),
+    )
 
 
 @hookimpl

@@ -41,7 +41,9 @@ def cni_plugin_info() -> PluginInfo:
 def cni_add(request: Request) -> Result | None:
     if request.prev_result is None:
         raise CNIError(Code.INVALID_CONFIG, "must be called as chained plugin", "portmap needs prevResult")
-    plan, backend = config.parse(request.config, request.runtime_config, request.prev_result, _attachment(request))
+    plan, backend = config.parse(
+        request.config, request.runtime_config, request.prev_result, _attachment(request)
+    )
     if not plan.mappings or not plan.container_ips():
         fw.delete(plan.attachment, PORTMAP, backend)  # a re-ADD without mappings leaves nothing
         return None
@@ -64,8 +66,12 @@ def cni_del(request: Request) -> None:
 @hookimpl
 def cni_check(request: Request) -> None:
     if request.prev_result is None:
-        raise CNIError(Code.INVALID_CONFIG, "must be called as chained plugin", "portmap CHECK needs prevResult")
-    plan, backend = config.parse(request.config, request.runtime_config, request.prev_result, _attachment(request))
+        raise CNIError(
+            Code.INVALID_CONFIG, "must be called as chained plugin", "portmap CHECK needs prevResult"
+        )
+    plan, backend = config.parse(
+        request.config, request.runtime_config, request.prev_result, _attachment(request)
+    )
     if plan.mappings and plan.container_ips():
         fw.check(plan, backend)
 

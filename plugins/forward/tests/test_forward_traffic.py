@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from metacni.firewall.testbed import NODE_IP, OUTSIDE_IP, Testbed, ask, prime_legacy, ruleset, start_echo, unreachable
+from metacni.firewall.testbed import (
+    NODE_IP,
+    OUTSIDE_IP,
+    Testbed,
+    ask,
+    prime_legacy,
+    ruleset,
+    start_echo,
+    unreachable,
+)
 from metacni.testing.netns import netns_path, run
 
 
@@ -13,7 +22,9 @@ def test_forward_opens_a_drop_policy(box, tmp_path, backend):
     tb = Testbed(box).setup(str(tmp_path))
     if backend == "iptables":
         prime_legacy(tb.node)
-    run("iptables-legacy" if backend == "iptables" else "iptables-nft", "-P", "FORWARD", "DROP", netns=tb.node)
+    run(
+        "iptables-legacy" if backend == "iptables" else "iptables-nft", "-P", "FORWARD", "DROP", netns=tb.node
+    )
     # the outside can route back to the pods: no NAT involved, forwarding alone decides
     run("ip", "route", "add", "10.88.0.0/24", "via", NODE_IP, netns=tb.outside)
     before = ruleset(tb.node)

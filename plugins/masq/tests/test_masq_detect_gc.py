@@ -38,8 +38,14 @@ def test_masq_gc_keeps_only_valid_attachments(box, tmp_path, backend):
         add_masquerade("othernet", "stale", "eth0", ["10.77.0.3/24"], backend=backend)
     with_keep = ruleset(tb.node)
     tb.network = "gcnet"
-    tb.call("masq", "GC", {**conf, "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]},
-            "", "", None)
+    tb.call(
+        "masq",
+        "GC",
+        {**conf, "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]},
+        "",
+        "",
+        None,
+    )
     after = ruleset(tb.node)
     assert after != with_keep and "10.88.0.2" in after and "10.88.0.3" not in after and "10.77.0.3" in after
     tb.call("masq", "GC", {**conf, "cni.dev/valid-attachments": []}, "", "", None)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from metacni.firewall.testbed import NODE_IP, OUTSIDE_IP, Testbed, ask, pod_ip, prime_legacy, ruleset, start_echo
+from metacni.firewall.testbed import (
+    NODE_IP,
+    OUTSIDE_IP,
+    Testbed,
+    ask,
+    pod_ip,
+    prime_legacy,
+    ruleset,
+    start_echo,
+)
 from metacni.testing.netns import netns_path, run
 
 
@@ -13,10 +22,14 @@ def test_masq_outside_sees_node_and_pods_see_each_other(box, tmp_path, backend):
     tb = Testbed(box).setup(str(tmp_path))
     if backend == "iptables":
         prime_legacy(tb.node)
-    run("iptables-legacy" if backend == "iptables" else "iptables-nft", "-P", "FORWARD", "DROP", netns=tb.node)
+    run(
+        "iptables-legacy" if backend == "iptables" else "iptables-nft", "-P", "FORWARD", "DROP", netns=tb.node
+    )
     before = ruleset(tb.node)
-    steps = [("masq", {"backend": backend, "nonMasqueradeCIDRs": ["10.96.0.0/12"]}),
-             ("forward", {"backend": backend})]
+    steps = [
+        ("masq", {"backend": backend, "nonMasqueradeCIDRs": ["10.96.0.0/12"]}),
+        ("forward", {"backend": backend}),
+    ]
     pods = {}
     for name in ("pod-m1", "pod-m2"):
         ns, res = tb.add_pod(name)
@@ -55,8 +68,14 @@ def test_masq_api_without_addresses_and_after_netns_gone(box, tmp_path, backend)
         prime_legacy(tb.node)
     before = ruleset(tb.node)
     with netns.enter(netns_path(tb.node)):
-        add_masquerade("net-x", "cid-1", "eth0", ["10.88.0.7/24", "fd00::7/64"], backend=backend,
-                       non_masquerade_cidrs=["10.96.0.0/12"])
+        add_masquerade(
+            "net-x",
+            "cid-1",
+            "eth0",
+            ["10.88.0.7/24", "fd00::7/64"],
+            backend=backend,
+            non_masquerade_cidrs=["10.96.0.0/12"],
+        )
         add_masquerade("net-x", "cid-1", "eth0", ["10.88.0.7/24"], backend=backend)  # re-ADD replaces
     assert ruleset(tb.node) != before
     with netns.enter(netns_path(tb.node)):

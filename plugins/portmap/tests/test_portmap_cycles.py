@@ -22,16 +22,23 @@ def _result(ns: str, n: int, v6: bool) -> Result:
     ips = [{"address": f"10.88.{n // 250}.{n % 250 + 2}/16", "interface": 1, "gateway": "10.88.0.1"}]
     if v6:
         ips.append({"address": f"fd00:88::{n + 2:x}/64", "interface": 1})
-    return Result.model_validate({"cniVersion": "1.0.0",
-                                  "interfaces": [{"name": "vethx"}, {"name": "eth0", "sandbox": netns_path(ns)}],
-                                  "ips": ips})
+    return Result.model_validate(
+        {
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "vethx"}, {"name": "eth0", "sandbox": netns_path(ns)}],
+            "ips": ips,
+        }
+    )
 
 
 def _mappings(rng: random.Random) -> list[dict]:
     out = []
     for _ in range(rng.randint(1, 20)):  # >15 ports exercises multiport chunking
-        m = {"hostPort": rng.randint(1, 65535), "containerPort": rng.randint(1, 65535),
-             "protocol": rng.choice(["tcp", "udp", "sctp", "TCP"])}
+        m = {
+            "hostPort": rng.randint(1, 65535),
+            "containerPort": rng.randint(1, 65535),
+            "protocol": rng.choice(["tcp", "udp", "sctp", "TCP"]),
+        }
         if rng.random() < 0.2:
             m["hostIP"] = rng.choice(["0.0.0.0", "192.0.2.1"])
         out.append(m)
@@ -44,11 +51,30 @@ def test_portmap_masq_forward_cycles_leave_no_rule(box, tmp_path, backend):
     run("ip", "addr", "add", "10.88.0.1/16", "dev", "lo", netns=tb.node)  # a route towards the "pods"
     if backend == "iptables":
         prime_legacy(tb.node)
-        run("iptables-legacy", "-t", "nat", "-A", "POSTROUTING", "-s", "10.99.0.0/16", "-j", "RETURN", netns=tb.node)
+        run(
+            "iptables-legacy",
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            "10.99.0.0/16",
+            "-j",
+            "RETURN",
+            netns=tb.node,
+        )
     else:
-        run("nft", "-f", "-", netns=tb.node, input="add table inet operator\n"
-            "add chain inet operator opforward { type filter hook forward priority 0; policy accept; }\n")
-    run("iptables-nft" if backend == "nftables" else "iptables-legacy", "-P", "FORWARD", "DROP", netns=tb.node)
+        run(
+            "nft",
+            "-f",
+            "-",
+            netns=tb.node,
+            input="add table inet operator\n"
+            "add chain inet operator opforward { type filter hook forward priority 0; policy accept; }\n",
+        )
+    run(
+        "iptables-nft" if backend == "nftables" else "iptables-legacy", "-P", "FORWARD", "DROP", netns=tb.node
+    )
     before = ruleset(tb.node)
     rng = random.Random(4)
     for n in range(CYCLES):
@@ -56,10 +82,19 @@ def test_portmap_masq_forward_cycles_leave_no_rule(box, tmp_path, backend):
         ns = tb.box.netns("mccyc")
         v6 = rng.random() < (0.5 if backend == "nftables" else 0.1)
         prev = _result(ns, n, v6)
-        steps = [("portmap", {"backend": backend, "capabilities": {"portMappings": True},
-                              "runtimeConfig": {"portMappings": _mappings(rng)}, "masqAll": rng.random() < 0.3}),
-                 ("masq", {"backend": backend, "nonMasqueradeCIDRs": ["10.96.0.0/12"]}),
-                 ("forward", {"backend": backend})]
+        steps = [
+            (
+                "portmap",
+                {
+                    "backend": backend,
+                    "capabilities": {"portMappings": True},
+                    "runtimeConfig": {"portMappings": _mappings(rng)},
+                    "masqAll": rng.random() < 0.3,
+                },
+            ),
+            ("masq", {"backend": backend, "nonMasqueradeCIDRs": ["10.96.0.0/12"]}),
+            ("forward", {"backend": backend}),
+        ]
         for plugin, conf in steps:
             tb.call(plugin, "ADD", conf, cid, netns_path(ns), prev)
         if n % 10 == 0:

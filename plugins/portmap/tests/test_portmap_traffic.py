@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from metacni.firewall.testbed import NODE_IP, OUTSIDE_IP, Testbed, ask, pod_ip, prime_legacy, ruleset, start_echo
+from metacni.firewall.testbed import (
+    NODE_IP,
+    OUTSIDE_IP,
+    Testbed,
+    ask,
+    pod_ip,
+    prime_legacy,
+    ruleset,
+    start_echo,
+)
 from metacni.testing.netns import netns_path, run
 
 BACKENDS = ["nftables", "iptables"]
@@ -12,8 +21,14 @@ BACKENDS = ["nftables", "iptables"]
 
 def chain(backend: str, mappings: list[dict]) -> list[tuple[str, dict]]:
     return [
-        ("portmap", {"backend": backend, "capabilities": {"portMappings": True},
-                     "runtimeConfig": {"portMappings": mappings}}),
+        (
+            "portmap",
+            {
+                "backend": backend,
+                "capabilities": {"portMappings": True},
+                "runtimeConfig": {"portMappings": mappings},
+            },
+        ),
         ("masq", {"backend": backend}),
         ("forward", {"backend": backend}),
     ]
@@ -33,9 +48,11 @@ def test_portmap_tcp_udp_from_everywhere(box, tmp_path, backend):
     before = ruleset(tb.node)
     ns, res = tb.add_pod("pod-a")
     # containerd's casing for one entry, CRI-O's for the others
-    mappings = [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""},
-                {"hostPort": 8080, "containerPort": 80, "protocol": "udp"},
-                {"hostPort": 8443, "containerPort": 80, "protocol": "tcp", "hostIP": NODE_IP}]
+    mappings = [
+        {"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""},
+        {"hostPort": 8080, "containerPort": 80, "protocol": "udp"},
+        {"hostPort": 8443, "containerPort": 80, "protocol": "tcp", "hostIP": NODE_IP},
+    ]
     steps = chain(backend, mappings)
     prev = res
     for plugin, conf in steps:
@@ -74,6 +91,7 @@ def test_portmap_check_fails_when_rules_are_gone_and_del_needs_nothing(box, tmp_
     bare = {"backend": backend}
     tb.call("portmap", "DEL", bare, "pod-c", "", None)  # no runtimeConfig, no prevResult, no netns
     from metacni.plugin import CNIError
+
     with pytest.raises(CNIError):
         tb.call("portmap", "CHECK", conf, "pod-c", netns_path(ns), res)
     tb.del_pod("pod-c", ns)

@@ -19,8 +19,10 @@ from metacni.firewall.identity import (
 from metacni.firewall.plan import parse_port_mapping, parse_port_mappings
 from metacni.plugin import CNIError
 
-LONG_ID = ("icee6giejonei6sohng6ahngee7laquohquee9shiGo7fohferakah3Feiyoolu2pei7ciPhoh7shaoX6vai3vuf0ahfaeng8y"
-           "ohb9ceu0daez5hashee8ooYai5wa3y")
+LONG_ID = (
+    "icee6giejonei6sohng6ahngee7laquohquee9shiGo7fohferakah3Feiyoolu2pei7ciPhoh7shaoX6vai3vuf0ahfaeng8y"
+    "ohb9ceu0daez5hashee8ooYai5wa3y"
+)
 
 
 def test_portmap_reference_hash_vectors():
@@ -46,14 +48,23 @@ def test_portmap_comment_round_trip(net, cid, ifname):
         assert parsed == (att.tag.split("-")[0], att.tag, kind)
 
 
-@given(st.integers(), st.integers(), st.sampled_from(["tcp", "UDP", "sctp", "icmp", "", None]),
-       st.sampled_from([None, "", "10.0.0.1", "::1", "nope"]), st.booleans())
+@given(
+    st.integers(),
+    st.integers(),
+    st.sampled_from(["tcp", "UDP", "sctp", "icmp", "", None]),
+    st.sampled_from([None, "", "10.0.0.1", "::1", "nope"]),
+    st.booleans(),
+)
 def test_portmap_mapping_parser(host, container, proto, host_ip, upper):
     raw = {"hostPort": host, "containerPort": container, "protocol": proto, "hostIP": host_ip}
     if upper:
         raw = {k[0].upper() + k[1:]: v for k, v in raw.items()}
-    valid = 1 <= host <= 65535 and 1 <= container <= 65535 and (proto or "tcp").lower() in ("tcp", "udp", "sctp") \
+    valid = (
+        1 <= host <= 65535
+        and 1 <= container <= 65535
+        and (proto or "tcp").lower() in ("tcp", "udp", "sctp")
         and host_ip in (None, "", "10.0.0.1", "::1")
+    )
     if valid:
         m = parse_port_mapping(raw, "m")
         assert (m.host_port, m.container_port, m.protocol) == (host, container, (proto or "tcp").lower())
