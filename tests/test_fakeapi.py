@@ -261,6 +261,27 @@ def test_pod_status_subresource(api: FakeAPIServer, core: client.CoreV1Api) -> N
     assert core.replace_namespaced_pod_status("p", "default", current).status.phase == "Succeeded"
 
 
+def test_create_discards_client_supplied_pod_status(core: client.CoreV1Api) -> None:
+    body = pod_body("p")
+    body.status = client.V1PodStatus(phase="Running", pod_ip="10.0.0.1")
+    created = core.create_namespaced_pod("default", body)
+    assert created.status.phase == "Pending" and created.status.pod_ip is None
+
+
+def test_pod_binding_schedules_once(api: FakeAPIServer, core: client.CoreV1Api) -> None:
+    api.add_pod("default", "p")
+    binding = client.V1Binding(metadata=client.V1ObjectMeta(name="p"),
+                               target=client.V1ObjectReference(kind="Node", name="n1"))
+    # The apiserver answers a Status the client cannot turn into V1Binding, hence raw responses.
+    resp = core.create_namespaced_pod_binding("p", "default", binding, _preload_content=False)
+    assert resp.status == 201
+    assert api.get_pod("default", "p")["spec"]["nodeName"] == "n1"
+    with pytest.raises(ApiException) as info:
+        core.create_namespaced_pod_binding("p", "default", binding, _preload_content=False)
+    assert info.value.status == 409
+    assert api.counts[("create", "pods/binding")] == 2
+
+
 def test_delete_with_wrong_uid_precondition_is_conflict(api: FakeAPIServer, core: client.CoreV1Api) -> None:
     api.add_pod("default", "p", uid="1111")
     body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid="2222"))
@@ -268,6 +289,19 @@ def test_delete_with_wrong_uid_precondition_is_conflict(api: FakeAPIServer, core
         core.delete_namespaced_pod("p", "default", body=body)
     assert info.value.status == 409
     assert api.get_pod("default", "p")["metadata"]["uid"] == "1111"
+
+
+def test_delete_collection_with_label_selector(api: FakeAPIServer, core: client.CoreV1Api) -> None:
+    api.add_pod("default", "a", labels={"app": "x"})
+    api.add_pod("default", "b", labels={"app": "x"})
+    api.add_pod("default", "c", labels={"app": "y"})
+    api.add_pod("other", "d", labels={"app": "x"})
+    # Like the apiserver, the answer is the list of deleted pods (the client types it V1Status).
+    resp = core.delete_collection_namespaced_pod("default", label_selector="app=x", _preload_content=False)
+    gone = json.loads(resp.data)
+    assert gone["kind"] == "PodList"
+    assert sorted(i["metadata"]["name"] for i in gone["items"]) == ["a", "b"]
+    assert sorted(p["metadata"]["name"] for p in api.list_objects("pods")) == ["c", "d"]
 
 
 # -- selectors ----------------------------------------------------------------------------

@@ -227,7 +227,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             route(req)
         except ApiError as exc:
-            api._record(req.verb if req.rt else "unknown", req.resource if req.rt else req.path)
+            api._record("unknown", req.path)
             self._send_json(exc.code, exc.status())
             return
         api._record(req.verb, req.resource)

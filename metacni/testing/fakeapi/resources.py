@@ -34,7 +34,10 @@ class ResourceType:
     # Built-in lists drop apiVersion/kind from their items; custom resource lists keep them.
     typed_list_items: bool = False
     verbs: tuple[str, ...] = _COMMON_VERBS
+    # Top-level fields filled in when a create leaves them out.
     defaults: JSON = field(default_factory=dict)
+    # The pod strategy discards client-supplied status on create; only the kubelet sets it later.
+    reset_status_on_create: bool = False
 
     @property
     def api_version(self) -> str:
@@ -63,6 +66,7 @@ PODS = ResourceType(
         "status.podIP", "status.nominatedNodeName",
     }),
     defaults={"status": {"phase": "Pending"}},
+    reset_status_on_create=True,
 )
 NODES = ResourceType(
     plural="nodes", singular="node", kind="Node", namespaced=False, short_names=("no",),

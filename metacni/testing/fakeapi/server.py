@@ -270,9 +270,9 @@ class FakeAPIServer:
     # -- generic direct access -------------------------------------------------------------
 
     def create_object(self, plural: str, body: JSON, namespace: str | None = None) -> JSON:
-        """Create as a client would, except that a given metadata.uid is kept."""
+        """Create as a client would, except that a given metadata.uid and status are kept."""
         rt = resources.lookup(plural)
-        return copy.deepcopy(self.store.create(rt, namespace, body, keep_uid=True))
+        return copy.deepcopy(self.store.create(rt, namespace, body, trusted=True))
 
     def get_object(self, plural: str, name: str, namespace: str | None = None) -> JSON | None:
         try:

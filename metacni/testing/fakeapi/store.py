@@ -173,8 +173,11 @@ class Store:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def create(self, rt: ResourceType, namespace: str | None, body: JSON, *, keep_uid: bool = False) -> JSON:
+    def create(self, rt: ResourceType, namespace: str | None, body: JSON, *, trusted: bool = False) -> JSON:
+        """Create as the apiserver does; ``trusted`` (test helpers) keeps a given uid and status."""
         obj = copy.deepcopy(body)
+        if rt.reset_status_on_create and not trusted:
+            obj.pop("status", None)
         meta = _meta(obj)
         self._check_kind(rt, obj)
         if not meta.get("name") and meta.get("generateName"):
@@ -191,7 +194,7 @@ class Store:
             slot = self._key(rt, meta.get("namespace"), name)
             if slot in table:
                 raise errors.already_exists(rt, name)
-            if not (keep_uid and meta.get("uid")):
+            if not (trusted and meta.get("uid")):
                 meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = _now()
             for transient in ("deletionTimestamp", "deletionGracePeriodSeconds", "managedFields"):
