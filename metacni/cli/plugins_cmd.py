@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for plugin_type in registry.types():
         sources = registry.sources().get(plugin_type) or []
-        row = {"type": plugin_type,
+        row: dict[str, Any] = {"type": plugin_type,
                "package": ", ".join(f"{s.distribution} {s.version}" for s in sources) or "registered",
                "module": ", ".join(s.module for s in sources)}
         try:

@@ -72,9 +72,22 @@ def _add(request: Request, conf: BridgeConf, ipr: IPRoute,
     if conf.is_gateway:
         _gateways(ipr, conf, br, result.ips)
     _configure_pod(request, conf, result, host.peer_index)
+    if conf.ip_masq and result.ips:
+        _masquerade(request, conf, result, undo)
     if not conf.disable_container_interface:
         links.wait_oper_up(ipr, host.index)
     return result
+
+
+def _masquerade(request: Request, conf: BridgeConf, result: Result,
+                undo: list[tuple[str, Callable[[], object]]]) -> None:
+    """ipMasq: the shared masquerade machinery, keyed by the attachment so DEL needs no IPs."""
+    from metacni.firewall.masq import add_masquerade, del_masquerade
+
+    undo.append(("masquerade DEL", lambda: del_masquerade(conf.network, request.container_id, request.ifname,
+                                                          backend=conf.ip_masq_backend)))
+    add_masquerade(conf.network, request.container_id, request.ifname, [ip.address for ip in result.ips],
+                   backend=conf.ip_masq_backend)
 
 
 def _bridge(ipr: IPRoute, conf: BridgeConf) -> links.LinkInfo:

@@ -37,6 +37,8 @@ class BridgeConf:
     mac: str | None = None
     dns: DNS | None = None
     has_ipam: bool = False
+    ip_masq: bool = False
+    ip_masq_backend: str | None = None
 
 
 def _invalid(network: str, details: str) -> CNIError:
@@ -89,14 +91,13 @@ def load(request: Request) -> BridgeConf:
         mac=_mac(request),
         dns=_dns(cfg.get("dns"), net),
         has_ipam=_has_ipam(cfg.get("ipam")),
+        ip_masq=flag("ipMasq"),
+        ip_masq_backend=_masq_backend(cfg.get("ipMasqBackend"), net),
     )
     if conf.hairpin and conf.promisc:
         raise _invalid(net, "hairpinMode and promiscMode cannot both be true")
     if conf.disable_container_interface and conf.has_ipam:
         raise _invalid(net, "disableContainerInterface cannot be used together with ipam")
-    if flag("ipMasq"):
-        raise _unsupported(net, "ipMasq", True, "masquerading comes with the portmap/masq plugins; "
-                           "chain a masquerade plugin or set ipMasq to false")
     if flag("macspoofchk"):
         raise _unsupported(net, "macspoofchk", True, "the nftables spoof-check chain is not implemented")
     if cfg.get("vlanTrunk"):
@@ -105,6 +106,12 @@ def load(request: Request) -> BridgeConf:
         raise _unsupported(net, "vlan", conf.vlan, "the VLAN gateway interface (isGateway with vlan) is "
                            "not implemented")
     return conf
+
+
+def _masq_backend(value: Any, net: str) -> str | None:
+    if value is None or value in ("iptables", "nftables"):
+        return value
+    raise _invalid(net, f'ipMasqBackend must be "iptables" or "nftables", not {value!r}')
 
 
 def _has_ipam(ipam: Any) -> bool:

@@ -25,6 +25,12 @@ def delete(request: Request, conf: BridgeConf) -> None:
     except Exception as exc:  # still release the lease, then report
         log.exception("bridge DEL: removing %s of container %s failed", request.ifname, request.container_id)
         failure = exc
+    if conf.ip_masq:
+        # Found by the attachment identity, so this works with the netns and the link gone,
+        # where the reference bridge leaks its CNI-<hash> chain.
+        from metacni.firewall.masq import del_masquerade
+
+        del_masquerade(conf.network, request.container_id, request.ifname, backend=conf.ip_masq_backend)
     if conf.has_ipam:
         request.ipam(DEL)
     if failure is not None:

@@ -121,7 +121,7 @@ def test_check_reports_what_differs(node):
 
 
 @pytest.mark.parametrize(("key", "value", "code", "field"), [
-    ("ipMasq", True, Code.UNSUPPORTED_FIELD, "ipMasq"),
+    ("ipMasqBackend", "ebtables", Code.INVALID_CONFIG, "ipMasqBackend"),
     ("hairpinMode", "yes", Code.INVALID_CONFIG, "hairpinMode"),
     ("vlan", 5000, Code.INVALID_CONFIG, "vlan"),
     ("mtu", -1, Code.INVALID_CONFIG, "mtu"),
@@ -198,3 +198,22 @@ def test_access_vlan(node):
     vlans = run("bridge", "-j", "vlan", "show", "dev", res.interfaces[1].name, netns=node.name).stdout
     assert '"vlan":42' in vlans and '"vlan":1,' not in vlans
     node.run("DEL", conf, pod, "vlan")
+
+
+@pytest.mark.parametrize("backend", ["nftables", "iptables"])
+def test_ip_masq_rules_follow_the_attachment(node, backend):
+    """ipMasq installs masquerade rules keyed by the attachment; DEL finds them with the pod gone."""
+    conf = node.conf(ipMasq=True, ipMasqBackend=backend)
+    pod = node.pod()
+    node.run("ADD", conf, pod, "masq1")
+
+    def ruleset() -> str:
+        if backend == "nftables":
+            return run("nft", "list", "ruleset", netns=node.name).stdout
+        return run("iptables-legacy-save", "-t", "nat", netns=node.name).stdout
+
+    assert "MASQUERADE" in ruleset().upper()
+    run("ip", "netns", "del", pod.rsplit("/", 1)[1])  # the runtime removed the netns first
+    node.run("DEL", conf, pod, "masq1")
+    assert "MASQUERADE" not in ruleset().upper()
+    assert _veths(node) == []
