@@ -2,15 +2,145 @@
 
     from metacni.plugin import hookimpl, PluginInfo, Request, Result, CNIError, Code
 
-See :mod:`metacni.engine.hookspecs` for the hooks and docs/plugins.md for a tutorial.
+The hooks themselves are documented in :mod:`metacni.engine.hookspecs`; docs/plugins.md is
+the tutorial. What lives here, grouped by what an author needs:
+
+- hooks and declarations: :data:`hookimpl`, :class:`PluginInfo`, :class:`Request`, verbs;
+- results: :class:`Result` and its parts, :func:`result_from_prev`, :func:`find_interface`;
+- errors: :class:`CNIError`, :class:`Code`, :func:`invalid_config`, :func:`bad_field`;
+- namespaces and netlink: :func:`enter_netns`, :func:`in_pod_netns`, :func:`netns_exists`,
+  ``rtnl``/``IPRoute`` and the link, address, route and ``sysctl`` helpers;
+- the node firewall: ``FirewallBackend`` (the interface both backends implement),
+  ``firewall`` (choose/add/delete/check/gc), plans and ``add_masquerade``/``del_masquerade``.
+
+Netlink and firewall names are imported on first use (PEP 562), so a plugin that needs
+neither does not pay for pyroute2 or libnftables on every CNI call.
 """
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from metacni.engine.hookspecs import hookimpl
 from metacni.engine.request import ADD, CHECK, DEL, GC, STATUS, Invocation, PluginInfo, Request
-from metacni.spec.errors import CNIError, Code
-from metacni.spec.results import DNS, Interface, IPConfig, Result, Route
+from metacni.kernel.netns import enter as enter_netns
+from metacni.kernel.netns import exists as netns_exists
+from metacni.spec.args import CniArgs
+from metacni.spec.errors import CNIError, Code, invalid_config
+from metacni.spec.results import DNS, Interface, IPConfig, Result, Route, convert, parse_result
+from metacni.spec.versions import ALL_VERSIONS
+
+if TYPE_CHECKING:
+    from metacni.firewall import backend as firewall
+    from metacni.firewall.backend import Backend as FirewallBackend
+    from metacni.firewall.identity import Attachment
+    from metacni.firewall.masq import add_masquerade, del_masquerade
+    from metacni.firewall.plan import ForwardPlan, MasqPlan, Plan, PortMapping, PortmapPlan
+    from metacni.kernel import sysctl
+    from metacni.kernel.addresses import add_address, delete_address, list_addresses
+    from metacni.kernel.links import LinkInfo, get_link, set_up
+    from metacni.kernel.routes import RouteSpec, add_route, list_routes
+    from metacni.kernel.rtnl import IPRoute, NetlinkError, is_errno, rtnl
+
+# name -> (module, attribute or None for the module itself), imported on first access.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "rtnl": ("metacni.kernel.rtnl", "rtnl"),
+    "IPRoute": ("metacni.kernel.rtnl", "IPRoute"),
+    "NetlinkError": ("metacni.kernel.rtnl", "NetlinkError"),
+    "is_errno": ("metacni.kernel.rtnl", "is_errno"),
+    "LinkInfo": ("metacni.kernel.links", "LinkInfo"),
+    "get_link": ("metacni.kernel.links", "get_link"),
+    "set_up": ("metacni.kernel.links", "set_up"),
+    "add_address": ("metacni.kernel.addresses", "add_address"),
+    "delete_address": ("metacni.kernel.addresses", "delete_address"),
+    "list_addresses": ("metacni.kernel.addresses", "list_addresses"),
+    "RouteSpec": ("metacni.kernel.routes", "RouteSpec"),
+    "add_route": ("metacni.kernel.routes", "add_route"),
+    "list_routes": ("metacni.kernel.routes", "list_routes"),
+    "sysctl": ("metacni.kernel.sysctl", None),
+    "firewall": ("metacni.firewall.backend", None),
+    "FirewallBackend": ("metacni.firewall.backend", "Backend"),
+    "Attachment": ("metacni.firewall.identity", "Attachment"),
+    "Plan": ("metacni.firewall.plan", "Plan"),
+    "MasqPlan": ("metacni.firewall.plan", "MasqPlan"),
+    "PortmapPlan": ("metacni.firewall.plan", "PortmapPlan"),
+    "PortMapping": ("metacni.firewall.plan", "PortMapping"),
+    "ForwardPlan": ("metacni.firewall.plan", "ForwardPlan"),
+    "add_masquerade": ("metacni.firewall.masq", "add_masquerade"),
+    "del_masquerade": ("metacni.firewall.masq", "del_masquerade"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+# ---------------------------------------------------------------------- errors
+def bad_field(field: str, problem: str) -> CNIError:
+    """A code-7 error naming the config field at fault: ``raise bad_field("mtu", "not an int")``."""
+    return CNIError(Code.INVALID_CONFIG, f"invalid {field}", f"{field}: {problem}")
+
+
+# ---------------------------------------------------------------------- results
+def result_from_prev(request: Request) -> Result:
+    """A copy of ``request.prev_result`` to change and return, or an empty result in the
+    request's version when the plugin runs first. Mutating the copy never affects the
+    engine's record of what the previous plugin returned."""
+    if request.prev_result is None:
+        return request.result()
+    return request.prev_result.model_copy(deep=True)
+
+
+def find_interface(result: Result, name: str, sandbox: str | None = None) -> int | None:
+    """Index of interface ``name`` in ``result.interfaces`` (inside ``sandbox`` if given).
+
+    ``IPConfig.interface`` refers to interfaces by this index. A host-side interface of the
+    same name has no sandbox, so passing the request's netns picks the pod's one.
+    """
+    for index, iface in enumerate(result.interfaces):
+        if iface.name == name and (sandbox is None or iface.sandbox == sandbox):
+            return index
+    return None
+
+
+# ---------------------------------------------------------------------- namespaces
+@contextmanager
+def in_pod_netns(request: Request) -> Iterator[IPRoute]:
+    """Enter the pod's netns (``request.netns``) for the block; yield a netlink socket there.
+
+    Only the calling thread moves (setns is per thread), so this is safe in the daemon where
+    other pods are served concurrently; ``sysctl`` reads and writes in the block also apply
+    to the pod. A missing netns raises CNIError code 4 naming the path -- in DEL check
+    :func:`netns_exists` first, since DEL must succeed when the pod is already gone.
+    """
+    from metacni.kernel.rtnl import rtnl as _rtnl
+
+    if not request.netns:
+        raise CNIError(Code.INVALID_ENVIRONMENT, "no network namespace", "CNI_NETNS is empty")
+    with enter_netns(request.netns), _rtnl() as ipr:
+        yield ipr
+
 
 __all__ = [
-    "ADD", "CHECK", "DEL", "DNS", "GC", "STATUS", "CNIError", "Code", "IPConfig", "Interface",
-    "Invocation", "PluginInfo", "Request", "Result", "Route", "hookimpl",
+    "ADD", "ALL_VERSIONS", "CHECK", "DEL", "DNS", "GC", "STATUS", "Attachment", "CNIError", "CniArgs",
+    "Code", "FirewallBackend", "ForwardPlan", "IPConfig", "IPRoute", "Interface", "Invocation",
+    "LinkInfo", "MasqPlan", "NetlinkError", "Plan", "PluginInfo", "PortMapping", "PortmapPlan",
+    "Request", "Result", "Route", "RouteSpec", "add_address", "add_masquerade", "add_route", "bad_field",
+    "convert", "del_masquerade", "delete_address", "enter_netns", "find_interface", "firewall",
+    "get_link", "hookimpl", "in_pod_netns", "invalid_config", "is_errno", "list_addresses",
+    "list_routes", "netns_exists", "parse_result", "result_from_prev", "rtnl", "set_up", "sysctl",
 ]

@@ -65,7 +65,7 @@ class Invoker:
             out = self.registry.call(plugin_type, inv.command, request)
         except CNIError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a plugin's sys.exit() must not end the engine
             log.exception("plugin %s %s failed (network %s, container %s, ifname %s)", plugin_type, inv.command,
                           config.get("name"), inv.container_id, inv.ifname)
             raise CNIError(Code.INTERNAL, f"plugin {plugin_type!r} failed",
@@ -79,6 +79,9 @@ class Invoker:
                            f"ADD on network {config.get('name')!r}")
         if isinstance(out, dict):
             out = parse_result(out, None)
+        if not isinstance(out, Result):
+            raise CNIError(Code.INTERNAL, f"plugin {plugin_type!r} returned an invalid result",
+                           f"ADD on network {config.get('name')!r}: {type(out).__name__} is not a Result")
         return convert(out, version)
 
     # ------------------------------------------------------------------ exec

@@ -73,7 +73,7 @@ class Registry:
     def register(self, plugin_type: str, plugin: object) -> None:
         """Register a plugin object directly (tests, embedding). Replaces nothing silently."""
         with self._lock:
-            if self.pm.get_plugin(plugin_type) is not None:
+            if self.pm.get_plugin(plugin_type) is not None or self._entry_points.get(plugin_type):
                 raise CNIError(Code.INVALID_CONFIG, "plugin type already registered", plugin_type)
             self.pm.register(plugin, name=plugin_type)
             self._entry_points.setdefault(plugin_type, [])
@@ -122,9 +122,22 @@ class Registry:
                 self.get(name)
 
     def info(self, plugin_type: str) -> PluginInfo:
+        """The plugin's declaration; a broken one is an error naming the plugin, not a default."""
         caller = self._caller(plugin_type, "cni_plugin_info")
-        info = caller()
-        return info if isinstance(info, PluginInfo) else PluginInfo()
+        try:
+            info = caller()
+        except CNIError:
+            raise
+        except Exception as exc:
+            log.exception("cni_plugin_info of plugin %s failed", plugin_type)
+            raise CNIError(Code.INTERNAL, f"plugin {plugin_type!r} failed",
+                           f"cni_plugin_info: {type(exc).__name__}: {exc}") from exc
+        if info is None:
+            return PluginInfo()
+        if not isinstance(info, PluginInfo):
+            raise CNIError(Code.INTERNAL, f"plugin {plugin_type!r} failed",
+                           f"cni_plugin_info returned {type(info).__name__}, not PluginInfo")
+        return info
 
     def implements(self, plugin_type: str, hook: str) -> bool:
         plugin = self.get(plugin_type)
