@@ -8,6 +8,7 @@ fsync, rename, fsync of the directory) so a crash or reboot never leaves a trunc
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -37,10 +38,8 @@ def atomic_write(path: str | Path, data: bytes, mode: int = 0o600, dir_mode: int
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -111,10 +110,8 @@ class ResultCache:
         return _decode_entry(raw, network, container_id, ifname)
 
     def delete(self, network: str, container_id: str, ifname: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.path(network, container_id, ifname).unlink()
-        except FileNotFoundError:
-            pass
 
     def entries(self, network: str | None = None) -> list[CacheEntry]:
         """Every cniCacheV1 entry (of one network when given), in file-name order."""

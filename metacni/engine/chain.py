@@ -135,7 +135,8 @@ class ChainRunner:
                           cause.msg, exc)
 
     # ------------------------------------------------------------------ DEL
-    def cached_result(self, net: NetworkList, rt: RuntimeConf, *, strict: bool) -> tuple[Result | None, CacheEntry | None]:
+    def cached_result(self, net: NetworkList, rt: RuntimeConf, *,
+                      strict: bool) -> tuple[Result | None, CacheEntry | None]:
         entry = self.cache.read(net.name, rt.container_id, rt.ifname)
         if entry is None or entry.result is None:
             return None, entry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -67,10 +68,8 @@ def exec_plugin(path: str, stdin: bytes, env: dict[str, str], *, timeout: float 
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _plugin_error(plugin: str, command: str, out: bytes, err: bytes, status: int) -> CNIError:
