@@ -36,6 +36,14 @@ def _add_plugins(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _add_daemon(sub: argparse._SubParsersAction) -> None:
+    from .daemon_cmd import add_arguments, run
+
+    p = sub.add_parser("daemon", help="run the warm node daemon the binDir shim forwards CNI calls to")
+    add_arguments(p)
+    p.set_defaults(handler=run)
+
+
 def _version(args: argparse.Namespace) -> int:
     from metacni.spec.versions import ALL_VERSIONS
 
@@ -45,6 +53,7 @@ def _version(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_exec, _add_validate, _add_plugins]
+COMMANDS.append(_add_daemon)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,58 @@
+"""``metacni daemon``: the warm node daemon (also the DaemonSet container's command)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=os.environ.get("METACNI_DAEMON_CONFIG"),
+                   help="JSON file of daemon settings (flags override it)")
+    p.add_argument("--socket", default=None, help="unix socket path (default /run/metacni/metacni.sock)")
+    p.add_argument("--node-name", default=os.environ.get("NODE_NAME") or os.environ.get("METACNI_NODE_NAME"))
+    p.add_argument("--kubeconfig", default=None)
+    p.add_argument("--no-api", dest="use_api", action="store_false", default=None, help="no Kubernetes caches")
+    p.add_argument("--conf-dir", default=None)
+    p.add_argument("--cni-path", default=None)
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--metrics-port", type=int, default=None, help="HTTP port for /metrics, /healthz, /readyz")
+    p.add_argument("--metrics-host", default=None)
+    p.add_argument("--concurrency", type=int, default=None, help="CNI requests served in parallel")
+    p.add_argument("--no-routes", dest="routes", action="store_false", default=None,
+                   help="do not route to other nodes' pod CIDRs (the primary CNI does)")
+    p.add_argument("--route-protocol", type=int, default=None)
+    p.add_argument("--reconcile-period", type=float, default=None)
+    p.add_argument("--gc-period", type=float, default=None, help="seconds between periodic GCs (0: never)")
+    p.add_argument("--readiness-indicator-file", default=None)
+    p.add_argument("--no-regenerate-config", dest="regenerate_config", action="store_false", default=None)
+    p.add_argument("--log-file", default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from metacni.daemon import logs
+    from metacni.daemon.app import Daemon
+    from metacni.daemon.config import DaemonConfig
+
+    cfg = DaemonConfig.load(
+        args.config, socket=args.socket, node_name=args.node_name, kubeconfig=args.kubeconfig,
+        use_api=args.use_api, conf_dir=args.conf_dir, cni_path=args.cni_path, cache_dir=args.cache_dir,
+        metrics_port=args.metrics_port, metrics_host=args.metrics_host, concurrency=args.concurrency,
+        routes=args.routes, route_protocol=args.route_protocol, reconcile_period=args.reconcile_period,
+        gc_period=args.gc_period, readiness_indicator_file=args.readiness_indicator_file,
+        regenerate_config=args.regenerate_config, log_file=args.log_file, log_level=args.log_level)
+    logs.setup(cfg.log_level, cfg.log_file)
+    daemon = Daemon(cfg)
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.start()
+    done.wait()
+    daemon.stop()
+    return 0

@@ -1,0 +1,240 @@
+"""The node daemon: one warm process serving every CNI call the shim forwards.
+
+Warm means: plugins imported and registered once, firewall backends and netlink code loaded,
+and the Kubernetes objects this node needs held in watch-fed caches, so a pod ADD reads
+nothing from the API (the network-status patch is its only API request).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from metacni.engine.cache import ResultCache
+from metacni.engine.chain import ChainRunner
+from metacni.engine.invoke import Invoker
+from metacni.engine.registry import Registry
+from metacni.engine.request import ADD, CHECK, DEL, GC, STATUS
+from metacni.engine.skel import dispatch
+from metacni.spec import versions
+from metacni.spec.errors import CNIError, Code
+
+from . import gc as gcmod
+from .config import DaemonConfig
+from .locks import KeyedLocks, SharedExclusiveLock
+from .metrics import Metrics
+from .server import UnixServer
+
+log = logging.getLogger("metacni.daemon")
+NOT_READY = 50  # CNI "plugin not available" (STATUS)
+
+
+def _config_meta(stdin: bytes) -> tuple[str, str | None]:
+    try:
+        conf = json.loads(stdin)
+    except ValueError:
+        return "", None
+    if not isinstance(conf, dict):
+        return "", None
+    version = conf.get("cniVersion")
+    return str(conf.get("name") or ""), version if isinstance(version, str) and versions.is_known(version) else None
+
+
+class Daemon:
+    def __init__(self, cfg: DaemonConfig) -> None:
+        self.cfg = cfg
+        self.metrics = Metrics()
+        self.registry = Registry()
+        self.invoker = Invoker(self.registry)
+        self.cache = ResultCache(cfg.cache_dir)
+        self.runner = ChainRunner(self.invoker, [p for p in cfg.cni_path.split(os.pathsep) if p], self.cache)
+        self.locks = KeyedLocks()
+        self.gate = SharedExclusiveLock()
+        self.slots = threading.BoundedSemaphore(max(1, cfg.concurrency))
+        self.server = UnixServer(cfg.socket, self.handle)
+        self.caches: Any = None
+        self.routes: Any = None
+        self.gc_loop: gcmod.GCLoop | None = None
+        self.health: Any = None
+        self.confwatch: Any = None
+        self.stopping = threading.Event()
+        self.stopped = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        t0 = time.monotonic()
+        self.registry.load_all()  # import every plugin now, not on a pod's first ADD
+        if self.cfg.use_api and (self.cfg.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST")):
+            self._start_kube()
+        self.server.start()
+        if self.cfg.metrics_port >= 0 and self.cfg.metrics_port:
+            from .health import HealthServer
+
+            self.health = HealthServer(self.cfg.metrics_host, self.cfg.metrics_port, self.metrics.exposition,
+                                       lambda: not self.stopped.is_set(), self.ready_state)
+            self.health.start()
+        if self.caches is not None:
+            self.gc_loop = gcmod.GCLoop(self.gc_once, self.cfg.gc_period)
+            self.gc_loop.start()
+        if self.cfg.regenerate_config:
+            from .confwatch import ConfWatcher
+
+            self.confwatch = ConfWatcher(self.cfg.conf_dir, self.cfg)
+            self.confwatch.start()
+        log.info("daemon started", extra={"seconds": round(time.monotonic() - t0, 3),
+                                          "plugins": self.registry.types(), "socket": self.cfg.socket})
+
+    def _start_kube(self) -> None:
+        from metacni.meta import kube
+
+        from .kubecache import KubeCaches, view_factory
+
+        def nodes_changed() -> None:
+            if self.routes is not None:
+                self.routes.kick()
+
+        self.caches = KubeCaches(self.cfg.kubeconfig, self.cfg.node_name, self.metrics, nodes_changed)
+        kube.set_view_factory(view_factory(self.caches, self.cfg.kubeconfig, self.metrics))
+        if self.cfg.routes:
+            from .routes import RouteReconciler
+
+            def on_result(stats: Any) -> None:
+                self.metrics.routes.set(stats.owned)
+
+            self.routes = RouteReconciler(self.caches.nodes.items, self.cfg.node_name, self.cfg.route_protocol,
+                                          self.cfg.reconcile_period, on_result=on_result)
+        self.caches.start()
+        if self.routes is not None:
+            threading.Thread(target=self._start_routes, name="routes-start", daemon=True).start()
+
+    def _start_routes(self) -> None:
+        # Reconciling against an empty, unsynced node list would delete every owned route.
+        if self.caches.nodes.synced.wait(timeout=None) and not self.stopping.is_set():
+            self.routes.start()
+
+    def stop(self) -> None:
+        """Graceful shutdown: not ready at once, finish requests in flight, keep the config."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        self.metrics.ready.set(0)
+        log.info("shutting down")
+        if not self.server.stop(self.cfg.shutdown_grace):
+            log.warning("requests still in flight after the grace period")
+        for part in (self.gc_loop, self.routes, self.confwatch, self.caches):
+            if part is not None:
+                part.stop()
+        if self.caches is not None:
+            from metacni.meta import kube
+
+            kube.set_view_factory(None)
+        if self.health is not None:
+            self.health.stop()
+        self.stopped.set()
+
+    # ------------------------------------------------------------------ readiness
+    def indicator_ok(self) -> bool:
+        path = self.cfg.readiness_indicator_file
+        return not path or os.path.exists(path)
+
+    def ready_state(self) -> dict[str, Any]:
+        caches = self.caches is None or self.caches.synced
+        indicator = self.indicator_ok()
+        ready = caches and indicator and not self.stopping.is_set()
+        self.metrics.ready.set(1 if ready else 0)
+        return {"ready": ready, "daemon": not self.stopping.is_set(), "caches": caches,
+                "readinessIndicator": indicator}
+
+    def wait_ready(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        if self.caches is not None:
+            self.caches.wait_synced(timeout)
+        state = self.ready_state()
+        while not state["ready"] and not self.stopping.is_set() and time.monotonic() < deadline:
+            self.stopping.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+            state = self.ready_state()
+        return state
+
+    # ------------------------------------------------------------------ requests
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "cni":
+            env = request.get("env")
+            stdin = request.get("stdin")
+            if not isinstance(env, dict) or not isinstance(stdin, str):
+                return {"exit": 1, "stdout": CNIError(Code.DECODE_FAILURE, "malformed shim request").to_json() + "\n"}
+            return self.serve_cni({str(k): str(v) for k, v in env.items()}, stdin.encode("utf-8", "surrogateescape"))
+        if op == "status":
+            return {"exit": 0, **self.ready_state()}
+        return {"exit": 1, "stdout": CNIError(Code.INVALID_ENVIRONMENT, f"unknown daemon operation {op!r}").to_json()}
+
+    def serve_cni(self, env: dict[str, str], stdin: bytes) -> dict[str, Any]:
+        command = env.get("CNI_COMMAND", "")
+        network, version = _config_meta(stdin)
+        t0 = time.monotonic()
+        self.metrics.inflight.inc()
+        try:
+            reply = self._run(command, env, stdin)
+            out, code, result = (json.dumps(reply) + "\n" if reply is not None else ""), 0, "ok"
+        except CNIError as exc:
+            out, code, result = exc.to_json(version) + "\n", 1, f"error{int(exc.code)}"
+            log.warning("%s failed", command, extra={"verb": command, "network": network, "cniCode": int(exc.code),
+                                                      "container": env.get("CNI_CONTAINERID", ""), "error": str(exc)})
+        except Exception as exc:
+            log.exception("%s crashed", command)
+            err = CNIError(Code.INTERNAL, "internal error", f"{type(exc).__name__}: {exc}")
+            out, code, result = err.to_json(version) + "\n", 1, "error999"
+        finally:
+            self.metrics.inflight.dec()
+        seconds = time.monotonic() - t0
+        self.metrics.observe(command or "?", network, result, seconds)
+        log.info("served", extra={"verb": command, "network": network, "container": env.get("CNI_CONTAINERID", ""),
+                                  "ifname": env.get("CNI_IFNAME", ""), "result": result,
+                                  "ms": round(seconds * 1000, 2)})
+        return {"exit": code, "stdout": out}
+
+    def _run(self, command: str, env: dict[str, str], stdin: bytes) -> dict[str, Any] | None:
+        if self.stopping.is_set() and command != DEL:
+            raise CNIError(Code.TRY_AGAIN_LATER, "metacni daemon is shutting down", "retry in a moment")
+        if command in (ADD, CHECK):
+            state = self.wait_ready(self.cfg.ready_timeout)
+            if not state["ready"]:
+                raise CNIError(Code.TRY_AGAIN_LATER, "metacni daemon is not ready",
+                               f"after {self.cfg.ready_timeout:g}s: {_not_ready(state)}")
+        if command == STATUS:
+            state = self.ready_state()
+            if not state["ready"]:
+                raise CNIError(NOT_READY, "metacni is not ready", _not_ready(state))
+        if command == GC:
+            with self.gate.exclusive():
+                return dispatch(env, stdin, self.invoker)
+        if command in (ADD, DEL, CHECK):
+            with self.gate.shared(), self.locks.hold(env.get("CNI_CONTAINERID", "")), self.slots:
+                return dispatch(env, stdin, self.invoker)
+        return dispatch(env, stdin, self.invoker)
+
+    def gc_once(self) -> int:
+        """Periodic GC against the pod cache (only once it is synced: an empty cache is not
+        "no pods")."""
+        if self.caches is None or not self.caches.pods.synced.is_set():
+            return 0
+        with self.gate.exclusive():
+            n = gcmod.collect(self.runner, self.cache, self.caches.pods.get)
+        if n:
+            self.metrics.gc_reclaimed.labels("attachment").inc(n)
+        return n
+
+
+def _not_ready(state: dict[str, Any]) -> str:
+    why = []
+    if not state.get("daemon"):
+        why.append("the daemon is shutting down")
+    if not state.get("caches"):
+        why.append("the Kubernetes caches have not synced")
+    if not state.get("readinessIndicator"):
+        why.append("the readiness indicator file is missing (is the primary network ready?)")
+    return "; ".join(why) or "unknown"

@@ -1,0 +1,56 @@
+"""Daemon settings: command-line flags over an optional JSON file over defaults."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from metacni.shim import DEFAULT_SOCKET
+
+
+@dataclass
+class DaemonConfig:
+    socket: str = DEFAULT_SOCKET
+    node_name: str = ""
+    kubeconfig: str | None = None  # None: in-cluster service account, else no API at all if absent
+    use_api: bool = True
+    conf_dir: str = "/etc/cni/net.d"
+    bin_dir: str = "/opt/cni/bin"
+    cni_path: str = "/opt/cni/bin"
+    cache_dir: str = "/var/lib/cni"
+    metrics_port: int = 0  # also /healthz and /readyz; 0 disables the HTTP endpoint
+    metrics_host: str = "0.0.0.0"
+    concurrency: int = 8
+    routes: bool = True
+    route_protocol: int = 201  # rtnetlink protocol number marking routes the daemon owns
+    reconcile_period: float = 60.0
+    gc_period: float = 300.0
+    ready_timeout: float = 30.0  # how long an ADD waits for the caches to sync
+    readiness_indicator_file: str = ""
+    regenerate_config: bool = True
+    shutdown_grace: float = 10.0
+    log_level: str = "INFO"
+    log_file: str | None = None
+
+    @classmethod
+    def load(cls, path: str | None, **overrides: Any) -> DaemonConfig:
+        """File keys may be snake_case or camelCase (``metricsPort``); None overrides are ignored."""
+        values: dict[str, Any] = {}
+        if path:
+            raw = json.loads(Path(path).read_text())
+            if not isinstance(raw, dict):
+                raise ValueError(f"{path}: daemon config must be a JSON object")
+            names = {f.name: f.name for f in fields(cls)} | {_camel(f.name): f.name for f in fields(cls)}
+            for key, value in raw.items():
+                if key not in names:
+                    raise ValueError(f"{path}: unknown daemon setting {key!r}")
+                values[names[key]] = value
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.capitalize() for p in rest)

@@ -1,0 +1,108 @@
+"""Periodic garbage collection against the pods this node still runs.
+
+A crash between two steps of an ADD or DEL (or a DEL the runtime never sent) leaves leases,
+rules, links or cache entries behind. Every ``period`` seconds the daemon collects, per
+network found in the result cache, the attachments whose pod is still in the pod cache (by
+namespace, name and, when recorded, UID) and runs a CNI GC with exactly those as valid:
+the engine DELs every other cached attachment, then each plugin releases what no valid
+attachment holds. Entries younger than ``grace`` are kept: their pod may not have reached
+the watch cache yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from metacni.engine.cache import CacheEntry, ResultCache
+from metacni.engine.chain import ChainRunner
+from metacni.spec.config import network_list_from_bytes
+from metacni.spec.errors import CNIError
+
+log = logging.getLogger(__name__)
+PodLookup = Callable[[str, str], dict[str, Any] | None]
+
+
+def attachment_is_live(entry: CacheEntry, pod: PodLookup) -> bool | None:
+    """True/False when the entry names its pod; None when it cannot be judged."""
+    args = dict(entry.cni_args)
+    ns, name = args.get("K8S_POD_NAMESPACE"), args.get("K8S_POD_NAME")
+    if not ns or not name:
+        return None
+    obj = pod(ns, name)
+    if obj is None:
+        return False
+    uid = args.get("K8S_POD_UID")
+    return not uid or (obj.get("metadata") or {}).get("uid") == uid
+
+
+def collect(runner: ChainRunner, cache: ResultCache, pod: PodLookup, grace: float = 60.0) -> int:
+    """One pass; returns how many attachments were reclaimed. Errors are logged, not raised."""
+    now = time.time()
+    by_network: dict[str, list[CacheEntry]] = {}
+    for entry in cache.entries():
+        by_network.setdefault(entry.network_name, []).append(entry)
+    reclaimed = 0
+    for network, entries in sorted(by_network.items()):
+        valid: list[tuple[str, str]] = []
+        stale = 0
+        for entry in entries:
+            live = attachment_is_live(entry, pod)
+            try:
+                young = now - os.stat(cache.path(network, entry.container_id, entry.ifname)).st_mtime < grace
+            except FileNotFoundError:
+                continue
+            if live is False and not young:
+                stale += 1
+            else:
+                valid.append((entry.container_id, entry.ifname))
+        if not stale:
+            continue
+        newest = max(entries, key=lambda e: _mtime(cache.path(network, e.container_id, e.ifname)))
+        try:
+            net = network_list_from_bytes(newest.config, f"cached config of {network}")
+        except CNIError as exc:
+            log.warning("GC skips network %s: its cached config is unusable: %s", network, exc)
+            continue
+        try:
+            runner.gc(net, valid)
+        except CNIError as exc:
+            log.warning("GC of network %s had errors: %s", network, exc)
+        left = {(e.container_id, e.ifname) for e in cache.entries(network)}
+        reclaimed += sum(1 for e in entries if (e.container_id, e.ifname) not in left)
+    return reclaimed
+
+
+def _mtime(path: os.PathLike[str] | str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+class GCLoop:
+    def __init__(self, run_once: Callable[[], int], period: float) -> None:
+        self._run_once = run_once
+        self.period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="gc", daemon=True)
+
+    def start(self) -> None:
+        if self.period > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                n = self._run_once()
+                if n:
+                    log.info("periodic GC reclaimed attachments", extra={"reclaimed": n})
+            except Exception:
+                log.exception("periodic GC failed")

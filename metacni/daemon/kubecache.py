@@ -1,0 +1,298 @@
+"""Watch-fed caches of this node's pods, all NetworkAttachmentDefinitions and all Nodes.
+
+Each cache is a list-then-watch loop (an informer) over raw JSON with the ``kubernetes``
+client (``_preload_content=False``: no model objects, which would cost memory and CPU for
+fields nobody reads). Pods are trimmed as they arrive, so 500 pods stay small. A 410 Gone
+relists; other failures back off and retry, while the cache keeps serving what it has.
+
+:class:`CachedKubeView` is what the daemon installs with ``metacni.meta.kube.set_view_factory``:
+reads come from the caches, the network-status patch still goes to the API.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+JSON = dict[str, Any]
+Key = tuple[str, str]  # (namespace or "", name)
+
+_POD_CONTAINER_DROP = ("env", "envFrom", "command", "args", "volumeMounts", "livenessProbe",
+                       "readinessProbe", "startupProbe", "lifecycle", "securityContext")
+
+
+def trim_pod(pod: JSON) -> JSON:
+    """Keep what CNI needs (metadata, nodeName, container resources, phase), drop the bulk."""
+    meta = {k: v for k, v in (pod.get("metadata") or {}).items() if k != "managedFields"}
+    spec = dict(pod.get("spec") or {})
+    spec.pop("volumes", None)
+    for key in ("containers", "initContainers", "ephemeralContainers"):
+        if key in spec:
+            spec[key] = [{k: v for k, v in c.items() if k not in _POD_CONTAINER_DROP} for c in spec[key] or []]
+    status = {k: v for k, v in (pod.get("status") or {}).items() if k in ("phase", "podIP", "podIPs")}
+    return {"apiVersion": pod.get("apiVersion", "v1"), "kind": pod.get("kind", "Pod"), "metadata": meta,
+            "spec": spec, "status": status}
+
+
+def trim_node(node: JSON) -> JSON:
+    meta = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    return {"metadata": {"name": meta.get("name"), "uid": meta.get("uid")},
+            "spec": {k: spec[k] for k in ("podCIDR", "podCIDRs") if k in spec},
+            "status": {"addresses": (node.get("status") or {}).get("addresses") or []}}
+
+
+def _key(obj: JSON) -> Key:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+
+
+class Informer:
+    """One resource's list+watch loop and its store. Thread-safe to read."""
+
+    def __init__(self, resource: str, list_call: Callable[..., Any], metrics: Metrics | None = None,
+                 trim: Callable[[JSON], JSON] = lambda o: o, on_change: Callable[[], None] | None = None,
+                 watch_timeout: int = 240, request_timeout: float = 30.0) -> None:
+        self.resource = resource
+        self._list_call = list_call
+        self._metrics = metrics
+        self._trim = trim
+        self._on_change = on_change
+        self._watch_timeout = watch_timeout
+        self._request_timeout = request_timeout
+        self._store: dict[Key, JSON] = {}
+        self._cond = threading.Condition()
+        self.synced = threading.Event()
+        self._stop = threading.Event()
+        self._resp: Any = None
+        self._thread = threading.Thread(target=self._run, name=f"informer-{resource}", daemon=True)
+
+    # ------------------------------------------------------------------ reading
+    def get(self, namespace: str, name: str) -> JSON | None:
+        with self._cond:
+            obj = self._store.get((namespace, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def wait_for(self, namespace: str, name: str, timeout: float) -> JSON | None:
+        """The object, waiting up to ``timeout`` for a watch event to bring it."""
+        with self._cond:
+            self._cond.wait_for(lambda: (namespace, name) in self._store or self._stop.is_set(), timeout)
+            obj = self._store.get((namespace, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def items(self) -> list[JSON]:
+        with self._cond:
+            return list(self._store.values())
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._store)
+
+    # ------------------------------------------------------------------ loop
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        resp = self._resp
+        if resp is not None:
+            try:
+                resp.shutdown()
+            except Exception:  # already closed
+                log.debug("closing watch of %s", self.resource, exc_info=True)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _count(self, verb: str, result: str) -> None:
+        if self._metrics is not None:
+            self._metrics.api_requests.labels(verb, self.resource, result).inc()
+
+    def _changed(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+        if self._on_change is not None:
+            try:
+                self._on_change()
+            except Exception:
+                log.exception("change handler of %s failed", self.resource)
+
+    def _list(self) -> str:
+        try:
+            resp = self._list_call(_preload_content=False, _request_timeout=self._request_timeout)
+            data = json.loads(resp.data)
+        except Exception:
+            self._count("list", "error")
+            raise
+        self._count("list", "ok")
+        fresh = {_key(o): self._trim(o) for o in data.get("items") or []}
+        with self._cond:
+            self._store = fresh
+        self.synced.set()
+        self._changed()
+        return str((data.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _events(self, rv: str) -> Iterator[JSON]:
+        from kubernetes.watch.watch import iter_resp_lines
+
+        resp = self._list_call(watch=True, resource_version=rv, allow_watch_bookmarks=True,
+                               timeout_seconds=self._watch_timeout, _preload_content=False,
+                               _request_timeout=(self._request_timeout, self._watch_timeout + 30))
+        self._count("watch", "ok")
+        self._resp = resp
+        try:
+            for line in iter_resp_lines(resp):
+                if self._stop.is_set():
+                    return
+                if line:
+                    yield json.loads(line)
+        finally:
+            self._resp = None
+            resp.release_conn()
+
+    def _run(self) -> None:
+        backoff = 0.2
+        rv = ""
+        while not self._stop.is_set():
+            try:
+                if not rv:
+                    rv = self._list()
+                for event in self._events(rv):
+                    kind, obj = event.get("type"), event.get("object") or {}
+                    new_rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                    if kind == "ERROR":
+                        code = obj.get("code")
+                        log.info("watch of %s ended: %s", self.resource, obj.get("message"),
+                                 extra={"code": code})
+                        if code == 410:
+                            rv = ""
+                        break
+                    if kind in ("ADDED", "MODIFIED"):
+                        with self._cond:
+                            self._store[_key(obj)] = self._trim(obj)
+                        self._changed()
+                    elif kind == "DELETED":
+                        with self._cond:
+                            self._store.pop(_key(obj), None)
+                        self._changed()
+                    rv = new_rv
+                backoff = 0.2
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                self._count("watch", "error")
+                log.warning("list/watch of %s failed: %s; retrying in %.1fs", self.resource, exc, backoff)
+                if getattr(exc, "status", None) == 410:
+                    rv = ""
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+
+class KubeCaches:
+    """The three informers of one daemon, sharing one API client."""
+
+    def __init__(self, kubeconfig: str | None, node_name: str, metrics: Metrics | None = None,
+                 on_nodes_change: Callable[[], None] | None = None) -> None:
+        from kubernetes import client, config
+
+        cfg = client.Configuration()
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg, persist_config=False)
+        else:
+            config.load_incluster_config(client_configuration=cfg)
+        self.api = client.ApiClient(cfg)
+        core = client.CoreV1Api(self.api)
+        custom = client.CustomObjectsApi(self.api)
+        self.node_name = node_name
+        selector = f"spec.nodeName={node_name}" if node_name else None
+
+        def pods(**kw: Any) -> Any:
+            return core.list_pod_for_all_namespaces(field_selector=selector, **kw)
+
+        def nads(**kw: Any) -> Any:
+            return custom.list_cluster_custom_object("k8s.cni.cncf.io", "v1", "network-attachment-definitions", **kw)
+
+        self.pods = Informer("pods", pods, metrics, trim=trim_pod)
+        self.nads = Informer("network-attachment-definitions", nads, metrics)
+        self.nodes = Informer("nodes", core.list_node, metrics, trim=trim_node, on_change=on_nodes_change)
+        self.informers = (self.pods, self.nads, self.nodes)
+
+    def start(self) -> None:
+        for inf in self.informers:
+            inf.start()
+
+    def wait_synced(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        return all(inf.synced.wait(max(0.0, deadline - time.monotonic())) for inf in self.informers)
+
+    @property
+    def synced(self) -> bool:
+        return all(inf.synced.is_set() for inf in self.informers)
+
+    def stop(self) -> None:
+        for inf in self.informers:
+            inf.stop()
+        self.api.close()
+
+
+class CachedKubeView:
+    """A ``KubeView`` reading from the caches. A miss waits briefly for the watch to deliver the
+    object (a pod is usually bound moments before its sandbox is created), then asks the API
+    once, so a slow watch never turns into "no networks"."""
+
+    def __init__(self, caches: KubeCaches, api_view: Any, miss_wait: float = 2.0,
+                 metrics: Metrics | None = None) -> None:
+        self.caches = caches
+        self.api_view = api_view
+        self.miss_wait = miss_wait
+        self.metrics = metrics
+
+    def _read(self, informer: Informer, what: str, namespace: str, name: str,
+              live: Callable[[str, str], JSON | None]) -> JSON | None:
+        if informer.synced.is_set():
+            obj = informer.get(namespace, name) or informer.wait_for(namespace, name, self.miss_wait)
+            if obj is not None:
+                return obj
+        log.info("cache miss, reading %s %s/%s from the API", what, namespace, name)
+        if self.metrics is not None:
+            self.metrics.api_requests.labels("get", informer.resource, "cache-miss").inc()
+        return live(namespace, name)
+
+    def get_pod(self, namespace: str, name: str) -> JSON | None:
+        return self._read(self.caches.pods, "pod", namespace, name, self.api_view.get_pod)
+
+    def get_nad(self, namespace: str, name: str) -> JSON | None:
+        return self._read(self.caches.nads, "network-attachment-definition", namespace, name,
+                          self.api_view.get_nad)
+
+    def patch_pod_network_status(self, namespace: str, name: str, status: list[JSON]) -> None:
+        if self.metrics is not None:
+            self.metrics.api_requests.labels("patch", "pods", "ok").inc()
+        self.api_view.patch_pod_network_status(namespace, name, status)
+
+
+def view_factory(caches: KubeCaches, kubeconfig: str | None,
+                 metrics: Metrics | None = None) -> Callable[[Mapping[str, Any]], Any]:
+    """The factory for ``set_view_factory``: the cache view, with the API view the meta config
+    names (its kubeconfig and timeouts) for writes and misses, else one on the daemon's own
+    credentials."""
+    from metacni.meta.kube import ApiKubeView, KubeSettings, default_view
+
+    views: dict[int, CachedKubeView] = {}
+    own = ApiKubeView(KubeSettings(kubeconfig=kubeconfig or ""))
+
+    def factory(conf: Mapping[str, Any]) -> Any:
+        api_view = default_view(conf) or own
+        view = views.get(id(api_view))
+        if view is None:
+            view = views[id(api_view)] = CachedKubeView(caches, api_view, metrics=metrics)
+        return view
+
+    return factory
