@@ -44,6 +44,14 @@ def _add_daemon(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
+def _add_install(sub: argparse._SubParsersAction) -> None:
+    from .install_cmd import add_arguments, run
+
+    p = sub.add_parser("install", help="write 00-metacni.conf for the node's primary network and install metacni")
+    add_arguments(p)
+    p.set_defaults(handler=run)
+
+
 def _version(args: argparse.Namespace) -> int:
     from metacni.spec.versions import ALL_VERSIONS
 
@@ -53,6 +61,7 @@ def _version(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_exec, _add_validate, _add_plugins]
+COMMANDS.append(_add_install)
 COMMANDS.append(_add_daemon)
 
 

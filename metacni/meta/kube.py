@@ -190,7 +190,7 @@ class ApiKubeView:
         def read(api: Any) -> JSON:
             from kubernetes import client
 
-            resp = client.CoreV1Api(api).read_namespaced_pod(name, namespace, _preload_content=False,
+            resp: Any = client.CoreV1Api(api).read_namespaced_pod(name, namespace, _preload_content=False,
                                                              _request_timeout=self._timeout)
             return dict(json.loads(resp.data))
 
@@ -201,7 +201,7 @@ class ApiKubeView:
         def read(api: Any) -> JSON:
             from kubernetes import client
 
-            resp = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            resp: Any = client.CustomObjectsApi(api).get_namespaced_custom_object(
                 NAD_GROUP, NAD_VERSION, namespace, NAD_PLURAL, name, _preload_content=False,
                 _request_timeout=self._timeout)
             return dict(json.loads(resp.data))

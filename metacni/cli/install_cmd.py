@@ -1,0 +1,60 @@
+"""``metacni install``: write 00-metacni.conf for the node's primary network and install the binary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from typing import Any
+
+from metacni.spec.errors import CNIError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--conf-dir", default="/etc/cni/net.d", help="where the runtime reads CNI configs")
+    p.add_argument("--host-conf-dir", default=None,
+                   help="the conf dir as the runtime sees it, when this runs in a container (e.g. /etc/cni/net.d "
+                        "while --conf-dir is /host/etc/cni/net.d)")
+    p.add_argument("--primary", default=None, help="primary network file (default: first other config in --conf-dir)")
+    p.add_argument("--cni-version", default=None, help="default: the primary's cniVersion")
+    p.add_argument("--kubeconfig", default="", help="kubeconfig path as the runtime's host sees it")
+    p.add_argument("--cni-dir", default="/var/lib/cni/metacni")
+    p.add_argument("--bin-dir", default="/opt/cni/bin", help="binDir written into the config")
+    p.add_argument("--install-bin-dir", default=None,
+                   help="where to install the executable (default: --bin-dir); with --no-binary nothing is copied")
+    p.add_argument("--source", default=None, help="executable to install (default: the metacni on PATH)")
+    p.add_argument("--no-binary", action="store_true", help="only write the config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="extra config key, e.g. --set namespaceIsolation=true --set 'defaultNetworks=[\"a\"]'")
+
+
+def _extra(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from metacni.meta.install import install_binary, write_node_config
+
+    try:
+        if not args.no_binary:
+            source = args.source or shutil.which("metacni") or sys.argv[0]
+            target = install_binary(source, args.install_bin_dir or args.bin_dir)
+            print(f"installed {target}")
+        path = write_node_config(args.conf_dir, primary=args.primary, cni_version=args.cni_version,
+                                 host_conf_dir=args.host_conf_dir, kubeconfig=args.kubeconfig,
+                                 cni_dir=args.cni_dir, bin_dir=args.bin_dir, extra=_extra(args.set))
+    except CNIError as exc:
+        print(f"metacni install: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0

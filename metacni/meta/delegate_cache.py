@@ -1,0 +1,127 @@
+"""Per-container record of the delegates used at ADD, so DEL needs neither the pod nor its NADs.
+
+``<cniDir>/<containerID>``: written atomically (temp, fsync, rename) BEFORE the first
+delegate runs, so a crash mid-ADD still leaves DEL a complete list. A file that cannot be
+decoded is :class:`CorruptCache`, never "nothing to delete" (Multus #948/#1087).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metacni.engine.cache import atomic_write
+from metacni.spec import naming
+from metacni.spec.config import NetworkList, network_list_from_bytes
+from metacni.spec.errors import CNIError, Code
+
+from .annotations import NetworkSelection
+from .networks import Delegate
+
+log = logging.getLogger(__name__)
+KIND = "metacniDelegatesV1"
+
+
+class CorruptCache(CNIError):
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(Code.IO_FAILURE, "corrupt metacni delegate cache", f"{path}: {reason}")
+        self.path = path
+
+
+@dataclass
+class CachedAttachments:
+    container_id: str
+    netns: str
+    pod_namespace: str
+    pod_name: str
+    delegates: list[Delegate] = field(default_factory=list)
+
+
+def _path(cni_dir: str | Path, container_id: str) -> Path:
+    naming.check_container_id(container_id)  # a safe file name
+    return Path(cni_dir) / container_id
+
+
+def write(cni_dir: str | Path, record: CachedAttachments) -> None:
+    data = {
+        "kind": KIND,
+        "containerId": record.container_id,
+        "netns": record.netns,
+        "pod": {"namespace": record.pod_namespace, "name": record.pod_name},
+        "delegates": [{
+            "label": d.label,
+            "ifname": d.ifname,
+            "primary": d.primary,
+            "config": base64.b64encode(d.net.raw).decode(),
+            "source": d.net.source,
+            "capabilityArgs": d.capability_args,
+            **({"selection": d.selection.to_json()} if d.selection else {}),
+        } for d in record.delegates],
+    }
+    atomic_write(_path(cni_dir, record.container_id), json.dumps(data).encode())
+
+
+def read(cni_dir: str | Path, container_id: str) -> CachedAttachments | None:
+    """The record, None when there is none; CorruptCache when it exists but is unusable."""
+    path = _path(cni_dir, container_id)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CorruptCache(path, exc.strerror or str(exc)) from None
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.get("kind") != KIND:
+            raise ValueError(f"not a {KIND} record")
+        if data.get("containerId") != container_id:
+            raise ValueError(f"records container {data.get('containerId')!r}")
+        delegates = [_delegate(item) for item in data["delegates"]]
+        if not delegates or not delegates[0].primary:
+            raise ValueError("no primary delegate")
+        pod = data.get("pod") or {}
+        return CachedAttachments(container_id=container_id, netns=str(data.get("netns", "")),
+                                 pod_namespace=str(pod.get("namespace", "")), pod_name=str(pod.get("name", "")),
+                                 delegates=delegates)
+    except (ValueError, KeyError, TypeError, CNIError) as exc:
+        reason = f"{type(exc).__name__}: {exc}" if raw.strip() else "empty file"
+        raise CorruptCache(path, reason) from None
+
+
+def _delegate(item: dict[str, Any]) -> Delegate:
+    raw = base64.b64decode(item["config"], validate=True)
+    net: NetworkList = network_list_from_bytes(raw, str(item.get("source", "")))
+    sel = item.get("selection")
+    return Delegate(label=str(item["label"]), net=net, ifname=str(item["ifname"]), primary=bool(item["primary"]),
+                    selection=NetworkSelection.from_json(sel) if isinstance(sel, dict) else None,
+                    capability_args=dict(item.get("capabilityArgs") or {}))
+
+
+def remove(cni_dir: str | Path, container_id: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        _path(cni_dir, container_id).unlink()
+
+
+def quarantine(path: Path) -> Path:
+    """Move a corrupt record aside (kept for the operator, out of the way of the next ADD)."""
+    target = path.parent / "corrupt" / f"{path.name}.{int(time.time())}"
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.replace(path, target)
+    return target
+
+
+def container_ids(cni_dir: str | Path) -> list[str]:
+    """Containers with a record (GC)."""
+    try:
+        names = sorted(os.listdir(cni_dir))
+    except FileNotFoundError:
+        return []
+    return [n for n in names if not n.startswith(".") and naming.container_id_problem(n) is None
+            and (Path(cni_dir) / n).is_file()]

@@ -1,0 +1,144 @@
+"""Node installation: ``00-metacni.conf`` and the ``metacni`` executable.
+
+The config is generated from the primary (lexically first other config in the conf dir) and
+written atomically; it is never empty, never points at itself (Multus #1108, #1155) and is
+only rewritten when its content changes. The executable is installed by rename, so a runtime
+executing the old one never sees "text file busy" (Multus #1221).
+
+Importable without ``kubernetes``: the node daemon calls :func:`write_node_config` on every
+conf-dir change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from metacni.engine.cache import atomic_write
+from metacni.spec import versions
+from metacni.spec.errors import CNIError, Code
+
+from .config import DEFAULT_BIN_DIR, DEFAULT_CNI_DIR, NODE_CONFIG_NAME
+from .networks import META_TYPE, candidate_files, is_meta_config, load_file
+
+POD_ANNOTATIONS_CAP = "io.kubernetes.cri.pod-annotations"
+
+
+class NoPrimaryNetwork(CNIError):
+    def __init__(self, details: str) -> None:
+        super().__init__(Code.TRY_AGAIN_LATER, "no primary network configuration", details)
+
+
+def find_primary(conf_dir: str | Path, own_file: str = NODE_CONFIG_NAME) -> Path:
+    """The lexically first valid .conf/.conflist/.json that is not a metacni config."""
+    problems = []
+    for path in candidate_files(conf_dir, own_file):
+        try:
+            load_file(path)
+        except CNIError as exc:
+            problems.append(f"{path.name}: {exc.details or exc.msg}")
+            continue
+        return path
+    detail = f"; skipped: {'; '.join(problems)}" if problems else ""
+    raise NoPrimaryNetwork(f"no usable network configuration other than metacni's in {conf_dir}{detail}")
+
+
+def primary_capabilities(path: Path) -> dict[str, bool]:
+    """Union of the capabilities enabled in the primary's plugins."""
+    caps: dict[str, bool] = {}
+    for plugin in load_file(path).plugins:
+        for name, enabled in (plugin.get("capabilities") or {}).items():
+            if enabled is True:
+                caps[name] = True
+    return caps
+
+
+def node_config(conf_dir: str | Path, *, primary: str | Path | None = None, cni_version: str | None = None,
+                host_conf_dir: str | Path | None = None, kubeconfig: str = "", name: str = "metacni-network",
+                cni_dir: str = DEFAULT_CNI_DIR, bin_dir: str = DEFAULT_BIN_DIR,
+                extra: dict[str, Any] | None = None, file_name: str = NODE_CONFIG_NAME) -> dict[str, Any]:
+    """The ``00-metacni.conf`` object. ``host_conf_dir`` is the conf dir as the runtime sees it
+    (the daemon sees it under e.g. /host/etc/cni/net.d); paths in the output use it."""
+    conf_dir = Path(conf_dir)
+    seen_dir = Path(host_conf_dir) if host_conf_dir else conf_dir
+    path = Path(primary) if primary else find_primary(conf_dir, file_name)
+    if not path.is_absolute():
+        path = conf_dir / path
+    if path.name == file_name or is_meta_config(path, file_name):
+        raise CNIError(Code.INVALID_CONFIG, "invalid primary network", f"{path} is a metacni configuration")
+    net = load_file(path)
+    version = cni_version or net.cni_version
+    if not versions.is_known(version):
+        raise CNIError(Code.INCOMPATIBLE_VERSION, "incompatible CNI versions", f"cniVersion {version!r}")
+    if versions.at_least(version, "0.4.0") and not versions.at_least(net.cni_version, "0.4.0"):
+        raise CNIError(Code.INCOMPATIBLE_VERSION, "primary network too old",
+                       f"{path.name} has cniVersion {net.cni_version}; metacni at {version} would send it "
+                       "CHECK, which it does not support (Multus #737)")
+    capabilities = primary_capabilities(path)
+    capabilities[POD_ANNOTATIONS_CAP] = True
+    conf: dict[str, Any] = {
+        "cniVersion": version,
+        "name": name,
+        "type": META_TYPE,
+        "confDir": str(seen_dir),
+        "cniDir": cni_dir,
+        "binDir": bin_dir,
+        "clusterNetwork": str(seen_dir / path.relative_to(conf_dir)) if path.is_relative_to(conf_dir)
+        else str(path),
+        "capabilities": dict(sorted(capabilities.items())),
+    }
+    if kubeconfig:
+        conf["kubeconfig"] = kubeconfig
+    for key, value in (extra or {}).items():
+        if key not in ("type", "clusterNetwork", "capabilities"):
+            conf[key] = value
+    return conf
+
+
+def write_node_config(conf_dir: str | Path, *, file_name: str = NODE_CONFIG_NAME, **options: Any) -> Path:
+    """Generate and atomically write ``<conf_dir>/00-metacni.conf``; returns its path.
+
+    Raises (and leaves any existing file untouched) when no primary exists or it is invalid.
+    Unchanged content is not rewritten. ``options`` are :func:`node_config`'s keywords.
+    """
+    conf = node_config(conf_dir, file_name=file_name, **options)
+    data = (json.dumps(conf, indent=2) + "\n").encode()
+    if not data.strip() or json.loads(data).get("type") != META_TYPE:  # belt and braces: never empty
+        raise CNIError(Code.INTERNAL, "refusing to write an invalid metacni config", repr(data[:80]))
+    target = Path(conf_dir) / file_name
+    try:
+        if target.read_bytes() == data:
+            return target
+    except OSError:
+        pass
+    atomic_write(target, data, mode=0o644, dir_mode=0o755)
+    return target
+
+
+def install_binary(source: str | Path, bin_dir: str | Path, name: str = META_TYPE) -> Path:
+    """Copy ``source`` to ``<bin_dir>/<name>`` via a temp file and rename.
+
+    The old inode stays intact for processes executing it, so upgrades never hit ETXTBSY.
+    """
+    bin_dir = Path(bin_dir)
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    target = bin_dir / name
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=bin_dir)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out)
+            out.flush()
+            os.fchmod(out.fileno(), 0o755)
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
+

@@ -1,0 +1,224 @@
+"""From config + pod to the ordered list of delegates (one per attachment) to run.
+
+Order (spec 6.2, Multus 2.5): primary first as CNI_IFNAME, then ``defaultNetworks``, then the
+annotation's networks; every non-primary gets ``net<position>`` unless it names an interface.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metacni.spec.config import CONF_EXTENSIONS, NetworkList, conf_files, network_list_from_bytes
+from metacni.spec.errors import CNIError, Code
+
+from .annotations import NetworkSelection
+from .config import AUTO, MetaConfig
+from .kube import KubeView
+
+log = logging.getLogger(__name__)
+META_TYPE = "metacni"
+
+
+@dataclass
+class Delegate:
+    """One attachment: the network to run, its interface, and what the pod asked for."""
+
+    label: str  # network-status name: "<ns>/<nad>" for NADs, the CNI name for files
+    net: NetworkList
+    ifname: str
+    primary: bool = False
+    selection: NetworkSelection | None = None
+    capability_args: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- own config
+def _plugin_types(data: Any) -> list[str]:
+    if not isinstance(data, dict):
+        return []
+    plugins: list[Any] = data["plugins"] if isinstance(data.get("plugins"), list) else [data]
+    return [str(p.get("type", "")) for p in plugins if isinstance(p, dict)]
+
+
+def is_meta_config(path: Path, own_file: str = "") -> bool:
+    """Our own output (by name or because it runs ``metacni``): never a primary (Multus #1108)."""
+    if path.name.startswith("00-metacni") or (own_file and path.name == Path(own_file).name):
+        return True
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return META_TYPE in _plugin_types(data)
+
+
+def candidate_files(conf_dir: str | Path, own_file: str = "") -> list[Path]:
+    """Config files of ``conf_dir`` that may serve as a network, lexical order, ours excluded."""
+    return [p for p in conf_files(conf_dir) if not is_meta_config(p, own_file)]
+
+
+def load_file(path: Path) -> NetworkList:
+    """A .conflist, or a .conf/.json wrapped as a list (a conflist stored as .conf is accepted)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{path}: {exc.strerror}") from None
+    return network_list_from_bytes(raw, str(path), is_list=True if path.suffix == ".conflist" else None)
+
+
+def find_file_by_name(conf_dir: str | Path, name: str, own_file: str = "") -> NetworkList | None:
+    """The first file (lexical) whose CNI ``name`` is ``name``; Multus' scan for NAD-less names."""
+    for path in candidate_files(conf_dir, own_file):
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("name") == name:
+            return load_file(path)
+    return None
+
+
+# ---------------------------------------------------------------------------- NADs
+def nad_network(nad: dict[str, Any], cfg: MetaConfig, cni_args: dict[str, Any] | None = None) -> NetworkList:
+    """The CNI config of a NAD: ``spec.config`` (name injected if missing) or, when empty, the
+    conf-dir file named after the NAD."""
+    meta = nad.get("metadata") or {}
+    ns, name = meta.get("namespace", ""), meta.get("name", "")
+    where = f"NetworkAttachmentDefinition {ns}/{name}"
+    text = (nad.get("spec") or {}).get("config") or ""
+    if not isinstance(text, str):
+        raise CNIError(Code.INVALID_CONFIG, "invalid NetworkAttachmentDefinition",
+                       f"{where}: spec.config is not a string")
+    if not text.strip():
+        net = find_file_by_name(cfg.conf_dir, name, cfg.own_file)
+        if net is None:
+            raise CNIError(Code.INVALID_CONFIG, "invalid NetworkAttachmentDefinition",
+                           f"{where} has no spec.config and no file in {cfg.conf_dir} has name {name!r}")
+        return _build(json.loads(net.raw), where, cni_args) if cni_args else net
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise CNIError(Code.INVALID_CONFIG, "invalid NetworkAttachmentDefinition",
+                       f"{where}: spec.config is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CNIError(Code.INVALID_CONFIG, "invalid NetworkAttachmentDefinition",
+                       f"{where}: spec.config must be a JSON object")
+    if not data.get("name"):
+        data["name"] = name
+        return _build(data, where, cni_args)
+    if cni_args:
+        return _build(data, where, cni_args)
+    return network_list_from_bytes(text.encode(), where)
+
+
+def _build(data: dict[str, Any], where: str, cni_args: dict[str, Any] | None) -> NetworkList:
+    if cni_args:
+        plugins: list[Any] = data["plugins"] if isinstance(data.get("plugins"), list) else [data]
+        for plugin in plugins:
+            if isinstance(plugin, dict):
+                args = plugin.setdefault("args", {})
+                if isinstance(args, dict):
+                    cni = args.setdefault("cni", {})
+                    if isinstance(cni, dict):
+                        cni.update(cni_args)  # the pod's request wins over the NAD
+    return network_list_from_bytes(json.dumps(data).encode(), where)
+
+
+def resolve_nad(view: KubeView | None, cfg: MetaConfig, namespace: str, name: str,
+                cni_args: dict[str, Any] | None = None) -> NetworkList:
+    if view is None:
+        raise CNIError(Code.INVALID_CONFIG, "no Kubernetes API configured",
+                       f"NetworkAttachmentDefinition {namespace}/{name} is needed but the config has no "
+                       "kubeconfig and this is not an in-cluster environment")
+    nad = view.get_nad(namespace, name)
+    if nad is None:
+        raise CNIError(Code.INVALID_CONFIG, "network not found",
+                       f"cannot find a network-attachment-definition ({name}) in namespace ({namespace})")
+    return nad_network(nad, cfg, cni_args)
+
+
+# ---------------------------------------------------------------------------- primary
+def resolve_reference(ref: str, cfg: MetaConfig, view: KubeView | None) -> tuple[str, NetworkList]:
+    """clusterNetwork/defaultNetworks value → (status label, network).
+
+    A path (contains '/') is a file or a directory (its first config); a bare name is a file
+    in confDir with that CNI name, else a NAD in ``multusNamespace`` (local first, so the
+    primary never depends on the API being up).
+    """
+    if "/" in ref:
+        path = Path(ref)
+        if path.is_dir():
+            files = candidate_files(path, cfg.own_file)
+            if not files:
+                raise CNIError(Code.TRY_AGAIN_LATER, "primary network not ready",
+                               f"no network configuration file in {path}")
+            path = files[0]
+        if is_meta_config(path, cfg.own_file):
+            raise CNIError(Code.INVALID_CONFIG, "invalid metacni configuration",
+                           f"network {ref!r} is a metacni configuration; it cannot delegate to itself")
+        net = load_file(path)
+        return net.name, net
+    if Path(ref).suffix in CONF_EXTENSIONS and (Path(cfg.conf_dir) / ref).is_file():
+        return resolve_reference(str(Path(cfg.conf_dir) / ref), cfg, view)
+    net_or_none = find_file_by_name(cfg.conf_dir, ref, cfg.own_file)
+    if net_or_none is not None:
+        return net_or_none.name, net_or_none
+    ns = cfg.multus_namespace
+    return f"{ns}/{ref}", resolve_nad(view, cfg, ns, ref)
+
+
+def resolve_primary(cfg: MetaConfig, view: KubeView | None,
+                    override: NetworkSelection | None = None) -> tuple[str, NetworkList]:
+    if override is not None:
+        return override.ref, resolve_nad(view, cfg, override.namespace, override.name, override.cni_args)
+    if cfg.cluster_network and cfg.cluster_network != AUTO:
+        return resolve_reference(cfg.cluster_network, cfg, view)
+    if cfg.delegates:
+        net = network_list_from_bytes(json.dumps(cfg.delegates[0]).encode(), "delegates[0]")
+        return net.name, net
+    files = candidate_files(cfg.conf_dir, cfg.own_file)
+    if not files:
+        raise CNIError(Code.TRY_AGAIN_LATER, "primary network not ready",
+                       f"no network configuration other than metacni's in {cfg.conf_dir}")
+    net = load_file(files[0])
+    return net.name, net
+
+
+# ---------------------------------------------------------------------------- the list
+def assign_ifnames(delegates: list[Delegate]) -> None:
+    """net<index> for unnamed non-primaries; duplicate names are an error."""
+    seen: dict[str, str] = {}
+    for index, d in enumerate(delegates):
+        if not d.ifname:
+            d.ifname = f"net{index}"
+        if d.ifname in seen:
+            raise CNIError(Code.INVALID_CONFIG, "duplicate interface name",
+                           f"interface {d.ifname!r} is requested by both {seen[d.ifname]} and {d.label}")
+        seen[d.ifname] = d.label
+
+
+def build_delegates(cfg: MetaConfig, view: KubeView | None, *, pod_namespace: str, runtime_ifname: str,
+                    runtime_caps: dict[str, Any], selections: list[NetworkSelection],
+                    override: NetworkSelection | None, with_default_networks: bool) -> list[Delegate]:
+    label, primary = resolve_primary(cfg, view, override)
+    delegates = [Delegate(label=label, net=primary, ifname=runtime_ifname, primary=True,
+                          selection=override, capability_args=dict(runtime_caps))]
+    shared = {k: v for k, v in runtime_caps.items() if k.lower() == "io.kubernetes.cri.pod-annotations"}
+    if with_default_networks:
+        for ref in cfg.default_networks:
+            d_label, net = resolve_reference(ref, cfg, view)
+            delegates.append(Delegate(label=d_label, net=net, ifname="", capability_args=dict(shared)))
+    for sel in selections:
+        if not cfg.may_use(pod_namespace, sel.namespace):
+            raise CNIError(Code.INVALID_CONFIG, "namespace isolation violation",
+                           f"network {sel.ref} is in namespace {sel.namespace!r}; with namespaceIsolation a pod "
+                           f"in {pod_namespace!r} may only use its own namespace or {cfg.global_namespaces}")
+        net = resolve_nad(view, cfg, sel.namespace, sel.name, sel.cni_args)
+        caps = dict(shared)
+        caps.update(sel.capability_args())
+        delegates.append(Delegate(label=sel.ref, net=net, ifname=sel.interface or "", selection=sel,
+                                  capability_args=caps))
+    assign_ifnames(delegates)
+    return delegates

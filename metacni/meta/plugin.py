@@ -1,0 +1,57 @@
+"""The ``metacni`` plugin type: hooks wiring the CNI verbs to :mod:`metacni.meta.service`.
+
+Installed as ``/opt/cni/bin/metacni`` (the console script): the runtime's stdin config has
+``type: metacni``, skel dispatches to these hooks in-process.
+"""
+
+from __future__ import annotations
+
+from metacni.plugin import PluginInfo, Request, Result, hookimpl
+from metacni.spec import versions
+
+#: Everything a runtime may send; each delegate still only receives what it declares.
+CAPABILITIES = frozenset({
+    "portMappings", "bandwidth", "ips", "mac", "ipRanges", "dns", "aliases", "cgroupPath",
+    "infinibandGUID", "deviceID", "io.kubernetes.cri.pod-annotations",
+})
+
+
+@hookimpl
+def cni_plugin_info() -> PluginInfo:
+    return PluginInfo(versions=versions.ALL_VERSIONS, capabilities=CAPABILITIES,
+                      description="meta plugin: primary network plus NetworkAttachmentDefinitions per pod")
+
+
+@hookimpl
+def cni_add(request: Request) -> Result:
+    from . import service
+
+    return service.add(request)
+
+
+@hookimpl
+def cni_del(request: Request) -> None:
+    from . import service
+
+    service.delete(request)
+
+
+@hookimpl
+def cni_check(request: Request) -> None:
+    from . import service
+
+    service.check(request)
+
+
+@hookimpl
+def cni_gc(request: Request) -> None:
+    from . import service
+
+    service.gc(request)
+
+
+@hookimpl
+def cni_status(request: Request) -> None:
+    from . import service
+
+    service.status_check(request)
