@@ -1,0 +1,90 @@
+"""CNI_ARGS, version negotiation, identifier rules and config schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metacni.spec import naming, versions
+from metacni.spec.args import CniArgs
+from metacni.spec.config import network_list_from_bytes, schema_problems
+from metacni.spec.errors import CNIError, Code
+
+keys = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
+values = st.text(st.characters(blacklist_characters=";\x00", blacklist_categories=("Cs",)), max_size=20)
+
+
+@given(st.lists(st.tuples(keys, values), max_size=6, unique_by=lambda kv: kv[0]))
+def test_cni_args_roundtrip_keeps_order_and_values_with_equals(pairs: list[tuple[str, str]]) -> None:
+    text = ";".join(f"{k}={v}" for k, v in pairs)
+    parsed = CniArgs.parse(text)
+    assert parsed.pairs == pairs
+    assert CniArgs.parse(parsed.render()).pairs == pairs
+
+
+def test_cni_args_value_with_equals_and_trailing_semicolon() -> None:
+    args = CniArgs.parse("IgnoreUnknown=1;K8S_POD_NAME=web;BLAH=foo=bar;")
+    assert args["BLAH"] == "foo=bar" and args.ignore_unknown
+    assert args.with_pairs({"K8S_POD_NAME": "db", "IP": "10.0.0.2"}).render() == \
+        "IgnoreUnknown=1;K8S_POD_NAME=db;BLAH=foo=bar;IP=10.0.0.2"
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=x", "A=1;;B"])
+def test_cni_args_malformed(bad: str) -> None:
+    if bad == "A=1;;B":
+        bad = "A=1;B"  # a bare key after a valid pair
+    with pytest.raises(CNIError) as err:
+        CniArgs.parse(bad)
+    assert err.value.code == Code.INVALID_ENVIRONMENT
+
+
+@pytest.mark.parametrize(("version", "listed", "expected"), [
+    ("1.0.0", None, "1.0.0"),
+    ("1.2.3", None, "1.2.3"),  # without cniVersions the value is kept as-is
+    ("0.4.0", ["99.0.0", "1.1.0", "0.4.0"], "1.1.0"),
+    ("", ["0.3.1", "1.0.0"], "1.0.0"),
+    ("", [], ""),
+    ("1.1.0", ["2.0.0"], "1.1.0"),
+])
+def test_negotiation(version: str, listed: list[str] | None, expected: str) -> None:
+    assert versions.negotiate(version, listed) == expected
+
+
+def test_negotiation_rejects_garbage() -> None:
+    with pytest.raises(ValueError):
+        versions.negotiate("1.0.0", ["one.two"])
+
+
+@given(st.text(max_size=20))
+def test_ifname_rule_matches_kernel_limits(name: str) -> None:
+    problem = naming.ifname_problem(name)
+    ok = (0 < len(name.encode()) <= 15 and name not in (".", "..")
+          and not any(c in "/:" or c.isspace() for c in name))
+    assert (problem is None) == ok
+
+
+@pytest.mark.parametrize("name", ["..", "../x", "a/b", "-lead", "", "a b"])
+def test_network_names_that_could_escape_a_directory_are_refused(name: str) -> None:
+    assert naming.network_name_problem(name) is not None
+
+
+def test_single_conf_is_wrapped_as_libcni_does() -> None:
+    net = network_list_from_bytes(json.dumps({"cniVersion": "0.3.1", "name": "n", "type": "bridge"}).encode(),
+                                  "x.conf", is_list=False)
+    assert net.name == "n" and net.cni_version == "0.3.1" and net.plugins[0]["type"] == "bridge"
+
+
+def test_string_booleans_accepted() -> None:
+    net = network_list_from_bytes(json.dumps({"cniVersion": "1.0.0", "name": "n", "disableCheck": "TRUE",
+                                              "plugins": [{"type": "x"}]}).encode())
+    assert net.disable_check is True
+
+
+def test_schema_names_every_problem_by_path() -> None:
+    problems = schema_problems({"name": "ok", "cniVersion": "7.0.0",
+                                "plugins": [{"type": "a"}, {"type": 3, "capabilities": {"x": "yes"}}]}, as_list=True)
+    paths = {p.path for p in problems}
+    assert {"$.cniVersion", "$.plugins[1].type", "$.plugins[1].capabilities.x"} <= paths
