@@ -1,0 +1,1 @@
+"""metacni-tuning: an example metacni plugin (type ``tuning-py``)."""
