@@ -6,7 +6,7 @@ import pytest
 
 from metacni.firewall import backend as fw
 from metacni.firewall.masq import add_masquerade
-from metacni.firewall.testbed import Testbed, prime_legacy, ruleset
+from metacni.testing.firewall_testbed import Testbed, prime_legacy, ruleset
 from metacni.kernel import netns
 from metacni.testing.netns import netns_path, run
 

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from metacni.firewall.testbed import Testbed, prime_legacy, ruleset
+from metacni.testing.firewall_testbed import Testbed, prime_legacy, ruleset
 from metacni.spec.results import Result
 from metacni.testing.netns import netns_path, run
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from metacni.firewall.testbed import (
+from metacni.testing.firewall_testbed import (
     NODE_IP,
     OUTSIDE_IP,
     Testbed,

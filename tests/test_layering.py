@@ -1,0 +1,89 @@
+"""Dependencies point one way: spec < engine, kernel, firewall < plugins, meta < daemon, cli.
+
+Read from the source with ``ast`` so the rule holds for lazy (function-level) imports too.
+The shim imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# layer -> layers it may import (besides itself and third-party/stdlib modules)
+ALLOWED: dict[str, set[str]] = {
+    "metacni.spec": set(),
+    "metacni.engine": {"metacni.spec"},
+    "metacni.kernel": {"metacni.spec"},
+    "metacni.firewall": {"metacni.spec", "metacni.kernel"},
+    "metacni.plugin": {"metacni.spec", "metacni.engine", "metacni.kernel", "metacni.firewall"},
+    "metacni_plugins": {"metacni.spec", "metacni.engine", "metacni.kernel", "metacni.firewall", "metacni.plugin",
+                        "metacni.testing"},
+    "metacni.meta": {"metacni.spec", "metacni.engine", "metacni.kernel", "metacni.firewall", "metacni.plugin"},
+    "metacni.daemon": {"metacni.spec", "metacni.engine", "metacni.kernel", "metacni.firewall", "metacni.plugin",
+                       "metacni.meta"},
+}
+LAYERS = sorted(ALLOWED, key=len, reverse=True)
+
+
+def layer_of(module: str) -> str | None:
+    return next((layer for layer in LAYERS if module == layer or module.startswith(layer + ".")), None)
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[0] == "plugins":
+        parts[0] = "metacni_plugins"
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imports(path: Path, module: str) -> list[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                found.append(".".join(base + ([node.module] if node.module else [])))
+            elif node.module:
+                found.append(node.module)
+    return found
+
+
+def sources() -> list[Path]:
+    files = [p for p in (ROOT / "metacni").rglob("*.py")] + [p for p in (ROOT / "plugins").rglob("*.py")]
+    return [p for p in files if "tests" not in p.parts and "testing" not in p.parts]
+
+
+@pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_point_down(path: Path) -> None:
+    module = module_name(path)
+    own = layer_of(module)
+    if own is None:
+        return  # cli, __main__, shim: top of the stack
+    for target in imports(path, module):
+        target_layer = layer_of(target)
+        if target_layer is None or target_layer == own:
+            continue
+        assert target_layer in ALLOWED[own], f"{module} ({own}) imports {target} ({target_layer})"
+
+
+def test_shim_imports_only_the_standard_library() -> None:
+    shim = ROOT / "metacni" / "shim.py"
+    for target in imports(shim, "metacni.shim"):
+        top = target.split(".")[0]
+        if top == "metacni":
+            # the standalone fallback may import metacni lazily, inside a function, guarded
+            continue
+        assert top in sys.stdlib_module_names or top == "__future__", f"shim imports {target}"
