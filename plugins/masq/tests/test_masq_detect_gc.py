@@ -6,8 +6,8 @@ import pytest
 
 from metacni.firewall import backend as fw
 from metacni.firewall.masq import add_masquerade
-from metacni.testing.firewall_testbed import Testbed, prime_legacy, ruleset
 from metacni.kernel import netns
+from metacni.testing.firewall_testbed import Testbed, prime_legacy, ruleset
 from metacni.testing.netns import netns_path, run
 
 

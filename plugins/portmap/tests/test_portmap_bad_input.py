@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from metacni.testing.firewall_testbed import Testbed, prime_legacy, ruleset
 from metacni.plugin import CNIError
 from metacni.spec.results import Result
+from metacni.testing.firewall_testbed import Testbed, prime_legacy, ruleset
 from metacni.testing.netns import netns_path
 
 V4_ONLY = Result.model_validate(

@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from metacni.testing.firewall_testbed import Testbed, prime_legacy, ruleset
 from metacni.spec.results import Result
+from metacni.testing.firewall_testbed import Testbed, prime_legacy, ruleset
 from metacni.testing.netns import netns_path, run
 
 CYCLES = 100
