@@ -187,6 +187,19 @@ def resolve_primary(cfg: MetaConfig, view: KubeView | None,
 
 
 # ---------------------------------------------------------------------------- the list
+def _check_capabilities(net: NetworkList, sel: NetworkSelection) -> None:
+    """NPWG spec: a requested ips/mac/... must be declared by some plugin of the attachment,
+    or the request fails (Multus passes it on and libcni silently drops it)."""
+    declared = {name for plugin in net.plugins
+                for name, on in (plugin.get("capabilities") or {}).items() if on is True}
+    missing = sorted(set(sel.capability_args()) - declared)
+    if missing:
+        raise CNIError(Code.INVALID_CONFIG, "capability not supported by network",
+                       f"network {sel.ref} requests {', '.join(missing)} but no plugin of network "
+                       f"{net.name!r} declares {'them' if len(missing) > 1 else 'it'} in 'capabilities'")
+
+
+
 def assign_ifnames(delegates: list[Delegate]) -> None:
     """net<index> for unnamed non-primaries; duplicate names are an error."""
     seen: dict[str, str] = {}
@@ -218,6 +231,7 @@ def build_delegates(cfg: MetaConfig, view: KubeView | None, *, pod_namespace: st
         net = resolve_nad(view, cfg, sel.namespace, sel.name, sel.cni_args)
         caps = dict(shared)
         caps.update(sel.capability_args())
+        _check_capabilities(net, sel)
         delegates.append(Delegate(label=sel.ref, net=net, ifname=sel.interface or "", selection=sel,
                                   capability_args=caps))
     assign_ifnames(delegates)

@@ -1,7 +1,7 @@
 // golibcni: a minimal libcni-based runtime and result converter, used as the reference
 // in metacni's tests. It is built from Debian's golang-github-appc-cni-dev sources.
 //
-//	golibcni add|del|check CONFLIST NETNS CONTAINERID IFNAME   (env CNI_PATH, CNI_CACHE_DIR, CAP_ARGS)
+//	golibcni add|del|check CONFLIST NETNS CONTAINERID IFNAME   (env CNI_PATH, CNI_CACHE_DIR, CAP_ARGS, CNI_RT_ARGS)
 //	golibcni convert TARGET_VERSION < result.json
 package main
 
@@ -68,6 +68,14 @@ func main() {
 	}
 	cni := libcni.NewCNIConfigWithCacheDir(filepath.SplitList(os.Getenv("CNI_PATH")), os.Getenv("CNI_CACHE_DIR"), nil)
 	rt := &libcni.RuntimeConf{ContainerID: os.Args[4], NetNS: os.Args[3], IfName: os.Args[5]}
+	// CNI_RT_ARGS "K=V;K=V": the runtime's CNI_ARGS (kubelet passes K8S_POD_NAMESPACE etc.).
+	if args := os.Getenv("CNI_RT_ARGS"); args != "" {
+		for _, pair := range strings.Split(args, ";") {
+			if kv := strings.SplitN(pair, "=", 2); len(kv) == 2 {
+				rt.Args = append(rt.Args, [2]string{kv[0], kv[1]})
+			}
+		}
+	}
 	if caps := os.Getenv("CAP_ARGS"); caps != "" {
 		if err := json.Unmarshal([]byte(caps), &rt.CapabilityArgs); err != nil {
 			fail(err)
