@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from metacni import __version__
 
+from .plugin_cmd import register as _add_plugin_tools
+
 Handler = Callable[[argparse.Namespace], int]
 
 
@@ -63,6 +65,7 @@ def _version(args: argparse.Namespace) -> int:
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_exec, _add_validate, _add_plugins]
 COMMANDS.append(_add_install)
 COMMANDS.append(_add_daemon)
+COMMANDS.append(_add_plugin_tools)
 
 
 def build_parser() -> argparse.ArgumentParser:
