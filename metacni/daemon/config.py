@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class DaemonConfig:
     ready_timeout: float = 30.0  # how long an ADD waits for the caches to sync
     readiness_indicator_file: str = ""
     regenerate_config: bool = True
+    # Keywords for metacni.meta.install.write_node_config (kubeconfig, host_conf_dir, cni_dir, extra, ...).
+    node_config: dict[str, Any] = field(default_factory=dict)
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
     log_file: str | None = None

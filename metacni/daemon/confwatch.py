@@ -36,15 +36,18 @@ def fingerprint(conf_dir: str) -> Fingerprint:
 
 
 def default_regenerator(conf_dir: str, cfg: Any) -> Callable[[], object] | None:
-    """The meta plugin's installer entry point, when it is installed."""
+    """``write_node_config`` of the meta plugin's installer with the daemon's options."""
     try:
-        from metacni.meta import install  # type: ignore[attr-defined]
+        from metacni.meta.install import write_node_config
     except ImportError:
         return None
-    fn = getattr(install, "regenerate", None)
-    if fn is None:
-        return None
-    return lambda: fn(conf_dir)
+    options: dict[str, Any] = {}
+    if cfg is not None:
+        if cfg.kubeconfig:
+            options["kubeconfig"] = cfg.kubeconfig
+        options["bin_dir"] = cfg.cni_path.split(os.pathsep)[0]
+        options.update(cfg.node_config)
+    return lambda: write_node_config(conf_dir, **options)
 
 
 class ConfWatcher:
@@ -72,8 +75,8 @@ class ConfWatcher:
             try:
                 self.regenerate()
                 self.runs += 1
-            except Exception:
-                log.exception("regenerating the node config failed; the previous one stays in place")
+            except Exception as exc:  # no primary yet, an invalid primary: keep what is there
+                log.warning("node config not regenerated; the previous one stays in place: %s", exc)
             now = fingerprint(self.conf_dir)  # our own write must not trigger another pass
         return now
 
