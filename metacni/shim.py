@@ -34,7 +34,11 @@ MAX_FRAME = 64 * 1024 * 1024
 
 
 class DaemonUnavailable(Exception):
-    """The daemon socket is absent, refuses connections, or the connection broke."""
+    """The daemon socket is absent or refuses connections: nothing was sent."""
+
+
+class DaemonLost(Exception):
+    """The connection broke after the request was sent (the daemon died mid-call)."""
 
 
 def _log(msg: str) -> None:
@@ -89,7 +93,7 @@ def socket_path(env: dict, conf: dict) -> str:
 
 
 def call_daemon(path: str, request: dict, connect_timeout: float, timeout: float) -> dict:
-    """One request/reply exchange. Connection failures raise DaemonUnavailable."""
+    """One request/reply exchange: DaemonUnavailable before sending, DaemonLost after."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(connect_timeout)
@@ -101,10 +105,11 @@ def call_daemon(path: str, request: dict, connect_timeout: float, timeout: float
         try:
             send_frame(sock, request)
             return recv_frame(sock)
-        except TimeoutError:
+        except socket.timeout:  # noqa: UP041 - on 3.9 it is not TimeoutError
             raise
         except (OSError, ValueError) as exc:
-            raise DaemonUnavailable(f"connection to {path} failed: {exc}") from None
+            # The daemon may have done part of the work: never re-run it here, let the runtime retry.
+            raise DaemonLost(f"connection to {path} lost: {exc}") from None
     finally:
         sock.close()
 
@@ -159,9 +164,12 @@ def main(env: dict | None = None, stdin: bytes | None = None, out=None) -> int:
     request = {"v": PROTOCOL, "op": "cni", "env": env, "stdin": stdin.decode("utf-8", "surrogateescape")}
     try:
         reply = call_daemon(path, request, _float_env(env, "METACNI_CONNECT_TIMEOUT", 1.0), timeout)
-    except TimeoutError:
+    except socket.timeout:  # noqa: UP041 - on 3.9 it is not TimeoutError
         _emit(out, _error(TRY_AGAIN_LATER, "metacni daemon did not answer in time",
                           f"{command} timed out after {timeout:g}s on {path}", version))
+        return 1
+    except DaemonLost as exc:
+        _emit(out, _error(TRY_AGAIN_LATER, "metacni daemon went away during the call", str(exc), version))
         return 1
     except DaemonUnavailable as exc:
         status = _standalone(env, stdin, out)

@@ -126,11 +126,12 @@ def test_del_with_daemon_down_and_no_package_does_not_block_teardown(tmp_path):
     assert b"GC will reclaim" in out.stderr
 
 
-def test_daemon_that_never_answers_times_out_with_code_11(fake_daemon):
+@pytest.mark.parametrize("python", BARE_PYTHONS)
+def test_daemon_that_never_answers_times_out_with_code_11(fake_daemon, python):
     server, seen, _, gate = fake_daemon
     gate.clear()
     env = {**ENV, "METACNI_SOCKET": server.path, "METACNI_TIMEOUT": "0.5"}
-    out = run_shim(env, CONF, python=BARE_PYTHONS[0], flags=["-I"], timeout=10)
+    out = run_shim(env, CONF, python=python, flags=["-I"], timeout=10)
     gate.set()
     reply = json.loads(out.stdout)
     assert out.returncode == 1 and reply["code"] == 11 and "did not answer" in reply["msg"]
@@ -198,3 +199,28 @@ def test_shim_file_needs_nothing_but_itself(tmp_path):
                          timeout=30, check=False)
     assert out.returncode == 0 and json.loads(out.stdout)["supportedVersions"] == list(ALL_VERSIONS)
     assert Path(SHIM).read_text().startswith("#!/usr/bin/env python3\n")
+
+
+def test_daemon_dying_mid_call_is_code_11_and_never_rerun_in_process(tmp_path):
+    """Even with the package importable, a call the daemon may have half done is not re-run."""
+    import socket
+
+    path = str(tmp_path / "dying.sock")
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(1)
+
+    def accept_and_hang_up() -> None:
+        conn, _ = srv.accept()
+        conn.recv(4)
+        conn.close()
+
+    t = threading.Thread(target=accept_and_hang_up, daemon=True)
+    t.start()
+    try:
+        out = run_shim({**ENV, "METACNI_SOCKET": path}, CONF, flags=["-S"], timeout=30)
+    finally:
+        t.join(10)
+        srv.close()
+    reply = json.loads(out.stdout)
+    assert out.returncode == 1 and reply["code"] == 11 and "went away" in reply["msg"], reply
