@@ -8,6 +8,7 @@ deadlines; nothing sleeps. Used by tests, e2e/ and ``metacni demo``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
@@ -171,16 +172,16 @@ class EchoHub:
         while True:
             try:
                 _, peer = sock.recvfrom(64)
+                if peer is None:  # shut down
+                    return
                 sock.sendto(str(peer[0]).encode(), peer)
             except OSError:
                 return
 
     def close(self) -> None:
         for sock in self.sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             sock.close()
         for th in self.threads:
             th.join(5.0)
