@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
+import sys
 from typing import Any
 
 from metacni.spec.errors import CNIError, Code
@@ -39,7 +41,8 @@ def default_container_id(netns: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        out = execute(args)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is for the JSON below, not plugins' prints
+            out = execute(args)
     except CNIError as exc:
         print(exc.to_json(), flush=True)
         return 1
