@@ -98,3 +98,27 @@ def test_libcni_runtime_with_pod_annotations_capability(node, tmp_path):
     proc = node.run(str(tool), "del", str(node.meta_conf_path), pod.path, pod.container_id, "eth0", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     node.assert_clean(pod)
+
+
+_DEL_PROBE = """
+import io, json, os, sys
+from metacni.engine.skel import run_cni
+out = io.StringIO()
+rc = run_cni(stdin=io.BytesIO(sys.argv[1].encode()), stdout=out)
+print(json.dumps({"rc": rc, "out": out.getvalue(), "kubernetes": "kubernetes" in sys.modules}))
+"""
+
+
+def test_del_from_record_never_imports_kubernetes(node):
+    import sys
+
+    node.add_nad("net-a", "br-a", "10.89.1.0/24")
+    pod = node.pod(annotations={NETWORKS: "net-a"})
+    node.cni("ADD", pod)
+    env = dict(os.environ, CNI_COMMAND="DEL", CNI_CONTAINERID=pod.container_id, CNI_NETNS=pod.path,
+               CNI_IFNAME="eth0", CNI_ARGS=pod.cni_args, CNI_PATH="/usr/lib/cni")
+    proc = node.run(sys.executable, "-c", _DEL_PROBE, json.dumps(node.meta_conf()), env=env)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["rc"] == 0, report
+    assert report["kubernetes"] is False
+    node.assert_clean(pod)
