@@ -45,8 +45,9 @@ class Node:
         return self.daemon.socket if self.daemon else str(self.work / "no-daemon.sock")
 
     def start_daemon(self, *args: str) -> DaemonProc:
+        api = [] if "--kubeconfig" in args else ["--no-api"]
         self.daemon = start_daemon(self.work / "daemon", netns=self.name,
-                                   args=["--no-api", "--cache-dir", str(self.work / "daemon-cache"),
+                                   args=[*api, "--cache-dir", str(self.work / "daemon-cache"),
                                          "--conf-dir", str(self.work / "conf"), *args])
         return self.daemon
 

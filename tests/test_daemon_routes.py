@@ -142,7 +142,8 @@ def test_pods_on_different_nodes_reach_each_other_without_nat(world: World):
         world.api.add_node(f"node-{i}", f"10.90.{i}.0/24", f"192.168.50.{10 + i}")
     for i, node in enumerate(world.nodes, start=1):
         want = {f"10.90.{j}.0/24": f"192.168.50.{10 + j}" for j in (1, 2, 3) if j != i}
-        assert _wait(lambda node=node, want=want: _owned(node) == want), (_routes(node), world.daemons[i - 1].log_text())
+        assert _wait(lambda node=node, want=want: _owned(node) == want), \
+            (_routes(node), world.daemons[i - 1].log_text())
     # Pod 1 → pod 2 and pod 3 → pod 1: the receiver sees the sender's pod address.
     assert _peer_seen(world.pods[1], world.pod_ips[1], world.pods[0]) == world.pod_ips[0]
     assert _peer_seen(world.pods[0], world.pod_ips[0], world.pods[2]) == world.pod_ips[2]

@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--route-protocol", type=int, default=None)
     p.add_argument("--reconcile-period", type=float, default=None)
     p.add_argument("--gc-period", type=float, default=None, help="seconds between periodic GCs (0: never)")
+    p.add_argument("--gc-grace", type=float, default=None, help="periodic GC spares cache entries this young")
     p.add_argument("--readiness-indicator-file", default=None)
     p.add_argument("--ready-timeout", type=float, default=None, help="seconds an ADD waits for readiness")
     p.add_argument("--no-regenerate-config", dest="regenerate_config", action="store_false", default=None)
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         use_api=args.use_api, conf_dir=args.conf_dir, cni_path=args.cni_path, cache_dir=args.cache_dir,
         metrics_port=args.metrics_port, metrics_host=args.metrics_host, concurrency=args.concurrency,
         routes=args.routes, route_protocol=args.route_protocol, reconcile_period=args.reconcile_period,
-        gc_period=args.gc_period, readiness_indicator_file=args.readiness_indicator_file,
+        gc_period=args.gc_period, gc_grace=args.gc_grace, readiness_indicator_file=args.readiness_indicator_file,
         ready_timeout=args.ready_timeout,
         regenerate_config=args.regenerate_config, log_file=args.log_file, log_level=args.log_level)
     logs.setup(cfg.log_level, cfg.log_file)

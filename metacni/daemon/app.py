@@ -223,7 +223,7 @@ class Daemon:
         if self.caches is None or not self.caches.pods.synced.is_set():
             return 0
         with self.gate.exclusive():
-            n = gcmod.collect(self.runner, self.cache, self.caches.pods.get)
+            n = gcmod.collect(self.runner, self.cache, self.caches.pods.get, self.cfg.gc_grace)
         if n:
             self.metrics.gc_reclaimed.labels("attachment").inc(n)
         return n

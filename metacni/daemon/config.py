@@ -27,6 +27,7 @@ class DaemonConfig:
     route_protocol: int = 201  # rtnetlink protocol number marking routes the daemon owns
     reconcile_period: float = 60.0
     gc_period: float = 300.0
+    gc_grace: float = 60.0  # cache entries younger than this are never collected by the periodic GC
     ready_timeout: float = 30.0  # how long an ADD waits for the caches to sync
     readiness_indicator_file: str = ""
     regenerate_config: bool = True
