@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,3 +141,31 @@ def test_misbehaving_delegate(tmp_path: Path, unchanged_host: None, script: str,
     assert status == 1 and err["code"] == code, err
     assert needle in err["msg"] + err.get("details", "")
     assert not (tmp_path / "cache" / "results").exists() or not any((tmp_path / "cache" / "results").iterdir())
+
+
+def test_fd_level_writes_cannot_corrupt_stdout(tmp_path: Path) -> None:
+    """A child process inheriting fd 1 during a plugin call writes to stderr, not into the result."""
+    plugin_dir = tmp_path / "pkg"
+    plugin_dir.mkdir()
+    (plugin_dir / "noisy_fd_plugin.py").write_text(
+        "import os, subprocess\n"
+        "from metacni.plugin import hookimpl\n"
+        "@hookimpl\n"
+        "def cni_add(request):\n"
+        "    os.write(1, b'raw fd write\\n')\n"
+        "    subprocess.run(['echo', 'child output'])\n"
+        "    return request.result()\n")
+    runner = (
+        "import sys, io; sys.path.insert(0, %r)\n"
+        "import noisy_fd_plugin\n"
+        "from metacni.engine.registry import Registry\n"
+        "from metacni.engine.invoke import Invoker\n"
+        "from metacni.engine.skel import run_cni\n"
+        "reg = Registry(discover=False); reg.register('noisy-fd', noisy_fd_plugin)\n"
+        "sys.exit(run_cni(invoker=Invoker(reg)))\n" % str(plugin_dir))
+    env = dict(os.environ, CNI_COMMAND="ADD", CNI_CONTAINERID="c1", CNI_NETNS="/x", CNI_IFNAME="eth0")
+    proc = subprocess.run([sys.executable, "-c", runner], input='{"cniVersion":"1.0.0","name":"n","type":"noisy-fd"}',
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"cniVersion": "1.0.0"}
+    assert "raw fd write" in proc.stderr and "child output" in proc.stderr

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO, TextIO
 
 from metacni.spec import naming, versions
@@ -118,6 +118,28 @@ def _config_version(stdin: bytes) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def stdout_to_stderr(out: TextIO) -> Iterator[None]:
+    """Point stdout at stderr while plugins run, at the Python level and, when ``out`` is the
+    process's real stdout, at the file-descriptor level too, so C code or a child process that
+    inherits fd 1 cannot corrupt the one JSON document the runtime reads."""
+    saved_fd: int | None = None
+    try:
+        if out is sys.__stdout__ and out.fileno() == 1:
+            out.flush()
+            saved_fd = os.dup(1)
+            os.dup2(2, 1)
+    except (OSError, ValueError):
+        saved_fd = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved_fd is not None:
+            os.dup2(saved_fd, 1)
+            os.close(saved_fd)
+
+
 def run_cni(env: Mapping[str, str] | None = None, stdin: BinaryIO | None = None,
             stdout: TextIO | None = None, invoker: Any = None) -> int:
     """Entry point for the CNI protocol; returns the exit status."""
@@ -130,7 +152,7 @@ def run_cni(env: Mapping[str, str] | None = None, stdin: BinaryIO | None = None,
         # VERSION needs no stdin (Go's skel ignores it); read it only when one was piped in.
         if env.get("CNI_COMMAND") != VERSION or stdin is not None or not source.isatty():
             raw = source.read()
-        with contextlib.redirect_stdout(sys.stderr):
+        with stdout_to_stderr(out):
             reply = dispatch(env, raw, invoker)
         status = 0
     except CNIError as exc:
