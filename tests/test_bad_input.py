@@ -156,13 +156,13 @@ def test_fd_level_writes_cannot_corrupt_stdout(tmp_path: Path) -> None:
         "    subprocess.run(['echo', 'child output'])\n"
         "    return request.result()\n")
     runner = (
-        "import sys, io; sys.path.insert(0, %r)\n"
+        f"import sys, io; sys.path.insert(0, {str(plugin_dir)!r})\n"
         "import noisy_fd_plugin\n"
         "from metacni.engine.registry import Registry\n"
         "from metacni.engine.invoke import Invoker\n"
         "from metacni.engine.skel import run_cni\n"
         "reg = Registry(discover=False); reg.register('noisy-fd', noisy_fd_plugin)\n"
-        "sys.exit(run_cni(invoker=Invoker(reg)))\n" % str(plugin_dir))
+        "sys.exit(run_cni(invoker=Invoker(reg)))\n")
     env = dict(os.environ, CNI_COMMAND="ADD", CNI_CONTAINERID="c1", CNI_NETNS="/x", CNI_IFNAME="eth0")
     proc = subprocess.run([sys.executable, "-c", runner], input='{"cniVersion":"1.0.0","name":"n","type":"noisy-fd"}',
                           capture_output=True, text=True, env=env, timeout=60)
