@@ -82,12 +82,24 @@ def test_host_conf_dir_and_version_rules(tmp_path):
     assert conf["confDir"] == "/etc/cni/net.d"
 
 
+def _holds_open(pid, path) -> bool:
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path) for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
 def test_binary_replaced_while_running_no_text_file_busy(tmp_path):
     src = tmp_path / "src"
     src.write_text("#!/bin/sh\nread line\necho v1\n")
     target = install_binary(src, tmp_path / "bin")
     running = subprocess.Popen([str(target)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
+        # The shell opens the script by path after exec: wait until it holds it open.
+        deadline = time.monotonic() + 10
+        while not _holds_open(running.pid, target):
+            assert time.monotonic() < deadline, "the script never opened itself"
+            time.sleep(0.005)
         src.write_text("#!/bin/sh\necho v2\n")
         install_binary(src, tmp_path / "bin")  # would be ETXTBSY with an in-place copy of a binary
         assert subprocess.run([str(target)], capture_output=True, text=True).stdout == "v2\n"
