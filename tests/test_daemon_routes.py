@@ -180,3 +180,40 @@ def test_desired_routes_skips_self_and_nodes_without_address():
     ]
     got = {str(k): str(v) for k, v in desired_routes(nodes, "me").items()}
     assert got == {"10.0.2.0/24": "192.0.2.2", "fd00:2::/64": "2001:db8::2", "10.0.4.0/24": "192.0.2.4"}
+
+
+def test_batched_reconcile_in_process(box: Sandbox):
+    """The batched netlink path on its own: 300 routes in, an unreachable next hop reported and
+    skipped, churn applied, and a pass over an empty node list removes only our routes."""
+    from metacni.daemon.routes import reconcile
+    from metacni.daemon.rtbatch import RouteSocket
+
+    ns = box.netns("mcrt")
+    run("ip", "link", "add", "ul0", "type", "veth", "peer", "name", "ul1", netns=ns)
+    run("ip", "link", "set", "ul1", "up", netns=ns)
+    run("ip", "addr", "add", "100.64.255.254/16", "dev", "ul0", netns=ns)
+    run("ip", "link", "set", "ul0", "up", netns=ns)
+    run("ip", "route", "add", "10.250.0.0/24", "via", "100.64.0.9", netns=ns)  # foreign, kernel proto "boot"
+    nodes = [{"metadata": {"name": f"n{i}"}, "spec": {"podCIDR": f"10.{i // 256}.{i % 256}.0/24"},
+              "status": {"addresses": [{"type": "InternalIP", "address": f"100.64.{i // 250}.{1 + i % 250}"}]}}
+             for i in range(300)]
+    nodes.append({"metadata": {"name": "far"}, "spec": {"podCIDR": "10.251.0.0/24"},
+                  "status": {"addresses": [{"type": "InternalIP", "address": "203.0.113.7"}]}})
+
+    def owned() -> dict[str, str]:
+        return _owned(ns)
+
+    with enter(netns_path(ns)), RouteSocket() as rs:
+        first = reconcile(rs, desired_routes(nodes, "n0"), PROTO)
+        assert (first.added, first.skipped, first.owned) == (299, 1, 299)
+        assert len(owned()) == 299 and owned()["10.0.5.0/24"] == "100.64.0.6"
+        again = reconcile(rs, desired_routes(nodes, "n0"), PROTO)
+        assert (again.added, again.replaced, again.deleted) == (0, 0, 0)
+        nodes[5]["status"]["addresses"][0]["address"] = "100.64.9.9"
+        del nodes[6]
+        churn = reconcile(rs, desired_routes(nodes, "n0"), PROTO)
+        assert (churn.replaced, churn.deleted) == (1, 1)
+        assert owned()["10.0.5.0/24"] == "100.64.9.9" and "10.0.6.0/24" not in owned()
+        gone = reconcile(rs, {}, PROTO)
+        assert gone.deleted == 298 and owned() == {}
+    assert [r for r in _routes(ns) if r["dst"] == "10.250.0.0/24"]

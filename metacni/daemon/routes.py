@@ -8,6 +8,7 @@ by someone else is left alone (and logged), not replaced.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import socket
@@ -18,10 +19,10 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from metacni.kernel import sysctl
-from metacni.kernel.rtnl import IPRoute, NetlinkError, rtnl
+
+from .rtbatch import RTN_UNICAST, RouteSocket
 
 log = logging.getLogger(__name__)
-RT_TABLE_MAIN = 254
 Net = IPv4Network | IPv6Network
 Addr = IPv4Address | IPv6Address
 
@@ -49,19 +50,30 @@ def desired_routes(nodes: Iterable[dict[str, Any]], self_name: str) -> dict[Net,
             if addr.get("type") != "InternalIP":
                 continue
             try:
-                ip = ipaddress.ip_address(addr.get("address", ""))
+                ip = _ip(str(addr.get("address", "")))
             except ValueError:
                 continue
             ips.setdefault(ip.version, ip)
         for cidr in cidrs:
             try:
-                net = ipaddress.ip_network(cidr, strict=False)
+                net = _net(str(cidr))
             except ValueError:
                 log.warning("node %s has an invalid pod CIDR %r", name, cidr)
                 continue
             if net.version in ips:
                 out[net] = ips[net.version]
     return out
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _ip(text: str) -> Addr:
+    return ipaddress.ip_address(text)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _net(text: str) -> Net:
+    """Parsing thousands of CIDRs on every pass is most of a no-op reconciliation; memoise it."""
+    return ipaddress.ip_network(text, strict=False)
 
 
 def own_cidrs(nodes: Iterable[dict[str, Any]], self_name: str) -> set[Net]:
@@ -73,26 +85,21 @@ def own_cidrs(nodes: Iterable[dict[str, Any]], self_name: str) -> set[Net]:
     return set()
 
 
-def _dst(msg: Any, family: int) -> Net:
-    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
-    return ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False)
-
-
-def reconcile(ipr: IPRoute, want: dict[Net, Addr], proto: int) -> ReconcileStats:
-    """Make the main table's routes of protocol ``proto`` exactly ``want``."""
+def reconcile(rs: RouteSocket, want: dict[Net, Addr], proto: int) -> ReconcileStats:
+    """Make the main table's routes of protocol ``proto`` exactly ``want`` (one dump per family,
+    then the changes in batches)."""
     stats = ReconcileStats()
     owned: dict[Net, Addr | None] = {}
     foreign: set[Net] = set()
     for family in (socket.AF_INET, socket.AF_INET6):
-        for msg in ipr.get_routes(family=family, table=RT_TABLE_MAIN):
-            if msg["type"] != 1:  # unicast only
+        for route in rs.dump(family):
+            if route.type != RTN_UNICAST:
                 continue
-            dst = _dst(msg, family)
-            if msg["proto"] == proto:
-                gw = msg.get_attr("RTA_GATEWAY")
-                owned[dst] = ipaddress.ip_address(gw) if gw else None
+            if route.proto == proto:
+                owned[route.dst] = route.gateway
             else:
-                foreign.add(dst)
+                foreign.add(route.dst)
+    changes: list[tuple[str, Net, Addr | None, int]] = []
     for dst, gw in want.items():
         if owned.get(dst) == gw:
             continue
@@ -100,27 +107,25 @@ def reconcile(ipr: IPRoute, want: dict[Net, Addr], proto: int) -> ReconcileStats
             stats.skipped += 1
             log.warning("not routing %s via %s: the destination already has a route of another owner", dst, gw)
             continue
-        family = socket.AF_INET if dst.version == 4 else socket.AF_INET6
-        try:
-            ipr.route("replace", dst=str(dst), gateway=str(gw), proto=proto, family=family, table=RT_TABLE_MAIN)
-        except NetlinkError as exc:
-            stats.skipped += 1
-            log.warning("cannot route %s via %s: %s", dst, gw, exc)
-            continue
+        changes.append(("replace", dst, gw, proto))
         if dst in owned:
             stats.replaced += 1
         else:
             stats.added += 1
-    for dst, gw in owned.items():
-        if dst in want:
-            continue
-        family = socket.AF_INET if dst.version == 4 else socket.AF_INET6
-        kwargs: dict[str, Any] = {"dst": str(dst), "proto": proto, "family": family, "table": RT_TABLE_MAIN}
-        try:
-            ipr.route("del", **kwargs)
+    for dst, old_gw in owned.items():
+        if dst not in want:
+            changes.append(("delete", dst, old_gw, proto))
             stats.deleted += 1
-        except NetlinkError as exc:
-            log.warning("cannot delete stale route %s via %s: %s", dst, gw, exc)
+    for err in rs.apply(changes):
+        log.warning("route change failed: %s", err.strerror)
+        if err.dst in want:
+            stats.skipped += 1
+            if err.dst in owned:
+                stats.replaced -= 1
+            else:
+                stats.added -= 1
+        else:
+            stats.deleted -= 1
     stats.owned = len(want) - stats.skipped
     return stats
 
@@ -177,11 +182,11 @@ class RouteReconciler:
             sysctl.enable_forwarding(6)
         except OSError as exc:
             log.warning("cannot enable IP forwarding: %s", exc)
-        with rtnl() as ipr:
+        with RouteSocket() as rs:
             while not self._stop.is_set():
                 self._kick.clear()
                 try:
-                    stats = reconcile(ipr, desired_routes(self._nodes(), self.self_name), self.proto)
+                    stats = reconcile(rs, desired_routes(self._nodes(), self.self_name), self.proto)
                     if stats.added or stats.replaced or stats.deleted:
                         log.info("node routes reconciled", extra=vars(stats))
                     if self._on_result is not None:

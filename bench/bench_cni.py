@@ -1,0 +1,350 @@
+#!/usr/bin/env python3
+"""Pod ADD/DEL latency: reference Go chain vs metacni daemon mode vs metacni standalone mode.
+
+Every mode is driven by the same warm libcni runtime (bench/libcnidriver, Go, like containerd)
+inside one node netns, on real pod namespaces, with the same primary network: bridge (ipMasq,
+gateway) + host-local + portmap with one hostPort per pod. metacni modes run that chain as the
+primary of ``00-metacni.conf`` (the production shape: one ``metacni`` exec per call):
+
+- reference:    /usr/lib/cni binaries (Debian containernetworking-plugins)
+- daemon:       binDir shim (node python3 -S) → warm ``metacni daemon`` (watch caches on the fake API)
+- standalone:   the same shim with no daemon: the call runs in the shim's process
+- daemon-chain: the plain conflist with the shim installed as bridge/host-local/portmap
+
+Also: the floor (the same netlink work in one warm process), the shim round trip alone, API
+requests per ADD (fake API counters) and the daemon's peak RSS after ``--rss-pods`` pods.
+Prints a table and writes JSON to bench/results/. Needs root; touches only its own netns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from metacni.daemon.install import install_shim  # noqa: E402
+from metacni.kernel.netns import enter  # noqa: E402
+from metacni.meta.install import write_node_config  # noqa: E402
+from metacni.testing.daemon import DaemonProc, run_shim, start_daemon  # noqa: E402
+from metacni.testing.fakeapi import FakeAPIServer  # noqa: E402
+from metacni.testing.netns import netns_path, run, tag  # noqa: E402
+
+DRIVER_SRC = ROOT / "bench" / "libcnidriver"
+BUILD = Path(os.environ.get("METACNI_BENCH_BUILD", "/tmp/metacni-bench-build"))
+NODE_NAME = "bench-node"
+NODE_PYTHON = "/usr/bin/python3"
+
+
+def build_driver() -> Path:
+    out = BUILD / "libcnidriver"
+    src = DRIVER_SRC / "main.go"
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        return out
+    BUILD.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GOPATH="/usr/share/gocode", GO111MODULE="off", GOFLAGS="", GOCACHE=str(BUILD / "gocache"))
+    subprocess.run(["go", "build", "-o", str(out), "."], cwd=DRIVER_SRC, env=env, check=True, timeout=600)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "median_ms": round(statistics.median(values), 2), "p90_ms": round(pct(values, 0.9), 2),
+            "mean_ms": round(statistics.fmean(values), 2)}
+
+
+class Driver:
+    """One warm libcni process in the node netns; requests are pipelined, answers matched by id."""
+
+    def __init__(self, binary: Path, node: str, cni_path: str, cache_dir: str, env: dict[str, str]) -> None:
+        full_env = dict(os.environ, CNI_PATH=cni_path, CNI_CACHE_DIR=cache_dir, **env)
+        self.proc = subprocess.Popen(["ip", "netns", "exec", node, str(binary)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=full_env, text=True, bufsize=1)
+        self._next = 0
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._replies: dict[int, dict[str, Any]] = {}
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            rep = json.loads(line)
+            with self._cond:
+                self._replies[rep["id"]] = rep
+                self._cond.notify_all()
+
+    def send(self, **req: Any) -> int:
+        with self._lock:
+            self._next += 1
+            rid = self._next
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"id": rid, **req}) + "\n")
+        self.proc.stdin.flush()
+        return rid
+
+    def wait(self, rid: int, timeout: float = 300) -> dict[str, Any]:
+        with self._cond:
+            if not self._cond.wait_for(lambda: rid in self._replies, timeout):
+                raise TimeoutError(f"request {rid} unanswered")
+            return self._replies.pop(rid)
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(60)
+
+
+class Pods:
+    def __init__(self, api: FakeAPIServer) -> None:
+        self.api = api
+        self.netns: list[str] = []
+
+    def make(self, n: int, prefix: str) -> list[dict[str, Any]]:
+        out = []
+        for _ in range(n):
+            name = tag("mcbp-", 10)
+            run("ip", "netns", "add", name)
+            self.netns.append(name)
+            pod = tag(prefix, 8)
+            self.api.add_pod("default", pod, node_name=NODE_NAME)
+            out.append({"netns": netns_path(name), "cid": tag("c", 16), "pod": pod, "ns_name": name})
+        return out
+
+    def drop(self, pods: list[dict[str, Any]]) -> None:
+        for p in pods:
+            run("ip", "netns", "del", p["ns_name"], check=False)
+            self.netns.remove(p["ns_name"])
+            with contextlib.suppress(Exception):
+                self.api.delete_pod("default", p["pod"])
+
+    def close(self) -> None:
+        for name in self.netns:
+            run("ip", "netns", "del", name, check=False)
+
+
+def _request(op: str, conf: str, pod: dict[str, Any], port: int) -> dict[str, Any]:
+    return {"op": op, "conf": conf, "netns": pod["netns"], "cid": pod["cid"], "ifname": "eth0",
+            "args": [["IgnoreUnknown", "1"], ["K8S_POD_NAMESPACE", "default"], ["K8S_POD_NAME", pod["pod"]],
+                     ["K8S_POD_INFRA_CONTAINER_ID", pod["cid"]]],
+            "caps": {"portMappings": [{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]}}
+
+
+def run_ops(driver: Driver, op: str, conf: str, pods: list[dict[str, Any]], concurrency: int,
+            port_base: int) -> tuple[list[float], float]:
+    """Per-op latencies and the wall time of the whole batch; any error aborts the benchmark."""
+    pending: list[int] = []
+    times: list[float] = []
+    t0 = time.monotonic()
+
+    def collect(rid: int) -> None:
+        rep = driver.wait(rid)
+        if rep["error"]:
+            raise RuntimeError(f"{op} failed: {rep['error']}")
+        times.append(rep["ms"])
+
+    for i, pod in enumerate(pods):
+        if len(pending) >= concurrency:
+            collect(pending.pop(0))
+        pending.append(driver.send(**_request(op, conf, pod, port_base + i)))
+    for rid in pending:
+        collect(rid)
+    return times, time.monotonic() - t0
+
+
+def floor(node: str, n: int) -> dict[str, Any]:
+    """The kernel work of one bridge ADD/DEL in a warm process: veth born in the pod netns, port
+    on the bridge, address, link up and default route inside the pod; DEL deletes the veth."""
+    from metacni.kernel import links
+    from metacni.kernel.rtnl import rtnl
+
+    adds: list[float] = []
+    dels: list[float] = []
+    names = [tag("mcfl-", 10) for _ in range(n)]
+    for name in names:
+        run("ip", "netns", "add", name)
+    try:
+        def work() -> None:
+            with rtnl() as ipr:
+                br, _ = links.ensure_bridge(ipr, "flr0")
+                with contextlib.suppress(Exception):
+                    ipr.addr("add", index=br.index, address="10.201.0.1", prefixlen=16)
+                for i, name in enumerate(names):
+                    t0 = time.perf_counter()
+                    host = f"vfl{i}"
+                    links.create_veth_in_netns(ipr, host, "eth0", netns_path(name), master=br.index)
+                    with enter(netns_path(name)), rtnl() as pod:
+                        idx = pod.link_lookup(ifname="eth0")[0]
+                        pod.addr("add", index=idx, address=f"10.201.{1 + i // 250}.{1 + i % 250}", prefixlen=16)
+                        pod.link("set", index=idx, state="up")
+                        pod.route("add", dst="0.0.0.0/0", gateway="10.201.0.1")
+                    adds.append((time.perf_counter() - t0) * 1000)
+                for i in range(len(names)):
+                    t0 = time.perf_counter()
+                    links.delete_link(ipr, f"vfl{i}")
+                    dels.append((time.perf_counter() - t0) * 1000)
+                links.delete_link(ipr, "flr0")
+
+        from plugins.bridge.testkit import in_netns
+
+        in_netns(netns_path(node), work)
+    finally:
+        for name in names:
+            run("ip", "netns", "del", name, check=False)
+    return {"add": summary(adds), "del": summary(dels)}
+
+
+def shim_roundtrip(daemon: DaemonProc, n: int) -> dict[str, Any]:
+    """The fixed cost of daemon mode: a fresh shim process (node python3 -S) answering VERSION
+    by itself, and one making a full round trip to the daemon (a CHECK of an unknown type,
+    which the daemon rejects without touching the kernel)."""
+    local = {"CNI_COMMAND": "VERSION", "METACNI_SOCKET": daemon.socket}
+    remote = {"CNI_COMMAND": "CHECK", "CNI_CONTAINERID": "x", "CNI_NETNS": "/proc/self/ns/net",
+              "CNI_IFNAME": "eth0", "METACNI_SOCKET": daemon.socket}
+    remote_conf = json.dumps({"cniVersion": "1.0.0", "name": "x", "type": "roundtrip-probe"}).encode()
+    out: dict[str, Any] = {}
+    for label, env, conf in (("shim_alone", local, b'{"cniVersion":"1.0.0"}'), ("shim_to_daemon", remote, remote_conf)):
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            run_shim(env, conf, python=NODE_PYTHON, flags=["-S"])
+            times.append((time.perf_counter() - t0) * 1000)
+        out[label] = summary(times)
+    return out
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pods", type=int, default=40, help="pods per sequential run")
+    ap.add_argument("--concurrent-pods", type=int, default=80, help="pods per concurrency-8 run")
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--rss-pods", type=int, default=500)
+    ap.add_argument("--modes", default="reference,daemon,standalone,daemon-chain")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    driver_bin = build_driver()
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}, "modes": {}}
+    node = tag("mcbench-", 8)
+    run("ip", "netns", "add", node)
+    run("ip", "link", "set", "lo", "up", netns=node)
+    work = Path(tempfile.mkdtemp(prefix="mcbench-"))
+    with enter(netns_path(node)):
+        api = FakeAPIServer().start()
+    pods = Pods(api)
+    daemon: DaemonProc | None = None
+    try:
+        kubeconfig = api.write_kubeconfig(work / "kubeconfig")
+        api.add_node(NODE_NAME, "10.200.0.0/16", "192.168.99.1")
+        conf_dir = work / "net.d"
+        conf_dir.mkdir()
+        primary = conf_dir / "10-primary.conflist"
+        primary.write_text(json.dumps({"cniVersion": "1.0.0", "name": "benchnet", "plugins": [
+            {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": True,
+             "ipam": {"type": "host-local", "dataDir": str(work / "ipam"), "ranges": [[{"subnet": "10.200.0.0/16"}]]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}}]}))
+        meta_conf = write_node_config(conf_dir, kubeconfig=str(kubeconfig), cni_dir=str(work / "cni"),
+                                      bin_dir="/usr/lib/cni")
+        bin_daemon = work / "bin-daemon"
+        install_shim(bin_daemon, interpreter=f"{NODE_PYTHON} -S", aliases=("bridge", "host-local", "portmap"))
+        bin_standalone = work / "bin-standalone"
+        install_shim(bin_standalone, interpreter=f"{sys.executable} -S")
+        if any(m.startswith("daemon") for m in modes):
+            daemon = start_daemon(work / "daemon", netns=node, args=[
+                "--kubeconfig", str(kubeconfig), "--node-name", NODE_NAME, "--no-routes", "--gc-period", "0",
+                "--no-regenerate-config", "--cache-dir", str(work / "cni"), "--cni-path", "/usr/lib/cni",
+                "--concurrency", str(args.concurrency)])
+        setups = {
+            "reference": (str(primary), "/usr/lib/cni", {}),
+            "daemon": (str(meta_conf), str(bin_daemon), {"METACNI_SOCKET": daemon.socket if daemon else ""}),
+            "standalone": (str(meta_conf), str(bin_standalone), {"METACNI_SOCKET": str(work / "absent.sock")}),
+            "daemon-chain": (str(primary), str(bin_daemon), {"METACNI_SOCKET": daemon.socket if daemon else ""}),
+        }
+        port = 30000
+        for mode in modes:
+            conf, cni_path, env = setups[mode]
+            driver = Driver(driver_bin, node, cni_path, str(work / f"cache-{mode}"), env)
+            entry: dict[str, Any] = {}
+            try:
+                for label, n, conc in (("sequential", args.pods, 1), ("concurrent", args.concurrent_pods,
+                                                                     args.concurrency)):
+                    batch = pods.make(n, mode[:3])
+                    api.reset_counts()
+                    add, add_wall = run_ops(driver, "add", conf, batch, conc, port)
+                    counts = api.counts
+                    dele, del_wall = run_ops(driver, "del", conf, batch, conc, port)
+                    port += n
+                    pods.drop(batch)
+                    entry[label] = {"add": summary(add), "del": summary(dele),
+                                    "add_per_s": round(n / add_wall, 1), "del_per_s": round(n / del_wall, 1)}
+                    if label == "sequential":
+                        entry["api_per_add"] = {
+                            "reads": round(sum(v for (vb, _), v in counts.items() if vb in ("get", "list")) / n, 2),
+                            "writes": round(sum(v for (vb, _), v in counts.items()
+                                                if vb in ("patch", "update", "create")) / n, 2)}
+                    a, d = entry[label]["add"], entry[label]["del"]
+                    print(f"{mode:13s} {label:10s} ADD median {a['median_ms']:7.1f} ms p90 {a['p90_ms']:7.1f}  "
+                          f"DEL median {d['median_ms']:7.1f} ms p90 {d['p90_ms']:7.1f}", flush=True)
+                if mode == "daemon" and daemon is not None and args.rss_pods:
+                    batch = pods.make(args.rss_pods, "rss")
+                    run_ops(driver, "add", conf, batch, args.concurrency, port)
+                    entry["rss_after_pods"] = {"pods": args.rss_pods, **rss_kib(daemon.proc.pid)}
+                    run_ops(driver, "del", conf, batch, args.concurrency, port)
+                    port += args.rss_pods
+                    pods.drop(batch)
+                    entry["shim_roundtrip"] = shim_roundtrip(daemon, 20)
+                    print(f"daemon RSS after {args.rss_pods} pods: {entry['rss_after_pods']}", flush=True)
+            finally:
+                driver.close()
+            results["modes"][mode] = entry
+        results["floor"] = floor(node, max(args.pods, 20))
+        ref = results["modes"].get("reference")
+        ratios: dict[str, Any] = {}
+        if ref:
+            for mode, entry in results["modes"].items():
+                if mode == "reference":
+                    continue
+                ratios[mode] = {
+                    f"{label}_{verb}": round(entry[label][verb]["median_ms"] / ref[label][verb]["median_ms"], 3)
+                    for label in ("sequential", "concurrent") for verb in ("add", "del")}
+        results["ratios_vs_reference"] = ratios
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        pods.close()
+        api.stop()
+        run("ip", "netns", "del", node, check=False)
+    print(json.dumps({k: v for k, v in results.items()}, indent=2))
+    out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"cni-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
