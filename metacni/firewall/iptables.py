@@ -274,8 +274,10 @@ class IptablesBackend:
                     )
         layout_for(plan, 4)  # build both families' specs first: errors before any change
         v6 = layout_for(plan, 6)
-        self._add_family(4, plan, dry_run=True)
         with locking.file_lock(XTABLES_LOCK):
+            # libxtables parses matches in process-global state: the daemon's threads must not
+            # build rules concurrently, not even for the dry run.
+            self._add_family(4, plan, dry_run=True)
             self._families("_add_family", bool(v6.owned) or _v6_has_ours(TABLE_OF[plan.kind]), plan)
 
     def _add_family(self, v: int, plan: Plan, dry_run: bool = False) -> None:
