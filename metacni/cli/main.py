@@ -65,6 +65,20 @@ def _version(args: argparse.Namespace) -> int:
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_exec, _add_validate, _add_plugins]
 COMMANDS.append(_add_install)
 COMMANDS.append(_add_daemon)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from .demo_cmd import add_arguments, run
+
+    p = sub.add_parser("demo", help="simulate a three-node cluster in namespaces, attach pods, show who can talk",
+                       description="Build a simulated cluster (network namespaces only), attach pods with and "
+                                   "without extra networks, print the topology and a connectivity matrix, write "
+                                   "an SVG picture, and tear everything down (unless --keep).")
+    add_arguments(p)
+    p.set_defaults(handler=run)
+
+
+COMMANDS.append(_add_demo)
 COMMANDS.append(_add_plugin_tools)
 
 
