@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from metacni.testing.traffic import ask, ping
 
@@ -129,7 +130,7 @@ def render_topology(cluster: Cluster, pods: list[Pod]) -> str:
     return "\n".join(out)
 
 
-DEMO_PODS = [
+DEMO_PODS: list[dict[str, Any]] = [
     {"name": "web-1", "node": "node-1", "host_port": HOST_PORT, "container_port": ECHO_PORT},
     {"name": "api-1", "node": "node-1", "networks": "blue"},
     {"name": "api-2", "node": "node-2", "networks": "blue"},
