@@ -33,6 +33,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-file", default=None)
 
 
+def limit_malloc_arenas(n: int = 2) -> None:
+    """glibc gives each thread that allocates its own malloc arena (up to 8 per core), and a
+    daemon serving requests on many short threads grows RSS by tens of MiB that way. Two
+    arenas keep it flat; CNI work is short and not allocation bound."""
+    import ctypes
+    import ctypes.util
+
+    m_arena_max = -8
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(m_arena_max, n)
+    except (OSError, AttributeError):
+        pass
+
+
 def run(args: argparse.Namespace) -> int:
     from metacni.daemon import logs
     from metacni.daemon.app import Daemon
@@ -47,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         ready_timeout=args.ready_timeout,
         regenerate_config=args.regenerate_config, log_file=args.log_file, log_level=args.log_level)
     logs.setup(cfg.log_level, cfg.log_file)
+    if os.environ.get("METACNI_MALLOC_ARENAS", "2") != "0":
+        limit_malloc_arenas(int(os.environ.get("METACNI_MALLOC_ARENAS", "2")))
     daemon = Daemon(cfg)
     done = threading.Event()
 
