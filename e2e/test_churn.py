@@ -32,8 +32,11 @@ def cache_files(root: Path) -> list[str]:
 
 def routes(netns: str) -> list[str]:
     data = json.loads(run("ip", "-j", "route", "show", "table", "all", netns=netns).stdout or "[]")
-    # "linkdown" follows the bridge's carrier (ports come and go), not what the plugins own
-    return sorted(json.dumps({k: v for k, v in r.items() if k != "flags"}, sort_keys=True) for r in data)
+    # The kernel's IPv6 link-local/multicast routes and the "linkdown" flag follow the bridge's
+    # carrier (ports come and go); they are not what the plugins own.
+    return sorted(json.dumps({k: v for k, v in r.items() if k != "flags"}, sort_keys=True) for r in data
+                  if not (r.get("protocol") == "kernel"
+                          and (":" in str(r.get("dst", "")) or r.get("type") == "multicast")))
 
 
 def snapshot(cluster: Cluster) -> dict[str, object]:
