@@ -3,6 +3,7 @@ interfaces, routes, rules, firewall and namespaces exactly as they were; --keep/
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import shutil
@@ -72,7 +73,9 @@ def twice_leaves_the_host_as_found(tmp_path: Path):
             assert word in texts, word
         after = host_state()
         for key in before:
-            assert after[key] == before[key], f"run {run} changed the host's {key}"
+            assert after[key] == before[key], f"run {run} changed the host's {key}:\n" + "\n".join(
+                difflib.unified_diff(before[key].splitlines(), after[key].splitlines(), "before", "after",
+                                     lineterm=""))
 
 
 def keep_then_down(tmp_path: Path, box):

@@ -64,7 +64,7 @@ def node_config(conf_dir: str | Path, *, primary: str | Path | None = None, cni_
                 extra: dict[str, Any] | None = None, file_name: str = NODE_CONFIG_NAME) -> dict[str, Any]:
     """The ``00-metacni.conf`` object. ``host_conf_dir`` is the conf dir as the runtime sees it
     (the daemon sees it under e.g. /host/etc/cni/net.d); paths in the output use it."""
-    conf_dir = Path(conf_dir)
+    conf_dir = Path(conf_dir).absolute()  # a relative --conf-dir must not be applied twice
     seen_dir = Path(host_conf_dir) if host_conf_dir else conf_dir
     path = Path(primary) if primary else find_primary(conf_dir, file_name)
     if not path.is_absolute():

@@ -38,14 +38,14 @@ def render(cluster: Cluster, pods: list[Pod], net1: dict[str, str]) -> str:
     width = GAP + n * (NODE_W + GAP)
     ul_y, ul0_y, ul1_y = 120, 175, 200
     node_y = 250
-    node_h = 150 + rows * (POD_H + 20)
+    node_h = 180 + rows * (POD_H + 20)
     height = node_y + node_h + 60
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}">', f'<rect width="{width}" height="{height}" fill="#fafafa"/>',
            _text(GAP, 28, f"metacni demo - simulated cluster {plan.tag} (firewall backend {plan.backend})", 16,
                  "bold")]
     cx = width / 2
-    out += [_rect(cx - 130, 45, 260, 48, COLORS["internet"]),
+    out += [_rect(cx - 170, 45, 340, 48, COLORS["internet"]),
             _text(cx, 65, f"internet  netns {plan.internet}", 12, "bold", "middle"),
             _text(cx, 83, f"eth0 {INTERNET_IP}", 11, anchor="middle"),
             _line(cx, 93, cx, ul_y, "#444")]
@@ -55,33 +55,38 @@ def render(cluster: Cluster, pods: list[Pod], net1: dict[str, str]) -> str:
             _line(GAP, ul0_y, width - GAP, ul0_y, COLORS["eth0"], 6),
             _text(width - GAP, ul0_y - 6, "bridge ul0 (node network)", 11, anchor="end", color=COLORS["eth0"]),
             _line(GAP, ul1_y, width - GAP, ul1_y, COLORS["net1"], 6),
-            _text(width - GAP, ul1_y + 16, f"bridge ul1 (net1 L2, {NET1_SUBNET})", 11, anchor="end",
-                  color=COLORS["net1"])]
+            _text(GAP + 70, ul1_y + 16, f"bridge ul1 (net1 L2, {NET1_SUBNET})", 11, color=COLORS["net1"])]
     for i, (node, node_pods) in enumerate(zip(plan.nodes, per_node, strict=True)):
         x = GAP + i * (NODE_W + GAP)
+        drop = x + NODE_W - 20  # where eth1 (net1) enters the node, clear of the header text
         out += [_rect(x, node_y, NODE_W, node_h, COLORS["node"]),
-                _text(x + 10, node_y + 20, f"{node.name}  netns {node.netns}", 12, "bold"),
-                _text(x + 10, node_y + 38, f"eth0 {node.ip}   pod CIDR {node.pod_cidr}", 11),
-                _text(x + 10, node_y + 54, "metacni daemon + shim; host-gw routes to other nodes", 10,
-                      color="#555"),
+                _text(x + 10, node_y + 20, node.name, 13, "bold"),
+                _text(x + 10, node_y + 36, f"netns {node.netns}", 10, color="#555"),
+                _text(x + 10, node_y + 53, f"eth0 {node.ip}", 11),
+                _text(x + 10, node_y + 69, f"pod CIDR {node.pod_cidr}", 11),
+                _text(x + 10, node_y + 85, "metacni daemon + shim, host-gw routes", 10, color="#555"),
                 _line(x + 40, ul0_y, x + 40, node_y, COLORS["eth0"]),
                 _text(x + 44, node_y - 8, "eth0", 10, color=COLORS["eth0"]),
-                _line(x + NODE_W - 40, ul1_y, x + NODE_W - 40, node_y, COLORS["net1"], 2, "5,3"),
-                _text(x + NODE_W - 36, node_y - 8, "eth1", 10, color=COLORS["net1"])]
-        br_y = node_y + 80
+                _line(drop, ul1_y, drop, node_y, COLORS["net1"], 2, "5,3"),
+                _text(drop + 4, node_y - 8, "eth1", 10, color=COLORS["net1"])]
+        br_y = node_y + 112
+        bus_x = x + 25
         out += [_line(x + 15, br_y, x + NODE_W - 90, br_y, COLORS["eth0"], 5),
                 _text(x + 15, br_y - 6, f"bridge cni0 {node.gateway}", 10, color=COLORS["eth0"])]
+        if node_pods:  # one veth per pod: a vertical run left of the pods, a stub into each
+            last_mid = br_y + 30 + (len(node_pods) - 1) * (POD_H + 20) + POD_H / 2
+            out.append(_line(bus_x, br_y, bus_x, last_mid, COLORS["eth0"]))
         for j, pod in enumerate(node_pods):
             py = br_y + 30 + j * (POD_H + 20)
-            px = x + 20
-            out += [_line(px + 30, br_y, px + 30, py, COLORS["eth0"]),
+            px = x + 45
+            out += [_line(bus_x, py + POD_H / 2, px, py + POD_H / 2, COLORS["eth0"]),
                     _rect(px, py, POD_W + 60, POD_H, COLORS["pod"], rx=6),
                     _text(px + 8, py + 17, f"pod {pod.name}", 12, "bold"),
                     _text(px + 8, py + 34, f"eth0 {pod.ip}", 11, color=COLORS["eth0"])]
             if pod.name in net1:
                 out += [_text(px + 8, py + 50, f"net1 {net1[pod.name]} (macvlan)", 11, color=COLORS["net1"]),
-                        _line(px + POD_W + 60, py + 46, x + NODE_W - 40, py + 46, COLORS["net1"], 2, "5,3"),
-                        _line(x + NODE_W - 40, node_y, x + NODE_W - 40, py + 46, COLORS["net1"], 2, "5,3")]
+                        _line(px + POD_W + 60, py + 46, drop, py + 46, COLORS["net1"], 2, "5,3"),
+                        _line(drop, node_y, drop, py + 46, COLORS["net1"], 2, "5,3")]
             if pod.host_port:
                 out.append(_text(px + 8, py + 66, f"hostPort {node.ip}:{pod.host_port}", 10, color="#444"))
     out.append(_text(GAP, height - 20, "solid blue: primary network (eth0, bridge + host-local + portmap + masq + "

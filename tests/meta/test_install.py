@@ -141,3 +141,14 @@ def test_cli_install(tmp_path):
     assert "kubernetes" not in subprocess.run(
         [sys.executable, "-c", "import sys, metacni.meta.install, metacni.meta.plugin; print(sorted(sys.modules))"],
         capture_output=True, text=True).stdout
+
+
+def test_relative_conf_dir(tmp_path, monkeypatch):
+    """`metacni install --conf-dir net.d` run from the parent directory resolves the primary once."""
+    (tmp_path / "net.d").mkdir()
+    _write(tmp_path / "net.d" / "10-pri.conflist", PRIMARY)
+    monkeypatch.chdir(tmp_path)
+    path = write_node_config("net.d")
+    conf = json.loads(path.read_text())
+    assert conf["clusterNetwork"] == str(tmp_path / "net.d" / "10-pri.conflist")
+    assert conf["confDir"] == str(tmp_path / "net.d")
