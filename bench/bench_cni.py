@@ -244,6 +244,8 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--rss-pods", type=int, default=500)
     ap.add_argument("--modes", default="reference,daemon,standalone,daemon-chain")
+    ap.add_argument("--no-firewall", action="store_true",
+                    help="diagnosis: primary without ipMasq and portmap (bridge + host-local only)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     modes = [m for m in args.modes.split(",") if m]
@@ -263,10 +265,13 @@ def main() -> int:
         conf_dir = work / "net.d"
         conf_dir.mkdir()
         primary = conf_dir / "10-primary.conflist"
-        primary.write_text(json.dumps({"cniVersion": "1.0.0", "name": "benchnet", "plugins": [
-            {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": True,
-             "ipam": {"type": "host-local", "dataDir": str(work / "ipam"), "ranges": [[{"subnet": "10.200.0.0/16"}]]}},
-            {"type": "portmap", "capabilities": {"portMappings": True}}]}))
+        plugins: list[dict[str, Any]] = [
+            {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": not args.no_firewall,
+             "ipam": {"type": "host-local", "dataDir": str(work / "ipam"), "ranges": [[{"subnet": "10.200.0.0/16"}]]}}]
+        if not args.no_firewall:
+            plugins.append({"type": "portmap", "capabilities": {"portMappings": True}})
+        results["chain"] = [p["type"] for p in plugins] + (["ipMasq"] if not args.no_firewall else [])
+        primary.write_text(json.dumps({"cniVersion": "1.0.0", "name": "benchnet", "plugins": plugins}))
         meta_conf = write_node_config(conf_dir, kubeconfig=str(kubeconfig), cni_dir=str(work / "cni"),
                                       bin_dir="/usr/lib/cni")
         bin_daemon = work / "bin-daemon"

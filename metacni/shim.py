@@ -5,39 +5,48 @@ A CNI plugin is a fresh process per call, and importing metacni's dependencies c
 than the reference Go chain takes for a whole ADD. So this file forwards the call (environment
 and stdin) to the warm ``metacni daemon`` over a root-only unix socket and prints its answer.
 
-Framing: one request and one reply per connection, each a 4-byte big-endian length followed by
-a UTF-8 JSON object. Not HTTP: ``http.client`` pulls in ``email``/``ssl`` and costs tens of
-milliseconds per call here, more than the rest of the shim; the daemon serves HTTP health and
-metrics on its TCP port for kubelet and Prometheus instead.
+Framing, one request and one reply per connection, all integers 4-byte big-endian:
+
+    request: b"MCNI" version(1 byte) op(1 byte: c=cni, s=status)
+             len env  env  (b"KEY=VALUE\\0" repeated)   len stdin  stdin (raw bytes)
+    reply:   exit  len stdout  stdout  len stderr  stderr
+
+Why not HTTP or JSON: the happy path of this file imports nothing beyond the interpreter's
+built-in modules (``_socket``; not even ``socket``, ``json`` or ``struct``). ``http.client``
+pulls in ``email`` and ``ssl``, ``json`` pulls in ``re``, ``socket`` pulls in ``enum`` and
+``selectors``: each is milliseconds per pod on a busy node, paid on every call. The daemon
+serves HTTP health and metrics on its TCP port for kubelet and Prometheus instead.
 
 When the daemon cannot be reached the call runs in-process if the metacni package is importable
 (standalone mode, lazy imports); otherwise the shim answers CNI error 11 ("try again later").
 A DEL in that situation succeeds after logging: teardown must never wait on a missing daemon,
-and the daemon's periodic GC reclaims what the skipped DEL would have released.
+and the daemon's periodic GC reclaims what the skipped DEL would have released. A call whose
+connection breaks after it was sent is never re-run here (the daemon may have done half of it):
+it is code 11 and the runtime retries.
 """
 
 from __future__ import annotations
 
-import json
+import _socket
 import os
-import socket
-import struct
 import sys
 
 DEFAULT_SOCKET = "/run/metacni/metacni.sock"
 # Kept equal to metacni.spec.versions.ALL_VERSIONS (a test checks), so VERSION needs no daemon.
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 TRY_AGAIN_LATER = 11
+MAGIC = b"MCNI"
 PROTOCOL = 1
-_HEADER = struct.Struct("!I")
-MAX_FRAME = 64 * 1024 * 1024
+OP_CNI, OP_STATUS = b"c", b"s"
+MAX_FIELD = 64 * 1024 * 1024
+SocketTimeout = _socket.timeout  # not TimeoutError on 3.9
 
 
-class DaemonUnavailable(Exception):
+class DaemonUnavailable(ConnectionError):
     """The daemon socket is absent or refuses connections: nothing was sent."""
 
 
-class DaemonLost(Exception):
+class DaemonLost(ConnectionError):
     """The connection broke after the request was sent (the daemon died mid-call)."""
 
 
@@ -45,12 +54,37 @@ def _log(msg: str) -> None:
     sys.stderr.write(f"metacni-shim: {msg}\n")
 
 
-def send_frame(sock: socket.socket, obj: object) -> None:
-    data = json.dumps(obj, separators=(",", ":")).encode()
-    sock.sendall(_HEADER.pack(len(data)) + data)
+# ---------------------------------------------------------------------- framing (shared with the daemon)
+def _u32(n: int) -> bytes:
+    return n.to_bytes(4, "big")
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
+def _field(data: bytes) -> bytes:
+    return _u32(len(data)) + data
+
+
+def encode_env(env: dict) -> bytes:
+    return b"".join(f"{k}={v}".encode("utf-8", "surrogateescape") + b"\0" for k, v in env.items())
+
+
+def decode_env(blob: bytes) -> dict:
+    out = {}
+    for item in blob.split(b"\0"):
+        if item:
+            key, _, value = item.partition(b"=")
+            out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+    return out
+
+
+def encode_request(op: bytes, env: dict, stdin: bytes) -> bytes:
+    return MAGIC + bytes((PROTOCOL,)) + op + _field(encode_env(env)) + _field(stdin)
+
+
+def encode_reply(exit_status: int, stdout: bytes, stderr: bytes) -> bytes:
+    return _u32(exit_status) + _field(stdout) + _field(stderr)
+
+
+def recv_exact(sock, n: int) -> bytes:
     chunks = []
     while n:
         chunk = sock.recv(min(n, 1 << 20))
@@ -61,17 +95,51 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def recv_frame(sock: socket.socket) -> dict:
-    (length,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
-    if length > MAX_FRAME:
-        raise ValueError(f"frame of {length} bytes is too large")
-    obj = json.loads(_recv_exact(sock, length))
-    if not isinstance(obj, dict):
-        raise ValueError("frame is not a JSON object")
-    return obj
+def _recv_field(sock) -> bytes:
+    length = int.from_bytes(recv_exact(sock, 4), "big")
+    if length > MAX_FIELD:
+        raise ValueError(f"field of {length} bytes is too large")
+    return recv_exact(sock, length)
 
 
+def read_request(sock) -> tuple:
+    """(op, env, stdin) from a connection; ValueError on a malformed frame."""
+    head = recv_exact(sock, 6)
+    if head[:4] != MAGIC or head[4] != PROTOCOL:
+        raise ValueError(f"not a metacni shim request (header {head!r})")
+    return head[5:6], decode_env(_recv_field(sock)), _recv_field(sock)
+
+
+def read_reply(sock) -> tuple:
+    exit_status = int.from_bytes(recv_exact(sock, 4), "big")
+    return exit_status, _recv_field(sock), _recv_field(sock)
+
+
+def call_daemon(path: str, op: bytes, env: dict, stdin: bytes, connect_timeout: float, timeout: float) -> tuple:
+    """One exchange → (exit, stdout, stderr): DaemonUnavailable before sending, DaemonLost after."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(connect_timeout)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            raise DaemonUnavailable(f"cannot connect to {path}: {exc.strerror or exc}") from None
+        sock.settimeout(timeout)
+        try:
+            sock.sendall(encode_request(op, env, stdin))
+            return read_reply(sock)
+        except SocketTimeout:
+            raise
+        except (OSError, ValueError) as exc:
+            raise DaemonLost(f"connection to {path} lost: {exc}") from None
+    finally:
+        sock.close()
+
+
+# ---------------------------------------------------------------------- the CNI side
 def _config(stdin: bytes) -> dict:
+    import json  # only on error paths and VERSION: json imports re
+
     try:
         conf = json.loads(stdin or b"{}")
     except ValueError:
@@ -86,44 +154,28 @@ def _float_env(env: dict, name: str, default: float) -> float:
         return default
 
 
-def socket_path(env: dict, conf: dict) -> str:
-    """METACNI_SOCKET, else the config's ``daemonSocket``, else the default path."""
-    path = env.get("METACNI_SOCKET") or conf.get("daemonSocket") or DEFAULT_SOCKET
-    return str(path)
+def socket_path(env: dict, stdin: bytes) -> str:
+    """METACNI_SOCKET, else the config's ``daemonSocket``, else the default path. The config is
+    parsed only when it mentions the key."""
+    path = env.get("METACNI_SOCKET")
+    if not path and b'"daemonSocket"' in stdin:
+        path = _config(stdin).get("daemonSocket")
+    return str(path or DEFAULT_SOCKET)
 
 
-def call_daemon(path: str, request: dict, connect_timeout: float, timeout: float) -> dict:
-    """One request/reply exchange: DaemonUnavailable before sending, DaemonLost after."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(connect_timeout)
-        try:
-            sock.connect(path)
-        except OSError as exc:
-            raise DaemonUnavailable(f"cannot connect to {path}: {exc.strerror or exc}") from None
-        sock.settimeout(timeout)
-        try:
-            send_frame(sock, request)
-            return recv_frame(sock)
-        except socket.timeout:  # noqa: UP041 - on 3.9 it is not TimeoutError
-            raise
-        except (OSError, ValueError) as exc:
-            # The daemon may have done part of the work: never re-run it here, let the runtime retry.
-            raise DaemonLost(f"connection to {path} lost: {exc}") from None
-    finally:
-        sock.close()
+def _error(code: int, msg: str, details: str, stdin: bytes) -> str:
+    import json
 
-
-def _error(code: int, msg: str, details: str, version: object) -> dict:
     out: dict = {}
+    version = _config(stdin).get("cniVersion")
     if isinstance(version, str) and version in SUPPORTED_VERSIONS:
         out["cniVersion"] = version
     out.update(code=code, msg=msg, details=details)
-    return out
+    return json.dumps(out) + "\n"
 
 
-def _emit(out, obj: object) -> None:
-    out.write(json.dumps(obj) + "\n")
+def _write(out, text: str) -> None:
+    out.write(text)
     out.flush()
 
 
@@ -146,48 +198,50 @@ def _standalone(env: dict, stdin: bytes, out) -> int | None:
 def main(env: dict | None = None, stdin: bytes | None = None, out=None) -> int:
     env = dict(os.environ) if env is None else env
     out = out or sys.stdout
-    if stdin is None:
-        stdin = b"" if env.get("CNI_COMMAND") == "VERSION" and sys.stdin.isatty() else sys.stdin.buffer.read()
     command = env.get("CNI_COMMAND", "")
+    if stdin is None:
+        stdin = b"" if command == "VERSION" and sys.stdin.isatty() else sys.stdin.buffer.read()
     if not command:
         sys.stderr.write("metacni shim: a CNI plugin; forwards calls to the metacni daemon.\n"
                          f"CNI protocol versions {', '.join(SUPPORTED_VERSIONS)}\n")
         return 0
-    conf = _config(stdin)
-    version = conf.get("cniVersion")
     if command == "VERSION":
+        import json
+
+        version = _config(stdin).get("cniVersion")
         wanted = version if version in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[-1]
-        _emit(out, {"cniVersion": wanted, "supportedVersions": list(SUPPORTED_VERSIONS)})
+        _write(out, json.dumps({"cniVersion": wanted, "supportedVersions": list(SUPPORTED_VERSIONS)}) + "\n")
         return 0
-    path = socket_path(env, conf)
+    path = socket_path(env, stdin)
     timeout = _float_env(env, "METACNI_TIMEOUT", 30.0 if command == "DEL" else 120.0)
-    request = {"v": PROTOCOL, "op": "cni", "env": env, "stdin": stdin.decode("utf-8", "surrogateescape")}
     try:
-        reply = call_daemon(path, request, _float_env(env, "METACNI_CONNECT_TIMEOUT", 1.0), timeout)
-    except socket.timeout:  # noqa: UP041 - on 3.9 it is not TimeoutError
-        _emit(out, _error(TRY_AGAIN_LATER, "metacni daemon did not answer in time",
-                          f"{command} timed out after {timeout:g}s on {path}", version))
+        status, stdout, stderr = call_daemon(path, OP_CNI, env, stdin,
+                                             _float_env(env, "METACNI_CONNECT_TIMEOUT", 1.0), timeout)
+    except SocketTimeout:
+        _write(out, _error(TRY_AGAIN_LATER, "metacni daemon did not answer in time",
+                           f"{command} timed out after {timeout:g}s on {path}", stdin))
         return 1
     except DaemonLost as exc:
-        _emit(out, _error(TRY_AGAIN_LATER, "metacni daemon went away during the call", str(exc), version))
+        _write(out, _error(TRY_AGAIN_LATER, "metacni daemon went away during the call", str(exc), stdin))
         return 1
     except DaemonUnavailable as exc:
-        status = _standalone(env, stdin, out)
-        if status is not None:
-            return status
+        fallback = _standalone(env, stdin, out)
+        if fallback is not None:
+            return fallback
         if command == "DEL":
             _log(f"DEL of {env.get('CNI_CONTAINERID', '')} skipped, daemon down ({exc}); "
                  "the daemon's GC will reclaim its resources")
             return 0
-        _emit(out, _error(TRY_AGAIN_LATER, "metacni daemon is down",
-                          f"{exc}; and the metacni package is not importable for standalone mode", version))
+        _write(out, _error(TRY_AGAIN_LATER, "metacni daemon is down",
+                           f"{exc}; and the metacni package is not importable for standalone mode", stdin))
         return 1
-    if reply.get("stderr"):
-        sys.stderr.write(str(reply["stderr"]))
-    if reply.get("stdout"):
-        out.write(str(reply["stdout"]))
+    if stderr:
+        sys.stderr.write(stderr.decode("utf-8", "replace"))
+        sys.stderr.flush()
+    if stdout:
+        out.write(stdout.decode("utf-8", "replace"))
         out.flush()
-    return int(reply.get("exit", 1))
+    return status
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from metacni.daemon.app import Daemon
 from metacni.daemon.config import DaemonConfig
 from metacni.daemon.locks import KeyedLocks
 from metacni.plugin import PluginInfo, hookimpl
-from metacni.shim import call_daemon
+from metacni.shim import OP_CNI, call_daemon
 from metacni.testing.daemon import run_shim, start_daemon
 
 
@@ -89,7 +89,8 @@ def _request(daemon: Daemon, cid: str, verb: str = "ADD") -> dict[str, Any]:
     if verb in ("GC", "STATUS"):
         env = {"CNI_COMMAND": verb}
         conf["cni.dev/valid-attachments"] = []
-    return call_daemon(daemon.cfg.socket, {"v": 1, "op": "cni", "env": env, "stdin": json.dumps(conf)}, 1, 60)
+    status, out, err = call_daemon(daemon.cfg.socket, OP_CNI, env, json.dumps(conf).encode(), 1, 60)
+    return {"exit": status, "stdout": out.decode(), "stderr": err.decode()}
 
 
 def _in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
@@ -137,7 +138,8 @@ def test_errors_are_cni_errors_and_unknown_types_named(served):
     daemon, _ = served
     env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "z", "CNI_NETNS": "/x", "CNI_IFNAME": "eth0"}
     conf = {"cniVersion": "1.0.0", "name": "n", "type": "nope"}
-    reply = call_daemon(daemon.cfg.socket, {"v": 1, "op": "cni", "env": env, "stdin": json.dumps(conf)}, 1, 30)
+    status, out, _ = call_daemon(daemon.cfg.socket, OP_CNI, env, json.dumps(conf).encode(), 1, 30)
+    reply = {"exit": status, "stdout": out.decode()}
     assert reply["exit"] == 1
     err = json.loads(reply["stdout"])
     assert err["code"] == 7 and "nope" in err["details"] and err["cniVersion"] == "1.0.0"
@@ -184,7 +186,7 @@ def test_readiness_metrics_config_and_graceful_shutdown(tmp_path):
     try:
         node_conf = conf_dir / "00-metacni.conf"
         # The watcher writes the node config from the primary...
-        deadline_ok = _wait(lambda: node_conf.exists() and d.status().get("exit") == 0)
+        deadline_ok = _wait(lambda: node_conf.exists() and "ready" in d.status())
         assert deadline_ok, d.log_text()
         assert json.loads(node_conf.read_text())["clusterNetwork"].endswith("10-primary.conflist")
         # ...but without the primary's readiness indicator the daemon is not ready.
@@ -209,6 +211,9 @@ def test_readiness_metrics_config_and_graceful_shutdown(tmp_path):
         # The primary changes: a lexically earlier conflist appears; the node config follows.
         (conf_dir / "05-other.conflist").write_text(_conflist("other", "10.82.0.0/24", tmp_path / "ipam"))
         assert _wait(lambda: json.loads(node_conf.read_text())["clusterNetwork"].endswith("05-other.conflist"))
+        # Another CNI renames our file away (Cilium exclusive mode, Multus #972): it comes back.
+        node_conf.rename(conf_dir / "00-metacni.conf.cilium_bak")
+        assert _wait(lambda: node_conf.exists())
         # Graceful stop: exit 0, socket gone (new shims fall back at once), config kept.
         assert d.stop() == 0
         assert not os.path.exists(d.socket)

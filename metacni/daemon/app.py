@@ -163,13 +163,9 @@ class Daemon:
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         if op == "cni":
-            env = request.get("env")
-            stdin = request.get("stdin")
-            if not isinstance(env, dict) or not isinstance(stdin, str):
-                return {"exit": 1, "stdout": CNIError(Code.DECODE_FAILURE, "malformed shim request").to_json() + "\n"}
-            return self.serve_cni({str(k): str(v) for k, v in env.items()}, stdin.encode("utf-8", "surrogateescape"))
+            return self.serve_cni(dict(request.get("env") or {}), bytes(request.get("stdin") or b""))
         if op == "status":
-            return {"exit": 0, **self.ready_state()}
+            return {"exit": 0, "stdout": json.dumps(self.ready_state())}
         return {"exit": 1, "stdout": CNIError(Code.INVALID_ENVIRONMENT, f"unknown daemon operation {op!r}").to_json()}
 
     def serve_cni(self, env: dict[str, str], stdin: bytes) -> dict[str, Any]:

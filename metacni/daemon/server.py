@@ -1,4 +1,5 @@
-"""The unix-socket side of the daemon: framed JSON requests from the shim, one per connection.
+"""The unix-socket side of the daemon: framed requests from the shim (see metacni.shim), one per
+connection. The handler sees ``{"op", "env", "stdin"}`` and returns ``{"exit", "stdout", "stderr"}``.
 
 The socket lives in a 0700 directory and is itself 0600 (root-only): whoever can talk to it can
 configure any pod's network. It is bound under a temporary name and renamed into place, so a
@@ -15,10 +16,16 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from metacni.shim import recv_frame, send_frame
+from metacni.shim import OP_CNI, OP_STATUS, encode_reply, read_request
 
 log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _bytes(value: Any) -> bytes:
+    if value is None:
+        return b""
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 class UnixServer:
@@ -46,15 +53,14 @@ class UnixServer:
         os.replace(tmp, self.path)
         self._inode = os.stat(self.path).st_ino
         self._sock = sock
-        self._thread = threading.Thread(target=self._accept_loop, name="cni-accept", daemon=True)
+        self._thread = threading.Thread(target=self._accept_loop, args=(sock,), name="cni-accept", daemon=True)
         self._thread.start()
         log.info("serving CNI requests", extra={"socket": self.path})
 
-    def _accept_loop(self) -> None:
-        assert self._sock is not None
+    def _accept_loop(self, sock: socket.socket) -> None:
         while True:
             try:
-                conn, _ = self._sock.accept()
+                conn, _ = sock.accept()
             except OSError:
                 return  # closed by stop()
             t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
@@ -66,13 +72,15 @@ class UnixServer:
         try:
             with conn:
                 try:
-                    request = recv_frame(conn)
+                    op, env, stdin = read_request(conn)
                 except (OSError, ValueError) as exc:
                     log.warning("bad request frame: %s", exc)
                     return
-                reply = self.handler(request)
+                name = {OP_CNI: "cni", OP_STATUS: "status"}.get(op, op.decode("latin-1"))
+                reply = self.handler({"op": name, "env": env, "stdin": stdin})
                 try:
-                    send_frame(conn, reply)
+                    conn.sendall(encode_reply(int(reply.get("exit", 1)), _bytes(reply.get("stdout")),
+                                              _bytes(reply.get("stderr"))))
                 except OSError as exc:  # the shim gave up (timeout, killed): nothing to tell it
                     log.warning("could not send the reply: %s", exc)
         finally:

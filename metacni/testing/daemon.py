@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metacni.shim import recv_frame, send_frame
+from metacni.shim import OP_STATUS, call_daemon
 
 SHIM = str(Path(__file__).resolve().parents[1] / "shim.py")
 
@@ -33,14 +32,9 @@ class DaemonProc:
     args: list[str] = field(default_factory=list)
 
     def status(self, timeout: float = 2.0) -> dict[str, Any]:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        try:
-            s.connect(self.socket)
-            send_frame(s, {"v": 1, "op": "status"})
-            return recv_frame(s)
-        finally:
-            s.close()
+        """The daemon's readiness state; OSError when it is not serving."""
+        _, out, _ = call_daemon(self.socket, OP_STATUS, {}, b"", timeout, timeout)
+        return dict(json.loads(out))
 
     def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
