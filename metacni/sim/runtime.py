@@ -9,7 +9,6 @@ daemon -- from a thread inside the node namespace, and keeps libcni's result cac
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from metacni.engine.chain import ChainRunner, RuntimeConf
 from metacni.engine.invoke import Invoker
 from metacni.engine.registry import Registry
 from metacni.meta.install import write_node_config
-from metacni.shim import recv_frame, send_frame
+from metacni.shim import OP_STATUS, call_daemon
 from metacni.spec.args import CniArgs
 from metacni.spec.config import NetworkList, conf_files, network_list_from_file
 from metacni.testing.traffic import in_netns
@@ -91,11 +90,8 @@ class NodeRuntime:
         return text
 
     def status(self) -> dict[str, Any]:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(2.0)
-            s.connect(self.socket)
-            send_frame(s, {"v": 1, "op": "status"})
-            return recv_frame(s)
+        _, out, _ = call_daemon(self.socket, OP_STATUS, {}, b"", 2.0, 2.0)
+        return dict(json.loads(out))
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
