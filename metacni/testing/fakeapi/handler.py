@@ -12,6 +12,7 @@ import logging
 import queue
 import select
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -181,6 +182,13 @@ class HTTPServer(ThreadingHTTPServer):
         with self._conn_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up mid-request is normal here (watch streams, stopped tests); only
+        unexpected errors deserve socketserver's traceback on stderr."""
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
     def cut_connections(self) -> None:
         with self._conn_lock:
