@@ -64,6 +64,8 @@ def _add(request: Request, conf: BridgeConf, ipr: IPRoute,
         links.set_port_isolated(ipr, host.index, True)
     if conf.vlan:
         links.set_access_vlan(ipr, host.index, conf.vlan, conf.preserve_default_vlan)
+    if conf.mac_spoof_check:
+        _spoofcheck(request, conf, host_name, cont_mac, undo)
 
     ipam = request.ipam(ADD) if conf.has_ipam else None
     if ipam is not None:
@@ -88,6 +90,16 @@ def _masquerade(request: Request, conf: BridgeConf, result: Result,
                                                           backend=conf.ip_masq_backend)))
     add_masquerade(conf.network, request.container_id, request.ifname, [ip.address for ip in result.ips],
                    backend=conf.ip_masq_backend)
+
+
+def _spoofcheck(request: Request, conf: BridgeConf, host_name: str, mac: str,
+                undo: list[tuple[str, Callable[[], object]]]) -> None:
+    """macspoofchk: frames entering the bridge from the host veth must carry the pod's MAC.
+    Keyed by the attachment, so DEL and GC need neither the netns nor the veth."""
+    from metacni.firewall.spoofcheck import add_spoofcheck, del_spoofcheck
+
+    undo.append(("spoof check DEL", lambda: del_spoofcheck(conf.network, request.container_id, request.ifname)))
+    add_spoofcheck(conf.network, request.container_id, request.ifname, host_name, mac)
 
 
 def _bridge(ipr: IPRoute, conf: BridgeConf) -> links.LinkInfo:

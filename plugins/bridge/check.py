@@ -9,6 +9,7 @@ from metacni.kernel.rtnl import rtnl
 from metacni.plugin import CHECK, CNIError, Code, Request
 
 from .config import BridgeConf
+from .naming import host_veth_name
 
 
 def check(request: Request, conf: BridgeConf) -> None:
@@ -56,6 +57,13 @@ def check(request: Request, conf: BridgeConf) -> None:
             problems.append(f"host end of {request.ifname} not found")
         elif br is not None and peer.master != br.index:
             problems.append(f"host veth {peer.name} is not a port of {conf.bridge}")
+
+    if conf.mac_spoof_check:
+        from metacni.firewall.spoofcheck import check_spoofcheck
+
+        mac = cont.mac if cont and cont.mac else link.mac
+        host_name = host_veth_name(conf.network, request.container_id, request.ifname)
+        problems += check_spoofcheck(conf.network, request.container_id, request.ifname, host_name, mac)
 
     cont_index = prev.interfaces.index(cont) if cont else None
     for ip in prev.ips:

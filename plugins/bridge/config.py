@@ -39,6 +39,7 @@ class BridgeConf:
     has_ipam: bool = False
     ip_masq: bool = False
     ip_masq_backend: str | None = None
+    mac_spoof_check: bool = False
 
 
 def _invalid(network: str, details: str) -> CNIError:
@@ -93,13 +94,12 @@ def load(request: Request) -> BridgeConf:
         has_ipam=_has_ipam(cfg.get("ipam")),
         ip_masq=flag("ipMasq"),
         ip_masq_backend=_masq_backend(cfg.get("ipMasqBackend"), net),
+        mac_spoof_check=flag("macspoofchk"),
     )
     if conf.hairpin and conf.promisc:
         raise _invalid(net, "hairpinMode and promiscMode cannot both be true")
     if conf.disable_container_interface and conf.has_ipam:
         raise _invalid(net, "disableContainerInterface cannot be used together with ipam")
-    if flag("macspoofchk"):
-        raise _unsupported(net, "macspoofchk", True, "the nftables spoof-check chain is not implemented")
     if cfg.get("vlanTrunk"):
         raise _unsupported(net, "vlanTrunk", cfg["vlanTrunk"], "trunk ports are not implemented")
     if conf.vlan and conf.is_gateway:

@@ -1,4 +1,4 @@
-"""DEL: delete the pod's interface (its peer goes with it), then release IPAM.
+"""DEL: delete the pod's interface (its peer goes with it), its firewall rules, then release IPAM.
 
 Idempotent by construction: a missing netns, a missing link and a repeated call all end in
 the same state. IPAM DEL runs whatever happened to the link, so a lease is never leaked.
@@ -25,6 +25,15 @@ def delete(request: Request, conf: BridgeConf) -> None:
     except Exception as exc:  # still release the lease, then report
         log.exception("bridge DEL: removing %s of container %s failed", request.ifname, request.container_id)
         failure = exc
+    if conf.mac_spoof_check:
+        # Identity only: works with the netns and the veth gone (the reference leaks its chain then).
+        from metacni.firewall.spoofcheck import del_spoofcheck
+
+        try:
+            del_spoofcheck(conf.network, request.container_id, request.ifname)
+        except Exception as exc:  # still release the lease, then report
+            log.exception("bridge DEL: removing the spoof check of container %s failed", request.container_id)
+            failure = failure or exc
     if conf.ip_masq:
         # Found by the attachment identity, so this works with the netns and the link gone,
         # where the reference bridge leaks its CNI-<hash> chain.

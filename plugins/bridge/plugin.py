@@ -31,10 +31,17 @@ def cni_check(request: Request) -> None:
 
 @hookimpl
 def cni_gc(request: Request) -> None:
-    """The bridge holds no per-attachment state of its own (veths die with their netns);
-    GC is passed on to IPAM, as the spec requires of delegating plugins."""
-    if config.load(request).has_ipam:
-        request.ipam(GC)
+    """Veths die with their netns; what can outlive an attachment is its spoof-check chain,
+    swept here (whatever ``macspoofchk`` says now: it may have been on when the attachment
+    was added). GC is then passed on to IPAM, as the spec requires of delegating plugins."""
+    from metacni.firewall.spoofcheck import gc_spoofcheck
+
+    conf = config.load(request)
+    try:
+        gc_spoofcheck(conf.network, request.valid_attachments)
+    finally:
+        if conf.has_ipam:
+            request.ipam(GC)
 
 
 @hookimpl

@@ -126,6 +126,7 @@ def test_check_reports_what_differs(node):
     ("vlan", 5000, Code.INVALID_CONFIG, "vlan"),
     ("mtu", -1, Code.INVALID_CONFIG, "mtu"),
     ("bridge", "a/b", Code.INVALID_CONFIG, "bridge"),
+    ("macspoofchk", "yes", Code.INVALID_CONFIG, "macspoofchk"),  # accepted as a bool since it is implemented
 ])
 def test_config_errors_name_field_and_network(node, key, value, code, field):
     conf = node.conf(**{key: value})
