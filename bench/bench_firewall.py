@@ -1,0 +1,127 @@
+"""In-process firewall layer micro-benchmark: portmap + masq + forward ADD/DEL cycles.
+
+Measures what the warm daemon pays per pod in :mod:`metacni.firewall`, without the shim,
+netlink or the runtime: in one test-created node netns, ``--background`` attachments are
+installed first (a node that already runs pods), then ``--cycles`` times one more pod's
+portmap + masq + forward ADD and then DEL, each timed with ``perf_counter``. Backend
+detection is left to the library (no ``backend:``) unless ``--backend`` is given.
+Prints medians/p90 per verb and the RSS growth over the cycles, and writes JSON.
+Needs root; creates and removes only its own netns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cycles", type=int, default=50)
+    ap.add_argument("--background", type=int, default=100, help="attachments installed before timing")
+    ap.add_argument("--backend", default=None, choices=[None, "nftables", "iptables"])
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    from metacni.firewall import backend as fw
+    from metacni.firewall.forward import add_forward, del_forward
+    from metacni.firewall.identity import Attachment
+    from metacni.firewall.masq import add_masquerade, del_masquerade
+    from metacni.firewall.plan import PORTMAP, PortmapPlan, parse_addresses, parse_port_mappings
+    from metacni.kernel import netns
+
+    name = f"fwbench-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    be = args.backend
+    net = "benchnet"
+
+    def ip(i: int) -> str:
+        return f"10.{88 + i // 60000}.{(i // 250) % 240}.{i % 250 + 2}/16"
+
+    def add(i: int) -> dict[str, float]:
+        cid, addr = f"pod{i}", ip(i)
+        t = {}
+        t0 = time.perf_counter()
+        att = Attachment(net, cid, "eth0")
+        maps = parse_port_mappings([{"hostPort": 20000 + i, "containerPort": 80}])
+        fw.add(PortmapPlan(att, maps, parse_addresses([addr])[0]), be)  # type: ignore[arg-type]
+        t1 = time.perf_counter()
+        add_masquerade(net, cid, "eth0", [addr], backend=be, non_masquerade_cidrs=["10.96.0.0/12"])
+        t2 = time.perf_counter()
+        add_forward(net, cid, "eth0", [addr], backend=be)
+        t3 = time.perf_counter()
+        t.update(portmap=t1 - t0, masq=t2 - t1, forward=t3 - t2, total=t3 - t0)
+        return t
+
+    def delete(i: int) -> dict[str, float]:
+        cid = f"pod{i}"
+        t0 = time.perf_counter()
+        fw.delete(Attachment(net, cid, "eth0"), PORTMAP, be)
+        t1 = time.perf_counter()
+        del_masquerade(net, cid, "eth0", backend=be)
+        t2 = time.perf_counter()
+        del_forward(net, cid, "eth0", backend=be)
+        t3 = time.perf_counter()
+        return {"portmap": t1 - t0, "masq": t2 - t1, "forward": t3 - t2, "total": t3 - t0}
+
+    adds: list[dict[str, float]] = []
+    dels: list[dict[str, float]] = []
+    try:
+        with netns.enter(f"/run/netns/{name}"):
+            for i in range(args.background):
+                add(i)
+            rss0 = _rss_kib()
+            for c in range(args.cycles):
+                i = args.background + c
+                adds.append(add(i))
+                dels.append(delete(i))
+            rss1 = _rss_kib()
+            for i in range(args.background):
+                delete(i)
+        left = subprocess.run(["ip", "netns", "exec", name, "nft", "list", "ruleset"],
+                              capture_output=True, text=True).stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+    def summary(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+        out = {}
+        for key in ("portmap", "masq", "forward", "total"):
+            vals = sorted(r[key] * 1000 for r in rows)
+            out[key] = {"median_ms": round(statistics.median(vals), 3),
+                        "p90_ms": round(vals[int(0.9 * (len(vals) - 1))], 3)}
+        return out
+
+    doc = {
+        "cycles": args.cycles, "background": args.background, "backend": be or "detect",
+        "add": summary(adds), "del": summary(dels),
+        "rss_kib_before_cycles": rss0, "rss_kib_after_cycles": rss1,
+        "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "leftover_nft_ruleset_bytes": len(left),
+    }
+    for verb in ("add", "del"):
+        row = "  ".join(f"{k} {v['median_ms']:7.2f} ms (p90 {v['p90_ms']:.2f})" for k, v in doc[verb].items())
+        print(f"{verb.upper():4} {row}")
+    print(f"RSS {rss0} -> {rss1} KiB over {args.cycles} cycles; leftover ruleset {len(left)} bytes")
+    text = json.dumps(doc, indent=2)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
