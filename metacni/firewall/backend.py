@@ -10,8 +10,14 @@ Selection (``backend: "nftables" | "iptables"`` wins when given; otherwise, in o
 4. nftables when libnftables loads, else iptables.
 
 So our rules land in the rule set the node's operators and kube-proxy already look at.
-DEL and GC always clean *both* backends (cheaply: a backend with no tables of ours is a
-no-op), so a detection that flips between ADD and DEL cannot leak rules.
+DEL and GC clean *every* backend that holds rules of ours for the feature (a narrow
+existence probe of our own table/chains decides), so a detection that flips between ADD
+and DEL cannot leak rules.
+
+Detection reads whole rule sets, which is what made the warm daemon's ADD slow and its
+memory grow with the pod count; :func:`choose` therefore caches the decision per (netns,
+feature) for :data:`DETECT_TTL` seconds, and re-detects earlier when the cached backend no
+longer holds our tables (the netns was reset, or its inode was reused by a new one).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
+import time
 from typing import Protocol
 
 from metacni.spec.errors import CNIError, Code
@@ -50,6 +58,9 @@ class Backend(Protocol):
 
     def footprint(self, kind: str) -> bool:
         """Whether rules of ours for ``kind`` exist in this netns."""
+
+    def may_hold(self, kind: str) -> bool:
+        """Whether DEL/GC of ``kind`` has to look at this backend at all (a narrow probe)."""
 
 
 def get(name: str) -> Backend:
@@ -105,13 +116,10 @@ def _legacy_kube_proxy() -> bool:
 def _nft_kube_proxy() -> bool:
     if not libnft.available():
         return False
-    with libnft.Nft() as nft:
-        for obj in nft.list_ruleset():
-            if "table" in obj and obj["table"]["name"] == "kube-proxy":
-                return True
-            if "chain" in obj and str(obj["chain"]["name"]).startswith("KUBE-"):
-                return True
-    return False
+    with libnft.Nft() as nft:  # names only: no rules are fetched or parsed
+        if any(t.get("name") == "kube-proxy" for t in nft.list_tables()):
+            return True
+        return any(str(ch.get("name", "")).startswith("KUBE-") for ch in nft.list_chains())
 
 
 def iptables_alternative() -> str | None:
@@ -150,8 +158,48 @@ def detect(kind: str) -> str:
     return NFTABLES if libnft.available() else IPTABLES
 
 
+#: how long a detection result is trusted (kube-proxy switching modes is picked up after it)
+DETECT_TTL = 60.0
+#: bound on cached decisions (one per netns and feature; a node daemon needs three)
+_DETECT_MAX = 64
+_detected: dict[tuple[int, int, str], tuple[str, float]] = {}
+_detected_lock = threading.Lock()
+
+
+def _netns_key() -> tuple[int, int]:
+    st = os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net")
+    return st.st_dev, st.st_ino
+
+
+def _cached_detect(kind: str) -> str:
+    """:func:`detect`, remembered per (calling thread's netns, kind) while it stays plausible.
+
+    A hit is confirmed with the cached backend's narrow footprint probe (our own table or
+    chains exist; no rule set dump). When they vanished -- the last pod left, the netns was
+    reset, or a new netns reuses the inode -- we detect afresh rather than trust the cache,
+    A kube-proxy that appears while our rules exist is followed after :data:`DETECT_TTL`.
+    """
+    key = (*_netns_key(), kind)
+    now = time.monotonic()
+    with _detected_lock:
+        hit = _detected.get(key)
+    if hit is not None and now - hit[1] < DETECT_TTL:
+        try:
+            if get(hit[0]).footprint(kind):
+                return hit[0]
+        except Exception:
+            log.debug("footprint probe of cached %s failed", hit[0], exc_info=True)
+    name = detect(kind)
+    with _detected_lock:
+        if key not in _detected and len(_detected) >= _DETECT_MAX:
+            _detected.pop(next(iter(_detected)))  # oldest first (insertion order)
+        _detected.pop(key, None)
+        _detected[key] = (name, now)
+    return name
+
+
 def choose(requested: str | None, kind: str) -> Backend:
-    name = validate_name(requested) or detect(kind)
+    name = validate_name(requested) or _cached_detect(kind)
     log.debug("firewall backend for %s: %s", kind, name)
     return get(name)
 
@@ -178,15 +226,34 @@ def _rollback(chosen: Backend, plan: Plan) -> None:
         log.exception("rollback of %s rules for %s failed", plan.kind, plan.attachment)
 
 
-def delete(attachment: Attachment, kind: str, backend: str | None = None) -> None:
-    """Remove the attachment's rules from the chosen backend and, if present, the other one."""
-    validate_name(backend)
-    errors: list[str] = []
+def _holders(kind: str) -> list[Backend]:
+    """Backends that hold rules of ours for ``kind`` here (narrow probes, no rule set dumps).
+
+    A failing probe counts as "may hold": the DEL/GC itself then reports the real error
+    rather than us silently skipping a backend that could leak rules.
+    """
+    out: list[Backend] = []
     for name in BACKENDS:
         if name == NFTABLES and not libnft.available():
             continue
+        b = get(name)
         try:
-            get(name).delete(attachment, kind)
+            if not b.may_hold(kind):
+                continue
+        except Exception:
+            log.debug("footprint probe of %s failed", name, exc_info=True)
+        out.append(b)
+    return out
+
+
+def delete(attachment: Attachment, kind: str, backend: str | None = None) -> None:
+    """Remove the attachment's rules from every backend that holds rules of ours for ``kind``."""
+    validate_name(backend)
+    errors: list[str] = []
+    for b in _holders(kind):
+        name = b.name
+        try:
+            b.delete(attachment, kind)
         except Exception as exc:
             log.exception("%s DEL of %s rules failed", name, kind)
             errors.append(f"{name}: {exc}")
@@ -198,11 +265,10 @@ def gc(network: str, valid: list[tuple[str, str]], kind: str) -> None:
     net = Attachment(network, "", "")
     tags = {Attachment(network, cid, ifname).tag for cid, ifname in valid}
     errors: list[str] = []
-    for name in BACKENDS:
-        if name == NFTABLES and not libnft.available():
-            continue
+    for b in _holders(kind):
+        name = b.name
         try:
-            get(name).gc(net, tags, kind)
+            b.gc(net, tags, kind)
         except Exception as exc:
             log.exception("%s GC of %s rules failed", name, kind)
             errors.append(f"{name}: {exc}")

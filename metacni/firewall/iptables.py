@@ -237,6 +237,28 @@ def _v6_has_ours(table: str) -> bool:
     return any(_ATTACHMENT_CHAIN.match(n) or n in (TOP_DNAT, SETMARK, HP_MASQ, CNI_FORWARD) for n in names)
 
 
+#: the only non-attachment chains our attachment-comment rules are put in (see the layouts)
+_OWNED_RULE_CHAINS = frozenset({TOP_DNAT, CNI_FORWARD, "POSTROUTING"})
+
+
+def _scanned(chain: str, att: Attachment | None) -> bool:
+    """Whether ``chain`` can hold attachment-comment rules (of ``att`` when given).
+
+    Per-attachment rules live only in the layouts' chains: the per-container chains, the
+    top DNAT chain, ``CNI-FORWARD`` and ``POSTROUTING``. With an attachment, only its own
+    per-container chains qualify (their names derive from network and container id).
+    """
+    if chain in _OWNED_RULE_CHAINS:
+        return True
+    if att is not None:
+        return chain in (
+            dnat_chain(att.network, att.container_id),
+            snat_chain(att.network, att.container_id),
+            masq_chain(att.network, att.container_id),
+        )
+    return bool(_ATTACHMENT_CHAIN.match(chain))
+
+
 def _child(method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
     try:
         getattr(IptablesBackend(), method)(*args)
@@ -292,7 +314,10 @@ class IptablesBackend:
         with _family(v) as s:
             present = tables_present(v)
             removed = self._remove_owned(
-                s, lambda c: plan.attachment.owns(c, plan.kind), present | {sp.table for sp in lay.owned}
+                s,
+                lambda c: plan.attachment.owns(c, plan.kind),
+                present | {sp.table for sp in lay.owned},
+                plan.attachment,
             )
             if lay.owned:
                 self._install(s, lay, built)
@@ -319,14 +344,22 @@ class IptablesBackend:
             s.dirty.add(spec.table)
 
     # ------------------------------------------------------------------ DEL / GC
-    def _remove_owned(self, s: _Session, owned: Any, tables: set[str]) -> set[str]:
-        """Delete every rule whose comment ``owned`` accepts; return the chains they jumped to."""
+    def _remove_owned(
+        self, s: _Session, owned: Any, tables: set[str], att: Attachment | None = None
+    ) -> set[str]:
+        """Delete every rule whose comment ``owned`` accepts; return the chains they jumped to.
+
+        Only chains that can hold such rules are decoded (:func:`_scanned`): decoding every
+        rule of every chain (kube-proxy's thousands included) was most of a DEL's cost.
+        """
         targets: set[str] = set()
         for name in ("nat", "filter"):
             if name not in tables:
                 continue
             table = s.table(name)
             for chain in table.chains:
+                if not _scanned(chain.name, att):
+                    continue
                 for rule in reversed(chain.rules):
                     if owned(comment_of(rule)):
                         targets.add(target_of(rule))
@@ -387,7 +420,7 @@ class IptablesBackend:
         if TABLE_OF[kind] not in present:
             return
         with _family(v) as s:
-            removed = self._remove_owned(s, lambda c: attachment.owns(c, kind), present)
+            removed = self._remove_owned(s, lambda c: attachment.owns(c, kind), present, attachment)
             self._cleanup(s, kind, removed, attachment)
             s.commit()
 
@@ -446,7 +479,20 @@ class IptablesBackend:
 
     def footprint(self, kind: str) -> bool:
         """Whether our chains exist here (used for backend stickiness); never creates a table."""
+        return self._ours(kind, strict=True)
+
+    def may_hold(self, kind: str) -> bool:
+        """Whether DEL/GC must look here: any chain of ours for ``kind`` exists (names only).
+
+        Wider than :meth:`footprint`: a leftover per-attachment chain without the shared
+        top chain (an interrupted cleanup) still sends the DEL here.
+        """
+        return self._ours(kind, strict=False)
+
+    def _ours(self, kind: str, strict: bool) -> bool:
         table = TABLE_OF[kind]
+        if table not in tables_present(4) and table not in tables_present(6):
+            return False  # no x_tables of that name: nothing of ours, and no lock needed
         with locking.file_lock(XTABLES_LOCK):
             if _v6_has_ours(table):
                 return True
@@ -459,6 +505,10 @@ class IptablesBackend:
                     return True
                 if kind == MASQ and any(
                     _ATTACHMENT_CHAIN.match(n) and not n.startswith(("CNI-DN-", "CNI-SN-")) for n in names
+                ):
+                    return True
+                if not strict and kind == PORTMAP and any(
+                    n.startswith(("CNI-DN-", "CNI-SN-")) and _ATTACHMENT_CHAIN.match(n) for n in names
                 ):
                     return True
         return False

@@ -116,6 +116,24 @@ class Nft:
         data = self.run([{"list": {"ruleset": None}}])
         return [obj for obj in data.get("nftables", []) if "metainfo" not in obj]
 
+    def list_tables(self) -> list[dict[str, Any]]:
+        """The table objects only (no chains or rules): the cheapest "is it there" query."""
+        data = self.run([{"list": {"tables": None}}])
+        return [obj["table"] for obj in data.get("nftables", []) if "table" in obj]
+
+    def list_chains(self) -> list[dict[str, Any]]:
+        """Every chain object (with hook, priority and policy) without its rules."""
+        data = self.run([{"list": {"chains": None}}])
+        return [obj["chain"] for obj in data.get("nftables", []) if "chain" in obj]
+
+    def list_chain(self, family: str, table: str, name: str) -> list[dict[str, Any]] | None:
+        """One chain and its rules (objects under ``nftables``), or None when it does not exist."""
+        try:
+            data = self.run([{"list": {"chain": {"family": family, "table": table, "name": name}}}])
+        except NftError:
+            return None
+        return [obj for obj in data.get("nftables", []) if "metainfo" not in obj]
+
     def list_table(self, family: str, name: str) -> list[dict[str, Any]] | None:
         """Objects of one table, or None when the table does not exist."""
         try:

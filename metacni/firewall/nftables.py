@@ -16,6 +16,11 @@ Each rule's comment starts with the attachment tag (:mod:`.identity`). A table i
 in the same batch that removes its last attachment rule, so a node returns byte for byte
 to the ruleset it had. A file lock serialises our read-modify-write batches across
 processes (a DEL deciding "table now empty" must not race an ADD).
+
+Reads are narrow (:meth:`NftablesBackend._snapshot`): our own table and, for the forward
+feature, the foreign forward base chains -- never the whole rule set, whose size (and the
+memory its parse costs) grows with everything else on the node. Every rule with our
+comment lives in one of those places, so the narrow view finds all of them.
 """
 
 from __future__ import annotations
@@ -174,19 +179,17 @@ def forward_rules(plan: ForwardPlan) -> list[Cmd]:
     return _accepts(plan.addresses, plan.attachment.comment(FORWARD), TABLES[FORWARD], "forward", FAMILY)
 
 
+def _is_foreign_forward(ch: dict[str, Any]) -> bool:
+    """Another table's forward base chain that would drop pod traffic regardless of ours."""
+    if ch.get("hook") != "forward" or ch.get("family") not in ("ip", "ip6", "inet"):
+        return False
+    if ch.get("family") == FAMILY and ch.get("table") in TABLES.values():
+        return False
+    return ch.get("policy") == "drop" or (ch.get("table") == "filter" and ch.get("name") == "FORWARD")
+
+
 def _foreign_forward_chains(ruleset: list[Cmd]) -> list[dict[str, Any]]:
-    """Other tables' forward base chains that would drop pod traffic regardless of ours."""
-    ours = set(TABLES.values())
-    out = []
-    for obj in ruleset:
-        ch = obj.get("chain")
-        if not ch or ch.get("hook") != "forward" or ch.get("family") not in ("ip", "ip6", "inet"):
-            continue
-        if ch.get("family") == FAMILY and ch.get("table") in ours:
-            continue
-        if ch.get("policy") == "drop" or (ch.get("table") == "filter" and ch.get("name") == "FORWARD"):
-            out.append(ch)
-    return out
+    return [obj["chain"] for obj in ruleset if "chain" in obj and _is_foreign_forward(obj["chain"])]
 
 
 def rules_for(plan: Plan, ruleset: list[Cmd] | None = None) -> list[Cmd]:
@@ -221,6 +224,21 @@ class NftablesBackend:
         with locking.file_lock(LOCK_PATH), Nft() as nft:
             yield nft
 
+    @staticmethod
+    def _snapshot(nft: Nft, kind: str) -> list[Cmd]:
+        """The part of the rule set ``kind`` can touch, in ``list ruleset`` object form.
+
+        Our table (table, chains, rules), plus for the forward feature the foreign forward
+        base chains with their rules (found through ``list chains``, which carries no rules).
+        Objects outside this view hold no rule of ours for ``kind``.
+        """
+        out = nft.list_table(FAMILY, TABLES[kind]) or []
+        if kind == FORWARD:
+            for ch in nft.list_chains():
+                if _is_foreign_forward(ch):
+                    out += nft.list_chain(ch["family"], ch["table"], ch["name"]) or []
+        return out
+
     def _run(self, nft: Nft, cmds: list[Cmd], what: str) -> None:
         try:
             nft.run(cmds)
@@ -231,7 +249,7 @@ class NftablesBackend:
         """Replace this attachment's rules of ``plan.kind`` with the plan's, atomically."""
         new = rules_for(plan)  # validates conditions before we touch the kernel
         with self._session() as nft:
-            ruleset = nft.list_ruleset()
+            ruleset = self._snapshot(nft, plan.kind)
             if isinstance(plan, ForwardPlan):
                 new = rules_for(plan, ruleset)
             stale = [r for r in _rules(ruleset) if plan.attachment.owns(r.get("comment"), plan.kind)]
@@ -263,7 +281,7 @@ class NftablesBackend:
 
     def delete(self, attachment: Attachment, kind: str) -> None:
         with self._session() as nft:
-            ruleset = nft.list_ruleset()
+            ruleset = self._snapshot(nft, kind)
             doomed = [r for r in _rules(ruleset) if attachment.owns(r.get("comment"), kind)]
             self._remove(nft, ruleset, doomed, kind, "DEL")
 
@@ -271,7 +289,7 @@ class NftablesBackend:
         """Delete ``kind`` rules of ``network.network`` whose attachment tag is not valid."""
         net_tag = network.tag.split("-")[0]
         with self._session() as nft:
-            ruleset = nft.list_ruleset()
+            ruleset = self._snapshot(nft, kind)
             doomed = []
             for r in _rules(ruleset):
                 parsed = parse_comment(r.get("comment"))
@@ -304,7 +322,7 @@ class NftablesBackend:
 
     def check(self, plan: Plan) -> None:
         with self._session() as nft:
-            ruleset = nft.list_ruleset()
+            ruleset = self._snapshot(nft, plan.kind)
         want: dict[tuple[str, str, str], int] = {}
         for rule in rules_for(plan, ruleset):
             r = rule["rule"]
@@ -325,6 +343,20 @@ class NftablesBackend:
                 )
 
     def footprint(self, kind: str) -> bool:
-        """Whether this netns holds rules of ours for ``kind`` (used for backend stickiness)."""
+        """Whether our table for ``kind`` exists here (detection stickiness).
+
+        ``list tables`` returns names only, so this stays cheap however many pods run here.
+        """
         with Nft() as nft:
-            return nft.list_table(FAMILY, TABLES[kind]) is not None
+            return any(t.get("family") == FAMILY and t.get("name") == TABLES[kind] for t in nft.list_tables())
+
+    def may_hold(self, kind: str) -> bool:
+        """Whether DEL/GC must look here: our table exists, or (forward) a foreign forward
+        chain does -- accepts of ours inserted there must be found even if our table is gone.
+        """
+        if self.footprint(kind):
+            return True
+        if kind != FORWARD:
+            return False
+        with Nft() as nft:
+            return any(_is_foreign_forward(ch) for ch in nft.list_chains())
