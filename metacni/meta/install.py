@@ -11,11 +11,7 @@ conf-dir change.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -125,20 +121,7 @@ def install_binary(source: str | Path, bin_dir: str | Path, name: str = META_TYP
 
     The old inode stays intact for processes executing it, so upgrades never hit ETXTBSY.
     """
-    bin_dir = Path(bin_dir)
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    target = bin_dir / name
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=bin_dir)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out)
-            out.flush()
-            os.fchmod(out.fileno(), 0o755)
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    target = Path(bin_dir) / name
+    atomic_write(target, Path(source).read_bytes(), mode=0o755, dir_mode=0o755)
     return target
 
