@@ -167,5 +167,5 @@ def test_fd_level_writes_cannot_corrupt_stdout(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", runner], input='{"cniVersion":"1.0.0","name":"n","type":"noisy-fd"}',
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"cniVersion": "1.0.0"}
+    assert json.loads(proc.stdout) == {"cniVersion": "1.0.0", "dns": {}}
     assert "raw fd write" in proc.stderr and "child output" in proc.stderr

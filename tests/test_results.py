@@ -108,7 +108,7 @@ def test_empty_target_means_010() -> None:
 
 def test_wire_key_rules_per_family() -> None:
     r = Result(cniVersion="1.1.0")
-    assert r.to_wire() == {"cniVersion": "1.1.0"}  # dns omitted when empty in 1.x
+    assert r.to_wire() == {"cniVersion": "1.1.0", "dns": {}}  # always written, as Go's types do
     assert convert(r, "0.4.0").to_wire() == {"cniVersion": "0.4.0", "dns": {}}  # always in 0.4
     assert "version" not in parse_result({"cniVersion": "1.0.0", "ips": [
         {"version": "4", "address": "10.0.0.2/24"}]}).to_wire()["ips"][0]

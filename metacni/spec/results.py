@@ -118,9 +118,9 @@ class Result(_Model):
             out["ips"] = [_ip_wire(ip, with_version=fam == versions.FAMILY_040) for ip in self.ips]
         if self.routes:
             out["routes"] = [_route_wire(r) for r in self.routes]
-        dns = self.dns.model_dump(exclude_none=True)
-        if fam == versions.FAMILY_040 or not self.dns.is_empty():
-            out["dns"] = dns
+        # Go's result types always marshal dns (omitempty has no effect on a struct), in 1.x too:
+        # the reference plugins print "dns": {} and so do we.
+        out["dns"] = self.dns.model_dump(exclude_none=True)
         return out
 
     def convert(self, to_version: str) -> Result:
