@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable
 
@@ -13,45 +14,28 @@ from .plugin_cmd import register as _add_plugin_tools
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _add_exec(sub: argparse._SubParsersAction) -> None:
-    from .exec_cmd import add_arguments, run
-
-    p = sub.add_parser("exec", help="run a network (conflist) for one attachment, like cnitool",
-                       description="Run ADD/DEL/CHECK/GC/STATUS of a network for a netns, as a runtime would.")
-    add_arguments(p)
-    p.set_defaults(handler=run)
-
-
-def _add_validate(sub: argparse._SubParsersAction) -> None:
-    from .validate_cmd import add_arguments, run
-
-    p = sub.add_parser("validate", help="check a .conf/.conflist file and name each problem by JSON path")
-    add_arguments(p)
-    p.set_defaults(handler=run)
-
-
-def _add_plugins(sub: argparse._SubParsersAction) -> None:
-    from .plugins_cmd import add_arguments, run
-
-    p = sub.add_parser("plugins", help="list in-process plugins (in-tree and third-party)")
-    add_arguments(p)
-    p.set_defaults(handler=run)
+# name -> (module in metacni.cli with add_arguments/run, help, description). Modules are imported
+# only when the parser is built, never on the CNI path.
+SUBCOMMANDS: dict[str, tuple[str, str, str | None]] = {
+    "exec": ("exec_cmd", "run a network (conflist) for one attachment, like cnitool",
+             "Run ADD/DEL/CHECK/GC/STATUS of a network for a netns, as a runtime would."),
+    "validate": ("validate_cmd", "check a .conf/.conflist file and name each problem by JSON path", None),
+    "plugins": ("plugins_cmd", "list in-process plugins (in-tree and third-party)", None),
+    "install": ("install_cmd", "write 00-metacni.conf for the node's primary network and install metacni", None),
+    "daemon": ("daemon_cmd", "run the warm node daemon the binDir shim forwards CNI calls to", None),
+    "demo": ("demo_cmd", "simulate a three-node cluster in namespaces, attach pods, show who can talk",
+             "Build a simulated cluster (network namespaces only), attach pods with and without extra networks, "
+             "print the topology and a connectivity matrix, write an SVG picture, and tear everything down "
+             "(unless --keep)."),
+}
 
 
-def _add_daemon(sub: argparse._SubParsersAction) -> None:
-    from .daemon_cmd import add_arguments, run
-
-    p = sub.add_parser("daemon", help="run the warm node daemon the binDir shim forwards CNI calls to")
-    add_arguments(p)
-    p.set_defaults(handler=run)
-
-
-def _add_install(sub: argparse._SubParsersAction) -> None:
-    from .install_cmd import add_arguments, run
-
-    p = sub.add_parser("install", help="write 00-metacni.conf for the node's primary network and install metacni")
-    add_arguments(p)
-    p.set_defaults(handler=run)
+def _add_subcommands(sub: argparse._SubParsersAction) -> None:
+    for name, (module_name, help_text, description) in SUBCOMMANDS.items():
+        module = importlib.import_module(f"{__package__}.{module_name}")
+        p = sub.add_parser(name, help=help_text, description=description)
+        module.add_arguments(p)
+        p.set_defaults(handler=module.run)
 
 
 def _version(args: argparse.Namespace) -> int:
@@ -62,24 +46,7 @@ def _version(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_exec, _add_validate, _add_plugins]
-COMMANDS.append(_add_install)
-COMMANDS.append(_add_daemon)
-
-
-def _add_demo(sub: argparse._SubParsersAction) -> None:
-    from .demo_cmd import add_arguments, run
-
-    p = sub.add_parser("demo", help="simulate a three-node cluster in namespaces, attach pods, show who can talk",
-                       description="Build a simulated cluster (network namespaces only), attach pods with and "
-                                   "without extra networks, print the topology and a connectivity matrix, write "
-                                   "an SVG picture, and tear everything down (unless --keep).")
-    add_arguments(p)
-    p.set_defaults(handler=run)
-
-
-COMMANDS.append(_add_demo)
-COMMANDS.append(_add_plugin_tools)
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_subcommands, _add_plugin_tools]
 
 
 def build_parser() -> argparse.ArgumentParser:
