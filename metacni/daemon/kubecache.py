@@ -1,9 +1,10 @@
 """Watch-fed caches of this node's pods, all NetworkAttachmentDefinitions and all Nodes.
 
 Each cache is a list-then-watch loop (an informer) over raw JSON with the ``kubernetes``
-client (``_preload_content=False``: no model objects, which would cost memory and CPU for
-fields nobody reads). Pods are trimmed as they arrive, so 500 pods stay small. A 410 Gone
-relists; other failures back off and retry, while the cache keeps serving what it has.
+client's ``ApiClient`` by path (:mod:`metacni.meta.kube_paths`: no generated API classes and no
+model objects, which would cost memory and CPU for fields nobody reads). Pods are trimmed as
+they arrive, so 500 pods stay small. A 410 Gone relists; other failures back off and retry,
+while the cache keeps serving what it has.
 
 :class:`CachedKubeView` is what the daemon installs with ``metacni.meta.kube.set_view_factory``:
 reads come from the caches, the network-status patch still goes to the API.
@@ -18,6 +19,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+
+from metacni.meta import kube_paths
 
 from .metrics import Metrics
 
@@ -58,11 +61,13 @@ def _key(obj: JSON) -> Key:
 class Informer:
     """One resource's list+watch loop and its store. Thread-safe to read."""
 
-    def __init__(self, resource: str, list_call: Callable[..., Any], metrics: Metrics | None = None,
+    def __init__(self, resource: str, api: Any, path: str, metrics: Metrics | None = None,
                  trim: Callable[[JSON], JSON] = lambda o: o, on_change: Callable[[], None] | None = None,
-                 watch_timeout: int = 240, request_timeout: float = 30.0) -> None:
+                 watch_timeout: int = 240, request_timeout: float = 30.0, field_selector: str | None = None) -> None:
         self.resource = resource
-        self._list_call = list_call
+        self._api = api
+        self._path = path
+        self._selector = field_selector
         self._metrics = metrics
         self._trim = trim
         self._on_change = on_change
@@ -126,7 +131,8 @@ class Informer:
 
     def _list(self) -> str:
         try:
-            resp = self._list_call(_preload_content=False, _request_timeout=self._request_timeout)
+            resp = kube_paths.call(self._api, "GET", self._path, query=[("fieldSelector", self._selector)],
+                                   timeout=self._request_timeout)
             data = json.loads(resp.data)
         except Exception:
             self._count("list", "error")
@@ -142,9 +148,10 @@ class Informer:
     def _events(self, rv: str) -> Iterator[JSON]:
         from kubernetes.watch.watch import iter_resp_lines
 
-        resp = self._list_call(watch=True, resource_version=rv, allow_watch_bookmarks=True,
-                               timeout_seconds=self._watch_timeout, _preload_content=False,
-                               _request_timeout=(self._request_timeout, self._watch_timeout + 30))
+        query = [("fieldSelector", self._selector), ("watch", "true"), ("resourceVersion", rv),
+                 ("allowWatchBookmarks", "true"), ("timeoutSeconds", str(self._watch_timeout))]
+        resp = kube_paths.call(self._api, "GET", self._path, query=query,
+                               timeout=(self._request_timeout, self._watch_timeout + 30))
         self._count("watch", "ok")
         self._resp = resp
         try:
@@ -208,20 +215,12 @@ class KubeCaches:
         else:
             config.load_incluster_config(client_configuration=cfg)
         self.api = client.ApiClient(cfg)
-        core = client.CoreV1Api(self.api)
-        custom = client.CustomObjectsApi(self.api)
         self.node_name = node_name
         selector = f"spec.nodeName={node_name}" if node_name else None
-
-        def pods(**kw: Any) -> Any:
-            return core.list_pod_for_all_namespaces(field_selector=selector, **kw)
-
-        def nads(**kw: Any) -> Any:
-            return custom.list_cluster_custom_object("k8s.cni.cncf.io", "v1", "network-attachment-definitions", **kw)
-
-        self.pods = Informer("pods", pods, metrics, trim=trim_pod)
-        self.nads = Informer("network-attachment-definitions", nads, metrics)
-        self.nodes = Informer("nodes", core.list_node, metrics, trim=trim_node, on_change=on_nodes_change)
+        self.pods = Informer("pods", self.api, kube_paths.PODS, metrics, trim=trim_pod, field_selector=selector)
+        self.nads = Informer("network-attachment-definitions", self.api, kube_paths.NADS, metrics)
+        self.nodes = Informer("nodes", self.api, kube_paths.NODES, metrics, trim=trim_node,
+                              on_change=on_nodes_change)
         self.informers = (self.pods, self.nads, self.nodes)
 
     def start(self) -> None:
