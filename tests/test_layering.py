@@ -87,3 +87,14 @@ def test_shim_imports_only_the_standard_library() -> None:
             # the standalone fallback may import metacni lazily, inside a function, guarded
             continue
         assert top in sys.stdlib_module_names or top == "__future__", f"shim imports {target}"
+
+
+def test_shim_hot_path_imports_only_built_in_modules() -> None:
+    """Module-level imports of the shim run on every CNI call; a stdlib module that is not built
+    into the interpreter (``os`` under ``-S``, ``json``, ``socket``) costs milliseconds each."""
+    tree = ast.parse((ROOT / "metacni" / "shim.py").read_text())
+    top_level = [alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names]
+    top_level += [node.module or "" for node in tree.body if isinstance(node, ast.ImportFrom)]
+    assert top_level, "the shim imports something"
+    for name in top_level:
+        assert name in sys.builtin_module_names, f"shim imports {name} at module level on every call"
