@@ -90,11 +90,12 @@ def test_shim_imports_only_the_standard_library() -> None:
 
 
 def test_shim_hot_path_imports_only_built_in_modules() -> None:
-    """Module-level imports of the shim run on every CNI call; a stdlib module that is not built
-    into the interpreter (``os`` under ``-S``, ``json``, ``socket``) costs milliseconds each."""
+    """Module-level imports of the shim run on every CNI call; a pure-Python stdlib module (``os``
+    under ``-S``, ``json``, ``socket``) costs milliseconds each. ``_socket`` is a C module (built in
+    on Debian's python3, a shared object elsewhere) that imports nothing further."""
     tree = ast.parse((ROOT / "metacni" / "shim.py").read_text())
     top_level = [alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names]
     top_level += [node.module or "" for node in tree.body if isinstance(node, ast.ImportFrom)]
     assert top_level, "the shim imports something"
     for name in top_level:
-        assert name in sys.builtin_module_names, f"shim imports {name} at module level on every call"
+        assert name in sys.builtin_module_names or name == "_socket", f"shim imports {name} at module level on every call"
