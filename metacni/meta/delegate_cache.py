@@ -1,6 +1,6 @@
 """Per-container record of the delegates used at ADD, so DEL needs neither the pod nor its NADs.
 
-``<cniDir>/<containerID>``: written atomically (temp, fsync, rename) BEFORE the first
+``<cniDir>/<containerID>``: written atomically (temp, rename) BEFORE the first
 delegate runs, so a crash mid-ADD still leaves DEL a complete list. A file that cannot be
 decoded is :class:`CorruptCache`, never "nothing to delete" (Multus #948/#1087).
 """
@@ -65,7 +65,7 @@ def write(cni_dir: str | Path, record: CachedAttachments) -> None:
             **({"selection": d.selection.to_json()} if d.selection else {}),
         } for d in record.delegates],
     }
-    atomic_write(_path(cni_dir, record.container_id), json.dumps(data).encode())
+    atomic_write(_path(cni_dir, record.container_id), json.dumps(data).encode(), durable=False)
 
 
 def read(cni_dir: str | Path, container_id: str) -> CachedAttachments | None:
