@@ -1,9 +1,12 @@
 """Kubernetes access for the meta plugin, behind one small interface.
 
 Everything the meta plugin needs from the API goes through :class:`KubeView`, so the node
-daemon can install a watch-cache-backed view with :func:`set_view_factory` while a
-standalone CNI call uses :class:`ApiKubeView` (the ``kubernetes`` client, imported lazily:
-a call that needs no API request never imports it).
+daemon can install a watch-cache-backed view with :func:`set_view_factory` (its writes and
+cache misses go through :class:`ApiKubeView`, the ``kubernetes`` client, via
+:func:`default_view`) while a standalone CNI call uses
+:class:`metacni.meta.kubehttp.HttpKubeView` (standard library only: the ``kubernetes`` import
+alone costs ~500 ms; figures in that module). ``METACNI_KUBE_CLIENT=kubernetes`` makes a
+standalone call use the ``kubernetes`` client instead.
 
 Error policy (Multus #492): an API failure is never "no networks". Views raise
 ``CNIError`` code 11 (try again later) naming the request; only a 404 is an answer (None).
@@ -96,7 +99,7 @@ class KubeSettings:
         return bool(self.kubeconfig) or self.in_cluster
 
 
-def _fingerprint(*paths: str) -> tuple[tuple[int, int, int], ...]:
+def fingerprint(*paths: str) -> tuple[tuple[int, int, int], ...]:
     out = []
     for path in paths:
         try:
@@ -128,7 +131,7 @@ class ApiKubeView:
         return (os.path.join(SA_DIR, "token"), os.path.join(SA_DIR, "ca.crt"))
 
     def _client(self, force: bool = False) -> Any:
-        stamp = _fingerprint(*self._credential_files())
+        stamp = fingerprint(*self._credential_files())
         with self._lock:
             if self._api is not None and not force and stamp == self._stamp:
                 return self._api
@@ -241,6 +244,7 @@ def _close_quietly(api: Any) -> None:
 ViewFactory = Callable[[Mapping[str, Any]], "KubeView | None"]
 _factory: ViewFactory | None = None
 _views: dict[KubeSettings, ApiKubeView] = {}
+_http_views: dict[KubeSettings, KubeView] = {}
 _views_lock = threading.Lock()
 
 
@@ -254,24 +258,43 @@ def set_view_factory(factory: ViewFactory | None) -> None:
     _factory = factory
 
 
-def default_view(conf: Mapping[str, Any]) -> KubeView | None:
-    """An ApiKubeView for the config's API settings (shared per settings), or None without API."""
+def _shared(conf: Mapping[str, Any], views: dict[KubeSettings, Any], make: Callable[[KubeSettings], Any]) -> Any:
+    """One view per distinct API settings (connections and credentials are reused), None without API."""
     settings = KubeSettings.from_conf(conf)
     if not settings.configured:
         return None
     with _views_lock:
-        view = _views.get(settings)
+        view = views.get(settings)
         if view is None:
-            view = _views[settings] = ApiKubeView(settings)
+            view = views[settings] = make(settings)
         return view
+
+
+def default_view(conf: Mapping[str, Any]) -> KubeView | None:
+    """An ApiKubeView (``kubernetes`` client) for the config's API settings (shared per settings),
+    or None without API: what the daemon, which has the client imported anyway, writes through."""
+    view: KubeView | None = _shared(conf, _views, ApiKubeView)
+    return view
+
+
+def standalone_view(conf: Mapping[str, Any]) -> KubeView | None:
+    """The view of a call with no daemon: the standard-library HttpKubeView (shared per settings),
+    or None without API; ``METACNI_KUBE_CLIENT=kubernetes`` selects :func:`default_view`."""
+    if os.environ.get("METACNI_KUBE_CLIENT", "").lower() == "kubernetes":
+        return default_view(conf)
+    from .kubehttp import HttpKubeView
+
+    view: KubeView | None = _shared(conf, _http_views, HttpKubeView)
+    return view
 
 
 def view_for(conf: Mapping[str, Any]) -> KubeView | None:
     """The view to use for one CNI call; None means the node has no API access configured."""
     if _factory is not None:
         return _factory(conf)
-    return default_view(conf)
+    return standalone_view(conf)
 
 
 __all__ = ["NAD_GROUP", "NAD_PLURAL", "NAD_VERSION", "NETWORK_STATUS", "ApiKubeView", "KubeSettings",
-           "KubeView", "ViewFactory", "default_view", "set_view_factory", "view_for"]
+           "KubeView", "ViewFactory", "default_view", "fingerprint", "set_view_factory", "standalone_view",
+           "view_for"]

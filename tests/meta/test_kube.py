@@ -1,4 +1,7 @@
-"""ApiKubeView against the fake API: 404 is None, errors are code 11, credentials rotate, timeouts hold."""
+"""Both KubeViews against the fake API: 404 is None, errors are code 11, credentials rotate, timeouts hold.
+
+``ApiKubeView`` (the ``kubernetes`` client, the daemon's) and ``HttpKubeView`` (standard library, the
+standalone call's) must behave the same: every test here runs on both."""
 
 from __future__ import annotations
 
@@ -7,8 +10,14 @@ import time
 import pytest
 
 from metacni.meta.kube import ApiKubeView, KubeSettings, set_view_factory, view_for
+from metacni.meta.kubehttp import HttpKubeView
 from metacni.spec.errors import CNIError, Code
 from metacni.testing.fakeapi import FakeAPIServer
+
+
+@pytest.fixture(params=[ApiKubeView, HttpKubeView], ids=["kubernetes", "stdlib"])
+def view_cls(request):
+    return request.param
 
 
 @pytest.fixture
@@ -17,10 +26,10 @@ def api():
         yield server
 
 
-def test_rotated_token_is_picked_up(api, tmp_path):
+def test_rotated_token_is_picked_up(view_cls, api, tmp_path):
     kc = api.write_kubeconfig(tmp_path / "kc")
     api.add_pod("default", "p")
-    view = ApiKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
+    view = view_cls(KubeSettings(kubeconfig=str(kc), retries=0))
     assert view.get_pod("default", "p")["metadata"]["name"] == "p"
     api.token = "rotated-token"
     with pytest.raises(CNIError) as info:
@@ -31,8 +40,8 @@ def test_rotated_token_is_picked_up(api, tmp_path):
     view.close()
 
 
-def test_not_found_and_errors(api, tmp_path):
-    view = ApiKubeView(KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0))
+def test_not_found_and_errors(view_cls, api, tmp_path):
+    view = view_cls(KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0))
     assert view.get_pod("default", "nope") is None
     assert view.get_nad("default", "nope") is None
     with api.fault(403, resource="pods"), pytest.raises(CNIError) as info:
@@ -41,11 +50,11 @@ def test_not_found_and_errors(api, tmp_path):
     view.close()
 
 
-def test_configurable_timeout(api, tmp_path):
+def test_configurable_timeout(view_cls, api, tmp_path):
     api.add_pod("default", "p")
     settings = KubeSettings.from_conf({"kubeconfig": str(api.write_kubeconfig(tmp_path / "kc")),
                                        "apiTimeout": 0.3, "apiRetries": 0})
-    view = ApiKubeView(settings)
+    view = view_cls(settings)
     with api.fault(delay=3.0, resource="pods"):
         started = time.monotonic()
         with pytest.raises(CNIError) as info:
@@ -69,3 +78,11 @@ def test_view_factory_hook():
         assert view_for({"kubeconfig": "/nonexistent"}) is sentinel
     finally:
         set_view_factory(None)
+
+
+def test_standalone_calls_use_the_stdlib_view(api, tmp_path, monkeypatch):
+    conf = {"kubeconfig": str(api.write_kubeconfig(tmp_path / "kc"))}
+    monkeypatch.delenv("METACNI_KUBE_CLIENT", raising=False)
+    assert isinstance(view_for(conf), HttpKubeView)
+    monkeypatch.setenv("METACNI_KUBE_CLIENT", "kubernetes")
+    assert isinstance(view_for(conf), ApiKubeView)

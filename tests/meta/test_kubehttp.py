@@ -1,0 +1,388 @@
+"""HttpKubeView (the standalone call's standard-library client) against the fake API.
+
+The same requests, patch type and retry behaviour as the ``kubernetes`` client's view (each
+scenario runs on both and compares what the fake API saw), TLS with a CA, client certificates and
+tls-server-name through a TLS terminator in front of the fake API, bearer tokens, token files,
+the in-cluster service account, the fallback to the ``kubernetes`` client for exec credentials,
+and what a standalone call imports.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metacni.meta.kube import NETWORK_STATUS, ApiKubeView, KubeSettings
+from metacni.meta.kubehttp import HttpKubeView, Unsupported, load_kubeconfig, parse_server
+from metacni.spec.errors import CNIError, Code
+from metacni.testing.fakeapi import DEFAULT_TOKEN, FakeAPIServer
+
+VIEWS = pytest.mark.parametrize("view_cls", [ApiKubeView, HttpKubeView], ids=["kubernetes", "stdlib"])
+
+
+@pytest.fixture
+def api() -> Iterator[FakeAPIServer]:
+    with FakeAPIServer(require_auth=True) as server:
+        yield server
+
+
+def json_kubeconfig(path: Path, server: str, user: dict[str, Any], **cluster: Any) -> Path:
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": server, **cluster}}],
+        "users": [{"name": "u", "user": user}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}))
+    return path
+
+
+def recorded_patch_types(api: FakeAPIServer, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The patch content types the fake API's store receives (the fake, not the client, is wrapped)."""
+    seen: list[str] = []
+    original = api.store.patch
+
+    def patch(rt: Any, namespace: Any, name: Any, kind: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(kind)
+        return original(rt, namespace, name, kind, *args, **kwargs)
+
+    monkeypatch.setattr(api.store, "patch", patch)
+    return seen
+
+
+# ---------------------------------------------------------------------- same behaviour as the client
+@VIEWS
+def test_get_and_patch_are_the_requests_the_client_makes(view_cls, api, tmp_path, monkeypatch):
+    kinds = recorded_patch_types(api, monkeypatch)
+    api.add_pod("ns1", "p", annotations={"keep": "me"})
+    api.add_nad("ns1", "net-a", {"cniVersion": "1.0.0", "type": "bridge"})
+    view = view_cls(KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0))
+    try:
+        assert view.get_pod("ns1", "p")["metadata"]["annotations"] == {"keep": "me"}
+        assert json.loads(view.get_nad("ns1", "net-a")["spec"]["config"])["type"] == "bridge"
+        status = [{"name": "primary", "interface": "eth0", "ips": ["10.0.0.2"], "default": True}]
+        view.patch_pod_network_status("ns1", "p", status)
+        view.patch_pod_network_status("ns1", "gone", status)  # no pod: a warning, not an error
+    finally:
+        view.close()
+    annotations = api.get_pod("ns1", "p")["metadata"]["annotations"]
+    assert annotations["keep"] == "me" and json.loads(annotations[NETWORK_STATUS]) == status
+    assert kinds == ["application/strategic-merge-patch+json"] * 2
+    assert api.counts == {("get", "pods"): 1, ("get", "network-attachment-definitions"): 1, ("patch", "pods"): 2}
+
+
+def outcome(fn: Any) -> str:
+    try:
+        fn()
+    except CNIError as exc:
+        assert exc.code == Code.TRY_AGAIN_LATER
+        return f"error: {exc.msg}"
+    return "ok"
+
+
+@pytest.mark.parametrize(("fault", "retries"), [
+    (dict(status=503, retry_after=0, times=1), 1),  # GET retried, PATCH not
+    (dict(status=503, retry_after=0, times=1), 0),  # no budget: both fail
+    (dict(status=503, times=1), 1),  # no Retry-After: never retried
+    (dict(status=409, times=1), 1),  # a conflict is an error, not retried
+    (dict(drop=True, times=1), 1),  # a read error: GET retried, PATCH not
+    (dict(drop=True, times=1), 0),
+])
+def test_retries_match_the_kubernetes_client(api, tmp_path, fault, retries):
+    api.add_pod("default", "p")
+    kc = str(api.write_kubeconfig(tmp_path / "kc"))
+    seen: dict[str, tuple[str, str, dict[Any, int]]] = {}
+    for view_cls in (ApiKubeView, HttpKubeView):
+        view = view_cls(KubeSettings(kubeconfig=kc, retries=retries))
+        try:
+            view.get_pod("default", "p")  # a warm pooled connection, as in a real call
+            api.reset_counts()
+            with api.fault(verb="get", resource="pods", **fault):
+                got = outcome(lambda v=view: v.get_pod("default", "p"))
+            with api.fault(verb="patch", resource="pods", **fault):
+                patched = outcome(lambda v=view: v.patch_pod_network_status("default", "p", []))
+            seen[view_cls.__name__] = (got, patched, dict(api.counts))
+        finally:
+            view.close()
+    assert seen["HttpKubeView"] == seen["ApiKubeView"]
+
+
+@VIEWS
+def test_unreachable_api_is_code_11(view_cls, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens once closed
+    kc = json_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{port}", {"token": "t"})
+    view = view_cls(KubeSettings(kubeconfig=str(kc), retries=1))
+    with pytest.raises(CNIError) as info:
+        view.get_pod("default", "p")
+    view.close()
+    assert info.value.code == Code.TRY_AGAIN_LATER and info.value.msg == "Kubernetes API unreachable"
+    assert "GET pod default/p" in info.value.details
+
+
+def test_bad_kubeconfig_is_code_11(tmp_path):
+    (tmp_path / "kc").write_text('{"apiVersion": "v1", "clusters": []}')
+    with pytest.raises(CNIError) as info:
+        HttpKubeView(KubeSettings(kubeconfig=str(tmp_path / "kc"))).get_pod("default", "p")
+    assert info.value.code == Code.TRY_AGAIN_LATER and "current-context" in info.value.details
+
+
+def test_token_file_is_read_per_request(api, tmp_path):
+    api.add_pod("default", "p")
+    token = tmp_path / "token"
+    token.write_text(DEFAULT_TOKEN + "\n")
+    kc = json_kubeconfig(tmp_path / "kc", api.url, {"tokenFile": "token"})  # relative to the kubeconfig
+    view = HttpKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
+    assert view.get_pod("default", "p") is not None
+    api.token = "rotated"
+    token.write_text("rotated")
+    assert view.get_pod("default", "p") is not None
+    view.close()
+
+
+def test_server_urls():
+    assert parse_server("https://10.0.0.1:6443") == ("https", "10.0.0.1", 6443, "")
+    assert parse_server("https://[fd00::1]:6443/") == ("https", "fd00::1", 6443, "")
+    assert parse_server("https://api.example/k8s/") == ("https", "api.example", 443, "/k8s")
+    assert parse_server("http://localhost") == ("http", "localhost", 80, "")
+    for bad in ("10.0.0.1:6443", "ftp://x", "https://"):
+        with pytest.raises(ValueError):
+            parse_server(bad)
+
+
+# ---------------------------------------------------------------------- TLS
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, a server certificate for 127.0.0.1 and fakeapi.test, and a client certificate."""
+    d = tmp_path_factory.mktemp("pki")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-subj", "/CN=metacni-test-ca", "-days", "2", "-keyout", "ca.key",
+            "-out", "ca.crt", cwd=d)
+    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:fakeapi.test\n")
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name in ("server", "client"):
+        openssl("req", "-new", *ec, "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=d)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=d)
+    return d
+
+
+class TlsFront:
+    """TLS termination in front of the plain-HTTP fake API; ``require_client_cert`` checks client certs."""
+
+    def __init__(self, pki: Path, backend: tuple[str, int], require_client_cert: bool) -> None:
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(pki / "server.crt", pki / "server.key")
+        if require_client_cert:
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ctx.load_verify_locations(pki / "ca.crt")
+        self.backend = backend
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.handshakes_failed = 0
+        self._threads: list[threading.Thread] = []
+        self._socks: list[socket.socket] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                conn = self.ctx.wrap_socket(raw, server_side=True)
+            except (ssl.SSLError, OSError):
+                self.handshakes_failed += 1
+                raw.close()
+                continue
+            back = socket.create_connection(self.backend)
+            self._socks += [conn, back]
+            for src, dst in ((conn, back), (back, conn)):
+                t = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for s in self._socks:
+            s.close()
+        self._accepting.join(5)
+        for t in self._threads:
+            t.join(5)
+
+
+@pytest.fixture
+def tls_front(api: FakeAPIServer, pki: Path, request: pytest.FixtureRequest) -> Iterator[TlsFront]:
+    front = TlsFront(pki, (api.host, api.port), require_client_cert=getattr(request, "param", False))
+    yield front
+    front.close()
+
+
+def b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+@pytest.mark.parametrize("tls_front", [True], indirect=True)
+@VIEWS
+def test_tls_with_inline_ca_and_client_certificate(view_cls, api, tls_front, pki, tmp_path):
+    api.add_pod("default", "p")
+    kc = json_kubeconfig(tmp_path / "kc", f"https://127.0.0.1:{tls_front.port}",
+                         {"token": DEFAULT_TOKEN, "client-certificate-data": b64(pki / "client.crt"),
+                          "client-key-data": b64(pki / "client.key")},
+                         **{"certificate-authority-data": b64(pki / "ca.crt")})
+    view = view_cls(KubeSettings(kubeconfig=str(kc), retries=0))
+    assert view.get_pod("default", "p")["metadata"]["name"] == "p"
+    view.patch_pod_network_status("default", "p", [{"name": "x"}])
+    view.close()
+    assert NETWORK_STATUS in api.get_pod("default", "p")["metadata"]["annotations"]
+
+
+@pytest.mark.parametrize("tls_front", [True], indirect=True)
+def test_tls_with_certificate_files_and_server_name(api, tls_front, pki, tmp_path):
+    api.add_pod("default", "p")
+    kc = json_kubeconfig(pki / f"kc-{tls_front.port}", f"https://127.0.0.1:{tls_front.port}",
+                         {"token": DEFAULT_TOKEN, "client-certificate": "client.crt", "client-key": "client.key"},
+                         **{"certificate-authority": "ca.crt", "tls-server-name": "fakeapi.test"})
+    view = HttpKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
+    assert view.get_pod("default", "p") is not None
+    view.close()
+    # Without a client certificate the front refuses the handshake: an unreachable API, code 11.
+    kc.write_text(kc.read_text().replace('"client-certificate"', '"unused-a"').replace('"client-key"', '"unused-b"'))
+    view = HttpKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
+    with pytest.raises(CNIError) as info:
+        view.get_pod("default", "p")
+    view.close()
+    assert info.value.msg == "Kubernetes API unreachable"
+
+
+def test_tls_verification_failures_and_insecure_skip(api, tls_front, pki, tmp_path):
+    api.add_pod("default", "p")
+    server = f"https://127.0.0.1:{tls_front.port}"
+    for cluster in ({}, {"certificate-authority-data": b64(pki / "ca.crt"), "tls-server-name": "other.test"}):
+        kc = json_kubeconfig(tmp_path / "kc", server, {"token": DEFAULT_TOKEN}, **cluster)
+        with pytest.raises(CNIError) as info:  # unknown CA, then a name the certificate does not carry
+            HttpKubeView(KubeSettings(kubeconfig=str(kc), retries=2)).get_pod("default", "p")
+        assert info.value.code == Code.TRY_AGAIN_LATER and "SSLCertVerificationError" in info.value.details
+    kc = json_kubeconfig(tmp_path / "kc", server, {"token": DEFAULT_TOKEN}, **{"insecure-skip-tls-verify": True})
+    assert HttpKubeView(KubeSettings(kubeconfig=str(kc))).get_pod("default", "p") is not None
+
+
+def test_in_cluster_service_account(api, tls_front, pki, tmp_path, monkeypatch):
+    api.add_pod("default", "p")
+    sa = tmp_path / "sa"
+    sa.mkdir()
+    (sa / "ca.crt").write_bytes((pki / "ca.crt").read_bytes())
+    (sa / "token").write_text(DEFAULT_TOKEN)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(tls_front.port))
+    settings = KubeSettings()
+    assert settings.in_cluster
+    view = HttpKubeView(settings, sa_dir=str(sa))
+    assert view.get_pod("default", "p") is not None
+    api.token = "rotated"
+    (sa / "token").write_text("rotated")  # kubelet rotates the projected token
+    assert view.get_pod("default", "p") is not None
+    view.close()
+
+
+# ---------------------------------------------------------------------- fallback and imports
+def test_exec_credentials_fall_back_to_the_kubernetes_client(api, tmp_path):
+    api.add_pod("default", "p")
+    plugin = tmp_path / "cred"
+    plugin.write_text("#!/bin/sh\necho '" + json.dumps({
+        "apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential",
+        "status": {"token": DEFAULT_TOKEN}}) + "'\n")
+    plugin.chmod(0o755)
+    kc = json_kubeconfig(tmp_path / "kc", api.url, {"exec": {
+        "apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}})
+    with pytest.raises(Unsupported):
+        load_kubeconfig(str(kc))
+    view = HttpKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
+    assert view.get_pod("default", "p")["metadata"]["name"] == "p"
+    assert isinstance(view._delegate(), ApiKubeView)
+    view.close()
+
+
+@pytest.mark.parametrize("kind", ["json", "yaml"])
+def test_a_standalone_read_imports_no_client_library(api, tmp_path, kind):
+    """What the standalone call pays for: no kubernetes, no http.client, no ssl for http, yaml only
+    for a YAML kubeconfig."""
+    api.add_pod("default", "p")
+    kc = tmp_path / "kc"
+    if kind == "json":
+        kc.write_text(json.dumps(api.kubeconfig()))
+    else:
+        api.write_kubeconfig(kc)
+    code = ("import json, sys\n"
+            "from metacni.meta.kube import view_for\n"
+            f"view = view_for({{'kubeconfig': {str(kc)!r}}})\n"
+            "assert view.get_pod('default', 'p')['metadata']['name'] == 'p'\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('kubernetes', 'urllib3', 'http', 'ssl', 'yaml', 'email'))))\n")
+    env = {k: v for k, v in os.environ.items() if k != "METACNI_KUBE_CLIENT"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    heavy = set(json.loads(proc.stdout))
+    expected = {"yaml"} if kind == "yaml" else set()
+    assert {m.split(".")[0] for m in heavy} == expected, heavy
+
+
+@pytest.mark.parametrize("response", [
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"7\r\n{\"metad\r\n1a;ext=1\r\nata\": {\"name\": \"chunky\"}}\r\n0\r\nX-Trailer: 1\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"metadata\": {\"name\": \"chunky\"}}",
+])
+def test_chunked_and_close_delimited_bodies(tmp_path, response):
+    """The API server answers large objects chunked; an HTTP/1.0 proxy may end bodies by closing."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    heads: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            heads.append(data)
+            conn.sendall(response)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    kc = json_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{listener.getsockname()[1]}", {"token": "tok"})
+    try:
+        pod = HttpKubeView(KubeSettings(kubeconfig=str(kc), retries=0)).get_pod("ns", "chunky")
+    finally:
+        thread.join(10)
+        listener.close()
+    assert pod == {"metadata": {"name": "chunky"}}
+    assert heads[0].startswith(b"GET /api/v1/namespaces/ns/pods/chunky HTTP/1.1\r\n")
+    assert b"\r\nAuthorization: Bearer tok\r\n" in heads[0]
