@@ -1,4 +1,8 @@
-"""Running an ordinary CNI binary from CNI_PATH, as libcni's ``invoke`` package does."""
+"""Running an ordinary CNI binary from CNI_PATH, as libcni's ``invoke`` package does.
+
+``subprocess`` (and ``signal``) are imported when a binary is actually run: a standalone call whose
+plugins are all in-process would otherwise pay for them (~2.6 ms measured with ``-X importtime``).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,14 @@ import errno
 import json
 import logging
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metacni.spec.errors import CNIError, Code
+
+if TYPE_CHECKING:
+    import subprocess
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,8 @@ def exec_plugin(path: str, stdin: bytes, env: dict[str, str], *, timeout: float 
     The plugin runs in its own process group so a timeout kills it and anything it forked.
     Its stderr is passed through to ours, as the spec asks for delegates.
     """
+    import subprocess
+
     plugin = os.path.basename(path)
     command = env.get("CNI_COMMAND", "")
     for attempt in range(TEXT_FILE_BUSY_RETRIES):
@@ -68,6 +75,8 @@ def exec_plugin(path: str, stdin: bytes, env: dict[str, str], *, timeout: float 
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    import signal
+
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
 

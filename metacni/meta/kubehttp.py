@@ -35,8 +35,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from metacni.spec.errors import CNIError, Code
 
@@ -75,9 +74,11 @@ class ResponseLost(OSError):
     """The request was (maybe) sent but no complete response came back."""
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the API is and how to authenticate, as read from a kubeconfig or the pod's service account."""
+class Endpoint(NamedTuple):
+    """Where the API is and how to authenticate, as read from a kubeconfig or the pod's service account.
+
+    A NamedTuple, not a dataclass: it is built on every standalone call's import, and a frozen
+    dataclass compiles six generated methods (measured ~1 ms more on this machine)."""
 
     scheme: str
     host: str
@@ -235,8 +236,7 @@ def ssl_context(ep: Endpoint) -> Any:
 
 
 # ---------------------------------------------------------------------- HTTP/1.1
-@dataclass
-class Response:
+class Response(NamedTuple):
     status: int
     reason: str
     headers: dict[str, str]
@@ -248,7 +248,8 @@ class Connection:
 
     def __init__(self, ep: Endpoint, ctx: Any, connect_timeout: float, timeout: float) -> None:
         try:
-            sock = socket.create_connection((ep.host, ep.port), timeout=connect_timeout)
+            address = (_host_bytes(ep.host), ep.port)  # getaddrinfo takes bytes; typeshed says str
+            sock = socket.create_connection(address, timeout=connect_timeout)  # type: ignore[arg-type]
         except OSError as exc:
             raise ConnectFailed(exc.errno, f"connect to {ep.host_header}: {exc}") from exc
         try:
@@ -326,6 +327,12 @@ class Connection:
                 return b"".join(parts)
             parts.append(self._exactly(size))
             self.reader.readline(3)  # the CRLF after each chunk
+
+
+def _host_bytes(host: str) -> bytes | str:
+    """An ASCII host as bytes: ``getaddrinfo`` would encode a str with the ``idna`` codec, whose
+    import (``encodings.idna``, ``stringprep``, ``unicodedata``) costs ~1.5 ms."""
+    return host.encode("ascii") if host.isascii() else host
 
 
 # ---------------------------------------------------------------------- the view
