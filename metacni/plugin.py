@@ -14,7 +14,12 @@ the tutorial. What lives here, grouped by what an author needs:
   ``firewall`` (choose/add/delete/check/gc), plans and ``add_masquerade``/``del_masquerade``.
 
 Netlink and firewall names are imported on first use (PEP 562), so a plugin that needs
-neither does not pay for pyroute2 or libnftables on every CNI call.
+neither does not pay for them. ``rtnl()`` yields a stdlib rtnetlink socket
+(:class:`metacni.kernel.rtnl.Rtnl`, also exported as ``IPRoute``): the helpers here use it
+directly (``set_link(ipr, LinkSpec(index=..., mtu=...))`` changes a link); pyroute2
+``IPRoute`` methods called on it (``ipr.link("set", ...)``) still work, run by a pyroute2
+socket opened in the same netns on first use, which costs pyroute2's import (~290 ms) once.
+Netlink failures are ``NetlinkError``, an ``OSError`` whose ``errno`` (or ``code``) says why.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ if TYPE_CHECKING:
     from metacni.firewall.plan import ForwardPlan, MasqPlan, Plan, PortMapping, PortmapPlan
     from metacni.kernel import sysctl
     from metacni.kernel.addresses import add_address, delete_address, list_addresses
-    from metacni.kernel.links import LinkInfo, get_link, set_up
+    from metacni.kernel.links import LinkInfo, LinkSpec, get_link, set_link, set_up
     from metacni.kernel.routes import RouteSpec, add_route, list_routes
     from metacni.kernel.rtnl import IPRoute, NetlinkError, is_errno, rtnl
 
@@ -54,6 +59,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "LinkInfo": ("metacni.kernel.links", "LinkInfo"),
     "get_link": ("metacni.kernel.links", "get_link"),
     "set_up": ("metacni.kernel.links", "set_up"),
+    "set_link": ("metacni.kernel.links", "set_link"),
+    "LinkSpec": ("metacni.kernel.links", "LinkSpec"),
     "add_address": ("metacni.kernel.addresses", "add_address"),
     "delete_address": ("metacni.kernel.addresses", "delete_address"),
     "list_addresses": ("metacni.kernel.addresses", "list_addresses"),
@@ -138,9 +145,9 @@ def in_pod_netns(request: Request) -> Iterator[IPRoute]:
 __all__ = [
     "ADD", "ALL_VERSIONS", "CHECK", "DEL", "DNS", "GC", "STATUS", "Attachment", "CNIError", "CniArgs",
     "Code", "FirewallBackend", "ForwardPlan", "IPConfig", "IPRoute", "Interface", "Invocation",
-    "LinkInfo", "MasqPlan", "NetlinkError", "Plan", "PluginInfo", "PortMapping", "PortmapPlan",
+    "LinkInfo", "LinkSpec", "MasqPlan", "NetlinkError", "Plan", "PluginInfo", "PortMapping", "PortmapPlan",
     "Request", "Result", "Route", "RouteSpec", "add_address", "add_masquerade", "add_route", "bad_field",
     "convert", "del_masquerade", "delete_address", "enter_netns", "find_interface", "firewall",
     "get_link", "hookimpl", "in_pod_netns", "invalid_config", "is_errno", "list_addresses",
-    "list_routes", "netns_exists", "parse_result", "result_from_prev", "rtnl", "set_up", "sysctl",
+    "list_routes", "netns_exists", "parse_result", "result_from_prev", "rtnl", "set_link", "set_up", "sysctl",
 ]

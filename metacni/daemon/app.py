@@ -20,6 +20,7 @@ from metacni.engine.invoke import Invoker
 from metacni.engine.registry import Registry
 from metacni.engine.request import ADD, CHECK, DEL, GC, STATUS
 from metacni.engine.skel import dispatch
+from metacni.kernel import reaper
 from metacni.spec import versions
 from metacni.spec.errors import CNIError, Code
 
@@ -68,6 +69,7 @@ class Daemon:
     def start(self) -> None:
         t0 = time.monotonic()
         self.registry.load_all()  # import every plugin now, not on a pod's first ADD
+        reaper.enable()  # DEL detaches veths and deletes them in the background (bridge detach.py)
         if self.cfg.use_api and (self.cfg.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST")):
             self._start_kube()
         self.server.start()
@@ -128,6 +130,8 @@ class Daemon:
         for part in (self.gc_loop, self.routes, self.confwatch, self.caches):
             if part is not None:
                 part.stop()
+        if not reaper.disable(self.cfg.shutdown_grace):
+            log.warning("link deletions still pending after the grace period")
         if self.caches is not None:
             from metacni.meta import kube
 

@@ -6,7 +6,8 @@ network found in the result cache, the attachments whose pod is still in the pod
 namespace, name and, when recorded, UID) and runs a CNI GC with exactly those as valid:
 the engine DELs every other cached attachment, then each plugin releases what no valid
 attachment holds. Entries younger than ``grace`` are kept: their pod may not have reached
-the watch cache yet.
+the watch cache yet. Each pass also deletes host veths detached by a DEL whose deletion a
+crash interrupted (the link reaper's marked links).
 """
 
 from __future__ import annotations
@@ -40,8 +41,23 @@ def attachment_is_live(entry: CacheEntry, pod: PodLookup) -> bool | None:
     return not uid or (obj.get("metadata") or {}).get("uid") == uid
 
 
+def sweep_detached_links() -> list[str]:
+    """Delete host veths a DEL detached for the reaper but a crash kept it from deleting
+    (marked links, see :mod:`metacni.kernel.reaper`). Errors are logged, not raised."""
+    from metacni.kernel import reaper
+    from metacni.kernel.rtnl import rtnl
+
+    try:
+        with rtnl() as ipr:
+            return reaper.sweep(ipr)
+    except OSError:
+        log.exception("GC: sweeping detached links failed")
+        return []
+
+
 def collect(runner: ChainRunner, cache: ResultCache, pod: PodLookup, grace: float = 60.0) -> int:
     """One pass; returns how many attachments were reclaimed. Errors are logged, not raised."""
+    sweep_detached_links()
     now = time.time()
     by_network: dict[str, list[CacheEntry]] = {}
     for entry in cache.entries():

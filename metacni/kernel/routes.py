@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
+import errno
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any
 
-from .rtnl import EEXIST, IPRoute, NetlinkError, is_errno
+from . import nlcodec as nl
+from .nlcodec import RT_TABLE_MAIN, RouteMsg
+from .rtnl import EEXIST, NetlinkError, Rtnl, is_errno
 
-RT_TABLE_MAIN = 254
+__all__ = ["RT_TABLE_MAIN", "InstalledRoute", "RouteMsg", "RouteSpec", "add_route", "add_route_request",
+           "delete_route", "dump_routes", "list_routes", "route_get"]
 
 
 @dataclass(frozen=True)
@@ -26,35 +27,47 @@ class RouteSpec:
     advmss: int | None = None
 
 
-def add_route(ipr: IPRoute, oif: int, route: RouteSpec) -> bool:
+def add_route_request(oif: int, route: RouteSpec) -> nl.Request:
+    """The RTM_NEWROUTE of :func:`add_route`, for callers batching it with other requests."""
+    return nl.route(nl.RTM_NEWROUTE, RouteMsg(
+        dst=route.dst, gateway=route.gw, oif=oif, table=route.table or RT_TABLE_MAIN, scope=route.scope,
+        priority=route.priority, mtu=route.mtu, advmss=route.advmss))
+
+
+def add_route(ipr: Rtnl, oif: int, route: RouteSpec) -> bool:
     """Install ``route`` out of link ``oif``; False when an identical route already exists."""
-    kwargs: dict[str, Any] = {
-        "dst": str(route.dst),
-        "oif": oif,
-        "family": socket.AF_INET if route.dst.version == 4 else socket.AF_INET6,
-    }
-    if route.gw is not None:
-        kwargs["gateway"] = str(route.gw)
-    if route.priority is not None:
-        kwargs["priority"] = route.priority
-    if route.table is not None:
-        kwargs["table"] = route.table
-    if route.scope is not None:
-        kwargs["scope"] = route.scope
-    metrics = {}
-    if route.mtu:
-        metrics["RTAX_MTU"] = route.mtu
-    if route.advmss:
-        metrics["RTAX_ADVMSS"] = route.advmss
-    if metrics:
-        kwargs["metrics"] = metrics
     try:
-        ipr.route("add", **kwargs)
+        ipr.request(add_route_request(oif, route), f"add route {route.dst}")
     except NetlinkError as exc:
         if is_errno(exc, EEXIST):
             return False
         raise
     return True
+
+
+def delete_route(ipr: Rtnl, route: RouteMsg) -> None:
+    ipr.request(nl.route(nl.RTM_DELROUTE, route), f"delete route {route.dst}")
+
+
+def route_get(ipr: Rtnl, dst: IPv4Address | IPv6Address) -> RouteMsg | None:
+    """The route the kernel would use towards ``dst`` (``ip route get``); None if unreachable."""
+    try:
+        replies = ipr.request(nl.getroute(dst), f"route get {dst}")
+    except NetlinkError as exc:
+        if is_errno(exc, errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return None
+        raise
+    return nl.parse_route(replies[0]) if replies else None
+
+
+def dump_routes(ipr: Rtnl, version: int) -> list[RouteMsg]:
+    """Every route of one family, all tables."""
+    out = []
+    for payload in ipr.dump(nl.dumproutes(version), "dump routes"):
+        r = nl.parse_route(payload)
+        if r is not None:
+            out.append(r)
+    return out
 
 
 @dataclass(frozen=True)
@@ -64,19 +77,10 @@ class InstalledRoute:
     table: int
 
 
-def list_routes(ipr: IPRoute, oif: int) -> list[InstalledRoute]:
+def list_routes(ipr: Rtnl, oif: int) -> list[InstalledRoute]:
     """Unicast routes out of ``oif`` in every table (local/broadcast entries left out)."""
-    out: list[InstalledRoute] = []
-    for family in (socket.AF_INET, socket.AF_INET6):
-        for msg in ipr.get_routes(family=family, oif=oif, table=None):
-            if msg["type"] != 1:  # RTN_UNICAST
-                continue
-            dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == socket.AF_INET else "::")
-            gw = msg.get_attr("RTA_GATEWAY")
-            table = msg.get_attr("RTA_TABLE") or msg["table"]
-            out.append(InstalledRoute(
-                dst=ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False),
-                gw=ipaddress.ip_address(gw) if gw else None,
-                table=int(table),
-            ))
-    return out
+    return [InstalledRoute(dst=r.dst, gw=r.gateway, table=r.table)
+            for version in (4, 6) for r in dump_routes(ipr, version)
+            if r.type == nl.RTN_UNICAST and r.oif == oif]
+
+

@@ -8,11 +8,10 @@ the gateway. Families nobody asked for are left alone (Multus drops both; we do 
 from __future__ import annotations
 
 import ipaddress
-import socket
 
-from metacni.kernel import netns
-from metacni.kernel.routes import RouteSpec, add_route
-from metacni.kernel.rtnl import IPRoute, rtnl
+from metacni.kernel import links, netns
+from metacni.kernel.routes import RT_TABLE_MAIN, RouteSpec, add_route, delete_route, dump_routes
+from metacni.kernel.rtnl import Rtnl, rtnl
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.results import Result, Route
 
@@ -35,12 +34,10 @@ def _is_default(route: Route, family: int) -> bool:
     return net.version == family and net.prefixlen == 0
 
 
-def _drop_kernel_defaults(ipr: IPRoute, index: int, family: int) -> None:
-    fam = socket.AF_INET if family == 4 else socket.AF_INET6
-    for msg in ipr.get_routes(family=fam, oif=index, table=254):
-        if msg["dst_len"] == 0 and msg["type"] == 1:
-            ipr.route("del", family=fam, dst="0.0.0.0/0" if family == 4 else "::/0", oif=index,
-                      gateway=msg.get_attr("RTA_GATEWAY"), priority=msg.get_attr("RTA_PRIORITY"))
+def _drop_kernel_defaults(ipr: Rtnl, index: int, family: int) -> None:
+    for r in dump_routes(ipr, family):
+        if r.oif == index and r.table == RT_TABLE_MAIN and r.dst.prefixlen == 0 and r.type == 1:  # RTN_UNICAST
+            delete_route(ipr, r)
 
 
 def apply(netns_path: str, attached: list[tuple[Delegate, Result]]) -> list[tuple[Delegate, Result]]:
@@ -52,15 +49,15 @@ def apply(netns_path: str, attached: list[tuple[Delegate, Result]]) -> list[tupl
     with netns.enter(netns_path), rtnl() as ipr:
         for family, (owner, gw) in wanted.items():
             for d, result in edited:
-                found = ipr.link_lookup(ifname=d.ifname)
-                if not found:
+                link = links.get_link(ipr, d.ifname)
+                if link is None:
                     raise CNIError(Code.INTERNAL, "cannot apply default-route",
                                    f"interface {d.ifname!r} of {d.label} is not in the pod")
-                _drop_kernel_defaults(ipr, found[0], family)
+                _drop_kernel_defaults(ipr, link.index, family)
                 result.routes = [r for r in result.routes if not _is_default(r, family)]
                 if d is owner:
                     try:
-                        add_route(ipr, found[0], RouteSpec(dst=_DEFAULT[family], gw=ipaddress.ip_address(gw)))
+                        add_route(ipr, link.index, RouteSpec(dst=_DEFAULT[family], gw=ipaddress.ip_address(gw)))
                     except Exception as exc:
                         raise CNIError(Code.INTERNAL, "cannot apply default-route",
                                        f"default via {gw} dev {d.ifname} ({d.label}): {exc}") from None

@@ -181,11 +181,18 @@ def wait_ready(cfg: MetaConfig, who: str) -> None:
 
 
 def _existing_ifnames(netns_path: str, names: list[str]) -> list[str]:
-    from metacni.kernel import netns
+    from metacni.kernel import links, netns, reaper
     from metacni.kernel.rtnl import rtnl
 
-    with netns.enter(netns_path), rtnl() as ipr:
-        return [n for n in names if ipr.link_lookup(ifname=n)]
+    def taken() -> list[str]:
+        with netns.enter(netns_path), rtnl() as ipr:
+            return [n for n in names if links.get_link(ipr, n) is not None]
+
+    found = taken()
+    # A clash may be this pod's own pair, DELeted just before and still being reaped.
+    if found and reaper.current() is not None and reaper.wait_idle():
+        found = taken()
+    return found
 
 
 def add(request: Request) -> Result:

@@ -3,6 +3,10 @@
 The ordering follows the reference plugin so failures look the same (a taken CNI_IFNAME
 fails before IPAM is asked for anything). Each step that creates something pushes its undo;
 a failure runs the undos in reverse, so a failed ADD leaves no veth and no lease behind.
+
+Netlink round trips of a usual ADD (stdlib rtnetlink, several requests per send): the bridge
+lookup; the veth creation with port flags and read-back; the gateway address on the bridge;
+everything inside the pod (link up, addresses, routes) in one batch; the operstate wait.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import logging
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
-from metacni.kernel import addresses, links, netns, routes, sysctl
-from metacni.kernel.rtnl import IPRoute, NetlinkError, rtnl
+from metacni.kernel import addresses, links, netns, reaper, routes, sysctl
+from metacni.kernel import nlcodec as nl
+from metacni.kernel.rtnl import EEXIST, NetlinkError, Rtnl, is_errno, rtnl
 from metacni.plugin import ADD, DEL, CNIError, Code, Interface, IPConfig, Request, Result, Route
 
 from .config import BridgeConf
@@ -44,24 +49,19 @@ def add(request: Request, conf: BridgeConf) -> Result:
         raise
 
 
-def _add(request: Request, conf: BridgeConf, ipr: IPRoute,
+def _add(request: Request, conf: BridgeConf, ipr: Rtnl,
          undo: list[tuple[str, Callable[[], object]]]) -> Result:
     br = _bridge(ipr, conf)
     host_name = host_veth_name(conf.network, request.container_id, request.ifname)
     host_mac, cont_mac = random_mac(), conf.mac or random_mac()
+    reaper.wait_for(host_name)  # the same attachment DELeted just before: its pair must be gone first
     try:
-        links.create_veth_in_netns(ipr, host_name, request.ifname, request.netns, master=br.index,
-                                   mtu=conf.mtu, host_mac=host_mac, peer_mac=cont_mac)
+        host = links.create_veth_in_netns(ipr, host_name, request.ifname, request.netns, master=br.index,
+                                          mtu=conf.mtu, host_mac=host_mac, peer_mac=cont_mac,
+                                          hairpin=conf.hairpin, isolated=conf.port_isolation)
     except links.LinkExistsError:
         raise _exists_error(request, host_name, conf) from None
     undo.append(("delete host veth", lambda: _delete_host_veth(host_name)))
-    host = links.get_link(ipr, host_name)
-    if host is None:
-        raise CNIError(Code.INTERNAL, "veth vanished", f"{host_name} disappeared right after creation")
-    if conf.hairpin:
-        links.set_hairpin(ipr, host.index, True)
-    if conf.port_isolation:
-        links.set_port_isolated(ipr, host.index, True)
     if conf.vlan:
         links.set_access_vlan(ipr, host.index, conf.vlan, conf.preserve_default_vlan)
     if conf.mac_spoof_check:
@@ -102,7 +102,7 @@ def _spoofcheck(request: Request, conf: BridgeConf, host_name: str, mac: str,
     add_spoofcheck(conf.network, request.container_id, request.ifname, host_name, mac)
 
 
-def _bridge(ipr: IPRoute, conf: BridgeConf) -> links.LinkInfo:
+def _bridge(ipr: Rtnl, conf: BridgeConf) -> links.LinkInfo:
     try:
         br, created = links.ensure_bridge(ipr, conf.bridge, conf.mtu, random_mac())
     except ValueError as exc:
@@ -116,7 +116,7 @@ def _bridge(ipr: IPRoute, conf: BridgeConf) -> links.LinkInfo:
         try:
             links.set_vlan_filtering(ipr, br.index)
         except NetlinkError as exc:
-            if exc.code != errno.EOPNOTSUPP:
+            if not is_errno(exc, errno.EOPNOTSUPP):
                 raise
             raise CNIError(Code.INVALID_CONFIG, "bridge VLAN filtering unavailable",
                            f"network {conf.network!r}: vlan={conf.vlan} needs a kernel with "
@@ -168,19 +168,26 @@ def _result(request: Request, conf: BridgeConf, ipam: Result | None, br_name: st
     )
 
 
-def _gateways(ipr: IPRoute, conf: BridgeConf, br: links.LinkInfo, ips: list[IPConfig]) -> None:
+def _gateways(ipr: Rtnl, conf: BridgeConf, br: links.LinkInfo, ips: list[IPConfig]) -> None:
     """Put each gateway on the bridge (with the pod's prefix) and enable forwarding.
 
-    The address is added first: EEXIST (the usual case, every pod after the first) needs no
-    address dump. Only a fresh add looks for conflicts: another IPv4 address, or an
-    overlapping IPv6 one, is an error unless forceAddress, which replaces it (the
+    The addresses are added first, in one batch: EEXIST (the usual case, every pod after the
+    first) needs no address dump. Only a fresh add looks for conflicts: another IPv4 address,
+    or an overlapping IPv6 one, is an error unless forceAddress, which replaces it (the
     reference's rule). Parallel ADDs adding the same gateway both succeed.
     """
     wanted = [ipaddress.ip_interface(f"{ip.gateway}/{ipaddress.ip_interface(ip.address).network.prefixlen}")
               for ip in ips if ip.gateway]
-    for gw in wanted:
-        if not addresses.add_address(ipr, br.index, gw, nodad=True):
-            continue
+    results = ipr.batch([addresses.add_address_request(br.index, gw) for gw in wanted],
+                        [f"add gateway {gw} to {br.name}" for gw in wanted])
+    fresh = []
+    for gw, res in zip(wanted, results, strict=True):
+        if isinstance(res, NetlinkError):
+            if not is_errno(res, EEXIST):
+                raise res
+        else:
+            fresh.append(gw)
+    for gw in fresh:
         for other in addresses.list_addresses(ipr, br.index, gw.version):
             if other in wanted or not (gw.version == 4 or other.network.overlaps(gw.network)):
                 continue
@@ -213,17 +220,28 @@ def _configure_pod(request: Request, conf: BridgeConf, result: Result, index: in
                 raise CNIError(Code.INTERNAL, "container interface vanished",
                                f"{request.ifname} not found in {request.netns} right after creation")
             index = link.index
-        links.set_up(pod, index)
+        reqs = [nl.newlink(nl.LinkSpec(index=index, up=True), create=False)]
+        what = [f"set {request.ifname} up"]
         for ip in result.ips:
-            addr = ipaddress.ip_interface(ip.address)
-            addresses.add_address(pod, index, addr, nodad=not conf.enable_dad)
+            reqs.append(addresses.add_address_request(index, ipaddress.ip_interface(ip.address),
+                                                      nodad=not conf.enable_dad))
+            what.append(f"add address {ip.address}")
+        described: list[tuple[str, IPAddress | None]] = []
         for r in result.routes:
             gw = ipaddress.ip_address(r.gw) if r.gw else gw_by_family.get(r.ip_version)
             spec = routes.RouteSpec(dst=ipaddress.ip_network(r.dst, strict=False), gw=gw, priority=r.priority,
                                     table=r.table, scope=r.scope, mtu=r.mtu, advmss=r.advmss)
-            try:
-                routes.add_route(pod, index, spec)
-            except NetlinkError as exc:
-                where = f"dev {request.ifname} in {request.netns}"
-                raise CNIError(Code.INTERNAL, "failed to add route",
-                               f"route {r.dst} via {gw} {where}: {exc}") from None
+            reqs.append(routes.add_route_request(index, spec))
+            what.append(f"add route {r.dst}")
+            described.append((r.dst, gw))
+        # One round trip: the kernel applies them in order (up, addresses, then routes via them).
+        results = pod.batch(reqs, what)
+    first_route = len(reqs) - len(described)
+    for i, res in enumerate(results):
+        if not isinstance(res, NetlinkError) or (i > 0 and is_errno(res, EEXIST)):
+            continue
+        if i < first_route:
+            raise res
+        dst, gw = described[i - first_route]
+        raise CNIError(Code.INTERNAL, "failed to add route",
+                       f"route {dst} via {gw} dev {request.ifname} in {request.netns}: {res}") from None

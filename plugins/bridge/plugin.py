@@ -1,7 +1,16 @@
-"""bridge hooks: the classic pod network (a Linux bridge, one veth pair per pod)."""
+"""bridge hooks: the classic pod network (a Linux bridge, one veth pair per pod).
+
+Netlink goes through metacni.kernel's stdlib rtnetlink (a few round trips per ADD, see
+attach.py). DEL in the daemon detaches synchronously and destroys asynchronously: the host
+veth is set down, released from the bridge and marked in one request before DEL answers, and
+the daemon's link reaper deletes the pair (the kernel's ~16-19 ms wait) in the background;
+without a reaper DEL deletes synchronously. See detach.py; GC sweeps marked leftovers.
+"""
 
 from __future__ import annotations
 
+from metacni.kernel import reaper
+from metacni.kernel.rtnl import rtnl
 from metacni.plugin import GC, STATUS, PluginInfo, Request, Result, hookimpl
 
 from . import attach, check, config, detach
@@ -33,11 +42,15 @@ def cni_check(request: Request) -> None:
 def cni_gc(request: Request) -> None:
     """Veths die with their netns; what can outlive an attachment is its spoof-check chain,
     swept here (whatever ``macspoofchk`` says now: it may have been on when the attachment
-    was added). GC is then passed on to IPAM, as the spec requires of delegating plugins."""
+    was added), and a host veth a crashed daemon detached but never deleted (marked for the
+    reaper, see detach.py). GC is then passed on to IPAM, as the spec requires of delegating
+    plugins."""
     from metacni.firewall.spoofcheck import gc_spoofcheck
 
     conf = config.load(request)
     try:
+        with rtnl() as ipr:
+            reaper.sweep(ipr)
         gc_spoofcheck(conf.network, request.valid_attachments)
     finally:
         if conf.has_ipam:

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,7 +206,12 @@ class MetaNode:
         return list(json.loads(text))
 
     def assert_clean(self, pod: Pod) -> None:
-        """Nothing of the pod left: no interface, lease, veth, cache entry."""
+        """Nothing of the pod left: no interface, lease, veth, cache entry. In daemon mode DEL
+        answers with the veth detached and its deletion pending in the daemon's link reaper
+        (plugins/bridge/detach.py), so the links are awaited (bounded) rather than expected at once."""
+        deadline = time.monotonic() + 30
+        while (self.pod_links(pod) != {"lo"} or self.veths()) and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert self.pod_links(pod) == {"lo"}
         assert self.all_leases() == {}
         assert self.veths() == []

@@ -1,0 +1,103 @@
+"""DEL with the link reaper (daemon mode): detached at answer time, deleted afterwards.
+
+The reaper is held (nothing deleted until released), so the pending state is observed
+without timing; standalone DEL (no reaper) is what every other bridge test exercises.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from metacni_plugins.bridge.naming import host_veth_name
+from metacni_plugins.bridge.testkit import ping
+
+from metacni.kernel import reaper
+from metacni.kernel.netns import enter
+from metacni.testing.netns import link_names, links
+
+
+@pytest.fixture
+def held(node) -> Iterator[reaper.Reaper]:
+    with enter(node.path):
+        r = reaper.enable(hold=True)
+    try:
+        yield r
+    finally:
+        reaper.disable()
+
+
+def _link(ns: str, name: str) -> dict | None:
+    return next((ln for ln in links(ns) if ln["ifname"] == name), None)
+
+
+def test_del_answers_with_the_pod_cut_off_and_the_reaper_deletes_later(node, held):
+    conf = node.conf()
+    pod = node.pod()
+    result = node.run("ADD", conf, pod, "reap-1")
+    assert result is not None and ping(pod, "10.77.0.1")
+    host = host_veth_name(conf["name"], "reap-1", "eth0")
+    assert _link(node.name, host)["master"] == "cni0"
+
+    node.run("DEL", conf, pod, "reap-1")
+    assert held.pending(host)
+    left = _link(node.name, host)
+    assert left is not None, "held reaper: the link must still exist when DEL answers"
+    assert "master" not in left and "UP" not in left["flags"] and left.get("ifalias") == reaper.MARK
+    assert not ping(pod, "10.77.0.1")  # off the bridge: its address may be given to another pod now
+    assert held.deleted == 0
+
+    assert reaper.disable()  # drains
+    assert host not in link_names(node.name)
+    assert "eth0" not in link_names(pod.rsplit("/", 1)[1])
+    assert held.deleted == 1
+
+
+def test_add_after_del_of_the_same_container_waits_for_the_deletion(node, held):
+    conf = node.conf()
+    pod = node.pod()
+    node.run("ADD", conf, pod, "reap-2")
+    node.run("DEL", conf, pod, "reap-2")
+    host = host_veth_name(conf["name"], "reap-2", "eth0")
+    assert held.pending(host)
+
+    out: dict[str, object] = {}
+
+    def add() -> None:
+        try:
+            out["result"] = node.run("ADD", conf, pod, "reap-2")
+        except Exception as exc:  # reported below
+            out["error"] = exc
+
+    t = threading.Thread(target=add)
+    t.start()
+    assert held.wait_waiters(1, timeout=30), "the ADD should wait for the pending deletion"
+    assert "result" not in out and "error" not in out
+    held.release()
+    t.join(60)
+    assert not t.is_alive() and "error" not in out, out
+    assert held.deleted == 1
+    assert _link(node.name, host)["master"] == "cni0"
+    assert ping(pod, "10.77.0.1")
+    node.run("DEL", conf, pod, "reap-2")
+
+
+def test_gc_deletes_links_a_crash_left_detached(node, held):
+    """A daemon killed after answering DEL never deletes the pair; the bridge's CNI GC does."""
+    conf = node.conf()
+    pods = {cid: node.pod() for cid in ("keep", "gone")}
+    for cid, pod in pods.items():
+        node.run("ADD", conf, pod, cid)
+    node.run("DEL", conf, pods["gone"], "gone")
+    gone = host_veth_name(conf["name"], "gone", "eth0")
+    reaper._reaper = None  # the crash: the queued deletion is lost (the held thread stays parked)
+    try:
+        assert gone in link_names(node.name)
+        node.run("GC", {**conf, "cniVersion": "1.1.0",
+                        "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]}, "", "")
+        assert gone not in link_names(node.name)
+        assert host_veth_name(conf["name"], "keep", "eth0") in link_names(node.name)
+        assert ping(pods["keep"], "10.77.0.1")
+    finally:
+        held.stop()
