@@ -24,11 +24,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from metacni.spec.errors import CNIError, Code
 
+from . import kube_paths
+
 log = logging.getLogger(__name__)
 
-NAD_GROUP = "k8s.cni.cncf.io"
-NAD_VERSION = "v1"
-NAD_PLURAL = "network-attachment-definitions"
+NAD_GROUP, NAD_VERSION, NAD_PLURAL = kube_paths.NAD_GROUP, kube_paths.NAD_VERSION, kube_paths.NAD_PLURAL
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -191,10 +191,7 @@ class ApiKubeView:
     # ------------------------------------------------------------------ KubeView
     def get_pod(self, namespace: str, name: str) -> JSON | None:
         def read(api: Any) -> JSON:
-            from kubernetes import client
-
-            resp: Any = client.CoreV1Api(api).read_namespaced_pod(name, namespace, _preload_content=False,
-                                                             _request_timeout=self._timeout)
+            resp = kube_paths.call(api, "GET", kube_paths.pod_path(namespace, name), timeout=self._timeout)
             return dict(json.loads(resp.data))
 
         result: JSON | None = self._call(f"GET pod {namespace}/{name}", read)
@@ -202,11 +199,7 @@ class ApiKubeView:
 
     def get_nad(self, namespace: str, name: str) -> JSON | None:
         def read(api: Any) -> JSON:
-            from kubernetes import client
-
-            resp: Any = client.CustomObjectsApi(api).get_namespaced_custom_object(
-                NAD_GROUP, NAD_VERSION, namespace, NAD_PLURAL, name, _preload_content=False,
-                _request_timeout=self._timeout)
+            resp = kube_paths.call(api, "GET", kube_paths.nad_path(namespace, name), timeout=self._timeout)
             return dict(json.loads(resp.data))
 
         result: JSON | None = self._call(f"GET network-attachment-definition {namespace}/{name}", read)
@@ -216,10 +209,8 @@ class ApiKubeView:
         body = {"metadata": {"annotations": {NETWORK_STATUS: json.dumps(status)}}}
 
         def patch(api: Any) -> bool:
-            from kubernetes import client
-
-            client.CoreV1Api(api).patch_namespaced_pod(name, namespace, body, _preload_content=False,
-                                                       _request_timeout=self._timeout)
+            kube_paths.call(api, "PATCH", kube_paths.pod_path(namespace, name), body=body,
+                            content_type=kube_paths.STRATEGIC_MERGE_PATCH, timeout=self._timeout)
             return True
 
         if self._call(f"PATCH pod {namespace}/{name} network-status", patch) is None:
