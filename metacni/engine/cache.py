@@ -58,8 +58,9 @@ def atomic_write(path: str | Path, data: bytes, mode: int = 0o600, dir_mode: int
 
 def _create_temp(path: Path) -> tuple[int, str]:
     """``tempfile.mkstemp`` beside ``path`` without importing ``tempfile`` (with ``shutil`` and
-    ``random``: ~3 ms of a standalone call that writes its caches through here): a random name,
-    created exclusively with mode 0600."""
+    ``random``: 5.2 ms measured, min of 21 fresh interpreters on a busy 2-core machine, in a
+    standalone call that writes its caches through here): a random name, created exclusively,
+    mode 0600."""
     while True:
         tmp = str(path.parent / f".{path.name}.{os.urandom(6).hex()}")
         try:

@@ -22,9 +22,11 @@ DEFAULT_NETWORK = "v1.multus-cni.io/default-network"
 #: Per-pod opt-out of the config's ``defaultNetworks`` (Multus #1187); value "true".
 SKIP_DEFAULT_NETWORKS = "v1.metacni.io/skip-default-networks"
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_MAC_COLON = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2})*$")
-_MAC_DOT = re.compile(r"^[0-9a-fA-F]{4}(\.[0-9a-fA-F]{4})*$")
+# Patterns, not compiled ones: ``re`` compiles (and caches) them on first use, so a pod without
+# network annotations does not pay ~0.5 ms of regex compilation at import.
+_DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_MAC_COLON = r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2})*$"
+_MAC_DOT = r"^[0-9a-fA-F]{4}(\.[0-9a-fA-F]{4})*$"
 
 
 class AnnotationError(CNIError):
@@ -108,7 +110,7 @@ def check_selections(selections: list[NetworkSelection]) -> None:
 
 
 def _check_label(value: str, what: str, item: str) -> None:
-    if not _DNS1123_LABEL.match(value) or len(value) > 63:
+    if not re.match(_DNS1123_LABEL, value) or len(value) > 63:
         raise AnnotationError(f"{item!r}: {what} {value!r} is not a valid DNS-1123 label "
                               "(lower-case alphanumerics and '-', starting and ending alphanumeric, <= 63 chars)")
 
@@ -227,9 +229,9 @@ def _mac(data: dict[str, Any], key: str, where: str, sizes: tuple[int, ...]) -> 
     value = _string(data, key, where)
     if value is None:
         return None
-    if _MAC_COLON.match(value):
+    if re.match(_MAC_COLON, value):
         size = len(re.split(r"[:-]", value))
-    elif _MAC_DOT.match(value):
+    elif re.match(_MAC_DOT, value):
         size = len(value.split(".")) * 2
     else:
         size = -1
