@@ -39,10 +39,10 @@ from . import conditions, locking
 from .identity import Attachment, dnat_chain, masq_chain, parse_comment, snat_chain
 from .iptables_rules import comment_of, signature, target_of, to_rule
 from .plan import FORWARD, MASQ, PORTMAP, ForwardPlan, MasqPlan, Plan, PortmapPlan
+from .xtables import TABLE_OF, XTABLES_LOCK, tables_present
 
 log = logging.getLogger(__name__)
 
-XTABLES_LOCK = "/run/xtables.lock"
 TOP_DNAT, SETMARK, HP_MASQ, CNI_FORWARD = (
     "CNI-HOSTPORT-DNAT",
     "CNI-HOSTPORT-SETMARK",
@@ -52,7 +52,6 @@ TOP_DNAT, SETMARK, HP_MASQ, CNI_FORWARD = (
 MULTIPORT_MAX = 15
 MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 _ATTACHMENT_CHAIN = re.compile(r"^CNI-(DN-[0-9a-f]{21}|SN-[0-9a-f]{21}|[0-9a-f]{24})$")
-TABLE_OF = {PORTMAP: "nat", MASQ: "nat", FORWARD: "filter"}
 
 
 @dataclass
@@ -177,16 +176,6 @@ def layout_for(plan: Plan, version: int) -> Layout:
     if isinstance(plan, MasqPlan):
         return masq_layout(plan, version)
     return forward_layout(plan, version)
-
-
-def tables_present(version: int) -> set[str]:
-    """x_tables instantiated in the calling thread's netns (reading them would create them)."""
-    name = "ip_tables_names" if version == 4 else "ip6_tables_names"
-    try:
-        with open(f"/proc/thread-self/net/{name}") as fh:
-            return {line.strip() for line in fh if line.strip()}
-    except OSError:
-        return set()
 
 
 class _Session:

@@ -7,9 +7,17 @@ library with six functions we need; JSON in and JSON out gives us structured rul
 listings (with handles for deletion) and lets us build transactions as data instead of
 quoting nft syntax by hand.
 
-Namespaces: libnftables opens its netlink socket lazily per command, in the network
-namespace of the *calling thread*. Every context is therefore created and used inside one
-``with netns.enter(...)`` block and never shared between threads.
+Namespaces: a context's netlink socket is opened when the context is created, in the
+network namespace of the *creating thread*, and stays there (measured: a context made in
+netns A and used from a thread in netns B changes A's rule set). A context is not thread
+safe. :func:`pooled` hands out one reused context per netns under a lock.
+
+Why a pool: freeing a context whose batches deleted rules waits for the kernel's
+nf_tables destroy work on the socket's release (an RCU grace period): 16 ms per
+``nft_ctx_free`` measured on this 6.18 kernel, against 0.3 ms for the same delete batch on
+a reused context. A cached context pins its netns (the socket holds a reference), so
+entries are bounded (:data:`POOL_MAX`, least recently used closed first) and callers drop
+a netns's entry when they removed the last of their tables there (:func:`release`).
 
 A buffer of commands given to :meth:`Nft.run` is one netlink batch: the kernel applies all
 of it or none of it, which is what makes our ADD and DEL atomic.
@@ -20,7 +28,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
+import os
+import socket
+import struct
 import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 NFT_CTX_DEFAULT = 0
@@ -116,11 +131,6 @@ class Nft:
         data = self.run([{"list": {"ruleset": None}}])
         return [obj for obj in data.get("nftables", []) if "metainfo" not in obj]
 
-    def list_tables(self) -> list[dict[str, Any]]:
-        """The table objects only (no chains or rules): the cheapest "is it there" query."""
-        data = self.run([{"list": {"tables": None}}])
-        return [obj["table"] for obj in data.get("nftables", []) if "table" in obj]
-
     def list_chains(self) -> list[dict[str, Any]]:
         """Every chain object (with hook, priority and policy) without its rules."""
         data = self.run([{"list": {"chains": None}}])
@@ -141,3 +151,135 @@ class Nft:
         except NftError:
             return None
         return [obj for obj in data.get("nftables", []) if "metainfo" not in obj]
+
+
+# ---------------------------------------------------------------------- per-netns context pool
+#: contexts kept open at once (each pins its netns); a node daemon needs one
+POOL_MAX = 4
+
+
+def netns_key() -> tuple[int, int]:
+    """(st_dev, st_ino) of the calling thread's network namespace."""
+    st = os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net")
+    return st.st_dev, st.st_ino
+
+
+@dataclass
+class PoolEntry:
+    """One netns's reused context, plus state callers remember while it lives.
+
+    ``state`` dies with the entry: the entry pins the netns, so its key cannot be reused by
+    a new namespace while the state is kept.
+    """
+
+    nft: Nft
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    state: dict[str, Any] = field(default_factory=dict)
+    dropped: bool = False
+    sock: socket.socket | None = None  # see chain_use
+
+    def close(self) -> None:
+        self.dropped = True
+        self.nft.close()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+_pool: OrderedDict[tuple[int, int], PoolEntry] = OrderedDict()
+_pool_lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    global _pool_lock
+    _pool.clear()  # the child must not free (or share) the parent's sockets
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+@contextmanager
+def pooled() -> Iterator[PoolEntry]:
+    """The calling thread's netns's context, held exclusively for the block."""
+    key = netns_key()
+    while True:
+        evicted: list[PoolEntry] = []
+        with _pool_lock:
+            entry = _pool.get(key)
+            if entry is None:
+                entry = PoolEntry(Nft())  # created here: binds to this thread's netns
+                _pool[key] = entry
+                while len(_pool) > POOL_MAX:
+                    evicted.append(_pool.popitem(last=False)[1])
+            else:
+                _pool.move_to_end(key)
+        for old in evicted:
+            _close_entry(old)
+        with entry.lock:
+            if entry.dropped:  # released while we waited for it: take a fresh one
+                continue
+            yield entry
+            return
+
+
+def _close_entry(entry: PoolEntry) -> None:
+    with entry.lock:
+        entry.close()
+
+
+def release(entry: PoolEntry) -> None:
+    """Close ``entry`` (its netns may go away now). Call with ``entry.lock`` held."""
+    with _pool_lock:
+        for key, value in list(_pool.items()):
+            if value is entry:
+                del _pool[key]
+    entry.close()
+
+
+def pool_size() -> int:
+    with _pool_lock:
+        return len(_pool)
+
+
+# ---------------------------------------------------------------------- one raw query
+_NFPROTO = {"inet": 1, "ip": 2, "ip6": 10, "bridge": 7}
+_NFT_MSG_GETCHAIN = (10 << 8) | 4  # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETCHAIN
+_NFTA_CHAIN_TABLE, _NFTA_CHAIN_NAME, _NFTA_CHAIN_USE = 1, 3, 6
+
+
+def _attr(kind: int, text: str) -> bytes:
+    data = text.encode() + b"\0"
+    size = 4 + len(data)
+    return struct.pack("=HH", size, kind) + data + b"\0" * (-size % 4)
+
+
+def chain_use(entry: PoolEntry, family: str, table: str, chain: str) -> int | None:
+    """The kernel's use count of a chain (its rules + jumps/gotos/map elements to it), or
+    None when it does not exist. One NFT_MSG_GETCHAIN round trip (~35 us) on the entry's
+    netfilter socket: libnftables does not expose the count, and its cheapest command
+    fills a cache first. The socket is kept with the entry because closing a netfilter
+    netlink socket waits for pending nf_tables destroy work (~10 ms after a deletion).
+    """
+    body = struct.pack("=BBH", _NFPROTO[family], 0, 0)
+    body += _attr(_NFTA_CHAIN_TABLE, table) + _attr(_NFTA_CHAIN_NAME, chain)
+    msg = struct.pack("=IHHII", 16 + len(body), _NFT_MSG_GETCHAIN, 1, 1, 0) + body  # NLM_F_REQUEST
+    if entry.sock is None:  # opened in the caller's thread: the entry's netns
+        entry.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 12)  # NETFILTER
+    entry.sock.sendto(msg, (0, 0))
+    data = entry.sock.recv(65536)
+    length, kind = struct.unpack_from("=IH", data)
+    if kind == 2:  # NLMSG_ERROR
+        errno = -struct.unpack_from("=i", data, 16)[0]
+        if errno == 2:  # ENOENT
+            return None
+        raise NftError(f"GETCHAIN {family} {table} {chain}: {os.strerror(errno)}")
+    pos = 16 + 4  # nlmsghdr + nfgenmsg
+    while pos + 4 <= min(length, len(data)):
+        size, attr = struct.unpack_from("=HH", data, pos)
+        if size < 4:
+            break
+        if attr & 0x7FFF == _NFTA_CHAIN_USE:
+            return int(struct.unpack_from(">I", data, pos + 4)[0])
+        pos += (size + 3) & ~3
+    raise NftError(f"GETCHAIN {family} {table} {chain}: no use count in the reply")

@@ -1,39 +1,58 @@
-"""The nftables backend: tables of our own, one atomic batch per ADD, DEL or GC.
+"""The nftables backend: tables of our own, per-attachment chains reached through maps.
 
-Layout (all family ``inet``, so one table serves IPv4 and IPv6):
+Why this layout: ADD and DEL must cost the same with 1 or 1000 pods on the node. Earlier
+every ADD/DEL listed and JSON-parsed our whole table to find the attachment's rules by
+comment (~40-56 ms per plugin with 100 pods). Here an attachment owns chains named after
+its identity, so ADD writes without reading and DEL reads only its own small chains.
 
-* ``metacni_portmap``: base chains ``prerouting``/``output`` (nat, dstnat) jump to
-  ``hostports`` for ``fib daddr type local``; ``hostports`` holds one DNAT rule per mapping;
-  ``masquerading`` (nat, srcnat) masquerades DNATed hairpin and localhost traffic.
-* ``metacni_masq``: ``postrouting`` (nat, srcnat) skips multicast, then ``masq_checks``
-  holds one masquerade rule per pod address.
-* ``metacni_forward``: ``forward`` (filter) accepts to/from the pod. A drop verdict in any
-  other base chain is final in nftables, so the same accept rules are also inserted at the
-  top of foreign forward base chains that drop (iptables-nft's ``filter FORWARD`` with
-  policy DROP, for instance); they carry the same comment and go away with the attachment.
+Layout (family ``inet``; one table per feature; ``<tag>`` is the attachment tag):
 
-Each rule's comment starts with the attachment tag (:mod:`.identity`). A table is deleted
-in the same batch that removes its last attachment rule, so a node returns byte for byte
-to the ruleset it had. A file lock serialises our read-modify-write batches across
-processes (a DEL deciding "table now empty" must not race an ADD).
+* ``metacni_portmap``: ``prerouting``/``output`` (nat, dstnat) jump to ``hostports`` for
+  ``fib daddr type local``; ``hostports`` looks the packet up in the verdict maps
+  ``hostip4``/``hostip6`` (host IP . protocol . port: mappings with a hostIP) and then
+  ``anyip`` (nfproto . protocol . port); their elements jump to ``dnat-<tag>``, which holds
+  the attachment's DNAT rules. ``masquerading`` (nat, srcnat) looks up ``hairpin4``/
+  ``hairpin6`` (pod IP . protocol . container port) -> ``snat-<tag>`` (hairpin masquerade).
+* ``metacni_masq``: ``postrouting`` (nat, srcnat) skips multicast, then ``pods4``/``pods6``
+  (source address) -> ``masq-<tag>``.
+* ``metacni_forward``: ``forward`` (filter) looks up ``pods4``/``pods6`` by source and by
+  destination -> ``accept-<tag>``. A drop verdict in any other base chain is final in
+  nftables, so the same accepts are also inserted at the top of foreign forward base
+  chains that drop (iptables-nft's ``filter FORWARD`` with policy DROP, for instance); they
+  carry the attachment comment and go away with the attachment.
 
-Reads are narrow (:meth:`NftablesBackend._snapshot`): our own table and, for the forward
-feature, the foreign forward base chains -- never the whole rule set, whose size (and the
-memory its parse costs) grows with everything else on the node. Every rule with our
-comment lives in one of those places, so the narrow view finds all of them.
+Every per-attachment rule carries the attachment comment (:mod:`.identity`). Each
+per-attachment chain ends with ``goto attachments``: the empty ``attachments`` chain returns
+at once, so the rule changes nothing for packets, but the kernel refuses to delete a chain
+still referenced (EBUSY). ``delete chain attachments; delete table`` is therefore one atomic
+batch that succeeds exactly when no attachment is left: DEL runs it after its own removal,
+and the node returns byte for byte to the rule set it had, without anyone listing the table.
+
+Verbs (one libnftables context per netns is reused, :func:`.libnft.pooled`):
+
+* ADD: one batch. The infrastructure (table, maps, static chains, flushed and refilled, so
+  the batch is idempotent) is included the first time per netns and process, and again
+  after any failure. ``add chain X; delete chain X`` first removes an earlier ADD's chain;
+  it fails if that ADD's map elements still point there (a re-ADD), and so does ``add
+  element`` when another attachment holds a key (a stale attachment whose DEL never came).
+  Then the slow path reads the table under the file lock, removes the earlier elements,
+  evicts the stale key holder wholesale, and applies everything in one batch.
+* DEL: lists only the attachment's own chains (constant size), derives the map keys from
+  their rules, deletes elements and chains in one batch, then tries the guard batch above.
+* GC and CHECK list the table (they are periodic or rare).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from metacni.spec.errors import CNIError, Code
 
-from . import conditions, locking
+from . import conditions, libnft, locking
 from .identity import Attachment, parse_comment
 from .libnft import Nft, NftError
 from .plan import FORWARD, MASQ, PORTMAP, ForwardPlan, IPInterface, MasqPlan, Plan, PortmapPlan
@@ -43,9 +62,20 @@ log = logging.getLogger(__name__)
 FAMILY = "inet"
 TABLES = {PORTMAP: "metacni_portmap", MASQ: "metacni_masq", FORWARD: "metacni_forward"}
 MULTICAST = {4: ipaddress.ip_network("224.0.0.0/4"), 6: ipaddress.ip_network("ff00::/8")}
+#: serialises the read-modify-write paths (slow ADD, GC) across processes
 LOCK_PATH = "/run/metacni-nftables.lock"
+ANCHOR = "attachments"
+#: per-attachment chain prefixes by feature (chain name = prefix + tag)
+ROLES = {PORTMAP: ("dnat-", "snat-"), MASQ: ("masq-",), FORWARD: ("accept-",)}
+#: a static chain present in every version of each table (cheap existence probe)
+PROBE_CHAIN = {PORTMAP: "prerouting", MASQ: "postrouting", FORWARD: "forward"}
+#: how long a netns's list of foreign forward chains is trusted (a ``list chains`` costs
+#: ~1 ms with 100 pods, ~10 ms with 1000: too much for every ADD)
+FOREIGN_TTL = 10.0
 
 Cmd = dict[str, Any]
+Key = Any  # a map key in libnftables JSON form: str, or {"concat": [...]}
+Elem = tuple[str, Key, str]  # (map, key, target chain)
 
 
 def _proto(version: int) -> str:
@@ -70,60 +100,122 @@ def _fib_local() -> Cmd:
     return _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
 
 
-# ---------------------------------------------------------------------- skeletons
+def _vmap(key: list[dict[str, Any]], name: str) -> Cmd:
+    return {"vmap": {"key": key[0] if len(key) == 1 else {"concat": key}, "data": f"@{name}"}}
+
+
+_L4 = {"meta": {"key": "l4proto"}}
+_DPORT = _payload("th", "dport")
+
+
+# ---------------------------------------------------------------------- infrastructure
 def _chain(table: str, name: str, **base: Any) -> Cmd:
     return {"chain": {"family": FAMILY, "table": table, "name": name, **base}}
 
 
+def _maps(kind: str) -> list[tuple[str, Any]]:
+    """(name, key type) of a feature's verdict maps."""
+    if kind == PORTMAP:
+        return [
+            ("hostip4", ["ipv4_addr", "inet_proto", "inet_service"]),
+            ("hostip6", ["ipv6_addr", "inet_proto", "inet_service"]),
+            ("anyip", ["nf_proto", "inet_proto", "inet_service"]),
+            ("hairpin4", ["ipv4_addr", "inet_proto", "inet_service"]),
+            ("hairpin6", ["ipv6_addr", "inet_proto", "inet_service"]),
+        ]
+    return [("pods4", "ipv4_addr"), ("pods6", "ipv6_addr")]
+
+
 def _skeleton(kind: str) -> list[tuple[Cmd, list[list[Cmd]]]]:
-    """(chain, static rules) of a feature's table, in creation order."""
+    """(chain, static rules) of a feature's table, in creation order (targets first)."""
     t = TABLES[kind]
     if kind == PORTMAP:
         jump = [_fib_local(), {"jump": {"target": "hostports"}}]
+        daddr = [[_payload(_proto(v), "daddr"), _L4, _DPORT] for v in (4, 6)]
         return [
-            (_chain(t, "hostports"), []),
+            (_chain(t, "hostports"), [
+                [_vmap(daddr[0], "hostip4")],
+                [_vmap(daddr[1], "hostip6")],
+                [_vmap([{"meta": {"key": "nfproto"}}, _L4, _DPORT], "anyip")],
+            ]),
             (_chain(t, "prerouting", type="nat", hook="prerouting", prio=-100, policy="accept"), [jump]),
             (_chain(t, "output", type="nat", hook="output", prio=-100, policy="accept"), [jump]),
-            (_chain(t, "masquerading", type="nat", hook="postrouting", prio=100, policy="accept"), []),
+            (_chain(t, "masquerading", type="nat", hook="postrouting", prio=100, policy="accept"), [
+                [_vmap(daddr[0], "hairpin4")],
+                [_vmap(daddr[1], "hairpin6")],
+            ]),
         ]
     if kind == MASQ:
         skip = [
             [_match(_payload(_proto(v), "daddr"), _net(n)), {"return": None}] for v, n in MULTICAST.items()
         ]
-        return [
-            (_chain(t, "masq_checks"), []),
-            (
-                _chain(t, "postrouting", type="nat", hook="postrouting", prio=100, policy="accept"),
-                [*skip, [{"goto": {"target": "masq_checks"}}]],
-            ),
-        ]
-    return [(_chain(t, "forward", type="filter", hook="forward", prio=0, policy="accept"), [])]
+        lookup = [[_vmap([_payload(_proto(v), "saddr")], f"pods{v}")] for v in (4, 6)]
+        return [(_chain(t, "postrouting", type="nat", hook="postrouting", prio=100, policy="accept"),
+                 [*skip, *lookup])]
+    lookup = [[_vmap([_payload(_proto(v), f)], f"pods{v}")] for v in (4, 6) for f in ("saddr", "daddr")]
+    return [(_chain(t, "forward", type="filter", hook="forward", prio=0, policy="accept"), lookup)]
 
 
-# ---------------------------------------------------------------------- per-attachment rules
+def _ensure(kind: str) -> list[Cmd]:
+    """Create-or-reset the table's shared objects; idempotent, leaves attachments alone."""
+    t = TABLES[kind]
+    cmds: list[Cmd] = [{"add": {"table": {"family": FAMILY, "name": t}}}]
+    for name, typ in _maps(kind):
+        cmds.append({"add": {"map": {"family": FAMILY, "table": t, "name": name, "type": typ, "map": "verdict"}}})
+    cmds.append({"add": _chain(t, ANCHOR)})
+    for chain, statics in _skeleton(kind):
+        cmds += [{"add": chain}, {"flush": chain}]
+        name = chain["chain"]["name"]
+        cmds += [{"add": {"rule": {"family": FAMILY, "table": t, "chain": name, "expr": e}}} for e in statics]
+    return cmds
+
+
+# ---------------------------------------------------------------------- per-attachment objects
 def _rule(chain: str, exprs: list[Cmd], comment: str, table: str, family: str = FAMILY) -> Cmd:
     return {"rule": {"family": family, "table": table, "chain": chain, "expr": exprs, "comment": comment}}
 
 
-def portmap_rules(plan: PortmapPlan) -> list[Cmd]:
-    t, comment = TABLES[PORTMAP], plan.attachment.comment(PORTMAP)
-    out: list[Cmd] = []
+def role_chains(kind: str, att: Attachment) -> list[str]:
+    return [prefix + att.tag for prefix in ROLES[kind]]
+
+
+class _Wanted:
+    """What one attachment needs: its chains' rules and the map elements leading there."""
+
+    def __init__(self) -> None:
+        self.chains: dict[str, list[list[Cmd]]] = {}
+        self.elems: list[Elem] = []
+
+    def put(self, chain: str, exprs: list[Cmd], elem: tuple[str, Key]) -> None:
+        self.chains.setdefault(chain, []).append(exprs)
+        if (elem[0], elem[1], chain) not in self.elems:
+            self.elems.append((elem[0], elem[1], chain))
+
+
+def _portmap(plan: PortmapPlan) -> _Wanted:
+    dnat, snat = role_chains(PORTMAP, plan.attachment)
+    out = _Wanted()
     for cip in plan.container_ips():
         v, p = cip.version, _proto(cip.version)
         conds_raw = plan.conditions_v4 if v == 4 else plan.conditions_v6
         where = "conditionsV4" if v == 4 else "conditionsV6"
         conds = conditions.nft_matches(conds_raw, where) if conds_raw else []
         for m in plan.mappings_for(v):
-            dst = [] if m.any_host_ip else [_match(_payload(p, "daddr"), str(m.host_ip))]
-            fam = [] if dst else [_match({"meta": {"key": "nfproto"}}, "ipv4" if v == 4 else "ipv6")]
+            # expr[0] and expr[1] carry the map key; _keys() reads them back on DEL
+            if m.any_host_ip:
+                fam = "ipv4" if v == 4 else "ipv6"
+                head = _match({"meta": {"key": "nfproto"}}, fam)
+                elem: tuple[str, Key] = ("anyip", {"concat": [fam, m.protocol, m.host_port]})
+            else:
+                head = _match(_payload(p, "daddr"), str(m.host_ip))
+                elem = (f"hostip{v}", {"concat": [str(m.host_ip), m.protocol, m.host_port]})
             exprs = [
-                *fam,
-                *dst,
+                head,
                 _match(_payload(m.protocol, "dport"), m.host_port),
                 *conds,
                 {"dnat": {"family": p, "addr": str(cip.ip), "port": m.container_port}},
             ]
-            out.append(_rule("hostports", exprs, comment, t))
+            out.put(dnat, exprs, elem)
             if not plan.snat:
                 continue
             masq = [
@@ -131,52 +223,108 @@ def portmap_rules(plan: PortmapPlan) -> list[Cmd]:
                 _match(_payload(m.protocol, "dport"), m.container_port),
                 _match({"ct": {"key": "status"}}, "dnat", op="in"),
             ]
-            if not plan.masq_all:
-                sources: list[Any] = [_net(cip.network)]
-                if v == 4:
-                    sources.append("127.0.0.1")
-                masq.append(_match(_payload(p, "saddr"), {"set": sources}))
-            out.append(_rule("masquerading", [*masq, {"masquerade": None}], comment, t))
+            hairpin = (f"hairpin{v}", {"concat": [str(cip.ip), m.protocol, m.container_port]})
+            if plan.masq_all:
+                out.put(snat, [*masq, {"masquerade": None}], hairpin)
+                continue
+            # one rule per source (no anonymous set: see _masq)
+            for src in [_net(cip.network), *(["127.0.0.1"] if v == 4 else [])]:
+                out.put(snat, [*masq, _match(_payload(p, "saddr"), src), {"masquerade": None}], hairpin)
     return out
 
 
-def masq_rules(plan: MasqPlan) -> list[Cmd]:
-    t, comment = TABLES[MASQ], plan.attachment.comment(MASQ)
-    out: list[Cmd] = []
+def _masq(plan: MasqPlan) -> _Wanted:
+    """``ip saddr X ip daddr <exempt> return`` per exempt net, then ``ip saddr X masquerade``.
+
+    One rule per exempt net rather than ``daddr != {a, b}``: an anonymous set per rule makes
+    libnftables fetch every such set's elements before each command (measured: a batch
+    in a netns with 200 of them took 7-9 ms instead of 0.4 ms).
+    """
+    (chain,) = role_chains(MASQ, plan.attachment)
+    out = _Wanted()
     for ip in plan.addresses:
-        p = _proto(ip.version)
-        exempt = [_net(n) for n in plan.exempt_for(ip)]
-        exprs = [
-            _match(_payload(p, "saddr"), str(ip.ip)),
-            _match(_payload(p, "daddr"), {"set": exempt} if len(exempt) > 1 else exempt[0], op="!="),
-            {"masquerade": None},
-        ]
-        out.append(_rule("masq_checks", exprs, comment, t))
+        p, elem = _proto(ip.version), (f"pods{ip.version}", str(ip.ip))
+        src = _match(_payload(p, "saddr"), str(ip.ip))
+        for net in plan.exempt_for(ip):
+            out.put(chain, [src, _match(_payload(p, "daddr"), _net(net)), {"return": None}], elem)
+        out.put(chain, [src, {"masquerade": None}], elem)
     return out
 
 
-def _accepts(
-    addresses: tuple[IPInterface, ...], comment: str, table: str, chain: str, family: str
-) -> list[Cmd]:
+def _accept_exprs(ip: IPInterface) -> list[list[Cmd]]:
+    return [[_match(_payload(_proto(ip.version), f), str(ip.ip)), {"accept": None}] for f in ("saddr", "daddr")]
+
+
+def _forward(plan: ForwardPlan) -> _Wanted:
+    (chain,) = role_chains(FORWARD, plan.attachment)
+    out = _Wanted()
+    for ip in plan.addresses:
+        for exprs in _accept_exprs(ip):
+            out.put(chain, exprs, (f"pods{ip.version}", str(ip.ip)))
+    return out
+
+
+def wanted(plan: Plan) -> _Wanted:
+    """The plan's chains and elements (validates nft conditions: raises before any change)."""
+    if isinstance(plan, PortmapPlan):
+        return _portmap(plan)
+    if isinstance(plan, MasqPlan):
+        return _masq(plan)
+    return _forward(plan)
+
+
+def _foreign_rules(plan: ForwardPlan, chains: Iterable[tuple[str, str, str]]) -> list[Cmd]:
+    """The accepts for foreign forward base chains ((family, table, name) each)."""
+    comment = plan.attachment.comment(FORWARD)
     out = []
-    for ip in addresses:
-        if family == "ip" and ip.version != 4 or family == "ip6" and ip.version != 6:
-            continue
-        for field in ("saddr", "daddr"):
-            out.append(
-                _rule(
-                    chain,
-                    [_match(_payload(_proto(ip.version), field), str(ip.ip)), {"accept": None}],
-                    comment,
-                    table,
-                    family,
-                )
-            )
+    for family, table, name in chains:
+        for ip in plan.addresses:
+            if family == "ip" and ip.version != 4 or family == "ip6" and ip.version != 6:
+                continue
+            out += [_rule(name, exprs, comment, table, family) for exprs in _accept_exprs(ip)]
     return out
 
 
-def forward_rules(plan: ForwardPlan) -> list[Cmd]:
-    return _accepts(plan.addresses, plan.attachment.comment(FORWARD), TABLES[FORWARD], "forward", FAMILY)
+def _create(plan: Plan, want: _Wanted, foreign: list[Cmd]) -> list[Cmd]:
+    t, comment = TABLES[plan.kind], plan.attachment.comment(plan.kind)
+    cmds: list[Cmd] = []
+    for chain, rules in want.chains.items():
+        cmds.append({"add": _chain(t, chain)})
+        cmds += [{"add": _rule(chain, exprs, comment, t)} for exprs in rules]
+        cmds.append({"add": _rule(chain, [{"goto": {"target": ANCHOR}}], comment, t)})
+    cmds += [{"add": _element(t, m, key, chain)} for m, key, chain in want.elems]
+    # forward accepts go first in foreign chains, so a later drop cannot win
+    cmds += [{"insert": rule} for rule in foreign]
+    return cmds
+
+
+def _element(table: str, name: str, key: Key, chain: str | None = None) -> Cmd:
+    item: Any = [key, {"jump": {"target": chain}}] if chain is not None else key
+    return {"element": {"family": FAMILY, "table": table, "name": name, "elem": [item]}}
+
+
+def _keys(kind: str, chain: str, rules: Iterable[dict[str, Any]]) -> list[Elem]:
+    """The map elements that lead to ``chain``, read back from its rules (see the builders)."""
+    out: list[Elem] = []
+    for r in rules:
+        expr = r.get("expr") or []
+        if len(expr) < 2 or "match" not in expr[0]:
+            continue  # the anchor goto
+        left, right = expr[0]["match"]["left"], expr[0]["match"]["right"]
+        if kind == PORTMAP:
+            port = expr[1].get("match", {})
+            proto = port.get("left", {}).get("payload", {}).get("protocol")
+            if "meta" in left:  # nfproto: a mapping on any host IP
+                elem: tuple[str, Key] = ("anyip", {"concat": [right, proto, port.get("right")]})
+            else:
+                v = 4 if left["payload"]["protocol"] == "ip" else 6
+                m = "hostip" if chain.startswith("dnat-") else "hairpin"
+                elem = (f"{m}{v}", {"concat": [right, proto, port.get("right")]})
+        else:
+            elem = (f"pods{4 if left['payload']['protocol'] == 'ip' else 6}", right)
+        if (elem[0], elem[1], chain) not in out:
+            out.append((elem[0], elem[1], chain))
+    return out
 
 
 def _is_foreign_forward(ch: dict[str, Any]) -> bool:
@@ -188,175 +336,279 @@ def _is_foreign_forward(ch: dict[str, Any]) -> bool:
     return ch.get("policy") == "drop" or (ch.get("table") == "filter" and ch.get("name") == "FORWARD")
 
 
-def _foreign_forward_chains(ruleset: list[Cmd]) -> list[dict[str, Any]]:
-    return [obj["chain"] for obj in ruleset if "chain" in obj and _is_foreign_forward(obj["chain"])]
+def _objects(objs: Iterable[Cmd], kind: str) -> Iterator[dict[str, Any]]:
+    for obj in objs:
+        if kind in obj:
+            yield obj[kind]
 
 
-def rules_for(plan: Plan, ruleset: list[Cmd] | None = None) -> list[Cmd]:
-    if isinstance(plan, PortmapPlan):
-        return portmap_rules(plan)
-    if isinstance(plan, MasqPlan):
-        return masq_rules(plan)
-    rules = forward_rules(plan)
-    for ch in _foreign_forward_chains(ruleset or []):
-        rules += _accepts(
-            plan.addresses, plan.attachment.comment(FORWARD), ch["table"], ch["name"], ch["family"]
-        )
-    return rules
-
-
-# ---------------------------------------------------------------------- the backend
-def _rules(ruleset: list[Cmd]) -> Iterator[dict[str, Any]]:
-    for obj in ruleset:
-        if "rule" in obj and obj["rule"].get("family") in ("ip", "ip6", "inet"):
-            yield obj["rule"]
-
-
-def _delete(rule: dict[str, Any]) -> Cmd:
+def _delete_rule(rule: dict[str, Any]) -> Cmd:
     return {"delete": {"rule": {k: rule[k] for k in ("family", "table", "chain", "handle")}}}
+
+
+def _drop_elem(table: str, m: str, key: Key, chain: str) -> list[Cmd]:
+    """Delete an element that may be gone already (``add`` first makes the batch idempotent)."""
+    return [{"add": _element(table, m, key, chain)}, {"delete": _element(table, m, key)}]
+
+
+def _guard(kind: str) -> list[Cmd]:
+    """Deletes the table only if no per-attachment chain references ``attachments``."""
+    t = TABLES[kind]
+    return [{"delete": _chain(t, ANCHOR)}, {"delete": {"table": {"family": FAMILY, "name": t}}}]
 
 
 class NftablesBackend:
     name = "nftables"
 
-    @contextmanager
-    def _session(self) -> Iterator[Nft]:
-        with locking.file_lock(LOCK_PATH), Nft() as nft:
-            yield nft
-
     @staticmethod
-    def _snapshot(nft: Nft, kind: str) -> list[Cmd]:
-        """The part of the rule set ``kind`` can touch, in ``list ruleset`` object form.
-
-        Our table (table, chains, rules), plus for the forward feature the foreign forward
-        base chains with their rules (found through ``list chains``, which carries no rules).
-        Objects outside this view hold no rule of ours for ``kind``.
-        """
-        out = nft.list_table(FAMILY, TABLES[kind]) or []
-        if kind == FORWARD:
-            for ch in nft.list_chains():
-                if _is_foreign_forward(ch):
-                    out += nft.list_chain(ch["family"], ch["table"], ch["name"]) or []
-        return out
-
-    def _run(self, nft: Nft, cmds: list[Cmd], what: str) -> None:
+    def _run(nft: Nft, cmds: list[Cmd], what: str) -> None:
         try:
             nft.run(cmds)
         except NftError as exc:
             raise CNIError(Code.IO_FAILURE, f"nftables {what} failed", str(exc)) from None
 
+    # ------------------------------------------------------------------ shared helpers
+    @staticmethod
+    def _foreign(entry: libnft.PoolEntry, fresh: bool = False) -> list[tuple[str, str, str]]:
+        """Foreign forward base chains of this netns, remembered for :data:`FOREIGN_TTL`."""
+        hit = entry.state.get("foreign")
+        now = time.monotonic()
+        if hit is None or fresh or now - hit[0] > FOREIGN_TTL:
+            chains = [(c["family"], c["table"], c["name"]) for c in entry.nft.list_chains() if _is_foreign_forward(c)]
+            hit = entry.state["foreign"] = (now, chains)
+        return list(hit[1])
+
+    @staticmethod
+    def _foreign_rules_of(nft: Nft, chains: Iterable[tuple[str, str, str]]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for family, table, name in chains:
+            out += _objects(nft.list_chain(family, table, name) or [], "rule")
+        return out
+
+    @staticmethod
+    def _tables(entry: libnft.PoolEntry) -> set[str]:
+        """Kinds whose table this process ensured in the entry's netns."""
+        tables: set[str] = entry.state.setdefault("tables", set())
+        return tables
+
+    def _try_guard(self, entry: libnft.PoolEntry, kind: str) -> None:
+        """Delete the table if no attachment is left; close the netns's context with the
+        last table of ours we know there (unpins the netns; the next ADD makes a new one).
+
+        The anchor's use count says whether any attachment is left (~35 us): a guard batch
+        the kernel refuses costs ~15 ms (the transaction abort waits for an RCU grace period).
+        """
+        tables = self._tables(entry)
+        try:
+            use = libnft.chain_use(entry, FAMILY, TABLES[kind], ANCHOR)
+        except (OSError, NftError):
+            log.debug("use count of %s %s unknown", TABLES[kind], ANCHOR, exc_info=True)
+            use = -1  # unknown: the guard batch decides
+        if use is not None:
+            if use > 0:
+                tables.add(kind)
+                return
+            try:  # still checked by the kernel: an ADD may have come in since the count
+                entry.nft.run(_guard(kind))
+            except NftError:  # attachments left (EBUSY): the table stays, keep the context
+                tables.add(kind)
+                return
+        tables.discard(kind)  # deleted, or (use None) no table with an anchor here
+        if not tables:
+            libnft.release(entry)
+
+    # ------------------------------------------------------------------ ADD
     def add(self, plan: Plan) -> None:
         """Replace this attachment's rules of ``plan.kind`` with the plan's, atomically."""
-        new = rules_for(plan)  # validates conditions before we touch the kernel
-        with self._session() as nft:
-            ruleset = self._snapshot(nft, plan.kind)
-            if isinstance(plan, ForwardPlan):
-                new = rules_for(plan, ruleset)
-            stale = [r for r in _rules(ruleset) if plan.attachment.owns(r.get("comment"), plan.kind)]
-            cmds = [_delete(r) for r in stale] + self._ensure(plan.kind, ruleset)
-            for rule in new:
-                # forward accepts go first in foreign chains, so a later drop cannot win
-                verb = "insert" if rule["rule"]["table"] not in TABLES.values() else "add"
-                cmds.append({verb: rule})
-            self._run(nft, cmds, f"ADD ({plan.kind})")
+        want = wanted(plan)  # validates conditions before we touch the kernel
+        kind, t = plan.kind, TABLES[plan.kind]
+        with libnft.pooled() as entry:
+            foreign = self._foreign(entry) if isinstance(plan, ForwardPlan) else []
+            fast: list[Cmd] = [] if kind in self._tables(entry) else _ensure(kind)
+            for chain in role_chains(kind, plan.attachment):
+                fast += [{"add": _chain(t, chain)}, {"delete": _chain(t, chain)}]
+            fast += _create(plan, want, _foreign_rules(plan, foreign) if isinstance(plan, ForwardPlan) else [])
+            try:
+                entry.nft.run(fast)
+            except NftError as exc:
+                log.debug("nftables fast ADD (%s) of %s refused (%s); reading the table", kind,
+                          plan.attachment.tag, exc)
+                self._tables(entry).discard(kind)
+                with locking.file_lock(LOCK_PATH):
+                    self._slow_add(entry, plan, want)
+            self._tables(entry).add(kind)
 
-    def _ensure(self, kind: str, ruleset: list[Cmd]) -> list[Cmd]:
-        table = TABLES[kind]
-        chains = {
-            o["chain"]["name"]
-            for o in ruleset
-            if "chain" in o and o["chain"]["family"] == FAMILY and o["chain"]["table"] == table
-        }
-        cmds: list[Cmd] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
-        for chain, statics in _skeleton(kind):
-            if chain["chain"]["name"] in chains:
-                continue
-            cmds.append({"add": chain})
-            cmds += [{"add": _rule(chain["chain"]["name"], exprs, "", table)} for exprs in statics]
-        for c in cmds:  # static rules carry no comment
-            rule = c["add"].get("rule")
-            if rule is not None and not rule["comment"]:
-                del rule["comment"]
-        return cmds
-
-    def delete(self, attachment: Attachment, kind: str) -> None:
-        with self._session() as nft:
-            ruleset = self._snapshot(nft, kind)
-            doomed = [r for r in _rules(ruleset) if attachment.owns(r.get("comment"), kind)]
-            self._remove(nft, ruleset, doomed, kind, "DEL")
-
-    def gc(self, network: Attachment, valid_tags: set[str], kind: str) -> None:
-        """Delete ``kind`` rules of ``network.network`` whose attachment tag is not valid."""
-        net_tag = network.tag.split("-")[0]
-        with self._session() as nft:
-            ruleset = self._snapshot(nft, kind)
-            doomed = []
-            for r in _rules(ruleset):
+    def _slow_add(self, entry: libnft.PoolEntry, plan: Plan, want: _Wanted) -> None:
+        """ADD after reading: drop the attachment's earlier objects, evict key holders."""
+        kind, t, nft = plan.kind, TABLES[plan.kind], entry.nft
+        objs = nft.list_table(FAMILY, t) or []
+        mine = set(role_chains(kind, plan.attachment))
+        chains = {c["name"] for c in _objects(objs, "chain")}
+        wanted_keys = {(m, _freeze(key)) for m, key, _ in want.elems}
+        doomed = {c for c in mine if c in chains}
+        elems = list(_raw_elems(objs))
+        doomed |= {c for m, key, c in elems if (m, _freeze(key)) in wanted_keys and c not in mine}
+        doomed_tags = {c.split("-", 1)[1] for c in doomed}
+        for c in doomed - mine:
+            log.warning("nftables %s: evicting %s, which held a key %s needs", t, c, plan.attachment.tag)
+        cmds = _ensure(kind)
+        cmds += [{"delete": _element(t, m, key)} for m, key, c in elems if c in doomed]
+        cmds += [{"delete": _chain(t, c)} for c in sorted(doomed)]
+        foreign_rules: list[Cmd] = []
+        if isinstance(plan, ForwardPlan):
+            foreign = self._foreign(entry, fresh=True)
+            for r in self._foreign_rules_of(nft, foreign):
                 parsed = parse_comment(r.get("comment"))
-                if parsed and parsed[0] == net_tag and parsed[2] == kind and parsed[1] not in valid_tags:
-                    doomed.append(r)
-            self._remove(nft, ruleset, doomed, kind, "GC")
+                if parsed and parsed[2] == FORWARD and parsed[1] in doomed_tags | {plan.attachment.tag}:
+                    cmds.append(_delete_rule(r))
+            foreign_rules = _foreign_rules(plan, foreign)
+        cmds += _create(plan, want, foreign_rules)
+        self._run(nft, cmds, f"ADD ({kind})")
 
-    def _remove(
-        self, nft: Nft, ruleset: list[Cmd], doomed: list[dict[str, Any]], kind: str, what: str
-    ) -> None:
-        table = TABLES[kind]
-        exists = any(
-            "table" in o and o["table"]["family"] == FAMILY and o["table"]["name"] == table for o in ruleset
-        )
-        doomed_ids = {(r["family"], r["table"], r["chain"], r["handle"]) for r in doomed}
-        left = [
-            r
-            for r in _rules(ruleset)
-            if r["family"] == FAMILY
-            and r["table"] == table
-            and parse_comment(r.get("comment"))
-            and (r["family"], r["table"], r["chain"], r["handle"]) not in doomed_ids
-        ]
-        cmds = [_delete(r) for r in doomed]
-        if exists and not left:
-            cmds = [_delete(r) for r in doomed if r["table"] != table or r["family"] != FAMILY]
-            cmds.append({"delete": {"table": {"family": FAMILY, "name": table}}})
-        if cmds:
-            self._run(nft, cmds, f"{what} ({kind})")
+    # ------------------------------------------------------------------ DEL
+    def delete(self, attachment: Attachment, kind: str) -> None:
+        t = TABLES[kind]
+        with libnft.pooled() as entry:
+            nft = entry.nft
+            for attempt in (1, 2):
+                cmds: list[Cmd] = []
+                gone: list[str] = []
+                for chain in role_chains(kind, attachment):
+                    objs = nft.list_chain(FAMILY, t, chain)
+                    if objs is None:
+                        continue
+                    gone.append(chain)
+                    for m, key, target in _keys(kind, chain, _objects(objs, "rule")):
+                        cmds += _drop_elem(t, m, key, target)
+                cmds += [{"delete": _chain(t, c)} for c in gone]
+                if kind == FORWARD:
+                    foreign = self._foreign(entry, fresh=attempt > 1)
+                    cmds += [
+                        _delete_rule(r)
+                        for r in self._foreign_rules_of(nft, foreign)
+                        if attachment.owns(r.get("comment"), kind)
+                    ]
+                if not cmds:
+                    break
+                try:
+                    nft.run(cmds)
+                    break
+                except NftError as exc:  # changed under us (a concurrent GC/ADD): read again
+                    if attempt == 2:
+                        raise CNIError(Code.IO_FAILURE, f"nftables DEL ({kind}) failed", str(exc)) from None
+            if gone:
+                self._try_guard(entry, kind)
 
+    # ------------------------------------------------------------------ GC
+    def gc(self, network: Attachment, valid_tags: set[str], kind: str) -> None:
+        """Delete ``kind`` objects of ``network.network`` whose attachment tag is not valid."""
+        net_tag = network.tag.split("-")[0]
+        t = TABLES[kind]
+
+        def stale(tag: str | None) -> bool:
+            return bool(tag) and str(tag).split("-")[0] == net_tag and tag not in valid_tags
+
+        with libnft.pooled() as entry, locking.file_lock(LOCK_PATH):  # entry lock first, as in ADD
+            nft = entry.nft
+            objs = nft.list_table(FAMILY, t)
+            cmds: list[Cmd] = []
+            if objs is not None:
+                doomed = {c["name"] for c in _objects(objs, "chain") if stale(_chain_tag(kind, c["name"]))}
+                cmds += [{"delete": _element(t, m, key)} for m, key, c in _raw_elems(objs) if c in doomed]
+                cmds += [{"delete": _chain(t, c)} for c in sorted(doomed)]
+                for r in _objects(objs, "rule"):  # rules of an earlier layout in shared chains
+                    parsed = parse_comment(r.get("comment"))
+                    if r["chain"] not in doomed and parsed and parsed[2] == kind and stale(parsed[1]):
+                        cmds.append(_delete_rule(r))
+            if kind == FORWARD:
+                for r in self._foreign_rules_of(nft, self._foreign(entry, fresh=True)):
+                    parsed = parse_comment(r.get("comment"))
+                    if parsed and parsed[2] == kind and stale(parsed[1]):
+                        cmds.append(_delete_rule(r))
+            if cmds:
+                self._run(nft, cmds, f"GC ({kind})")
+            if objs is not None:
+                self._tables(entry).add(kind)
+                self._try_guard(entry, kind)
+
+    # ------------------------------------------------------------------ CHECK
     def check(self, plan: Plan) -> None:
-        with self._session() as nft:
-            ruleset = self._snapshot(nft, plan.kind)
-        want: dict[tuple[str, str, str], int] = {}
-        for rule in rules_for(plan, ruleset):
-            r = rule["rule"]
-            key = (r["family"], r["table"], r["chain"])
-            want[key] = want.get(key, 0) + 1
-        have: dict[tuple[str, str, str], int] = {}
-        for r in _rules(ruleset):
-            if plan.attachment.owns(r.get("comment"), plan.kind):
-                key = (r["family"], r["table"], r["chain"])
-                have[key] = have.get(key, 0) + 1
-        for key, count in want.items():
-            if have.get(key, 0) != count:
-                raise CNIError(
-                    Code.INVALID_ENVIRONMENT,
-                    f"{plan.kind} rules missing",
-                    f"nftables {key[0]} {key[1]} chain {key[2]}: expected {count} rules of "
-                    f"{plan.attachment.tag}, found {have.get(key, 0)}",
+        want = wanted(plan)
+        kind, t = plan.kind, TABLES[plan.kind]
+        where = f"nftables {FAMILY} {t}"
+        with libnft.pooled() as entry:
+            objs = entry.nft.list_table(FAMILY, t) or []
+            foreign = self._foreign(entry, fresh=True) if isinstance(plan, ForwardPlan) else []
+            foreign_have = self._foreign_rules_of(entry.nft, foreign)
+        rules = list(_objects(objs, "rule"))
+        for chain, exprs in want.chains.items():
+            have = [r for r in rules if r["chain"] == chain and plan.attachment.owns(r.get("comment"), kind)]
+            if len(have) != len(exprs) + 1:  # + the anchor goto
+                raise self._missing(plan, f"{where} chain {chain}: expected {len(exprs)} rules, "
+                                          f"found {max(len(have) - 1, 0)}")
+        held = {(m, _freeze(key)): c for m, key, c in _raw_elems(objs)}
+        for m, key, chain in want.elems:
+            if held.get((m, _freeze(key))) != chain:
+                raise self._missing(plan, f"{where} map {m}: no element for {_freeze(key)} -> {chain}")
+        if isinstance(plan, ForwardPlan):
+            for family, table, name in foreign:
+                count = len(_foreign_rules(plan, [(family, table, name)]))
+                found = sum(
+                    1 for r in foreign_have
+                    if (r["family"], r["table"], r["chain"]) == (family, table, name)
+                    and plan.attachment.owns(r.get("comment"), kind)
                 )
+                if found != count:
+                    raise self._missing(
+                        plan, f"nftables {family} {table} chain {name}: expected {count} rules, found {found}")
 
+    @staticmethod
+    def _missing(plan: Plan, text: str) -> CNIError:
+        return CNIError(Code.INVALID_ENVIRONMENT, f"{plan.kind} rules missing", f"{text} ({plan.attachment.tag})")
+
+    # ------------------------------------------------------------------ probes
     def footprint(self, kind: str) -> bool:
         """Whether our table for ``kind`` exists here (detection stickiness).
 
-        ``list tables`` returns names only, so this stays cheap however many pods run here.
+        Lists one static chain of the table: ~0.25 ms whatever else the netns holds (``list
+        tables`` fills libnftables' whole cache: 75 ms measured with 4000 objects).
         """
-        with Nft() as nft:
-            return any(t.get("family") == FAMILY and t.get("name") == TABLES[kind] for t in nft.list_tables())
+        with libnft.pooled() as entry:
+            found = entry.nft.list_chain(FAMILY, TABLES[kind], PROBE_CHAIN[kind]) is not None
+            if found:
+                self._tables(entry).add(kind)
+            return found
 
     def may_hold(self, kind: str) -> bool:
-        """Whether DEL/GC must look here: our table exists, or (forward) a foreign forward
-        chain does -- accepts of ours inserted there must be found even if our table is gone.
-        """
-        if self.footprint(kind):
-            return True
-        if kind != FORWARD:
-            return False
-        with Nft() as nft:
-            return any(_is_foreign_forward(ch) for ch in nft.list_chains())
+        """DEL/GC always look here: their own reads (one small chain each) are the probe."""
+        return True
+
+
+# ---------------------------------------------------------------------- listing helpers
+def _target(value: Any) -> str:
+    if isinstance(value, dict):
+        for verdict in ("jump", "goto"):
+            if verdict in value:
+                return str(value[verdict].get("target"))
+    return ""
+
+
+def _freeze(key: Key) -> Any:
+    """A hashable form of a JSON key (as listed or as built)."""
+    if isinstance(key, dict) and "concat" in key:
+        return tuple(str(k) for k in key["concat"])
+    return str(key)
+
+
+def _raw_elems(objs: Iterable[Cmd]) -> Iterator[tuple[str, Key, str]]:
+    """(map, key as listed, target chain) of every map element in a table listing."""
+    for s in _objects(objs, "map"):
+        for key, value in s.get("elem") or []:
+            yield s["name"], key, _target(value)
+
+
+def _chain_tag(kind: str, name: str) -> str | None:
+    for prefix in ROLES[kind]:
+        if name.startswith(prefix) and parse_comment(f"{name[len(prefix):]}, {kind},"):
+            return name[len(prefix):]
+    return None

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
+import struct
 
 from metacni.firewall import backend as fw
 from metacni.firewall import conntrack
@@ -95,15 +97,39 @@ def _enable_route_localnet(pod_ip: ipaddress.IPv4Address) -> None:
         log.warning("cannot set %s: %s", path, exc)
 
 
-def _route_device(dst: str) -> str | None:
-    from pyroute2 import IPRoute  # created here: the socket binds to this thread's netns
+_RTM_NEWROUTE, _RTM_GETROUTE, _NLM_F_REQUEST = 24, 26, 1
+_RTA_DST, _RTA_OIF = 1, 4
 
-    with IPRoute() as ipr:
-        routes = ipr.route("get", dst=dst)
-        for route in routes:
-            oif = route.get("RTA_OIF") or route.get_attr("RTA_OIF")
-            if oif:
-                links = ipr.get_links(oif)
-                if links:
-                    return str(links[0].get_attr("IFLA_IFNAME"))
+
+def _route_device(dst: str) -> str | None:
+    """The output interface of the route to ``dst`` (``ip route get``), or None.
+
+    One RTM_GETROUTE over a stdlib netlink socket: importing pyroute2 for it cost ~290 ms
+    and 21 MiB per process. The socket (and ``if_indextoname``'s) binds to this thread's netns.
+    """
+    addr = ipaddress.ip_address(dst)
+    raw = addr.packed  # 4 or 16 bytes: the attribute needs no padding
+    rtmsg = struct.pack("=BBBBBBBBI", socket.AF_INET if addr.version == 4 else socket.AF_INET6,
+                        len(raw) * 8, 0, 0, 0, 0, 0, 0, 0)
+    body = rtmsg + struct.pack("=HH", 4 + len(raw), _RTA_DST) + raw
+    msg = struct.pack("=IHHII", 16 + len(body), _RTM_GETROUTE, _NLM_F_REQUEST, 1, 0) + body
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as sock:
+        sock.sendto(msg, (0, 0))
+        data = sock.recv(65536)
+    if len(data) < 16:
+        return None
+    length, kind = struct.unpack_from("=IH", data)
+    if kind != _RTM_NEWROUTE:  # NLMSG_ERROR: no route
+        return None
+    pos = 16 + len(rtmsg)
+    while pos + 4 <= min(length, len(data)):
+        alen, atype = struct.unpack_from("=HH", data, pos)
+        if alen < 4:
+            break
+        if atype == _RTA_OIF and alen >= 8:
+            try:
+                return socket.if_indextoname(struct.unpack_from("=I", data, pos + 4)[0])
+            except OSError:
+                return None
+        pos += (alen + 3) & ~3
     return None
