@@ -18,8 +18,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pluggy
 
@@ -46,9 +45,10 @@ log = logging.getLogger(__name__)
 VERB_HOOKS = {"ADD": "cni_add", "DEL": "cni_del", "CHECK": "cni_check", "GC": "cni_gc", "STATUS": "cni_status"}
 
 
-@dataclass(frozen=True)
-class PluginSource:
-    """Where a plugin type comes from, for ``metacni plugins`` and clash reports."""
+class PluginSource(NamedTuple):
+    """Where a plugin type comes from, for ``metacni plugins`` and clash reports (a NamedTuple: a
+    frozen dataclass took 0.78 ms to build, min of 9 runs on a busy 2-core machine, on every
+    import, scan or not)."""
 
     type: str
     module: str

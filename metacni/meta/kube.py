@@ -19,8 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from metacni.spec.errors import CNIError, Code
 
@@ -59,9 +58,12 @@ class KubeView(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class KubeSettings:
-    """The API-related keys of the meta config (Multus names plus our timeouts)."""
+class KubeSettings(NamedTuple):
+    """The API-related keys of the meta config (Multus names plus our timeouts).
+
+    A NamedTuple (immutable, hashable: views are shared per settings) rather than a frozen
+    dataclass, whose generated methods took 0.85 ms to build (min of 9 runs, busy 2-core machine)
+    at every standalone call's import."""
 
     kubeconfig: str = ""
     timeout: float = DEFAULT_TIMEOUT

@@ -390,12 +390,12 @@ class HttpKubeView:
             self._conn = None
 
     # ------------------------------------------------------------------ requests
-    def _send(self, ep: Endpoint, method: str, path: str, body: bytes, content_type: str) -> Response:
+    def _send(self, ep: Endpoint, authorization: str, method: str, path: str, body: bytes,
+              content_type: str) -> Response:
         """One request on the pooled connection (a fresh one when it was closed or dropped)."""
         s = self.settings
         head = [f"{method} {ep.prefix}{path} HTTP/1.1", f"Host: {ep.host_header}", "Accept: application/json",
                 "User-Agent: metacni", f"Content-Length: {len(body)}"]
-        authorization = ep.header()
         if authorization:
             head.append(f"Authorization: {authorization}")
         if content_type:
@@ -427,7 +427,12 @@ class HttpKubeView:
             if ep is None:  # a 401 re-read found credentials only the kubernetes client handles
                 raise CNIError(Code.TRY_AGAIN_LATER, "Kubernetes API error", f"{what}: HTTP 401 Unauthorized")
             try:
-                resp = self._send(ep, method, path, body, content_type)
+                authorization = ep.header()
+            except OSError as exc:
+                raise CNIError(Code.TRY_AGAIN_LATER, "cannot load Kubernetes credentials",
+                               f"{ep.token_file}: {exc.strerror or exc}") from None
+            try:
+                resp = self._send(ep, authorization, method, path, body, content_type)
             except ConnectFailed as exc:
                 if retries > 0:
                     retries -= 1

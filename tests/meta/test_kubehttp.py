@@ -148,6 +148,11 @@ def test_token_file_is_read_per_request(api, tmp_path):
     api.token = "rotated"
     token.write_text("rotated")
     assert view.get_pod("default", "p") is not None
+    token.unlink()
+    with pytest.raises(CNIError) as info:
+        view.get_pod("default", "p")
+    assert info.value.msg == "cannot load Kubernetes credentials" and str(token) in info.value.details
+    assert api.count("get", "pods") == 2  # nothing sent without credentials
     view.close()
 
 
