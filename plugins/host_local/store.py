@@ -120,21 +120,48 @@ class Store:
         except (OSError, ValueError):
             return None  # unreadable or garbage: lose round-robin once, as the reference does
 
-    def leases(self) -> Iterator[Lease]:
+    def _read_all(self) -> Iterator[tuple[str, bytes]]:
+        """(file name, content) of every file that may be a lease. Raw ``os`` calls: reading
+        500 leases through ``open()`` took 78 ms here, and ADD and DEL both scan."""
         try:
-            names = os.listdir(self.dir)
+            entries = os.scandir(self.dir)
         except FileNotFoundError:
             return
-        for name in names:
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith((".", LOCK_NAME, LAST_RESERVED_PREFIX)):
+                    continue
+                try:
+                    fd = os.open(entry.path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    continue  # released meanwhile
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    continue
+                finally:
+                    os.close(fd)
+                yield name, data
+
+    def leases(self) -> Iterator[Lease]:
+        for name, data in self._read_all():
+            ip = lease_ip(name)
+            if ip is not None:
+                cid, ifname = parse_lease(data.decode("utf-8", "replace"))
+                yield Lease(ip=ip, container_id=cid, ifname=ifname)
+
+    def find(self, container_id: str, ifname: str) -> list[Lease]:
+        wanted = container_id.strip().encode()
+        found = []
+        for name, data in self._read_all():
+            if wanted not in data:
+                continue  # cheap reject before parsing the name and the text
             ip = lease_ip(name)
             if ip is None:
                 continue
-            try:
-                with open(self._path(name), encoding="utf-8", errors="replace", newline="") as fh:
-                    cid, ifname = parse_lease(fh.read())
-            except OSError:
-                continue  # released meanwhile
-            yield Lease(ip=ip, container_id=cid, ifname=ifname)
-
-    def find(self, container_id: str, ifname: str) -> list[Lease]:
-        return [lease for lease in self.leases() if lease.owned_by(container_id, ifname)]
+            cid, lease_ifname = parse_lease(data.decode("utf-8", "replace"))
+            lease = Lease(ip=ip, container_id=cid, ifname=lease_ifname)
+            if lease.owned_by(container_id, ifname):
+                found.append(lease)
+        return found
