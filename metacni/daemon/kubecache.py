@@ -131,9 +131,8 @@ class Informer:
 
     def _list(self) -> str:
         try:
-            resp = kube_paths.call(self._api, "GET", self._path, query=[("fieldSelector", self._selector)],
-                                   timeout=self._request_timeout)
-            data = json.loads(resp.data)
+            data = kube_paths.call_json(self._api, "GET", self._path, query=[("fieldSelector", self._selector)],
+                                        timeout=self._request_timeout)
         except Exception:
             self._count("list", "error")
             raise

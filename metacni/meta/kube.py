@@ -193,16 +193,14 @@ class ApiKubeView:
     # ------------------------------------------------------------------ KubeView
     def get_pod(self, namespace: str, name: str) -> JSON | None:
         def read(api: Any) -> JSON:
-            resp = kube_paths.call(api, "GET", kube_paths.pod_path(namespace, name), timeout=self._timeout)
-            return dict(json.loads(resp.data))
+            return dict(kube_paths.call_json(api, "GET", kube_paths.pod_path(namespace, name), timeout=self._timeout))
 
         result: JSON | None = self._call(f"GET pod {namespace}/{name}", read)
         return result
 
     def get_nad(self, namespace: str, name: str) -> JSON | None:
         def read(api: Any) -> JSON:
-            resp = kube_paths.call(api, "GET", kube_paths.nad_path(namespace, name), timeout=self._timeout)
-            return dict(json.loads(resp.data))
+            return dict(kube_paths.call_json(api, "GET", kube_paths.nad_path(namespace, name), timeout=self._timeout))
 
         result: JSON | None = self._call(f"GET network-attachment-definition {namespace}/{name}", read)
         return result
@@ -211,8 +209,8 @@ class ApiKubeView:
         body = {"metadata": {"annotations": {NETWORK_STATUS: json.dumps(status)}}}
 
         def patch(api: Any) -> bool:
-            kube_paths.call(api, "PATCH", kube_paths.pod_path(namespace, name), body=body,
-                            content_type=kube_paths.STRATEGIC_MERGE_PATCH, timeout=self._timeout)
+            kube_paths.call_json(api, "PATCH", kube_paths.pod_path(namespace, name), body=body,
+                                 content_type=kube_paths.STRATEGIC_MERGE_PATCH, timeout=self._timeout)
             return True
 
         if self._call(f"PATCH pod {namespace}/{name} network-status", patch) is None:

@@ -10,6 +10,7 @@ as the generated classes, none of their weight.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -46,3 +47,13 @@ def call(api: Any, method: str, path: str, *, query: Iterable[tuple[str, Any]] =
         resp.read()
         raise ApiException.from_response(http_resp=resp, body=None, data=None)
     return resp.response
+
+
+def call_json(api: Any, method: str, path: str, **kwargs: Any) -> Any:
+    """One request with a JSON answer, read whole; the connection goes back to the pool (an
+    unread streaming response would keep it, and the next request would open a new one)."""
+    resp = call(api, method, path, **kwargs)
+    try:
+        return json.loads(resp.data) if resp.data else None
+    finally:
+        resp.release_conn()

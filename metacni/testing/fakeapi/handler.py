@@ -171,11 +171,13 @@ class HTTPServer(ThreadingHTTPServer):
         self.api = api
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
+        self.accepted = 0  # connections ever accepted: pooled clients keep this low
         super().__init__(address, Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:
             self._connections.add(request)
+            self.accepted += 1
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:

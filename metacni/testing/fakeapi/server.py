@@ -169,6 +169,12 @@ class FakeAPIServer:
             self._counts[(verb, resource)] += 1
             self._requests.append(RequestRecord(verb, resource, time.monotonic()))
 
+    def connections_accepted(self) -> int:
+        """TCP connections accepted so far (since the last ``start``): a client that pools
+        keep-alive connections opens one per concurrent request, not one per request."""
+        httpd = self._httpd
+        return httpd.accepted if httpd is not None else 0
+
     @property
     def counts(self) -> Counter[tuple[str, str]]:
         """A snapshot of request counts by ``(verb, resource)``; missing keys read as 0."""
