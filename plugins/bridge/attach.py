@@ -55,12 +55,18 @@ def _add(request: Request, conf: BridgeConf, ipr: Rtnl,
     host_name = host_veth_name(conf.network, request.container_id, request.ifname)
     host_mac, cont_mac = random_mac(), conf.mac or random_mac()
     reaper.wait_for(host_name)  # the same attachment DELeted just before: its pair must be gone first
-    try:
-        host = links.create_veth_in_netns(ipr, host_name, request.ifname, request.netns, master=br.index,
-                                          mtu=conf.mtu, host_mac=host_mac, peer_mac=cont_mac,
-                                          hairpin=conf.hairpin, isolated=conf.port_isolation)
-    except links.LinkExistsError:
-        raise _exists_error(request, host_name, conf) from None
+    for attempt in (0, 1):
+        try:
+            host = links.create_veth_in_netns(ipr, host_name, request.ifname, request.netns, master=br.index,
+                                              mtu=conf.mtu, host_mac=host_mac, peer_mac=cont_mac,
+                                              hairpin=conf.hairpin, isolated=conf.port_isolation)
+            break
+        except links.LinkExistsError:
+            # A pair a crashed daemon detached for deletion but never deleted: finish that DEL.
+            left = links.get_link(ipr, host_name)
+            if attempt or left is None or left.alias != reaper.MARK:
+                raise _exists_error(request, host_name, conf) from None
+            links.delete_link(ipr, host_name)
     undo.append(("delete host veth", lambda: _delete_host_veth(host_name)))
     if conf.vlan:
         links.set_access_vlan(ipr, host.index, conf.vlan, conf.preserve_default_vlan)

@@ -28,8 +28,8 @@ def held(node) -> Iterator[reaper.Reaper]:
         reaper.disable()
 
 
-def _link(ns: str, name: str) -> dict | None:
-    return next((ln for ln in links(ns) if ln["ifname"] == name), None)
+def _link(ns: str, name: str) -> dict:
+    return next((ln for ln in links(ns) if ln["ifname"] == name), {})
 
 
 def test_del_answers_with_the_pod_cut_off_and_the_reaper_deletes_later(node, held):
@@ -43,7 +43,7 @@ def test_del_answers_with_the_pod_cut_off_and_the_reaper_deletes_later(node, hel
     node.run("DEL", conf, pod, "reap-1")
     assert held.pending(host)
     left = _link(node.name, host)
-    assert left is not None, "held reaper: the link must still exist when DEL answers"
+    assert left, "held reaper: the link must still exist when DEL answers"
     assert "master" not in left and "UP" not in left["flags"] and left.get("ifalias") == reaper.MARK
     assert not ping(pod, "10.77.0.1")  # off the bridge: its address may be given to another pod now
     assert held.deleted == 0
@@ -99,5 +99,24 @@ def test_gc_deletes_links_a_crash_left_detached(node, held):
         assert gone not in link_names(node.name)
         assert host_veth_name(conf["name"], "keep", "eth0") in link_names(node.name)
         assert ping(pods["keep"], "10.77.0.1")
+    finally:
+        held.stop()
+
+
+def test_add_finishes_the_deletion_a_crash_left_pending(node, held):
+    """Standalone ADD (no reaper) of an attachment whose detached pair a crash left behind."""
+    conf = node.conf()
+    pod = node.pod()
+    node.run("ADD", conf, pod, "reap-3")
+    node.run("DEL", conf, pod, "reap-3")
+    host = host_veth_name(conf["name"], "reap-3", "eth0")
+    reaper._reaper = None  # the crash
+    try:
+        assert _link(node.name, host).get("ifalias") == reaper.MARK
+        node.run("ADD", conf, pod, "reap-3")
+        assert _link(node.name, host)["master"] == "cni0" and "ifalias" not in _link(node.name, host)
+        assert ping(pod, "10.77.0.1")
+        node.run("DEL", conf, pod, "reap-3")  # no reaper now: synchronous
+        assert host not in link_names(node.name)
     finally:
         held.stop()
