@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from metacni.spec import versions
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.results import Result, convert, parse_result
+from metacni.spec.results import DNS, Interface, IPConfig, Result, Route, convert, parse_result
 from metacni.testing.strategies import results
 
 ALL = versions.ALL_VERSIONS
@@ -129,3 +129,73 @@ def test_garbage_results_are_decode_errors_never_crashes(data: dict) -> None:
         parse_result({"cniVersion": "1.0.0", "ips": [data]})
     except CNIError as exc:
         assert exc.code in (Code.DECODE_FAILURE, Code.INCOMPATIBLE_VERSION)
+
+
+@pytest.mark.parametrize(("data", "path"), [
+    ({"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}, {"address": "nope"}]}, "$.ips[1].address"),
+    ({"cniVersion": "1.0.0", "ips": [{"gateway": "10.0.0.1"}]}, "$.ips[0].address"),
+    ({"cniVersion": "1.1.0", "interfaces": [{"name": "eth0", "mtu": "big"}]}, "$.interfaces[0].mtu"),
+    ({"cniVersion": "1.0.0", "routes": [{"dst": "0.0.0.0/0", "gw": "10.0.0.256"}]}, "$.routes[0].gw"),
+    ({"cniVersion": "1.0.0", "dns": {"nameservers": ["10.0.0.53", 53]}}, "$.dns.nameservers[1]"),
+    ({"cniVersion": "0.4.0", "ips": "10.0.0.2/24"}, "$.ips"),
+    ({"cniVersion": "0.2.0", "ip4": {"ip": "10.0.0.2/24", "gateway": "x"}}, "$.ip4.gateway"),
+    ({"cniVersion": "0.2.0", "ip6": {"ip": "fd00::2/64", "routes": [{"gw": "fd00::1"}]}}, "$.ip6.routes[0].dst"),
+    ({"cniVersion": "0.2.0", "ip4": {"ip": "10.0.0.2/24", "routes": "default"}}, "$.ip4.routes"),
+    ({"cniVersion": "0.1.0", "ip4": {"ip": "10.0.0.2/24", "routes": ["default"]}}, "$.ip4.routes[0]"),
+])
+def test_decode_errors_name_the_json_path(data: dict, path: str) -> None:
+    with pytest.raises(CNIError) as err:
+        parse_result(data)
+    assert err.value.code == Code.DECODE_FAILURE
+    assert err.value.details.startswith(f"{path}: "), err.value.details
+
+
+def test_integers_are_read_laxly_strings_strictly() -> None:
+    r = parse_result({"cniVersion": "1.1.0", "interfaces": [{"name": "eth0", "mtu": "1500"}],
+                      "ips": [{"address": "10.0.0.2/24", "interface": 0.0}],
+                      "routes": [{"dst": "0.0.0.0/0", "table": " 7 "}]})
+    assert (r.interfaces[0].mtu, r.ips[0].interface, r.routes[0].table) == (1500, 0, 7)
+    for bad in ({"interfaces": [{"name": 5}]}, {"ips": [{"address": "10.0.0.2/24", "interface": 1.5}]},
+                {"dns": {"domain": ["a"]}}):
+        with pytest.raises(CNIError):
+            parse_result({"cniVersion": "1.1.0", **bad})
+
+
+def test_constructors_normalise_validate_and_accept_json_objects() -> None:
+    r = Result(cniVersion="1.0.0", ips=[{"address": "fd00::0005/64", "gateway": "fd00::01"}],
+               interfaces=[Interface(name="eth0", socketPath="/s")])
+    assert r.ips[0] == IPConfig(address="fd00::5/64", gateway="fd00::1")
+    assert r.interfaces[0].socket_path == "/s" and r.interfaces[0] == Interface(name="eth0", socket_path="/s")
+    assert Result(cni_version="0.4.0").cni_version == "0.4.0"
+    with pytest.raises(ValueError, match=r"\$\.address: invalid CIDR address"):
+        IPConfig(address="10.0.0.300/24")
+    with pytest.raises(ValueError, match=r"\$\.ips\[0\]\.address"):
+        Result(ips=[{"address": 7}])
+
+
+def test_model_api_copy_dump_equality() -> None:
+    r = parse_result({"cniVersion": "1.1.0", "interfaces": [{"name": "eth0", "pciID": "0000:04:00.5"}],
+                      "routes": [{"dst": "10.0.0.0/8"}], "dns": {"search": ["a"]}})
+    deep, shallow = r.model_copy(deep=True), r.model_copy()
+    assert deep == r and shallow == r and deep is not r
+    deep.routes.append(Route(dst="0.0.0.0/0"))
+    deep.dns.search.append("b")
+    assert len(r.routes) == 1 and r.dns.search == ["a"] and deep != r
+    shallow.routes.append(Route(dst="0.0.0.0/0"))
+    assert len(r.routes) == 2  # a shallow copy shares its lists, as pydantic's does
+    assert r.model_copy(update={"ips": []}).ips == []
+    assert r.interfaces[0].model_dump(by_alias=True, exclude_none=True) == {"name": "eth0", "pciID": "0000:04:00.5"}
+    assert r.model_dump()["interfaces"][0]["pci_id"] == "0000:04:00.5"
+    assert DNS.model_validate({"domain": "x", "other": 1}) == DNS(domain="x")
+    assert "pci_id='0000:04:00.5'" in repr(r)
+
+
+@settings(max_examples=50)
+@given(st.dictionaries(st.sampled_from(["ip", "gateway", "routes"]),
+                       st.integers() | st.text(max_size=5) | st.lists(st.integers() | st.text(max_size=3), max_size=2),
+                       max_size=3))
+def test_garbage_020_results_are_decode_errors_never_crashes(entry: dict) -> None:
+    try:
+        parse_result({"cniVersion": "0.2.0", "ip4": entry})
+    except CNIError as exc:
+        assert exc.code == Code.DECODE_FAILURE

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -88,3 +90,52 @@ def test_schema_names_every_problem_by_path() -> None:
                                 "plugins": [{"type": "a"}, {"type": 3, "capabilities": {"x": "yes"}}]}, as_list=True)
     paths = {p.path for p in problems}
     assert {"$.cniVersion", "$.plugins[1].type", "$.plugins[1].capabilities.x"} <= paths
+
+
+@pytest.mark.parametrize(("plugin", "path", "reason"), [
+    ({"type": "x", "mtu": "1500"}, "$.plugins[0].mtu", "Input should be a valid integer"),
+    ({"type": "x", "mtu": True}, "$.plugins[0].mtu", "Input should be a valid integer"),
+    ({"type": "x", "mtu": 1500.0}, "$.plugins[0].mtu", "Input should be a valid integer"),
+    ({"type": "x", "ipMasq": "true"}, "$.plugins[0].ipMasq", "Input should be a valid boolean"),
+    ({"type": "x", "ipam": {"type": 1}}, "$.plugins[0].ipam.type", "Input should be a valid string"),
+    ({"type": "x", "dns": {"search": ["a", 2]}}, "$.plugins[0].dns.search[1]", "Input should be a valid string"),
+    ({"type": "x", "capabilities": ["ips"]}, "$.plugins[0].capabilities", "Input should be a valid dictionary"),
+    ({"type": "../bin/sh"}, "$.plugins[0].type", "must be a plugin name without path separators"),
+    ({"name": "x"}, "$.plugins[0].type", "Field required"),
+])
+def test_plugin_keys_are_strict(plugin: dict, path: str, reason: str) -> None:
+    problems = schema_problems({"name": "n", "cniVersion": "1.0.0", "plugins": [plugin]}, as_list=True)
+    assert [(p.path, p.reason) for p in problems] == [(path, reason)]
+
+
+@pytest.mark.parametrize(("conflist", "path"), [
+    ({"cniVersion": "1.0.0", "plugins": [{"type": "x"}]}, "$.name"),
+    ({"name": "n", "plugins": []}, "$.plugins"),
+    ({"name": "n", "plugins": {"type": "x"}}, "$.plugins"),
+    ({"name": "n", "plugins": ["bridge"]}, "$.plugins[0]"),
+    ({"name": "n", "disableGC": "yes", "plugins": [{"type": "x"}]}, "$.disableGC"),
+    ({"name": "n", "cniVersions": ["1.0.0", 1], "plugins": [{"type": "x"}]}, "$.cniVersions[1]"),
+    ({"name": "n", "cniVersions": ["1.0.0", "one"], "plugins": [{"type": "x"}]}, "$.cniVersions"),
+])
+def test_list_problems_by_path(conflist: dict, path: str) -> None:
+    assert [p.path for p in schema_problems(conflist, as_list=True)] == [path]
+    with pytest.raises(CNIError) as err:
+        network_list_from_bytes(json.dumps(conflist).encode(), "x.conflist")
+    assert err.value.code == Code.INVALID_CONFIG and path in err.value.details
+
+
+def test_plugin_specific_keys_pass_through_untouched() -> None:
+    plugin = {"type": "bridge", "bridge": "cni0", "mtu": 1450, "ipam": {"type": "host-local", "ranges": [[{}]]},
+              "dns": {"nameservers": ["10.0.0.53"], "x-own": {"deep": [1, None]}}, "runtimeConfig": {"a": 1}}
+    net = network_list_from_bytes(json.dumps({"cniVersion": "1.1.0", "name": "n", "custom": True,
+                                              "plugins": [plugin]}).encode())
+    assert net.plugins == [plugin] and net.data["custom"] is True
+
+
+def test_spec_modules_import_only_the_standard_library() -> None:
+    """Standalone mode starts a process per CNI call: the spec layer must not pull in a schema library."""
+    code = ("import sys; before = set(sys.modules); import metacni.spec.config, metacni.spec.results; "
+            "print('\\n'.join(sorted(set(sys.modules) - before)))")
+    added = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    foreign = [m for m in added if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] != "metacni"]
+    assert "metacni.spec.results" in added and foreign == []

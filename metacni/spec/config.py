@@ -1,20 +1,21 @@
 """Network configurations and configuration lists: schema, validation, and loading.
 
 Plugin objects are kept as the raw JSON objects they were read from, so keys we do not know
-(a plugin's own settings) pass through unchanged, as the spec requires. The pydantic models
-below are the schema used to validate them and to name the JSON path of every problem.
+(a plugin's own settings) pass through unchanged, as the spec requires. :func:`schema_problems`
+checks the keys the spec defines and names the JSON path of every problem; it is hand-written
+over the dicts rather than a schema library, for start-up cost (see :mod:`metacni.spec.check`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
-
 from . import naming, versions
+from .check import BOOL, DICT, INT, LIST, REQUIRED, Loc, json_path, want_str, want_str_list, want_strict
 from .errors import CNIError, Code
 
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")
@@ -27,75 +28,75 @@ def _bool_like(value: Any) -> Any:
     return value
 
 
-class IPAMSchema(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: StrictStr | None = None
-
-
-class DNSSchema(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    nameservers: list[StrictStr] | None = None
-    domain: StrictStr | None = None
-    search: list[StrictStr] | None = None
-    options: list[StrictStr] | None = None
-
-
-class PluginSchema(BaseModel):
+def _plugin_problems(plugin: Any, loc: Loc, out: list[tuple[Loc, str]]) -> None:
     """One plugin object. Unknown keys are the plugin's own and are allowed."""
+    if not isinstance(plugin, Mapping):
+        out.append((loc, DICT))
+        return
+    if want_str(plugin, "type", loc, out, required=True):
+        kind = plugin["type"]
+        if not kind or "/" in kind or "\\" in kind or kind in (".", ".."):
+            out.append(((*loc, "type"), "must be a plugin name without path separators"))
+    want_str(plugin, "name", loc, out)
+    want_str(plugin, "cniVersion", loc, out)
+    caps = plugin.get("capabilities")
+    if caps is not None:
+        if not isinstance(caps, Mapping):
+            out.append(((*loc, "capabilities"), DICT))
+        else:
+            out.extend(((*loc, "capabilities", str(k)), BOOL) for k, v in caps.items() if not isinstance(v, bool))
+    ipam = plugin.get("ipam")
+    if ipam is not None:
+        if not isinstance(ipam, Mapping):
+            out.append(((*loc, "ipam"), DICT))
+        else:
+            want_str(ipam, "type", (*loc, "ipam"), out)
+    dns = plugin.get("dns")
+    if dns is not None:
+        if not isinstance(dns, Mapping):
+            out.append(((*loc, "dns"), DICT))
+        else:
+            for key in ("nameservers", "domain", "search", "options"):
+                if key == "domain":
+                    want_str(dns, key, (*loc, "dns"), out)
+                else:
+                    want_str_list(dns, key, (*loc, "dns"), out)
+    want_strict(plugin, "ipMasq", bool, BOOL, loc, out)
+    want_strict(plugin, "mtu", int, INT, loc, out)
 
-    model_config = ConfigDict(extra="allow")
-    type: StrictStr
-    name: StrictStr | None = None
-    cniVersion: StrictStr | None = None
-    capabilities: dict[StrictStr, StrictBool] | None = None
-    ipam: IPAMSchema | None = None
-    dns: DNSSchema | None = None
-    ipMasq: StrictBool | None = None
-    mtu: StrictInt | None = None
 
-    @field_validator("type")
-    @classmethod
-    def _type_is_a_name(cls, value: str) -> str:
-        if not value or "/" in value or "\\" in value or value in (".", ".."):
-            raise ValueError("must be a plugin name without path separators")
-        return value
-
-
-class ConfListSchema(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: StrictStr
-    cniVersion: StrictStr | None = None
-    cniVersions: list[StrictStr] | None = None
-    disableCheck: StrictBool | None = None
-    disableGC: StrictBool | None = None
-    loadOnlyInlinedPlugins: StrictBool | None = None
-    plugins: list[PluginSchema] = Field(min_length=1)
-
-    _bools = field_validator("disableCheck", "disableGC", "loadOnlyInlinedPlugins", mode="before")(
-        classmethod(lambda cls, v: _bool_like(v))
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _name_rule(cls, value: str) -> str:
-        problem = naming.network_name_problem(value)
+def _list_problems(data: Mapping[str, Any], out: list[tuple[Loc, str]]) -> None:
+    """A configuration list; checked in the order of its keys in the spec."""
+    if want_str(data, "name", (), out, required=True):
+        problem = naming.network_name_problem(data["name"])
         if problem:
-            raise ValueError(problem)
-        return value
-
-    @field_validator("cniVersion")
-    @classmethod
-    def _known_version(cls, value: str | None) -> str | None:
+            out.append((("name",), problem))
+    if want_str(data, "cniVersion", (), out):
+        value = data["cniVersion"]
         if value and not versions.is_known(value):
-            raise ValueError(f"unsupported CNI version {value!r}; supported: {', '.join(versions.ALL_VERSIONS)}")
-        return value
-
-    @field_validator("cniVersions")
-    @classmethod
-    def _parsable_versions(cls, value: list[str] | None) -> list[str] | None:
-        for item in value or []:
-            versions.parse(item)
-        return value
+            out.append((("cniVersion",), f"unsupported CNI version {value!r}; supported: "
+                                          f"{', '.join(versions.ALL_VERSIONS)}"))
+    if want_str_list(data, "cniVersions", (), out):
+        for item in data["cniVersions"]:
+            try:
+                versions.parse(item)
+            except ValueError as exc:
+                out.append((("cniVersions",), str(exc)))
+                break
+    for key in ("disableCheck", "disableGC", "loadOnlyInlinedPlugins"):
+        value = _bool_like(data.get(key))
+        if value is not None and not isinstance(value, bool):
+            out.append(((key,), BOOL))
+    plugins = data.get("plugins")
+    if "plugins" not in data:
+        out.append((("plugins",), REQUIRED))
+    elif not isinstance(plugins, list):
+        out.append((("plugins",), LIST))
+    elif not plugins:
+        out.append((("plugins",), "List should have at least 1 item after validation, not 0"))
+    else:
+        for index, plugin in enumerate(plugins):
+            _plugin_problems(plugin, ("plugins", index), out)
 
 
 @dataclass
@@ -109,25 +110,16 @@ class Problem:
         return f"{self.path}: {self.reason}"
 
 
-def _json_path(loc: tuple[Any, ...]) -> str:
-    out = "$"
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
-
-
 def schema_problems(data: Any, *, as_list: bool) -> list[Problem]:
     """Validate a config list (or a single plugin config) and return every problem found."""
     if not isinstance(data, dict):
         return [Problem("$", "must be a JSON object")]
-    model: type[BaseModel] = ConfListSchema if as_list else PluginSchema
-    problems: list[Problem] = []
-    try:
-        model.model_validate(data)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            problems.append(Problem(_json_path(loc), err["msg"].removeprefix("Value error, ")))
+    found: list[tuple[Loc, str]] = []
+    if as_list:
+        _list_problems(data, found)
+    else:
+        _plugin_problems(data, (), found)
+    problems = [Problem(json_path(loc), reason) for loc, reason in found]
     if not as_list:
         if "name" in data and naming.network_name_problem(data["name"]):
             problems.append(Problem("$.name", str(naming.network_name_problem(data["name"]))))

@@ -11,58 +11,178 @@ going down to 0.2.0 and the conversions it refuses.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 from . import versions
+from .check import DICT, LIST, REQUIRED, Invalid, opt_int, opt_str, opt_str_list, strict_str
 from .errors import CNIError, Code
 
+M = TypeVar("M", bound="_Model")
 
-def _cidr(value: str) -> str:
+
+def _cidr(value: Any, key: str) -> str:
     try:
-        return str(ipaddress.ip_interface(value))
+        return str(ipaddress.ip_interface(strict_str(value, key)))
     except ValueError as exc:
-        raise ValueError(f"invalid CIDR address {value!r}") from exc
+        if isinstance(exc, Invalid):
+            raise
+        raise Invalid((key,), f"invalid CIDR address {value!r}") from None
 
 
-def _ip(value: str) -> str:
+def _ip(value: Any, key: str) -> str | None:
+    if value is None:
+        return None
     try:
-        return str(ipaddress.ip_address(value))
+        return str(ipaddress.ip_address(strict_str(value, key)))
     except ValueError as exc:
-        raise ValueError(f"invalid IP address {value!r}") from exc
+        if isinstance(exc, Invalid):
+            raise
+        raise Invalid((key,), f"invalid IP address {value!r}") from None
 
 
-def _net(value: str) -> str:
+def _net(value: Any, key: str) -> str:
     """Route destinations keep host bits as written (Go's IPNet does), but are validated."""
     try:
-        return str(ipaddress.ip_interface(value))
+        return str(ipaddress.ip_interface(strict_str(value, key)))
     except ValueError as exc:
-        raise ValueError(f"invalid route destination {value!r}") from exc
+        if isinstance(exc, Invalid):
+            raise
+        raise Invalid((key,), f"invalid route destination {value!r}") from None
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, validate_assignment=False)
+def _models(cls: type[M], value: Iterable[M | Mapping[str, Any]] | None, key: str) -> list[M]:
+    """A list field: model instances are kept, JSON objects are read (errors located by index)."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise Invalid((key,), LIST)
+    out: list[M] = []
+    for index, item in enumerate(value):
+        if isinstance(item, cls):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            try:
+                out.append(cls.from_json(item))
+            except Invalid as exc:
+                raise exc.under(key, index) from None
+        else:
+            raise Invalid((key, index), DICT)
+    return out
+
+
+def _dump(value: Any, by_alias: bool, exclude_none: bool) -> Any:
+    if isinstance(value, _Model):
+        return value.model_dump(by_alias=by_alias, exclude_none=exclude_none)
+    if isinstance(value, list):
+        return [_dump(v, by_alias, exclude_none) for v in value]
+    return value
+
+
+class _Model:
+    """Plain slotted classes with the part of pydantic's model API that callers use.
+
+    Constructors check and normalise their arguments (addresses are canonicalised; integers
+    are read laxly, strings strictly) and raise :class:`~metacni.spec.check.Invalid`, a
+    ``ValueError`` naming the field. Assignment is not checked, as before.
+    """
+
+    __slots__ = ()
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+    ALIASES: ClassVar[dict[str, str]] = {}  # field name -> JSON key, where they differ
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **kwargs: Any) -> None:  # every model defines its own
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls: type[M], data: Mapping[str, Any]) -> M:
+        """Read a JSON object: keys by their JSON name (or field name), unknown keys ignored."""
+        kwargs: dict[str, Any] = {}
+        for name in cls.FIELDS:
+            alias = cls.ALIASES.get(name, name)
+            if alias in data:
+                kwargs[name] = data[alias]
+            elif name in data:
+                kwargs[name] = data[name]
+            elif name in cls.REQUIRED:
+                raise Invalid((alias,), REQUIRED)
+        return cls(**kwargs)
+
+    @classmethod
+    def model_validate(cls: type[M], obj: Any) -> M:
+        if isinstance(obj, cls):
+            return obj
+        if not isinstance(obj, Mapping):
+            raise Invalid((), DICT)
+        return cls.from_json(obj)
+
+    def model_dump(self, *, by_alias: bool = False, exclude_none: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.FIELDS:
+            value = getattr(self, name)
+            if value is None and exclude_none:
+                continue
+            out[self.ALIASES.get(name, name) if by_alias else name] = _dump(value, by_alias, exclude_none)
+        return out
+
+    def model_copy(self: M, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> M:
+        """A copy; ``deep`` copies nested models and lists too. ``update`` is not checked (pydantic's rule)."""
+        new = object.__new__(type(self))
+        for name in self.FIELDS:
+            value = getattr(self, name)
+            if deep:
+                value = _deep(value)
+            object.__setattr__(new, name, value)
+        for name, value in (update or {}).items():
+            setattr(new, name, value)
+        return new
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like pydantic models
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self.FIELDS)})"
+
+
+def _deep(value: Any) -> Any:
+    if isinstance(value, _Model):
+        return value.model_copy(deep=True)
+    if isinstance(value, list):
+        return [_deep(v) for v in value]
+    return value
 
 
 class Interface(_Model):
-    name: str
-    mac: str | None = None
-    mtu: int | None = None
-    sandbox: str | None = None
-    socket_path: str | None = Field(default=None, alias="socketPath")
-    pci_id: str | None = Field(default=None, alias="pciID")
+    __slots__ = ("name", "mac", "mtu", "sandbox", "socket_path", "pci_id")
+    FIELDS = __slots__
+    ALIASES = {"socket_path": "socketPath", "pci_id": "pciID"}
+    REQUIRED = ("name",)
+
+    def __init__(self, name: str, mac: str | None = None, mtu: int | None = None, sandbox: str | None = None,
+                 socket_path: str | None = None, pci_id: str | None = None, *,
+                 socketPath: str | None = None, pciID: str | None = None) -> None:  # JSON names too
+        self.name: str = strict_str(name, "name")
+        self.mac: str | None = opt_str(mac, "mac")
+        self.mtu: int | None = opt_int(mtu, "mtu")
+        self.sandbox: str | None = opt_str(sandbox, "sandbox")
+        self.socket_path: str | None = opt_str(socketPath if socket_path is None else socket_path, "socketPath")
+        self.pci_id: str | None = opt_str(pciID if pci_id is None else pci_id, "pciID")
 
 
 class IPConfig(_Model):
-    address: str
-    gateway: str | None = None
-    interface: int | None = None
+    __slots__ = ("address", "gateway", "interface")
+    FIELDS = __slots__
+    REQUIRED = ("address",)
 
-    _check_address = field_validator("address")(classmethod(lambda cls, v: _cidr(v)))
-    _check_gateway = field_validator("gateway")(
-        classmethod(lambda cls, v: _ip(v) if v is not None else None)
-    )
+    def __init__(self, address: str, gateway: str | None = None, interface: int | None = None) -> None:
+        self.address: str = _cidr(address, "address")
+        self.gateway: str | None = _ip(gateway, "gateway")
+        self.interface: int | None = opt_int(interface, "interface")
 
     @property
     def ip_version(self) -> int:
@@ -70,16 +190,19 @@ class IPConfig(_Model):
 
 
 class Route(_Model):
-    dst: str
-    gw: str | None = None
-    mtu: int | None = None
-    advmss: int | None = None
-    priority: int | None = None
-    table: int | None = None
-    scope: int | None = None
+    __slots__ = ("dst", "gw", "mtu", "advmss", "priority", "table", "scope")
+    FIELDS = __slots__
+    REQUIRED = ("dst",)
 
-    _check_dst = field_validator("dst")(classmethod(lambda cls, v: _net(v)))
-    _check_gw = field_validator("gw")(classmethod(lambda cls, v: _ip(v) if v is not None else None))
+    def __init__(self, dst: str, gw: str | None = None, mtu: int | None = None, advmss: int | None = None,
+                 priority: int | None = None, table: int | None = None, scope: int | None = None) -> None:
+        self.dst: str = _net(dst, "dst")
+        self.gw: str | None = _ip(gw, "gw")
+        self.mtu: int | None = opt_int(mtu, "mtu")
+        self.advmss: int | None = opt_int(advmss, "advmss")
+        self.priority: int | None = opt_int(priority, "priority")
+        self.table: int | None = opt_int(table, "table")
+        self.scope: int | None = opt_int(scope, "scope")
 
     @property
     def ip_version(self) -> int:
@@ -87,23 +210,51 @@ class Route(_Model):
 
 
 class DNS(_Model):
-    nameservers: list[str] | None = None
-    domain: str | None = None
-    search: list[str] | None = None
-    options: list[str] | None = None
+    __slots__ = ("nameservers", "domain", "search", "options")
+    FIELDS = __slots__
+
+    def __init__(self, nameservers: list[str] | None = None, domain: str | None = None,
+                 search: list[str] | None = None, options: list[str] | None = None) -> None:
+        self.nameservers: list[str] | None = opt_str_list(nameservers, "nameservers")
+        self.domain: str | None = opt_str(domain, "domain")
+        self.search: list[str] | None = opt_str_list(search, "search")
+        self.options: list[str] | None = opt_str_list(options, "options")
 
     def is_empty(self) -> bool:
         return not (self.nameservers or self.domain or self.search or self.options)
 
 
+def _dns(value: DNS | Mapping[str, Any] | None) -> DNS:
+    if value is None:
+        return DNS()
+    if isinstance(value, DNS):
+        return value
+    if not isinstance(value, Mapping):
+        raise Invalid(("dns",), DICT)
+    try:
+        return DNS.from_json(value)
+    except Invalid as exc:
+        raise exc.under("dns") from None
+
+
 class Result(_Model):
     """A CNI result in memory. ``cni_version`` says which version's content it holds."""
 
-    cni_version: str = Field(default=versions.CURRENT, alias="cniVersion")
-    interfaces: list[Interface] = Field(default_factory=list)
-    ips: list[IPConfig] = Field(default_factory=list)
-    routes: list[Route] = Field(default_factory=list)
-    dns: DNS = Field(default_factory=DNS)
+    __slots__ = ("cni_version", "interfaces", "ips", "routes", "dns")
+    FIELDS = __slots__
+    ALIASES = {"cni_version": "cniVersion"}
+
+    def __init__(self, cniVersion: str | None = None,  # the JSON name, as callers write it
+                 interfaces: Iterable[Interface | Mapping[str, Any]] | None = None,
+                 ips: Iterable[IPConfig | Mapping[str, Any]] | None = None,
+                 routes: Iterable[Route | Mapping[str, Any]] | None = None,
+                 dns: DNS | Mapping[str, Any] | None = None, *, cni_version: str | None = None) -> None:
+        version = cni_version if cni_version is not None else cniVersion
+        self.cni_version: str = versions.CURRENT if version is None else strict_str(version, "cniVersion")
+        self.interfaces: list[Interface] = _models(Interface, interfaces, "interfaces")
+        self.ips: list[IPConfig] = _models(IPConfig, ips, "ips")
+        self.routes: list[Route] = _models(Route, routes, "routes")
+        self.dns: DNS = _dns(dns)
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object of this result's family, with the reference library's key rules."""
@@ -207,22 +358,21 @@ def parse_result(data: dict[str, Any], expected_version: str | None = None) -> R
     try:
         if fam == versions.FAMILY_020:
             return _parse_020(data, version)
-        body = {k: v for k, v in data.items() if k in ("interfaces", "ips", "routes", "dns")}
-        for key in ("interfaces", "ips", "routes"):
-            if body.get(key) is None:
-                body.pop(key, None)
-        if body.get("dns") is None:
-            body.pop("dns", None)
-        result = Result.model_validate({**body, "cniVersion": version})
-    except ValidationError as exc:
-        raise ResultParseError(_first_error(exc)) from None
+        result = Result(cniVersion=version, interfaces=data.get("interfaces"), ips=data.get("ips"),
+                        routes=data.get("routes"), dns=data.get("dns"))
+    except Invalid as exc:
+        raise ResultParseError(str(exc)) from None
     if fam == versions.FAMILY_040:
         # 0.4.0 interfaces cannot carry the 1.1 fields; drop them as Go's decoder would.
         result.interfaces = [Interface(name=i.name, mac=i.mac, sandbox=i.sandbox) for i in result.interfaces]
     return result
 
 
+_WIRE_020 = {"address": "ip"}
+
+
 def _parse_020(data: dict[str, Any], version: str) -> Result:
+    """``ip4``/``ip6`` objects, each with its routes; errors are located by their 0.2.0 path."""
     ips: list[IPConfig] = []
     routes: list[Route] = []
     for key in ("ip4", "ip6"):
@@ -230,18 +380,24 @@ def _parse_020(data: dict[str, Any], version: str) -> Result:
         if entry is None:
             continue
         if not isinstance(entry, dict) or "ip" not in entry:
-            raise ResultParseError(f"{key} must be an object with an 'ip' field")
-        ips.append(IPConfig(address=entry["ip"], gateway=entry.get("gateway")))
-        for route in entry.get("routes") or []:
-            routes.append(Route(dst=route["dst"], gw=route.get("gw")))
-    dns = DNS.model_validate(data.get("dns") or {})
-    return Result(cniVersion=version, ips=ips, routes=routes, dns=dns)
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    path = ".".join(str(p) for p in err["loc"])
-    return f"{path}: {err['msg']}"
+            raise Invalid((key,), "must be an object with an 'ip' field")
+        try:
+            ips.append(IPConfig(address=entry["ip"], gateway=entry.get("gateway")))
+        except Invalid as exc:
+            raise Invalid((key, *(_WIRE_020.get(str(p), p) for p in exc.loc)), exc.reason) from None
+        raw_routes = entry.get("routes")
+        if raw_routes is None:
+            continue
+        if not isinstance(raw_routes, list):
+            raise Invalid((key, "routes"), LIST)
+        for index, route in enumerate(raw_routes):
+            if not isinstance(route, Mapping):
+                raise Invalid((key, "routes", index), DICT)
+            try:
+                routes.append(Route.from_json({k: route[k] for k in ("dst", "gw") if k in route}))
+            except Invalid as exc:
+                raise exc.under(key, "routes", index) from None
+    return Result(cniVersion=version, ips=ips, routes=routes, dns=data.get("dns") or None)
 
 
 # --------------------------------------------------------------------------- conversion

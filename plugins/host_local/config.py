@@ -9,10 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from metacni.plugin import CNIError, Code, Request, Route
 from metacni.spec import versions
+from metacni.spec.check import Invalid
 from metacni.spec.naming import network_name_problem
 
 from .ranges import IPAddress, RangeError, RangeSet, check_disjoint, parse_range_set
@@ -88,11 +87,13 @@ def load(request: Request) -> IPAMConfig:
     routes = ipam.get("routes") or []
     if not isinstance(routes, list):
         raise invalid(network, "ipam.routes: expected a list")
-    try:
-        parsed_routes = tuple(Route.model_validate(r) for r in routes)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise invalid(network, f"ipam.routes: {err['msg']}") from None
+    parsed: list[Route] = []
+    for index, item in enumerate(routes):
+        try:
+            parsed.append(Route.model_validate(item))
+        except Invalid as exc:
+            raise invalid(network, f"{exc.where(f'ipam.routes[{index}]')}: {exc.reason}") from None
+    parsed_routes = tuple(parsed)
 
     requested = _requested(request, network)
     if not versions.at_least(request.cni_version, "0.3.0"):
