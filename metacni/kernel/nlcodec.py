@@ -36,7 +36,7 @@ RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 
 IFLA_ADDRESS, IFLA_BROADCAST, IFLA_IFNAME, IFLA_MTU, IFLA_LINK = 1, 2, 3, 4, 5
 IFLA_MASTER, IFLA_PROTINFO, IFLA_OPERSTATE, IFLA_LINKINFO = 10, 12, 16, 18
-IFLA_IFALIAS, IFLA_NET_NS_FD, IFLA_EXT_MASK, IFLA_LINK_NETNSID = 20, 28, 29, 37
+IFLA_IFALIAS, IFLA_GROUP, IFLA_NET_NS_FD, IFLA_EXT_MASK, IFLA_LINK_NETNSID = 20, 27, 28, 29, 37
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 VETH_INFO_PEER = 1
 IFLA_BRPORT_MODE, IFLA_BRPORT_ISOLATED = 4, 33  # hairpin is "mode"
@@ -165,7 +165,8 @@ class LinkInfo:
     operstate: str
     peer_index: int | None  # IFLA_LINK: a veth's peer index (in the peer's netns)
     alias: str = ""
-    link_netnsid: int | None = None  # IFLA_LINK_NETNSID: where the peer lives, as this netns numbers it
+    link_netnsid: int | None = None
+    group: int = 0  # IFLA_LINK_NETNSID: where the peer lives, as this netns numbers it
 
     @property
     def admin_up(self) -> bool:
@@ -193,6 +194,7 @@ class LinkSpec:
     up: bool | None = None
     promisc: bool | None = None
     alias: str | None = None
+    group: int | None = None
     peer: LinkSpec | None = None
     netns_fd: int | None = None
     slave_kind: str | None = None  # e.g. "bridge": bridge-port settings by name, in the same request
@@ -218,6 +220,8 @@ def _link_body(spec: LinkSpec) -> bytes:
         body += u32(IFLA_MASTER, spec.master)
     if spec.alias is not None:
         body += attr(IFLA_IFALIAS, spec.alias.encode())
+    if spec.group is not None:
+        body += u32(IFLA_GROUP, spec.group)
     if spec.netns_fd is not None:
         body += u32(IFLA_NET_NS_FD, spec.netns_fd)
     info = b""
@@ -251,6 +255,11 @@ def dellink(name: str | None = None, index: int = 0) -> Request:
     if name and not index:
         body += string(IFLA_IFNAME, name)
     return RTM_DELLINK, 0, body
+
+
+def delgroup(group: int) -> Request:
+    """RTM_DELLINK of every link in ``group`` (IFLA_GROUP): one unregister, one RCU wait."""
+    return RTM_DELLINK, 0, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + u32(IFLA_GROUP, group)
 
 
 def dumplinks() -> Request:
@@ -289,6 +298,7 @@ def parse_link(payload: bytes) -> LinkInfo:
         peer_index=get_u32(attrs, IFLA_LINK),
         alias=get_str(attrs, IFLA_IFALIAS) or "",
         link_netnsid=_I32.unpack_from(netnsid)[0] if netnsid and len(netnsid) >= 4 else None,
+        group=get_u32(attrs, IFLA_GROUP) or 0,
     )
 
 

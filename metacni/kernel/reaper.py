@@ -3,8 +3,10 @@
 Deleting a veth makes the kernel wait for RCU readers (synchronize_net): 16-19 ms per pair
 here, most of a ~30 ms DEL budget. A DEL does not need the pair to be gone, only to be cut
 off: the caller first sets the host end down, releases it from its bridge and marks it with
-the alias :data:`MARK` (one request, :func:`detach`), then hands the deletion to the reaper,
-a single background thread. ENODEV (the pair died with its netns meanwhile) is success.
+the alias :data:`MARK` and the link group :data:`GROUP` (one request, :func:`detach`), then
+hands the deletion to the reaper, a single background thread. It deletes the whole group in
+one RTM_DELLINK per netns, so what queued up during one deletion goes in one kernel wait (4
+pairs: 16-36 ms by group, 65-76 ms one by one). ENODEV (gone with its netns) is success.
 
 - Only a long-lived process enables it (the daemon: :func:`enable` at start, :func:`disable`
   draining at graceful shutdown). Elsewhere :func:`current` is None and callers delete
@@ -30,13 +32,14 @@ from .rtnl import ENODEV, NetlinkError, Rtnl, is_errno
 
 log = logging.getLogger(__name__)
 MARK = "metacni:reap"  # IFLA_IFALIAS of a detached link awaiting deletion
+GROUP = 0x6D635250  # IFLA_GROUP of the same links ("mcRP"): RTM_DELLINK deletes a group at once
 HOLD_ENV = "METACNI_REAPER_HOLD"
 WAIT_LIMIT = 30.0  # an ADD waiting on a stuck reaper goes on (and fails with EEXIST) after this
 
 
 def detach_request(name: str) -> nl.Request:
     """Down, no master, marked: the host end stops carrying traffic at once."""
-    return nl.newlink(nl.LinkSpec(name=name, up=False, master=0, alias=MARK), create=False)
+    return nl.newlink(nl.LinkSpec(name=name, up=False, master=0, alias=MARK, group=GROUP), create=False)
 
 
 def detach(ipr: Rtnl, name: str) -> bool:
@@ -51,24 +54,27 @@ def detach(ipr: Rtnl, name: str) -> bool:
 
 
 class Reaper:
-    """One worker thread deleting links on sockets handed over by the callers."""
+    """One worker thread deleting detached links on sockets handed over by the callers."""
 
     def __init__(self, *, hold: bool = False) -> None:
         self._cond = threading.Condition()
-        self._queue: collections.deque[tuple[str, Rtnl]] = collections.deque()
+        self._queue: collections.deque[tuple[str, Rtnl, int]] = collections.deque()
         self._pending: collections.Counter[str] = collections.Counter()
         self._held = hold
         self._stopping = False
-        self.deleted = 0
+        self.deleted = 0  # submitted names done with
+        self.requests = 0  # group deletions sent
         self.waiting = 0  # callers blocked in wait_for/wait_idle (tests observe it)
         self._thread = threading.Thread(target=self._loop, name="link-reaper", daemon=True)
         self._thread.start()
 
     def submit(self, name: str) -> None:
-        """Delete ``name`` later, in the calling thread's current netns (a socket opened now keeps it)."""
+        """Delete detached link ``name`` later, in the calling thread's current netns (a socket
+        opened now keeps it)."""
+        netns_id = os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net").st_ino
         sock = Rtnl()
         with self._cond:
-            self._queue.append((name, sock))
+            self._queue.append((name, sock, netns_id))
             self._pending[name] += 1
             self._cond.notify_all()
 
@@ -124,26 +130,36 @@ class Reaper:
                 self._cond.wait_for(lambda: (self._queue and not self._held) or (self._stopping and not self._queue))
                 if not self._queue:
                     return
-                name, sock = self._queue.popleft()
-            try:
-                self._delete(name, sock)
-            finally:
-                sock.close()
-                with self._cond:
-                    self._pending[name] -= 1
-                    if self._pending[name] <= 0:
-                        del self._pending[name]
-                    self._cond.notify_all()
+                jobs = list(self._queue)
+                self._queue.clear()
+            by_netns: dict[int, list[tuple[str, Rtnl, int]]] = {}
+            for job in jobs:
+                by_netns.setdefault(job[2], []).append(job)
+            for group in by_netns.values():
+                try:
+                    self.requests += 1
+                    _delete_group(group[0][1], [name for name, _, _ in group])
+                finally:
+                    for _, sock, _ in group:
+                        sock.close()
+                    with self._cond:
+                        for name, _, _ in group:
+                            self._pending[name] -= 1
+                            if self._pending[name] <= 0:
+                                del self._pending[name]
+                        self.deleted += len(group)
+                        self._cond.notify_all()
 
-    def _delete(self, name: str, sock: Rtnl) -> None:
-        try:
-            sock.request(nl.dellink(name), f"delete link {name}")
-            self.deleted += 1
-        except NetlinkError as exc:
-            if not is_errno(exc, ENODEV):  # ENODEV: gone with its netns already
-                log.warning("reaper: deleting %s failed: %s (the next GC sweep retries)", name, exc)
-        except Exception:
-            log.exception("reaper: deleting %s failed", name)
+
+def _delete_group(sock: Rtnl, names: list[str]) -> None:
+    """Every detached link in the socket's netns, in one request (and one kernel wait)."""
+    try:
+        sock.request(nl.delgroup(GROUP), f"delete detached links {', '.join(names)}")
+    except NetlinkError as exc:
+        if not is_errno(exc, ENODEV):  # ENODEV: gone with their netns already
+            log.warning("reaper: deleting %s failed: %s (the next GC sweep retries)", names, exc)
+    except Exception:
+        log.exception("reaper: deleting %s failed", names)
 
 
 _lock = threading.Lock()
@@ -194,20 +210,24 @@ def wait_idle(timeout: float | None = WAIT_LIMIT) -> bool:
 
 
 def sweep(ipr: Rtnl) -> list[str]:
-    """Delete every link in the socket's netns carrying :data:`MARK` and not pending in this
-    process's reaper; returns their names."""
+    """Delete every detached link in the socket's netns (marked, see :func:`detach`) that this
+    process's reaper is not about to delete; returns their names."""
     reaper = _reaper
-    out: list[str] = []
-    for payload in ipr.dump(nl.dumplinks(), "dump links"):
-        link = nl.parse_link(payload)
-        if link.alias != MARK or (reaper is not None and reaper.pending(link.name)):
-            continue
+    found = [link for link in map(nl.parse_link, ipr.dump(nl.dumplinks(), "dump links"))
+             if link.alias == MARK and not (reaper is not None and reaper.pending(link.name))]
+    if not found:
+        return []
+    try:
+        ipr.request(nl.delgroup(GROUP), "delete detached links")
+    except NetlinkError as exc:
+        if not is_errno(exc, ENODEV):
+            raise
+    for link in found:  # marked without the group (should not happen): one by one
         try:
             ipr.request(nl.dellink(index=link.index), f"delete link {link.name}")
-            out.append(link.name)
         except NetlinkError as exc:
             if not is_errno(exc, ENODEV):
                 raise
-    if out:
-        log.info("reaped links left detached by an earlier process", extra={"links": out})
-    return out
+    names = [link.name for link in found]
+    log.info("reaped links left detached by an earlier process", extra={"links": names})
+    return names

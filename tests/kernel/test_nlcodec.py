@@ -37,9 +37,11 @@ def _one(req: nl.Request, seq: int = 7) -> tuple[int, int, int, bytes]:
 
 @given(index=st.integers(0, 2**31 - 1), name=names, mtu=st.integers(0, 65535), mac=st.one_of(st.none(), macs),
        master=st.one_of(st.none(), st.integers(0, 2**31 - 1)), up=st.one_of(st.none(), st.booleans()),
-       alias=st.one_of(st.none(), names), kind=st.sampled_from(["bridge", "veth", "dummy"]))
-def test_newlink_round_trip(index, name, mtu, mac, master, up, alias, kind):
-    spec = nl.LinkSpec(index=index, name=name, kind=kind, mtu=mtu, mac=mac, master=master, up=up, alias=alias)
+       alias=st.one_of(st.none(), names), kind=st.sampled_from(["bridge", "veth", "dummy"]),
+       group=st.one_of(st.none(), st.integers(0, 2**32 - 1)))
+def test_newlink_round_trip(index, name, mtu, mac, master, up, alias, kind, group):
+    spec = nl.LinkSpec(index=index, name=name, kind=kind, mtu=mtu, mac=mac, master=master, up=up, alias=alias,
+                       group=group)
     mtype, flags, _seq, payload = _one(nl.newlink(spec, create=True))
     assert mtype == nl.RTM_NEWLINK and flags & nl.NLM_F_CREATE and flags & nl.NLM_F_EXCL
     info = nl.parse_link(payload)
@@ -47,6 +49,7 @@ def test_newlink_round_trip(index, name, mtu, mac, master, up, alias, kind):
     assert info.mac == (mac or "")
     assert info.alias == (alias or "")
     assert info.admin_up == bool(up)
+    assert info.group == (group or 0)
 
 
 @given(peer=names, mac=macs, fd=st.integers(0, 1 << 20))

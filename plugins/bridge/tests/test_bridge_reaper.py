@@ -45,6 +45,7 @@ def test_del_answers_with_the_pod_cut_off_and_the_reaper_deletes_later(node, hel
     left = _link(node.name, host)
     assert left, "held reaper: the link must still exist when DEL answers"
     assert "master" not in left and "UP" not in left["flags"] and left.get("ifalias") == reaper.MARK
+    assert left.get("group") == str(reaper.GROUP)
     assert not ping(pod, "10.77.0.1")  # off the bridge: its address may be given to another pod now
     assert held.deleted == 0
 
@@ -52,6 +53,20 @@ def test_del_answers_with_the_pod_cut_off_and_the_reaper_deletes_later(node, hel
     assert host not in link_names(node.name)
     assert "eth0" not in link_names(pod.rsplit("/", 1)[1])
     assert held.deleted == 1
+
+
+def test_deletions_queued_together_go_in_one_request(node, held):
+    conf = node.conf()
+    pods = {f"reap-b{i}": node.pod() for i in range(3)}
+    for cid, pod in pods.items():
+        node.run("ADD", conf, pod, cid)
+    for cid, pod in pods.items():
+        node.run("DEL", conf, pod, cid)
+    hosts = [host_veth_name(conf["name"], cid, "eth0") for cid in pods]
+    assert set(hosts) <= link_names(node.name)
+    assert reaper.disable()
+    assert not set(hosts) & link_names(node.name)
+    assert (held.deleted, held.requests) == (3, 1)
 
 
 def test_add_after_del_of_the_same_container_waits_for_the_deletion(node, held):
