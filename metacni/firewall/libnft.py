@@ -249,9 +249,22 @@ _NFTA_CHAIN_TABLE, _NFTA_CHAIN_NAME, _NFTA_CHAIN_USE = 1, 3, 6
 
 
 def _attr(kind: int, text: str) -> bytes:
-    data = text.encode() + b"\0"
+    return _battr(kind, text.encode() + b"\0")
+
+
+def _battr(kind: int, data: bytes) -> bytes:
     size = 4 + len(data)
     return struct.pack("=HH", size, kind) + data + b"\0" * (-size % 4)
+
+
+def _nest(kind: int, *attrs: bytes) -> bytes:
+    return _battr(kind | 0x8000, b"".join(attrs))  # NLA_F_NESTED
+
+
+def _sock(entry: PoolEntry) -> socket.socket:
+    if entry.sock is None:  # opened in the caller's thread: the entry's netns
+        entry.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 12)  # NETFILTER
+    return entry.sock
 
 
 def chain_use(entry: PoolEntry, family: str, table: str, chain: str) -> int | None:
@@ -264,10 +277,9 @@ def chain_use(entry: PoolEntry, family: str, table: str, chain: str) -> int | No
     body = struct.pack("=BBH", _NFPROTO[family], 0, 0)
     body += _attr(_NFTA_CHAIN_TABLE, table) + _attr(_NFTA_CHAIN_NAME, chain)
     msg = struct.pack("=IHHII", 16 + len(body), _NFT_MSG_GETCHAIN, 1, 1, 0) + body  # NLM_F_REQUEST
-    if entry.sock is None:  # opened in the caller's thread: the entry's netns
-        entry.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 12)  # NETFILTER
-    entry.sock.sendto(msg, (0, 0))
-    data = entry.sock.recv(65536)
+    sock = _sock(entry)
+    sock.sendto(msg, (0, 0))
+    data = sock.recv(65536)
     length, kind = struct.unpack_from("=IH", data)
     if kind == 2:  # NLMSG_ERROR
         errno = -struct.unpack_from("=i", data, 16)[0]
@@ -283,3 +295,85 @@ def chain_use(entry: PoolEntry, family: str, table: str, chain: str) -> int | No
             return int(struct.unpack_from(">I", data, pos + 4)[0])
         pos += (size + 3) & ~3
     raise NftError(f"GETCHAIN {family} {table} {chain}: no use count in the reply")
+
+
+# ---------------------------------------------------------------------- raw delete batches
+#: NFT_MSG_* of the objects a raw batch handles
+_NEWCHAIN, _DELCHAIN, _NEWSETELEM, _DELSETELEM = 3, 5, 12, 14
+_NFT_JUMP = -3
+
+
+def raw_chain(op: str, family: str, table: str, chain: str) -> tuple[int, bytes]:
+    """``add``/``delete`` chain message body for :func:`raw_batch`."""
+    body = struct.pack("=BBH", _NFPROTO[family], 0, 0) + _attr(1, table) + _attr(3, chain)
+    return (_NEWCHAIN if op == "add" else _DELCHAIN), body
+
+
+def raw_element(op: str, family: str, table: str, name: str, key: bytes, jump: str | None = None) -> tuple[int, bytes]:
+    """``add`` (with a ``jump`` verdict) / ``delete`` map element message body; ``key`` is
+    the element's key as the kernel stores it (concatenations: each field padded to 4 bytes)."""
+    elem = [_nest(1, _battr(1, key))]  # NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE }
+    if jump is not None:  # NFTA_SET_ELEM_DATA { NFTA_DATA_VERDICT { CODE, CHAIN } }
+        verdict = _battr(1, struct.pack(">i", _NFT_JUMP)) + _attr(2, jump)
+        elem.append(_nest(2, _nest(2, verdict)))
+    body = struct.pack("=BBH", _NFPROTO[family], 0, 0) + _attr(1, table) + _attr(2, name)
+    body += _nest(3, _nest(1, *elem))  # NFTA_SET_ELEM_LIST_ELEMENTS { NFTA_LIST_ELEM { .. } }
+    return (_NEWSETELEM if op == "add" else _DELSETELEM), body
+
+
+def raw_batch(entry: PoolEntry, messages: list[tuple[int, bytes]]) -> None:
+    """Send ``messages`` as one nf_tables transaction on the entry's socket; NftError if the
+    kernel refused any (then none applied).
+
+    Why not libnftables: before each command it fills a cache with every chain and set of
+    the netns (one chain per attachment here, so ~1.5 ms with 100 pods and growing),
+    while a delete batch needs no lookups at all.
+    """
+    sock = _sock(entry)
+    base = _next_seq()
+    out = [struct.pack("=IHHII", 20, 0x10, 1, base, 0) + struct.pack("=BBH", 0, 0, socket.htons(10))]
+    for i, (msg, body) in enumerate(messages, 1):
+        flags = 0x1 | 0x4 | (0x400 if msg in (_NEWCHAIN, _NEWSETELEM) else 0)  # REQUEST|ACK|CREATE
+        out.append(struct.pack("=IHHII", 16 + len(body), (10 << 8) | msg, flags, base + i, 0) + body)
+    end = base + len(messages) + 1
+    out.append(struct.pack("=IHHII", 20, 0x11, 1, end, 0) + struct.pack("=BBH", 0, 0, socket.htons(10)))
+    sock.sendto(b"".join(out), (0, 0))
+    pending, errors = set(range(base + 1, end)), []
+    while pending:
+        data = sock.recv(65536)
+        pos = 0
+        while pos + 16 <= len(data):
+            length, kind, _flags, seq = struct.unpack_from("=IHHI", data, pos)
+            if kind == 2:  # NLMSG_ERROR: 0 is the ACK
+                code = -struct.unpack_from("=i", data, pos + 16)[0]
+                if code:
+                    errors.append(f"message {seq - base}: {os.strerror(code)}")
+                pending.discard(seq)
+            pos += (length + 3) & ~3 if length else len(data)
+        if errors:
+            break  # an aborted batch acknowledges nothing after the error
+    if errors:
+        _drain(sock)
+        raise NftError("; ".join(errors))
+
+
+_seq_lock = threading.Lock()
+_seq = [0]
+
+
+def _next_seq() -> int:
+    with _seq_lock:
+        _seq[0] = (_seq[0] + 1000) % (1 << 30)
+        return _seq[0]
+
+
+def _drain(sock: socket.socket) -> None:
+    """Drop late replies of a failed batch so the next request reads its own."""
+    sock.setblocking(False)
+    try:
+        while True:
+            sock.recv(65536)
+    except BlockingIOError:
+        pass
+    finally:
+        sock.setblocking(True)

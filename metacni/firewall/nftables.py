@@ -386,6 +386,14 @@ class NftablesBackend:
         return out
 
     @staticmethod
+    def _owned(entry: libnft.PoolEntry) -> dict[tuple[str, str], tuple[list[str], list[Elem]]]:
+        """(kind, tag) -> (chains, map elements) of the attachments this process added in
+        the entry's netns: DEL deletes them without reading (the batch is checked by the
+        kernel; on any refusal DEL reads the chains as a fresh process would)."""
+        owned: dict[tuple[str, str], tuple[list[str], list[Elem]]] = entry.state.setdefault("owned", {})
+        return owned
+
+    @staticmethod
     def _tables(entry: libnft.PoolEntry) -> set[str]:
         """Kinds whose table this process ensured in the entry's netns."""
         tables: set[str] = entry.state.setdefault("tables", set())
@@ -437,6 +445,7 @@ class NftablesBackend:
                 with locking.file_lock(LOCK_PATH):
                     self._slow_add(entry, plan, want)
             self._tables(entry).add(kind)
+            self._owned(entry)[(kind, plan.attachment.tag)] = (list(want.chains), list(want.elems))
 
     def _slow_add(self, entry: libnft.PoolEntry, plan: Plan, want: _Wanted) -> None:
         """ADD after reading: drop the attachment's earlier objects, evict key holders."""
@@ -469,35 +478,57 @@ class NftablesBackend:
     def delete(self, attachment: Attachment, kind: str) -> None:
         t = TABLES[kind]
         with libnft.pooled() as entry:
-            nft = entry.nft
-            for attempt in (1, 2):
-                cmds: list[Cmd] = []
-                gone: list[str] = []
-                for chain in role_chains(kind, attachment):
-                    objs = nft.list_chain(FAMILY, t, chain)
-                    if objs is None:
-                        continue
-                    gone.append(chain)
-                    for m, key, target in _keys(kind, chain, _objects(objs, "rule")):
-                        cmds += _drop_elem(t, m, key, target)
-                cmds += [{"delete": _chain(t, c)} for c in gone]
-                if kind == FORWARD:
-                    foreign = self._foreign(entry, fresh=attempt > 1)
-                    cmds += [
-                        _delete_rule(r)
-                        for r in self._foreign_rules_of(nft, foreign)
-                        if attachment.owns(r.get("comment"), kind)
-                    ]
-                if not cmds:
-                    break
+            known = self._owned(entry).pop((kind, attachment.tag), None)
+            if known is not None and not (kind == FORWARD and self._foreign(entry)):
+                chains, elems = known
+                # one raw batch (no libnftables cache fill); each step tolerates "already gone"
+                msgs = [libnft.raw_chain("add", FAMILY, t, c) for c in chains]
+                for m, key, target in elems:
+                    raw = _key_bytes(m, key)
+                    msgs += [libnft.raw_element("add", FAMILY, t, m, raw, target),
+                             libnft.raw_element("delete", FAMILY, t, m, raw)]
+                msgs += [libnft.raw_chain("delete", FAMILY, t, c) for c in chains]
                 try:
-                    nft.run(cmds)
-                    break
-                except NftError as exc:  # changed under us (a concurrent GC/ADD): read again
-                    if attempt == 2:
-                        raise CNIError(Code.IO_FAILURE, f"nftables DEL ({kind}) failed", str(exc)) from None
-            if gone:
+                    libnft.raw_batch(entry, msgs)
+                except (NftError, OSError) as exc:  # changed by another process since our ADD: read it
+                    log.debug("nftables DEL (%s) of %s from memory refused (%s)", kind, attachment.tag, exc)
+                else:
+                    self._try_guard(entry, kind)
+                    return
+            if self._delete_read(entry, attachment, kind):
                 self._try_guard(entry, kind)
+
+    def _delete_read(self, entry: libnft.PoolEntry, attachment: Attachment, kind: str) -> bool:
+        """DEL from the attachment's own chains (listed: a handful of rules); True if any."""
+        t, nft = TABLES[kind], entry.nft
+        gone: list[str] = []
+        for attempt in (1, 2):
+            cmds: list[Cmd] = []
+            gone = []
+            for chain in role_chains(kind, attachment):
+                objs = nft.list_chain(FAMILY, t, chain)
+                if objs is None:
+                    continue
+                gone.append(chain)
+                for m, key, target in _keys(kind, chain, _objects(objs, "rule")):
+                    cmds += _drop_elem(t, m, key, target)
+            cmds += [{"delete": _chain(t, c)} for c in gone]
+            if kind == FORWARD:
+                foreign = self._foreign(entry, fresh=attempt > 1)
+                cmds += [
+                    _delete_rule(r)
+                    for r in self._foreign_rules_of(nft, foreign)
+                    if attachment.owns(r.get("comment"), kind)
+                ]
+            if not cmds:
+                break
+            try:
+                nft.run(cmds)
+                break
+            except NftError as exc:  # changed under us (a concurrent GC/ADD): read again
+                if attempt == 2:
+                    raise CNIError(Code.IO_FAILURE, f"nftables DEL ({kind}) failed", str(exc)) from None
+        return bool(gone)
 
     # ------------------------------------------------------------------ GC
     def gc(self, network: Attachment, valid_tags: set[str], kind: str) -> None:
@@ -525,6 +556,9 @@ class NftablesBackend:
                     parsed = parse_comment(r.get("comment"))
                     if parsed and parsed[2] == kind and stale(parsed[1]):
                         cmds.append(_delete_rule(r))
+            owned = self._owned(entry)
+            for key in [k for k in owned if k[0] == kind and stale(k[1])]:
+                del owned[key]
             if cmds:
                 self._run(nft, cmds, f"GC ({kind})")
             if objs is not None:
@@ -585,6 +619,24 @@ class NftablesBackend:
 
 
 # ---------------------------------------------------------------------- listing helpers
+_PROTO_NUM = {"tcp": 6, "udp": 17, "sctp": 132}
+_NFPROTO_NUM = {"ipv4": 2, "ipv6": 10}
+
+
+def _pad4(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % 4)
+
+
+def _key_bytes(name: str, key: Key) -> bytes:
+    """A map key as the kernel stores it (see :func:`_maps` for the types): addresses in
+    network order, a concatenation's fields each padded to 4 bytes, ports big-endian."""
+    if isinstance(key, dict):
+        first, proto, port = key["concat"]
+        head = bytes([_NFPROTO_NUM[first]]) if name == "anyip" else ipaddress.ip_address(first).packed
+        return _pad4(head) + _pad4(bytes([_PROTO_NUM[proto]])) + _pad4(int(port).to_bytes(2, "big"))
+    return ipaddress.ip_address(key).packed
+
+
 def _target(value: Any) -> str:
     if isinstance(value, dict):
         for verdict in ("jump", "goto"):
