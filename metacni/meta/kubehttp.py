@@ -39,21 +39,11 @@ from typing import Any, NamedTuple
 
 from metacni.spec.errors import CNIError, Code
 
-from .kube import (
-    JSON,
-    NAD_GROUP,
-    NAD_PLURAL,
-    NAD_VERSION,
-    NETWORK_STATUS,
-    SA_DIR,
-    ApiKubeView,
-    KubeSettings,
-    fingerprint,
-)
+from .kube import JSON, NETWORK_STATUS, SA_DIR, ApiKubeView, KubeSettings, fingerprint
+from .kube_paths import STRATEGIC_MERGE_PATCH, nad_path, pod_path
 
 log = logging.getLogger(__name__)
 
-STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 #: The statuses urllib3 retries when they carry Retry-After (Retry.RETRY_AFTER_STATUS_CODES).
 RETRY_AFTER_STATUSES = frozenset({413, 429, 503})
 MAX_BODY = 64 * 1024 * 1024
@@ -484,14 +474,14 @@ class HttpKubeView:
         fallback = self._delegate()
         if fallback is not None:
             return fallback.get_pod(namespace, name)
-        return self._json(f"GET pod {namespace}/{name}", "GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
+        return self._json(f"GET pod {namespace}/{name}", "GET", pod_path(namespace, name))
 
     def get_nad(self, namespace: str, name: str) -> JSON | None:
         fallback = self._delegate()
         if fallback is not None:
             return fallback.get_nad(namespace, name)
         return self._json(f"GET network-attachment-definition {namespace}/{name}", "GET",
-                          f"/apis/{NAD_GROUP}/{NAD_VERSION}/namespaces/{namespace}/{NAD_PLURAL}/{name}")
+                          nad_path(namespace, name))
 
     def patch_pod_network_status(self, namespace: str, name: str, status: list[JSON]) -> None:
         fallback = self._delegate()
@@ -500,7 +490,7 @@ class HttpKubeView:
             return
         body = json.dumps({"metadata": {"annotations": {NETWORK_STATUS: json.dumps(status)}}}).encode()
         if self._json(f"PATCH pod {namespace}/{name} network-status", "PATCH",
-                      f"/api/v1/namespaces/{namespace}/pods/{name}", body, STRATEGIC_MERGE_PATCH) is None:
+                      pod_path(namespace, name), body, STRATEGIC_MERGE_PATCH) is None:
             log.warning("pod %s/%s is gone; network-status not written", namespace, name)
 
 
