@@ -124,7 +124,10 @@ def test_periodic_gc_reclaims_attachments_of_deleted_pods(box):
             assert _wait(lambda: "eth0" not in {ln["ifname"] for ln in links(pods["gone"].rsplit("/", 1)[1])})
             assert ping(pods["keep"], "10.85.0.1")
             assert node.daemon is not None
-            assert any(r.get("msg") == "periodic GC reclaimed attachments" for r in node.daemon.log_records())
+            # Logged after the pass returns, which may be after the cache, lease and link checks above.
+            daemon = node.daemon
+            assert _wait(lambda: any(r.get("msg") == "periodic GC reclaimed attachments"
+                                     for r in daemon.log_records())), daemon.log_text()
         finally:
             if node.daemon is not None:
                 node.daemon.kill()
