@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from metacni.plugin import CNIError, Code, IPRoute, LinkInfo, get_link, sysctl
+from metacni.plugin import CNIError, Code, IPRoute, LinkInfo, LinkSpec, get_link, set_link, sysctl
 
 from .config import Tuning
 from .state import Snapshot
@@ -37,9 +37,9 @@ def apply(ipr: IPRoute, ifname: str, wanted: Tuning) -> LinkInfo:
     link = _link(ipr, ifname)
     try:
         if wanted.mtu is not None and link.mtu != wanted.mtu:
-            ipr.link("set", index=link.index, mtu=wanted.mtu)
+            set_link(ipr, LinkSpec(index=link.index, mtu=wanted.mtu))
         if wanted.mac is not None and link.mac != wanted.mac:
-            ipr.link("set", index=link.index, address=wanted.mac)
+            set_link(ipr, LinkSpec(index=link.index, mac=wanted.mac))
         for item in wanted.sysctls:
             sysctl.ensure(item.value, *item.parts)
     except OSError as exc:  # NetlinkError is an OSError too
@@ -53,9 +53,9 @@ def restore(ipr: IPRoute, ifname: str, original: Snapshot) -> None:
     if link is not None:
         try:
             if link.mtu != original.mtu:
-                ipr.link("set", index=link.index, mtu=original.mtu)
+                set_link(ipr, LinkSpec(index=link.index, mtu=original.mtu))
             if link.mac != original.mac:
-                ipr.link("set", index=link.index, address=original.mac)
+                set_link(ipr, LinkSpec(index=link.index, mac=original.mac))
         except OSError as exc:
             log.warning("restoring %s failed: %s", ifname, exc)
     for parts, value in original.sysctls.items():
