@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metacni.spec import versions
@@ -17,12 +17,16 @@ ALL = versions.ALL_VERSIONS
 FAM_100 = ["1.0.0", "1.1.0"]
 FAM_040 = ["0.3.0", "0.3.1", "0.4.0"]
 FAM_020 = ["0.1.0", "0.2.0"]
+# Drawing a whole result takes ~30 ms here; on a loaded 2-core machine hypothesis' input-speed
+# health check and 200 ms deadline then fail tests whose assertions held.
+generated = settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 
 
 def wire_roundtrip(result: Result) -> Result:
     return parse_result(json.loads(json.dumps(result.to_wire())))
 
 
+@generated
 @given(results(), st.sampled_from(ALL))
 def test_any_result_converts_to_every_version_or_is_refused_for_020(result: Result, target: str) -> None:
     if versions.family(target) == versions.FAMILY_020 and not result.ips:
@@ -35,6 +39,7 @@ def test_any_result_converts_to_every_version_or_is_refused_for_020(result: Resu
     assert wire_roundtrip(out) == out
 
 
+@generated
 @given(results("1.0.0"), st.sampled_from(FAM_100), st.sampled_from(FAM_100))
 def test_within_1x_family_lossless(result: Result, a: str, b: str) -> None:
     there = convert(convert(result, a), b)
@@ -42,17 +47,20 @@ def test_within_1x_family_lossless(result: Result, a: str, b: str) -> None:
     assert back == result
 
 
+@generated
 @given(results("0.4.0", with_11_fields=False), st.sampled_from(FAM_040), st.sampled_from(FAM_100))
 def test_040_up_to_1x_and_back_is_lossless(result: Result, start: str, up: str) -> None:
     result = convert(result, start)
     assert convert(convert(result, up), start) == result
 
 
+@generated
 @given(results("1.1.0", with_11_fields=False), st.sampled_from(FAM_040))
 def test_1x_down_to_040_and_back_is_lossless_without_11_interface_fields(result: Result, down: str) -> None:
     assert convert(convert(result, down), "1.1.0") == result
 
 
+@generated
 @given(results("1.1.0", with_11_fields=True), st.sampled_from(FAM_040))
 def test_1x_to_040_drops_interface_11_fields_but_keeps_route_fields(result: Result, down: str) -> None:
     out = convert(result, down)
@@ -63,6 +71,7 @@ def test_1x_to_040_drops_interface_11_fields_but_keeps_route_fields(result: Resu
     assert all(ip["version"] in ("4", "6") for ip in wire.get("ips", []))
 
 
+@generated
 @given(results("1.1.0", min_ips=1), st.sampled_from(FAM_020))
 def test_down_to_020_keeps_first_ip_per_family_and_routes_with_an_address(result: Result, down: str) -> None:
     out = convert(result, down)
@@ -79,6 +88,7 @@ def test_down_to_020_keeps_first_ip_per_family_and_routes_with_an_address(result
     assert set(wire) <= {"cniVersion", "ip4", "ip6", "dns"} and "dns" in wire
 
 
+@generated
 @given(results("0.2.0", with_11_fields=False, min_ips=1).map(lambda r: convert(r, "0.2.0")),
        st.sampled_from(FAM_020), st.sampled_from(FAM_040 + FAM_100))
 def test_020_up_and_back_down_is_lossless(result: Result, start: str, up: str) -> None:
