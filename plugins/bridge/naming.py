@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
+
+try:  # CPython's built-in SHA-256: importing hashlib loads the OpenSSL binding, ~5 ms per standalone call
+    from _sha256 import sha256
+except ImportError:  # Python 3.12+ names the module _sha2; anything else: hashlib
+    try:
+        from _sha2 import sha256
+    except ImportError:
+        from hashlib import sha256
 
 
 def host_veth_name(network: str, container_id: str, ifname: str) -> str:
@@ -13,7 +20,7 @@ def host_veth_name(network: str, container_id: str, ifname: str) -> str:
     host end without any state, and a second ADD of the same attachment collides instead of
     creating a second pair.
     """
-    digest = hashlib.sha256(f"{network}\0{container_id}\0{ifname}".encode()).hexdigest()
+    digest = sha256(f"{network}\0{container_id}\0{ifname}".encode()).hexdigest()
     return f"veth{digest[:8]}"
 
 
