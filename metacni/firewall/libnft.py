@@ -26,7 +26,6 @@ of it or none of it, which is what makes our ADD and DEL atomic.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 import os
 import socket
@@ -54,8 +53,12 @@ def _load() -> ctypes.CDLL:
     global _lib
     with _lib_lock:
         if _lib is None:
-            name = ctypes.util.find_library("nftables") or "libnftables.so.1"
-            lib = ctypes.CDLL(name, use_errno=True)
+            try:  # the soname first: find_library runs ldconfig in a subprocess, ~8 ms per CNI process
+                lib = ctypes.CDLL("libnftables.so.1", use_errno=True)
+            except OSError:
+                from ctypes.util import find_library  # imports subprocess and shutil
+
+                lib = ctypes.CDLL(find_library("nftables") or "libnftables.so", use_errno=True)
             lib.nft_ctx_new.restype = ctypes.c_void_p
             lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
             lib.nft_ctx_free.restype = None
