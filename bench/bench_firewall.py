@@ -118,6 +118,8 @@ def main() -> int:
         "rss_kib_before_cycles": rss0, "rss_kib_after_cycles": rss1,
         "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "leftover_nft_ruleset_bytes": len(left),
+        # heavy modules the firewall layer must not pull in on an nftables node
+        "imported": sorted(m for m in ("iptc", "pyroute2") if m in sys.modules),
     }
     for verb in ("add", "del"):
         for cpu in (False, True):
@@ -126,7 +128,8 @@ def main() -> int:
                 for k, v in doc[verb].items() if k.endswith("_cpu") == cpu
             )
             print(f"{verb.upper():4} {'cpu ' if cpu else 'wall'} {row}")
-    print(f"RSS {rss0} -> {rss1} KiB over {args.cycles} cycles; leftover ruleset {len(left)} bytes")
+    print(f"RSS {rss0} -> {rss1} KiB over {args.cycles} cycles; leftover ruleset {len(left)} bytes; "
+          f"imported: {', '.join(doc['imported']) or 'neither iptc nor pyroute2'}")
     text = json.dumps(doc, indent=2)
     if args.out:
         with open(args.out, "w") as fh:
