@@ -153,13 +153,15 @@ class FakeAPIServer:
             "current-context": "fake",
         }
 
-    def write_kubeconfig(self, path: str | Path, namespace: str = "default") -> Path:
-        """Write a kubeconfig for this server (token auth, plain HTTP); needs a bound port."""
+    def write_kubeconfig(self, path: str | Path, namespace: str = "default", *, as_json: bool = False) -> Path:
+        """Write a kubeconfig for this server (token auth, plain HTTP); needs a bound port.
+        ``as_json``: JSON, which is YAML too, and what a standalone CNI call reads without yaml."""
         if not self._port:
             raise RuntimeError("start() the server before writing its kubeconfig")
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.safe_dump(self.kubeconfig(namespace), sort_keys=False))
+        doc = self.kubeconfig(namespace)
+        target.write_text(json.dumps(doc, indent=2) if as_json else yaml.safe_dump(doc, sort_keys=False))
         return target
 
     # -- counters --------------------------------------------------------------------------
