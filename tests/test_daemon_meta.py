@@ -88,3 +88,17 @@ def test_daemon_add_makes_no_api_read(node: DaemonMetaNode):
     node.cni("DEL", pod)
     assert node.api.count(("get", "list")) == 0, node.api.counts
     node.assert_clean(pod)
+
+
+def test_daemon_writes_with_its_own_credentials(node: DaemonMetaNode):
+    """In a DaemonSet the config's ``kubeconfig`` is the host's path (for the standalone
+    fallback) and does not exist in the daemon's container: the status patch must still go
+    out, with the daemon's own credentials."""
+    pod = node.pod()
+    conf = node.meta_conf()
+    conf["kubeconfig"] = "/host-only/etc/cni/net.d/metacni.d/metacni.kubeconfig"
+    node.cni("ADD", pod, conf=conf)
+    status = node.api.get_pod(pod.namespace, pod.name)["metadata"]["annotations"]
+    assert "eth0" in status["k8s.v1.cni.cncf.io/network-status"]
+    node.cni("DEL", pod, conf=conf)
+    node.assert_clean(pod)

@@ -278,19 +278,23 @@ class CachedKubeView:
 
 def view_factory(caches: KubeCaches, kubeconfig: str | None,
                  metrics: Metrics | None = None) -> Callable[[Mapping[str, Any]], Any]:
-    """The factory for ``set_view_factory``: the cache view, with the API view the meta config
-    names (its kubeconfig and timeouts) for writes and misses, else one on the daemon's own
-    credentials."""
-    from metacni.meta.kube import ApiKubeView, KubeSettings, default_view
+    """The factory for ``set_view_factory``: the cache view, writing (and reading misses) with
+    the daemon's own credentials and the config's timeouts and retries.
 
-    views: dict[int, CachedKubeView] = {}
-    own = ApiKubeView(KubeSettings(kubeconfig=kubeconfig or ""))
+    Not with the config's ``kubeconfig``: that path is the host's view, written for the
+    standalone fallback, and a DaemonSet container mounts the conf dir elsewhere. The daemon
+    already holds working credentials (the ones its watches use)."""
+    from metacni.meta.kube import ApiKubeView, KubeSettings
+
+    views: dict[KubeSettings, CachedKubeView] = {}
+    lock = threading.Lock()
 
     def factory(conf: Mapping[str, Any]) -> Any:
-        api_view = default_view(conf) or own
-        view = views.get(id(api_view))
-        if view is None:
-            view = views[id(api_view)] = CachedKubeView(caches, api_view, metrics=metrics)
-        return view
+        settings = KubeSettings.from_conf(conf)._replace(kubeconfig=kubeconfig or "")
+        with lock:
+            view = views.get(settings)
+            if view is None:
+                view = views[settings] = CachedKubeView(caches, ApiKubeView(settings), metrics=metrics)
+            return view
 
     return factory
