@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -236,6 +237,13 @@ def shim_roundtrip(daemon: DaemonProc, n: int) -> dict[str, Any]:
     return out
 
 
+def served(daemon: DaemonProc | None) -> list[tuple[str, float]]:
+    """(verb, ms) of every call the daemon logged: its own share of each call's latency."""
+    if daemon is None:
+        return []
+    return [(r.get("verb", ""), float(r["ms"])) for r in daemon.log_records() if r.get("msg") == "served"]
+
+
 def rss_kib(pid: int) -> dict[str, int]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -322,9 +330,15 @@ def main() -> int:
                                                                      args.concurrency)):
                     batch = pods.make(n, mode[:3])
                     api.reset_counts()
+                    served_before = len(served(daemon)) if mode.startswith("daemon") else 0
                     add, add_wall = run_ops(driver, "add", conf, batch, conc, port)
                     counts = api.counts
                     dele, del_wall = run_ops(driver, "del", conf, batch, conc, port)
+                    if mode.startswith("daemon"):
+                        inside = served(daemon)[served_before:]
+                        entry.setdefault("daemon_side", {})[label] = {
+                            verb.lower(): summary([ms for v, ms in inside if v == verb]) if inside else None
+                            for verb in ("ADD", "DEL")}
                     port += n
                     pods.drop(batch)
                     entry[label] = {"add": summary(add), "del": summary(dele),
@@ -366,6 +380,7 @@ def main() -> int:
         pods.close()
         api.stop()
         run("ip", "netns", "del", node, check=False)
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({k: v for k, v in results.items()}, indent=2))
     out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"cni-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

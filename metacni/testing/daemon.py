@@ -58,8 +58,13 @@ class DaemonProc:
             return ""
 
     def log_records(self) -> list[dict[str, Any]]:
+        """Every JSON record of the log (``log_text`` is only its tail, for error messages)."""
+        try:
+            text = self.log.read_text()
+        except FileNotFoundError:
+            return []
         out = []
-        for line in self.log_text().splitlines():
+        for line in text.splitlines():
             with contextlib.suppress(ValueError):
                 out.append(json.loads(line))
         return out
