@@ -26,6 +26,8 @@ of it or none of it, which is what makes our ADD and DEL atomic.
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
+import itertools
 import json
 import os
 import socket
@@ -240,9 +242,10 @@ def release(entry: PoolEntry) -> None:
     entry.close()
 
 
-def pool_size() -> int:
+def pooled_netns() -> list[tuple[int, int]]:
+    """Keys (:func:`netns_key`) of the namespaces whose context is pooled (each is pinned)."""
     with _pool_lock:
-        return len(_pool)
+        return list(_pool)
 
 
 # ---------------------------------------------------------------------- one raw query
@@ -360,14 +363,11 @@ def raw_batch(entry: PoolEntry, messages: list[tuple[int, bytes]]) -> None:
         raise NftError("; ".join(errors))
 
 
-_seq_lock = threading.Lock()
-_seq = [0]
+_seqs = itertools.count(1000, 1000)  # next() is atomic under the GIL; no lock to inherit on fork
 
 
 def _next_seq() -> int:
-    with _seq_lock:
-        _seq[0] = (_seq[0] + 1000) % (1 << 30)
-        return _seq[0]
+    return next(_seqs) % (1 << 30)
 
 
 def _drain(sock: socket.socket) -> None:

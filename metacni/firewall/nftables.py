@@ -480,10 +480,14 @@ class NftablesBackend:
         wanted_keys = {(m, _freeze(key)) for m, key, _ in want.elems}
         doomed = {c for c in mine if c in chains}
         elems = list(_raw_elems(objs))
-        doomed |= {c for m, key, c in elems if (m, _freeze(key)) in wanted_keys and c not in mine}
-        doomed_tags = {c.split("-", 1)[1] for c in doomed}
-        for c in doomed - mine:
-            log.warning("nftables %s: evicting %s, which held a key %s needs", t, c, plan.attachment.tag)
+        holders = {c for m, key, c in elems if (m, _freeze(key)) in wanted_keys and c not in mine}
+        doomed_tags = {plan.attachment.tag} | {t_ for t_ in (_chain_tag(kind, c) for c in holders) if t_}
+        for tag in sorted(doomed_tags - {plan.attachment.tag}):  # evicted wholesale: all its chains
+            log.warning("nftables %s: evicting attachment %s, which held a key %s needs", t, tag,
+                        plan.attachment.tag)
+        doomed |= {c for c in chains if _chain_tag(kind, c) in doomed_tags} | holders
+        for tag in doomed_tags - {plan.attachment.tag}:
+            self._owned(entry).pop((kind, tag), None)
         cmds = _ensure(kind)
         cmds += _drop(t, doomed, [(m, key, c) for m, key, c in elems if c in doomed])
         foreign_rules: list[Cmd] = []

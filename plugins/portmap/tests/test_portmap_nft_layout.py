@@ -1,0 +1,86 @@
+"""The nftables layout's less travelled paths, in a test-created node namespace.
+
+ADD/DEL normally run from memory (the attachment was added by this process). These cover
+what a fresh process, a re-ADD or a stale attachment takes: DEL that reads the
+attachment's own chains, the slow ADD that replaces an earlier ADD, eviction of a stale
+holder of a host port, and the table going away with the last attachment (the anchor's
+use count), after which the netns's pooled context is released.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from metacni.firewall import backend as fw
+from metacni.firewall import libnft
+from metacni.firewall.identity import Attachment
+from metacni.firewall.masq import add_masquerade, del_masquerade
+from metacni.firewall.plan import PORTMAP, PortmapPlan, parse_port_mappings
+from metacni.kernel import netns
+from metacni.testing.firewall_testbed import ruleset
+from metacni.testing.netns import netns_path, run
+
+NFT = "nftables"
+
+
+def _plan(cid: str, ip: str, *mappings: dict[str, object]) -> PortmapPlan:
+    return PortmapPlan(
+        Attachment("layoutnet", cid, "eth0"),
+        parse_port_mappings(list(mappings)),
+        ipaddress.IPv4Interface(ip),
+        ipaddress.IPv6Interface("fd00:77::" + ip.split(".")[-1].split("/")[0] + "/64"),
+    )
+
+
+def _forget() -> None:
+    """Drop this process's pooled context and what it remembers (as a fresh process)."""
+    with libnft.pooled() as entry:
+        libnft.release(entry)
+
+
+def _nft(node: str) -> str:
+    return run("nft", "list", "ruleset", netns=node).stdout
+
+
+def test_nft_layout_paths_a_fresh_process_takes(box):
+    node = box.netns("mcfwl")
+    before = ruleset(node)
+    a = _plan("a", "10.77.0.2/24", {"hostPort": 31001, "containerPort": 80})
+    b = _plan("b", "10.77.0.3/24", {"hostPort": 31002, "containerPort": 80, "hostIP": "192.0.2.9"})
+    with netns.enter(netns_path(node)):
+        fw.add(a, NFT)
+        fw.add(b, NFT)
+        add_masquerade("layoutnet", "a", "eth0", ["10.77.0.2/24", "fd00:77::2/64"], backend=NFT,
+                       non_masquerade_cidrs=["10.96.0.0/12"])
+
+        # re-ADD of a with other mappings (the slow path): only the new ones are left
+        a2 = _plan("a", "10.77.0.2/24", {"hostPort": 31003, "containerPort": 81, "protocol": "udp"})
+        fw.add(a2, NFT)
+        fw.check(a2, NFT)
+        rules = _nft(node)
+        assert "31003" in rules and "31001" not in rules and "31002" in rules
+
+        # DEL from a process that did not add it: found through its own chains
+        _forget()
+        fw.delete(a2.attachment, PORTMAP, NFT)
+        del_masquerade("layoutnet", "a", "eth0", backend=NFT)
+        rules = _nft(node)
+        assert a2.attachment.tag not in rules and "31003" not in rules
+        assert b.attachment.tag in rules and "31002" in rules
+        assert "metacni_masq" not in rules  # its last attachment left: table gone
+
+        # c takes b's host IP and port (b is stale: its DEL never came): b is evicted
+        c = _plan("c", "10.77.0.4/24", {"hostPort": 31002, "containerPort": 80, "hostIP": "192.0.2.9"})
+        fw.add(c, NFT)
+        rules = _nft(node)
+        assert c.attachment.tag in rules and b.attachment.tag not in rules
+        # b's late DEL must leave c alone
+        _forget()
+        fw.delete(b.attachment, PORTMAP, NFT)
+        fw.check(c, NFT)
+
+        fw.delete(c.attachment, PORTMAP, NFT)
+        # the last table of ours in the netns went: the context pinning it was released
+        assert libnft.netns_key() not in libnft.pooled_netns()
+        fw.delete(c.attachment, PORTMAP, NFT)  # again: a no-op
+    assert ruleset(node) == before
