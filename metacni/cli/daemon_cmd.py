@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--readiness-indicator-file", default=None)
     p.add_argument("--ready-timeout", type=float, default=None, help="seconds an ADD waits for readiness")
     p.add_argument("--no-regenerate-config", dest="regenerate_config", action="store_false", default=None)
+    p.add_argument("--node-kubeconfig", default=None, metavar="PATH",
+                   help="keep PATH (as the daemon sees it) a kubeconfig of this pod's service account, rewritten "
+                        "when the token rotates: the credentials of the standalone fallback")
     p.add_argument("--log-file", default=None)
 
 
@@ -60,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         routes=args.routes, route_protocol=args.route_protocol, reconcile_period=args.reconcile_period,
         gc_period=args.gc_period, gc_grace=args.gc_grace, readiness_indicator_file=args.readiness_indicator_file,
         ready_timeout=args.ready_timeout,
-        regenerate_config=args.regenerate_config, log_file=args.log_file, log_level=args.log_level)
+        regenerate_config=args.regenerate_config, node_kubeconfig=args.node_kubeconfig, log_file=args.log_file,
+        log_level=args.log_level)
     logs.setup(cfg.log_level, cfg.log_file)
     if os.environ.get("METACNI_MALLOC_ARENAS", "2") != "0":
         limit_malloc_arenas(int(os.environ.get("METACNI_MALLOC_ARENAS", "2")))

@@ -19,6 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--primary", default=None, help="primary network file (default: first other config in --conf-dir)")
     p.add_argument("--cni-version", default=None, help="default: the primary's cniVersion")
     p.add_argument("--kubeconfig", default="", help="kubeconfig path as the runtime's host sees it")
+    p.add_argument("--write-kubeconfig", default=None, metavar="PATH",
+                   help="write a kubeconfig from this pod's service account to PATH as this process sees it "
+                        "(e.g. /host/etc/cni/net.d/metacni.d/metacni.kubeconfig; --kubeconfig names it as the "
+                        "host does); the standalone fallback authenticates with it")
+    p.add_argument("--service-account-dir", default=None,
+                   help="with --write-kubeconfig: where token and ca.crt are (default: the in-cluster mount)")
     p.add_argument("--cni-dir", default="/var/lib/cni/metacni")
     p.add_argument("--bin-dir", default="/opt/cni/bin", help="binDir written into the config")
     p.add_argument("--install-bin-dir", default=None,
@@ -46,9 +52,13 @@ def _extra(items: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metacni.meta.install import install_binary, write_node_config
+    from metacni.meta.install import install_binary, kubeconfig_path, write_kubeconfig, write_node_config
 
     try:
+        if args.write_kubeconfig:  # before the config that names it
+            sa = {"sa_dir": args.service_account_dir} if args.service_account_dir else {}
+            changed = write_kubeconfig(args.write_kubeconfig, **sa)
+            print(f"{'wrote' if changed else 'unchanged'} {kubeconfig_path(args.write_kubeconfig)}")
         if args.shim and not args.no_binary:
             from metacni.daemon.install import install_shim
 

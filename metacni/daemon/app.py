@@ -83,7 +83,7 @@ class Daemon:
         if self.caches is not None:
             self.gc_loop = gcmod.GCLoop(self.gc_once, self.cfg.gc_period)
             self.gc_loop.start()
-        if self.cfg.regenerate_config:
+        if self.cfg.regenerate_config or self.cfg.node_kubeconfig:
             from .confwatch import ConfWatcher
 
             self.confwatch = ConfWatcher(self.cfg.conf_dir, self.cfg)

@@ -33,6 +33,10 @@ class DaemonConfig:
     regenerate_config: bool = True
     # Keywords for metacni.meta.install.write_node_config (kubeconfig, host_conf_dir, cni_dir, extra, ...).
     node_config: dict[str, Any] = field(default_factory=dict)
+    # The standalone fallback's kubeconfig (path as the daemon sees it), kept in step with the
+    # service-account token and CA; "" disables. service_account_dir "": the in-cluster mount.
+    node_kubeconfig: str = ""
+    service_account_dir: str = ""
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
     log_file: str | None = None

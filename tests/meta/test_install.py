@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +153,20 @@ def test_relative_conf_dir(tmp_path, monkeypatch):
     conf = json.loads(path.read_text())
     assert conf["clusterNetwork"] == str(tmp_path / "net.d" / "10-pri.conflist")
     assert conf["confDir"] == str(tmp_path / "net.d")
+
+
+def test_daemonset_writes_and_refreshes_the_kubeconfig_the_config_names():
+    """The init container writes, and the daemon refreshes, the file 00-metacni.conf's kubeconfig names
+    (the container sees the host's /etc/cni/net.d under /host); both commands parse."""
+    import yaml
+
+    from metacni.cli.main import build_parser
+
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[2] / "conf" / "daemonset.yaml").read_text())
+    spec = manifest["spec"]["template"]["spec"]
+    install = build_parser().parse_args(spec["initContainers"][0]["command"][1:])
+    daemon = build_parser().parse_args(spec["containers"][0]["command"][1:])
+    assert install.kubeconfig == "/etc/cni/net.d/metacni.d/metacni.kubeconfig"
+    assert install.write_kubeconfig == "/host" + install.kubeconfig
+    assert daemon.node_kubeconfig == install.write_kubeconfig
+    assert daemon.conf_dir == install.conf_dir
