@@ -84,3 +84,31 @@ def test_nft_layout_paths_a_fresh_process_takes(box):
         assert libnft.netns_key() not in libnft.pooled_netns()
         fw.delete(c.attachment, PORTMAP, NFT)  # again: a no-op
     assert ruleset(node) == before
+
+
+def test_nft_gc_portmap_and_forward_keep_only_valid(box):
+    """GC lists (it is periodic): stale attachments of the network go, chains, map elements
+    and the accepts inserted in a foreign forward chain that drops; others stay."""
+    from metacni.firewall.forward import add_forward
+    from metacni.firewall.plan import FORWARD
+
+    node = box.netns("mcfwg")
+    run("iptables-nft", "-P", "FORWARD", "DROP", netns=node)  # ip filter FORWARD, policy drop
+    before = ruleset(node)
+    pods = {("gcnet", "keep"): "10.78.0.2", ("gcnet", "stale"): "10.78.0.3", ("othernet", "stale"): "10.78.0.4"}
+    with netns.enter(netns_path(node)):
+        for (network, cid), ip in pods.items():
+            maps = parse_port_mappings([{"hostPort": 32000 + int(ip.rsplit(".", 1)[1]), "containerPort": 80}])
+            fw.add(PortmapPlan(Attachment(network, cid, "eth0"), maps, ipaddress.IPv4Interface(ip + "/24")), NFT)
+            add_forward(network, cid, "eth0", [ip + "/24"], backend=NFT)
+        foreign = run("nft", "list", "chain", "ip", "filter", "FORWARD", netns=node).stdout
+        assert "10.78.0.3" in foreign and "10.78.0.2" in foreign  # accepts inserted there too
+        for kind in (PORTMAP, FORWARD):
+            fw.gc("gcnet", [("keep", "eth0")], kind)
+        rules = _nft(node)
+        assert "10.78.0.2" in rules and "10.78.0.4" in rules and "10.78.0.3" not in rules
+        assert "32003" not in rules and "32002" in rules and "32004" in rules
+        for kind in (PORTMAP, FORWARD):
+            fw.gc("gcnet", [], kind)
+            fw.gc("othernet", [], kind)
+    assert ruleset(node) == before
