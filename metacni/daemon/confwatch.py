@@ -45,18 +45,32 @@ def fingerprint(conf_dir: str, ignore: str = "") -> Fingerprint:
 
 
 def default_regenerator(conf_dir: str, cfg: Any) -> Callable[[], object] | None:
-    """``write_node_config`` of the meta plugin's installer with the daemon's options."""
+    """``write_node_config`` of the meta plugin's installer. Its options, weakest first: the
+    daemon's (its kubeconfig, its first CNI path), those the existing config was written with
+    (remembered, for when another CNI renamed it away: ``metacni install`` in the DaemonSet's
+    init container wrote the host's paths and the kubeconfig, which the daemon's container
+    paths must not replace), then ``node_config`` from the daemon settings."""
     try:
-        from metacni.meta.install import write_node_config
+        from metacni.meta.install import installed_options, write_node_config
     except ImportError:
         return None
     options: dict[str, Any] = {}
+    override: dict[str, Any] = {}
     if cfg is not None:
         if cfg.kubeconfig:
             options["kubeconfig"] = cfg.kubeconfig
         options["bin_dir"] = cfg.cni_path.split(os.pathsep)[0]
-        options.update(cfg.node_config)
-    return lambda: write_node_config(conf_dir, **options)
+        override = dict(cfg.node_config)
+    adopted: dict[str, Any] = {}
+
+    def regenerate() -> object:
+        found = installed_options(conf_dir)
+        if found:
+            adopted.clear()
+            adopted.update(found)
+        return write_node_config(conf_dir, **{**options, **adopted, **override})
+
+    return regenerate
 
 
 def _stat(path: str) -> tuple[int, int, int, int] | None:

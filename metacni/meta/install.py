@@ -126,6 +126,37 @@ def write_node_config(conf_dir: str | Path, *, file_name: str = NODE_CONFIG_NAME
     return target
 
 
+#: Keys :func:`node_config` derives from the conf dir and the primary on every write.
+_DERIVED_KEYS = frozenset({"cniVersion", "type", "confDir", "clusterNetwork", "capabilities"})
+#: Keys that hold :func:`node_config` keywords (the rest, but the derived ones, are ``extra``).
+_OPTION_KEYS = {"name": "name", "cniDir": "cni_dir", "binDir": "bin_dir", "kubeconfig": "kubeconfig"}
+
+
+def installed_options(conf_dir: str | Path, file_name: str = NODE_CONFIG_NAME) -> dict[str, Any]:
+    """The :func:`write_node_config` keywords an existing node config was written with, so the
+    daemon's regeneration keeps what ``metacni install`` chose (the host's paths, the kubeconfig,
+    ``--set`` keys) instead of its own container paths; {} when there is no metacni config.
+    Not recovered: an explicit ``--primary`` and ``--cni-version`` (both follow the conf dir)."""
+    try:
+        conf = json.loads((Path(conf_dir) / file_name).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(conf, dict) or conf.get("type") != META_TYPE:
+        return {}
+    options: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in conf.items():
+        if key in _OPTION_KEYS:
+            options[_OPTION_KEYS[key]] = value
+        elif key not in _DERIVED_KEYS:
+            extra[key] = value
+    if isinstance(conf.get("confDir"), str):
+        options["host_conf_dir"] = conf["confDir"]
+    if extra:
+        options["extra"] = extra
+    return options
+
+
 def install_binary(source: str | Path, bin_dir: str | Path, name: str = META_TYPE) -> Path:
     """Copy ``source`` to ``<bin_dir>/<name>`` via a temp file and rename.
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from metacni.meta.install import NoPrimaryNetwork, install_binary, node_config, write_node_config
+from metacni.meta.install import NoPrimaryNetwork, install_binary, installed_options, node_config, write_node_config
 from metacni.spec.errors import CNIError
 
 
@@ -170,3 +170,43 @@ def test_daemonset_writes_and_refreshes_the_kubeconfig_the_config_names():
     assert install.write_kubeconfig == "/host" + install.kubeconfig
     assert daemon.node_kubeconfig == install.write_kubeconfig
     assert daemon.conf_dir == install.conf_dir
+
+
+def test_installed_options_round_trip(tmp_path):
+    _write(tmp_path / "10-pri.conflist", PRIMARY)
+    options = dict(host_conf_dir="/etc/cni/net.d", kubeconfig="/etc/cni/net.d/metacni.d/metacni.kubeconfig",
+                   cni_dir="/var/lib/cni/other", bin_dir="/usr/libexec/cni", name="meta",
+                   extra={"apiTimeout": 10, "defaultNetworks": ["a"]})
+    before = write_node_config(tmp_path, **options).read_bytes()
+    recovered = installed_options(tmp_path)
+    assert recovered == options
+    (tmp_path / "00-metacni.conf").unlink()
+    assert write_node_config(tmp_path, **recovered).read_bytes() == before
+    assert installed_options(tmp_path / "nowhere") == {}
+    _write(tmp_path / "00-metacni.conf", PRIMARY)  # not a metacni config
+    assert installed_options(tmp_path) == {}
+
+
+def test_daemon_regeneration_keeps_what_install_wrote(tmp_path):
+    """The DaemonSet: the init container writes the host's paths and the kubeconfig; the daemon
+    (conf dir /host/etc/cni/net.d in its container, no node_config) must not replace them."""
+    from metacni.daemon.config import DaemonConfig
+    from metacni.daemon.confwatch import default_regenerator
+
+    _write(tmp_path / "10-pri.conflist", PRIMARY)
+    path = write_node_config(tmp_path, host_conf_dir="/etc/cni/net.d", extra={"apiTimeout": 10},
+                             kubeconfig="/etc/cni/net.d/metacni.d/metacni.kubeconfig")
+    written, inode = path.read_bytes(), path.stat().st_ino
+    regenerate = default_regenerator(str(tmp_path), DaemonConfig(conf_dir=str(tmp_path), kubeconfig="/in/container"))
+    assert regenerate is not None
+    regenerate()
+    assert path.read_bytes() == written and path.stat().st_ino == inode  # nothing to write
+    path.rename(tmp_path / "00-metacni.conf.cilium_bak")  # renamed away (Multus #972): the same comes back
+    (tmp_path / "00-metacni.conf.cilium_bak").unlink()
+    regenerate()
+    assert path.read_bytes() == written
+    _write(tmp_path / "05-new.conflist", dict(PRIMARY, name="new"))  # the primary still follows the conf dir
+    regenerate()
+    conf = json.loads(path.read_text())
+    assert conf["clusterNetwork"] == "/etc/cni/net.d/05-new.conflist"
+    assert conf["kubeconfig"] == "/etc/cni/net.d/metacni.d/metacni.kubeconfig" and conf["apiTimeout"] == 10
