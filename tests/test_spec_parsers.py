@@ -139,3 +139,14 @@ def test_spec_modules_import_only_the_standard_library() -> None:
     added = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     foreign = [m for m in added if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] != "metacni"]
     assert "metacni.spec.results" in added and foreign == []
+
+
+@given(st.text(max_size=200))
+def test_builtin_digests_match_hashlib(text: str) -> None:
+    """Chain names, comments and veth names are these digests: they must be hashlib's, byte for byte."""
+    import hashlib
+
+    from metacni.spec import digest
+
+    assert digest.sha256_hex(text) == hashlib.sha256(text.encode()).hexdigest()
+    assert digest.sha512_hex(text) == hashlib.sha512(text.encode()).hexdigest()

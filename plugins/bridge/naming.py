@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import os
 
-try:  # CPython's built-in SHA-256: importing hashlib loads the OpenSSL binding, ~5 ms per standalone call
-    from _sha256 import sha256
-except ImportError:  # Python 3.12+ names the module _sha2; anything else: hashlib
-    try:
-        from _sha2 import sha256
-    except ImportError:
-        from hashlib import sha256
+from metacni.spec.digest import sha256_hex
 
 
 def host_veth_name(network: str, container_id: str, ifname: str) -> str:
@@ -20,7 +14,7 @@ def host_veth_name(network: str, container_id: str, ifname: str) -> str:
     host end without any state, and a second ADD of the same attachment collides instead of
     creating a second pair.
     """
-    digest = sha256(f"{network}\0{container_id}\0{ifname}".encode()).hexdigest()
+    digest = sha256_hex(f"{network}\0{container_id}\0{ifname}")
     return f"veth{digest[:8]}"
 
 
