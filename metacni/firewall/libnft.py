@@ -26,7 +26,6 @@ of it or none of it, which is what makes our ADD and DEL atomic.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import itertools
 import json
 import os
