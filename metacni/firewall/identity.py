@@ -9,15 +9,16 @@ full (network, container id, ifname) identity. DEL matches on that prefix alone.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
+
+from metacni.spec.digest import sha512_hex
 
 #: nftables keeps at most 128 bytes of rule comment (NFT_USERDATA_MAXLEN); iptables 255.
 COMMENT_MAX = 128
 
 
 def _sha512_hex(text: str) -> str:
-    return hashlib.sha512(text.encode()).hexdigest()
+    return sha512_hex(text)  # built-in SHA-512: no hashlib import (~5 ms) in a standalone call
 
 
 def prefixed_chain(prefix: str, network: str, container_id: str) -> str:
