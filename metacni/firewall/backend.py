@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 import time
 from typing import Protocol
@@ -131,6 +130,8 @@ def _nft_kube_proxy() -> bool:
 
 def iptables_alternative() -> str | None:
     """'iptables' or 'nftables' from the ``iptables`` command's link chain, None if unknown."""
+    import shutil  # rarely needed; shutil imports bz2 and lzma
+
     path = shutil.which("iptables", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
     seen = 0
     while path and seen < 10:
