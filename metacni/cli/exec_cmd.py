@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import sys
 from typing import Any
 
+from metacni.spec.digest import sha512_hex
 from metacni.spec.errors import CNIError, Code
 
 VERBS = ("add", "del", "check", "gc", "status")
@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def default_container_id(netns: str) -> str:
-    return "metacni-" + hashlib.sha512(netns.encode()).hexdigest()[:20]
+    return "metacni-" + sha512_hex(netns)[:20]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,14 +26,6 @@ _sha256 = _builtin("sha256")
 _sha512 = _builtin("sha512")
 
 
-def sha256(data: bytes) -> Any:
-    return _sha256(data)
-
-
-def sha512(data: bytes) -> Any:
-    return _sha512(data)
-
-
 def sha256_hex(text: str) -> str:
     return str(_sha256(text.encode()).hexdigest())
 
