@@ -247,5 +247,15 @@ def main(env: "dict | None" = None, stdin: "bytes | None" = None, out=None) -> i
     return status
 
 
+def _exit(status: int) -> None:
+    """Leave without interpreter finalisation when the call never ran in-process (~2.7 ms of
+    a ~17 ms shim measured): nothing but stdout and stderr holds state worth finalising."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "metacni" in sys.modules:  # standalone ran here: its atexit hooks and threads finish normally
+        sys.exit(status)
+    posix._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 #: The statuses urllib3 retries when they carry Retry-After (Retry.RETRY_AFTER_STATUS_CODES).
 RETRY_AFTER_STATUSES = frozenset({413, 429, 503})
 MAX_BODY = 64 * 1024 * 1024
+#: idle connections kept per view: the daemon's concurrent ADDs each patch their pod's status
+MAX_IDLE = 8
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
             422: "Unprocessable Entity", 429: "Too Many Requests", 500: "Internal Server Error",
             503: "Service Unavailable", 504: "Gateway Timeout"}
@@ -333,10 +335,10 @@ class HttpKubeView:
     def __init__(self, settings: KubeSettings, *, sa_dir: str = SA_DIR) -> None:
         self.settings = settings
         self.sa_dir = sa_dir
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards the fields below, never held across a request
         self._endpoint: Endpoint | None = None
         self._ctx: Any = None
-        self._conn: Connection | None = None
+        self._idle: list[Connection] = []
         self._stamp: tuple[tuple[int, int, int], ...] | None = None
         self._fallback: ApiKubeView | None = None
 
@@ -375,14 +377,34 @@ class HttpKubeView:
                 self._fallback.close()
 
     def _drop_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        """Close the idle connections (those in use close when they come back: :meth:`_checkin`)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _checkout(self, ep: Endpoint) -> tuple[Connection | None, Any]:
+        """An idle connection to ``ep`` (None: open one) and the TLS context to open it with."""
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.dropped():
+                    return conn, self._ctx
+                conn.close()
+            return None, self._ctx
+
+    def _checkin(self, ep: Endpoint, conn: Connection) -> None:
+        """Keep a reusable connection for the next request (the daemon's concurrent ADDs each
+        take one), unless the credentials changed while it was in use."""
+        with self._lock:
+            if conn.keep_alive and ep is self._endpoint and len(self._idle) < MAX_IDLE:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     # ------------------------------------------------------------------ requests
     def _send(self, ep: Endpoint, authorization: str, method: str, path: str, body: bytes,
               content_type: str) -> Response:
-        """One request on the pooled connection (a fresh one when it was closed or dropped)."""
+        """One request on an idle connection of the view (a fresh one when none is idle or usable)."""
         s = self.settings
         head = [f"{method} {ep.prefix}{path} HTTP/1.1", f"Host: {ep.host_header}", "Accept: application/json",
                 "User-Agent: metacni", f"Content-Length: {len(body)}"]
@@ -391,21 +413,15 @@ class HttpKubeView:
         if content_type:
             head.append(f"Content-Type: {content_type}")
         raw = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-        conn, self._conn = self._conn, None
-        if conn is not None and conn.dropped():
-            conn.close()
-            conn = None
+        conn, ctx = self._checkout(ep)
         if conn is None:
-            conn = Connection(ep, self._ctx, s.connect_timeout, s.timeout)
+            conn = Connection(ep, ctx, s.connect_timeout, s.timeout)
         try:
             resp = conn.exchange(raw, body)
         except BaseException:
             conn.close()
             raise
-        if conn.keep_alive:
-            self._conn = conn
-        else:
-            conn.close()
+        self._checkin(ep, conn)
         return resp
 
     def _request(self, what: str, method: str, path: str, body: bytes = b"", content_type: str = "") -> Response:
@@ -413,7 +429,8 @@ class HttpKubeView:
         retries = self.settings.retries
         reloaded = False
         while True:
-            ep = self._load(force=reloaded)
+            with self._lock:
+                ep = self._load(force=reloaded)
             if ep is None:  # a 401 re-read found credentials only the kubernetes client handles
                 raise CNIError(Code.TRY_AGAIN_LATER, "Kubernetes API error", f"{what}: HTTP 401 Unauthorized")
             try:
@@ -448,8 +465,7 @@ class HttpKubeView:
 
     def _json(self, what: str, method: str, path: str, body: bytes = b"", content_type: str = "") -> JSON | None:
         """The response object; None for 404; CNIError code 11 for anything else that is not 2xx."""
-        with self._lock:
-            resp = self._request(what, method, path, body, content_type)
+        resp = self._request(what, method, path, body, content_type)
         if resp.status == 404:
             return None
         if not 200 <= resp.status < 300:

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 DISCOVERY = "discovery"
 _POLL_SECONDS = 0.2
 _TRUE = ("true", "1", "yes")
+#: a gated request still held after this long is dropped (a test that forgot to open its gate)
+GATE_TIMEOUT = 30.0
 
 
 @dataclass
@@ -262,6 +264,8 @@ class Handler(BaseHTTPRequestHandler):
         if fault is None:
             return True
         if fault.delay and api._stopping.wait(fault.delay):
+            fault = fault.__class__(drop=True)
+        if fault.gate is not None and not fault.gate.wait(GATE_TIMEOUT):
             fault = fault.__class__(drop=True)
         if fault.drop:
             self.close_connection = True

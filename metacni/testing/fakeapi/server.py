@@ -35,8 +35,9 @@ PAUSE_IMAGE = "registry.k8s.io/pause:3.9"
 
 @dataclass
 class Fault:
-    """What to do to matching requests: wait ``delay`` seconds, then drop the connection
-    (``drop``), answer ``status`` with a Status body, or (neither) serve the request normally.
+    """What to do to matching requests: wait ``delay`` seconds (and for ``gate`` to be set, so a
+    test can hold requests in flight), then drop the connection (``drop``), answer ``status``
+    with a Status body, or (neither) serve the request normally.
 
     ``verb``/``resource`` of None match anything; ``times`` of None means until removed.
     Requests the client retries on its own (urllib3 does for idempotent ones) each take one.
@@ -51,6 +52,7 @@ class Fault:
     retry_after: int | None = None
     message: str = "injected fault"
     hits: int = 0
+    gate: threading.Event | None = None
 
     def matches(self, verb: str, resource: str) -> bool:
         return (self.verb in (None, verb)) and (self.resource in (None, resource))
@@ -208,9 +210,9 @@ class FakeAPIServer:
     def inject_fault(self, status: int | None = None, *, verb: str | None = None,
                      resource: str | None = None, delay: float = 0.0, drop: bool = False,
                      times: int | None = None, retry_after: int | None = None,
-                     message: str = "injected fault") -> Fault:
+                     message: str = "injected fault", gate: threading.Event | None = None) -> Fault:
         """Add a fault rule (first matching rule wins); returns it for ``remove_fault``/``hits``."""
-        fault = Fault(status, verb, resource, delay, drop, times, retry_after, message)
+        fault = Fault(status, verb, resource, delay, drop, times, retry_after, message, gate=gate)
         with self._lock:
             self._faults.append(fault)
         return fault
