@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import shutil
 import subprocess
@@ -227,3 +228,56 @@ def test_daemon_dying_mid_call_is_code_11_and_never_rerun_in_process(tmp_path):
         srv.close()
     reply = json.loads(out.stdout)
     assert out.returncode == 1 and reply["code"] == 11 and "went away" in reply["msg"], reply
+
+
+def _run_installed(target: Path, env: dict) -> subprocess.CompletedProcess[bytes]:
+    full = {"PATH": "/usr/bin:/bin", "CNI_COMMAND": "VERSION", **env}
+    return subprocess.run([str(target)], input=b"", env=full, capture_output=True, timeout=30, check=False)
+
+
+@pytest.mark.parametrize("python", BARE_PYTHONS)
+def test_installed_shim_runs_from_its_code_cache(tmp_path, python):
+    """Python compiles a script on every run; the installed shim compiles its code once per
+    interpreter, caches it, and runs the cached code afterwards."""
+    target = install_shim(tmp_path / "bin", interpreter=f"{python} -S")
+    cache = tmp_path / "run" / "shim"
+    env = {"METACNI_SHIM_CACHE": str(cache)}
+    first = _run_installed(target, env)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["supportedVersions"] == list(ALL_VERSIONS)
+    (entry,) = cache.iterdir()
+    assert cache.stat().st_mode & 0o777 == 0o700 and entry.stat().st_mode & 0o777 == 0o600
+    # the cached code is what runs: replace it with code of our own (marshalled by that interpreter)
+    entry.write_bytes(subprocess.run(
+        [python, "-c", "import marshal, sys; sys.stdout.buffer.write(marshal.dumps(compile("
+                       "\"import sys; sys.stdout.write('from the cache')\", 't', 'exec')))"],
+        capture_output=True, check=True, timeout=30).stdout)
+    assert _run_installed(target, env).stdout == b"from the cache"
+    # a damaged entry is compiled again and replaced
+    entry.write_bytes(b"\x00garbage")
+    again = _run_installed(target, env)
+    assert again.returncode == 0 and json.loads(again.stdout)["cniVersion"] == "1.1.0", again.stderr
+    assert b"metacni/shim.py (in " in entry.read_bytes()
+
+
+def test_installed_shim_ignores_a_cache_others_can_write(tmp_path):
+    target = install_shim(tmp_path / "bin", interpreter="/usr/bin/python3 -S")
+    cache = tmp_path / "shared"
+    cache.mkdir(mode=0o777)
+    cache.chmod(0o777)
+    env = {"METACNI_SHIM_CACHE": str(cache)}
+    assert _run_installed(target, env).returncode == 0
+    (entry,) = cache.iterdir()
+    entry.write_bytes(marshal.dumps(compile("import sys; sys.stdout.write('planted')", "t", "exec")))
+    out = _run_installed(target, env)
+    assert out.returncode == 0 and b"planted" not in out.stdout and b"supportedVersions" in out.stdout
+
+
+def test_installed_shim_cache_can_be_turned_off_and_follows_the_socket(tmp_path, fake_daemon):
+    server, seen, _, _ = fake_daemon
+    target = install_shim(tmp_path / "bin", interpreter="/usr/bin/python3 -S")
+    assert _run_installed(target, {"METACNI_SHIM_CACHE": ""}).returncode == 0
+    out = subprocess.run([str(target)], input=CONF, env={"PATH": "/usr/bin:/bin", **ENV, "METACNI_SOCKET": server.path},
+                         capture_output=True, timeout=30, check=False)
+    assert out.returncode == 0 and len(seen) == 1, out.stderr
+    assert [p.parent for p in (Path(server.path).parent / "shim").iterdir()] == [Path(server.path).parent / "shim"]
