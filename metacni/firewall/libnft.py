@@ -248,22 +248,22 @@ def pooled_netns() -> list[tuple[int, int]]:
 
 
 # ---------------------------------------------------------------------- one raw query
-_NFPROTO = {"inet": 1, "ip": 2, "ip6": 10, "bridge": 7}
+NFPROTO = {"inet": 1, "ip": 2, "ip6": 10, "bridge": 7}
 _NFT_MSG_GETCHAIN = (10 << 8) | 4  # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETCHAIN
 _NFTA_CHAIN_TABLE, _NFTA_CHAIN_NAME, _NFTA_CHAIN_USE = 1, 3, 6
 
 
-def _attr(kind: int, text: str) -> bytes:
-    return _battr(kind, text.encode() + b"\0")
+def nla_str(kind: int, text: str) -> bytes:
+    return nla(kind, text.encode() + b"\0")
 
 
-def _battr(kind: int, data: bytes) -> bytes:
+def nla(kind: int, data: bytes) -> bytes:
     size = 4 + len(data)
     return struct.pack("=HH", size, kind) + data + b"\0" * (-size % 4)
 
 
-def _nest(kind: int, *attrs: bytes) -> bytes:
-    return _battr(kind | 0x8000, b"".join(attrs))  # NLA_F_NESTED
+def nla_nest(kind: int, *attrs: bytes) -> bytes:
+    return nla(kind | 0x8000, b"".join(attrs))  # NLA_F_NESTED
 
 
 def _sock(entry: PoolEntry) -> socket.socket:
@@ -279,8 +279,8 @@ def chain_use(entry: PoolEntry, family: str, table: str, chain: str) -> int | No
     fills a cache first. The socket is kept with the entry because closing a netfilter
     netlink socket waits for pending nf_tables destroy work (~10 ms after a deletion).
     """
-    body = struct.pack("=BBH", _NFPROTO[family], 0, 0)
-    body += _attr(_NFTA_CHAIN_TABLE, table) + _attr(_NFTA_CHAIN_NAME, chain)
+    body = struct.pack("=BBH", NFPROTO[family], 0, 0)
+    body += nla_str(_NFTA_CHAIN_TABLE, table) + nla_str(_NFTA_CHAIN_NAME, chain)
     msg = struct.pack("=IHHII", 16 + len(body), _NFT_MSG_GETCHAIN, 1, 1, 0) + body  # NLM_F_REQUEST
     sock = _sock(entry)
     sock.sendto(msg, (0, 0))
@@ -302,43 +302,46 @@ def chain_use(entry: PoolEntry, family: str, table: str, chain: str) -> int | No
     raise NftError(f"GETCHAIN {family} {table} {chain}: no use count in the reply")
 
 
-# ---------------------------------------------------------------------- raw delete batches
+# ---------------------------------------------------------------------- raw batches
 #: NFT_MSG_* of the objects a raw batch handles
-_NEWCHAIN, _DELCHAIN, _NEWSETELEM, _DELSETELEM = 3, 5, 12, 14
+_NEWCHAIN, _DELCHAIN, NEWRULE, _NEWSETELEM, _DELSETELEM = 3, 5, 6, 12, 14
+#: extra netlink flags per message type, as libnftables sends them: NLM_F_CREATE for
+#: objects (no NLM_F_EXCL: adding what exists is a no-op), NLM_F_CREATE|NLM_F_APPEND for rules
+_FLAGS = {_NEWCHAIN: 0x400, _NEWSETELEM: 0x400, NEWRULE: 0x400 | 0x800}
 _NFT_JUMP = -3
 
 
 def raw_chain(op: str, family: str, table: str, chain: str) -> tuple[int, bytes]:
     """``add``/``delete`` chain message body for :func:`raw_batch`."""
-    body = struct.pack("=BBH", _NFPROTO[family], 0, 0) + _attr(1, table) + _attr(3, chain)
+    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + nla_str(1, table) + nla_str(3, chain)
     return (_NEWCHAIN if op == "add" else _DELCHAIN), body
 
 
 def raw_element(op: str, family: str, table: str, name: str, key: bytes, jump: str | None = None) -> tuple[int, bytes]:
     """``add`` (with a ``jump`` verdict) / ``delete`` map element message body; ``key`` is
     the element's key as the kernel stores it (concatenations: each field padded to 4 bytes)."""
-    elem = [_nest(1, _battr(1, key))]  # NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE }
+    elem = [nla_nest(1, nla(1, key))]  # NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE }
     if jump is not None:  # NFTA_SET_ELEM_DATA { NFTA_DATA_VERDICT { CODE, CHAIN } }
-        verdict = _battr(1, struct.pack(">i", _NFT_JUMP)) + _attr(2, jump)
-        elem.append(_nest(2, _nest(2, verdict)))
-    body = struct.pack("=BBH", _NFPROTO[family], 0, 0) + _attr(1, table) + _attr(2, name)
-    body += _nest(3, _nest(1, *elem))  # NFTA_SET_ELEM_LIST_ELEMENTS { NFTA_LIST_ELEM { .. } }
+        verdict = nla(1, struct.pack(">i", _NFT_JUMP)) + nla_str(2, jump)
+        elem.append(nla_nest(2, nla_nest(2, verdict)))
+    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + nla_str(1, table) + nla_str(2, name)
+    body += nla_nest(3, nla_nest(1, *elem))  # NFTA_SET_ELEM_LIST_ELEMENTS { NFTA_LIST_ELEM { .. } }
     return (_NEWSETELEM if op == "add" else _DELSETELEM), body
 
 
 def raw_batch(entry: PoolEntry, messages: list[tuple[int, bytes]]) -> None:
     """Send ``messages`` as one nf_tables transaction on the entry's socket; NftError if the
-    kernel refused any (then none applied).
+    kernel refused any (then none applied). Rules (:mod:`.nftraw`) are appended.
 
     Why not libnftables: before each command it fills a cache with every chain and set of
     the netns (one chain per attachment here, so ~1.5 ms with 100 pods and growing),
-    while a delete batch needs no lookups at all.
+    while our per-attachment batches need no lookups at all.
     """
     sock = _sock(entry)
     base = _next_seq()
     out = [struct.pack("=IHHII", 20, 0x10, 1, base, 0) + struct.pack("=BBH", 0, 0, socket.htons(10))]
     for i, (msg, body) in enumerate(messages, 1):
-        flags = 0x1 | 0x4 | (0x400 if msg in (_NEWCHAIN, _NEWSETELEM) else 0)  # REQUEST|ACK|CREATE
+        flags = 0x1 | 0x4 | _FLAGS.get(msg, 0)  # REQUEST|ACK
         out.append(struct.pack("=IHHII", 16 + len(body), (10 << 8) | msg, flags, base + i, 0) + body)
     end = base + len(messages) + 1
     out.append(struct.pack("=IHHII", 20, 0x11, 1, end, 0) + struct.pack("=BBH", 0, 0, socket.htons(10)))

@@ -30,13 +30,19 @@ and the node returns byte for byte to the rule set it had, without anyone listin
 
 Verbs (one libnftables context per netns is reused, :func:`.libnft.pooled`):
 
-* ADD: one batch. The infrastructure (table, maps, static chains, flushed and refilled, so
-  the batch is idempotent) is included the first time per netns and process, and again
-  after any failure. ``add chain X; delete chain X`` first removes an earlier ADD's chain;
-  it fails if that ADD's map elements still point there (a re-ADD), and so does ``add
-  element`` when another attachment holds a key (a stale attachment whose DEL never came).
-  Then the slow path reads the table under the file lock, removes the earlier elements,
-  evicts the stale key holder wholesale, and applies everything in one batch.
+* ADD: the attachment's own objects are one raw nf_tables batch built from memory
+  (:mod:`.nftraw` encodes the rules as libnftables would: no JSON, no evaluation, no
+  cache fill). The infrastructure (table, maps, static chains, flushed and refilled, so
+  the batch is idempotent) is a libnftables batch before it, the first time per netns and
+  process and again after any failure. ``add chain X; delete chain X`` first removes an
+  earlier ADD's chain; it fails if that ADD's map elements still point there (a re-ADD),
+  and so does ``add element`` when another attachment holds a key (a stale attachment
+  whose DEL never came). Then the slow path reads the table under the file lock, removes
+  the earlier elements, evicts the stale key holder wholesale, and applies everything in
+  one libnftables batch. What the raw encoder does not cover (portmap conditions given as
+  nft syntax; forward accepts to insert in foreign chains) keeps the single libnftables
+  batch (infrastructure included when due) in place of the raw one, with the same
+  fallback.
 * DEL: an attachment this process added (remembered per netns with the pooled context) is
   removed by one raw nf_tables batch built from memory (no libnftables cache fill). Else,
   or if the kernel refuses that batch, DEL lists only the attachment's own chains
@@ -50,10 +56,12 @@ so that objects a concurrent DEL or GC removed first do not fail them (``add`` t
 may evict another attachment) keeps the host-wide ``/run/metacni-nftables.lock`` older
 versions take for every batch: rare, and it serialises two evictions.
 
-Measured (``bench/bench_firewall.py``, 100 other pods, medians): ADD ~2-3 ms and DEL
-~0.5-1 ms per plugin, against 40-56 ms and ~45-58 ms with the listing layout. What still
-grows with the pod count is libnftables' cache fill before an ADD batch (it dumps every
-chain of the netns: ~7 ms CPU per ADD with 500 pods).
+Measured (``bench/bench_firewall.py``, medians per plugin): ADD 0.5-0.9 ms with 100
+other pods, 0.6-1.3 ms with 500, and DEL ~0.3-0.6 ms (1-2.4 ms with 500), against 40-56
+ms and ~45-58 ms with the listing layout. The same ADD through libnftables took 1.4-1.9 ms
+with 100 pods and 6-8 ms with 500: its cache fill dumps every chain of the netns first.
+That cost is left to the infrastructure batch (once per netns in a daemon, every call of
+a standalone plugin), the slow paths and what the raw encoder does not cover.
 """
 
 from __future__ import annotations
@@ -66,7 +74,7 @@ from typing import Any
 
 from metacni.spec.errors import CNIError, Code
 
-from . import conditions, libnft, locking
+from . import conditions, libnft, locking, nftraw
 from .identity import Attachment, parse_comment
 from .libnft import Nft, NftError
 from .plan import FORWARD, MASQ, PORTMAP, ForwardPlan, IPInterface, MasqPlan, Plan, PortmapPlan
@@ -86,6 +94,9 @@ PROBE_CHAIN = {PORTMAP: "prerouting", MASQ: "postrouting", FORWARD: "forward"}
 #: how long a netns's list of foreign forward chains is trusted (a ``list chains`` costs
 #: ~1 ms with 100 pods, ~10 ms with 1000: too much for every ADD)
 FOREIGN_TTL = 10.0
+#: ADD writes its per-attachment objects as one raw nf_tables batch (:mod:`.nftraw`) when
+#: every rule is encodable there; False: always through libnftables (tests compare both)
+RAW_ADD = True
 
 Cmd = dict[str, Any]
 Key = Any  # a map key in libnftables JSON form: str, or {"concat": [...]}
@@ -305,11 +316,35 @@ def _create(plan: Plan, want: _Wanted, foreign: list[Cmd]) -> list[Cmd]:
     for chain, rules in want.chains.items():
         cmds.append({"add": _chain(t, chain)})
         cmds += [{"add": _rule(chain, exprs, comment, t)} for exprs in rules]
-        cmds.append({"add": _rule(chain, [{"goto": {"target": ANCHOR}}], comment, t)})
+        cmds.append({"add": _rule(chain, _GOTO_ANCHOR, comment, t)})
     cmds += [{"add": _element(t, m, key, chain)} for m, key, chain in want.elems]
     # forward accepts go first in foreign chains, so a later drop cannot win
     cmds += [{"insert": rule} for rule in foreign]
     return cmds
+
+
+def _raw_fast(plan: Plan, want: _Wanted) -> list[tuple[int, bytes]] | None:
+    """The fast ADD's per-attachment part (what ``_create`` makes, after ``add chain X;
+    delete chain X`` of the role chains) as raw messages, or None when a rule is one
+    :mod:`.nftraw` does not encode (user-given conditions): then libnftables does it."""
+    if isinstance(plan, PortmapPlan) and (plan.conditions_v4 or plan.conditions_v6):
+        return None
+    t, comment = TABLES[plan.kind], plan.attachment.comment(plan.kind)
+    msgs: list[tuple[int, bytes]] = []
+    for chain in role_chains(plan.kind, plan.attachment):
+        msgs += [libnft.raw_chain("add", FAMILY, t, chain), libnft.raw_chain("delete", FAMILY, t, chain)]
+    try:
+        for chain, rules in want.chains.items():
+            msgs.append(libnft.raw_chain("add", FAMILY, t, chain))
+            msgs += [nftraw.rule(FAMILY, t, chain, exprs, comment) for exprs in [*rules, _GOTO_ANCHOR]]
+    except nftraw.Unsupported as exc:
+        log.debug("nftables ADD (%s) of %s through libnftables: %s", plan.kind, plan.attachment.tag, exc)
+        return None
+    msgs += [libnft.raw_element("add", FAMILY, t, m, _key_bytes(m, key), chain) for m, key, chain in want.elems]
+    return msgs
+
+
+_GOTO_ANCHOR: list[Cmd] = [{"goto": {"target": ANCHOR}}]
 
 
 def _element(table: str, name: str, key: Key, chain: str | None = None) -> Cmd:
@@ -457,12 +492,18 @@ class NftablesBackend:
         with libnft.pooled() as entry:
             foreign = self._foreign(entry) if isinstance(plan, ForwardPlan) else []
             fast: list[Cmd] = [] if kind in self._tables(entry) else _ensure(kind)
-            for chain in role_chains(kind, plan.attachment):
-                fast += [{"add": _chain(t, chain)}, {"delete": _chain(t, chain)}]
-            fast += _create(plan, want, _foreign_rules(plan, foreign) if isinstance(plan, ForwardPlan) else [])
+            raw = _raw_fast(plan, want) if RAW_ADD and not foreign else None
             try:
-                entry.nft.run(fast)
-            except NftError as exc:
+                if raw is not None:
+                    if fast:  # the infrastructure: libnftables, its own (idempotent) batch
+                        entry.nft.run(fast)
+                    libnft.raw_batch(entry, raw)
+                else:
+                    for chain in role_chains(kind, plan.attachment):
+                        fast += [{"add": _chain(t, chain)}, {"delete": _chain(t, chain)}]
+                    fast += _create(plan, want, _foreign_rules(plan, foreign) if isinstance(plan, ForwardPlan) else [])
+                    entry.nft.run(fast)
+            except (NftError, OSError) as exc:
                 log.debug("nftables fast ADD (%s) of %s refused (%s); reading the table", kind,
                           plan.attachment.tag, exc)
                 self._tables(entry).discard(kind)
