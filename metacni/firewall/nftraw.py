@@ -177,7 +177,8 @@ class _Rule:
     def statement(self, key: str, value: Any) -> None:
         if key == "dnat" and isinstance(value, dict) and set(value) == {"family", "addr", "port"}:
             fam = value["family"]
-            if fam not in _NETWORK or self.net not in (None, fam) or type(value["port"]) is not int:
+            # without a network match first, libnftables would add one: not modelled here
+            if fam not in _NETWORK or self.net != fam or type(value["port"]) is not int:
                 raise Unsupported(f"dnat {value}")
             self.out += [
                 _immediate(_REG_1, _value(_packed(fam, value["addr"]))),

@@ -222,3 +222,18 @@ def test_raw_made_rules_check_gc_del_after_restart_and_readd(box, raw_batches):
         fw.check(c, NFT)
         fw.gc(NET, [], PORTMAP)
     assert ruleset(node) == before
+
+
+def test_conditions_keep_the_libnftables_path(box, raw_batches):
+    """User-given nft conditions are not encoded raw: that ADD is one libnftables batch."""
+    node = box.netns("mcrawc")
+    before = ruleset(node)
+    plan = _portmap("cond", "10.65.0.2/24", None, conditions_v4=("iifname", "eth9", "ip", "saddr", "192.0.2.0/24"))
+    with _inside(node):
+        fw.add(plan, NFT)
+        assert _added_raw(raw_batches) == 0
+        fw.check(plan, NFT)
+        listed = run("nft", "list", "table", "inet", "metacni_portmap", netns=node).stdout
+        assert 'iifname "eth9" ip saddr 192.0.2.0/24' in listed
+        fw.delete(plan.attachment, PORTMAP, NFT)
+    assert ruleset(node) == before
