@@ -14,11 +14,11 @@ import contextlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from metacni.spec.args import CniArgs
+from metacni.spec.record import field, record
 from metacni.spec.results import Result, parse_result
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
@@ -69,7 +69,7 @@ def _create_temp(path: Path) -> tuple[int, str]:
             continue
 
 
-@dataclass
+@record()
 class CacheEntry:
     network_name: str
     container_id: str

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from metacni.spec import naming, versions
 from metacni.spec.args import CniArgs
 from metacni.spec.config import NetworkList
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.record import field, record
 from metacni.spec.results import Result, convert, parse_result
 
 from .cache import CacheEntry, ResultCache
@@ -28,7 +28,7 @@ from .request import ADD, CHECK, DEL, GC, STATUS, Invocation
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@record()
 class RuntimeConf:
     """What a runtime knows about one attachment (libcni's ``RuntimeConf``)."""
 

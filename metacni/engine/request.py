@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from metacni.spec import versions
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.record import field, record, replace
 from metacni.spec.results import Result
 from metacni.spec.runtime_config import CaseInsensitiveDict
 
@@ -19,7 +19,7 @@ ADD, DEL, CHECK, GC, STATUS, VERSION = "ADD", "DEL", "CHECK", "GC", "STATUS", "V
 VERBS = (ADD, DEL, CHECK, GC, STATUS, VERSION)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PluginInfo:
     """What a plugin declares about itself; the engine enforces both fields."""
 
@@ -28,7 +28,7 @@ class PluginInfo:
     description: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Invocation:
     """The CNI_* environment of one call, independent of any config."""
 
@@ -58,7 +58,7 @@ class Invocation:
         return env
 
 
-@dataclass
+@record()
 class Request:
     """One plugin call: the invocation, the plugin's config, and the previous result.
 

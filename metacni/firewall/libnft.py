@@ -35,8 +35,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
+
+from metacni.spec.record import field, record
 
 NFT_CTX_DEFAULT = 0
 NFT_CTX_OUTPUT_HANDLE = 1 << 3
@@ -168,7 +169,7 @@ def netns_key() -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-@dataclass
+@record()
 class PoolEntry:
     """One netns's reused context, plus state callers remember while it lives.
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.record import field, record
 
 from .identity import Attachment
 
@@ -25,7 +25,7 @@ def bad(field_name: str, problem: str) -> CNIError:
     return CNIError(Code.INVALID_CONFIG, f"invalid {field_name}", f"{field_name}: {problem}")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PortMapping:
     host_port: int
     container_port: int
@@ -41,7 +41,7 @@ class PortMapping:
         return self.host_ip is None or self.host_ip.version == version
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PortmapPlan:
     attachment: Attachment
     mappings: tuple[PortMapping, ...]
@@ -66,7 +66,7 @@ class PortmapPlan:
         return 1 << self.mark_bit
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MasqPlan:
     attachment: Attachment
     addresses: tuple[IPInterface, ...]
@@ -80,7 +80,7 @@ class MasqPlan:
         return nets
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ForwardPlan:
     attachment: Attachment
     addresses: tuple[IPInterface, ...]
@@ -207,7 +207,7 @@ def parse_str_list(config: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AttachmentIPs:
     """The addresses prevResult gives this attachment (ifname in the sandbox, or unlabelled)."""
 

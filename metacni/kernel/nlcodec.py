@@ -19,8 +19,9 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+
+from metacni.spec.record import record
 
 # ---------------------------------------------------------------------- constants
 NETLINK_ROUTE = 0
@@ -151,7 +152,7 @@ def mac_str(raw: bytes) -> str:
 
 
 # ---------------------------------------------------------------------- links
-@dataclass(frozen=True)
+@record(frozen=True)
 class LinkInfo:
     """The attributes of a link the plugins look at, read from one RTM_GETLINK."""
 
@@ -177,7 +178,7 @@ class LinkInfo:
         return bool(self.flags & IFF_PROMISC)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LinkSpec:
     """What RTM_NEWLINK sets: a new link (``kind``) or changes to an existing one.
 
@@ -320,7 +321,7 @@ def dumpaddrs(version: int | None = None) -> Request:
     return RTM_GETADDR, NLM_F_DUMP, IFADDRMSG.pack(fam, 0, 0, 0, 0)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AddrInfo:
     index: int
     address: IPInterface
@@ -336,7 +337,7 @@ def parse_addr(payload: bytes) -> AddrInfo | None:
 
 
 # ---------------------------------------------------------------------- routes
-@dataclass(frozen=True)
+@record(frozen=True)
 class RouteMsg:
     """A route as RTM_NEWROUTE/RTM_DELROUTE carries it (and as a dump returns it)."""
 

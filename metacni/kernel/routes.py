@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+
+from metacni.spec.record import record
 
 from . import nlcodec as nl
 from .nlcodec import RT_TABLE_MAIN, RouteMsg
@@ -14,7 +15,7 @@ __all__ = ["RT_TABLE_MAIN", "InstalledRoute", "RouteMsg", "RouteSpec", "add_rout
            "delete_route", "dump_routes", "list_routes", "route_get"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RouteSpec:
     """One route to install; ``dst`` is a network (host bits are masked off, as the kernel does)."""
 
@@ -70,7 +71,7 @@ def dump_routes(ipr: Rtnl, version: int) -> list[RouteMsg]:
     return out
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InstalledRoute:
     dst: IPv4Network | IPv6Network
     gw: IPv4Address | IPv6Address | None

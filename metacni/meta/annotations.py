@@ -11,11 +11,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from metacni.spec import naming
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.record import field, record
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 DEFAULT_NETWORK = "v1.multus-cni.io/default-network"
@@ -36,7 +36,7 @@ class AnnotationError(CNIError):
         super().__init__(Code.INVALID_CONFIG, "invalid network selection annotation", details)
 
 
-@dataclass
+@record()
 class NetworkSelection:
     """One requested attachment. Optional fields are None when the pod did not ask."""
 

@@ -8,11 +8,11 @@ changing ``type``; unknown keys are ignored as Multus does. Our additions: ``api
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from metacni.spec import versions
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.record import field, record
 
 from .kube import KubeSettings
 
@@ -57,7 +57,7 @@ def _bool(conf: dict[str, Any], key: str) -> bool:
     return value
 
 
-@dataclass
+@record()
 class MetaConfig:
     raw: dict[str, Any]
     name: str

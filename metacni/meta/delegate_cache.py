@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from metacni.engine.cache import atomic_write
 from metacni.spec import naming
 from metacni.spec.config import NetworkList, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.record import field, record
 
 from .annotations import NetworkSelection
 from .networks import Delegate
@@ -35,7 +35,7 @@ class CorruptCache(CNIError):
         self.path = path
 
 
-@dataclass
+@record()
 class CachedAttachments:
     container_id: str
     netns: str

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from metacni.spec.config import CONF_EXTENSIONS, NetworkList, conf_files, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.record import field, record
 
 from .annotations import NetworkSelection
 from .config import AUTO, MetaConfig
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 META_TYPE = "metacni"
 
 
-@dataclass
+@record()
 class Delegate:
     """One attachment: the network to run, its interface, and what the pod asked for."""
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from metacni.engine.request import Request
 from metacni.spec.args import CniArgs
 from metacni.spec.config import NetworkList, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.record import field, record
 from metacni.spec.results import Result
 
 from . import defaultroute, delegate_cache, status
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 POD_ANNOTATIONS_CAP = "io.kubernetes.cri.pod-annotations"
 
 
-@dataclass
+@record()
 class PodRef:
     namespace: str
     name: str
@@ -370,7 +370,7 @@ def check(request: Request) -> None:
             raise ctx.fail(exc, f"network {d.label} ({d.ifname}) CHECK failed: {exc.msg}") from None
 
 
-@dataclass
+@record()
 class _Known:
     """What metacni holds for one container: its delegate record (when readable) and the
     result-cache entries of the networks it attached."""
@@ -410,7 +410,7 @@ def _known_containers(ctx: Context) -> dict[str, _Known]:
 def _gc_request(request: Request, k: _Known) -> Request:
     """A DEL request for a stale container, rebuilt from what was stored at ADD (netns,
     CNI_ARGS), as libcni's GC does from its cache; GC itself carries no attachment."""
-    from dataclasses import replace
+    from metacni.spec.record import replace
 
     netns = k.record.netns if k.record else next((e.netns for e in k.entries if e.netns), "")
     primary = k.record.delegates[0] if k.record else None

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from metacni.plugin import DNS, CNIError, Code, Request
 from metacni.spec.naming import ifname_problem
+from metacni.spec.record import record
 
 DEFAULT_BRIDGE = "cni0"
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class BridgeConf:
     network: str
     bridge: str = DEFAULT_BRIDGE

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
+
+from metacni.spec.record import record
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -23,7 +24,7 @@ class RangeError(ValueError):
     """A range or range set that cannot be used; the message names the offending field."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Range:
     subnet: IPNetwork
     start: IPAddress

@@ -16,7 +16,8 @@ import fcntl
 import ipaddress
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+from metacni.spec.record import record
 
 from .ranges import IPAddress
 
@@ -26,7 +27,7 @@ LAST_RESERVED_PREFIX = "last_reserved_ip."
 TMP_PREFIX = ".tmp-"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Lease:
     ip: IPAddress
     container_id: str
