@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from metacni.engine.hookspecs import hookimpl
+from metacni.engine.markers import hookimpl
 from metacni.engine.request import ADD, CHECK, DEL, GC, STATUS, Invocation, PluginInfo, Request
 from metacni.kernel.netns import enter as enter_netns
 from metacni.kernel.netns import exists as netns_exists

@@ -75,14 +75,15 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
+from .markers import PROJECT
+from .markers import hookimpl as hookimpl  # re-exported; defined there so plugins need not import pluggy
+
 if TYPE_CHECKING:
     from metacni.spec.results import Result
 
     from .request import PluginInfo, Request
 
-PROJECT = "metacni"
 hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec(firstresult=True)

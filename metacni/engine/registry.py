@@ -11,6 +11,11 @@ report (:attr:`Registry.clashes`) is asked for: ``metacni plugins`` and the daem
 discovery and refused at use, never resolved silently by load order. The one exception is
 a third-party package claiming an in-tree type: a call that never scans (a standalone ADD of
 the in-tree chain) runs metacni's own plugin; the daemon and ``metacni plugins`` report the clash.
+
+pluggy itself is imported only when the plugin manager is first needed (:attr:`Registry.pm`:
+a registration, a scan, a plugin that is not in-tree, a hook monitor): until then metacni's own
+plugins are called directly, as pluggy would call a single firstresult implementation. That
+saves a standalone call ~17 ms of imports (pluggy with ``inspect``, ``ast``, ``dis``).
 """
 
 from __future__ import annotations
@@ -18,17 +23,18 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, NamedTuple
-
-import pluggy
 
 from metacni.spec.errors import CNIError, Code
 
-from . import hookspecs
+from .markers import IMPL_ATTR, PROJECT
 from .request import PluginInfo
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
+
+    import pluggy
 
 ENTRY_POINT_GROUP = "metacni.plugins"
 #: metacni's own entry points (pyproject.toml ``[project.entry-points."metacni.plugins"]``).
@@ -60,8 +66,9 @@ class Registry:
     """Plugin types by name. ``discover=False``: only what :meth:`register` adds (tests, embedding)."""
 
     def __init__(self, *, discover: bool = True, disabled: frozenset[str] = frozenset()) -> None:
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
-        self.pm.add_hookspecs(hookspecs)
+        self._pm: pluggy.PluginManager | None = None
+        #: in-tree plugins loaded before the plugin manager existed; moved into it when it is made
+        self._direct: dict[str, object] = {}
         self.disabled = disabled
         self._entry_points: dict[str, list[tuple[EntryPoint, PluginSource]]] = {}
         self._callers: dict[tuple[str, str], Any] = {}
@@ -69,6 +76,30 @@ class Registry:
         self._clashes: list[str] = []
         self._in_tree = dict(IN_TREE) if discover else {}
         self._scanned = not discover
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The pluggy plugin manager, made (and given the directly loaded plugins) on first use."""
+        with self._lock:
+            if self._pm is None:
+                import pluggy
+
+                from . import hookspecs
+
+                pm = pluggy.PluginManager(PROJECT)
+                pm.add_hookspecs(hookspecs)
+                for name, plugin in self._direct.items():
+                    pm.register(plugin, name=name)
+                self._direct.clear()
+                self._callers.clear()  # direct callers would bypass the manager's monitors
+                self._pm = pm
+            return self._pm
+
+    def _registered(self, plugin_type: str) -> object | None:
+        plugin = self._direct.get(plugin_type)
+        if plugin is None and self._pm is not None:
+            plugin = self._pm.get_plugin(plugin_type)
+        return plugin
 
     # ------------------------------------------------------------------ discovery
     @property
@@ -109,7 +140,7 @@ class Registry:
         with self._lock:
             if plugin_type in self._in_tree:
                 self.discover()  # an in-tree type: only taken if no distribution provides it
-            if self.pm.get_plugin(plugin_type) is not None or self._entry_points.get(plugin_type):
+            if self._registered(plugin_type) is not None or self._entry_points.get(plugin_type):
                 raise CNIError(Code.INVALID_CONFIG, "plugin type already registered", plugin_type)
             self.pm.register(plugin, name=plugin_type)
             self._entry_points.setdefault(plugin_type, [])
@@ -117,7 +148,9 @@ class Registry:
 
     def types(self) -> list[str]:
         self.discover()
-        names = set(self._entry_points) | {n for n, _ in self.pm.list_name_plugin() if n}
+        names = set(self._entry_points) | set(self._direct)
+        if self._pm is not None:
+            names |= {n for n, _ in self._pm.list_name_plugin() if n}
         return sorted(n for n in names if n not in self.disabled)
 
     def sources(self) -> dict[str, list[PluginSource]]:
@@ -127,7 +160,7 @@ class Registry:
     def has(self, plugin_type: str) -> bool:
         if plugin_type in self.disabled:
             return False
-        if self.pm.get_plugin(plugin_type) is not None:
+        if self._registered(plugin_type) is not None:
             return True
         if not self._scanned and plugin_type in self._in_tree:
             return True
@@ -137,12 +170,12 @@ class Registry:
     # ------------------------------------------------------------------ loading
     def get(self, plugin_type: str) -> object:
         with self._lock:
-            plugin = self.pm.get_plugin(plugin_type)
+            plugin = self._registered(plugin_type)
             if plugin is not None:
                 return plugin
             if not self._scanned and plugin_type in self._in_tree:
                 return self._load(plugin_type, self._in_tree[plugin_type], lambda: importlib.import_module(
-                    self._in_tree[plugin_type]))
+                    self._in_tree[plugin_type]), direct=True)
             self.discover()
             eps = self._entry_points.get(plugin_type) or []
             if len(eps) > 1:
@@ -154,7 +187,7 @@ class Registry:
             ep, source = eps[0]
             return self._load(plugin_type, source.module, ep.load)
 
-    def _load(self, plugin_type: str, module: str, load: Any) -> object:
+    def _load(self, plugin_type: str, module: str, load: Any, *, direct: bool = False) -> object:
         try:
             plugin = load()
         except Exception as exc:
@@ -162,7 +195,10 @@ class Registry:
             log.debug("traceback of the failed plugin load", exc_info=True)
             raise CNIError(Code.INTERNAL, f"plugin {plugin_type!r} failed to load",
                            f"{module}: {type(exc).__name__}: {exc}") from exc
-        self.pm.register(plugin, name=plugin_type)
+        if direct and self._pm is None and _direct_hooks(plugin) is not None:
+            self._direct[plugin_type] = plugin
+        else:
+            self.pm.register(plugin, name=plugin_type)
         self._callers.clear()  # cached subset callers must not see the newcomer
         return plugin
 
@@ -191,6 +227,8 @@ class Registry:
 
     def implements(self, plugin_type: str, hook: str) -> bool:
         plugin = self.get(plugin_type)
+        if plugin_type in self._direct:
+            return hook in (_direct_hooks(plugin) or {})
         return any(impl.plugin is plugin for impl in getattr(self.pm.hook, hook).get_hookimpls())
 
     def _caller(self, plugin_type: str, hook: str) -> Any:
@@ -199,6 +237,10 @@ class Registry:
         if caller is None:
             plugin = self.get(plugin_type)
             with self._lock:
+                if plugin_type in self._direct:
+                    caller = _direct_caller((_direct_hooks(plugin) or {}).get(hook))
+                    self._callers[key] = caller
+                    return caller
                 others = [p for p in self.pm.get_plugins() if p is not plugin]
                 caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
                 self._callers[key] = caller
@@ -211,3 +253,35 @@ class Registry:
     def invalidate(self) -> None:
         with self._lock:
             self._callers.clear()
+
+
+def _direct_hooks(plugin: object) -> dict[str, Any] | None:
+    """hook name -> implementation, when pluggy would call each one plainly with ``request``;
+    None when the plugin needs the plugin manager (wrappers, ``specname``, other arguments)."""
+    hooks: dict[str, Any] = {}
+    for name in dir(plugin):
+        fn = getattr(plugin, name, None)
+        opts = getattr(fn, IMPL_ATTR, None)
+        if not isinstance(opts, dict):
+            continue
+        if (not isinstance(fn, FunctionType) or opts.get("wrapper") or opts.get("hookwrapper")
+                or opts.get("specname") or _argnames(fn) not in ((), ("request",))):
+            return None
+        hooks[name] = fn
+    return hooks
+
+
+def _argnames(fn: FunctionType) -> tuple[str, ...]:
+    """The arguments pluggy passes a hook implementation: its positional ones without defaults."""
+    code = fn.__code__
+    return code.co_varnames[:code.co_argcount - len(fn.__defaults__ or ())]
+
+
+def _direct_caller(impl: FunctionType | None) -> Any:
+    """What pluggy's subset caller of one firstresult implementation does: call it with the
+    arguments it names, None when the plugin has no implementation of the hook."""
+    if impl is None:
+        return lambda **kwargs: None
+    if _argnames(impl):
+        return lambda **kwargs: impl(kwargs["request"])
+    return lambda **kwargs: impl()

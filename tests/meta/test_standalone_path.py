@@ -88,3 +88,60 @@ def test_a_standalone_meta_import_skips_the_kubernetes_client():
                           env={"PYTHONPATH": ":".join(p for p in sys.path if p)})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+def test_hookimpl_marks_functions_exactly_as_pluggy_does():
+    """metacni.plugin.hookimpl avoids importing pluggy; pluggy must still see its own marker."""
+    import pluggy
+
+    from metacni.engine.markers import PROJECT, hookimpl
+
+    real = pluggy.HookimplMarker(PROJECT)
+    for kwargs in ({}, {"tryfirst": True}, {"trylast": True, "optionalhook": True}, {"wrapper": True},
+                   {"hookwrapper": True}, {"specname": "cni_add"}):
+        def ours() -> None: ...
+
+        def theirs() -> None: ...
+
+        (hookimpl(**kwargs) if kwargs else hookimpl)(ours)
+        (real(**kwargs) if kwargs else real)(theirs)
+        assert ours.metacni_impl == theirs.metacni_impl  # type: ignore[attr-defined]
+
+
+STANDALONE_IMPORTS = """
+import importlib.util, json, sys
+# metacni_plugins is the plugins/ folder (under -S, no editable-install finder maps it)
+spec = importlib.util.spec_from_file_location("metacni_plugins", PLUGINS + "/__init__.py",
+                                              submodule_search_locations=[PLUGINS])
+sys.modules["metacni_plugins"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sys.modules["metacni_plugins"])
+from metacni.engine.skel import run_cni
+from metacni.engine.registry import Registry
+from metacni.meta import service
+import metacni.plugin
+r = Registry()
+hooks = {t: [r.info(t).versions[-1]] + [r.implements(t, h) for h in ('cni_gc', 'cni_status')]
+         for t in ('metacni', 'bridge', 'host-local', 'portmap', 'masq', 'forward')}
+import metacni_plugins.bridge.attach, metacni_plugins.host_local.allocator, metacni.kernel.routes
+loaded = sorted(m for m in sys.modules if m.split('.')[0] in FORBIDDEN)
+r.pm  # the plugin manager, made on demand, takes over the plugins already loaded
+via_pm = {t: [r.info(t).versions[-1]] + [r.implements(t, h) for h in ('cni_gc', 'cni_status')] for t in hooks}
+print(json.dumps({"loaded": loaded, "direct": hooks, "pm": via_pm, "pm_has": sorted(r.types())}))
+"""
+
+
+def test_a_standalone_call_imports_neither_pluggy_nor_dataclasses():
+    """Import cost of a standalone ADD (-X importtime): pluggy and dataclasses each pull in
+    inspect (ast, dis, tokenize); the in-tree plugins and the pod path's value classes need
+    neither. What the in-tree plugins declare is the same with and without the plugin manager."""
+    forbidden = ("pluggy", "dataclasses", "inspect", "shutil", "subprocess", "tempfile", "pyroute2")
+    plugins = str(Path(__file__).resolve().parents[2] / "plugins")
+    code = f"FORBIDDEN = {forbidden!r}\nPLUGINS = {plugins!r}\n" + STANDALONE_IMPORTS
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": ":".join(p for p in sys.path if p)})
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["loaded"] == []
+    assert out["direct"] == out["pm"]
+    assert out["direct"]["bridge"] == ["1.1.0", True, True] and out["direct"]["host-local"][0] == "1.1.0"
+    assert {"bridge", "metacni", "portmap"} <= set(out["pm_has"])
