@@ -12,18 +12,18 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from metacni.spec.args import CniArgs
+from metacni.spec.lazylog import getLogger
 from metacni.spec.record import field, record
 from metacni.spec.results import Result, parse_result
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 CACHE_KIND = "cniCacheV1"
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
 def atomic_write(path: str | Path, data: bytes, mode: int = 0o600, dir_mode: int = 0o700,

@@ -10,7 +10,6 @@ Differences from libcni, each on purpose:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from metacni.spec import naming, versions
 from metacni.spec.args import CniArgs
 from metacni.spec.config import NetworkList
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.lazylog import getLogger
 from metacni.spec.record import field, record
 from metacni.spec.results import Result, convert, parse_result
 
@@ -25,7 +25,7 @@ from .cache import CacheEntry, ResultCache
 from .invoke import Invoker
 from .request import ADD, CHECK, DEL, GC, STATUS, Invocation
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
 @record()

@@ -10,18 +10,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import logging
 import os
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.lazylog import getLogger
 
 if TYPE_CHECKING:
     import subprocess
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 DEFAULT_TIMEOUT = 60.0
 TEXT_FILE_BUSY_RETRIES = 5

@@ -8,18 +8,18 @@ back to that version before it is handed on.
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from metacni.spec import versions
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.lazylog import getLogger
 from metacni.spec.results import Result, convert, parse_result
 
 from .execplugin import DEFAULT_TIMEOUT, decode_output, exec_plugin, find_plugin
 from .registry import Registry
 from .request import ADD, CHECK, GC, STATUS, VERBS, Invocation, Request
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
 class Invoker:

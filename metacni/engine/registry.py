@@ -21,12 +21,12 @@ saves a standalone call ~17 ms of imports (pluggy with ``inspect``, ``ast``, ``d
 from __future__ import annotations
 
 import importlib
-import logging
 import threading
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.lazylog import getLogger
 
 from .markers import IMPL_ATTR, PROJECT
 from .request import PluginInfo
@@ -46,7 +46,7 @@ IN_TREE = {
     "forward": "metacni_plugins.forward.plugin",
     "metacni": "metacni.meta.plugin",
 }
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 VERB_HOOKS = {"ADD": "cni_add", "DEL": "cni_del", "CHECK": "cni_check", "GC": "cni_gc", "STATUS": "cni_status"}
 

@@ -23,19 +23,19 @@ for :data:`DETECT_TTL` seconds and costs nothing per call in between. python-ipt
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
 from typing import Protocol
 
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.lazylog import getLogger
 
 from . import libnft, xtables
 from .identity import Attachment
 from .plan import Plan
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 NFTABLES, IPTABLES = "nftables", "iptables"
 BACKENDS = (NFTABLES, IPTABLES)

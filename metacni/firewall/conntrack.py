@@ -7,9 +7,9 @@ pod. We shell out to conntrack(8); the child inherits the calling thread's netns
 
 from __future__ import annotations
 
-import logging
+from metacni.spec.lazylog import getLogger
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
 def delete_udp_port(host_port: int, version: int) -> None:

@@ -22,15 +22,16 @@ pairs: 16-36 ms by group, 65-76 ms one by one). ENODEV (gone with its netns) is 
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import threading
 from collections.abc import Callable
 
+from metacni.spec.lazylog import getLogger
+
 from . import nlcodec as nl
 from .rtnl import ENODEV, NetlinkError, Rtnl, is_errno
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 MARK = "metacni:reap"  # IFLA_IFALIAS of a detached link awaiting deletion
 GROUP = 0x6D635250  # IFLA_GROUP of the same links ("mcRP"): RTM_DELLINK deletes a group at once
 HOLD_ENV = "METACNI_REAPER_HOLD"

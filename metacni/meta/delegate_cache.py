@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import logging
 import os
 import time
 from pathlib import Path
@@ -20,12 +19,13 @@ from metacni.engine.cache import atomic_write
 from metacni.spec import naming
 from metacni.spec.config import NetworkList, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.lazylog import getLogger
 from metacni.spec.record import field, record
 
 from .annotations import NetworkSelection
 from .networks import Delegate
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 KIND = "metacniDelegatesV1"
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 import socket
 import threading
@@ -38,11 +37,12 @@ import time
 from typing import Any, NamedTuple
 
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.lazylog import getLogger
 
 from .kube import JSON, NETWORK_STATUS, SA_DIR, ApiKubeView, KubeSettings, fingerprint
 from .kube_paths import STRATEGIC_MERGE_PATCH, nad_path, pod_path
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 #: The statuses urllib3 retries when they carry Retry-After (Retry.RETRY_AFTER_STATUS_CODES).
 RETRY_AFTER_STATUSES = frozenset({413, 429, 503})

@@ -7,19 +7,19 @@ annotation's networks; every non-primary gets ``net<position>`` unless it names 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 from metacni.spec.config import CONF_EXTENSIONS, NetworkList, conf_files, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.lazylog import getLogger
 from metacni.spec.record import field, record
 
 from .annotations import NetworkSelection
 from .config import AUTO, MetaConfig
 from .kube import KubeView
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 META_TYPE = "metacni"
 
 

@@ -12,7 +12,6 @@ STATUS. ADD (never DEL) first waits for the readiness indicator file.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from metacni.engine.cache import CacheEntry, ResultCache
 from metacni.engine.chain import ChainRunner, RuntimeConf
 from metacni.engine.request import Request
+from metacni.spec import lazylog
 from metacni.spec.args import CniArgs
 from metacni.spec.config import NetworkList, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
@@ -39,7 +39,7 @@ from .config import MetaConfig
 from .kube import KubeView, view_for
 from .networks import Delegate, build_delegates, resolve_primary
 
-log = logging.getLogger(__name__)
+log = lazylog.getLogger(__name__)
 POD_ANNOTATIONS_CAP = "io.kubernetes.cri.pod-annotations"
 
 
@@ -551,16 +551,20 @@ def status_check(request: Request) -> None:
 
 
 # ------------------------------------------------------------------------------ logging
-_LEVELS = {"debug": logging.DEBUG, "verbose": logging.INFO, "error": logging.ERROR, "panic": logging.CRITICAL}
+_LEVELS = {"debug": lazylog.DEBUG, "verbose": lazylog.INFO, "error": lazylog.ERROR, "panic": lazylog.CRITICAL}
 _configured: set[str] = set()
 
 
 def configure_logging(cfg: MetaConfig) -> None:
-    """logFile/logLevel (Multus names and levels); once per process and file."""
-    if cfg.log_level and cfg.log_level.lower() in _LEVELS:
-        logging.getLogger("metacni").setLevel(_LEVELS[cfg.log_level.lower()])
+    """logFile/logLevel (Multus names and levels); once per process and file. A level alone is
+    applied when ``logging`` is first needed (:mod:`metacni.spec.lazylog`); a file opens now."""
+    level = _LEVELS.get(cfg.log_level.lower()) if cfg.log_level else None
+    if level is not None:
+        lazylog.enable(level)
+        lazylog.when_imported(lambda logging: logging.getLogger("metacni").setLevel(level))
     if cfg.log_file and cfg.log_file not in _configured:
         _configured.add(cfg.log_file)
+        logging = lazylog.logging_module()
         try:
             handler = logging.FileHandler(cfg.log_file)
         except OSError as exc:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
+from metacni.spec.lazylog import getLogger
 from metacni.spec.results import Result, convert
 
 from .networks import Delegate
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
 def device_info_path(info_dir: str, d: Delegate, container_id: str) -> Path:

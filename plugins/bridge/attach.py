@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import logging
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
@@ -22,11 +21,12 @@ from metacni.kernel import addresses, links, netns, reaper, routes, sysctl
 from metacni.kernel import nlcodec as nl
 from metacni.kernel.rtnl import EEXIST, NetlinkError, Rtnl, is_errno, rtnl
 from metacni.plugin import ADD, DEL, CNIError, Code, Interface, IPConfig, Request, Result, Route
+from metacni.spec.lazylog import getLogger
 
 from .config import BridgeConf
 from .naming import host_veth_name, random_mac
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 IPAddress = IPv4Address | IPv6Address
 BRIDGE, HOST, CONTAINER = 0, 1, 2  # interface indexes in the result
 

@@ -17,16 +17,15 @@ the CLI, tests) DEL deletes synchronously.
 
 from __future__ import annotations
 
-import logging
-
 from metacni.kernel import links, netns, reaper
 from metacni.kernel.rtnl import rtnl
 from metacni.plugin import DEL, CNIError, Request
+from metacni.spec.lazylog import getLogger
 
 from .config import BridgeConf
 from .naming import host_veth_name
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
 def delete(request: Request, conf: BridgeConf) -> None:

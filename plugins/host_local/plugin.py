@@ -3,17 +3,17 @@ lease exists, GC releases everything not in ``cni.dev/valid-attachments``."""
 
 from __future__ import annotations
 
-import logging
 import os
 
 from metacni.plugin import DNS, CNIError, Code, IPConfig, PluginInfo, Request, Result, hookimpl
+from metacni.spec.lazylog import getLogger
 
 from . import config
 from .allocator import allocate
 from .resolv import parse_resolv_conf
 from .store import Store
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
 @hookimpl

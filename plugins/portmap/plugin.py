@@ -16,7 +16,6 @@ Runs in-process in the node's network namespace. The rules live in
 from __future__ import annotations
 
 import ipaddress
-import logging
 import socket
 import struct
 
@@ -26,8 +25,9 @@ from metacni.firewall import portmap as config
 from metacni.firewall.identity import Attachment
 from metacni.firewall.plan import PORTMAP
 from metacni.plugin import CNIError, Code, PluginInfo, Request, Result, hookimpl
+from metacni.spec.lazylog import getLogger
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 
 def _attachment(request: Request) -> Attachment:
