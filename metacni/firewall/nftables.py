@@ -67,19 +67,19 @@ a standalone plugin), the slow paths and what the raw encoder does not cover.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.lazylog import getLogger
 
 from . import conditions, libnft, locking, nftraw
 from .identity import Attachment, parse_comment
 from .libnft import Nft, NftError
 from .plan import FORWARD, MASQ, PORTMAP, ForwardPlan, IPInterface, MasqPlan, Plan, PortmapPlan
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 FAMILY = "inet"
 TABLES = {PORTMAP: "metacni_portmap", MASQ: "metacni_masq", FORWARD: "metacni_forward"}

@@ -15,17 +15,17 @@ Error policy (Multus #492): an API failure is never "no networks". Views raise
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.lazylog import getLogger
 
 from . import kube_paths
 
-log = logging.getLogger(__name__)
+log = getLogger(__name__)
 
 NAD_GROUP, NAD_VERSION, NAD_PLURAL = kube_paths.NAD_GROUP, kube_paths.NAD_VERSION, kube_paths.NAD_PLURAL
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
