@@ -13,7 +13,7 @@ from metacni.kernel import reaper
 from metacni.kernel.rtnl import rtnl
 from metacni.plugin import GC, STATUS, PluginInfo, Request, Result, hookimpl
 
-from . import attach, check, config, detach
+from . import attach, config  # check, detach: imported by their verbs (an ADD skips ~0.5 ms)
 
 
 @hookimpl
@@ -30,11 +30,15 @@ def cni_add(request: Request) -> Result:
 
 @hookimpl
 def cni_del(request: Request) -> None:
+    from . import detach
+
     detach.delete(request, config.load(request))
 
 
 @hookimpl
 def cni_check(request: Request) -> None:
+    from . import check
+
     check.check(request, config.load(request))
 
 
