@@ -162,13 +162,33 @@ class ConfWatcher:
             self.kubeconfig.check()
         now = fingerprint(self.conf_dir, self._ignore)
         if now != last and self.regenerate is not None:
+            written: object = None
             try:
-                self.regenerate()
+                written = self.regenerate()
                 self.runs += 1
             except Exception as exc:  # no primary yet, an invalid primary: keep what is there
                 log.warning("node config not regenerated; the previous one stays in place: %s", exc)
-            now = fingerprint(self.conf_dir, self._ignore)  # our own write must not trigger another pass
+            now = self._own_write(now, written)
         return now
+
+    def _own_write(self, before: Fingerprint, written: object) -> Fingerprint:
+        """What counts as unchanged after a pass: the listing the pass acted on, with our own
+        file as we left it (our write must not trigger another pass). Listing again instead
+        would swallow a change made during the pass: another CNI renaming our file away right
+        after we wrote it (Multus #972) would keep it away for good."""
+        if not isinstance(written, (str, os.PathLike)):
+            return before
+        path = os.fspath(written)
+        name = os.path.basename(path)
+        if os.path.dirname(os.path.abspath(path)) != os.path.abspath(self.conf_dir):
+            return before
+        entries = [e for e in before if e[0] != name]
+        try:
+            st = os.stat(path)
+            entries.append((name, st.st_ino, st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            pass  # already renamed away: the next pass writes it again
+        return tuple(sorted(entries))
 
     def _loop(self) -> None:
         last: Fingerprint | None = None
