@@ -225,6 +225,26 @@ def test_readiness_metrics_config_and_graceful_shutdown(tmp_path):
         d.kill()
 
 
+def test_sigterm_delivered_to_another_thread_is_handled(tmp_path):
+    """The kernel may deliver a process's SIGTERM to any thread; the daemon must still stop."""
+    import ctypes
+    import platform
+
+    if platform.machine() != "x86_64":
+        pytest.skip("tgkill's syscall number is the x86_64 one")
+    d = start_daemon(tmp_path / "d", args=["--no-api", "--no-regenerate-config", "--cache-dir", str(tmp_path / "c")])
+    try:
+        pid = d.proc.pid
+        others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+        assert others, "the daemon runs worker threads"
+        libc = ctypes.CDLL(None, use_errno=True)
+        sys_tgkill = 234  # x86_64
+        assert libc.syscall(sys_tgkill, pid, others[0], signal.SIGTERM) == 0, ctypes.get_errno()
+        assert d.proc.wait(30) == 0
+    finally:
+        d.kill()
+
+
 def _wait(cond: Any, timeout: float = 30.0) -> bool:
     import time
 

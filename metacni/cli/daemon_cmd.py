@@ -77,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     daemon.start()
-    done.wait()
+    # A timed wait, not done.wait(): the kernel may hand SIGTERM to another thread, and then
+    # nothing interrupts the main thread's untimed lock wait, so the Python-level handler
+    # would never run (the daemon ignored a SIGTERM once in ~700 test runs).
+    while not done.wait(0.5):
+        pass
     daemon.stop()
     return 0
