@@ -4,9 +4,9 @@ Layout of ``<dataDir>/<network>/``: one file per leased address, named by the ad
 (IPv6 compressed), holding ``<containerID>\\r\\n<ifname>`` with no trailing newline (older
 files hold only the container id); ``last_reserved_ip.<N>`` with the last address handed
 out from range set N; and an empty ``lock`` file that every host-local -- ours or the
-reference binary -- flocks for the whole of an allocation or release. Files are written to a
-temporary name and then linked (leases: fails if taken) or renamed (last_reserved) into
-place, so a reader never sees a half-written file.
+reference binary -- flocks for the whole of an allocation or release. A lease is written to a
+temporary name and then linked into place (fails if taken), so no reader ever sees a
+half-written lease; ``last_reserved_ip.<N>`` is overwritten in place under the lock.
 """
 
 from __future__ import annotations
@@ -110,8 +110,18 @@ class Store:
             os.unlink(self._path(str(ip)))
 
     def set_last_reserved(self, range_set: int, ip: IPAddress) -> None:
-        tmp = self._write_tmp(str(ip))
-        os.replace(tmp, self._path(f"{LAST_RESERVED_PREFIX}{range_set}"))
+        """Overwritten in place, like the reference: every reader holds the lock, and a write
+        cut short by a crash only moves where the next scan starts. Not by rename: on ext4,
+        renaming (or truncating to zero) over an existing file forces the new data's block
+        allocation (``auto_da_alloc``): 0.26-0.33 ms per ADD against 0.014 ms for an
+        overwrite that shrinks the file with ``ftruncate`` (medians of 300, this disk)."""
+        data = str(ip).encode()
+        fd = os.open(self._path(f"{LAST_RESERVED_PREFIX}{range_set}"), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
 
     def last_reserved(self, range_set: int) -> IPAddress | None:
         try:

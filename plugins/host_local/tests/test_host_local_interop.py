@@ -169,3 +169,18 @@ def test_resolv_conf_and_legacy_subnet(tmp_path):
     assert ours["ips"] == [{"address": "10.63.0.100/24", "gateway": "10.63.0.254"}]
     assert ref["ips"] == [{"address": "10.63.0.101/24", "gateway": "10.63.0.254"}]
     assert {k: v for k, v in ours.items() if k != "ips"} == {k: v for k, v in ref.items() if k != "ips"}
+
+
+def test_last_reserved_overwritten_in_place_holds_exactly_the_address(tmp_path):
+    """Overwritten without a rename (see Store.set_last_reserved): a shorter address must not
+    leave the tail of a longer one behind, or the reference would fail to parse the file."""
+    import ipaddress
+
+    from metacni_plugins.host_local.store import Store
+
+    store = Store(str(tmp_path), NET)
+    with store.locked():
+        for ip in ("10.60.0.100", "10.60.0.9", "fd60::abcd", "10.60.0.10"):
+            store.set_last_reserved(0, ipaddress.ip_address(ip))
+            assert (tmp_path / NET / "last_reserved_ip.0").read_bytes() == ip.encode()
+            assert store.last_reserved(0) == ipaddress.ip_address(ip)
