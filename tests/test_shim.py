@@ -240,7 +240,7 @@ def test_installed_shim_runs_from_its_code_cache(tmp_path, python):
     """Python compiles a script on every run; the installed shim compiles its code once per
     interpreter, caches it, and runs the cached code afterwards."""
     target = install_shim(tmp_path / "bin", interpreter=f"{python} -S")
-    cache = tmp_path / "run" / "shim"
+    cache = tmp_path / "shim-cache"
     env = {"METACNI_SHIM_CACHE": str(cache)}
     first = _run_installed(target, env)
     assert first.returncode == 0, first.stderr
@@ -273,11 +273,19 @@ def test_installed_shim_ignores_a_cache_others_can_write(tmp_path):
     assert out.returncode == 0 and b"planted" not in out.stdout and b"supportedVersions" in out.stdout
 
 
-def test_installed_shim_cache_can_be_turned_off_and_follows_the_socket(tmp_path, fake_daemon):
+def test_installed_shim_caches_beside_itself_and_install_drops_stale_code(tmp_path, fake_daemon):
     server, seen, _, _ = fake_daemon
-    target = install_shim(tmp_path / "bin", interpreter="/usr/bin/python3 -S")
+    bin_dir = tmp_path / "bin"
+    target = install_shim(bin_dir, interpreter="/usr/bin/python3 -S", aliases=("bridge",))
     assert _run_installed(target, {"METACNI_SHIM_CACHE": ""}).returncode == 0
-    out = subprocess.run([str(target)], input=CONF, env={"PATH": "/usr/bin:/bin", **ENV, "METACNI_SOCKET": server.path},
+    assert not (bin_dir / ".metacni-shim").exists()  # turned off
+    out = subprocess.run([str(bin_dir / "bridge")], input=CONF,
+                         env={"PATH": "/usr/bin:/bin", **ENV, "METACNI_SOCKET": server.path},
                          capture_output=True, timeout=30, check=False)
     assert out.returncode == 0 and len(seen) == 1, out.stderr
-    assert [p.parent for p in (Path(server.path).parent / "shim").iterdir()] == [Path(server.path).parent / "shim"]
+    (entry,) = (bin_dir / ".metacni-shim").iterdir()
+    assert entry.name.startswith("shim-") and entry.name.endswith(sys.implementation.cache_tag)
+    stale = bin_dir / ".metacni-shim" / "shim-0123456789abcdef.cpython-311"
+    stale.write_bytes(b"old version")
+    install_shim(bin_dir, interpreter="/usr/bin/python3 -S")  # an upgrade keeps only this version's code
+    assert [p.name for p in (bin_dir / ".metacni-shim").iterdir()] == [entry.name]

@@ -8,8 +8,8 @@ The installed file is still one self-contained file, but not ``shim.py`` verbati
 compiles a script on every run (it caches bytecode only for imported modules), and compiling
 the shim took ~5 ms of a ~28 ms shim process under load (1.5 ms warm). So the file is a short
 launcher holding the shim's source as a string: it runs the shim's code object from a cache
-(``/run/metacni/shim/``: tmpfs, root-only, named by the source digest and the interpreter's
-cache tag) and compiles and caches it when the cache is missing, unusable or stale.
+beside itself (``<binDir>/.metacni-shim/``, root-only, one file per source digest and
+interpreter cache tag) and compiles and caches it when the cache is missing, unusable or stale.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from metacni.spec.digest import sha256_hex
 SHIM_SOURCE = Path(__file__).resolve().parents[1] / "shim.py"
 
 
-#: where installed shims cache their compiled code: ``METACNI_SHIM_CACHE`` (empty: no cache), else
-#: ``shim/`` beside ``METACNI_SOCKET``, else beside the default socket, ``/run/metacni/metacni.sock``
-SHIM_CACHE_DIR = "/run/metacni/shim"
+#: the directory, beside the installed shim, where it caches its compiled code
+#: (``METACNI_SHIM_CACHE`` overrides it; empty: no cache)
+SHIM_CACHE_DIR = ".metacni-shim"
 
 # The launcher: standard library built-ins only, Python 3.9+, like the shim itself. Only
 # ``marshal`` and ``posix`` (built in) are touched; a cache entry is trusted only in a directory
@@ -44,10 +44,8 @@ def _cached_code():
     env = posix.environ
     if b"METACNI_SHIM_CACHE" in env:
         cache = env[b"METACNI_SHIM_CACHE"].decode("utf-8", "surrogateescape")
-    elif env.get(b"METACNI_SOCKET"):
-        cache = env[b"METACNI_SOCKET"].decode("utf-8", "surrogateescape").rpartition("/")[0] + "/shim"
     else:
-        cache = {cache_dir!r}
+        cache = (sys.argv[0].rpartition("/")[0] or ".") + "/{cache_dir}"
     path = cache + "/shim-{digest}." + sys.implementation.cache_tag
     if cache:
         try:
@@ -64,11 +62,10 @@ def _cached_code():
     if cache:
         tmp = path + "." + str(posix.getpid())
         try:
-            for directory in (cache.rpartition("/")[0], cache):
-                try:
-                    posix.mkdir(directory, 0o700)
-                except FileExistsError:
-                    pass
+            try:
+                posix.mkdir(cache, 0o700)
+            except FileExistsError:
+                pass
             fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL, 0o600)
             try:
                 data = marshal.dumps(code)
@@ -89,14 +86,29 @@ exec(_cached_code(), {{"__name__": "__main__", "__builtins__": __builtins__}})
 """
 
 
+def _drop_stale_code(cache: Path, keep: str) -> None:
+    """Remove the code cached by earlier shim versions (names not starting with ``keep``)."""
+    try:
+        entries = list(cache.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(keep):
+            entry.unlink(missing_ok=True)
+
+
+def shim_digest() -> str:
+    """Names the shim version in its cache entries."""
+    return sha256_hex(SHIM_SOURCE.read_text())[:16]
+
+
 def shim_text(interpreter: str = "/usr/bin/env python3") -> bytes:
     """The installed shim: ``#!interpreter`` (e.g. ``/usr/bin/python3 -S``: no site-packages
     scan on the fast path; the standalone fallback enables site itself) and the launcher."""
     source = SHIM_SOURCE.read_text()
     if "'" * 3 in source or source.endswith("\\"):
         raise ValueError(f"{SHIM_SOURCE} cannot be embedded in a raw triple-quoted string")
-    digest = sha256_hex(source)[:16]
-    launcher = _LAUNCHER.format(digest=digest, cache_dir=SHIM_CACHE_DIR, source=source)
+    launcher = _LAUNCHER.format(digest=shim_digest(), cache_dir=SHIM_CACHE_DIR, source=source)
     return b"#!" + interpreter.encode() + b"\n" + launcher.encode()
 
 
@@ -106,6 +118,7 @@ def install_shim(bin_dir: str | os.PathLike[str], name: str = "metacni", *, inte
     plugin types are metacni in-process plugins, e.g. ``bridge``, reaches the daemon too)."""
     target = Path(bin_dir) / name
     atomic_write(target, shim_text(interpreter), mode=0o755, dir_mode=0o755)
+    _drop_stale_code(Path(bin_dir) / SHIM_CACHE_DIR, f"shim-{shim_digest()}.")
     for alias in aliases:
         link = Path(bin_dir) / alias
         tmp = link.with_name(f".{alias}.tmp")
