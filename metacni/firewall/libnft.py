@@ -250,7 +250,9 @@ def pooled_netns() -> list[tuple[int, int]]:
 
 # ---------------------------------------------------------------------- one raw query
 NFPROTO = {"inet": 1, "ip": 2, "ip6": 10, "bridge": 7}
+_NFT_MSG_GETTABLE = (10 << 8) | 1  # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETTABLE
 _NFT_MSG_GETCHAIN = (10 << 8) | 4  # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETCHAIN
+_NFTA_TABLE_NAME = 1
 _NFTA_CHAIN_TABLE, _NFTA_CHAIN_NAME, _NFTA_CHAIN_USE = 1, 3, 6
 
 
@@ -282,16 +284,10 @@ def chain_use(entry: PoolEntry, family: str, table: str, chain: str) -> int | No
     """
     body = struct.pack("=BBH", NFPROTO[family], 0, 0)
     body += nla_str(_NFTA_CHAIN_TABLE, table) + nla_str(_NFTA_CHAIN_NAME, chain)
-    msg = struct.pack("=IHHII", 16 + len(body), _NFT_MSG_GETCHAIN, 1, 1, 0) + body  # NLM_F_REQUEST
-    sock = _sock(entry)
-    sock.sendto(msg, (0, 0))
-    data = sock.recv(65536)
-    length, kind = struct.unpack_from("=IH", data)
-    if kind == 2:  # NLMSG_ERROR
-        errno = -struct.unpack_from("=i", data, 16)[0]
-        if errno == 2:  # ENOENT
-            return None
-        raise NftError(f"GETCHAIN {family} {table} {chain}: {os.strerror(errno)}")
+    data = _get(entry, _NFT_MSG_GETCHAIN, body, f"GETCHAIN {family} {table} {chain}")
+    if data is None:
+        return None
+    length = struct.unpack_from("=I", data)[0]
     pos = 16 + 4  # nlmsghdr + nfgenmsg
     while pos + 4 <= min(length, len(data)):
         size, attr = struct.unpack_from("=HH", data, pos)
@@ -301,6 +297,26 @@ def chain_use(entry: PoolEntry, family: str, table: str, chain: str) -> int | No
             return int(struct.unpack_from(">I", data, pos + 4)[0])
         pos += (size + 3) & ~3
     raise NftError(f"GETCHAIN {family} {table} {chain}: no use count in the reply")
+
+
+def table_exists(entry: PoolEntry, family: str, table: str) -> bool:
+    """Whether a table exists: one NFT_MSG_GETTABLE round trip, no cache fill."""
+    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + nla_str(_NFTA_TABLE_NAME, table)
+    return _get(entry, _NFT_MSG_GETTABLE, body, f"GETTABLE {family} {table}") is not None
+
+
+def _get(entry: PoolEntry, kind: int, body: bytes, what: str) -> bytes | None:
+    """One GET request's answer on the entry's socket; None when the object does not exist."""
+    msg = struct.pack("=IHHII", 16 + len(body), kind, 1, 1, 0) + body  # NLM_F_REQUEST
+    sock = _sock(entry)
+    sock.sendto(msg, (0, 0))
+    data = sock.recv(65536)
+    if struct.unpack_from("=H", data, 4)[0] == 2:  # NLMSG_ERROR
+        errno = -struct.unpack_from("=i", data, 16)[0]
+        if errno == 2:  # ENOENT
+            return None
+        raise NftError(f"{what}: {os.strerror(errno)}")
+    return data
 
 
 # ---------------------------------------------------------------------- raw batches

@@ -25,6 +25,25 @@ def test_masq_detection_follows_kube_proxy(box, tmp_path):
         assert fw.detect("masq") == "nftables"
 
 
+@pytest.mark.parametrize("make", [
+    ["nft", "add", "table", "ip6", "kube-proxy"],  # kube-proxy's nftables mode
+    ["iptables-nft", "-t", "nat", "-N", "KUBE-POSTROUTING"],  # its iptables mode through iptables-nft
+    ["ip6tables-nft", "-t", "filter", "-N", "KUBE-FORWARD"],
+])
+def test_kube_proxy_through_nftables_is_found_by_point_lookups(box, tmp_path, make):
+    """Where the node's iptables alternative says legacy, only kube-proxy's nftables objects
+    can make detection say nftables: each of them must be found."""
+    tb = Testbed(box).setup(str(tmp_path))
+    prime_legacy(tb.node)  # legacy tables present, no KUBE chains in them
+    run("iptables-legacy", "-t", "nat", "-N", "KUBE-MARK-DROP", netns=tb.node)  # not a detection chain
+    with netns.enter(netns_path(tb.node)):
+        before = fw._nft_kube_proxy()
+    run(*make, netns=tb.node)
+    with netns.enter(netns_path(tb.node)):
+        assert before is False and fw._nft_kube_proxy() is True
+        assert fw.detect("masq") == "nftables"
+
+
 @pytest.mark.parametrize("backend", ["nftables", "iptables"])
 def test_masq_gc_keeps_only_valid_attachments(box, tmp_path, backend):
     tb = Testbed(box).setup(str(tmp_path))
