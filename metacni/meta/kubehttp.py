@@ -382,8 +382,9 @@ class HttpKubeView:
         for conn in idle:
             conn.close()
 
-    def _checkout(self, ep: Endpoint) -> tuple[Connection | None, Any]:
-        """An idle connection to ``ep`` (None: open one) and the TLS context to open it with."""
+    def _checkout(self) -> tuple[Connection | None, Any]:
+        """An idle connection (None: open one) and the TLS context to open it with. Idle
+        connections are always to the current endpoint: a credentials change drops them."""
         with self._lock:
             while self._idle:
                 conn = self._idle.pop()
@@ -413,7 +414,7 @@ class HttpKubeView:
         if content_type:
             head.append(f"Content-Type: {content_type}")
         raw = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
-        conn, ctx = self._checkout(ep)
+        conn, ctx = self._checkout()
         if conn is None:
             conn = Connection(ep, ctx, s.connect_timeout, s.timeout)
         try:
