@@ -515,8 +515,7 @@ class NftablesBackend:
         with libnft.pooled() as entry:
             foreign = self._foreign(entry) if isinstance(plan, ForwardPlan) else []
             raw = _raw_fast(plan, want) if RAW_ADD and not foreign else None
-            if raw is not None and kind not in self._tables(entry) and \
-                    libnft.chain_use(entry, FAMILY, t, skeleton_marker(kind)) is not None:
+            if raw is not None and kind not in self._tables(entry) and self._has_marker(entry, kind):
                 self._tables(entry).add(kind)  # this version's shared objects are there already
             fast: list[Cmd] = [] if kind in self._tables(entry) else _ensure(kind)
             try:
@@ -537,6 +536,15 @@ class NftablesBackend:
                     self._slow_add(entry, plan, want)
             self._tables(entry).add(kind)
             self._owned(entry)[(kind, plan.attachment.tag)] = (list(want.chains), list(want.elems))
+
+    @staticmethod
+    def _has_marker(entry: libnft.PoolEntry, kind: str) -> bool:
+        """Whether this version's shared objects are in place (:func:`skeleton_marker`); an
+        unanswered probe says no, and the shared objects are simply reset."""
+        try:
+            return libnft.chain_use(entry, FAMILY, TABLES[kind], skeleton_marker(kind)) is not None
+        except (NftError, OSError):
+            return False
 
     def _slow_add(self, entry: libnft.PoolEntry, plan: Plan, want: _Wanted) -> None:
         """ADD after reading: drop the attachment's earlier objects, evict key holders."""
