@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from metacni.kernel.nlcodec import attr, message, nested, parse_attrs, string
 from metacni.spec.record import field, record
 
 NFT_CTX_DEFAULT = 0
@@ -256,19 +257,6 @@ _NFTA_TABLE_NAME = 1
 _NFTA_CHAIN_TABLE, _NFTA_CHAIN_NAME, _NFTA_CHAIN_USE = 1, 3, 6
 
 
-def nla_str(kind: int, text: str) -> bytes:
-    return nla(kind, text.encode() + b"\0")
-
-
-def nla(kind: int, data: bytes) -> bytes:
-    size = 4 + len(data)
-    return struct.pack("=HH", size, kind) + data + b"\0" * (-size % 4)
-
-
-def nla_nest(kind: int, *attrs: bytes) -> bytes:
-    return nla(kind | 0x8000, b"".join(attrs))  # NLA_F_NESTED
-
-
 def _sock(entry: PoolEntry) -> socket.socket:
     if entry.sock is None:  # opened in the caller's thread: the entry's netns
         entry.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 12)  # NETFILTER
@@ -283,33 +271,27 @@ def chain_use(entry: PoolEntry, family: str, table: str, chain: str) -> int | No
     netlink socket waits for pending nf_tables destroy work (~10 ms after a deletion).
     """
     body = struct.pack("=BBH", NFPROTO[family], 0, 0)
-    body += nla_str(_NFTA_CHAIN_TABLE, table) + nla_str(_NFTA_CHAIN_NAME, chain)
+    body += string(_NFTA_CHAIN_TABLE, table) + string(_NFTA_CHAIN_NAME, chain)
     data = _get(entry, _NFT_MSG_GETCHAIN, body, f"GETCHAIN {family} {table} {chain}")
     if data is None:
         return None
     length = struct.unpack_from("=I", data)[0]
-    pos = 16 + 4  # nlmsghdr + nfgenmsg
-    while pos + 4 <= min(length, len(data)):
-        size, attr = struct.unpack_from("=HH", data, pos)
-        if size < 4:
-            break
-        if attr & 0x7FFF == _NFTA_CHAIN_USE:
-            return int(struct.unpack_from(">I", data, pos + 4)[0])
-        pos += (size + 3) & ~3
-    raise NftError(f"GETCHAIN {family} {table} {chain}: no use count in the reply")
+    use = parse_attrs(data[:length], 16 + 4).get(_NFTA_CHAIN_USE)  # after nlmsghdr + nfgenmsg
+    if use is None or len(use) < 4:
+        raise NftError(f"GETCHAIN {family} {table} {chain}: no use count in the reply")
+    return int(struct.unpack_from(">I", use)[0])  # netfilter attributes are big-endian
 
 
 def table_exists(entry: PoolEntry, family: str, table: str) -> bool:
     """Whether a table exists: one NFT_MSG_GETTABLE round trip, no cache fill."""
-    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + nla_str(_NFTA_TABLE_NAME, table)
+    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + string(_NFTA_TABLE_NAME, table)
     return _get(entry, _NFT_MSG_GETTABLE, body, f"GETTABLE {family} {table}") is not None
 
 
 def _get(entry: PoolEntry, kind: int, body: bytes, what: str) -> bytes | None:
     """One GET request's answer on the entry's socket; None when the object does not exist."""
-    msg = struct.pack("=IHHII", 16 + len(body), kind, 1, 1, 0) + body  # NLM_F_REQUEST
     sock = _sock(entry)
-    sock.sendto(msg, (0, 0))
+    sock.sendto(message(kind, 0x1, 1, body), (0, 0))  # NLM_F_REQUEST
     data = sock.recv(65536)
     if struct.unpack_from("=H", data, 4)[0] == 2:  # NLMSG_ERROR
         errno = -struct.unpack_from("=i", data, 16)[0]
@@ -330,19 +312,19 @@ _NFT_JUMP = -3
 
 def raw_chain(op: str, family: str, table: str, chain: str) -> tuple[int, bytes]:
     """``add``/``delete`` chain message body for :func:`raw_batch`."""
-    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + nla_str(1, table) + nla_str(3, chain)
+    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + string(1, table) + string(3, chain)
     return (_NEWCHAIN if op == "add" else _DELCHAIN), body
 
 
 def raw_element(op: str, family: str, table: str, name: str, key: bytes, jump: str | None = None) -> tuple[int, bytes]:
     """``add`` (with a ``jump`` verdict) / ``delete`` map element message body; ``key`` is
     the element's key as the kernel stores it (concatenations: each field padded to 4 bytes)."""
-    elem = [nla_nest(1, nla(1, key))]  # NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE }
+    elem = [nested(1, attr(1, key))]  # NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE }
     if jump is not None:  # NFTA_SET_ELEM_DATA { NFTA_DATA_VERDICT { CODE, CHAIN } }
-        verdict = nla(1, struct.pack(">i", _NFT_JUMP)) + nla_str(2, jump)
-        elem.append(nla_nest(2, nla_nest(2, verdict)))
-    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + nla_str(1, table) + nla_str(2, name)
-    body += nla_nest(3, nla_nest(1, *elem))  # NFTA_SET_ELEM_LIST_ELEMENTS { NFTA_LIST_ELEM { .. } }
+        verdict = attr(1, struct.pack(">i", _NFT_JUMP)) + string(2, jump)
+        elem.append(nested(2, nested(2, verdict)))
+    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + string(1, table) + string(2, name)
+    body += nested(3, nested(1, *elem))  # NFTA_SET_ELEM_LIST_ELEMENTS { NFTA_LIST_ELEM { .. } }
     return (_NEWSETELEM if op == "add" else _DELSETELEM), body
 
 
@@ -356,12 +338,13 @@ def raw_batch(entry: PoolEntry, messages: list[tuple[int, bytes]]) -> None:
     """
     sock = _sock(entry)
     base = _next_seq()
-    out = [struct.pack("=IHHII", 20, 0x10, 1, base, 0) + struct.pack("=BBH", 0, 0, socket.htons(10))]
+    batch_genmsg = struct.pack("=BBH", 0, 0, socket.htons(10))  # res_id: NFNL_SUBSYS_NFTABLES
+    out = [message(0x10, 0x1, base, batch_genmsg)]  # NFNL_MSG_BATCH_BEGIN
     for i, (msg, body) in enumerate(messages, 1):
         flags = 0x1 | 0x4 | _FLAGS.get(msg, 0)  # REQUEST|ACK
-        out.append(struct.pack("=IHHII", 16 + len(body), (10 << 8) | msg, flags, base + i, 0) + body)
+        out.append(message((10 << 8) | msg, flags, base + i, body))
     end = base + len(messages) + 1
-    out.append(struct.pack("=IHHII", 20, 0x11, 1, end, 0) + struct.pack("=BBH", 0, 0, socket.htons(10)))
+    out.append(message(0x11, 0x1, end, batch_genmsg))  # NFNL_MSG_BATCH_END
     sock.sendto(b"".join(out), (0, 0))
     pending, errors = set(range(base + 1, end)), []
     while pending:

@@ -19,7 +19,9 @@ import struct
 from functools import lru_cache
 from typing import Any
 
-from .libnft import NEWRULE, NFPROTO, nla, nla_nest, nla_str
+from metacni.kernel.nlcodec import attr, nested, string
+
+from .libnft import NEWRULE, NFPROTO
 
 
 class Unsupported(Exception):
@@ -51,22 +53,22 @@ _CT_STATUS_BITS = {"expected": 0x1, "seen-reply": 0x2, "assured": 0x4, "confirme
 
 @lru_cache(maxsize=256)
 def _u32(kind: int, value: int) -> bytes:
-    return nla(kind, struct.pack(">i" if value < 0 else ">I", value))
+    return attr(kind, struct.pack(">i" if value < 0 else ">I", value))
 
 
 def _expr(name: str, *attrs: bytes) -> bytes:
-    return nla_nest(_LIST_ELEM, nla_str(_EXPR_NAME, name), nla_nest(_EXPR_DATA, *attrs))
+    return nested(_LIST_ELEM, string(_EXPR_NAME, name), nested(_EXPR_DATA, *attrs))
 
 
 def _value(data: bytes) -> bytes:
-    return nla(_DATA_VALUE, data)
+    return attr(_DATA_VALUE, data)
 
 
 # the leaf encoders are cached: most expressions repeat from rule to rule and pod to pod
 # (encoding a portmap ADD's rules: 0.42 ms uncached, 0.10 ms cached)
 @lru_cache(maxsize=1024)
 def _cmp(data: bytes, op: int = _CMP_EQ) -> bytes:
-    return _expr("cmp", _u32(1, _REG_1), _u32(2, op), nla_nest(3, _value(data)))
+    return _expr("cmp", _u32(1, _REG_1), _u32(2, op), nested(3, _value(data)))
 
 
 @lru_cache(maxsize=16)
@@ -82,17 +84,17 @@ def _payload(base: int, offset: int, length: int) -> bytes:
 @lru_cache(maxsize=64)
 def _bitwise(mask: bytes) -> bytes:
     return _expr("bitwise", _u32(1, _REG_1), _u32(2, _REG_1), _u32(3, len(mask)),
-                 nla_nest(4, _value(mask)), nla_nest(5, _value(bytes(len(mask)))))
+                 nested(4, _value(mask)), nested(5, _value(bytes(len(mask)))))
 
 
 def _immediate(reg: int, data: bytes) -> bytes:
-    return _expr("immediate", _u32(1, reg), nla_nest(2, data))
+    return _expr("immediate", _u32(1, reg), nested(2, data))
 
 
 @lru_cache(maxsize=16)
 def _verdict(code: int, chain: str | None = None) -> bytes:
-    verdict = _u32(_VERDICT_CODE, code) + (nla_str(_VERDICT_CHAIN, chain) if chain is not None else b"")
-    return _immediate(_REG_VERDICT, nla_nest(_DATA_VERDICT, verdict))
+    verdict = _u32(_VERDICT_CODE, code) + (string(_VERDICT_CHAIN, chain) if chain is not None else b"")
+    return _immediate(_REG_VERDICT, nested(_DATA_VERDICT, verdict))
 
 
 def _packed(proto: str, addr: Any) -> bytes:
@@ -214,11 +216,11 @@ def rule(family: str, table: str, chain: str, exprs: list[dict[str, Any]], comme
             r.match(value.get("left") or {}, value.get("right"), value.get("op", "=="))
         else:
             r.statement(key, value)
-    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + nla_str(_RULE_TABLE, table) + nla_str(_RULE_CHAIN, chain)
-    body += nla_nest(_RULE_EXPRESSIONS, *r.out)
+    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + string(_RULE_TABLE, table) + string(_RULE_CHAIN, chain)
+    body += nested(_RULE_EXPRESSIONS, *r.out)
     if comment is not None:
         text = comment.encode() + b"\0"
         if len(text) > 255:
             raise Unsupported("comment longer than a udata TLV")
-        body += nla(_RULE_USERDATA, bytes([_UDATA_COMMENT, len(text)]) + text)
+        body += attr(_RULE_USERDATA, bytes([_UDATA_COMMENT, len(text)]) + text)
     return NEWRULE, body
