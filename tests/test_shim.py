@@ -158,6 +158,27 @@ def test_standalone_fallback_runs_in_process_when_the_package_is_present(tmp_pat
     assert reply["code"] == 7 and "no-such-plugin" in reply["details"], reply
 
 
+def test_standalone_exit_still_joins_threads_and_runs_atexit_hooks(tmp_path):
+    """The shim leaves by ``_exit`` (no module teardown) even after an in-process call, but keeps
+    the parts of finalisation with effects: non-daemon threads finish, atexit hooks run."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import atexit, pathlib, threading\n"
+        f"out = pathlib.Path({str(tmp_path)!r})\n"
+        "def after_main():\n"
+        "    threading.main_thread().join()\n"
+        "    (out / 'thread').write_text('joined')\n"
+        "threading.Thread(target=after_main).start()\n"
+        "atexit.register(lambda: (out / 'atexit').write_text('ran'))\n")
+    env = {**ENV, "CNI_COMMAND": "GC", "METACNI_SOCKET": str(tmp_path / "absent.sock"), "PYTHONPATH": str(hooks)}
+    conf = json.dumps({"cniVersion": "1.1.0", "name": "n", "type": "no-such-plugin"}).encode()
+    out = run_shim(env, conf, flags=["-S"], timeout=30)  # site.main() runs sitecustomize
+    assert json.loads(out.stdout)["code"] == 7, out.stderr
+    assert (tmp_path / "thread").read_text() == "joined"
+    assert (tmp_path / "atexit").read_text() == "ran"
+
+
 @pytest.mark.parametrize("python", BARE_PYTHONS)
 def test_installed_shim_runs_with_its_shebang(tmp_path, fake_daemon, python):
     server, seen, _, _ = fake_daemon
