@@ -1,4 +1,5 @@
-"""``metacni.spec.record``: the dataclass behaviour the pod path relies on, from one ``exec``."""
+"""``metacni.spec.record``: the dataclass behaviour the pod path relies on, from one ``exec``
+compiled on first use."""
 
 from __future__ import annotations
 
@@ -85,3 +86,19 @@ def test_definition_errors_are_reported():
             b: int  # type: ignore[misc]
     with pytest.raises(ValueError):
         field(default=1, default_factory=list)
+
+
+def test_init_is_compiled_on_first_use_and_keeps_its_errors():
+    @record()
+    class Lazy:
+        a: int
+        b: list[int] = field(default_factory=list)
+
+    bootstrap = Lazy.__init__
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'a'"):
+        Lazy()  # type: ignore[call-arg]
+    compiled = Lazy.__init__
+    assert compiled is not bootstrap and compiled.__qualname__.endswith("Lazy.__init__")
+    assert Lazy(1).b == [] and Lazy(a=2, b=[3]).b == [3] and Lazy.__init__ is compiled
+    with pytest.raises(TypeError, match="unexpected keyword argument 'c'"):
+        Lazy(1, c=2)  # type: ignore[call-arg]

@@ -1,10 +1,11 @@
-"""``@record()``: the dataclass subset the pod path uses, built with one ``exec`` per class.
+"""``@record()``: the dataclass subset the pod path uses, with one ``exec`` per class, when used.
 
 Why not ``dataclasses``: a standalone CNI call is a fresh interpreter that builds every class
 on its import path. Importing ``dataclasses`` pulls in ``inspect`` (``ast``, ``dis``,
 ``tokenize``): ~16 ms, and each ``@dataclass`` compiles its generated methods one ``exec`` at a
 time: ~0.5-1 ms per class, 29 classes per ADD (``-X importtime`` of a standalone ADD, busy 2-core
-machine). A record class costs ~0.1 ms.
+machine). A record class compiles its ``__init__`` (~0.2 ms) when first instantiated, and a
+standalone call instantiates only some of the classes it imports.
 
 What is kept: ``__init__`` in field order with defaults and ``field(default_factory=...)``,
 ``__post_init__``, ``__repr__``, ``__eq__`` (same class only), ``__match_args__``; with
@@ -75,15 +76,14 @@ def _build(cls: Any, frozen: bool) -> Any:
         else:
             params.append(name)
         values.append(f"{name!r}: {name}")
-    # Only __init__ is compiled (its signature is the class's); the other methods are shared.
+    # Only __init__ is generated (its signature is the class's); the other methods are shared.
     src = f"def __init__(self, {', '.join(params)}):\n  self.__dict__.update({{{', '.join(values)}}})\n"
     if "__post_init__" in cls.__dict__:
         src += "  self.__post_init__()\n"
-    exec(src, env)  # noqa: S102 - generated from the class's own field names
-    init = env["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    if "__init__" not in cls.__dict__:
+        cls.__init__ = _compile_on_first_use(cls, src, env)
     own_hash = cls.__dict__.get("__hash__") is not None
-    methods: dict[str, Any] = {"__init__": init, "__repr__": _repr, "__eq__": _eq}
+    methods: dict[str, Any] = {"__repr__": _repr, "__eq__": _eq}
     if frozen:
         methods.update(__setattr__=_frozen_setattr, __delattr__=_frozen_delattr)
     for method, fn in methods.items():
@@ -95,6 +95,23 @@ def _build(cls: Any, frozen: bool) -> Any:
     cls.__record_fields__ = names
     cls.__record_key__ = attrgetter(*names) if names else lambda _self: ()
     return cls
+
+
+def _compile_on_first_use(cls: Any, src: str, env: dict[str, Any]) -> Callable[..., None]:
+    """An ``__init__`` that compiles the class's real one on its first call and puts it in its place.
+
+    Compiling is ~0.2 ms per class on a busy node, and a standalone CNI call imports ~30 record
+    classes but builds instances of only some of them. Instances pay nothing after the first."""
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        exec(src, env)  # noqa: S102 - generated from the class's own field names
+        init = env["__init__"]
+        init.__qualname__ = f"{cls.__qualname__}.__init__"
+        cls.__init__ = init
+        init(self, *args, **kwargs)
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    return __init__
 
 
 def _repr(self: Any) -> str:
