@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from metacni.engine.cache import atomic_write
@@ -30,7 +29,7 @@ KIND = "metacniDelegatesV1"
 
 
 class CorruptCache(CNIError):
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: str, reason: str) -> None:
         super().__init__(Code.IO_FAILURE, "corrupt metacni delegate cache", f"{path}: {reason}")
         self.path = path
 
@@ -44,12 +43,12 @@ class CachedAttachments:
     delegates: list[Delegate] = field(default_factory=list)
 
 
-def _path(cni_dir: str | Path, container_id: str) -> Path:
+def _path(cni_dir: str | os.PathLike[str], container_id: str) -> str:
     naming.check_container_id(container_id)  # a safe file name
-    return Path(cni_dir) / container_id
+    return os.path.join(cni_dir, container_id)
 
 
-def write(cni_dir: str | Path, record: CachedAttachments) -> None:
+def write(cni_dir: str | os.PathLike[str], record: CachedAttachments) -> None:
     data = {
         "kind": KIND,
         "containerId": record.container_id,
@@ -68,11 +67,12 @@ def write(cni_dir: str | Path, record: CachedAttachments) -> None:
     atomic_write(_path(cni_dir, record.container_id), json.dumps(data).encode(), durable=False)
 
 
-def read(cni_dir: str | Path, container_id: str) -> CachedAttachments | None:
+def read(cni_dir: str | os.PathLike[str], container_id: str) -> CachedAttachments | None:
     """The record, None when there is none; CorruptCache when it exists but is unusable."""
     path = _path(cni_dir, container_id)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            raw = handle.read()
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -104,24 +104,26 @@ def _delegate(item: dict[str, Any]) -> Delegate:
                     capability_args=dict(item.get("capabilityArgs") or {}))
 
 
-def remove(cni_dir: str | Path, container_id: str) -> None:
+def remove(cni_dir: str | os.PathLike[str], container_id: str) -> None:
     with contextlib.suppress(FileNotFoundError):
-        _path(cni_dir, container_id).unlink()
+        os.unlink(_path(cni_dir, container_id))
 
 
-def quarantine(path: Path) -> Path:
+def quarantine(path: str | os.PathLike[str]) -> str:
     """Move a corrupt record aside (kept for the operator, out of the way of the next ADD)."""
-    target = path.parent / "corrupt" / f"{path.name}.{int(time.time())}"
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    parent, name = os.path.split(os.fspath(path))
+    corrupt_dir = os.path.join(parent, "corrupt")
+    os.makedirs(corrupt_dir, mode=0o700, exist_ok=True)
+    target = os.path.join(corrupt_dir, f"{name}.{int(time.time())}")
     os.replace(path, target)
     return target
 
 
-def container_ids(cni_dir: str | Path) -> list[str]:
+def container_ids(cni_dir: str | os.PathLike[str]) -> list[str]:
     """Containers with a record (GC)."""
     try:
         names = sorted(os.listdir(cni_dir))
     except FileNotFoundError:
         return []
     return [n for n in names if not n.startswith(".") and naming.container_id_problem(n) is None
-            and (Path(cni_dir) / n).is_file()]
+            and os.path.isfile(os.path.join(cni_dir, n))]

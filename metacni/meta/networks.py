@@ -7,7 +7,7 @@ annotation's networks; every non-primary gets ``net<position>`` unless it names 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 from typing import Any
 
 from metacni.spec.config import CONF_EXTENSIONS, NetworkList, conf_files, network_list_from_bytes
@@ -43,36 +43,41 @@ def _plugin_types(data: Any) -> list[str]:
     return [str(p.get("type", "")) for p in plugins if isinstance(p, dict)]
 
 
-def is_meta_config(path: Path, own_file: str = "") -> bool:
+def is_meta_config(path: str | os.PathLike[str], own_file: str = "") -> bool:
     """Our own output (by name or because it runs ``metacni``): never a primary (Multus #1108)."""
-    if path.name.startswith("00-metacni") or (own_file and path.name == Path(own_file).name):
+    name = os.path.basename(path)
+    if name.startswith("00-metacni") or (own_file and name == os.path.basename(own_file)):
         return True
     try:
-        data = json.loads(path.read_bytes())
+        with open(path, "rb") as handle:
+            data = json.load(handle)
     except (OSError, ValueError):
         return False
     return META_TYPE in _plugin_types(data)
 
 
-def candidate_files(conf_dir: str | Path, own_file: str = "") -> list[Path]:
+def candidate_files(conf_dir: str | os.PathLike[str], own_file: str = "") -> list[str]:
     """Config files of ``conf_dir`` that may serve as a network, lexical order, ours excluded."""
     return [p for p in conf_files(conf_dir) if not is_meta_config(p, own_file)]
 
 
-def load_file(path: Path) -> NetworkList:
+def load_file(path: str | os.PathLike[str]) -> NetworkList:
     """A .conflist, or a .conf/.json wrapped as a list (a conflist stored as .conf is accepted)."""
+    path = os.fspath(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            raw = handle.read()
     except OSError as exc:
         raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{path}: {exc.strerror}") from None
-    return network_list_from_bytes(raw, str(path), is_list=True if path.suffix == ".conflist" else None)
+    return network_list_from_bytes(raw, path, is_list=True if os.path.splitext(path)[1] == ".conflist" else None)
 
 
-def find_file_by_name(conf_dir: str | Path, name: str, own_file: str = "") -> NetworkList | None:
+def find_file_by_name(conf_dir: str | os.PathLike[str], name: str, own_file: str = "") -> NetworkList | None:
     """The first file (lexical) whose CNI ``name`` is ``name``; Multus' scan for NAD-less names."""
     for path in candidate_files(conf_dir, own_file):
         try:
-            data = json.loads(path.read_bytes())
+            with open(path, "rb") as handle:
+                data = json.load(handle)
         except (OSError, ValueError):
             continue
         if isinstance(data, dict) and data.get("name") == name:
@@ -148,8 +153,8 @@ def resolve_reference(ref: str, cfg: MetaConfig, view: KubeView | None) -> tuple
     primary never depends on the API being up).
     """
     if "/" in ref:
-        path = Path(ref)
-        if path.is_dir():
+        path = ref
+        if os.path.isdir(path):
             files = candidate_files(path, cfg.own_file)
             if not files:
                 raise CNIError(Code.TRY_AGAIN_LATER, "primary network not ready",
@@ -160,8 +165,8 @@ def resolve_reference(ref: str, cfg: MetaConfig, view: KubeView | None) -> tuple
                            f"network {ref!r} is a metacni configuration; it cannot delegate to itself")
         net = load_file(path)
         return net.name, net
-    if Path(ref).suffix in CONF_EXTENSIONS and (Path(cfg.conf_dir) / ref).is_file():
-        return resolve_reference(str(Path(cfg.conf_dir) / ref), cfg, view)
+    if os.path.splitext(ref)[1] in CONF_EXTENSIONS and os.path.isfile(os.path.join(cfg.conf_dir, ref)):
+        return resolve_reference(os.path.join(cfg.conf_dir, ref), cfg, view)
     net_or_none = find_file_by_name(cfg.conf_dir, ref, cfg.own_file)
     if net_or_none is not None:
         return net_or_none.name, net_or_none

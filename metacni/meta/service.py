@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from metacni.engine.cache import CacheEntry, ResultCache
@@ -343,7 +342,7 @@ def delete(request: Request) -> None:
         delegates = record.delegates
     else:
         delegates = _fallback_delegates(ctx)
-        reason = str(corrupt) if corrupt else f"no delegate cache {Path(ctx.cfg.cni_dir) / cid}"
+        reason = str(corrupt) if corrupt else f"no delegate cache {os.path.join(ctx.cfg.cni_dir, cid)}"
         log.error("%s: DEL without a usable delegate record (%s); removing what can be identified: %s",
                   ctx.who, reason, ", ".join(f"{d.label} ({d.ifname})" for d in delegates) or "nothing")
         if not delegates:

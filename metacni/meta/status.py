@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from pathlib import Path
+import os
 from typing import Any
 
 from metacni.spec.lazylog import getLogger
@@ -20,15 +20,16 @@ from .networks import Delegate
 log = getLogger(__name__)
 
 
-def device_info_path(info_dir: str, d: Delegate, container_id: str) -> Path:
+def device_info_path(info_dir: str, d: Delegate, container_id: str) -> str:
     """Where a device plugin's info for this attachment is copied (NPWG device-info spec)."""
-    return Path(info_dir) / f"{d.net.name}-{container_id}_{d.ifname}"
+    return os.path.join(info_dir, f"{d.net.name}-{container_id}_{d.ifname}")
 
 
 def _device_info(info_dir: str, d: Delegate, container_id: str) -> dict[str, Any] | None:
     path = device_info_path(info_dir, d, container_id)
     try:
-        data = json.loads(path.read_bytes())
+        with open(path, "rb") as handle:
+            data = json.load(handle)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:

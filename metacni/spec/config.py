@@ -9,8 +9,8 @@ over the dicts rather than a schema library, for start-up cost (see :mod:`metacn
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from . import naming, versions
@@ -224,32 +224,34 @@ def network_list_from_bytes(raw: bytes, source: str = "", *, is_list: bool | Non
     )
 
 
-def network_list_from_file(path: str | Path) -> NetworkList:
-    path = Path(path)
+def network_list_from_file(path: str | os.PathLike[str]) -> NetworkList:
+    path = os.fspath(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            raw = handle.read()
     except OSError as exc:
         raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{path}: {exc.strerror}") from None
-    return network_list_from_bytes(raw, str(path), is_list=path.suffix == ".conflist")
+    return network_list_from_bytes(raw, path, is_list=os.path.splitext(path)[1] == ".conflist")
 
 
-def conf_files(conf_dir: str | Path) -> list[Path]:
+def conf_files(conf_dir: str | os.PathLike[str]) -> list[str]:
     """Config files of one directory in lexical order (libcni ``ConfFiles``); missing dir is empty."""
-    directory = Path(conf_dir)
+    directory = os.fspath(conf_dir) or "."
     try:
-        entries = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in CONF_EXTENSIONS)
+        names = sorted(os.listdir(directory))
     except FileNotFoundError:
         return []
-    return entries
+    paths = (os.path.join(directory, n) for n in names if os.path.splitext(n)[1] in CONF_EXTENSIONS)
+    return [p for p in paths if os.path.isfile(p)]
 
 
-def find_network(conf_dir: str | Path, name: str) -> NetworkList:
+def find_network(conf_dir: str | os.PathLike[str], name: str) -> NetworkList:
     """Load a network by name: .conflist files first, then .conf/.json, in lexical order."""
-    files = conf_files(conf_dir)
-    ordered = [p for p in files if p.suffix == ".conflist"] + [p for p in files if p.suffix != ".conflist"]
+    ordered = sorted(conf_files(conf_dir), key=lambda p: os.path.splitext(p)[1] != ".conflist")  # stable
     for path in ordered:
         try:
-            data = json.loads(path.read_bytes())
+            with open(path, "rb") as handle:
+                data = json.load(handle)
         except (OSError, ValueError):
             continue
         if isinstance(data, dict) and data.get("name") == name:
@@ -258,11 +260,11 @@ def find_network(conf_dir: str | Path, name: str) -> NetworkList:
                    f"no network named {name!r} in {conf_dir}")
 
 
-def load_network(ref: str, conf_dir: str | Path) -> NetworkList:
+def load_network(ref: str, conf_dir: str | os.PathLike[str]) -> NetworkList:
     """A file path (anything containing '/' or ending in a config extension) or a network name."""
-    path = Path(ref)
-    if "/" in ref or path.suffix in CONF_EXTENSIONS:
-        if not path.is_absolute() and not path.exists():
-            path = Path(conf_dir) / ref
+    if "/" in ref or os.path.splitext(ref)[1] in CONF_EXTENSIONS:
+        path = ref
+        if not os.path.isabs(path) and not os.path.exists(path):
+            path = os.path.join(conf_dir, ref)
         return network_list_from_file(path)
     return find_network(conf_dir, ref)
