@@ -291,12 +291,13 @@ def view_factory(caches: KubeCaches, kubeconfig: str | None,
     ``kubernetes`` client's ``ApiClient``/urllib3 layers (median of 280, warm, same fake API)."""
     from metacni.meta.kube import KubeSettings
     from metacni.meta.kubehttp import HttpKubeView
+    from metacni.spec.record import replace
 
     views: dict[KubeSettings, CachedKubeView] = {}
     lock = threading.Lock()
 
     def factory(conf: Mapping[str, Any]) -> Any:
-        settings = KubeSettings.from_conf(conf)._replace(kubeconfig=kubeconfig or "")
+        settings = replace(KubeSettings.from_conf(conf), kubeconfig=kubeconfig or "")
         with lock:
             view = views.get(settings)
             if view is None:

@@ -9,16 +9,19 @@ on a node's disk (measured here: 17.7 ms median), several times per pod ADD.
 
 from __future__ import annotations
 
-import base64
+import binascii  # base64's b64encode/b64decode wrap these; base64 itself is not imported
 import contextlib
 import json
 import os
-from typing import Any
 
 from metacni.spec.args import CniArgs
 from metacni.spec.lazylog import getLogger
 from metacni.spec.record import field, record
 from metacni.spec.results import Result, parse_result
+
+TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 CACHE_KIND = "cniCacheV1"
@@ -84,7 +87,7 @@ class CacheEntry:
         out: dict[str, Any] = {
             "kind": CACHE_KIND,
             "containerId": self.container_id,
-            "config": base64.b64encode(self.config).decode(),
+            "config": binascii.b2a_base64(self.config, newline=False).decode(),
             "ifName": self.ifname,
             "networkName": self.network_name,
         }
@@ -172,7 +175,7 @@ def _decode_entry(raw: bytes, network: str, container_id: str, ifname: str) -> C
 
 def _entry_from_json(data: dict[str, Any]) -> CacheEntry:
     try:
-        config = base64.b64decode(data.get("config") or "")
+        config = binascii.a2b_base64(data.get("config") or "")
     except ValueError:
         config = b""
     return CacheEntry(

@@ -9,7 +9,9 @@ until something needs the plugin manager. The marker sets exactly the attribute 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 PROJECT = "metacni"
 IMPL_ATTR = PROJECT + "_impl"

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 NAD_GROUP, NAD_VERSION, NAD_PLURAL = "k8s.cni.cncf.io", "v1", "network-attachment-definitions"
 PODS = "/api/v1/pods"

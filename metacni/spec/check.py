@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 STR = "Input should be a valid string"
 INT = "Input should be a valid integer"

@@ -8,7 +8,9 @@ the few bytes hashed here. Other interpreters fall back to ``hashlib``.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _builtin(name: str) -> Any:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+
+TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 
 class Code:

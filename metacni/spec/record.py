@@ -18,15 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, TypeVar
 
+TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
-    from typing import dataclass_transform
+    from typing import Any, TypeVar, dataclass_transform
+
+    T = TypeVar("T")
 else:
     def dataclass_transform(**_: object) -> Callable[[Any], Any]:
         return lambda decorator: decorator
 
-T = TypeVar("T")
 _MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "<missing>"})()
 
 

@@ -147,3 +147,10 @@ def test_a_standalone_call_imports_neither_pluggy_nor_dataclasses_nor_logging():
     assert out["direct"] == out["pm"]
     assert out["direct"]["bridge"] == ["1.1.0", True, True] and out["direct"]["host-local"][0] == "1.1.0"
     assert {"bridge", "metacni", "portmap"} <= set(out["pm_has"])
+
+
+def test_the_invokers_exec_timeout_is_execplugins():
+    """invoke.py repeats the constant so that a call exec'ing no binary does not import execplugin."""
+    from metacni.engine import execplugin, invoke
+
+    assert invoke.DEFAULT_TIMEOUT == execplugin.DEFAULT_TIMEOUT
