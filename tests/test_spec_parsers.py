@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from metacni.spec import naming, versions
 from metacni.spec.args import CniArgs
-from metacni.spec.config import network_list_from_bytes, schema_problems
+from metacni.spec.config import conf_files, extension, network_list_from_bytes, schema_problems
 from metacni.spec.errors import CNIError, Code
 
 keys = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
@@ -130,6 +130,23 @@ def test_plugin_specific_keys_pass_through_untouched() -> None:
     net = network_list_from_bytes(json.dumps({"cniVersion": "1.1.0", "name": "n", "custom": True,
                                               "plugins": [plugin]}).encode())
     assert net.plugins == [plugin] and net.data["custom"] is True
+
+
+@pytest.mark.parametrize(("name", "ext"), [
+    ("10-a.conf", ".conf"), (".conf", ".conf"), ("a..conflist", ".conflist"), ("a.conf.bak", ".bak"),
+    ("dir.d/file", ""), ("x.", "."), ("plain", "")])
+def test_extension_is_gos_filepath_ext(name: str, ext: str) -> None:
+    assert extension(name) == ext
+
+
+def test_conf_files_are_what_libcni_lists(tmp_path) -> None:
+    """libcni ConfFiles: regular files whose filepath.Ext is .conf/.conflist/.json, in lexical order;
+    a dot-file named ``.conf`` counts (its extension is the whole name)."""
+    for name in ("20-b.conflist", ".conf", "10-a.json", "a.conf.bak", "notes.txt", "30-c.conf"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "40-d.conf").mkdir()
+    assert [p.rsplit("/", 1)[1] for p in conf_files(tmp_path)] == [".conf", "10-a.json", "20-b.conflist", "30-c.conf"]
+    assert conf_files(tmp_path / "absent") == []
 
 
 def test_spec_modules_import_only_the_standard_library() -> None:

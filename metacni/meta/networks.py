@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from metacni.spec.config import CONF_EXTENSIONS, NetworkList, conf_files, network_list_from_bytes
+from metacni.spec.config import CONF_EXTENSIONS, NetworkList, conf_files, extension, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.lazylog import getLogger
 from metacni.spec.record import field, record
@@ -73,7 +73,7 @@ def load_file(path: str | os.PathLike[str]) -> NetworkList:
             raw = handle.read()
     except OSError as exc:
         raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{path}: {exc.strerror}") from None
-    return network_list_from_bytes(raw, path, is_list=True if os.path.splitext(path)[1] == ".conflist" else None)
+    return network_list_from_bytes(raw, path, is_list=True if extension(path) == ".conflist" else None)
 
 
 def find_file_by_name(conf_dir: str | os.PathLike[str], name: str, own_file: str = "") -> NetworkList | None:
@@ -169,7 +169,7 @@ def resolve_reference(ref: str, cfg: MetaConfig, view: KubeView | None) -> tuple
                            f"network {ref!r} is a metacni configuration; it cannot delegate to itself")
         net = load_file(path)
         return net.name, net
-    if os.path.splitext(ref)[1] in CONF_EXTENSIONS and os.path.isfile(os.path.join(cfg.conf_dir, ref)):
+    if extension(ref) in CONF_EXTENSIONS and os.path.isfile(os.path.join(cfg.conf_dir, ref)):
         return resolve_reference(os.path.join(cfg.conf_dir, ref), cfg, view)
     net_or_none = find_file_by_name(cfg.conf_dir, ref, cfg.own_file)
     if net_or_none is not None:

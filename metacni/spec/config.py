@@ -227,6 +227,14 @@ def network_list_from_bytes(raw: bytes, source: str = "", *, is_list: bool | Non
     )
 
 
+def extension(path: str) -> str:
+    """A file's extension as libcni sees it (Go's ``filepath.Ext``): from the last dot of the last
+    element, so ``.conf`` and ``a..conf`` end in ``.conf``; ``os.path.splitext`` skips leading dots."""
+    name = path.rpartition("/")[2]
+    dot = name.rfind(".")
+    return name[dot:] if dot >= 0 else ""
+
+
 def network_list_from_file(path: str | os.PathLike[str]) -> NetworkList:
     path = os.fspath(path)
     try:
@@ -234,7 +242,7 @@ def network_list_from_file(path: str | os.PathLike[str]) -> NetworkList:
             raw = handle.read()
     except OSError as exc:
         raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{path}: {exc.strerror}") from None
-    return network_list_from_bytes(raw, path, is_list=os.path.splitext(path)[1] == ".conflist")
+    return network_list_from_bytes(raw, path, is_list=extension(path) == ".conflist")
 
 
 def conf_files(conf_dir: str | os.PathLike[str]) -> list[str]:
@@ -244,13 +252,13 @@ def conf_files(conf_dir: str | os.PathLike[str]) -> list[str]:
         names = sorted(os.listdir(directory))
     except FileNotFoundError:
         return []
-    paths = (os.path.join(directory, n) for n in names if os.path.splitext(n)[1] in CONF_EXTENSIONS)
+    paths = (os.path.join(directory, n) for n in names if extension(n) in CONF_EXTENSIONS)
     return [p for p in paths if os.path.isfile(p)]
 
 
 def find_network(conf_dir: str | os.PathLike[str], name: str) -> NetworkList:
     """Load a network by name: .conflist files first, then .conf/.json, in lexical order."""
-    ordered = sorted(conf_files(conf_dir), key=lambda p: os.path.splitext(p)[1] != ".conflist")  # stable
+    ordered = sorted(conf_files(conf_dir), key=lambda p: extension(p) != ".conflist")  # stable
     for path in ordered:
         try:
             with open(path, "rb") as handle:
@@ -265,7 +273,7 @@ def find_network(conf_dir: str | os.PathLike[str], name: str) -> NetworkList:
 
 def load_network(ref: str, conf_dir: str | os.PathLike[str]) -> NetworkList:
     """A file path (anything containing '/' or ending in a config extension) or a network name."""
-    if "/" in ref or os.path.splitext(ref)[1] in CONF_EXTENSIONS:
+    if "/" in ref or extension(ref) in CONF_EXTENSIONS:
         path = ref
         if not os.path.isabs(path) and not os.path.exists(path):
             path = os.path.join(conf_dir, ref)

@@ -154,3 +154,56 @@ def test_the_invokers_exec_timeout_is_execplugins():
     from metacni.engine import execplugin, invoke
 
     assert invoke.DEFAULT_TIMEOUT == execplugin.DEFAULT_TIMEOUT
+
+
+# What a standalone pod ADD or DEL must not import: each costs milliseconds in every fresh call
+# (``-X importtime``): typing ~5 ms; pathlib with urllib.parse ~5 ms; socket with selectors and
+# enum ~4 ms; threading ~2 ms; the rest pull in inspect, traceback or a whole client library.
+STANDALONE_FORBIDDEN = ("typing", "pathlib", "urllib", "socket", "selectors", "threading", "base64",
+                        "pluggy", "dataclasses", "inspect", "logging", "shutil", "subprocess", "tempfile",
+                        "pyroute2", "kubernetes", "yaml", "http", "email")
+RECORD_MODULES = ("import atexit, os, sys\n"
+                  "def _record():\n"
+                  "    with open(os.path.join(os.environ['MODULES_OUT'], os.environ['CNI_COMMAND']), 'w') as f:\n"
+                  "        f.write('\\n'.join(sorted(sys.modules)))\n"
+                  "atexit.register(_record)\n")
+
+
+@pytest.fixture(scope="module")
+def node_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A python like a node's: a venv holding metacni and its in-tree plugins, and nothing else (the
+    development interpreter's editable-install finders import pathlib themselves)."""
+    venv = tmp_path_factory.mktemp("nodevenv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    site_packages = next((venv / "lib").glob("python3*/site-packages"))
+    root = Path(__file__).resolve().parents[2]
+    (site_packages / "metacni").symlink_to(root / "metacni")
+    (site_packages / "metacni_plugins").symlink_to(root / "plugins")
+    return str(venv / "bin" / "python3")
+
+
+def test_a_real_standalone_add_and_del_import_none_of_the_costly_modules(node, node_python, tmp_path):
+    """The meta plugin's primary chain (bridge, host-local, portmap, ipMasq), the pod GET and the
+    status PATCH, run by the shim in-process with the daemon down; an atexit hook (the shim runs
+    them before it leaves) lists the modules the call loaded."""
+    from metacni.testing.daemon import run_shim
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(RECORD_MODULES)  # run by site.main(), which the shim calls
+    node.api.write_kubeconfig(node.kubeconfig, as_json=True)
+    pod = node.pod("web")
+    env = {"CNI_CONTAINERID": pod.container_id, "CNI_NETNS": pod.path, "CNI_IFNAME": "eth0",
+           "CNI_ARGS": pod.cni_args, "CNI_PATH": "/usr/lib/cni", "METACNI_SOCKET": str(tmp_path / "absent.sock"),
+           "PYTHONPATH": str(hooks), "MODULES_OUT": str(tmp_path)}
+    conf = json.dumps(node.meta_conf()).encode()
+    for verb in ("ADD", "DEL"):
+        out = run_shim({**env, "CNI_COMMAND": verb}, conf, python=node_python, flags=["-S"], netns=node.name)
+        assert out.returncode == 0, (out.stdout, out.stderr)
+        if verb == "ADD":
+            assert json.loads(out.stdout)["ips"][0]["address"].startswith("10.88.0.")
+            assert node.network_status(pod)
+        loaded = (tmp_path / verb).read_text().split()
+        assert {"metacni.meta.service", "metacni.meta.kubehttp", "metacni_plugins.bridge.plugin"} <= set(loaded)
+        assert [m for m in loaded if m.split(".")[0] in STANDALONE_FORBIDDEN] == [], verb
+    node.assert_clean(pod)
