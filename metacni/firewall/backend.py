@@ -1,4 +1,4 @@
-"""The one interface both backends implement, backend selection, and the public verbs.
+"""Backend selection and the public verbs (the interface both backends implement: :mod:`.protocol`).
 
 Selection (``backend: "nftables" | "iptables"`` wins when given; otherwise, in order):
 
@@ -23,10 +23,9 @@ for :data:`DETECT_TTL` seconds and costs nothing per call in between. python-ipt
 
 from __future__ import annotations
 
+import _thread  # not threading: a lock is all we need, and its import costs every standalone CNI call
 import os
-import threading
 import time
-from typing import Protocol
 
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.lazylog import getLogger
@@ -35,32 +34,23 @@ from . import libnft, xtables
 from .identity import Attachment
 from .plan import Plan
 
+TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
+if TYPE_CHECKING:
+    from .protocol import Backend
+
 log = getLogger(__name__)
 
 NFTABLES, IPTABLES = "nftables", "iptables"
 BACKENDS = (NFTABLES, IPTABLES)
 
 
-class Backend(Protocol):
-    name: str
+def __getattr__(name: str) -> object:
+    """``Backend``, the Protocol both backends implement, on first access (it needs typing)."""
+    if name == "Backend":
+        from .protocol import Backend
 
-    def add(self, plan: Plan) -> None:
-        """Install the plan's rules, replacing this attachment's earlier ones, atomically."""
-
-    def delete(self, attachment: Attachment, kind: str) -> None:
-        """Remove every ``kind`` rule of the attachment; no-op when there is none."""
-
-    def gc(self, network: Attachment, valid_tags: set[str], kind: str) -> None:
-        """Remove ``kind`` rules of the network whose attachment tag is not in ``valid_tags``."""
-
-    def check(self, plan: Plan) -> None:
-        """Raise CNIError when a rule of the plan is missing."""
-
-    def footprint(self, kind: str) -> bool:
-        """Whether rules of ours for ``kind`` exist in this netns."""
-
-    def may_hold(self, kind: str) -> bool:
-        """Whether DEL/GC of ``kind`` has to look at this backend at all (a narrow probe)."""
+        return Backend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get(name: str) -> Backend:
@@ -89,7 +79,6 @@ def validate_name(value: object, field: str = "backend") -> str | None:
 
 # ---------------------------------------------------------------------- detection
 def _legacy_kube_proxy() -> bool:
-    from .locking import file_lock
     from .xtables import XTABLES_LOCK, tables_present
 
     for v in (4, 6):
@@ -97,6 +86,8 @@ def _legacy_kube_proxy() -> bool:
         if "nat" not in present and "filter" not in present:
             continue
         import iptc
+
+        from .locking import file_lock
 
         cls = iptc.Table if v == 4 else iptc.Table6
         with file_lock(XTABLES_LOCK):
@@ -192,7 +183,7 @@ DETECT_TTL = 60.0
 #: bound on cached decisions (one per netns and feature; a node daemon needs three)
 _DETECT_MAX = 64
 _detected: dict[tuple[int, int, str], tuple[str, float]] = {}
-_detected_lock = threading.Lock()
+_detected_lock = _thread.allocate_lock()
 
 
 def _cached_detect(kind: str) -> str:

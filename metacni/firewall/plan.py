@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.record import field, record
 
 from .identity import Attachment
+
+TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 PORTMAP, MASQ, FORWARD = "portmap", "masq", "forward"
 PROTOCOLS = ("tcp", "udp", "sctp")

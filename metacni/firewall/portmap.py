@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from typing import Any
 
 from . import conditions
 from .backend import IPTABLES, NFTABLES, validate_name
@@ -24,6 +23,10 @@ from .plan import (
     parse_port_mappings,
     parse_str_list,
 )
+
+TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def parse(

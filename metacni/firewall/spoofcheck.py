@@ -29,13 +29,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from metacni.spec.errors import CNIError, Code
 
 from . import libnft, locking
 from .identity import Attachment, network_tag
 from .libnft import Nft, NftError
+
+TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
+if TYPE_CHECKING:
+    from typing import Any
+
+    Cmd = dict[str, Any]
 
 FAMILY = "bridge"
 TABLE = "metacni_spoofcheck"
@@ -47,8 +52,6 @@ LOCK_PATH = "/run/metacni-spoofcheck.lock"
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _TAG_RE = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{16}$")
-
-Cmd = dict[str, Any]
 
 
 def chain_name(attachment: Attachment) -> str:
