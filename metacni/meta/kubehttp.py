@@ -7,9 +7,10 @@ annotation. Importing the ``kubernetes`` client for that cost ~500 ms of the ~3 
 ~100 ms for the whole ADD. Measured import costs on this 2-core machine (fresh interpreter, min
 of 15 runs, busy machine): ``socket`` 3.9 ms, ``socket``+``ssl`` 11.7 ms, ``http.client``
 26.1 ms (it imports ``email.parser`` and ``ssl`` even for plain HTTP), ``json`` 2.9 ms,
-``yaml`` 17.2 ms. So the requests go over ``socket`` with a minimal HTTP/1.1 exchange
-(Content-Length or chunked bodies, keep-alive): ``ssl`` is imported only for an https server
-and ``yaml`` only for a kubeconfig that is not JSON.
+``yaml`` 17.2 ms. So the requests go over ``_socket`` (the C module ``socket`` wraps; ``socket``
+adds ``selectors`` and builds its enums at import) with a minimal HTTP/1.1 exchange
+(Content-Length or chunked bodies, keep-alive): ``ssl`` (and with it ``socket``) is imported only
+for an https server, and ``yaml`` only for a kubeconfig that is not JSON.
 
 Same behaviour as :class:`metacni.meta.kube.ApiKubeView` (the ``kubernetes``-client view the
 daemon keeps using): 404 is None, every other failure is ``CNIError`` code 11 naming the
@@ -28,8 +29,10 @@ In-cluster: KUBERNETES_SERVICE_HOST/PORT with the service-account token and CA.
 
 from __future__ import annotations
 
+import _socket
 import _thread
 import binascii  # base64's b64encode/b64decode wrap these; base64 itself is not imported
+import io
 import json
 import os
 import time
@@ -244,22 +247,22 @@ class Connection:
     """One HTTP/1.1 connection (TLS when the endpoint is https); ``keep_alive`` after a clean exchange."""
 
     def __init__(self, ep: Endpoint, ctx: Any, connect_timeout: float, timeout: float) -> None:
-        import socket  # only when the API is called: a DEL never is (ssl imports it for https anyway)
-
         try:
-            address = (_host_bytes(ep.host), ep.port)  # getaddrinfo takes bytes; typeshed says str
-            sock = socket.create_connection(address, timeout=connect_timeout)  # type: ignore[arg-type]
+            sock: Any = _connect(_host_bytes(ep.host), ep.port, connect_timeout)
         except OSError as exc:
             raise ConnectFailed(exc.errno, f"connect to {ep.host_header}: {exc}") from exc
         try:
             if ctx is not None:  # the handshake runs under the connect timeout
+                import socket  # ssl wraps only socket.socket (and imports socket itself)
+
+                sock = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
                 sock = ctx.wrap_socket(sock, server_hostname=ep.tls_server_name or ep.host)
             sock.settimeout(timeout)
         except BaseException:
             sock.close()
             raise
         self.sock = sock
-        self.reader = sock.makefile("rb")
+        self.reader = io.BufferedReader(_Received(sock))
         self.keep_alive = False
 
     def close(self) -> None:
@@ -326,6 +329,35 @@ class Connection:
                 return b"".join(parts)
             parts.append(self._exactly(size))
             self.reader.readline(3)  # the CRLF after each chunk
+
+
+def _connect(host: bytes | str, port: int, timeout: float) -> _socket.socket:
+    """``socket.create_connection`` on ``_socket``: each address ``getaddrinfo`` gives, in order."""
+    error: OSError = OSError(f"getaddrinfo returned no address for {host!r}")
+    for family, kind, proto, _, address in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error
+
+
+class _Received(io.RawIOBase):
+    """The bytes a socket receives, as a raw stream for ``io.BufferedReader`` (``socket.makefile``
+    without ``socket``); a timeout raises ``TimeoutError`` out of ``readinto`` as there."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return int(self._sock.recv_into(buffer))
 
 
 def _host_bytes(host: str) -> bytes | str:
