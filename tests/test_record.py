@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from metacni.spec.record import FrozenInstanceError, field, fields, record, replace
+from metacni.spec.record import COMPILE_AFTER, FrozenInstanceError, field, fields, record, replace
 
 
 @record(frozen=True)
@@ -88,17 +90,44 @@ def test_definition_errors_are_reported():
         field(default=1, default_factory=list)
 
 
-def test_init_is_compiled_on_first_use_and_keeps_its_errors():
-    @record()
-    class Lazy:
-        a: int
-        b: list[int] = field(default_factory=list)
+def _pair() -> tuple[type, type]:
+    """Two identical record classes: one left binding, one made to compile its ``__init__``."""
+    made = []
+    for _ in range(2):
+        @record()
+        class Rec:
+            a: int
+            b: int
+            c: int = 3
+            d: list[int] = field(default_factory=list)
 
-    bootstrap = Lazy.__init__
-    with pytest.raises(TypeError, match="missing 1 required positional argument: 'a'"):
-        Lazy()  # type: ignore[call-arg]
-    compiled = Lazy.__init__
-    assert compiled is not bootstrap and compiled.__qualname__.endswith("Lazy.__init__")
-    assert Lazy(1).b == [] and Lazy(a=2, b=[3]).b == [3] and Lazy.__init__ is compiled
-    with pytest.raises(TypeError, match="unexpected keyword argument 'c'"):
-        Lazy(1, c=2)  # type: ignore[call-arg]
+            def __post_init__(self) -> None:
+                self.d = [*self.d, self.a]
+
+        made.append(Rec)
+    for _ in range(COMPILE_AFTER):
+        made[1](0, 0)
+    return made[0], made[1]
+
+
+def test_init_compiles_only_for_a_busy_class():
+    binding, compiled = _pair()
+    assert compiled.__init__.__code__.co_varnames[:5] == ("self", "a", "b", "c", "d")
+    assert binding.__init__.__code__.co_varnames[:3] == ("self", "args", "kwargs")
+    assert compiled.__init__.__qualname__ == binding.__init__.__qualname__ == "_pair.<locals>.Rec.__init__"
+
+
+@given(st.lists(st.integers(), max_size=5),
+       st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]), st.integers(), max_size=4))
+def test_binding_init_matches_the_compiled_one(args: list[int], kwargs: dict[str, int]):
+    """Fields, defaults, factories, __post_init__ and CPython's own TypeError messages."""
+    if "d" in kwargs:
+        kwargs["d"] = [kwargs["d"]]  # type: ignore[assignment]
+    outcomes = []
+    for cls in _pair():
+        try:
+            obj = cls(*args, **kwargs)
+            outcomes.append(("ok", obj.a, obj.b, obj.c, obj.d))
+        except TypeError as exc:
+            outcomes.append(("error", str(exc)))
+    assert outcomes[0] == outcomes[1]

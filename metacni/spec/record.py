@@ -1,11 +1,11 @@
-"""``@record()``: the dataclass subset the pod path uses, with one ``exec`` per class, when used.
+"""``@record()``: the dataclass subset the pod path uses, with one ``exec`` per busy class.
 
 Why not ``dataclasses``: a standalone CNI call is a fresh interpreter that builds every class
 on its import path. Importing ``dataclasses`` pulls in ``inspect`` (``ast``, ``dis``,
 ``tokenize``): ~16 ms, and each ``@dataclass`` compiles its generated methods one ``exec`` at a
 time: ~0.5-1 ms per class, 29 classes per ADD (``-X importtime`` of a standalone ADD, busy 2-core
-machine). A record class compiles its ``__init__`` (~0.2 ms) when first instantiated, and a
-standalone call instantiates only some of the classes it imports.
+machine). A record class binds arguments with a shared ``__init__`` and compiles its own only
+once it has built :data:`COMPILE_AFTER` instances, which a standalone call seldom does.
 
 What is kept: ``__init__`` in field order with defaults and ``field(default_factory=...)``,
 ``__post_init__``, ``__repr__``, ``__eq__`` (same class only), ``__match_args__``; with
@@ -57,20 +57,28 @@ def record(*, frozen: bool = False) -> Callable[[type[T]], type[T]]:
     return lambda cls: _build(cls, frozen)
 
 
+#: Instances a class builds through the shared binding ``__init__`` before it compiles its own: a
+#: standalone CNI call builds a few of each class (compiling is ~0.2-0.6 ms per class in a fresh
+#: process), a daemon builds thousands (the compiled one is ~3x faster per instance).
+COMPILE_AFTER = 16
+
+
 def _build(cls: Any, frozen: bool) -> Any:
     names = tuple(n for n in cls.__dict__.get("__annotations__", {}) if not n.startswith("__"))
     env: dict[str, Any] = {"_MISSING": _MISSING}
+    defaults: dict[str, Any] = {}
+    factories: dict[str, Callable[[], Any]] = {}
     params, values = [], []
     for name in names:
         default = cls.__dict__.get(name, _MISSING)
         if isinstance(default, _Factory):
-            env[f"_f_{name}"] = default.make
+            env[f"_f_{name}"] = factories[name] = default.make
             delattr(cls, name)
             params.append(f"{name}=_MISSING")
             values.append(f"{name!r}: _f_{name}() if {name} is _MISSING else {name}")
             continue
         if default is not _MISSING:
-            env[f"_d_{name}"] = default
+            env[f"_d_{name}"] = defaults[name] = default
             params.append(f"{name}=_d_{name}")
         elif params and "=" in params[-1]:
             raise TypeError(f"non-default argument {name!r} follows default argument")
@@ -78,11 +86,12 @@ def _build(cls: Any, frozen: bool) -> Any:
             params.append(name)
         values.append(f"{name!r}: {name}")
     # Only __init__ is generated (its signature is the class's); the other methods are shared.
+    post_init = "__post_init__" in cls.__dict__
     src = f"def __init__(self, {', '.join(params)}):\n  self.__dict__.update({{{', '.join(values)}}})\n"
-    if "__post_init__" in cls.__dict__:
+    if post_init:
         src += "  self.__post_init__()\n"
     if "__init__" not in cls.__dict__:
-        cls.__init__ = _compile_on_first_use(cls, src, env)
+        cls.__init__ = _binding_init(cls, _Binder(cls.__qualname__, names, defaults, factories, post_init), src, env)
     own_hash = cls.__dict__.get("__hash__") is not None
     methods: dict[str, Any] = {"__repr__": _repr, "__eq__": _eq}
     if frozen:
@@ -98,18 +107,63 @@ def _build(cls: Any, frozen: bool) -> Any:
     return cls
 
 
-def _compile_on_first_use(cls: Any, src: str, env: dict[str, Any]) -> Callable[..., None]:
-    """An ``__init__`` that compiles the class's real one on its first call and puts it in its place.
+class _Binder:
+    """Binds constructor arguments to fields as the generated ``__init__`` would, without compiling."""
 
-    Compiling is ~0.2 ms per class on a busy node, and a standalone CNI call imports ~30 record
-    classes but builds instances of only some of them. Instances pay nothing after the first."""
+    __slots__ = ("qualname", "names", "defaults", "factories", "post_init")
+
+    def __init__(self, qualname: str, names: tuple[str, ...], defaults: dict[str, Any],
+                 factories: dict[str, Callable[[], Any]], post_init: bool) -> None:
+        self.qualname, self.names, self.defaults = qualname, names, defaults
+        self.factories, self.post_init = factories, post_init
+
+    def bind(self, obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        where = f"{self.qualname}.__init__()"
+        given = dict(zip(self.names, args, strict=False))  # extra positionals are refused below
+        for key, value in kwargs.items():  # CPython's order of checks: keywords, surplus, missing
+            if key not in self.names:
+                raise TypeError(f"{where} got an unexpected keyword argument {key!r}")
+            if key in given:
+                raise TypeError(f"{where} got multiple values for argument {key!r}")
+            given[key] = value
+        if len(args) > len(self.names):
+            most = len(self.names) + 1
+            least = most - len(self.defaults) - len(self.factories)
+            takes = f"from {least} to {most}" if least < most else str(most)
+            raise TypeError(f"{where} takes {takes} positional arguments but {len(args) + 1} were given")
+        fields, missing = obj.__dict__, []
+        for name in self.names:
+            if name in given:
+                fields[name] = given[name]
+            elif name in self.defaults:
+                fields[name] = self.defaults[name]
+            elif name in self.factories:
+                fields[name] = self.factories[name]()
+            else:
+                missing.append(repr(name))
+        if missing:
+            plural = "s" if len(missing) > 1 else ""
+            shown = (missing[0] if len(missing) == 1 else " and ".join(missing) if len(missing) == 2
+                     else f"{', '.join(missing[:-1])}, and {missing[-1]}")  # CPython's wording
+            raise TypeError(f"{where} missing {len(missing)} required positional argument{plural}: {shown}")
+        if self.post_init:
+            obj.__post_init__()
+
+
+def _binding_init(cls: Any, binder: _Binder, src: str, env: dict[str, Any]) -> Callable[..., None]:
+    """The class's ``__init__`` until :data:`COMPILE_AFTER` instances: then it compiles the real one
+    and puts it in its place."""
+    built = 0
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        exec(src, env)  # noqa: S102 - generated from the class's own field names
-        init = env["__init__"]
-        init.__qualname__ = f"{cls.__qualname__}.__init__"
-        cls.__init__ = init
-        init(self, *args, **kwargs)
+        nonlocal built
+        built += 1
+        if built >= COMPILE_AFTER and cls.__dict__.get("__init__") is __init__:
+            exec(src, env)  # noqa: S102 - generated from the class's own field names
+            compiled = env["__init__"]
+            compiled.__qualname__ = f"{cls.__qualname__}.__init__"
+            cls.__init__ = compiled
+        binder.bind(self, args, kwargs)
 
     __init__.__qualname__ = f"{cls.__qualname__}.__init__"
     return __init__
