@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from metacni.spec import naming, versions
 from metacni.spec.args import CniArgs
+from metacni.spec.check import Invalid, lax_int
 from metacni.spec.config import conf_files, extension, network_list_from_bytes, schema_problems
 from metacni.spec.errors import CNIError, Code
 
@@ -130,6 +132,16 @@ def test_plugin_specific_keys_pass_through_untouched() -> None:
     net = network_list_from_bytes(json.dumps({"cniVersion": "1.1.0", "name": "n", "custom": True,
                                               "plugins": [plugin]}).encode())
     assert net.plugins == [plugin] and net.data["custom"] is True
+
+
+@given(st.one_of(st.text(alphabet="+-0123456789 \t٣²x", max_size=6), st.text(max_size=6)))
+def test_lax_int_reads_exactly_what_the_pattern_accepts(text: str) -> None:
+    """``[+-]?\\d+`` after strip(), as pydantic's lax mode; \\d is any Unicode decimal digit."""
+    accepted = re.fullmatch(r"[+-]?\d+", text.strip()) is not None
+    try:
+        assert lax_int(text, "k") == int(text.strip()) and accepted
+    except Invalid:
+        assert not accepted
 
 
 @pytest.mark.parametrize(("name", "ext"), [
