@@ -268,6 +268,11 @@ def _exit(status: int) -> None:
 
 
 if __name__ == "__main__":
+    # The interpreter put this script's directory first on sys.path: binDir, which holds other
+    # plugins' binaries and nothing of ours. A stray ``json.py`` there must not shadow the
+    # standard library (each import would also stat that directory first).
+    if sys.path and not getattr(sys.flags, "safe_path", False):
+        del sys.path[0]
     # This process lives for one call. The cyclic garbage collector only costs time here: while a
     # standalone call imports ~150 modules its passes walk every object again and again (~10 ms
     # of a ~130 ms ADD measured). Reference counting still frees what it can; exit frees the rest.

@@ -158,6 +158,19 @@ def test_standalone_fallback_runs_in_process_when_the_package_is_present(tmp_pat
     assert reply["code"] == 7 and "no-such-plugin" in reply["details"], reply
 
 
+def test_nothing_beside_the_shim_shadows_a_module(tmp_path):
+    """binDir holds other plugins; a ``json.py`` or ``ipaddress.py`` there is never imported."""
+    bin_dir = tmp_path / "bin"
+    target = install_shim(bin_dir, interpreter=f"{sys.executable} -S")
+    for name in ("json", "ipaddress", "site"):
+        (bin_dir / f"{name}.py").write_text("raise SystemExit('shadowed: imported from binDir')\n")
+    env = {"PATH": "/usr/bin:/bin", **ENV, "CNI_COMMAND": "GC", "METACNI_SOCKET": str(tmp_path / "absent.sock")}
+    conf = json.dumps({"cniVersion": "1.1.0", "name": "n", "type": "no-such-plugin"}).encode()
+    out = subprocess.run([str(target)], input=conf, env=env, capture_output=True, timeout=60, check=False)
+    assert b"shadowed" not in out.stderr + out.stdout
+    assert json.loads(out.stdout)["code"] == 7, out.stderr  # the standalone call ran
+
+
 def test_standalone_exit_still_joins_threads_and_runs_atexit_hooks(tmp_path):
     """The shim leaves by ``_exit`` (no module teardown) even after an in-process call, but keeps
     the parts of finalisation with effects: non-daemon threads finish, atexit hooks run."""
