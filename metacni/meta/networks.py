@@ -47,10 +47,14 @@ def _plugin_types(data: Any) -> list[str]:
     return [str(p.get("type", "")) for p in plugins if isinstance(p, dict)]
 
 
+def _ours_by_name(path: str | os.PathLike[str], own_file: str) -> bool:
+    name = os.path.basename(path)
+    return name.startswith("00-metacni") or bool(own_file and name == os.path.basename(own_file))
+
+
 def is_meta_config(path: str | os.PathLike[str], own_file: str = "") -> bool:
     """Our own output (by name or because it runs ``metacni``): never a primary (Multus #1108)."""
-    name = os.path.basename(path)
-    if name.startswith("00-metacni") or (own_file and name == os.path.basename(own_file)):
+    if _ours_by_name(path, own_file):
         return True
     try:
         with open(path, "rb") as handle:
@@ -68,12 +72,35 @@ def candidate_files(conf_dir: str | os.PathLike[str], own_file: str = "") -> lis
 def load_file(path: str | os.PathLike[str]) -> NetworkList:
     """A .conflist, or a .conf/.json wrapped as a list (a conflist stored as .conf is accepted)."""
     path = os.fspath(path)
+    return _network(path, _read(path))
+
+
+def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as handle:
-            raw = handle.read()
+            return handle.read()
     except OSError as exc:
         raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{path}: {exc.strerror}") from None
+
+
+def _network(path: str, raw: bytes) -> NetworkList:
     return network_list_from_bytes(raw, path, is_list=True if extension(path) == ".conflist" else None)
+
+
+def first_candidate(conf_dir: str | os.PathLike[str], own_file: str = "") -> NetworkList | None:
+    """``load_file(candidate_files(...)[0])`` reading each file once and none after the first
+    candidate: the primary network is resolved on every ADD."""
+    for path in conf_files(conf_dir):
+        if _ours_by_name(path, own_file):
+            continue
+        raw = _read(path)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None  # not ours: network_list_from_bytes names the problem
+        if META_TYPE not in _plugin_types(data):
+            return _network(path, raw)
+    return None
 
 
 def find_file_by_name(conf_dir: str | os.PathLike[str], name: str, own_file: str = "") -> NetworkList | None:
@@ -187,12 +214,11 @@ def resolve_primary(cfg: MetaConfig, view: KubeView | None,
     if cfg.delegates:
         net = network_list_from_bytes(json.dumps(cfg.delegates[0]).encode(), "delegates[0]")
         return net.name, net
-    files = candidate_files(cfg.conf_dir, cfg.own_file)
-    if not files:
+    primary = first_candidate(cfg.conf_dir, cfg.own_file)
+    if primary is None:
         raise CNIError(Code.TRY_AGAIN_LATER, "primary network not ready",
                        f"no network configuration other than metacni's in {cfg.conf_dir}")
-    net = load_file(files[0])
-    return net.name, net
+    return primary.name, primary
 
 
 # ---------------------------------------------------------------------------- the list
