@@ -19,6 +19,7 @@ from .config import AUTO, MetaConfig
 
 TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from .kube import KubeView
@@ -64,9 +65,29 @@ def is_meta_config(path: str | os.PathLike[str], own_file: str = "") -> bool:
     return META_TYPE in _plugin_types(data)
 
 
+def _candidates(conf_dir: str | os.PathLike[str], own_file: str) -> Iterator[tuple[str, bytes | None, Any]]:
+    """Config files that may serve as a network, lexical order, ours excluded, each read once:
+    (path, its bytes or None when unreadable, its JSON or None when it is not JSON)."""
+    for path in conf_files(conf_dir):
+        if _ours_by_name(path, own_file):
+            continue
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read()
+        except OSError:
+            yield path, None, None  # as is_meta_config: an unreadable file is not ours
+            continue
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if META_TYPE not in _plugin_types(data):
+            yield path, raw, data
+
+
 def candidate_files(conf_dir: str | os.PathLike[str], own_file: str = "") -> list[str]:
     """Config files of ``conf_dir`` that may serve as a network, lexical order, ours excluded."""
-    return [p for p in conf_files(conf_dir) if not is_meta_config(p, own_file)]
+    return [path for path, _, _ in _candidates(conf_dir, own_file)]
 
 
 def load_file(path: str | os.PathLike[str]) -> NetworkList:
@@ -88,31 +109,19 @@ def _network(path: str, raw: bytes) -> NetworkList:
 
 
 def first_candidate(conf_dir: str | os.PathLike[str], own_file: str = "") -> NetworkList | None:
-    """``load_file(candidate_files(...)[0])`` reading each file once and none after the first
-    candidate: the primary network is resolved on every ADD."""
-    for path in conf_files(conf_dir):
-        if _ours_by_name(path, own_file):
-            continue
-        raw = _read(path)
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None  # not ours: network_list_from_bytes names the problem
-        if META_TYPE not in _plugin_types(data):
-            return _network(path, raw)
+    """``load_file(candidate_files(...)[0])`` reading no file after the first candidate: the
+    primary network is resolved on every ADD."""
+    for path, raw, _ in _candidates(conf_dir, own_file):
+        # an unreadable first candidate is an error (re-read for its reason), a broken one too
+        return _network(path, _read(path) if raw is None else raw)
     return None
 
 
 def find_file_by_name(conf_dir: str | os.PathLike[str], name: str, own_file: str = "") -> NetworkList | None:
     """The first file (lexical) whose CNI ``name`` is ``name``; Multus' scan for NAD-less names."""
-    for path in candidate_files(conf_dir, own_file):
-        try:
-            with open(path, "rb") as handle:
-                data = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("name") == name:
-            return load_file(path)
+    for path, raw, data in _candidates(conf_dir, own_file):
+        if raw is not None and isinstance(data, dict) and data.get("name") == name:
+            return _network(path, raw)
     return None
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from metacni.meta.networks import candidate_files, first_candidate, load_file
+from metacni.meta.networks import candidate_files, find_file_by_name, first_candidate, load_file
 from metacni.spec.errors import CNIError, Code
 
 BRIDGE = {"cniVersion": "1.0.0", "name": "primary", "plugins": [{"type": "bridge"}]}
@@ -41,3 +41,20 @@ def test_first_candidate_is_the_first_of_candidate_files(tmp_path: Path, layout:
     assert outcome(lambda: first_candidate(tmp_path, own_file="01-node.conf")) == expected
     if "10-broken.conf" in layout:  # not skipped for a later good file: the operator must see it
         assert expected == ("error", Code.DECODE_FAILURE)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS.values(), ids=LAYOUTS.keys())
+def test_find_file_by_name_is_the_first_candidate_carrying_it(tmp_path: Path, layout: dict[str, object]):
+    """A NAD-less network name resolves to the first candidate file whose JSON ``name`` matches;
+    unreadable or broken files are skipped, metacni's own never match."""
+    for name, content in layout.items():
+        (tmp_path / name).write_text(content if isinstance(content, str) else json.dumps(content))
+    for wanted in ("primary", "meta", "single", "json", "x", "absent"):
+        matching = [p for p in candidate_files(tmp_path, own_file="01-node.conf")
+                    if not p.endswith("broken.conf") and json.loads(Path(p).read_text()).get("name") == wanted]
+        found = find_file_by_name(tmp_path, wanted, own_file="01-node.conf")
+        if not matching:
+            assert found is None, wanted
+            continue
+        expected = load_file(matching[0])
+        assert found is not None and (found.source, found.plugins) == (expected.source, expected.plugins)
