@@ -32,8 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default=None, help="executable to install (default: the metacni on PATH)")
     p.add_argument("--no-binary", action="store_true", help="only write the config")
     p.add_argument("--shim", action="store_true",
-                   help="install the daemon's stdlib shim (forwards to the node daemon) instead of --source")
-    p.add_argument("--interpreter", default="/usr/bin/env python3", help="with --shim: the shim's interpreter")
+                   help="install the static shim binary (forwards to the node daemon) instead of --source")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="extra config key, e.g. --set namespaceIsolation=true --set 'defaultNetworks=[\"a\"]'")
 
@@ -62,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         if args.shim and not args.no_binary:
             from metacni.daemon.install import install_shim
 
-            print(f"installed {install_shim(args.install_bin_dir or args.bin_dir, interpreter=args.interpreter)}")
+            print(f"installed {install_shim(args.install_bin_dir or args.bin_dir)}")
         elif not args.no_binary:
             source = args.source or shutil.which("metacni") or sys.argv[0]
             target = install_binary(source, args.install_bin_dir or args.bin_dir)
