@@ -3,8 +3,8 @@
 Every behaviour test runs twice: against the installed static binary (``metacni.shimbin.path()``)
 and against a dynamic AddressSanitizer + UBSan build of the same source. The JSON key scan,
 the JSON string escaping and base64 are fuzzed with hypothesis against Python's json/base64
-through a test driver that includes the shim's source. Tests against a real daemon are in
-tests/test_shim_daemon.py.
+through a test driver that includes the shim's source. The last tests run a real daemon in a
+node namespace with real veths and leases.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from hypothesis import strategies as st
 from metacni import shimbin
 from metacni.daemon.install import install_shim
 from metacni.spec.versions import ALL_VERSIONS
+from metacni.testing.netns import link_names, netns_path
+from tests.daemon_support import Node, load, rt, run_in_node
 
 SHIM_DIR = Path(__file__).resolve().parents[1] / "shim"
 CONF = json.dumps({"cniVersion": "1.0.0", "name": "shimnet", "type": "bridge"}).encode()
@@ -477,3 +480,71 @@ def test_json_escaping_round_trips_any_bytes(builds: Path, sanitized: bool, data
 def test_base64_agrees_with_python(builds: Path, sanitized: bool, data: bytes) -> None:
     assert _drive(_driver(builds, sanitized), ["base64"], data) == base64.b64encode(data).decode()
 
+
+
+# ---------------------------------------------------------------------- a real daemon
+@pytest.fixture
+def node(box) -> Iterator[Node]:
+    """A node netns with the static shim installed as ``bridge`` and a daemon config whose
+    pending dir is the test's own."""
+    with tempfile.TemporaryDirectory(prefix="mcshim-") as work:
+        n = Node(box=box, name=box.netns("mcshim"), work=Path(work), mode="daemon")
+        (n.work / "daemon.json").write_text(json.dumps({"pendingDir": str(n.work / "cni" / "pending-del")}))
+        try:
+            yield n
+        finally:
+            if n.daemon is not None:
+                n.daemon.kill()
+
+
+def _conflist(node: Node, subnet: str) -> bytes:
+    raw = json.loads(node.conflist(subnet=subnet))
+    raw["plugins"][0]["cniDir"] = str(node.work / "cni")  # where the shim records a DEL
+    return json.dumps(raw).encode()
+
+
+def _veths(node: Node) -> list[str]:
+    return [n for n in link_names(node.name) if n.startswith("veth")]
+
+
+def test_add_check_del_through_the_shim_to_a_real_daemon(node: Node, box) -> None:
+    node.start_daemon("--config", str(node.work / "daemon.json"))
+    net = load(_conflist(node, "10.86.0.0/24"))
+    runner = node.runner()
+    pod = netns_path(box.netns("mcshpod"))
+    result = run_in_node(node, lambda: runner.add(net, rt("s1", pod)))
+    assert result.ips[0].address.startswith("10.86.0.")
+    assert "eth0" in link_names(pod.rsplit("/", 1)[1]) and len(_veths(node)) == 1
+    assert len(node.leases(net.name)) == 1
+    run_in_node(node, lambda: runner.check(net, rt("s1", pod)))
+    assert node.daemon is not None
+    served = [r.get("verb") for r in node.daemon.log_records() if r.get("network") == net.name and r.get("verb")]
+    assert "ADD" in served and "CHECK" in served, node.daemon.log_text()
+    run_in_node(node, lambda: runner.delete(net, rt("s1", pod)))
+    assert "eth0" not in link_names(pod.rsplit("/", 1)[1])
+    assert node.leases(net.name) == [] and _veths(node) == []
+
+
+def test_del_while_the_daemon_is_down_is_carried_out_when_it_starts(node: Node, box) -> None:
+    node.start_daemon("--config", str(node.work / "daemon.json"))
+    net = load(_conflist(node, "10.87.0.0/24"))
+    runner = node.runner()
+    pod = netns_path(box.netns("mcshpod"))
+    run_in_node(node, lambda: runner.add(net, rt("down1", pod)))
+    assert node.daemon is not None and node.daemon.stop() == 0
+    # ADD with the daemon down: code 11 (the runner's clean-up DEL after it is recorded too).
+    other = netns_path(box.netns("mcshpod"))
+    with pytest.raises(Exception, match="not running") as err:
+        run_in_node(node, lambda: runner.add(net, rt("down2", other)))
+    assert getattr(err.value, "code", None) == 11
+    # DEL with the daemon down: success for the runtime, recorded, nothing freed yet.
+    run_in_node(node, lambda: runner.delete(net, rt("down1", pod)))
+    pending = node.work / "cni" / "pending-del"
+    assert sorted(p.name for p in pending.iterdir()) == ["down1.eth0.json", "down2.eth0.json"]
+    assert len(node.leases(net.name)) == 1 and len(_veths(node)) == 1
+    assert "eth0" in link_names(pod.rsplit("/", 1)[1])
+    # The daemon replays it before it serves: once it is ready, everything is freed.
+    node.start_daemon("--config", str(node.work / "daemon.json"))
+    assert list(pending.iterdir()) == []
+    assert node.leases(net.name) == [] and _veths(node) == []
+    assert "eth0" not in link_names(pod.rsplit("/", 1)[1])
