@@ -1,7 +1,8 @@
 """The static binDir shim (shim/metacni-shim.c): a static executable that speaks protocol v1.
 
-Every behaviour test runs twice: against the installed static binary (``metacni.shimbin.path()``)
-and against a dynamic AddressSanitizer + UBSan build of the same source. The JSON key scan,
+Every behaviour test runs three times: against the installed static binary
+(``metacni.shimbin.path()``, musl where musl-gcc is installed), a static glibc build, and a dynamic
+AddressSanitizer + UBSan build of the same source. The JSON key scan,
 the JSON string escaping and base64 are fuzzed with hypothesis against Python's json/base64
 through a test driver that includes the shim's source. The last tests run a real daemon in a
 node namespace with real veths and leases.
@@ -50,15 +51,20 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail("gcc and make are required (.ci/setup installs them)")
     out = tmp_path_factory.mktemp("shim-build")
     subprocess.run(["make", "-s", "-C", str(SHIM_DIR), f"OUT={out}", f"{out}/metacni-shim-asan",
-                    f"{out}/test-driver-asan", f"{out}/test-driver", f"{out}/metacni-shim"],
-                   check=True, capture_output=True)
+                    f"{out}/test-driver-asan", f"{out}/test-driver"], check=True, capture_output=True)
+    # The glibc static build (the fallback where musl-gcc is not installed), besides the
+    # installed one (musl where available).
+    subprocess.run(["make", "-s", "-C", str(SHIM_DIR), f"OUT={out}/glibc", "STATIC_CC=gcc"], check=True,
+                   capture_output=True)
     return out
 
 
-@pytest.fixture(params=["static", "asan"])
+@pytest.fixture(params=["installed", "glibc-static", "asan"])
 def shim_bin(request: pytest.FixtureRequest, builds: Path) -> str:
-    if request.param == "static":
+    if request.param == "installed":
         return str(shimbin.path())
+    if request.param == "glibc-static":
+        return str(builds / "glibc" / "metacni-shim")
     return str(builds / "metacni-shim-asan")
 
 
@@ -159,8 +165,9 @@ def test_supported_versions_equal_the_spec(builds: Path) -> None:
     assert one_document(out.stdout) == {"cniVersion": "0.3.1", "supportedVersions": list(ALL_VERSIONS)}
 
 
-def test_is_a_static_executable() -> None:
-    binary = str(shimbin.path())
+@pytest.mark.parametrize("which", ["installed", "glibc-static"])
+def test_is_a_static_executable(builds: Path, which: str) -> None:
+    binary = str(shimbin.path() if which == "installed" else builds / "glibc" / "metacni-shim")
     dynamic = subprocess.run(["readelf", "-d", binary], capture_output=True, text=True, check=True).stdout
     headers = subprocess.run(["readelf", "-l", binary], capture_output=True, text=True, check=True).stdout
     assert "NEEDED" not in dynamic
