@@ -131,13 +131,16 @@ def exec_costs(n: int) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="*", default=["cost", "exec"], choices=["cost", "exec"])
+    ap.add_argument("what", nargs="*", help="cost, exec (default: both)")
     ap.add_argument("-n", type=int, default=500, help="runs per case")
     args = ap.parse_args()
+    what = args.what or ["cost", "exec"]
+    if set(what) - {"cost", "exec"}:
+        ap.error(f"unknown measurement {sorted(set(what) - {'cost', 'exec'})}: choose cost, exec")
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}}
-    if "cost" in args.what:
+    if "cost" in what:
         results["cost"] = cost(args.n)
-    if "exec" in args.what:
+    if "exec" in what:
         results["exec"] = exec_costs(args.n)
     print(json.dumps(results, indent=2))
     return 0

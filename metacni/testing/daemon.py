@@ -169,12 +169,12 @@ def install_console_plugin(bin_dir: str | os.PathLike[str], name: str = "metacni
                            aliases: Sequence[str] = (), python: str = sys.executable) -> Path:
     """Put ``metacni`` the console script (a complete CNI plugin that runs the call in-process:
     standalone mode, no daemon) into ``bin_dir`` as ``name`` plus symlinked ``aliases``, the way a
-    host with the package installed (dev machine, podman, cnitool) uses it. A two-line launcher for
-    this test interpreter, written atomically."""
+    host with the package installed (dev machine, podman, cnitool) uses it: the same three lines
+    pip writes for the entry point, for ``python``. Written atomically."""
     from metacni.engine.cache import atomic_write
 
     target = Path(bin_dir) / name
-    script = f'#!/bin/sh\nexec {python} -m metacni "$@"\n'.encode()
+    script = f"#!{python}\nimport sys\nfrom metacni.__main__ import main\nsys.exit(main())\n".encode()
     atomic_write(target, script, mode=0o755, dir_mode=0o755, durable=False)
     for alias in aliases:
         link = Path(bin_dir) / alias
