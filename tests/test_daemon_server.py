@@ -20,8 +20,8 @@ from metacni.daemon.app import Daemon
 from metacni.daemon.config import DaemonConfig
 from metacni.daemon.locks import KeyedLocks
 from metacni.plugin import PluginInfo, hookimpl
-from metacni.shim import OP_CNI, call_daemon
-from metacni.testing.daemon import run_shim, start_daemon
+from metacni.testing.daemon import start_daemon
+from tests import unixhttp
 
 
 class Blocky:
@@ -89,8 +89,8 @@ def _request(daemon: Daemon, cid: str, verb: str = "ADD") -> dict[str, Any]:
     if verb in ("GC", "STATUS"):
         env = {"CNI_COMMAND": verb}
         conf["cni.dev/valid-attachments"] = []
-    status, out, err = call_daemon(daemon.cfg.socket, OP_CNI, env, json.dumps(conf).encode(), 1, 60)
-    return {"exit": status, "stdout": out.decode(), "stderr": err.decode()}
+    answer = unixhttp.cni(daemon.cfg.socket, env, json.dumps(conf).encode())
+    return {"exit": 0 if answer.status == 200 else 1, "stdout": answer.body.decode()}
 
 
 def _in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
@@ -138,12 +138,11 @@ def test_errors_are_cni_errors_and_unknown_types_named(served):
     daemon, _ = served
     env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "z", "CNI_NETNS": "/x", "CNI_IFNAME": "eth0"}
     conf = {"cniVersion": "1.0.0", "name": "n", "type": "nope"}
-    status, out, _ = call_daemon(daemon.cfg.socket, OP_CNI, env, json.dumps(conf).encode(), 1, 30)
-    reply = {"exit": status, "stdout": out.decode()}
-    assert reply["exit"] == 1
-    err = json.loads(reply["stdout"])
+    answer = unixhttp.cni(daemon.cfg.socket, env, json.dumps(conf).encode())
+    assert answer.status == 400  # a CNI error the plugin side returned: the shim exits 1
+    err = answer.json()
     assert err["code"] == 7 and "nope" in err["details"] and err["cniVersion"] == "1.0.0"
-    assert reply["stdout"].count("\n") == 1
+    assert answer.body.count(b"\n") == 1
 
 
 def test_keyed_locks_are_dropped_when_unused():
@@ -195,13 +194,11 @@ def test_readiness_metrics_config_and_graceful_shutdown(tmp_path):
         code, body = _get(port, "/readyz")
         assert code == 500 and json.loads(body)["readinessIndicator"] is False
         env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "r1", "CNI_NETNS": "/proc/self/ns/net",
-               "CNI_IFNAME": "eth0", "METACNI_SOCKET": d.socket}
-        out = run_shim(env, _conflist("primary", "10.81.0.0/24", tmp_path / "ipam").encode(),
-                       python="/usr/bin/python3", flags=["-I"])
-        assert out.returncode == 1 and json.loads(out.stdout)["code"] == 11
-        status_env = {"CNI_COMMAND": "STATUS", "METACNI_SOCKET": d.socket}
-        out = run_shim(status_env, b'{"cniVersion":"1.1.0","name":"s","type":"bridge"}', python="/usr/bin/python3")
-        assert json.loads(out.stdout)["code"] == 50 and b"readiness indicator" in out.stdout
+               "CNI_IFNAME": "eth0"}
+        out = unixhttp.cni(d.socket, env, _conflist("primary", "10.81.0.0/24", tmp_path / "ipam").encode())
+        assert out.status == 503 and out.json()["code"] == 11  # not ready: the runtime retries
+        out = unixhttp.cni(d.socket, {"CNI_COMMAND": "STATUS"}, b'{"cniVersion":"1.1.0","name":"s","type":"bridge"}')
+        assert out.status == 400 and out.json()["code"] == 50 and b"readiness indicator" in out.body
         indicator.write_text("ok")
         assert _wait(lambda: d.status()["ready"] is True)
         assert _get(port, "/readyz")[0] == 200

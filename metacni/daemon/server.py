@@ -118,7 +118,8 @@ class CNIRoutes:
                 return Reply(400, error_body(Code.TRY_AGAIN_LATER,
                                              f"shim speaks protocol {spoken or 'none'}, daemon speaks {PROTOCOL}: "
                                              "reinstall the shim",
-                                             f"the request's {PROTOCOL_HEADER} header is {spoken!r}"))
+                                             f"the request's {PROTOCOL_HEADER} header is {spoken!r}" if spoken
+                                             else f"the request has no {PROTOCOL_HEADER} header"))
             return None
         if path in ("/version", "/healthz", "/readyz"):
             return None if method in ("GET", "HEAD") else Reply(405, b"GET only\n", "text/plain")
