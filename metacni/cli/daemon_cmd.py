@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep PATH (as the daemon sees it) a kubeconfig of this pod's service account, rewritten "
                         "when the token rotates: the credentials of the standalone fallback")
     p.add_argument("--pending-dir", default=None,
-                   help="where the shim records DELs while the daemon is down (default /var/lib/cni/metacni/pending-del)")
+                   help="DELs the shim recorded while the daemon was down (default /var/lib/cni/metacni/pending-del)")
     p.add_argument("--read-timeout", type=float, default=None,
                    help="seconds a client has to send its whole request (socket and metrics port)")
     p.add_argument("--write-timeout", type=float, default=None, help="seconds to write an answer")
