@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import stat
+import subprocess
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -16,10 +17,12 @@ from typing import Any
 
 import pytest
 
+import metacni
 from metacni.daemon.app import Daemon
 from metacni.daemon.config import DaemonConfig
 from metacni.daemon.locks import KeyedLocks
 from metacni.plugin import PluginInfo, hookimpl
+from metacni.spec.versions import ALL_VERSIONS
 from metacni.testing.daemon import start_daemon
 from tests import unixhttp
 
@@ -33,6 +36,7 @@ class Blocky:
         self.max_inside = 0
         self.release = threading.Event()
         self.gc_ran_with: list[list[str]] = []
+        self.calls: list[tuple[str, str]] = []  # (verb, container id) in the order they started
 
     @hookimpl
     def cni_plugin_info(self) -> PluginInfo:
@@ -42,6 +46,7 @@ class Blocky:
     def cni_add(self, request: Any) -> dict[str, Any]:
         cid = request.invocation.container_id
         with self.cond:
+            self.calls.append(("ADD", cid))
             self.inside.append(cid)
             self.max_inside = max(self.max_inside, len(self.inside))
             self.cond.notify_all()
@@ -55,7 +60,9 @@ class Blocky:
 
     @hookimpl
     def cni_del(self, request: Any) -> None:
-        return None
+        with self.cond:
+            self.calls.append(("DEL", request.invocation.container_id))
+            self.cond.notify_all()
 
     @hookimpl
     def cni_gc(self, request: Any) -> None:
@@ -263,3 +270,79 @@ def test_sigterm_is_handled(tmp_path):
         assert d.proc.wait(30) == 0
     finally:
         d.kill()
+
+
+# ---------------------------------------------------------------------- protocol v1 on the socket
+CONF = json.dumps({"cniVersion": "1.1.0", "name": "blk", "type": "blocky"}).encode()
+
+
+def test_version_healthz_readyz(served):
+    daemon, _ = served
+    path = daemon.cfg.socket
+    v = unixhttp.request(path, "GET", "/version")
+    assert v.status == 200 and v.headers["metacni-protocol"] == "1"
+    assert v.json() == {"protocol": 1, "version": metacni.__version__, "cniVersions": list(ALL_VERSIONS)}
+    h = unixhttp.request(path, "GET", "/healthz")
+    assert (h.status, h.body) == (200, b"ok\n")
+    r = unixhttp.request(path, "GET", "/readyz")
+    assert r.status == 200 and r.json()["ready"] is True
+
+
+def test_operators_can_use_curl(served):
+    daemon, _ = served
+    out = subprocess.run(["curl", "-sS", "--max-time", "10", "--unix-socket", daemon.cfg.socket,
+                          "http://metacni/version"], capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["protocol"] == 1
+
+
+@pytest.mark.parametrize("spoken", [None, "0", "2", "1.0"])
+def test_a_shim_of_another_protocol_gets_code_11(served, spoken):
+    daemon, plugin = served
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "p", "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0"}
+    answer = unixhttp.cni(daemon.cfg.socket, env, CONF, protocol=spoken)
+    assert answer.status == 400 and answer.headers["metacni-protocol"] == "1"
+    err = answer.json()
+    assert err["code"] == 11
+    assert err["msg"] == f"shim speaks protocol {spoken or 'none'}, daemon speaks 1: reinstall the shim"
+    assert plugin.calls == []  # nothing ran
+
+
+@pytest.mark.parametrize(("method", "target", "status"), [
+    ("GET", "/cni", 405), ("GET", "/nope", 404), ("DELETE", "/version", 405), ("POST", "/healthz", 405)])
+def test_every_answer_carries_the_protocol_header(served, method, target, status):
+    """A new shim treats an answer without ``Metacni-Protocol: 1`` as an old daemon: so every
+    answer of this daemon has it, errors included."""
+    daemon, _ = served
+    answer = unixhttp.request(daemon.cfg.socket, method, target)
+    assert answer.status == status and answer.headers["metacni-protocol"] == "1"
+
+
+@pytest.mark.parametrize(("body", "names"), [
+    (b"{not json", "not valid JSON"),
+    (b"[1, 2]", "must be a JSON object"),
+    (b'{"env": {"CNI_COMMAND": 1}, "config": ""}', '"env"'),
+    (b'{"env": {}, "config": "!!!"}', '"config"'),
+    (b'{"env": {}, "config": 5}', '"config"'),
+    (b'{"env": {"CNI_COMMAND": "AD\xff"}, "config": ""}', "not valid JSON"),  # invalid UTF-8
+    (b'[' * 100_000, "not valid JSON"),
+])
+def test_undecodable_requests_are_code_6(served, body, names):
+    daemon, plugin = served
+    answer = unixhttp.request(daemon.cfg.socket, "POST", "/cni", body, unixhttp.cni_headers())
+    assert answer.status == 400
+    err = answer.json()
+    assert err["code"] == 6 and names in err["msg"], err
+    assert plugin.calls == []
+
+
+def test_http_status_follows_the_outcome(served):
+    daemon, plugin = served
+    plugin.release.set()
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "s1", "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0"}
+    ok = unixhttp.cni(daemon.cfg.socket, env, CONF)
+    assert ok.status == 200 and ok.json()["cniVersion"] == "1.1.0"
+    deleted = unixhttp.cni(daemon.cfg.socket, {**env, "CNI_COMMAND": "DEL"}, CONF)
+    assert (deleted.status, deleted.body) == (200, b"")  # a successful DEL prints nothing
+    bad = unixhttp.cni(daemon.cfg.socket, {**env, "CNI_NETNS": ""}, CONF)
+    assert bad.status == 400 and bad.json()["code"] == 4

@@ -283,10 +283,9 @@ class HTTPServer:
                     self.events("loop_error")
                     log.exception("%s: I/O loop error (continuing): %s", self.name, exc)
                     self._stop.wait(0.05)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: B036 - recorded for healthy(), the thread ends here
             self.loop_error = exc
-            log.critical("%s: I/O loop died: %r", self.name, exc)
-            raise
+            log.critical("%s: I/O loop died: %r", self.name, exc, exc_info=True)
         finally:
             for conn in list(self._conns.values()):
                 self._drop(conn)
