@@ -21,6 +21,7 @@ import metacni
 from metacni.daemon.app import Daemon
 from metacni.daemon.config import DaemonConfig
 from metacni.daemon.locks import KeyedLocks
+from metacni.daemon.protocol import encode_request, record_name
 from metacni.plugin import PluginInfo, hookimpl
 from metacni.spec.versions import ALL_VERSIONS
 from metacni.testing.daemon import start_daemon
@@ -346,3 +347,105 @@ def test_http_status_follows_the_outcome(served):
     assert (deleted.status, deleted.body) == (200, b"")  # a successful DEL prints nothing
     bad = unixhttp.cni(daemon.cfg.socket, {**env, "CNI_NETNS": ""}, CONF)
     assert bad.status == 400 and bad.json()["code"] == 4
+
+
+# ---------------------------------------------------------------------- pending DELs
+class SocketWatcher(Blocky):
+    """Records, for each DEL, whether the daemon's socket existed when it ran."""
+
+    def __init__(self, socket_path: str) -> None:
+        super().__init__()
+        self.socket_path = socket_path
+        self.socket_existed: list[bool] = []
+
+    @hookimpl
+    def cni_del(self, request: Any) -> None:
+        self.socket_existed.append(os.path.exists(self.socket_path))
+        with self.cond:
+            self.calls.append(("DEL", request.invocation.container_id))
+
+
+def _record(pending: Path, verb: str, cid: str, conf: dict[str, Any] | bytes, ifname: str = "eth0") -> Path:
+    pending.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = {"CNI_COMMAND": verb, "CNI_CONTAINERID": cid, "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": ifname}
+    raw = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
+    path = pending / record_name(cid, ifname)
+    path.write_bytes(encode_request(env, raw))
+    return path
+
+
+def test_pending_dels_replayed_before_serving_failures_kept_corrupt_moved(tmp_path):
+    pending = tmp_path / "pending"
+    good = _record(pending, "DEL", "rec-good", {"cniVersion": "1.1.0", "name": "blk", "type": "blocky"})
+    failing = _record(pending, "DEL", "rec-bad", {"cniVersion": "1.1.0", "name": "bad", "type": "nope"})
+    not_del = _record(pending, "ADD", "rec-add", {"cniVersion": "1.1.0", "name": "blk", "type": "blocky"})
+    garbage = pending / "x.eth0.json"
+    garbage.write_bytes(b'{"env": {"CNI_COMMAND": "DEL"}, "config": ')
+    in_progress = pending / ".y.eth0.json.tmp123"  # a shim still writing its record
+    in_progress.write_bytes(b"{")
+    sock = str(tmp_path / "run" / "d.sock")
+    cfg = DaemonConfig(socket=sock, use_api=False, regenerate_config=False, cache_dir=str(tmp_path / "cache"),
+                       pending_dir=str(pending), gc_period=0.2)
+    daemon = Daemon(cfg)
+    plugin = SocketWatcher(sock)
+    daemon.registry.register("blocky", plugin)
+    daemon.start()
+    try:
+        assert plugin.calls == [("DEL", "rec-good")]  # the ADD record was never run
+        assert plugin.socket_existed == [False]  # replayed before the socket accepted anything
+        assert not good.exists()
+        assert failing.exists() and in_progress.exists()
+        assert sorted(p.name for p in (pending / "corrupt").iterdir()) == sorted([not_del.name, garbage.name])
+        assert daemon.metrics.registry.get_sample_value("metacni_pending_dels") == 1
+        # The failing one is retried every GC period (and kept each time).
+        assert _wait(lambda: (daemon.metrics.registry.get_sample_value(
+            "metacni_requests_total", {"verb": "DEL", "network": "bad", "result": "error7"}) or 0) >= 3)
+        assert failing.exists()
+    finally:
+        daemon.stop()
+
+
+def test_del_recorded_while_the_daemon_was_down_leaves_nothing(box, tmp_path):
+    """A real pod (veth, lease, caches) ADDed through the daemon; the daemon stops; the DEL is
+    recorded as the shim does when no daemon listens; the next daemon carries it out before it
+    serves, and nothing of the pod is left."""
+    from metacni.kernel.netns import enter
+    from metacni.testing.fakeapi import FakeAPIServer
+    from metacni.testing.netns import netns_path
+    from tests.meta.conftest import CNI_PATH, MetaNode
+
+    name = box.netns("mcpend")
+    root = tmp_path / "node"
+    (root / "net.d").mkdir(parents=True)
+    with enter(netns_path(name)):
+        api = FakeAPIServer().start()
+    daemon = None
+    try:
+        api.write_kubeconfig(root / "kubeconfig")
+        api.add_node("node-1", "10.88.0.0/24", "192.168.0.11")
+        node = MetaNode(box=box, name=name, root=root, api=api)
+        node.write_primary()
+        pending = root / "pending"
+        args = ["--kubeconfig", str(node.kubeconfig), "--node-name", "node-1", "--conf-dir", str(node.conf_dir),
+                "--cache-dir", str(node.cni_dir), "--cni-path", CNI_PATH, "--no-routes", "--gc-period", "0",
+                "--no-regenerate-config", "--pending-dir", str(pending)]
+        daemon = start_daemon(root / "daemon", netns=name, args=args)
+        pod = node.pod()
+        env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": pod.container_id, "CNI_NETNS": pod.path,
+               "CNI_IFNAME": "eth0", "CNI_ARGS": pod.cni_args, "CNI_PATH": CNI_PATH}
+        conf = json.dumps(node.meta_conf()).encode()
+        added = unixhttp.cni(daemon.socket, env, conf)
+        assert added.status == 200, added.body
+        assert node.pod_links(pod) == {"lo", "eth0"} and node.veths() and node.all_leases()
+        assert daemon.stop() == 0
+        record = pending / record_name(pod.container_id, "eth0")
+        pending.mkdir(mode=0o700)
+        record.write_bytes(encode_request({**env, "CNI_COMMAND": "DEL"}, conf))
+        daemon = start_daemon(root / "daemon2", netns=name, args=args)  # waits until it serves
+        assert not record.exists()
+        node.assert_clean(pod)
+        assert not (pending / "corrupt").exists()
+    finally:
+        if daemon is not None:
+            daemon.kill()
+        api.stop()
