@@ -221,7 +221,7 @@ def test_full_queue_is_answered_503_at_once(make):
     busy = unixhttp.send_cni(path, env("ADD", "q-busy"), CONF)
     assert plugin.wait_inside(1)
     queued = unixhttp.send_cni(path, env("ADD", "q-queued"), CONF)
-    assert wait_for(lambda: daemon.server.http._pool.waiting())  # type: ignore[union-attr]
+    assert wait_for(lambda: daemon.server.http._pool.queued() == 1)  # type: ignore[union-attr]
     refused = unixhttp.cni(path, env("ADD", "q-refused"), CONF, timeout=10)
     assert refused.status == 503 and refused.json()["code"] == 11 and "queue full" in refused.json()["msg"]
     plugin.release.set()

@@ -176,9 +176,14 @@ class _Pool:
         else:
             self._backoff = 0.0
 
-    def waiting(self) -> bool:
+    def retry_pending(self) -> bool:
+        """True when a job waits for a worker that failed to start and may be retried."""
         with self._cond:
-            return bool(self._jobs) and self._idle < len(self._jobs)
+            return len(self._jobs) > self._idle and self._threads < self.size and self.retry_at > time.monotonic()
+
+    def queued(self) -> int:
+        with self._cond:
+            return len(self._jobs)
 
     def _worker(self) -> None:
         while True:
@@ -301,7 +306,7 @@ class HTTPServer:
             timeout = min(timeout, max(0.0, min(c.deadline for c in self._conns.values()) - now))
         if self._accept_paused_until > now:
             timeout = min(timeout, self._accept_paused_until - now)
-        if self._pool.waiting():
+        if self._pool.retry_pending():
             timeout = min(timeout, max(0.01, self._pool.retry_at - now))
         for key, _ in self._sel.select(timeout):
             if key.data == "wake":

@@ -122,7 +122,7 @@ class CNIRoutes:
                                              else f"the request has no {PROTOCOL_HEADER} header"))
             return None
         if path in ("/version", "/healthz", "/readyz"):
-            return None if method in ("GET", "HEAD") else Reply(405, b"GET only\n", "text/plain")
+            return None if method == "GET" else Reply(405, b"GET only\n", "text/plain")
         return Reply(404, b"not found: the daemon serves POST /cni, GET /version, /healthz, /readyz\n", "text/plain")
 
     def inline(self, method: str, path: str) -> bool:
