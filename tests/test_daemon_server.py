@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -405,7 +407,7 @@ def test_pending_dels_replayed_before_serving_failures_kept_corrupt_moved(tmp_pa
         daemon.stop()
 
 
-def test_del_recorded_while_the_daemon_was_down_leaves_nothing(box, tmp_path):
+def test_del_recorded_while_the_daemon_was_down_leaves_nothing(box):
     """A real pod (veth, lease, caches) ADDed through the daemon; the daemon stops; the DEL is
     recorded as the shim does when no daemon listens; the next daemon carries it out before it
     serves, and nothing of the pod is left."""
@@ -415,7 +417,7 @@ def test_del_recorded_while_the_daemon_was_down_leaves_nothing(box, tmp_path):
     from tests.meta.conftest import CNI_PATH, MetaNode
 
     name = box.netns("mcpend")
-    root = tmp_path / "node"
+    root = Path(tempfile.mkdtemp(prefix="mcpend-", dir="/tmp"))  # short: the socket path is capped
     (root / "net.d").mkdir(parents=True)
     with enter(netns_path(name)):
         api = FakeAPIServer().start()
@@ -449,3 +451,32 @@ def test_del_recorded_while_the_daemon_was_down_leaves_nothing(box, tmp_path):
         if daemon is not None:
             daemon.kill()
         api.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_readyz_runs_on_a_worker_with_its_query(tmp_path):
+    """GET /readyz hands its query to the status handler, on a worker: a handler that waits
+    (for background work to settle) does not hold up /healthz."""
+    from metacni.daemon.httpserve import Reply
+    from metacni.daemon.server import UnixServer
+
+    seen: list[dict[str, str]] = []
+    release = threading.Event()
+
+    def status(params: dict[str, str]) -> dict[str, object]:
+        seen.append(params)
+        release.wait(30)
+        return {"ready": True}
+
+    server = UnixServer(str(tmp_path / "run" / "s.sock"), lambda req, abandoned: Reply(200, b""), status)
+    server.start()
+    try:
+        t, out = _in_thread(lambda: unixhttp.request(server.path, "GET", "/readyz?waitReaperIdle=5&x=a%20b"))
+        assert _wait(lambda: bool(seen))
+        assert unixhttp.request(server.path, "GET", "/healthz", timeout=5).status == 200
+        release.set()
+        t.join(30)
+        assert out[0].status == 200 and seen == [{"waitReaperIdle": "5", "x": "a b"}]
+    finally:
+        release.set()
+        server.stop(5)

@@ -74,7 +74,7 @@ class Daemon:
         self.slots = threading.BoundedSemaphore(max(1, cfg.concurrency))
         self.limits = Limits(read_timeout=cfg.read_timeout, write_timeout=cfg.write_timeout,
                              max_connections=cfg.max_connections, workers=cfg.workers, queue_size=cfg.queue_size)
-        self.server = UnixServer(cfg.socket, self.serve, self.ready_state, self.limits,
+        self.server = UnixServer(cfg.socket, self.serve, lambda params: self.ready_state(), self.limits,
                                  events=self.metrics.events("cni"))
         self.pending = PendingDels(cfg.pending_dir, self._replay_del)
         self.pending.on_pass = lambda stats: self.metrics.pending_dels.set(stats.left)

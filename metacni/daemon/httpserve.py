@@ -72,6 +72,7 @@ class Request:
     body: bytes
     peer: tuple[int, int, int] | None  # (pid, uid, gid) on a unix socket
     sock: socket.socket = field(repr=False)
+    query: str = ""  # the target after "?", undecoded
     state: Any = None  # for the routes (set by ``Routes.received``)
 
     def client_gone(self) -> bool:
@@ -433,9 +434,10 @@ class HTTPServer:
         self._sel.unregister(c.sock)
         del self._conns[c.sock.fileno()]
         assert c.request is not None
-        req = Request(c.request.method.decode("latin-1"), c.request.target.decode("latin-1").split("?", 1)[0],
+        path, _, query = c.request.target.decode("latin-1").partition("?")
+        req = Request(c.request.method.decode("latin-1"), path,
                       {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in c.request.headers},
-                      bytes(c.body), c.peer, c.sock)
+                      bytes(c.body), c.peer, c.sock, query=query)
         if self.routes.inline(req.method, req.path):
             self._finish(req, timeout=IO_THREAD_WRITE)
             return
