@@ -44,6 +44,12 @@ class Node:
             install_console_plugin(self.bin_dir, aliases=aliases)
 
     @property
+    def cni_dir(self) -> Path:
+        """The node's state dir as the shim sees it (``cniDir`` in every plugin config): a DEL
+        the shim cannot deliver is recorded in its ``pending-del``, which the daemon replays."""
+        return self.work / "cni"
+
+    @property
     def path(self) -> str:
         return netns_path(self.name)
 
@@ -55,6 +61,7 @@ class Node:
         api = [] if "--kubeconfig" in args else ["--no-api"]
         self.daemon = start_daemon(self.work / "daemon", netns=self.name,
                                    args=[*api, "--cache-dir", str(self.work / "daemon-cache"),
+                                         "--pending-dir", str(self.cni_dir / "pending-del"),
                                          "--conf-dir", str(self.work / "conf"), *args])
         return self.daemon
 
@@ -62,10 +69,12 @@ class Node:
                  version: str = "1.1.0") -> bytes:
         plugins: list[dict[str, Any]] = [{
             "type": "bridge", "bridge": "cni0", "isGateway": True, "daemonSocket": self.socket,
+            "cniDir": str(self.cni_dir),
             "ipam": {"type": "host-local", "dataDir": str(self.work / "ipam"), "ranges": [[{"subnet": subnet}]]},
         }]
         if portmap:
-            plugins.append({"type": "portmap", "capabilities": {"portMappings": True}, "daemonSocket": self.socket})
+            plugins.append({"type": "portmap", "capabilities": {"portMappings": True}, "daemonSocket": self.socket,
+                            "cniDir": str(self.cni_dir)})
         return json.dumps({"cniVersion": version, "name": name or tag("fn"), "plugins": plugins}).encode()
 
     def runner(self) -> ChainRunner:

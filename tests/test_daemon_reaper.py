@@ -22,7 +22,8 @@ def _start(node: Node, *, hold: bool) -> None:
     env = {**os.environ, HOLD_ENV: "1" if hold else "0"}
     node.daemon = start_daemon(node.work / "daemon", netns=node.name, env=env,
                                args=["--no-api", "--cache-dir", str(node.work / "daemon-cache"),
-                                     "--conf-dir", str(node.work / "conf")])
+                                     "--conf-dir", str(node.work / "conf"),
+                                     "--pending-dir", str(node.cni_dir / "pending-del")])
 
 
 def _veths(node: Node) -> dict[str, dict]:
@@ -58,8 +59,14 @@ def test_del_is_answered_before_the_deletion_and_gc_reclaims_after_sigkill(box):
             assert node.daemon.stop() == 0
             assert len(_veths(node)) == 1
             node.daemon = None
-            # Standalone (daemon stopped): DEL deletes synchronously.
+            # Daemon stopped: the shim records the DEL; the next daemon carries it out before it
+            # serves, and its graceful stop drains the deletion.
             run_in_node(node, lambda: runner.delete(net, rt("r3", pods["r3"])))
+            assert len(_veths(node)) == 1
+            _start(node, hold=True)
+            assert not list((node.cni_dir / "pending-del").iterdir())
+            assert node.daemon.stop() == 0
+            node.daemon = None
             assert _veths(node) == {}
         finally:
             if node.daemon is not None:

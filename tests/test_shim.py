@@ -492,11 +492,10 @@ def test_base64_agrees_with_python(builds: Path, sanitized: bool, data: bytes) -
 # ---------------------------------------------------------------------- a real daemon
 @pytest.fixture
 def node(box) -> Iterator[Node]:
-    """A node netns with the static shim installed as ``bridge`` and a daemon config whose
-    pending dir is the test's own."""
+    """A node netns with the static shim installed as ``bridge`` (daemon_support.Node: its
+    plugins' ``cniDir`` and its daemon's ``--pending-dir`` are the test's own)."""
     with tempfile.TemporaryDirectory(prefix="mcshim-") as work:
         n = Node(box=box, name=box.netns("mcshim"), work=Path(work), mode="daemon")
-        (n.work / "daemon.json").write_text(json.dumps({"pendingDir": str(n.work / "cni" / "pending-del")}))
         try:
             yield n
         finally:
@@ -504,19 +503,13 @@ def node(box) -> Iterator[Node]:
                 n.daemon.kill()
 
 
-def _conflist(node: Node, subnet: str) -> bytes:
-    raw = json.loads(node.conflist(subnet=subnet))
-    raw["plugins"][0]["cniDir"] = str(node.work / "cni")  # where the shim records a DEL
-    return json.dumps(raw).encode()
-
-
 def _veths(node: Node) -> list[str]:
     return [n for n in link_names(node.name) if n.startswith("veth")]
 
 
 def test_add_check_del_through_the_shim_to_a_real_daemon(node: Node, box) -> None:
-    node.start_daemon("--config", str(node.work / "daemon.json"))
-    net = load(_conflist(node, "10.86.0.0/24"))
+    node.start_daemon()
+    net = load(node.conflist(subnet="10.86.0.0/24"))
     runner = node.runner()
     pod = netns_path(box.netns("mcshpod"))
     result = run_in_node(node, lambda: runner.add(net, rt("s1", pod)))
@@ -533,8 +526,8 @@ def test_add_check_del_through_the_shim_to_a_real_daemon(node: Node, box) -> Non
 
 
 def test_del_while_the_daemon_is_down_is_carried_out_when_it_starts(node: Node, box) -> None:
-    node.start_daemon("--config", str(node.work / "daemon.json"))
-    net = load(_conflist(node, "10.87.0.0/24"))
+    node.start_daemon()
+    net = load(node.conflist(subnet="10.87.0.0/24"))
     runner = node.runner()
     pod = netns_path(box.netns("mcshpod"))
     run_in_node(node, lambda: runner.add(net, rt("down1", pod)))
@@ -546,12 +539,12 @@ def test_del_while_the_daemon_is_down_is_carried_out_when_it_starts(node: Node, 
     assert getattr(err.value, "code", None) == 11
     # DEL with the daemon down: success for the runtime, recorded, nothing freed yet.
     run_in_node(node, lambda: runner.delete(net, rt("down1", pod)))
-    pending = node.work / "cni" / "pending-del"
+    pending = node.cni_dir / "pending-del"
     assert sorted(p.name for p in pending.iterdir()) == ["down1.eth0.json", "down2.eth0.json"]
     assert len(node.leases(net.name)) == 1 and len(_veths(node)) == 1
     assert "eth0" in link_names(pod.rsplit("/", 1)[1])
     # The daemon replays it before it serves: once it is ready, everything is freed.
-    node.start_daemon("--config", str(node.work / "daemon.json"))
+    node.start_daemon()
     assert list(pending.iterdir()) == []
     assert node.leases(net.name) == [] and _veths(node) == []
     assert "eth0" not in link_names(pod.rsplit("/", 1)[1])

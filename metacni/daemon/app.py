@@ -7,6 +7,7 @@ nothing from the API (the network-status patch is its only API request).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -73,7 +74,7 @@ class Daemon:
         self.slots = threading.BoundedSemaphore(max(1, cfg.concurrency))
         self.limits = Limits(read_timeout=cfg.read_timeout, write_timeout=cfg.write_timeout,
                              max_connections=cfg.max_connections, workers=cfg.workers, queue_size=cfg.queue_size)
-        self.server = UnixServer(cfg.socket, self.serve, self.ready_state, self.limits,
+        self.server = UnixServer(cfg.socket, self.serve, lambda params: self.ready_state(), self.limits,
                                  events=self.metrics.events("cni"))
         self.pending = PendingDels(cfg.pending_dir, self._replay_del)
         self.pending.on_pass = lambda stats: self.metrics.pending_dels.set(stats.left)
@@ -99,8 +100,11 @@ class Daemon:
         if self.cfg.metrics_port >= 0 and self.cfg.metrics_port:
             from .health import HealthServer
 
+            # Same timeouts and connection bound as the socket; two workers are plenty for /metrics.
             self.health = HealthServer(self.cfg.metrics_host, self.cfg.metrics_port, self.metrics.exposition,
-                                       self.healthy, self.ready_state, events=self.metrics.events("health"))
+                                       self.healthy, self.ready_state, dataclasses.replace(self.limits, workers=2,
+                                                                                           queue_size=16),
+                                       events=self.metrics.events("health"))
             self.health.start()
         if self.caches is not None:
             self.gc_loop = gcmod.GCLoop(self.gc_once, self.cfg.gc_period)

@@ -72,6 +72,7 @@ class Request:
     body: bytes
     peer: tuple[int, int, int] | None  # (pid, uid, gid) on a unix socket
     sock: socket.socket = field(repr=False)
+    query: str = ""  # the target after "?", undecoded
     state: Any = None  # for the routes (set by ``Routes.received``)
 
     def client_gone(self) -> bool:
@@ -176,9 +177,14 @@ class _Pool:
         else:
             self._backoff = 0.0
 
-    def waiting(self) -> bool:
+    def retry_pending(self) -> bool:
+        """True when a job waits for a worker that failed to start and may be retried."""
         with self._cond:
-            return bool(self._jobs) and self._idle < len(self._jobs)
+            return len(self._jobs) > self._idle and self._threads < self.size and self.retry_at > time.monotonic()
+
+    def queued(self) -> int:
+        with self._cond:
+            return len(self._jobs)
 
     def _worker(self) -> None:
         while True:
@@ -283,10 +289,9 @@ class HTTPServer:
                     self.events("loop_error")
                     log.exception("%s: I/O loop error (continuing): %s", self.name, exc)
                     self._stop.wait(0.05)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: B036 - recorded for healthy(), the thread ends here
             self.loop_error = exc
-            log.critical("%s: I/O loop died: %r", self.name, exc)
-            raise
+            log.critical("%s: I/O loop died: %r", self.name, exc, exc_info=True)
         finally:
             for conn in list(self._conns.values()):
                 self._drop(conn)
@@ -302,7 +307,7 @@ class HTTPServer:
             timeout = min(timeout, max(0.0, min(c.deadline for c in self._conns.values()) - now))
         if self._accept_paused_until > now:
             timeout = min(timeout, self._accept_paused_until - now)
-        if self._pool.waiting():
+        if self._pool.retry_pending():
             timeout = min(timeout, max(0.01, self._pool.retry_at - now))
         for key, _ in self._sel.select(timeout):
             if key.data == "wake":
@@ -429,9 +434,10 @@ class HTTPServer:
         self._sel.unregister(c.sock)
         del self._conns[c.sock.fileno()]
         assert c.request is not None
-        req = Request(c.request.method.decode("latin-1"), c.request.target.decode("latin-1").split("?", 1)[0],
+        path, _, query = c.request.target.decode("latin-1").partition("?")
+        req = Request(c.request.method.decode("latin-1"), path,
                       {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in c.request.headers},
-                      bytes(c.body), c.peer, c.sock)
+                      bytes(c.body), c.peer, c.sock, query=query)
         if self.routes.inline(req.method, req.path):
             self._finish(req, timeout=IO_THREAD_WRITE)
             return
