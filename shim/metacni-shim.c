@@ -804,6 +804,17 @@ static int connect_daemon(const char *path, double timeout)
     return fd;
 }
 
+/* Wait until fd is ready for events (or poll was interrupted). Returns 0, or -2 when the
+ * deadline has passed. */
+static int wait_fd(int fd, short events, double deadline)
+{
+    struct pollfd pfd = {fd, events, 0};
+    int left = ms_left(deadline);
+    if (left == 0 || (poll(&pfd, 1, left) == 0 && ms_left(deadline) == 0))
+        return -2;
+    return 0;
+}
+
 /* Send all of p until deadline. Returns 0, -1 on a socket error (errno), -2 on timeout. */
 static int send_all(int fd, const char *p, size_t n, double deadline)
 {
@@ -818,11 +829,7 @@ static int send_all(int fd, const char *p, size_t n, double deadline)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -1;
-        struct pollfd pfd = {fd, POLLOUT, 0};
-        int left = ms_left(deadline);
-        if (left == 0)
-            return -2;
-        if (poll(&pfd, 1, left) == 0 && ms_left(deadline) == 0)
+        if (wait_fd(fd, POLLOUT, deadline))
             return -2;
     }
     return 0;
@@ -848,11 +855,7 @@ static int recv_all(int fd, buf_t *b, double deadline)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -1;
-        struct pollfd pfd = {fd, POLLIN, 0};
-        int left = ms_left(deadline);
-        if (left == 0)
-            return -2;
-        if (poll(&pfd, 1, left) == 0 && ms_left(deadline) == 0)
+        if (wait_fd(fd, POLLIN, deadline))
             return -2;
     }
 }

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from metacni import shimbin
 from metacni.daemon.install import install_shim
 from metacni.spec.versions import ALL_VERSIONS
+from metacni.testing.daemon import daemon_proc
 from metacni.testing.netns import link_names, netns_path
 from tests.daemon_support import Node, load, rt, run_in_node
 
@@ -548,3 +549,17 @@ def test_del_while_the_daemon_is_down_is_carried_out_when_it_starts(node: Node, 
     assert list(pending.iterdir()) == []
     assert node.leases(net.name) == [] and _veths(node) == []
     assert "eth0" not in link_names(pod.rsplit("/", 1)[1])
+
+
+def test_a_body_over_the_daemons_limit_gets_its_code_7_answer(tmp_path: Path) -> None:
+    """The daemon answers 413 before reading the body; the shim, whose send then fails, still
+    reads and prints that answer (not a code-11 "connection lost")."""
+    conf = json.dumps({"cniVersion": "1.0.0", "name": "x", "type": "bridge", "pad": "x" * 900_000}).encode()
+    with daemon_proc(tmp_path / "d", args=["--no-api", "--no-routes", "--gc-period", "0", "--no-regenerate-config",
+                                           "--conf-dir", str(tmp_path / "conf"),
+                                           "--cache-dir", str(tmp_path / "cache")]) as d:
+        for command in ("ADD", "DEL"):
+            out = run(str(shimbin.path()), {**ENV, "CNI_COMMAND": command, "METACNI_SOCKET": d.socket}, conf)
+            assert out.returncode == 1
+            err = one_document(out.stdout)
+            assert (err["code"], err["msg"]) == (7, "config too large")
