@@ -1024,10 +1024,10 @@ static int forward(call_t *call, char **envp)
                "Content-Length: %zu\r\nMetacni-Protocol: " PROTOCOL "\r\nConnection: close\r\n\r\n",
                call->body.len);
     buf_add(&req, call->body.data, call->body.len);
+    /* No shutdown(SHUT_WR) after the request: Content-Length delimits it, and the daemon takes
+     * a half-closed connection for a client that went away. */
     int sent = send_all(fd, req.data, req.len, deadline);
     free(req.data);
-    if (sent == 0)
-        (void)shutdown(fd, SHUT_WR);
     /* Even when sending failed, the daemon may have answered (e.g. 413 before reading). */
     buf_t ans = {0};
     int got = sent == -2 ? -2 : recv_all(fd, &ans, deadline);

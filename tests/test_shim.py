@@ -321,6 +321,32 @@ def test_a_refusing_socket_is_code_11(shim_bin: str, tmp_path: Path) -> None:
     assert err["code"] == 11 and "Connection refused" in err["details"]
 
 
+@pytest.mark.parametrize("command", ["ADD", "DEL"])
+def test_a_full_backlog_is_a_connect_timeout(shim_bin: str, tmp_path: Path, command: str) -> None:
+    """A daemon that does not accept (listen backlog full): after METACNI_CONNECT_TIMEOUT the
+    daemon counts as down: ADD gets code 11, a DEL is recorded."""
+    path = str(tmp_path / "full.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(0)
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        filler.connect(path)  # the one connection a backlog of 0 holds
+        pending = tmp_path / "pending"
+        out = run(shim_bin, {**ENV, "CNI_COMMAND": command, "METACNI_SOCKET": path, "METACNI_CONNECT_TIMEOUT": "0.3",
+                             "METACNI_PENDING_DIR": str(pending)}, timeout=20)
+    finally:
+        filler.close()
+        server.close()
+    assert b"connect timed out" in out.stderr
+    if command == "ADD":
+        assert out.returncode == 1 and one_document(out.stdout)["code"] == 11
+        assert not pending.exists()
+    else:
+        assert (out.returncode, out.stdout) == (0, b"")
+        assert [p.name for p in pending.iterdir()] == ["c1.eth0.json"]
+
+
 def _del_env(tmp_path: Path, cid: str, ifname: str = "eth0") -> dict[str, str]:
     return {**ENV, "CNI_COMMAND": "DEL", "CNI_CONTAINERID": cid, "CNI_IFNAME": ifname,
             "METACNI_SOCKET": str(tmp_path / "none.sock")}
@@ -522,8 +548,11 @@ def test_add_check_del_through_the_shim_to_a_real_daemon(node: Node, box) -> Non
     served = [r.get("verb") for r in node.daemon.log_records() if r.get("network") == net.name and r.get("verb")]
     assert "ADD" in served and "CHECK" in served, node.daemon.log_text()
     run_in_node(node, lambda: runner.delete(net, rt("s1", pod)))
-    assert "eth0" not in link_names(pod.rsplit("/", 1)[1])
-    assert node.leases(net.name) == [] and _veths(node) == []
+    assert node.leases(net.name) == []
+    # The DEL answers with the veth cut off; the daemon's reaper deletes it, and a graceful stop
+    # waits for the reaper.
+    assert node.daemon.stop() == 0
+    assert "eth0" not in link_names(pod.rsplit("/", 1)[1]) and _veths(node) == []
 
 
 def test_del_while_the_daemon_is_down_is_carried_out_when_it_starts(node: Node, box) -> None:
@@ -547,8 +576,9 @@ def test_del_while_the_daemon_is_down_is_carried_out_when_it_starts(node: Node, 
     # The daemon replays it before it serves: once it is ready, everything is freed.
     node.start_daemon()
     assert list(pending.iterdir()) == []
-    assert node.leases(net.name) == [] and _veths(node) == []
-    assert "eth0" not in link_names(pod.rsplit("/", 1)[1])
+    assert node.leases(net.name) == []
+    assert node.daemon is not None and node.daemon.stop() == 0  # drains the reaper's deletions
+    assert _veths(node) == [] and "eth0" not in link_names(pod.rsplit("/", 1)[1])
 
 
 def test_a_body_over_the_daemons_limit_gets_its_code_7_answer(tmp_path: Path) -> None:
