@@ -375,6 +375,8 @@ def test_dead_accept_loop_turns_healthz_unhealthy(make):
         unixhttp.cni(daemon.cfg.socket, env("DEL", "f"), CONF, timeout=2)
     assert wait_for(lambda: not daemon.server.healthy())
     assert _get(port, "/healthz") == 500
+    with pytest.raises(ConnectionRefusedError):  # refused at once, not left in the backlog
+        unixhttp.connect(daemon.cfg.socket).close()
 
 
 PIDS_ROOT = Path("/sys/fs/cgroup/pids")

@@ -13,8 +13,9 @@ probe/metrics port (:mod:`metacni.daemon.health`). Its contracts:
 - **Early refusals**: a peer ``accept_peer`` refuses is closed unanswered; a body larger than
   ``max_body`` is answered 413 from its ``Content-Length`` alone, before any of it is read.
 - **Survives**: every error of the accept loop (``EMFILE``, a thread that cannot start, a bug)
-  is logged and counted, and the loop backs off and goes on. :meth:`HTTPServer.healthy` turns
-  false if the loop ended anyway, for ``/healthz``.
+  is logged and counted, and the loop backs off and goes on. Should it end anyway, the
+  listening socket is closed (clients are refused at once rather than left in the backlog) and
+  :meth:`HTTPServer.healthy` turns false, for ``/healthz``.
 - Answers are written with a ``write_timeout``; every answer closes the connection.
 """
 
@@ -292,6 +293,10 @@ class HTTPServer:
         except BaseException as exc:  # noqa: B036 - recorded for healthy(), the thread ends here
             self.loop_error = exc
             log.critical("%s: I/O loop died: %r", self.name, exc, exc_info=True)
+            # Nobody will accept again: refuse connections at once instead of letting clients
+            # wait in the backlog for their timeout (a shim then treats the daemon as down).
+            with contextlib.suppress(Exception):
+                self.sock.close()
         finally:
             for conn in list(self._conns.values()):
                 self._drop(conn)
