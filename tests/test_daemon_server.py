@@ -412,6 +412,12 @@ def test_pending_dels_replayed_before_serving_failures_kept_corrupt_moved(tmp_pa
         daemon.stop()
 
 
+def test_pending_dir_follows_the_node_cni_dir():
+    assert DaemonConfig().pending_path() == "/var/lib/cni/metacni/pending-del"
+    assert DaemonConfig(node_config={"cni_dir": "/x/cni"}).pending_path() == "/x/cni/pending-del"
+    assert DaemonConfig(pending_dir="/p", node_config={"cni_dir": "/x"}).pending_path() == "/p"
+
+
 def test_del_recorded_while_the_daemon_was_down_leaves_nothing(box):
     """A real pod (veth, lease, caches) ADDed through the daemon; the daemon stops; the DEL is
     recorded as the shim does when no daemon listens; the next daemon carries it out before it
