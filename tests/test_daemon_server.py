@@ -509,3 +509,23 @@ def test_record_names_are_safe_file_names(cid, ifname):
         assert len(name.encode()) <= 255
     if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", cid) and re.fullmatch(r"[A-Za-z0-9_-]{1,128}", ifname):
         assert name == f"{cid}.{ifname}.json"  # ordinary ids are kept as they are
+
+
+def test_curl_with_a_large_config_is_not_kept_waiting(served, tmp_path):
+    """A client that sends ``Expect: 100-continue`` (curl does for large bodies) waits up to a
+    second for the go-ahead before sending its body: the daemon gives it at once."""
+    daemon, plugin = served
+    plugin.release.set()
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "curl1", "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0"}
+    conf = {"cniVersion": "1.1.0", "name": "blk", "type": "blocky", "padding": "x" * 4096}
+    body = tmp_path / "body.json"
+    body.write_bytes(encode_request(env, json.dumps(conf).encode()))
+    out = subprocess.run(["curl", "-sS", "--max-time", "10", "--unix-socket", daemon.cfg.socket,
+                          "-H", "Metacni-Protocol: 1", "-H", "Content-Type: application/json",
+                          "-H", "Expect: 100-continue",
+                          "--data-binary", f"@{body}", "-w", "\n%{http_code} %{time_total}", "http://metacni/cni"],
+                         capture_output=True, timeout=30, text=True)
+    result, _, tail = out.stdout.rpartition("\n")
+    status, seconds = tail.split()
+    assert status == "200" and json.loads(result)["cniVersion"] == "1.1.0", out
+    assert float(seconds) < 0.9  # not curl's one-second wait for "100 Continue"
