@@ -148,6 +148,20 @@ def test_trickling_client_gets_no_more_than_the_read_timeout(make):
     assert event_count(daemon, "read_timeout") == 1
 
 
+def test_client_that_never_reads_its_answer_is_dropped_after_the_write_timeout(make):
+    daemon, plugin = make(write_timeout=0.5)
+    plugin.release.set()
+    plugin.result = {"cniVersion": "1.1.0", "dns": {"search": ["x" * 1000] * 8000}}  # ~8 MB
+    sock = unixhttp.send_cni(daemon.cfg.socket, env("ADD", "deaf"), CONF)
+    try:
+        assert wait_for(lambda: event_count(daemon, "write_failed") == 1, 20)
+        assert wait_for(lambda: _in_flight(daemon) == 0)
+    finally:
+        sock.close()
+    plugin.result = {"cniVersion": "1.1.0", "ips": []}
+    assert unixhttp.cni(daemon.cfg.socket, env("ADD", "next"), CONF).status == 200
+
+
 def test_huge_content_length_is_413_without_reading_the_body(make):
     daemon, plugin = make(read_timeout=30)
     t0 = time.monotonic()

@@ -44,6 +44,7 @@ class Blocky:
         self.release = threading.Event()
         self.gc_ran_with: list[list[str]] = []
         self.calls: list[tuple[str, str]] = []  # (verb, container id) in the order they started
+        self.result: dict[str, Any] = {"cniVersion": "1.1.0", "ips": []}
 
     @hookimpl
     def cni_plugin_info(self) -> PluginInfo:
@@ -63,7 +64,7 @@ class Blocky:
             with self.cond:
                 self.inside.remove(cid)
                 self.cond.notify_all()
-        return {"cniVersion": "1.1.0", "ips": []}
+        return self.result
 
     @hookimpl
     def cni_del(self, request: Any) -> None:
