@@ -280,6 +280,23 @@ def test_abandoned_add_never_runs_after_the_del(make):
     assert metric(daemon, "metacni_requests_total", verb="ADD", network="blk", result="error11") == 1
 
 
+def test_del_waits_for_an_abandoned_add_already_running(make):
+    """An ADD whose client left while its plugins run is finished (stopping it halfway would
+    leave half an attachment); the DEL of that container runs after it and removes it all."""
+    daemon, plugin = make()
+    cid = f"mid-{uuid.uuid4().hex[:8]}"
+    add = unixhttp.send_cni(daemon.cfg.socket, env("ADD", cid), CONF)
+    assert plugin.wait_inside(1)
+    add.close()
+    delete = unixhttp.send_cni(daemon.cfg.socket, env("DEL", cid), CONF)
+    assert wait_for(lambda: _in_flight(daemon) == 2)
+    assert plugin.calls == [("ADD", cid)]  # the DEL waits for the container's lock
+    plugin.release.set()
+    assert unixhttp.read_answer(delete).status == 200
+    delete.close()
+    assert plugin.calls == [("ADD", cid), ("DEL", cid)]
+
+
 def test_add_superseded_by_a_del_is_answered_code_11(make):
     """The ADD's client still waits, but a DEL of its container came in after it: the ADD is
     not started (it would create what the DEL was meant to remove)."""
