@@ -148,6 +148,20 @@ def test_trickling_client_gets_no_more_than_the_read_timeout(make):
     assert event_count(daemon, "read_timeout") == 1
 
 
+def test_client_that_never_reads_its_answer_is_dropped_after_the_write_timeout(make):
+    daemon, plugin = make(write_timeout=0.5)
+    plugin.release.set()
+    plugin.result = {"cniVersion": "1.1.0", "dns": {"search": ["x" * 1000] * 8000}}  # ~8 MB
+    sock = unixhttp.send_cni(daemon.cfg.socket, env("ADD", "deaf"), CONF)
+    try:
+        assert wait_for(lambda: event_count(daemon, "write_failed") == 1, 20)
+        assert wait_for(lambda: _in_flight(daemon) == 0)
+    finally:
+        sock.close()
+    plugin.result = {"cniVersion": "1.1.0", "ips": []}
+    assert unixhttp.cni(daemon.cfg.socket, env("ADD", "next"), CONF).status == 200
+
+
 def test_huge_content_length_is_413_without_reading_the_body(make):
     daemon, plugin = make(read_timeout=30)
     t0 = time.monotonic()
@@ -266,6 +280,23 @@ def test_abandoned_add_never_runs_after_the_del(make):
     assert metric(daemon, "metacni_requests_total", verb="ADD", network="blk", result="error11") == 1
 
 
+def test_del_waits_for_an_abandoned_add_already_running(make):
+    """An ADD whose client left while its plugins run is finished (stopping it halfway would
+    leave half an attachment); the DEL of that container runs after it and removes it all."""
+    daemon, plugin = make()
+    cid = f"mid-{uuid.uuid4().hex[:8]}"
+    add = unixhttp.send_cni(daemon.cfg.socket, env("ADD", cid), CONF)
+    assert plugin.wait_inside(1)
+    add.close()
+    delete = unixhttp.send_cni(daemon.cfg.socket, env("DEL", cid), CONF)
+    assert wait_for(lambda: _in_flight(daemon) == 2)
+    assert plugin.calls == [("ADD", cid)]  # the DEL waits for the container's lock
+    plugin.release.set()
+    assert unixhttp.read_answer(delete).status == 200
+    delete.close()
+    assert plugin.calls == [("ADD", cid), ("DEL", cid)]
+
+
 def test_add_superseded_by_a_del_is_answered_code_11(make):
     """The ADD's client still waits, but a DEL of its container came in after it: the ADD is
     not started (it would create what the DEL was meant to remove)."""
@@ -375,6 +406,8 @@ def test_dead_accept_loop_turns_healthz_unhealthy(make):
         unixhttp.cni(daemon.cfg.socket, env("DEL", "f"), CONF, timeout=2)
     assert wait_for(lambda: not daemon.server.healthy())
     assert _get(port, "/healthz") == 500
+    with pytest.raises(ConnectionRefusedError):  # refused at once, not left in the backlog
+        unixhttp.connect(daemon.cfg.socket).close()
 
 
 PIDS_ROOT = Path("/sys/fs/cgroup/pids")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -12,18 +13,21 @@ import stat
 import subprocess
 import tempfile
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import metacni
 from metacni.daemon.app import Daemon
 from metacni.daemon.config import DaemonConfig
 from metacni.daemon.locks import KeyedLocks
-from metacni.daemon.protocol import encode_request, record_name
+from metacni.daemon.protocol import CNIRequest, decode_request, encode_request, record_name
 from metacni.plugin import PluginInfo, hookimpl
 from metacni.spec.versions import ALL_VERSIONS
 from metacni.testing.daemon import start_daemon
@@ -40,6 +44,7 @@ class Blocky:
         self.release = threading.Event()
         self.gc_ran_with: list[list[str]] = []
         self.calls: list[tuple[str, str]] = []  # (verb, container id) in the order they started
+        self.result: dict[str, Any] = {"cniVersion": "1.1.0", "ips": []}
 
     @hookimpl
     def cni_plugin_info(self) -> PluginInfo:
@@ -59,7 +64,7 @@ class Blocky:
             with self.cond:
                 self.inside.remove(cid)
                 self.cond.notify_all()
-        return {"cniVersion": "1.1.0", "ips": []}
+        return self.result
 
     @hookimpl
     def cni_del(self, request: Any) -> None:
@@ -253,8 +258,6 @@ def test_sigterm_delivered_to_another_thread_is_handled(tmp_path):
 
 
 def _wait(cond: Any, timeout: float = 30.0) -> bool:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -383,8 +386,11 @@ def test_pending_dels_replayed_before_serving_failures_kept_corrupt_moved(tmp_pa
     not_del = _record(pending, "ADD", "rec-add", {"cniVersion": "1.1.0", "name": "blk", "type": "blocky"})
     garbage = pending / "x.eth0.json"
     garbage.write_bytes(b'{"env": {"CNI_COMMAND": "DEL"}, "config": ')
-    in_progress = pending / ".y.eth0.json.tmp123"  # a shim still writing its record
+    in_progress = pending / ".y.eth0.json.123.tmp"  # a shim still writing its record
     in_progress.write_bytes(b"{")
+    stale = pending / ".z.eth0.json.77.tmp"  # a shim killed while writing, long ago
+    stale.write_bytes(b"{")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
     sock = str(tmp_path / "run" / "d.sock")
     cfg = DaemonConfig(socket=sock, use_api=False, regenerate_config=False, cache_dir=str(tmp_path / "cache"),
                        pending_dir=str(pending), gc_period=0.2)
@@ -396,7 +402,7 @@ def test_pending_dels_replayed_before_serving_failures_kept_corrupt_moved(tmp_pa
         assert plugin.calls == [("DEL", "rec-good")]  # the ADD record was never run
         assert plugin.socket_existed == [False]  # replayed before the socket accepted anything
         assert not good.exists()
-        assert failing.exists() and in_progress.exists()
+        assert failing.exists() and in_progress.exists() and not stale.exists()
         assert sorted(p.name for p in (pending / "corrupt").iterdir()) == sorted([not_del.name, garbage.name])
         assert daemon.metrics.registry.get_sample_value("metacni_pending_dels") == 1
         # The failing one is retried every GC period (and kept each time).
@@ -405,6 +411,12 @@ def test_pending_dels_replayed_before_serving_failures_kept_corrupt_moved(tmp_pa
         assert failing.exists()
     finally:
         daemon.stop()
+
+
+def test_pending_dir_follows_the_node_cni_dir():
+    assert DaemonConfig().pending_path() == "/var/lib/cni/metacni/pending-del"
+    assert DaemonConfig(node_config={"cni_dir": "/x/cni"}).pending_path() == "/x/cni/pending-del"
+    assert DaemonConfig(pending_dir="/p", node_config={"cni_dir": "/x"}).pending_path() == "/p"
 
 
 def test_del_recorded_while_the_daemon_was_down_leaves_nothing(box):
@@ -480,3 +492,41 @@ def test_readyz_runs_on_a_worker_with_its_query(tmp_path):
     finally:
         release.set()
         server.stop(5)
+
+
+@given(env=st.dictionaries(st.text(), st.text(), max_size=8), stdin=st.binary(max_size=4096))
+def test_request_body_round_trips(env, stdin):
+    assert decode_request(encode_request(env, stdin)) == CNIRequest(env, stdin)
+
+
+@given(cid=st.text(max_size=300), ifname=st.text(max_size=300))
+def test_record_names_are_safe_file_names(cid, ifname):
+    name = record_name(cid, ifname)
+    assert re.fullmatch(r"[A-Za-z0-9_.-]{1,128}\.[A-Za-z0-9_.-]{1,128}\.json", name), name
+    # Each part is capped at 128 bytes as protocol v1 says; NAME_MAX (255) holds for any
+    # container id up to 121 bytes (CRI ids are 64).
+    assert "/" not in name and len(name.encode()) <= 128 + 1 + 128 + len(".json")
+    if len(cid.encode()) <= 121 and len(ifname.encode()) <= 128:
+        assert len(name.encode()) <= 255
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", cid) and re.fullmatch(r"[A-Za-z0-9_-]{1,128}", ifname):
+        assert name == f"{cid}.{ifname}.json"  # ordinary ids are kept as they are
+
+
+def test_curl_with_a_large_config_is_not_kept_waiting(served, tmp_path):
+    """A client that sends ``Expect: 100-continue`` (curl does for large bodies) waits up to a
+    second for the go-ahead before sending its body: the daemon gives it at once."""
+    daemon, plugin = served
+    plugin.release.set()
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "curl1", "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0"}
+    conf = {"cniVersion": "1.1.0", "name": "blk", "type": "blocky", "padding": "x" * 4096}
+    body = tmp_path / "body.json"
+    body.write_bytes(encode_request(env, json.dumps(conf).encode()))
+    out = subprocess.run(["curl", "-sS", "--max-time", "10", "--unix-socket", daemon.cfg.socket,
+                          "-H", "Metacni-Protocol: 1", "-H", "Content-Type: application/json",
+                          "-H", "Expect: 100-continue",
+                          "--data-binary", f"@{body}", "-w", "\n%{http_code} %{time_total}", "http://metacni/cni"],
+                         capture_output=True, timeout=30, text=True)
+    result, _, tail = out.stdout.rpartition("\n")
+    status, seconds = tail.split()
+    assert status == "200" and json.loads(result)["cniVersion"] == "1.1.0", out
+    assert float(seconds) < 0.9  # not curl's one-second wait for "100 Continue"

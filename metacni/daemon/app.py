@@ -76,7 +76,7 @@ class Daemon:
                              max_connections=cfg.max_connections, workers=cfg.workers, queue_size=cfg.queue_size)
         self.server = UnixServer(cfg.socket, self.serve, lambda params: self.ready_state(), self.limits,
                                  events=self.metrics.events("cni"))
-        self.pending = PendingDels(cfg.pending_dir, self._replay_del)
+        self.pending = PendingDels(cfg.pending_path(), self._replay_del)
         self.pending.on_pass = lambda stats: self.metrics.pending_dels.set(stats.left)
         self.caches: Any = None
         self.routes: Any = None

@@ -13,8 +13,9 @@ probe/metrics port (:mod:`metacni.daemon.health`). Its contracts:
 - **Early refusals**: a peer ``accept_peer`` refuses is closed unanswered; a body larger than
   ``max_body`` is answered 413 from its ``Content-Length`` alone, before any of it is read.
 - **Survives**: every error of the accept loop (``EMFILE``, a thread that cannot start, a bug)
-  is logged and counted, and the loop backs off and goes on. :meth:`HTTPServer.healthy` turns
-  false if the loop ended anyway, for ``/healthz``.
+  is logged and counted, and the loop backs off and goes on. Should it end anyway, the
+  listening socket is closed (clients are refused at once rather than left in the backlog) and
+  :meth:`HTTPServer.healthy` turns false, for ``/healthz``.
 - Answers are written with a ``write_timeout``; every answer closes the connection.
 """
 
@@ -120,7 +121,7 @@ def encode_reply(reply: Reply, extra: tuple[tuple[str, str], ...] = ()) -> bytes
 
 
 class _Conn:
-    __slots__ = ("sock", "peer", "deadline", "parser", "request", "body", "content_length")
+    __slots__ = ("sock", "peer", "deadline", "parser", "request", "body")
 
     def __init__(self, sock: socket.socket, peer: tuple[int, int, int] | None, deadline: float) -> None:
         self.sock = sock
@@ -135,7 +136,8 @@ class _Pool:
     """At most ``size`` worker threads, started on demand; a failed start is retried later."""
 
     def __init__(self, size: int, queue_size: int, run: Callable[[Any], None],
-                 thread_factory: Callable[..., threading.Thread], events: Events) -> None:
+                 thread_factory: Callable[..., threading.Thread], events: Events, name: str) -> None:
+        self.name = name
         self.size = max(1, size)
         self.queue_size = max(1, queue_size)
         self._run = run
@@ -166,14 +168,14 @@ class _Pool:
                 return
             self._threads += 1
         try:
-            self._factory(target=self._worker, name="cni-worker", daemon=True).start()
+            self._factory(target=self._worker, name=f"{self.name}-worker", daemon=True).start()
         except Exception as exc:  # RuntimeError "can't start new thread", MemoryError, ...
             with self._cond:
                 self._threads -= 1
                 self._backoff = min(1.0, self._backoff * 2 or 0.05)
                 self.retry_at = time.monotonic() + self._backoff
             self._events("thread_start_failed")
-            log.warning("could not start a worker thread, retrying in %.2fs: %s", self._backoff, exc)
+            log.warning("%s: could not start a worker thread, retrying in %.2fs: %s", self.name, self._backoff, exc)
         else:
             self._backoff = 0.0
 
@@ -226,8 +228,7 @@ class HTTPServer:
         self.accept_peer = accept_peer
         self.events: Events = events or (lambda _name: None)
         self.extra_headers = extra_headers
-        self._thread_factory = thread_factory
-        self._pool = _Pool(limits.workers, limits.queue_size, self._serve_job, thread_factory, self.events)
+        self._pool = _Pool(limits.workers, limits.queue_size, self._serve_job, thread_factory, self.events, name)
         self._sel = selectors.DefaultSelector()
         self._conns: dict[int, _Conn] = {}
         self._open = 0  # connections accepted and not closed yet (in the selector or in a worker)
@@ -292,6 +293,10 @@ class HTTPServer:
         except BaseException as exc:  # noqa: B036 - recorded for healthy(), the thread ends here
             self.loop_error = exc
             log.critical("%s: I/O loop died: %r", self.name, exc, exc_info=True)
+            # Nobody will accept again: refuse connections at once instead of letting clients
+            # wait in the backlog for their timeout (a shim then treats the daemon as down).
+            with contextlib.suppress(Exception):
+                self.sock.close()
         finally:
             for conn in list(self._conns.values()):
                 self._drop(conn)
@@ -400,6 +405,9 @@ class HTTPServer:
                     if early is not None:
                         self._reply_and_drop(c, early)
                         return
+                    if c.parser.they_are_waiting_for_100_continue:  # curl asks, for large bodies
+                        with contextlib.suppress(OSError):
+                            c.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
                 elif isinstance(event, h11.Data):
                     c.body += event.data
                     if len(c.body) > self.limits.max_body:
