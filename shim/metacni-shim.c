@@ -4,7 +4,8 @@
  * A static binary with no interpreter and no shared library: it runs in an empty root
  * filesystem. It forwards one CNI call (the CNI_* / METACNI_* environment and the stdin config)
  * to the warm metacni daemon over HTTP/1.1 on a unix socket, and prints the daemon's answer.
- * The protocol is docs/design/0001-static-shim-in-c.md / the "shim <-> daemon protocol v1":
+ * The protocol ("shim <-> daemon protocol v1", metacni/daemon/protocol.py; why C:
+ * docs/design/0001-static-shim-in-c.md):
  *
  *   POST /cni  Metacni-Protocol: 1
  *   {"env": {"CNI_COMMAND": "ADD", ...}, "config": "<base64 of the exact stdin bytes>"}
@@ -18,6 +19,11 @@
  *   - an answer without "Metacni-Protocol: 1", a lost connection or a timeout: CNI error 11,
  *     never re-sent.
  * Stdout always gets exactly one document (or nothing for a successful DEL); logs go to stderr.
+ *
+ * Settings (environment): METACNI_SOCKET (else the config's top-level "daemonSocket", else
+ * /run/metacni/metacni.sock), METACNI_PENDING_DIR (else "<cniDir>/pending-del" from the config,
+ * else /var/lib/cni/metacni/pending-del), METACNI_TIMEOUT (seconds for the answer; 120, DEL 30),
+ * METACNI_CONNECT_TIMEOUT (seconds to connect while the daemon's backlog is full; 5).
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -224,6 +224,23 @@ def test_forwards_env_and_exact_stdin_and_prints_the_answer_exactly(shim_bin: st
     assert base64.b64decode(request["config"], validate=True) == stdin
 
 
+env_bytes = st.binary(max_size=40).map(lambda b: b.replace(b"\0", b""))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(values=st.lists(env_bytes, min_size=1, max_size=4))
+def test_any_env_value_reaches_the_daemon_unchanged(daemon: FakeDaemon, values: list[bytes]) -> None:
+    """Every byte of a CNI_*/METACNI_* value except NUL (which no environment holds): control
+    characters, quotes and backslashes escaped, bytes >= 0x80 as they are (the daemon decides)."""
+    daemon.requests.clear()
+    env = {b"CNI_COMMAND": b"ADD", b"METACNI_SOCKET": daemon.path.encode(),
+           **{f"CNI_X{i}".encode(): v for i, v in enumerate(values)}}
+    out = subprocess.run([str(shimbin.path())], input=CONF, env=env, capture_output=True, timeout=30, check=False)
+    assert out.returncode == 0, out.stderr
+    sent = json.loads(daemon.requests[0][2].decode("utf-8", "surrogateescape"))["env"]
+    assert {k.encode(): v.encode("utf-8", "surrogateescape") for k, v in sent.items()} == env
+
+
 @pytest.mark.parametrize("status", [400, 500, 503])
 def test_an_error_status_prints_the_body_and_exits_1(shim_bin: str, daemon: FakeDaemon, status: int) -> None:
     body = b'{"code": 7, "msg": "bad", "details": "x"}\n'
