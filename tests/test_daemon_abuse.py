@@ -197,7 +197,7 @@ def test_a_body_of_exactly_one_mib_is_read(make):
 
 # ---------------------------------------------------------------------- bounds
 def test_200_idle_connections_while_adds_are_served(make):
-    daemon, plugin = make()
+    daemon, plugin = make(read_timeout=120)  # the idle ones stay for the whole test
     plugin.release.set()
     idle = [unixhttp.connect(daemon.cfg.socket) for _ in range(200)]
     try:
