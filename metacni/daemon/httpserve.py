@@ -282,14 +282,17 @@ class HTTPServer:
 
     # ------------------------------------------------------------------ the I/O loop
     def _loop(self) -> None:
+        backoff = 0.0
         try:
             while not self._stop.is_set():
                 try:
                     self._tick()
-                except Exception as exc:  # the loop must survive anything
+                    backoff = 0.0
+                except Exception as exc:  # the loop must survive anything; a repeating error backs off
+                    backoff = min(1.0, backoff * 2 or 0.05)
                     self.events("loop_error")
-                    log.exception("%s: I/O loop error (continuing): %s", self.name, exc)
-                    self._stop.wait(0.05)
+                    log.exception("%s: I/O loop error (continuing in %.2fs): %s", self.name, backoff, exc)
+                    self._stop.wait(backoff)
         except BaseException as exc:  # noqa: B036 - recorded for healthy(), the thread ends here
             self.loop_error = exc
             log.critical("%s: I/O loop died: %r", self.name, exc, exc_info=True)
