@@ -25,8 +25,8 @@ import pytest
 
 from metacni.daemon.app import Daemon
 from metacni.daemon.config import DaemonConfig
-from metacni.daemon.httpserve import Reply
-from metacni.daemon.server import UnixServer
+from metacni.daemon.httpserve import HTTPServer, Limits, Reply
+from metacni.daemon.server import CNIRoutes, UnixServer
 from metacni.testing.daemon import start_daemon
 from tests import unixhttp
 from tests.test_daemon_server import CONF, Blocky
@@ -371,6 +371,35 @@ def test_accept_loop_survives_thread_start_failures(tmp_path):
         assert unixhttp.request(server.path, "GET", "/healthz").status == 200
     finally:
         server.stop(5)
+
+
+class _BuggyRoutes(CNIRoutes):
+    def __init__(self) -> None:
+        super().__init__(_quick, lambda params: {"ready": True})
+        self.failures = 1
+
+    def received(self, request: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise KeyError("a bug")
+        super().received(request)
+
+
+def test_an_error_in_the_loop_answers_500_and_the_loop_goes_on(tmp_path):
+    path = str(tmp_path / "s.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    events: list[str] = []
+    server = HTTPServer(listener, _BuggyRoutes(), Limits(), events=events.append)
+    server.start()
+    try:
+        assert unixhttp.cni(path, env("DEL", "b1"), CONF, timeout=10).status == 500
+        assert unixhttp.cni(path, env("DEL", "b2"), CONF, timeout=10).status == 200
+        assert events == ["loop_error"] and server.healthy()
+    finally:
+        server.stop(5)
+        listener.close()
 
 
 class _Fatal(BaseException):

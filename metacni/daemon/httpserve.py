@@ -452,8 +452,15 @@ class HTTPServer:
         if self.routes.inline(req.method, req.path):
             self._finish(req, timeout=IO_THREAD_WRITE)
             return
-        self.routes.received(req)
-        if not self._pool.submit(req):
+        try:
+            self.routes.received(req)
+            submitted = self._pool.submit(req)
+        except Exception:  # a bug in the routes: answer this client, keep the loop going
+            self.events("loop_error")
+            log.exception("%s: could not queue a request", self.name)
+            self._finish(req, Reply(500, b"internal error\n", "text/plain"), IO_THREAD_WRITE)
+            return
+        if not submitted:
             self.events("queue_full")
             log.warning("%s: request queue full, answering 503", self.name)
             self._finish(req, self.routes.unavailable("the daemon is busy (request queue full)"), IO_THREAD_WRITE)
