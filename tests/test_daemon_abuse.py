@@ -219,7 +219,7 @@ def test_connections_beyond_the_bound_wait_in_the_backlog(make):
     daemon, _ = make(max_connections=4)
     path = daemon.cfg.socket
     idle = [unixhttp.connect(path) for _ in range(4)]
-    assert wait_for(lambda: not daemon.server.http._listening)  # type: ignore[union-attr]
+    assert wait_for(lambda: not daemon.server.http.listening)  # type: ignore[union-attr]
     waiting = unixhttp.connect(path, timeout=20)  # connects: the kernel's backlog holds it
     waiting.sendall(unixhttp.head("GET", "/healthz"))
     for c in idle:
@@ -235,7 +235,7 @@ def test_full_queue_is_answered_503_at_once(make):
     busy = unixhttp.send_cni(path, env("ADD", "q-busy"), CONF)
     assert plugin.wait_inside(1)
     queued = unixhttp.send_cni(path, env("ADD", "q-queued"), CONF)
-    assert wait_for(lambda: daemon.server.http._pool.queued() == 1)  # type: ignore[union-attr]
+    assert wait_for(lambda: daemon.server.http.queued() == 1)  # type: ignore[union-attr]
     refused = unixhttp.cni(path, env("ADD", "q-refused"), CONF, timeout=10)
     assert refused.status == 503 and refused.json()["code"] == 11 and "queue full" in refused.json()["msg"]
     plugin.release.set()
