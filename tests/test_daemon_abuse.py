@@ -25,8 +25,8 @@ import pytest
 
 from metacni.daemon.app import Daemon
 from metacni.daemon.config import DaemonConfig
-from metacni.daemon.httpserve import Reply
-from metacni.daemon.server import UnixServer
+from metacni.daemon.httpserve import HTTPServer, Limits, Reply
+from metacni.daemon.server import CNIRoutes, UnixServer
 from metacni.testing.daemon import start_daemon
 from tests import unixhttp
 from tests.test_daemon_server import CONF, Blocky
@@ -197,7 +197,7 @@ def test_a_body_of_exactly_one_mib_is_read(make):
 
 # ---------------------------------------------------------------------- bounds
 def test_200_idle_connections_while_adds_are_served(make):
-    daemon, plugin = make()
+    daemon, plugin = make(read_timeout=120)  # the idle ones stay for the whole test
     plugin.release.set()
     idle = [unixhttp.connect(daemon.cfg.socket) for _ in range(200)]
     try:
@@ -219,7 +219,7 @@ def test_connections_beyond_the_bound_wait_in_the_backlog(make):
     daemon, _ = make(max_connections=4)
     path = daemon.cfg.socket
     idle = [unixhttp.connect(path) for _ in range(4)]
-    assert wait_for(lambda: not daemon.server.http._listening)  # type: ignore[union-attr]
+    assert wait_for(lambda: not daemon.server.http.listening)  # type: ignore[union-attr]
     waiting = unixhttp.connect(path, timeout=20)  # connects: the kernel's backlog holds it
     waiting.sendall(unixhttp.head("GET", "/healthz"))
     for c in idle:
@@ -235,7 +235,7 @@ def test_full_queue_is_answered_503_at_once(make):
     busy = unixhttp.send_cni(path, env("ADD", "q-busy"), CONF)
     assert plugin.wait_inside(1)
     queued = unixhttp.send_cni(path, env("ADD", "q-queued"), CONF)
-    assert wait_for(lambda: daemon.server.http._pool.queued() == 1)  # type: ignore[union-attr]
+    assert wait_for(lambda: daemon.server.http.queued() == 1)  # type: ignore[union-attr]
     refused = unixhttp.cni(path, env("ADD", "q-refused"), CONF, timeout=10)
     assert refused.status == 503 and refused.json()["code"] == 11 and "queue full" in refused.json()["msg"]
     plugin.release.set()
@@ -371,6 +371,35 @@ def test_accept_loop_survives_thread_start_failures(tmp_path):
         assert unixhttp.request(server.path, "GET", "/healthz").status == 200
     finally:
         server.stop(5)
+
+
+class _BuggyRoutes(CNIRoutes):
+    def __init__(self) -> None:
+        super().__init__(_quick, lambda params: {"ready": True})
+        self.failures = 1
+
+    def received(self, request: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise KeyError("a bug")
+        super().received(request)
+
+
+def test_an_error_in_the_loop_answers_500_and_the_loop_goes_on(tmp_path):
+    path = str(tmp_path / "s.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    events: list[str] = []
+    server = HTTPServer(listener, _BuggyRoutes(), Limits(), events=events.append)
+    server.start()
+    try:
+        assert unixhttp.cni(path, env("DEL", "b1"), CONF, timeout=10).status == 500
+        assert unixhttp.cni(path, env("DEL", "b2"), CONF, timeout=10).status == 200
+        assert events == ["loop_error"] and server.healthy()
+    finally:
+        server.stop(5)
+        listener.close()
 
 
 class _Fatal(BaseException):

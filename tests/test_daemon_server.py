@@ -86,7 +86,8 @@ class Blocky:
 @pytest.fixture
 def served(tmp_path) -> Iterator[tuple[Daemon, Blocky]]:
     cfg = DaemonConfig(socket=str(tmp_path / "run" / "d.sock"), use_api=False, regenerate_config=False,
-                       concurrency=2, cache_dir=str(tmp_path / "cache"), gc_period=0)
+                       concurrency=2, cache_dir=str(tmp_path / "cache"), gc_period=0,
+                       pending_dir=str(tmp_path / "pending"))
     daemon = Daemon(cfg)
     plugin = Blocky()
     daemon.registry.register("blocky", plugin)
@@ -196,7 +197,7 @@ def test_readiness_metrics_config_and_graceful_shutdown(tmp_path):
     d = start_daemon(tmp_path / "d", wait=False, args=[
         "--no-api", "--conf-dir", str(conf_dir), "--cache-dir", str(tmp_path / "cache"),
         "--metrics-port", str(port), "--metrics-host", "127.0.0.1", "--readiness-indicator-file", str(indicator),
-        "--ready-timeout", "0.2"])
+        "--ready-timeout", "0.2", "--pending-dir", str(tmp_path / "pending")])
     try:
         node_conf = conf_dir / "00-metacni.conf"
         # The watcher writes the node config from the primary...
@@ -244,7 +245,8 @@ def test_sigterm_delivered_to_another_thread_is_handled(tmp_path):
 
     if platform.machine() != "x86_64":
         pytest.skip("tgkill's syscall number is the x86_64 one")
-    d = start_daemon(tmp_path / "d", args=["--no-api", "--no-regenerate-config", "--cache-dir", str(tmp_path / "c")])
+    d = start_daemon(tmp_path / "d", args=["--no-api", "--no-regenerate-config", "--cache-dir", str(tmp_path / "c"),
+                                           "--pending-dir", str(tmp_path / "p")])
     try:
         pid = d.proc.pid
         others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
@@ -270,7 +272,8 @@ def _wait(cond: Any, timeout: float = 30.0) -> bool:
 
 
 def test_sigterm_is_handled(tmp_path):
-    d = start_daemon(tmp_path / "d", args=["--no-api", "--no-regenerate-config", "--cache-dir", str(tmp_path / "c")])
+    d = start_daemon(tmp_path / "d", args=["--no-api", "--no-regenerate-config", "--cache-dir", str(tmp_path / "c"),
+                                           "--pending-dir", str(tmp_path / "p")])
     try:
         d.proc.send_signal(signal.SIGTERM)
         assert d.proc.wait(30) == 0
