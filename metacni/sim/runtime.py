@@ -23,12 +23,12 @@ from metacni.engine.registry import Registry
 from metacni.meta.install import write_node_config
 from metacni.spec.args import CniArgs
 from metacni.spec.config import NetworkList, conf_files, network_list_from_file
-from metacni.testing.daemon import readiness
 from metacni.testing.traffic import in_netns
 
 from .host import SimError, netns_path
 from .netconf import primary_conflist
 from .plan import NodePlan
+from .unixhttp import readiness
 
 if TYPE_CHECKING:
     from .cluster import Pod
