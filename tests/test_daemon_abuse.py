@@ -331,6 +331,24 @@ def test_add_whose_client_left_is_not_started(make):
     assert plugin.calls == [("ADD", "holder")]
 
 
+def test_queued_add_is_not_started_once_shutdown_begins(make):
+    daemon, plugin = make(concurrency=1)
+    busy = _held_slot(daemon, plugin)
+    queued = unixhttp.send_cni(daemon.cfg.socket, env("ADD", "late"), CONF)
+    assert wait_for(lambda: _in_flight(daemon) == 2)
+    stopper = threading.Thread(target=daemon.stop, daemon=True)
+    stopper.start()
+    assert daemon.stopping.wait(10)
+    plugin.release.set()
+    answer = unixhttp.read_answer(queued)
+    assert answer.status == 503 and "shutting down" in answer.json()["msg"] and answer.json()["code"] == 11
+    assert unixhttp.read_answer(busy).status == 200  # the call in flight finished
+    stopper.join(30)
+    for s in (busy, queued):
+        s.close()
+    assert plugin.calls == [("ADD", "holder")]
+
+
 def test_half_closed_client_is_still_served(make):
     """A shim may shut down its sending side after the request: that is not going away."""
     daemon, plugin = make()

@@ -253,6 +253,8 @@ class Daemon:
         if command in (ADD, DEL, CHECK):
             with self.gate.shared(), self.locks.hold(env.get("CNI_CONTAINERID", "")), self.slots:
                 why = abandoned() if abandoned is not None else None
+                if command != DEL and self.stopping.is_set():
+                    why = "the daemon is shutting down"
                 if why:
                     raise Unavailable(f"{command} not run: {why}",
                                       f"container {env.get('CNI_CONTAINERID', '')!r}; the runtime retries if it "
