@@ -8,9 +8,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from metacni_testkit.firewall_testbed import ruleset
+from metacni_testkit.netns import run
+
 from metacni.sim import Cluster, Pod
-from metacni.testing.firewall_testbed import ruleset
-from metacni.testing.netns import run
 
 from .conftest import link_names
 

@@ -12,7 +12,7 @@ import pytest
 
 from metacni.sim import Cluster, Pod
 from metacni.sim.plan import ECHO_PORT, HOST_PORT, INTERNET_IP, NET1_SUBNET
-from metacni.testing.traffic import EchoHub, ask, ping
+from metacni.sim.traffic import EchoHub, ask, ping
 
 from .conftest import addrs, link_names, mac
 

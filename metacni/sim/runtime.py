@@ -22,9 +22,9 @@ from metacni.engine.invoke import Invoker
 from metacni.engine.registry import Registry
 from metacni.meta.install import write_node_config
 from metacni.shim import OP_STATUS, call_daemon
+from metacni.sim.traffic import in_netns
 from metacni.spec.args import CniArgs
 from metacni.spec.config import NetworkList, conf_files, network_list_from_file
-from metacni.testing.traffic import in_netns
 
 from .host import SimError, netns_path
 from .netconf import primary_conflist

@@ -19,16 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from metacni_testkit.netns import Sandbox, link_names, links, netns_path, tag
 
 from metacni.engine.invoke import Invoker
 from metacni.engine.registry import Registry
 from metacni.engine.request import Invocation
 from metacni.kernel.netns import enter
 from metacni.meta.install import write_node_config
+from metacni.sim.fakeapi import FakeAPIServer
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError
-from metacni.testing.fakeapi import FakeAPIServer
-from metacni.testing.netns import Sandbox, link_names, links, netns_path, tag
 
 CNI_PATH = "/usr/lib/cni"
 PRIMARY = "primary-net"

@@ -10,7 +10,7 @@ import pytest
 
 from metacni.meta.kube import ApiKubeView, KubeSettings
 from metacni.meta.kubehttp import HttpKubeView
-from metacni.testing.fakeapi import FakeAPIServer
+from metacni.sim.fakeapi import FakeAPIServer
 
 
 @pytest.mark.parametrize("view_cls", [ApiKubeView, HttpKubeView], ids=["kubernetes", "stdlib"])

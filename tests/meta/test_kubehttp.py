@@ -26,8 +26,8 @@ import pytest
 
 from metacni.meta.kube import NETWORK_STATUS, ApiKubeView, KubeSettings
 from metacni.meta.kubehttp import HttpKubeView, Unsupported, load_kubeconfig, parse_server
+from metacni.sim.fakeapi import DEFAULT_TOKEN, FakeAPIServer
 from metacni.spec.errors import CNIError, Code
-from metacni.testing.fakeapi import DEFAULT_TOKEN, FakeAPIServer
 
 VIEWS = pytest.mark.parametrize("view_cls", [ApiKubeView, HttpKubeView], ids=["kubernetes", "stdlib"])
 

@@ -23,9 +23,9 @@ from metacni.engine.chain import ChainRunner
 from metacni.engine.invoke import Invoker
 from metacni.engine.registry import Registry
 from metacni.meta import service
+from metacni.sim.traffic import ping
 from metacni.spec.config import network_list_from_bytes
 from metacni.spec.errors import Code
-from metacni.testing.traffic import ping
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 PRIMARY = "primary-net"

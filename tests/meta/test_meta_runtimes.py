@@ -7,9 +7,8 @@ import os
 import shutil
 
 import pytest
-
-from metacni.testing import golibcni
-from metacni.testing.netns import addresses
+from metacni_testkit import golibcni
+from metacni_testkit.netns import addresses
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 PRIMARY = "primary-net"

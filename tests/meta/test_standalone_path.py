@@ -186,7 +186,7 @@ def test_a_real_standalone_add_and_del_import_none_of_the_costly_modules(node, n
     """The meta plugin's primary chain (bridge, host-local, portmap, ipMasq), the pod GET and the
     status PATCH, run by the shim in-process with the daemon down; an atexit hook (the shim runs
     them before it leaves) lists the modules the call loaded."""
-    from metacni.testing.daemon import run_shim
+    from metacni_testkit.daemon import run_shim
 
     hooks = tmp_path / "hooks"
     hooks.mkdir()

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from metacni_testkit.netns import Sandbox, netns_path, tag
 
 from metacni.engine.invoke import Invoker
 from metacni.engine.registry import Registry
 from metacni.engine.request import Invocation
 from metacni.kernel.netns import enter
 from metacni.spec.results import Result
-from metacni.testing.netns import Sandbox, netns_path, tag
 
 CNI_PATH = ("/usr/lib/cni",)
 

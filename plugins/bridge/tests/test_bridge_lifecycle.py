@@ -6,10 +6,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from metacni_plugins.bridge.testkit import ping
+from metacni_testkit.netns import addresses, link_names, links, run
 
+from metacni.sim.traffic import ping
 from metacni.spec.errors import CNIError, Code
-from metacni.testing.netns import addresses, link_names, links, run
 
 
 def _ports(node):

@@ -8,11 +8,11 @@ import json
 import re
 
 import pytest
-from metacni_plugins.bridge.testkit import ping, tcp_exchange
+from metacni_testkit.netns import addresses, link_names, links, run
 
 from metacni.engine.invoke import Invoker
 from metacni.engine.registry import Registry
-from metacni.testing.netns import addresses, link_names, links, run
+from metacni.sim.traffic import ping, tcp_exchange
 
 REFERENCE = Registry(disabled=frozenset({"bridge", "host-local"}))
 

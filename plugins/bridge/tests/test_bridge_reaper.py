@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 from metacni_plugins.bridge.naming import host_veth_name
-from metacni_plugins.bridge.testkit import ping
+from metacni_testkit.netns import link_names, links
 
 from metacni.kernel import reaper
 from metacni.kernel.netns import enter
-from metacni.testing.netns import link_names, links
+from metacni.sim.traffic import ping
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from metacni_plugins.bridge.testkit import ping, tcp_exchange
+from metacni_testkit.netns import link_names, run
 
 from metacni.firewall.spoofcheck import CHAIN_PREFIX, del_spoofcheck
 from metacni.kernel.netns import enter
+from metacni.sim.traffic import ping, tcp_exchange
 from metacni.spec.errors import CNIError
-from metacni.testing.netns import link_names, run
 
 SPOOFED = "02:5b:00:f0:0f:01"
 

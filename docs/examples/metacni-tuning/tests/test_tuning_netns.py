@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from metacni_testkit.netns import link_names, links, netns_path, run, tag
 
 from metacni.engine.cache import ResultCache
 from metacni.engine.chain import ChainRunner, RuntimeConf
@@ -23,7 +24,6 @@ from metacni.engine.request import Invocation
 from metacni.kernel.netns import enter
 from metacni.plugin import CniArgs, CNIError, Code, Result
 from metacni.spec.config import network_list_from_bytes
-from metacni.testing.netns import link_names, links, netns_path, run, tag
 
 pytest.importorskip("metacni_tuning.plugin", reason="pip install -e docs/examples/metacni-tuning")
 
