@@ -35,13 +35,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from metacni_testkit.daemon import DaemonProc, start_daemon  # noqa: E402
-from metacni_testkit.netns import netns_path, run, tag  # noqa: E402
-
 from metacni.daemon.install import install_shim  # noqa: E402
 from metacni.kernel.netns import enter  # noqa: E402
 from metacni.meta.install import write_node_config  # noqa: E402
 from metacni.sim.fakeapi import FakeAPIServer  # noqa: E402
+from metacni_testkit.daemon import DaemonProc, start_daemon  # noqa: E402
+from metacni_testkit.netns import netns_path, run, tag  # noqa: E402
 
 DRIVER_SRC = ROOT / "bench" / "libcnidriver"
 BUILD = Path(os.environ.get("METACNI_BENCH_BUILD", "/tmp/metacni-bench-build"))

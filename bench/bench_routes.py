@@ -20,11 +20,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from metacni_testkit.netns import netns_path, run, tag  # noqa: E402
-
 from metacni.daemon.routes import desired_routes, reconcile  # noqa: E402
 from metacni.daemon.rtbatch import RouteSocket  # noqa: E402
 from metacni.kernel.netns import enter  # noqa: E402
+from metacni_testkit.netns import netns_path, run, tag  # noqa: E402
 
 PROTO = 201
 

@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from metacni_testkit.netns import is_root, run
 
 from metacni.sim import Cluster, ClusterPlan
+from metacni_testkit.netns import is_root, run
 
 STATE_DIR = "/run/metacni-sim"
 BACKENDS = ["nftables", "iptables"]

@@ -8,10 +8,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from metacni.sim import Cluster, Pod
 from metacni_testkit.firewall_testbed import ruleset
 from metacni_testkit.netns import run
-
-from metacni.sim import Cluster, Pod
 
 from .conftest import link_names
 

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
 from metacni_testkit.netns import is_root
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="needs root")

@@ -9,11 +9,13 @@ helpers, the libcni oracle, hypothesis strategies, the node fixture) is the ``me
 pytest plugin in ``tests/testkit``. The flat ``tests/test_*.py`` files moved into folders that
 mirror the code (``TEST_MOVES``; the same table is in /work/brief/testkit-moves.txt). The rewrite
 is textual on dotted module names, so it also fixes ``python -m metacni.testing.fakeapi`` in
-strings; ``from metacni.testing import a, b`` is split when its names now live apart.
+strings; ``from metacni.testing import a, b`` is split when its names now live apart. The node classes became one
+(``metacni_testkit.nodes.Node``), so a few calls are renamed too (:data:`CALL_RENAMES`).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import sys
 from pathlib import Path
@@ -55,6 +57,7 @@ MODULES: dict[str, str] = {
     "metacni_plugins.bridge.testkit": "metacni.sim.traffic",
     "plugins.bridge.testkit": "metacni.sim.traffic",
     "tests.daemon_support": "metacni_testkit.nodes",
+    "tests.meta.conftest": "metacni_testkit.nodes",
     **{old[:-3].replace("/", "."): new[:-3].replace("/", ".") for old, new in TEST_MOVES.items()},
 }
 
@@ -66,7 +69,20 @@ PACKAGE_MEMBERS: dict[str, str] = {
 }
 
 # names whose home changed along with their module (old module, name) -> new name
-RENAMED: dict[tuple[str, str], str] = {}
+RENAMED: dict[tuple[str, str], str] = {
+    ("tests.meta.conftest", "MetaNode"): "Node",
+}
+
+# The node classes became one (metacni_testkit.nodes.Node); calls that changed name, by where the
+# calling file lives or what it imported: (path glob or old module, pattern, replacement)
+CALL_RENAMES: list[tuple[str, str, str]] = [
+    ("plugins/bridge/tests/*", r"\b(node|ref_node)\.run\(", r"\1.invoke("),  # run a plugin in the node
+    ("plugins/bridge/tests/*", r"\bnode\.pod\(\)(?!\.path)", "node.pod().path"),  # pods are Pod objects
+    ("tests/meta/*", r"\bnode\.run\(", "node.sh("),  # a command inside the node
+    ("tests.daemon_support", r"(\bNode\((?:[^()]|\([^()]*\))*?)\bwork=", r"\1root="),  # the node's directory
+    ("tests.daemon_support", r"\.work / \"conf\"", ".conf_dir"),
+    ("tests.daemon_support", r"\.work\b", ".root"),
+]
 
 _NAME = r"(?<![\w.]){old}(?![\w])"
 _FROM_PACKAGE = re.compile(r"^(?P<indent>[ \t]*)from metacni\.testing import (?P<names>\([^)]*\)|[^\n#]+)(?P<tail>.*)$",
@@ -98,8 +114,14 @@ def _rename_imported(text: str) -> str:
     return text
 
 
-def rewrite(text: str) -> str:
-    """``text`` with every old test-support module name replaced by its new one."""
+def rewrite(text: str, path: str = "") -> str:
+    """``text`` with every old test-support module name replaced by its new one; ``path`` (relative
+    to the repository) selects the call renames of :data:`CALL_RENAMES`."""
+    for where, pattern, replacement in CALL_RENAMES:
+        applies = (fnmatch.fnmatch(path, where) if "/" in where
+                   else re.search(_NAME.format(old=re.escape(where)), text) is not None)
+        if applies:
+            text = re.sub(pattern, replacement, text)
     text = _FROM_PACKAGE.sub(_split_from_package, text)
     renamed_sources = [m for (m, _) in RENAMED if re.search(_NAME.format(old=re.escape(m)), text)]
     for old in sorted(MODULES, key=len, reverse=True):
@@ -112,13 +134,23 @@ def rewrite(text: str) -> str:
     return text
 
 
+def _repo_relative(path: Path) -> str:
+    """``path`` relative to the repository holding it (the nearest parent with a pyproject.toml
+    and a ``metacni`` folder), else as given."""
+    resolved = path.resolve()
+    for parent in resolved.parents:
+        if (parent / "pyproject.toml").is_file() and (parent / "metacni").is_dir():
+            return resolved.relative_to(parent).as_posix()
+    return path.as_posix()
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     changed = 0
     for name in (a for a in argv if a != "--check"):
         path = Path(name)
         old = path.read_text()
-        new = rewrite(old)
+        new = rewrite(old, _repo_relative(path))
         if new != old:
             changed += 1
             print(path)

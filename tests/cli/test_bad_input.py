@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from metacni_testkit.netns import is_root, link_names, run, tag
 
 METACNI = shutil.which("metacni") or "metacni"

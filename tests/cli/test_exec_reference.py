@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from metacni_testkit import golibcni
 from metacni_testkit.netns import Sandbox, addresses, link_names, netns_path, run, tag
 

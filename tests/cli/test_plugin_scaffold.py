@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from metacni_testkit.netns import tag
 
 from metacni.cli.main import main
 from metacni.engine.registry import Registry
+from metacni_testkit.netns import tag
 
 
 def clean_env() -> dict[str, str]:

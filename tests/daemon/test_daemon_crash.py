@@ -9,12 +9,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from metacni_testkit.netns import links, netns_path, run
-from metacni_testkit.nodes import PLUGIN_TYPES, Node, load, rt, run_in_node
-
 from metacni.daemon.install import install_shim
 from metacni.sim.traffic import ping
 from metacni.spec.errors import CNIError
+from metacni_testkit.netns import links, netns_path, run
+from metacni_testkit.nodes import PLUGIN_TYPES, Node, load, rt, run_in_node
 
 PODS = 16
 
@@ -30,7 +29,7 @@ def _ruleset(node: str) -> str:
 
 def test_sigkill_during_burst_then_gc_leaves_only_live_attachments(box):
     with tempfile.TemporaryDirectory(prefix="mccrash-") as work:
-        node = Node(box=box, name=box.netns("mcnode"), work=Path(work), mode="daemon")
+        node = Node(box=box, name=box.netns("mcnode"), root=Path(work), mode="daemon")
         # No standalone fallback: after the kill, calls must fail rather than run in the shim.
         install_shim(node.bin_dir, interpreter="/usr/bin/python3 -I", aliases=PLUGIN_TYPES)
         node.start_daemon("--concurrency", "8")
@@ -98,7 +97,7 @@ def test_periodic_gc_reclaims_attachments_of_deleted_pods(box):
     from metacni.spec.args import CniArgs
 
     with tempfile.TemporaryDirectory(prefix="mcgc-") as work:
-        node = Node(box=box, name=box.netns("mcnode"), work=Path(work), mode="daemon")
+        node = Node(box=box, name=box.netns("mcnode"), root=Path(work), mode="daemon")
         with enter(node.path):
             api = FakeAPIServer().start()
         try:
@@ -106,7 +105,7 @@ def test_periodic_gc_reclaims_attachments_of_deleted_pods(box):
             for name in ("keep", "gone"):
                 api.add_pod("default", name, node_name="node-1")
             node.start_daemon("--kubeconfig", str(kubeconfig), "--node-name", "node-1", "--no-routes",
-                              "--cache-dir", str(node.work / "cache"), "--gc-period", "0.2", "--gc-grace", "0",
+                              "--cache-dir", str(node.root / "cache"), "--gc-period", "0.2", "--gc-grace", "0",
                               "--cni-path", str(node.bin_dir))
             raw = node.conflist(subnet="10.85.0.0/24")
             net = load(raw)

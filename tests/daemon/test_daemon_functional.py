@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from metacni_testkit.netns import link_names, netns_path
-from metacni_testkit.nodes import MODES, Node, load, rt, run_in_node
 
 from metacni.sim.traffic import ping
 from metacni.spec.errors import CNIError
+from metacni_testkit.netns import link_names, netns_path
+from metacni_testkit.nodes import MODES, Node, load, rt, run_in_node
 
 
 @pytest.fixture(params=MODES)
-def node(request, box) -> Iterator[Node]:
-    with tempfile.TemporaryDirectory(prefix="mcdm-") as work:
-        n = Node(box=box, name=box.netns("mcnode"), work=Path(work), mode=request.param)
-        if request.param == "daemon":
-            n.start_daemon()
-        try:
-            yield n
-        finally:
-            if n.daemon is not None:
-                n.daemon.kill()
+def node(request: pytest.FixtureRequest, node: Node) -> Node:
+    node.mode = request.param
+    if node.mode == "daemon":
+        node.start_daemon()
+    return node
 
 
 def test_pods_talk_check_and_delete(node: Node, box):

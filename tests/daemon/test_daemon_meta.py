@@ -8,26 +8,21 @@ the ``node`` fixture differs. Plus what only daemon mode promises: no API read p
 from __future__ import annotations
 
 import json
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from metacni_testkit.daemon import DaemonProc, run_shim, start_daemon
-from metacni_testkit.netns import Sandbox, netns_path
 
-from metacni.kernel.netns import enter
-from metacni.sim.fakeapi import FakeAPIServer
 from metacni.spec.errors import CNIError
+from metacni_testkit.daemon import run_shim, start_daemon
+from metacni_testkit.nodes import CNI_PATH, Node, Pod
 from tests.meta import test_meta_add as suite
-from tests.meta.conftest import CNI_PATH, MetaNode, Pod
 
 FAST_PYTHON = "/usr/bin/python3"  # the node's python; the shim needs nothing else
 
 
-class DaemonMetaNode(MetaNode):
-    daemon: DaemonProc | None = None
+class DaemonMetaNode(Node):
+    """The meta plugin called through the shim process and the node's daemon."""
 
     def cni(self, verb: str, pod: Pod, *, runtime_config: dict[str, Any] | None = None,
             conf: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -48,27 +43,15 @@ class DaemonMetaNode(MetaNode):
 
 
 @pytest.fixture
-def node(box: Sandbox) -> Iterator[MetaNode]:
-    name = box.netns("mcnode")
-    with tempfile.TemporaryDirectory(prefix="mcdmeta-") as tmp:
-        root = Path(tmp)
-        (root / "net.d").mkdir()
-        with enter(netns_path(name)):
-            api = FakeAPIServer().start()
-        mn = DaemonMetaNode(box=box, name=name, root=root, api=api)
-        try:
-            api.write_kubeconfig(root / "kubeconfig")
-            api.add_node("node-1", "10.88.0.0/24", "192.168.0.11")
-            mn.write_primary()
-            mn.daemon = start_daemon(root / "daemon", netns=name, args=[
-                "--kubeconfig", str(mn.kubeconfig), "--node-name", "node-1", "--conf-dir", str(mn.conf_dir),
-                "--cache-dir", str(mn.cni_dir), "--cni-path", CNI_PATH, "--no-routes", "--gc-period", "0",
-                "--no-regenerate-config"])
-            yield mn
-        finally:
-            if mn.daemon is not None:
-                mn.daemon.kill()
-            api.stop()
+def node(make_node: Callable[..., DaemonMetaNode]) -> DaemonMetaNode:
+    mn = make_node(DaemonMetaNode, prefix="mcdmeta")
+    mn.start_api()
+    mn.write_primary()
+    mn.daemon = start_daemon(mn.root / "daemon", netns=mn.name, args=[
+        "--kubeconfig", str(mn.kubeconfig), "--node-name", "node-1", "--conf-dir", str(mn.conf_dir),
+        "--cache-dir", str(mn.cni_dir), "--cni-path", CNI_PATH, "--no-routes", "--gc-period", "0",
+        "--no-regenerate-config"])
+    return mn
 
 
 for _name in dir(suite):

@@ -12,18 +12,17 @@ import os
 import tempfile
 from pathlib import Path
 
+from metacni.kernel.reaper import HOLD_ENV, MARK
 from metacni_testkit.daemon import start_daemon
 from metacni_testkit.netns import links, netns_path
 from metacni_testkit.nodes import Node, load, rt, run_in_node
 
-from metacni.kernel.reaper import HOLD_ENV, MARK
-
 
 def _start(node: Node, *, hold: bool) -> None:
     env = {**os.environ, HOLD_ENV: "1" if hold else "0"}
-    node.daemon = start_daemon(node.work / "daemon", netns=node.name, env=env,
-                               args=["--no-api", "--cache-dir", str(node.work / "daemon-cache"),
-                                     "--conf-dir", str(node.work / "conf")])
+    node.daemon = start_daemon(node.root / "daemon", netns=node.name, env=env,
+                               args=["--no-api", "--cache-dir", str(node.root / "daemon-cache"),
+                                     "--conf-dir", str(node.conf_dir)])
 
 
 def _veths(node: Node) -> dict[str, dict]:
@@ -32,7 +31,7 @@ def _veths(node: Node) -> dict[str, dict]:
 
 def test_del_is_answered_before_the_deletion_and_gc_reclaims_after_sigkill(box):
     with tempfile.TemporaryDirectory(prefix="mcreap-") as work:
-        node = Node(box=box, name=box.netns("mcnode"), work=Path(work), mode="daemon")
+        node = Node(box=box, name=box.netns("mcnode"), root=Path(work), mode="daemon")
         _start(node, hold=True)
         try:
             net = load(node.conflist(subnet="10.86.0.0/24"))

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from metacni_testkit.daemon import DaemonProc, start_daemon
-from metacni_testkit.netns import Sandbox, netns_path, run
 
 from metacni.daemon.routes import desired_routes
 from metacni.engine.invoke import Invoker
@@ -29,6 +27,8 @@ from metacni.engine.request import Invocation
 from metacni.kernel.netns import enter
 from metacni.sim.fakeapi import FakeAPIServer
 from metacni.sim.traffic import in_netns
+from metacni_testkit.daemon import DaemonProc, start_daemon
+from metacni_testkit.netns import Sandbox, netns_path, run
 
 PROTO = 201
 

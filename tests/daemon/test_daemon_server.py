@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from metacni_testkit.daemon import run_shim, start_daemon
 
 from metacni.daemon.app import Daemon
 from metacni.daemon.config import DaemonConfig
 from metacni.daemon.locks import KeyedLocks
 from metacni.plugin import PluginInfo, hookimpl
 from metacni.shim import OP_CNI, call_daemon
+from metacni_testkit.daemon import run_shim, start_daemon
 
 
 class Blocky:

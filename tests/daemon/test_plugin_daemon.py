@@ -10,38 +10,30 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from metacni_testkit.netns import link_names, links, netns_path, tag
-from metacni_testkit.nodes import MODES, Node, load, rt, run_in_node
 
 from metacni.daemon.install import install_shim
+from metacni_testkit.netns import link_names, links, netns_path, tag
+from metacni_testkit.nodes import MODES, Node, load, rt, run_in_node
 
 pytest.importorskip("metacni_tuning.plugin", reason="pip install -e docs/examples/metacni-tuning")
 
 
 @pytest.fixture(params=MODES)
-def node(request, box) -> Iterator[Node]:
-    with tempfile.TemporaryDirectory(prefix="mctd-") as work:
-        n = Node(box=box, name=box.netns("mctd-node"), work=Path(work), mode=request.param)
-        install_shim(n.bin_dir, interpreter=f"{sys.executable} -S", aliases=("tuning-py",))
-        if request.param == "daemon":
-            n.start_daemon()
-        try:
-            yield n
-        finally:
-            if n.daemon is not None:
-                n.daemon.kill()
+def node(request: pytest.FixtureRequest, node: Node) -> Node:
+    node.mode = request.param
+    install_shim(node.bin_dir, interpreter=f"{sys.executable} -S", aliases=("tuning-py",))
+    if node.mode == "daemon":
+        node.start_daemon()
+    return node
 
 
 def conflist(node: Node, version: str) -> bytes:
     raw = json.loads(node.conflist(name=tag("tdn"), subnet="10.81.0.0/24", version=version))
     raw["plugins"].append({"type": "tuning-py", "mtu": 1360, "mac": "02:42:ac:11:00:21",
                            "sysctl": {"net.ipv4.conf.IFNAME.arp_notify": "1"}, "daemonSocket": node.socket,
-                           "dataDir": str(node.work / "tuning")})
+                           "dataDir": str(node.root / "tuning")})
     return json.dumps(raw).encode()
 
 
@@ -65,4 +57,4 @@ def test_tuning_after_bridge_through_the_shim(node: Node, box, version):
         assert len(served) == 2, node.daemon.log_text()  # bridge, then tuning-py
     run_in_node(node, lambda: runner.delete(net, rt("c1", netns_path(pod))))
     assert "eth0" not in link_names(pod)
-    assert not list((node.work / "tuning").rglob("*.json"))
+    assert not list((node.root / "tuning").rglob("*.json"))

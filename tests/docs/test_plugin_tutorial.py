@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from metacni_testkit.netns import Sandbox, tag
 
 import metacni.engine.hookspecs as hookspecs
 import metacni.plugin as plugin_api
+from metacni_testkit.netns import Sandbox, tag
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```$", re.S | re.M)

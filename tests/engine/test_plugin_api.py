@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from metacni_testkit.netns import link_names, netns_path, tag
 
 from metacni.cli.main import main
 from metacni.engine.cache import ResultCache
@@ -30,6 +29,7 @@ from metacni.engine.registry import Registry
 from metacni.engine.skel import run_cni
 from metacni.plugin import CNIError, Code, Invocation, PluginInfo, Request, Result, hookimpl
 from metacni.spec.config import network_list_from_bytes
+from metacni_testkit.netns import link_names, netns_path, tag
 
 
 def fake_dist(site: Path, dist: str, entry_points: dict[str, str], modules: dict[str, str] | None = None) -> None:

@@ -15,12 +15,12 @@ import socket
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from metacni_testkit.netns import Sandbox, netns_path, run
 
 from metacni.kernel import addresses, links, routes
 from metacni.kernel import nlcodec as nl
 from metacni.kernel.netns import enter
 from metacni.kernel.rtnl import NetlinkError, Rtnl, is_errno, rtnl
+from metacni_testkit.netns import Sandbox, netns_path, run
 
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=15)
 macs = st.binary(min_size=6, max_size=6).map(nl.mac_str)

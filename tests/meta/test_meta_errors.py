@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from metacni_testkit.netns import run
 
 from metacni.spec.errors import Code
+from metacni_testkit.netns import run
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 

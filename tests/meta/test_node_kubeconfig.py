@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from metacni_testkit.daemon import daemon_proc
-from metacni_testkit.netns import is_root, sandbox
 
 from metacni.daemon.confwatch import ConfWatcher, KubeconfigRefresher
 from metacni.meta.install import (
@@ -31,6 +29,8 @@ from metacni.meta.install import (
 from metacni.meta.kube import NETWORK_STATUS, ApiKubeView, KubeSettings
 from metacni.meta.kubehttp import HttpKubeView, load_kubeconfig, parse_server
 from metacni.sim.fakeapi import FakeAPIServer
+from metacni_testkit.daemon import daemon_proc
+from metacni_testkit.netns import is_root, sandbox
 from tests.meta.test_kubehttp import TlsFront, pki  # noqa: F401 - pki is a fixture
 
 PRIMARY = {"cniVersion": "1.0.0", "name": "pri", "plugins": [{"type": "bridge"}]}

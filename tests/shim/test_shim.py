@@ -12,12 +12,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from metacni_testkit.daemon import SHIM, run_shim
 
 from metacni import shim
 from metacni.daemon.install import install_shim
 from metacni.daemon.server import UnixServer
 from metacni.spec.versions import ALL_VERSIONS
+from metacni_testkit.daemon import SHIM, run_shim
 
 CONF = json.dumps({"cniVersion": "1.0.0", "name": "shimnet", "type": "bridge"}).encode()
 ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "eth0",

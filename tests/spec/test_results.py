@@ -7,11 +7,11 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from metacni_testkit.strategies import results
 
 from metacni.spec import versions
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.results import DNS, Interface, IPConfig, Result, Route, convert, parse_result
+from metacni_testkit.strategies import results
 
 ALL = versions.ALL_VERSIONS
 FAM_100 = ["1.0.0", "1.1.0"]

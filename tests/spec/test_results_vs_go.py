@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from metacni_testkit import golibcni
-from metacni_testkit.strategies import results
 
 from metacni.spec.errors import CNIError
 from metacni.spec.results import Result, convert
+from metacni_testkit import golibcni
+from metacni_testkit.strategies import results
 
 pytestmark = pytest.mark.skipif(not golibcni.available(), reason="needs golang-go and golang-github-appc-cni-dev")
 

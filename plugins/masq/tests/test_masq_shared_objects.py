@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from metacni_testkit.firewall_testbed import Testbed, ruleset
-from metacni_testkit.netns import netns_path, run
-
 from metacni.firewall import libnft
 from metacni.firewall.masq import add_masquerade, del_masquerade
 from metacni.firewall.nftables import TABLES, skeleton_marker
 from metacni.firewall.plan import MASQ
 from metacni.kernel import netns
+from metacni_testkit.firewall_testbed import Testbed, ruleset
+from metacni_testkit.netns import netns_path, run
 
 TABLE = TABLES[MASQ]
 

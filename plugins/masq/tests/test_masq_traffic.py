@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from metacni_testkit.firewall_testbed import (
     NODE_IP,
     OUTSIDE_IP,

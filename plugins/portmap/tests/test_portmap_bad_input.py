@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from metacni_testkit.firewall_testbed import Testbed, prime_legacy, ruleset
-from metacni_testkit.netns import netns_path
 
 from metacni.plugin import CNIError
 from metacni.spec.results import Result
+from metacni_testkit.firewall_testbed import Testbed, prime_legacy, ruleset
+from metacni_testkit.netns import netns_path
 
 V4_ONLY = Result.model_validate(
     {

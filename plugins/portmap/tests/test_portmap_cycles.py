@@ -10,10 +10,10 @@ from __future__ import annotations
 import random
 
 import pytest
-from metacni_testkit.firewall_testbed import Testbed, prime_legacy, ruleset
-from metacni_testkit.netns import netns_path, run
 
 from metacni.spec.results import Result
+from metacni_testkit.firewall_testbed import Testbed, prime_legacy, ruleset
+from metacni_testkit.netns import netns_path, run
 
 CYCLES = 100
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import ipaddress
 
-from metacni_testkit.firewall_testbed import ruleset
-from metacni_testkit.netns import netns_path, run
-
 from metacni.firewall import backend as fw
 from metacni.firewall import libnft
 from metacni.firewall.identity import Attachment
 from metacni.firewall.masq import add_masquerade, del_masquerade
 from metacni.firewall.plan import PORTMAP, PortmapPlan, parse_port_mappings
 from metacni.kernel import netns
+from metacni_testkit.firewall_testbed import ruleset
+from metacni_testkit.netns import netns_path, run
 
 NFT = "nftables"
 

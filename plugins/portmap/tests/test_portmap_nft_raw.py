@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from metacni_testkit.firewall_testbed import ruleset
-from metacni_testkit.netns import netns_path, run
 
 from metacni.firewall import backend as fw
 from metacni.firewall import libnft, nftables
@@ -37,6 +35,8 @@ from metacni.firewall.plan import (
 )
 from metacni.kernel import netns
 from metacni.spec.errors import CNIError
+from metacni_testkit.firewall_testbed import ruleset
+from metacni_testkit.netns import netns_path, run
 
 NFT = "nftables"
 NET = "rawnet"

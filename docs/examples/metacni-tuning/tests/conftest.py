@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from metacni_testkit.netns import Sandbox, is_root, sandbox
 
 
