@@ -34,6 +34,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "testkit"))  # metacni_testkit, if not installed
 
 from metacni.daemon.install import install_shim  # noqa: E402
 from metacni.kernel.netns import enter  # noqa: E402

@@ -19,6 +19,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "testkit"))  # metacni_testkit, if not installed
 
 from metacni.daemon.routes import desired_routes, reconcile  # noqa: E402
 from metacni.daemon.rtbatch import RouteSocket  # noqa: E402
