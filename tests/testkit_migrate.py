@@ -16,6 +16,7 @@ strings; ``from metacni.testing import a, b`` is split when its names now live a
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 import sys
 from pathlib import Path
@@ -109,9 +110,13 @@ def _rename_imported(text: str) -> str:
     for (module, old_name), new_name in RENAMED.items():
         pattern = re.compile(rf"^(?P<head>[ \t]*from {re.escape(MODULES[module])} import )(?P<names>[^\n]+)$",
                              re.MULTILINE)
-        word = re.compile(rf"\b{old_name}\b(?! as)")
-        text = pattern.sub(lambda m, w=word, n=f"{new_name} as {old_name}": m["head"] + w.sub(n, m["names"]), text)
+        text = pattern.sub(functools.partial(_rename_in_line, re.compile(rf"\b{old_name}\b(?! as)"),
+                                             f"{new_name} as {old_name}"), text)
     return text
+
+
+def _rename_in_line(word: re.Pattern[str], replacement: str, match: re.Match[str]) -> str:
+    return match["head"] + word.sub(replacement, match["names"])
 
 
 def rewrite(text: str, path: str = "") -> str:

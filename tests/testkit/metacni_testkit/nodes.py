@@ -200,8 +200,9 @@ class Node:
                     "plugins": [{k: v for k, v in primary.items() if k not in ("cniVersion", "name")},
                                 {"type": "portmap", "capabilities": {"portMappings": True}}]}
         (self.conf_dir / "10-primary.conflist").write_text(json.dumps(conflist))
-        options = {"cni_dir": str(self.cni_dir), "bin_dir": CNI_PATH, "kubeconfig": str(self.kubeconfig),
-                   "extra": {"apiTimeout": 5, "apiConnectTimeout": 2, "apiRetries": 0}}
+        options: dict[str, Any] = {
+            "cni_dir": str(self.cni_dir), "bin_dir": CNI_PATH, "kubeconfig": str(self.kubeconfig),
+            "extra": {"apiTimeout": 5, "apiConnectTimeout": 2, "apiRetries": 0}}
         options.update(meta_options)
         write_node_config(self.conf_dir, **options)
 

@@ -16,13 +16,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from metacni_testkit.netns import Sandbox, is_root, sandbox
-
-N = TypeVar("N")
 
 
 @pytest.fixture
@@ -45,7 +43,7 @@ def make_node(box: Sandbox) -> Iterator[Callable[..., Any]]:
     made: list[Any] = []
     with ExitStack() as stack:
 
-        def make(cls: Callable[..., N] = Node, prefix: str = "mcnode", **fields: Any) -> N:
+        def make(cls: Callable[..., Any] = Node, prefix: str = "mcnode", **fields: Any) -> Any:
             root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{prefix}-")))
             node = cls(box=box, name=box.netns(prefix), root=root, **fields)
             made.append(node)
