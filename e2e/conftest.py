@@ -31,10 +31,6 @@ def cluster(backend: str) -> Iterator[Cluster]:
         yield c
 
 
-def link_names(netns: str) -> set[str]:
-    return {e["ifname"] for e in json.loads(run("ip", "-j", "link", "show", netns=netns).stdout or "[]")}
-
-
 def addrs(netns: str, ifname: str) -> list[str]:
     data = json.loads(run("ip", "-j", "addr", "show", "dev", ifname, netns=netns).stdout or "[]")
     return [a["local"] for e in data for a in e.get("addr_info", []) if a.get("family") == "inet"]

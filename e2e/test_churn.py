@@ -10,9 +10,7 @@ from pathlib import Path
 
 from metacni.sim import Cluster, Pod
 from metacni_testkit.firewall_testbed import ruleset
-from metacni_testkit.netns import run
-
-from .conftest import link_names
+from metacni_testkit.netns import link_names, run
 
 PODS = 200
 WAVE = 50
