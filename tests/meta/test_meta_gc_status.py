@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
-import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,12 +37,7 @@ def run_meta(node, verb: str, conf: dict[str, Any], cni_path: str = CNI_PATH) ->
     env = {k: v for k, v in os.environ.items()
            if k not in ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS")}
     env.update(CNI_COMMAND=verb, CNI_PATH=cni_path)
-    metacni = shutil.which("metacni")
-    assert metacni, "the metacni console script is not installed"
-    proc = subprocess.run(["ip", "netns", "exec", node.name, metacni], input=json.dumps(conf).encode(),
-                          env=env, capture_output=True, timeout=120)
-    out = proc.stdout.decode().strip()
-    return proc.returncode, (json.loads(out) if out else None)
+    return node.exec_metacni(conf, env)
 
 
 def gc(node, valid: list[tuple[str, str]]) -> tuple[int, dict[str, Any] | None]:

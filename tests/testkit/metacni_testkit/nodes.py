@@ -254,8 +254,13 @@ class Node:
         config = dict(conf or self.meta_conf())
         if runtime_config:
             config["runtimeConfig"] = runtime_config
-        env = dict(os.environ, CNI_COMMAND=verb, CNI_CONTAINERID=pod.container_id, CNI_NETNS=pod.path,
-                   CNI_IFNAME="eth0", CNI_ARGS=pod.cni_args, CNI_PATH=CNI_PATH)
+        return self.exec_metacni(config, dict(os.environ, CNI_COMMAND=verb, CNI_CONTAINERID=pod.container_id,
+                                              CNI_NETNS=pod.path, CNI_IFNAME="eth0", CNI_ARGS=pod.cni_args,
+                                              CNI_PATH=CNI_PATH))
+
+    def exec_metacni(self, config: dict[str, Any], env: dict[str, str]) -> tuple[int, dict[str, Any] | None]:
+        """The installed ``metacni`` console script in the node, ``config`` on stdin, exactly ``env``:
+        its exit status and the JSON document it printed (None if it printed nothing)."""
         metacni = shutil.which("metacni")
         assert metacni, "the metacni console script is not installed"
         proc = subprocess.run(["ip", "netns", "exec", self.name, metacni], input=json.dumps(config).encode(),
