@@ -55,6 +55,7 @@ MODULES: dict[str, str] = {
     "metacni.testing.firewall_testbed": "metacni_testkit.firewall_testbed",
     "metacni.testing.strategies": "metacni_testkit.strategies",
     "metacni.testing.golibcni": "metacni_testkit.golibcni",
+    "metacni.testing.podresources": "metacni_testkit.podresources",
     "metacni_plugins.bridge.testkit": "metacni.sim.traffic",
     "plugins.bridge.testkit": "metacni.sim.traffic",
     "tests.daemon_support": "metacni_testkit.nodes",
@@ -66,8 +67,13 @@ MODULES: dict[str, str] = {
 PACKAGE_MEMBERS: dict[str, str] = {
     "fakeapi": "metacni.sim", "traffic": "metacni.sim",
     "netns": "metacni_testkit", "daemon": "metacni_testkit", "firewall_testbed": "metacni_testkit",
-    "strategies": "metacni_testkit", "golibcni": "metacni_testkit",
+    "strategies": "metacni_testkit", "golibcni": "metacni_testkit", "podresources": "metacni_testkit",
 }
+
+# New homes of modules that other branches add under metacni/testing/ (not in this tree yet): when
+# merging, git's rename detection puts them under metacni/sim/; move them on with
+# ``git mv metacni/sim/X.py tests/testkit/metacni_testkit/X.py`` (test support, not the demo's).
+PENDING: set[str] = {"metacni_testkit.podresources"}
 
 # names whose home changed along with their module (old module, name) -> new name
 RENAMED: dict[tuple[str, str], str] = {

@@ -98,6 +98,8 @@ def test_text_without_old_names_is_left_alone(text: str) -> None:
 
 def test_every_new_home_exists() -> None:
     for new in set(migrate.MODULES.values()) | set(migrate.PACKAGE_MEMBERS.values()):
+        if new in migrate.PENDING:
+            continue
         if new.startswith("tests."):
             assert (ROOT / (new.replace(".", "/") + ".py")).is_file(), new
         else:
