@@ -27,6 +27,7 @@ import _thread  # not threading: a lock is all we need, and its import costs eve
 import os
 import time
 
+from metacni.netlink import nftables as nftnl
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.lazylog import getLogger
 
@@ -121,9 +122,9 @@ def _nft_kube_proxy() -> bool:
         return False
     with libnft.pooled() as entry:
         for family in ("ip", "ip6"):
-            if libnft.table_exists(entry, family, "kube-proxy"):
+            if nftnl.table_exists(entry.netlink, family, "kube-proxy"):
                 return True
-            if any(libnft.chain_use(entry, family, t, c) is not None for t, c in KUBE_PROXY_CHAINS):
+            if any(nftnl.chain_use(entry.netlink, family, t, c) is not None for t, c in KUBE_PROXY_CHAINS):
                 return True
     return False
 

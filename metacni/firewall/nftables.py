@@ -31,7 +31,7 @@ and the node returns byte for byte to the rule set it had, without anyone listin
 Verbs (one libnftables context per netns is reused, :func:`.libnft.pooled`):
 
 * ADD: the attachment's own objects are one raw nf_tables batch built from memory
-  (:mod:`.nftraw` encodes the rules as libnftables would: no JSON, no evaluation, no
+  (:mod:`metacni.netlink.nftables` encodes the rules as libnftables would: no JSON, no evaluation, no
   cache fill). The infrastructure (table, maps, static chains, flushed and refilled, so
   the batch is idempotent) is a libnftables batch before it, the first time per netns and
   process and again after any failure, unless its version marker (an empty chain named
@@ -74,11 +74,12 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 
+from metacni.netlink import nftables as nftnl
 from metacni.spec.digest import sha256_hex
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.lazylog import getLogger
 
-from . import libnft, nftraw
+from . import libnft
 from .identity import Attachment, parse_comment
 from .libnft import Nft, NftError
 from .plan import FORWARD, MASQ, PORTMAP, ForwardPlan, IPInterface, MasqPlan, Plan, PortmapPlan
@@ -106,7 +107,7 @@ PROBE_CHAIN = {PORTMAP: "prerouting", MASQ: "postrouting", FORWARD: "forward"}
 #: how long a netns's list of foreign forward chains is trusted (a ``list chains`` costs
 #: ~1 ms with 100 pods, ~10 ms with 1000: too much for every ADD)
 FOREIGN_TTL = 10.0
-#: ADD writes its per-attachment objects as one raw nf_tables batch (:mod:`.nftraw`) when
+#: ADD writes its per-attachment objects as one raw nf_tables batch (:mod:`metacni.netlink.nftables`) when
 #: every rule is encodable there; False: always through libnftables (tests compare both)
 RAW_ADD = True
 
@@ -353,24 +354,24 @@ def _create(plan: Plan, want: _Wanted, foreign: list[Cmd]) -> list[Cmd]:
     return cmds
 
 
-def _raw_fast(plan: Plan, want: _Wanted) -> list[tuple[int, bytes]] | None:
+def _raw_fast(plan: Plan, want: _Wanted) -> list[nftnl.Request] | None:
     """The fast ADD's per-attachment part (what ``_create`` makes, after ``add chain X;
     delete chain X`` of the role chains) as raw messages, or None when a rule is one
-    :mod:`.nftraw` does not encode (user-given conditions): then libnftables does it."""
+    :mod:`metacni.netlink.nftables` does not encode (user-given conditions): then libnftables does it."""
     if isinstance(plan, PortmapPlan) and (plan.conditions_v4 or plan.conditions_v6):
         return None
     t, comment = TABLES[plan.kind], plan.attachment.comment(plan.kind)
-    msgs: list[tuple[int, bytes]] = []
+    msgs: list[nftnl.Request] = []
     for chain in role_chains(plan.kind, plan.attachment):
-        msgs += [libnft.raw_chain("add", FAMILY, t, chain), libnft.raw_chain("delete", FAMILY, t, chain)]
+        msgs += [nftnl.chain("add", FAMILY, t, chain), nftnl.chain("delete", FAMILY, t, chain)]
     try:
         for chain, rules in want.chains.items():
-            msgs.append(libnft.raw_chain("add", FAMILY, t, chain))
-            msgs += [nftraw.rule(FAMILY, t, chain, exprs, comment) for exprs in [*rules, _GOTO_ANCHOR]]
-    except nftraw.Unsupported as exc:
+            msgs.append(nftnl.chain("add", FAMILY, t, chain))
+            msgs += [nftnl.rule(FAMILY, t, chain, exprs, comment) for exprs in [*rules, _GOTO_ANCHOR]]
+    except nftnl.Unsupported as exc:
         log.debug("nftables ADD (%s) of %s through libnftables: %s", plan.kind, plan.attachment.tag, exc)
         return None
-    msgs += [libnft.raw_element("add", FAMILY, t, m, _key_bytes(m, key), chain) for m, key, chain in want.elems]
+    msgs += [nftnl.element("add", FAMILY, t, m, _key_bytes(m, key), chain) for m, key, chain in want.elems]
     return msgs
 
 
@@ -497,7 +498,7 @@ class NftablesBackend:
         """
         tables = self._tables(entry)
         try:
-            use = libnft.chain_use(entry, FAMILY, TABLES[kind], ANCHOR)
+            use = nftnl.chain_use(entry.netlink, FAMILY, TABLES[kind], ANCHOR)
         except (OSError, NftError):
             log.debug("use count of %s %s unknown", TABLES[kind], ANCHOR, exc_info=True)
             use = -1  # unknown: the guard batch decides
@@ -529,7 +530,7 @@ class NftablesBackend:
                 if raw is not None:
                     if fast:  # the infrastructure: libnftables, its own (idempotent) batch
                         entry.nft.run(fast)
-                    libnft.raw_batch(entry, raw)
+                    nftnl.transaction(entry.netlink, raw)
                 else:
                     for chain in role_chains(kind, plan.attachment):
                         fast += [{"add": _chain(t, chain)}, {"delete": _chain(t, chain)}]
@@ -551,7 +552,7 @@ class NftablesBackend:
         """Whether this version's shared objects are in place (:func:`skeleton_marker`); an
         unanswered probe says no, and the shared objects are simply reset."""
         try:
-            return libnft.chain_use(entry, FAMILY, TABLES[kind], skeleton_marker(kind)) is not None
+            return nftnl.chain_use(entry.netlink, FAMILY, TABLES[kind], skeleton_marker(kind)) is not None
         except (NftError, OSError):
             return False
 
@@ -593,14 +594,14 @@ class NftablesBackend:
             if known is not None and not (kind == FORWARD and self._foreign(entry)):
                 chains, elems = known
                 # one raw batch (no libnftables cache fill); each step tolerates "already gone"
-                msgs = [libnft.raw_chain("add", FAMILY, t, c) for c in chains]
+                msgs = [nftnl.chain("add", FAMILY, t, c) for c in chains]
                 for m, key, target in elems:
                     raw = _key_bytes(m, key)
-                    msgs += [libnft.raw_element("add", FAMILY, t, m, raw, target),
-                             libnft.raw_element("delete", FAMILY, t, m, raw)]
-                msgs += [libnft.raw_chain("delete", FAMILY, t, c) for c in chains]
+                    msgs += [nftnl.element("add", FAMILY, t, m, raw, target),
+                             nftnl.element("delete", FAMILY, t, m, raw)]
+                msgs += [nftnl.chain("delete", FAMILY, t, c) for c in chains]
                 try:
-                    libnft.raw_batch(entry, msgs)
+                    nftnl.transaction(entry.netlink, msgs)
                 except (NftError, OSError) as exc:  # changed by another process since our ADD: read it
                     log.debug("nftables DEL (%s) of %s from memory refused (%s)", kind, attachment.tag, exc)
                 else:
@@ -720,7 +721,7 @@ class NftablesBackend:
         measured with 4000 objects; ``list chain`` cost ~0.25 ms).
         """
         with libnft.pooled() as entry:
-            found = libnft.chain_use(entry, FAMILY, TABLES[kind], PROBE_CHAIN[kind]) is not None
+            found = nftnl.chain_use(entry.netlink, FAMILY, TABLES[kind], PROBE_CHAIN[kind]) is not None
             if found:
                 self._tables(entry).add(kind)
             return found
