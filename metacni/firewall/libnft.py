@@ -46,6 +46,8 @@ TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats
 if TYPE_CHECKING:
     from typing import Any
 
+    from .nftrules import Elem
+
 NFT_CTX_DEFAULT = 0
 NFT_CTX_OUTPUT_HANDLE = 1 << 3
 NFT_CTX_OUTPUT_JSON = 1 << 4
@@ -176,6 +178,27 @@ def netns_key() -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
+class PoolState:
+    """What the firewall remembers about one netns while its pool entry lives.
+
+    A plain class, not a dataclass: ``dataclasses`` costs every standalone CNI call ~5 ms of
+    imports (tests/meta/test_standalone_path.py keeps it out).
+    """
+
+    __slots__ = ("detected", "foreign", "owned", "tables")
+
+    def __init__(self) -> None:
+        #: features whose nftables table this process ensured here (:mod:`.nft`)
+        self.tables: set[str] = set()
+        #: (feature, attachment tag) -> (chains, map elements) this process added here: DEL
+        #: deletes them without reading (:mod:`.nft`)
+        self.owned: dict[tuple[str, str], tuple[list[str], list[Elem]]] = {}
+        #: (when listed, foreign forward base chains as (family, table, name)) (:mod:`.nft`)
+        self.foreign: tuple[float, list[tuple[str, str, str]]] | None = None
+        #: feature -> (backend name, when detected) (:mod:`.backend`)
+        self.detected: dict[str, tuple[str, float]] = {}
+
+
 @record()
 class PoolEntry:
     """One netns's reused context, plus state callers remember while it lives.
@@ -185,7 +208,7 @@ class PoolEntry:
     """
 
     lock: _thread.LockType = field(default_factory=_thread.allocate_lock)
-    state: dict[str, Any] = field(default_factory=dict)
+    state: PoolState = field(default_factory=PoolState)
     dropped: bool = False
     sock: Socket | None = None  # see netlink
     context: Nft | None = None  # see nft

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from metacni.firewall import backend as fw
-from metacni.firewall import libnft, nftables
+from metacni.firewall import feature, libnft, nft
 from metacni.firewall.identity import Attachment
 from metacni.firewall.plan import (
     FORWARD,
@@ -152,12 +152,12 @@ def test_raw_add_lists_as_libnftables_json_add(box, raw_batches, monkeypatch):
             fw.add(plan, NFT)
         assert _added_raw(raw_batches) == len(plans)  # every plan of the matrix went the raw way
         with _inside(ref):
-            monkeypatch.setattr(nftables, "RAW_ADD", False)
+            monkeypatch.setattr(nft, "RAW_ADD", False)
             for plan in plans:
                 fw.add(plan, NFT)
-            monkeypatch.setattr(nftables, "RAW_ADD", True)
+            monkeypatch.setattr(nft, "RAW_ADD", True)
         assert _added_raw(raw_batches) == len(plans)
-        for table in nftables.TABLES.values():
+        for table in sorted(feature.nft_tables()):
             got, want = _json(raw, table), _json(ref, table)
             assert any("rule" in o for o in want)
             assert got == want, table
