@@ -25,19 +25,8 @@ import ipaddress
 import struct
 from functools import lru_cache
 
-from .core import (
-    ENOENT,
-    NETLINK_NETFILTER,
-    NLM_F_APPEND,
-    NLM_F_CREATE,
-    NetlinkError,
-    Request,
-    Socket,
-    attr,
-    nested,
-    parse_attrs,
-    string,
-)
+from . import core
+from .core import NetlinkError, Request, Socket, attr, nested, parse_attrs, string
 
 TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
@@ -84,13 +73,13 @@ NFTNL_UDATA_RULE_COMMENT = 0  # libnftnl's udata TLV type of a rule comment
 NFGENMSG = struct.Struct("=BBH")  # family, version, res_id (big-endian)
 #: extra netlink flags per message type, as libnftables sends them: NLM_F_CREATE for objects
 #: (no NLM_F_EXCL: adding what exists is a no-op), NLM_F_CREATE|NLM_F_APPEND for rules
-_FLAGS = {NFT_MSG_NEWCHAIN: NLM_F_CREATE, NFT_MSG_NEWSETELEM: NLM_F_CREATE,
-          NFT_MSG_NEWRULE: NLM_F_CREATE | NLM_F_APPEND}
+_FLAGS = {NFT_MSG_NEWCHAIN: core.NLM_F_CREATE, NFT_MSG_NEWSETELEM: core.NLM_F_CREATE,
+          NFT_MSG_NEWRULE: core.NLM_F_CREATE | core.NLM_F_APPEND}
 
 
 def socket() -> Socket:
     """A NETLINK_NETFILTER socket in the calling thread's netns."""
-    return Socket(NETLINK_NETFILTER)
+    return Socket(core.NETLINK_NETFILTER)
 
 
 def _header(family: str) -> bytes:
@@ -150,7 +139,7 @@ def _get(sock: Socket, req: Request, what: str) -> bytes | None:
     try:
         replies = sock.request(req, what)
     except NetlinkError as exc:
-        if exc.errno == ENOENT:
+        if exc.errno == errno.ENOENT:
             return None
         raise
     return replies[0] if replies else None
