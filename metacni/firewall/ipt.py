@@ -113,20 +113,21 @@ def _v6_has_ours(table: str) -> bool:
     return any(is_attachment_chain(n) or n in shared for n in names)
 
 
-def _scanned(chain: str, att: Attachment | None) -> bool:
-    """Whether ``chain`` can hold attachment-comment rules (of ``att`` when given).
+def _scanned(att: Attachment | None) -> Callable[[str], bool]:
+    """Whether a chain can hold attachment-comment rules (of ``att`` when given).
 
     Per-attachment rules live only in the layouts' chains: the per-container chains and the
     features' :attr:`~.protocol.Feature.ipt_rule_chains` (the top DNAT chain, ``CNI-FORWARD``,
     ``POSTROUTING``). With an attachment, only its own per-container chains qualify (their
-    names derive from network and container id).
+    names derive from network and container id). The names are worked out once per scan:
+    a node's tables hold thousands of kube-proxy chains.
     """
     features = [feature.of(kind) for kind in feature.KINDS]
-    if any(chain in f.ipt_rule_chains for f in features):
-        return True
-    if att is not None:
-        return any(chain in f.ipt_chains(att) for f in features)
-    return is_attachment_chain(chain)
+    shared = {name for f in features for name in f.ipt_rule_chains}
+    if att is None:
+        return lambda chain: chain in shared or is_attachment_chain(chain)
+    own = shared.union(*(f.ipt_chains(att) for f in features))
+    return own.__contains__
 
 
 def _child(method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -215,12 +216,13 @@ class IptablesBackend:
         rule of every chain (kube-proxy's thousands included) was most of a DEL's cost.
         """
         targets: set[str] = set()
+        scanned = _scanned(att)
         for name in ("nat", "filter"):
             if name not in tables:
                 continue
             table = s.table(name)
             for chain in table.chains:
-                if not _scanned(chain.name, att):
+                if not scanned(chain.name):
                     continue
                 for rule in reversed(chain.rules):
                     if owned(comment_of(rule)):

@@ -5,6 +5,7 @@ GC, shared objects removed with the last attachment, and the typed per-netns poo
 from __future__ import annotations
 
 import ipaddress
+import threading
 
 import pytest
 
@@ -143,3 +144,32 @@ def test_each_feature_has_its_own_table(box):
         for kind in (PORTMAP, MASQ, FORWARD):
             fw.delete(Attachment("tnet", "a", "eth0"), kind, "nftables")
     assert "metacni_" not in ruleset(node)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_attachments_in_one_netns(box, backend):
+    """The daemon serves pods in parallel threads: each ADD/DEL keeps to its attachment, and the
+    last DEL leaves the node as it was (pool entry and file locks serialise what must be)."""
+    node = _node(box, backend)
+    before = ruleset(node)
+    plans = [MasqPlan(Attachment("conet", f"c{i}", "eth0"), (ipaddress.IPv4Interface(f"10.79.0.{i + 2}/24"),))
+             for i in range(6)]
+    errors: list[BaseException] = []
+
+    def cycle(plan: MasqPlan) -> None:
+        try:
+            with netns.enter(netns_path(node)):
+                fw.add(plan, backend)
+                fw.check(plan, backend)
+                fw.delete(plan.attachment, MASQ, backend)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=cycle, args=(plan,)) for plan in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert ruleset(node) == before
