@@ -177,8 +177,8 @@ def floor(node: str, n: int) -> dict[str, Any]:
     import ipaddress
 
     from metacni.kernel import links
-    from metacni.kernel import nlcodec as nl
-    from metacni.kernel.rtnl import rtnl
+    from metacni.netlink import rtnl as nl
+    from metacni.netlink.rtnl import rtnl
     from metacni.sim.traffic import in_netns
 
     adds: list[float] = []

@@ -1,4 +1,4 @@
-"""Dependencies point one way: spec < engine, kernel, firewall < plugins, meta < daemon, cli.
+"""Dependencies point one way: spec < netlink < engine, kernel, firewall < plugins, meta < daemon, cli.
 
 Read from the source with ``ast`` so the rule holds for lazy (function-level) imports too.
 The shim imports only the standard library.
@@ -17,17 +17,20 @@ ROOT = Path(__file__).resolve().parents[1]
 # layer -> layers it may import (besides itself and third-party/stdlib modules)
 ALLOWED: dict[str, set[str]] = {
     "metacni.spec": set(),
+    "metacni.netlink": {"metacni.spec"},
     "metacni.engine": {"metacni.spec"},
-    "metacni.kernel": {"metacni.spec"},
-    "metacni.firewall": {"metacni.spec", "metacni.kernel"},
-    "metacni.plugin": {"metacni.spec", "metacni.engine", "metacni.kernel", "metacni.firewall"},
-    "metacni_plugins": {"metacni.spec", "metacni.engine", "metacni.kernel", "metacni.firewall", "metacni.plugin"},
-    "metacni.meta": {"metacni.spec", "metacni.engine", "metacni.kernel", "metacni.firewall", "metacni.plugin"},
-    "metacni.daemon": {"metacni.spec", "metacni.engine", "metacni.kernel", "metacni.firewall", "metacni.plugin",
-                       "metacni.meta"},
+    "metacni.kernel": {"metacni.spec", "metacni.netlink"},
+    "metacni.firewall": {"metacni.spec", "metacni.netlink", "metacni.kernel"},
+    "metacni.plugin": {"metacni.spec", "metacni.netlink", "metacni.engine", "metacni.kernel", "metacni.firewall"},
+    "metacni_plugins": {"metacni.spec", "metacni.netlink", "metacni.engine", "metacni.kernel", "metacni.firewall",
+                        "metacni.plugin"},
+    "metacni.meta": {"metacni.spec", "metacni.netlink", "metacni.engine", "metacni.kernel", "metacni.firewall",
+                     "metacni.plugin"},
+    "metacni.daemon": {"metacni.spec", "metacni.netlink", "metacni.engine", "metacni.kernel", "metacni.firewall",
+                       "metacni.plugin", "metacni.meta"},
     # the demo's simulated cluster and fake API server: beside the cli, above the daemon
-    "metacni.sim": {"metacni.spec", "metacni.engine", "metacni.kernel", "metacni.firewall", "metacni.plugin",
-                    "metacni.meta", "metacni.daemon"},
+    "metacni.sim": {"metacni.spec", "metacni.netlink", "metacni.engine", "metacni.kernel", "metacni.firewall",
+                    "metacni.plugin", "metacni.meta", "metacni.daemon"},
 }
 # top-level names of the test tree; nothing that ships may import them
 TEST_TREE = {"tests", "conftest", "metacni_testkit", "e2e", "bench"}

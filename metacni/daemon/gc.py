@@ -45,7 +45,7 @@ def sweep_detached_links() -> list[str]:
     """Delete host veths a DEL detached for the reaper but a crash kept it from deleting
     (marked links, see :mod:`metacni.kernel.reaper`). Errors are logged, not raised."""
     from metacni.kernel import reaper
-    from metacni.kernel.rtnl import rtnl
+    from metacni.netlink.rtnl import rtnl
 
     try:
         with rtnl() as ipr:

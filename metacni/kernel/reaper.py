@@ -26,10 +26,9 @@ import collections
 import os
 from collections.abc import Callable
 
+from metacni.netlink import rtnl as nl
+from metacni.netlink.rtnl import ENODEV, NetlinkError, Rtnl, is_errno
 from metacni.spec.lazylog import getLogger
-
-from . import nlcodec as nl
-from .rtnl import ENODEV, NetlinkError, Rtnl, is_errno
 
 log = getLogger(__name__)
 MARK = "metacni:reap"  # IFLA_IFALIAS of a detached link awaiting deletion

@@ -186,7 +186,7 @@ def wait_ready(cfg: MetaConfig, who: str) -> None:
 
 def _existing_ifnames(netns_path: str, names: list[str]) -> list[str]:
     from metacni.kernel import links, netns, reaper
-    from metacni.kernel.rtnl import rtnl
+    from metacni.netlink.rtnl import rtnl
 
     def taken() -> list[str]:
         with netns.enter(netns_path), rtnl() as ipr:

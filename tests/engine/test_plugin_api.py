@@ -218,7 +218,7 @@ BOOM = """
 """
 
 MARK = """
-    from metacni.plugin import get_link, hookimpl, in_pod_netns, netns_exists
+    from metacni.plugin import get_link, hookimpl, in_pod_netns, iproute, netns_exists
 
     def _log(request, what):
         with open(request.config["log"], "a") as fh:
@@ -227,8 +227,8 @@ MARK = """
     @hookimpl
     def cni_add(request):
         _log(request, "mark ADD")
-        with in_pod_netns(request) as ipr:
-            ipr.link("add", ifname=request.ifname, kind="veth", peer="markpeer")
+        with in_pod_netns(request) as ipr, iproute(ipr) as ip:
+            ip.link("add", ifname=request.ifname, kind="veth", peer="markpeer")
         return request.result(interfaces=[{"name": request.ifname, "sandbox": request.netns}])
 
     @hookimpl
@@ -237,7 +237,8 @@ MARK = """
         if netns_exists(request.netns):
             with in_pod_netns(request) as ipr:
                 if get_link(ipr, request.ifname) is not None:
-                    ipr.link("del", ifname=request.ifname)
+                    with iproute(ipr) as ip:
+                        ip.link("del", ifname=request.ifname)
 """
 
 

@@ -1,25 +1,17 @@
-"""The nftables backend: tables of our own, per-attachment chains reached through maps.
+"""The nftables engine: tables of our own, per-attachment chains reached through maps.
 
 Why this layout: ADD and DEL must cost the same with 1 or 1000 pods on the node. Earlier
 every ADD/DEL listed and JSON-parsed our whole table to find the attachment's rules by
 comment (~40-56 ms per plugin with 100 pods). Here an attachment owns chains named after
 its identity, so ADD writes without reading and DEL reads only its own small chains.
 
-Layout (family ``inet``; one table per feature; ``<tag>`` is the attachment tag):
-
-* ``metacni_portmap``: ``prerouting``/``output`` (nat, dstnat) jump to ``hostports`` for
-  ``fib daddr type local``; ``hostports`` looks the packet up in the verdict maps
-  ``hostip4``/``hostip6`` (host IP . protocol . port: mappings with a hostIP) and then
-  ``anyip`` (nfproto . protocol . port); their elements jump to ``dnat-<tag>``, which holds
-  the attachment's DNAT rules. ``masquerading`` (nat, srcnat) looks up ``hairpin4``/
-  ``hairpin6`` (pod IP . protocol . container port) -> ``snat-<tag>`` (hairpin masquerade).
-* ``metacni_masq``: ``postrouting`` (nat, srcnat) skips multicast, then ``pods4``/``pods6``
-  (source address) -> ``masq-<tag>``.
-* ``metacni_forward``: ``forward`` (filter) looks up ``pods4``/``pods6`` by source and by
-  destination -> ``accept-<tag>``. A drop verdict in any other base chain is final in
-  nftables, so the same accepts are also inserted at the top of foreign forward base
-  chains that drop (iptables-nft's ``filter FORWARD`` with policy DROP, for instance); they
-  carry the attachment comment and go away with the attachment.
+Layout (family ``inet``; one table per feature; ``<tag>`` is the attachment tag): each
+feature (:mod:`.portmap`, :mod:`.masq`, :mod:`.forward`, a :class:`.protocol.Feature`)
+describes its base chains, its verdict maps and the attachment's rules; their elements jump
+to per-attachment chains (``<role>-<tag>``). A drop verdict in any other base chain is final
+in nftables, so a feature with ``nft_foreign`` (forward) also gets its accepts inserted at
+the top of foreign forward base chains that drop (iptables-nft's ``filter FORWARD`` with
+policy DROP, for instance); they carry the attachment comment and go away with it.
 
 Every per-attachment rule carries the attachment comment (:mod:`.identity`). Each
 per-attachment chain ends with ``goto attachments``: the empty ``attachments`` chain returns
@@ -31,7 +23,7 @@ and the node returns byte for byte to the rule set it had, without anyone listin
 Verbs (one libnftables context per netns is reused, :func:`.libnft.pooled`):
 
 * ADD: the attachment's own objects are one raw nf_tables batch built from memory
-  (:mod:`.nftraw` encodes the rules as libnftables would: no JSON, no evaluation, no
+  (:mod:`metacni.netlink.nftables` encodes the rules as libnftables would: no JSON, no evaluation, no
   cache fill). The infrastructure (table, maps, static chains, flushed and refilled, so
   the batch is idempotent) is a libnftables batch before it, the first time per netns and
   process and again after any failure, unless its version marker (an empty chain named
@@ -58,12 +50,9 @@ so that objects a concurrent DEL or GC removed first do not fail them (``add`` t
 may evict another attachment) keeps the host-wide ``/run/metacni-nftables.lock`` older
 versions take for every batch: rare, and it serialises two evictions.
 
-Measured (``bench/bench_firewall.py``, medians per plugin): ADD 0.5-0.9 ms with 100
-other pods, 0.6-1.3 ms with 500, and DEL ~0.3-0.6 ms (1-2.4 ms with 500), against 40-56
-ms and ~45-58 ms with the listing layout. The same ADD through libnftables took 1.4-1.9 ms
-with 100 pods and 6-8 ms with 500: its cache fill dumps every chain of the netns first.
-That cost is left to the infrastructure batch (when a table is created, or its version
-changes), the slow paths and what the raw encoder does not cover.
+Why raw nf_tables batches for the per-attachment objects (ADD 0.5-0.9 ms with 100 other
+pods, against 1.4-1.9 ms through libnftables, whose cache fill grows with the pods):
+docs/design/0002-own-netlink-codec.md.
 """
 
 from __future__ import annotations
@@ -74,129 +63,51 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 
+from metacni.netlink import nftables as nftnl
 from metacni.spec.digest import sha256_hex
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.lazylog import getLogger
 
-from . import libnft, nftraw
+from . import feature, libnft
 from .identity import Attachment, parse_comment
 from .libnft import Nft, NftError
-from .plan import FORWARD, MASQ, PORTMAP, ForwardPlan, IPInterface, MasqPlan, Plan, PortmapPlan
+from .nftrules import ANCHOR, FAMILY, rule
+from .nftrules import chain as _chain
+from .plan import Plan
 
 TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 
-    Cmd = dict[str, Any]
-    Key = Any  # a map key in libnftables JSON form: str, or {"concat": [...]}
-    Elem = tuple[str, Key, str]  # (map, key, target chain)
+    from .nftrules import Cmd, Elem, Key, Wanted
 
 log = getLogger(__name__)
 
-FAMILY = "inet"
-TABLES = {PORTMAP: "metacni_portmap", MASQ: "metacni_masq", FORWARD: "metacni_forward"}
-MULTICAST = {4: ipaddress.ip_network("224.0.0.0/4"), 6: ipaddress.ip_network("ff00::/8")}
 #: serialises the read-modify-write paths (slow ADD, GC) across processes
 LOCK_PATH = "/run/metacni-nftables.lock"
-ANCHOR = "attachments"
-#: per-attachment chain prefixes by feature (chain name = prefix + tag)
-ROLES = {PORTMAP: ("dnat-", "snat-"), MASQ: ("masq-",), FORWARD: ("accept-",)}
-#: a static chain present in every version of each table (cheap existence probe)
-PROBE_CHAIN = {PORTMAP: "prerouting", MASQ: "postrouting", FORWARD: "forward"}
 #: how long a netns's list of foreign forward chains is trusted (a ``list chains`` costs
 #: ~1 ms with 100 pods, ~10 ms with 1000: too much for every ADD)
 FOREIGN_TTL = 10.0
-#: ADD writes its per-attachment objects as one raw nf_tables batch (:mod:`.nftraw`) when
+#: ADD writes its per-attachment objects as one raw nf_tables batch (:mod:`metacni.netlink.nftables`) when
 #: every rule is encodable there; False: always through libnftables (tests compare both)
 RAW_ADD = True
 
 
-def _proto(version: int) -> str:
-    return "ip" if version == 4 else "ip6"
-
-
-def _match(left: dict[str, Any], right: Any, op: str = "==") -> Cmd:
-    return {"match": {"op": op, "left": left, "right": right}}
-
-
-def _payload(protocol: str, field: str) -> dict[str, Any]:
-    return {"payload": {"protocol": protocol, "field": field}}
-
-
-def _net(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> Any:
-    if net.prefixlen == net.max_prefixlen:
-        return str(net.network_address)
-    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
-
-
-def _fib_local() -> Cmd:
-    return _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
-
-
-def _vmap(key: list[dict[str, Any]], name: str) -> Cmd:
-    return {"vmap": {"key": key[0] if len(key) == 1 else {"concat": key}, "data": f"@{name}"}}
-
-
-_L4 = {"meta": {"key": "l4proto"}}
-_DPORT = _payload("th", "dport")
-
-
 # ---------------------------------------------------------------------- infrastructure
-def _chain(table: str, name: str, **base: Any) -> Cmd:
-    return {"chain": {"family": FAMILY, "table": table, "name": name, **base}}
-
-
-def _maps(kind: str) -> list[tuple[str, Any]]:
-    """(name, key type) of a feature's verdict maps."""
-    if kind == PORTMAP:
-        return [
-            ("hostip4", ["ipv4_addr", "inet_proto", "inet_service"]),
-            ("hostip6", ["ipv6_addr", "inet_proto", "inet_service"]),
-            ("anyip", ["nf_proto", "inet_proto", "inet_service"]),
-            ("hairpin4", ["ipv4_addr", "inet_proto", "inet_service"]),
-            ("hairpin6", ["ipv6_addr", "inet_proto", "inet_service"]),
-        ]
-    return [("pods4", "ipv4_addr"), ("pods6", "ipv6_addr")]
-
-
-def _skeleton(kind: str) -> list[tuple[Cmd, list[list[Cmd]]]]:
-    """(chain, static rules) of a feature's table, in creation order (targets first)."""
-    t = TABLES[kind]
-    if kind == PORTMAP:
-        jump = [_fib_local(), {"jump": {"target": "hostports"}}]
-        daddr = [[_payload(_proto(v), "daddr"), _L4, _DPORT] for v in (4, 6)]
-        return [
-            (_chain(t, "hostports"), [
-                [_vmap(daddr[0], "hostip4")],
-                [_vmap(daddr[1], "hostip6")],
-                [_vmap([{"meta": {"key": "nfproto"}}, _L4, _DPORT], "anyip")],
-            ]),
-            (_chain(t, "prerouting", type="nat", hook="prerouting", prio=-100, policy="accept"), [jump]),
-            (_chain(t, "output", type="nat", hook="output", prio=-100, policy="accept"), [jump]),
-            (_chain(t, "masquerading", type="nat", hook="postrouting", prio=100, policy="accept"), [
-                [_vmap(daddr[0], "hairpin4")],
-                [_vmap(daddr[1], "hairpin6")],
-            ]),
-        ]
-    if kind == MASQ:
-        skip = [
-            [_match(_payload(_proto(v), "daddr"), _net(n)), {"return": None}] for v, n in MULTICAST.items()
-        ]
-        lookup = [[_vmap([_payload(_proto(v), "saddr")], f"pods{v}")] for v in (4, 6)]
-        return [(_chain(t, "postrouting", type="nat", hook="postrouting", prio=100, policy="accept"),
-                 [*skip, *lookup])]
-    lookup = [[_vmap([_payload(_proto(v), f)], f"pods{v}")] for v in (4, 6) for f in ("saddr", "daddr")]
-    return [(_chain(t, "forward", type="filter", hook="forward", prio=0, policy="accept"), lookup)]
+def table(kind: str) -> str:
+    """The feature's table name."""
+    return feature.of(kind).nft_table
 
 
 def _shared(kind: str) -> list[Cmd]:
     """Create-or-reset the table's shared objects; idempotent, leaves attachments alone."""
-    t = TABLES[kind]
+    feat = feature.of(kind)
+    t = feat.nft_table
     cmds: list[Cmd] = [{"add": {"table": {"family": FAMILY, "name": t}}}]
-    for name, typ in _maps(kind):
+    for name, typ in feat.nft_maps():
         cmds.append({"add": {"map": {"family": FAMILY, "table": t, "name": name, "type": typ, "map": "verdict"}}})
     cmds.append({"add": _chain(t, ANCHOR)})
-    for chain, statics in _skeleton(kind):
+    for chain, statics in feat.nft_skeleton():
         cmds += [{"add": chain}, {"flush": chain}]
         name = chain["chain"]["name"]
         cmds += [{"add": {"rule": {"family": FAMILY, "table": t, "chain": name, "expr": e}}} for e in statics]
@@ -205,7 +116,7 @@ def _shared(kind: str) -> list[Cmd]:
 
 def _ensure(kind: str) -> list[Cmd]:
     """The shared objects and the marker saying they are this version's."""
-    return [*_shared(kind), {"add": _chain(TABLES[kind], skeleton_marker(kind))}]
+    return [*_shared(kind), {"add": _chain(table(kind), skeleton_marker(kind))}]
 
 
 @functools.cache
@@ -222,155 +133,55 @@ def skeleton_marker(kind: str) -> str:
 
 
 # ---------------------------------------------------------------------- per-attachment objects
-def _rule(chain: str, exprs: list[Cmd], comment: str, table: str, family: str = FAMILY) -> Cmd:
-    return {"rule": {"family": family, "table": table, "chain": chain, "expr": exprs, "comment": comment}}
-
-
 def role_chains(kind: str, att: Attachment) -> list[str]:
-    return [prefix + att.tag for prefix in ROLES[kind]]
+    return [prefix + att.tag for prefix in feature.of(kind).nft_roles]
 
 
-class _Wanted:
-    """What one attachment needs: its chains' rules and the map elements leading there."""
-
-    def __init__(self) -> None:
-        self.chains: dict[str, list[list[Cmd]]] = {}
-        self.elems: list[Elem] = []
-
-    def put(self, chain: str, exprs: list[Cmd], elem: tuple[str, Key]) -> None:
-        self.chains.setdefault(chain, []).append(exprs)
-        if (elem[0], elem[1], chain) not in self.elems:
-            self.elems.append((elem[0], elem[1], chain))
-
-
-def _portmap(plan: PortmapPlan) -> _Wanted:
-    dnat, snat = role_chains(PORTMAP, plan.attachment)
-    out = _Wanted()
-    for cip in plan.container_ips():
-        v, p = cip.version, _proto(cip.version)
-        conds_raw = plan.conditions_v4 if v == 4 else plan.conditions_v6
-        where = "conditionsV4" if v == 4 else "conditionsV6"
-        conds: list[Cmd] = []
-        if conds_raw:  # portmap's nft-syntax conditions: masq and forward never import them
-            from . import conditions
-
-            conds = conditions.nft_matches(conds_raw, where)
-        for m in plan.mappings_for(v):
-            # expr[0] and expr[1] carry the map key; _keys() reads them back on DEL
-            if m.any_host_ip:
-                fam = "ipv4" if v == 4 else "ipv6"
-                head = _match({"meta": {"key": "nfproto"}}, fam)
-                elem: tuple[str, Key] = ("anyip", {"concat": [fam, m.protocol, m.host_port]})
-            else:
-                head = _match(_payload(p, "daddr"), str(m.host_ip))
-                elem = (f"hostip{v}", {"concat": [str(m.host_ip), m.protocol, m.host_port]})
-            exprs = [
-                head,
-                _match(_payload(m.protocol, "dport"), m.host_port),
-                *conds,
-                {"dnat": {"family": p, "addr": str(cip.ip), "port": m.container_port}},
-            ]
-            out.put(dnat, exprs, elem)
-            if not plan.snat:
-                continue
-            masq = [
-                _match(_payload(p, "daddr"), str(cip.ip)),
-                _match(_payload(m.protocol, "dport"), m.container_port),
-                _match({"ct": {"key": "status"}}, "dnat", op="in"),
-            ]
-            hairpin = (f"hairpin{v}", {"concat": [str(cip.ip), m.protocol, m.container_port]})
-            if plan.masq_all:
-                out.put(snat, [*masq, {"masquerade": None}], hairpin)
-                continue
-            # one rule per source (no anonymous set: see _masq)
-            for src in [_net(cip.network), *(["127.0.0.1"] if v == 4 else [])]:
-                out.put(snat, [*masq, _match(_payload(p, "saddr"), src), {"masquerade": None}], hairpin)
-    return out
-
-
-def _masq(plan: MasqPlan) -> _Wanted:
-    """``ip saddr X ip daddr <exempt> return`` per exempt net, then ``ip saddr X masquerade``.
-
-    One rule per exempt net rather than ``daddr != {a, b}``: an anonymous set per rule makes
-    libnftables fetch every such set's elements before each command (measured: a batch
-    in a netns with 200 of them took 7-9 ms instead of 0.4 ms).
-    """
-    (chain,) = role_chains(MASQ, plan.attachment)
-    out = _Wanted()
-    for ip in plan.addresses:
-        p, elem = _proto(ip.version), (f"pods{ip.version}", str(ip.ip))
-        src = _match(_payload(p, "saddr"), str(ip.ip))
-        for net in plan.exempt_for(ip):
-            out.put(chain, [src, _match(_payload(p, "daddr"), _net(net)), {"return": None}], elem)
-        out.put(chain, [src, {"masquerade": None}], elem)
-    return out
-
-
-def _accept_exprs(ip: IPInterface) -> list[list[Cmd]]:
-    return [[_match(_payload(_proto(ip.version), f), str(ip.ip)), {"accept": None}] for f in ("saddr", "daddr")]
-
-
-def _forward(plan: ForwardPlan) -> _Wanted:
-    (chain,) = role_chains(FORWARD, plan.attachment)
-    out = _Wanted()
-    for ip in plan.addresses:
-        for exprs in _accept_exprs(ip):
-            out.put(chain, exprs, (f"pods{ip.version}", str(ip.ip)))
-    return out
-
-
-def wanted(plan: Plan) -> _Wanted:
+def wanted(plan: Plan) -> Wanted:
     """The plan's chains and elements (validates nft conditions: raises before any change)."""
-    if isinstance(plan, PortmapPlan):
-        return _portmap(plan)
-    if isinstance(plan, MasqPlan):
-        return _masq(plan)
-    return _forward(plan)
+    return feature.of(plan.kind).nft_wanted(plan)
 
 
-def _foreign_rules(plan: ForwardPlan, chains: Iterable[tuple[str, str, str]]) -> list[Cmd]:
-    """The accepts for foreign forward base chains ((family, table, name) each)."""
-    comment = plan.attachment.comment(FORWARD)
-    out = []
-    for family, table, name in chains:
-        for ip in plan.addresses:
-            if family == "ip" and ip.version != 4 or family == "ip6" and ip.version != 6:
-                continue
-            out += [_rule(name, exprs, comment, table, family) for exprs in _accept_exprs(ip)]
-    return out
+def _foreign_rules(plan: Plan, chains: Iterable[tuple[str, str, str]]) -> list[Cmd]:
+    """The feature's accepts for foreign forward base chains ((family, table, name) each)."""
+    feat, comment = feature.of(plan.kind), plan.attachment.comment(plan.kind)
+    if not feat.nft_foreign:
+        return []
+    return [rule(name, exprs, comment, tbl, family) for family, tbl, name in chains
+            for exprs in feat.nft_accepts(plan, family)]
 
 
-def _create(plan: Plan, want: _Wanted, foreign: list[Cmd]) -> list[Cmd]:
-    t, comment = TABLES[plan.kind], plan.attachment.comment(plan.kind)
+def _create(plan: Plan, want: Wanted, foreign: list[Cmd]) -> list[Cmd]:
+    t, comment = table(plan.kind), plan.attachment.comment(plan.kind)
     cmds: list[Cmd] = []
     for chain, rules in want.chains.items():
         cmds.append({"add": _chain(t, chain)})
-        cmds += [{"add": _rule(chain, exprs, comment, t)} for exprs in rules]
-        cmds.append({"add": _rule(chain, _GOTO_ANCHOR, comment, t)})
+        cmds += [{"add": rule(chain, exprs, comment, t)} for exprs in rules]
+        cmds.append({"add": rule(chain, _GOTO_ANCHOR, comment, t)})
     cmds += [{"add": _element(t, m, key, chain)} for m, key, chain in want.elems]
     # forward accepts go first in foreign chains, so a later drop cannot win
     cmds += [{"insert": rule} for rule in foreign]
     return cmds
 
 
-def _raw_fast(plan: Plan, want: _Wanted) -> list[tuple[int, bytes]] | None:
+def _raw_fast(plan: Plan, want: Wanted) -> list[nftnl.Request] | None:
     """The fast ADD's per-attachment part (what ``_create`` makes, after ``add chain X;
     delete chain X`` of the role chains) as raw messages, or None when a rule is one
-    :mod:`.nftraw` does not encode (user-given conditions): then libnftables does it."""
-    if isinstance(plan, PortmapPlan) and (plan.conditions_v4 or plan.conditions_v6):
+    :mod:`metacni.netlink.nftables` does not encode (user-given conditions): then libnftables does it."""
+    if not feature.of(plan.kind).nft_raw(plan):
         return None
-    t, comment = TABLES[plan.kind], plan.attachment.comment(plan.kind)
-    msgs: list[tuple[int, bytes]] = []
+    t, comment = table(plan.kind), plan.attachment.comment(plan.kind)
+    msgs: list[nftnl.Request] = []
     for chain in role_chains(plan.kind, plan.attachment):
-        msgs += [libnft.raw_chain("add", FAMILY, t, chain), libnft.raw_chain("delete", FAMILY, t, chain)]
+        msgs += [nftnl.chain("add", FAMILY, t, chain), nftnl.chain("delete", FAMILY, t, chain)]
     try:
         for chain, rules in want.chains.items():
-            msgs.append(libnft.raw_chain("add", FAMILY, t, chain))
-            msgs += [nftraw.rule(FAMILY, t, chain, exprs, comment) for exprs in [*rules, _GOTO_ANCHOR]]
-    except nftraw.Unsupported as exc:
+            msgs.append(nftnl.chain("add", FAMILY, t, chain))
+            msgs += [nftnl.rule(FAMILY, t, chain, exprs, comment) for exprs in [*rules, _GOTO_ANCHOR]]
+    except nftnl.Unsupported as exc:
         log.debug("nftables ADD (%s) of %s through libnftables: %s", plan.kind, plan.attachment.tag, exc)
         return None
-    msgs += [libnft.raw_element("add", FAMILY, t, m, _key_bytes(m, key), chain) for m, key, chain in want.elems]
+    msgs += [nftnl.element("add", FAMILY, t, m, _key_bytes(m, key), chain) for m, key, chain in want.elems]
     return msgs
 
 
@@ -383,25 +194,15 @@ def _element(table: str, name: str, key: Key, chain: str | None = None) -> Cmd:
 
 
 def _keys(kind: str, chain: str, rules: Iterable[dict[str, Any]]) -> list[Elem]:
-    """The map elements that lead to ``chain``, read back from its rules (see the builders)."""
+    """The map elements that lead to ``chain``, read back from its rules (see the features)."""
+    feat = feature.of(kind)
     out: list[Elem] = []
     for r in rules:
         expr = r.get("expr") or []
         if len(expr) < 2 or "match" not in expr[0]:
             continue  # the anchor goto
-        left, right = expr[0]["match"]["left"], expr[0]["match"]["right"]
-        if kind == PORTMAP:
-            port = expr[1].get("match", {})
-            proto = port.get("left", {}).get("payload", {}).get("protocol")
-            if "meta" in left:  # nfproto: a mapping on any host IP
-                elem: tuple[str, Key] = ("anyip", {"concat": [right, proto, port.get("right")]})
-            else:
-                v = 4 if left["payload"]["protocol"] == "ip" else 6
-                m = "hostip" if chain.startswith("dnat-") else "hairpin"
-                elem = (f"{m}{v}", {"concat": [right, proto, port.get("right")]})
-        else:
-            elem = (f"pods{4 if left['payload']['protocol'] == 'ip' else 6}", right)
-        if (elem[0], elem[1], chain) not in out:
+        elem = feat.nft_key(chain, expr)
+        if elem is not None and (elem[0], elem[1], chain) not in out:
             out.append((elem[0], elem[1], chain))
     return out
 
@@ -410,7 +211,7 @@ def _is_foreign_forward(ch: dict[str, Any]) -> bool:
     """Another table's forward base chain that would drop pod traffic regardless of ours."""
     if ch.get("hook") != "forward" or ch.get("family") not in ("ip", "ip6", "inet"):
         return False
-    if ch.get("family") == FAMILY and ch.get("table") in TABLES.values():
+    if ch.get("family") == FAMILY and ch.get("table") in feature.nft_tables():
         return False
     return ch.get("policy") == "drop" or (ch.get("table") == "filter" and ch.get("name") == "FORWARD")
 
@@ -442,7 +243,7 @@ def _drop_elem(table: str, m: str, key: Key, chain: str) -> list[Cmd]:
 
 def _guard(kind: str) -> list[Cmd]:
     """Deletes the table only if no per-attachment chain references ``attachments``."""
-    t = TABLES[kind]
+    t = table(kind)
     return [{"delete": _chain(t, ANCHOR)}, {"delete": {"table": {"family": FAMILY, "name": t}}}]
 
 
@@ -460,18 +261,18 @@ class NftablesBackend:
     @staticmethod
     def _foreign(entry: libnft.PoolEntry, fresh: bool = False) -> list[tuple[str, str, str]]:
         """Foreign forward base chains of this netns, remembered for :data:`FOREIGN_TTL`."""
-        hit = entry.state.get("foreign")
+        hit = entry.state.foreign
         now = time.monotonic()
         if hit is None or fresh or now - hit[0] > FOREIGN_TTL:
             chains = [(c["family"], c["table"], c["name"]) for c in entry.nft.list_chains() if _is_foreign_forward(c)]
-            hit = entry.state["foreign"] = (now, chains)
+            hit = entry.state.foreign = (now, chains)
         return list(hit[1])
 
     @staticmethod
     def _foreign_rules_of(nft: Nft, chains: Iterable[tuple[str, str, str]]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        for family, table, name in chains:
-            out += _objects(nft.list_chain(family, table, name) or [], "rule")
+        for family, tbl, name in chains:
+            out += _objects(nft.list_chain(family, tbl, name) or [], "rule")
         return out
 
     @staticmethod
@@ -479,14 +280,12 @@ class NftablesBackend:
         """(kind, tag) -> (chains, map elements) of the attachments this process added in
         the entry's netns: DEL deletes them without reading (the batch is checked by the
         kernel; on any refusal DEL reads the chains as a fresh process would)."""
-        owned: dict[tuple[str, str], tuple[list[str], list[Elem]]] = entry.state.setdefault("owned", {})
-        return owned
+        return entry.state.owned
 
     @staticmethod
     def _tables(entry: libnft.PoolEntry) -> set[str]:
         """Kinds whose table this process ensured in the entry's netns."""
-        tables: set[str] = entry.state.setdefault("tables", set())
-        return tables
+        return entry.state.tables
 
     def _try_guard(self, entry: libnft.PoolEntry, kind: str) -> None:
         """Delete the table if no attachment is left; close the netns's context with the
@@ -497,9 +296,9 @@ class NftablesBackend:
         """
         tables = self._tables(entry)
         try:
-            use = libnft.chain_use(entry, FAMILY, TABLES[kind], ANCHOR)
+            use = nftnl.chain_use(entry.netlink, FAMILY, table(kind), ANCHOR)
         except (OSError, NftError):
-            log.debug("use count of %s %s unknown", TABLES[kind], ANCHOR, exc_info=True)
+            log.debug("use count of %s %s unknown", table(kind), ANCHOR, exc_info=True)
             use = -1  # unknown: the guard batch decides
         if use is not None:
             if use > 0:
@@ -518,9 +317,9 @@ class NftablesBackend:
     def add(self, plan: Plan) -> None:
         """Replace this attachment's rules of ``plan.kind`` with the plan's, atomically."""
         want = wanted(plan)  # validates conditions before we touch the kernel
-        kind, t = plan.kind, TABLES[plan.kind]
+        kind, t = plan.kind, table(plan.kind)
         with libnft.pooled() as entry:
-            foreign = self._foreign(entry) if isinstance(plan, ForwardPlan) else []
+            foreign = self._foreign(entry) if feature.of(kind).nft_foreign else []
             raw = _raw_fast(plan, want) if RAW_ADD and not foreign else None
             if raw is not None and kind not in self._tables(entry) and self._has_marker(entry, kind):
                 self._tables(entry).add(kind)  # this version's shared objects are there already
@@ -529,11 +328,11 @@ class NftablesBackend:
                 if raw is not None:
                     if fast:  # the infrastructure: libnftables, its own (idempotent) batch
                         entry.nft.run(fast)
-                    libnft.raw_batch(entry, raw)
+                    nftnl.transaction(entry.netlink, raw)
                 else:
                     for chain in role_chains(kind, plan.attachment):
                         fast += [{"add": _chain(t, chain)}, {"delete": _chain(t, chain)}]
-                    fast += _create(plan, want, _foreign_rules(plan, foreign) if isinstance(plan, ForwardPlan) else [])
+                    fast += _create(plan, want, _foreign_rules(plan, foreign))
                     entry.nft.run(fast)
             except (NftError, OSError) as exc:
                 log.debug("nftables fast ADD (%s) of %s refused (%s); reading the table", kind,
@@ -551,13 +350,13 @@ class NftablesBackend:
         """Whether this version's shared objects are in place (:func:`skeleton_marker`); an
         unanswered probe says no, and the shared objects are simply reset."""
         try:
-            return libnft.chain_use(entry, FAMILY, TABLES[kind], skeleton_marker(kind)) is not None
+            return nftnl.chain_use(entry.netlink, FAMILY, table(kind), skeleton_marker(kind)) is not None
         except (NftError, OSError):
             return False
 
-    def _slow_add(self, entry: libnft.PoolEntry, plan: Plan, want: _Wanted) -> None:
+    def _slow_add(self, entry: libnft.PoolEntry, plan: Plan, want: Wanted) -> None:
         """ADD after reading: drop the attachment's earlier objects, evict key holders."""
-        kind, t, nft = plan.kind, TABLES[plan.kind], entry.nft
+        kind, t, nft = plan.kind, table(plan.kind), entry.nft
         objs = nft.list_table(FAMILY, t) or []
         mine = set(role_chains(kind, plan.attachment))
         chains = {c["name"] for c in _objects(objs, "chain")}
@@ -575,11 +374,11 @@ class NftablesBackend:
         cmds = _ensure(kind)
         cmds += _drop(t, doomed, [(m, key, c) for m, key, c in elems if c in doomed])
         foreign_rules: list[Cmd] = []
-        if isinstance(plan, ForwardPlan):
+        if feature.of(kind).nft_foreign:
             foreign = self._foreign(entry, fresh=True)
             for r in self._foreign_rules_of(nft, foreign):
                 parsed = parse_comment(r.get("comment"))
-                if parsed and parsed[2] == FORWARD and parsed[1] in doomed_tags | {plan.attachment.tag}:
+                if parsed and parsed[2] == kind and parsed[1] in doomed_tags | {plan.attachment.tag}:
                     cmds.append(_delete_rule(r))
             foreign_rules = _foreign_rules(plan, foreign)
         cmds += _create(plan, want, foreign_rules)
@@ -587,20 +386,20 @@ class NftablesBackend:
 
     # ------------------------------------------------------------------ DEL
     def delete(self, attachment: Attachment, kind: str) -> None:
-        t = TABLES[kind]
+        t = table(kind)
         with libnft.pooled() as entry:
             known = self._owned(entry).pop((kind, attachment.tag), None)
-            if known is not None and not (kind == FORWARD and self._foreign(entry)):
+            if known is not None and not (feature.of(kind).nft_foreign and self._foreign(entry)):
                 chains, elems = known
                 # one raw batch (no libnftables cache fill); each step tolerates "already gone"
-                msgs = [libnft.raw_chain("add", FAMILY, t, c) for c in chains]
+                msgs = [nftnl.chain("add", FAMILY, t, c) for c in chains]
                 for m, key, target in elems:
                     raw = _key_bytes(m, key)
-                    msgs += [libnft.raw_element("add", FAMILY, t, m, raw, target),
-                             libnft.raw_element("delete", FAMILY, t, m, raw)]
-                msgs += [libnft.raw_chain("delete", FAMILY, t, c) for c in chains]
+                    msgs += [nftnl.element("add", FAMILY, t, m, raw, target),
+                             nftnl.element("delete", FAMILY, t, m, raw)]
+                msgs += [nftnl.chain("delete", FAMILY, t, c) for c in chains]
                 try:
-                    libnft.raw_batch(entry, msgs)
+                    nftnl.transaction(entry.netlink, msgs)
                 except (NftError, OSError) as exc:  # changed by another process since our ADD: read it
                     log.debug("nftables DEL (%s) of %s from memory refused (%s)", kind, attachment.tag, exc)
                 else:
@@ -611,7 +410,7 @@ class NftablesBackend:
 
     def _delete_read(self, entry: libnft.PoolEntry, attachment: Attachment, kind: str) -> bool:
         """DEL from the attachment's own chains (listed: a handful of rules); True if any."""
-        t, nft = TABLES[kind], entry.nft
+        t, nft = table(kind), entry.nft
         gone: list[str] = []
         for attempt in (1, 2):
             cmds: list[Cmd] = []
@@ -625,7 +424,7 @@ class NftablesBackend:
                 elems += _keys(kind, chain, _objects(objs, "rule"))
             if gone:
                 cmds += _drop(t, gone, elems)
-            if kind == FORWARD:
+            if feature.of(kind).nft_foreign:
                 foreign = self._foreign(entry, fresh=attempt > 1)
                 cmds += [
                     _delete_rule(r)
@@ -646,7 +445,7 @@ class NftablesBackend:
     def gc(self, network: Attachment, valid_tags: set[str], kind: str) -> None:
         """Delete ``kind`` objects of ``network.network`` whose attachment tag is not valid."""
         net_tag = network.tag.split("-")[0]
-        t = TABLES[kind]
+        t = table(kind)
 
         def stale(tag: str | None) -> bool:
             return bool(tag) and str(tag).split("-")[0] == net_tag and tag not in valid_tags
@@ -662,7 +461,7 @@ class NftablesBackend:
                     parsed = parse_comment(r.get("comment"))
                     if r["chain"] not in doomed and parsed and parsed[2] == kind and stale(parsed[1]):
                         cmds.append(_delete_rule(r))
-            if kind == FORWARD:
+            if feature.of(kind).nft_foreign:
                 for r in self._foreign_rules_of(nft, self._foreign(entry, fresh=True)):
                     parsed = parse_comment(r.get("comment"))
                     if parsed and parsed[2] == kind and stale(parsed[1]):
@@ -679,11 +478,11 @@ class NftablesBackend:
     # ------------------------------------------------------------------ CHECK
     def check(self, plan: Plan) -> None:
         want = wanted(plan)
-        kind, t = plan.kind, TABLES[plan.kind]
+        kind, t = plan.kind, table(plan.kind)
         where = f"nftables {FAMILY} {t}"
         with libnft.pooled() as entry:
             objs = entry.nft.list_table(FAMILY, t) or []
-            foreign = self._foreign(entry, fresh=True) if isinstance(plan, ForwardPlan) else []
+            foreign = self._foreign(entry, fresh=True) if feature.of(kind).nft_foreign else []
             foreign_have = self._foreign_rules_of(entry.nft, foreign)
         rules = list(_objects(objs, "rule"))
         for chain, exprs in want.chains.items():
@@ -695,17 +494,17 @@ class NftablesBackend:
         for m, key, chain in want.elems:
             if held.get((m, _freeze(key))) != chain:
                 raise self._missing(plan, f"{where} map {m}: no element for {_freeze(key)} -> {chain}")
-        if isinstance(plan, ForwardPlan):
-            for family, table, name in foreign:
-                count = len(_foreign_rules(plan, [(family, table, name)]))
+        if foreign:
+            for family, tbl, name in foreign:
+                count = len(_foreign_rules(plan, [(family, tbl, name)]))
                 found = sum(
                     1 for r in foreign_have
-                    if (r["family"], r["table"], r["chain"]) == (family, table, name)
+                    if (r["family"], r["table"], r["chain"]) == (family, tbl, name)
                     and plan.attachment.owns(r.get("comment"), kind)
                 )
                 if found != count:
                     raise self._missing(
-                        plan, f"nftables {family} {table} chain {name}: expected {count} rules, found {found}")
+                        plan, f"nftables {family} {tbl} chain {name}: expected {count} rules, found {found}")
 
     @staticmethod
     def _missing(plan: Plan, text: str) -> CNIError:
@@ -720,7 +519,7 @@ class NftablesBackend:
         measured with 4000 objects; ``list chain`` cost ~0.25 ms).
         """
         with libnft.pooled() as entry:
-            found = libnft.chain_use(entry, FAMILY, TABLES[kind], PROBE_CHAIN[kind]) is not None
+            found = nftnl.chain_use(entry.netlink, FAMILY, table(kind), feature.of(kind).nft_probe) is not None
             if found:
                 self._tables(entry).add(kind)
             return found
@@ -772,7 +571,7 @@ def _raw_elems(objs: Iterable[Cmd]) -> Iterator[tuple[str, Key, str]]:
 
 
 def _chain_tag(kind: str, name: str) -> str | None:
-    for prefix in ROLES[kind]:
+    for prefix in feature.of(kind).nft_roles:
         if name.startswith(prefix) and parse_comment(f"{name[len(prefix):]}, {kind},"):
             return name[len(prefix):]
     return None

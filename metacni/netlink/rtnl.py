@@ -1,15 +1,15 @@
-"""The rtnetlink wire format: ``struct`` encoders and decoders, no sockets, no I/O.
+"""rtnetlink: links (RTM_*LINK with IFLA_LINKINFO, veth peers, bridge-port flags), addresses
+(RTM_*ADDR) and routes (RTM_*ROUTE with metrics), and :class:`Rtnl`, the socket they go through.
 
-Only what the pod data path and the daemon's node routes speak: links (RTM_*LINK with
-IFLA_LINKINFO, veth peers, bridge-port flags), addresses (RTM_*ADDR) and routes (RTM_*ROUTE
-with metrics). :mod:`metacni.kernel.rtnl` owns the socket; this module is pure so it can be
-tested by round-trips (tests/kernel/test_nlcodec.py).
+Encoders return :data:`~.core.Request` tuples for :meth:`~.core.Socket.request`,
+:meth:`~.core.Socket.batch` and :meth:`~.core.Socket.dump`; decoders take a reply payload.
+Only what the pod data path and the daemon's node routes speak; pyroute2 covers the rare rest
+(bridge VLAN filtering: :mod:`metacni.kernel.iproute`). Tested by round-trips against the
+kernel and pyroute2 (tests/netlink/).
 
-Layout reminders (all native-endian, attributes 4-byte aligned):
-nlmsghdr ``len u32, type u16, flags u16, seq u32, pid u32``; ifinfomsg ``family u8, pad,
-type u16, index i32, flags u32, change u32``; ifaddrmsg ``family, prefixlen, flags, scope u8,
-index u32``; rtmsg ``family, dst_len, src_len, tos, table, protocol, scope, type u8, flags u32``;
-rtattr ``len u16, type u16`` then the payload.
+Layout reminders (native-endian): ifinfomsg ``family u8, pad, type u16, index i32, flags u32,
+change u32``; ifaddrmsg ``family, prefixlen, flags, scope u8, index u32``; rtmsg ``family,
+dst_len, src_len, tos, table, protocol, scope, type u8, flags u32``.
 """
 
 from __future__ import annotations
@@ -19,18 +19,41 @@ import functools
 import ipaddress
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
 
 from metacni.spec.record import record
 
-# ---------------------------------------------------------------------- constants
-NETLINK_ROUTE = 0
-NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
-NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK, NLM_F_ECHO = 0x1, 0x2, 0x4, 0x8
-NLM_F_ROOT, NLM_F_MATCH, NLM_F_DUMP = 0x100, 0x200, 0x300
-NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
-NLA_F_NESTED = 0x8000
+from .core import (
+    EADDRNOTAVAIL,
+    EEXIST,
+    ENODEV,
+    ENOENT,
+    EOPNOTSUPP,
+    ESRCH,
+    NETLINK_ROUTE,
+    NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    NetlinkError,
+    Request,
+    Socket,
+    attr,
+    get_str,
+    get_u32,
+    is_errno,
+    nested,
+    parse_attrs,
+    string,
+    u8,
+    u32,
+)
 
+__all__ = ["EADDRNOTAVAIL", "EEXIST", "ENODEV", "ENOENT", "EOPNOTSUPP", "ESRCH", "AddrInfo", "LinkInfo",
+           "LinkSpec", "NetlinkError", "Request", "RouteMsg", "Rtnl", "is_errno", "rtnl"]
+
+# ---------------------------------------------------------------------- constants
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
@@ -56,17 +79,11 @@ RT_TABLE_MAIN = 254
 IFF_UP, IFF_PROMISC = 0x1, 0x100
 OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
 
-NLMSGHDR = struct.Struct("=IHHII")
 IFINFOMSG = struct.Struct("=BxHiII")
 IFADDRMSG = struct.Struct("=BBBBI")
 RTMSG = struct.Struct("=BBBBBBBBI")
-RTATTR = struct.Struct("=HH")
-NLMSGERR = struct.Struct("=i")
-_U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
 
-Attrs = dict[int, bytes]
-Request = tuple[int, int, bytes]  # (message type, extra flags, body), sent by metacni.kernel.rtnl
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 IPInterface = IPv4Interface | IPv6Interface
@@ -76,79 +93,33 @@ def family_of(version: int) -> int:
     return _socket.AF_INET if version == 4 else _socket.AF_INET6
 
 
-# ---------------------------------------------------------------------- framing
-def attr(kind: int, payload: bytes) -> bytes:
-    """One rtattr, padded to 4 bytes."""
-    length = RTATTR.size + len(payload)
-    return RTATTR.pack(length, kind) + payload + b"\0" * (-length & 3)
-
-
-def nested(kind: int, *parts: bytes) -> bytes:
-    return attr(kind | NLA_F_NESTED, b"".join(parts))
-
-
-def u8(kind: int, value: int) -> bytes:
-    return attr(kind, bytes((value,)))
-
-
-def u32(kind: int, value: int) -> bytes:
-    return attr(kind, _U32.pack(value))
-
-
-def string(kind: int, value: str) -> bytes:
-    return attr(kind, value.encode() + b"\0")
-
-
-def message(mtype: int, flags: int, seq: int, body: bytes) -> bytes:
-    """One netlink message, padded so that the next one in the same send starts aligned."""
-    return NLMSGHDR.pack(NLMSGHDR.size + len(body), mtype, flags, seq, 0) + body + b"\0" * (-len(body) & 3)
-
-
-def messages(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:
-    """(type, flags, seq, payload) for each netlink message in one datagram."""
-    offset = 0
-    while offset + NLMSGHDR.size <= len(data):
-        length, mtype, flags, seq, _pid = NLMSGHDR.unpack_from(data, offset)
-        if length < NLMSGHDR.size:
-            return
-        yield mtype, flags, seq, data[offset + NLMSGHDR.size:offset + length]
-        offset += (length + 3) & ~3
-
-
-def parse_attrs(data: bytes, offset: int = 0) -> Attrs:
-    """type -> payload (flags bits stripped; the last occurrence wins)."""
-    out: Attrs = {}
-    end = len(data)
-    while offset + RTATTR.size <= end:
-        alen, akind = RTATTR.unpack_from(data, offset)
-        if alen < RTATTR.size:
-            break
-        out[akind & 0x3FFF] = data[offset + RTATTR.size:offset + alen]
-        offset += (alen + 3) & ~3
-    return out
-
-
-def error_code(payload: bytes) -> int:
-    """The errno of an NLMSG_ERROR payload (0 for an ack)."""
-    return -NLMSGERR.unpack_from(payload)[0]
-
-
-def get_u32(attrs: Attrs, kind: int) -> int | None:
-    raw = attrs.get(kind)
-    return _U32.unpack_from(raw)[0] if raw is not None and len(raw) >= 4 else None
-
-
-def get_str(attrs: Attrs, kind: int) -> str | None:
-    raw = attrs.get(kind)
-    return raw.split(b"\0", 1)[0].decode(errors="replace") if raw is not None else None
-
-
 def mac_bytes(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", "").replace("-", ""))
 
 
 def mac_str(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
+
+
+# ---------------------------------------------------------------------- the socket
+class Rtnl(Socket):
+    """An rtnetlink socket (NETLINK_ROUTE) in the calling thread's netns."""
+
+    def __init__(self) -> None:
+        super().__init__(NETLINK_ROUTE)
+
+    def __enter__(self) -> Rtnl:
+        return self
+
+
+@contextmanager
+def rtnl() -> Iterator[Rtnl]:
+    """An rtnetlink socket in the calling thread's current netns, closed after the block."""
+    sock = Rtnl()
+    try:
+        yield sock
+    finally:
+        sock.close()
 
 
 # ---------------------------------------------------------------------- links
