@@ -78,8 +78,9 @@ def snapshot(*roots: Path, skip: tuple[Path, ...] = ()) -> dict[str, str]:
 
 
 def node_snapshot(node: MetaNode, tenant: Tenant) -> dict[str, str]:
-    """The tenant's directory and the node's tree outside metacni's state (cniDir, lease store)."""
-    return snapshot(tenant.root, node.root, skip=(node.cni_dir, node.data_dir))
+    """The tenant's directory and the node's tree outside metacni's state (cniDir, lease store,
+    the daemon's socket and log dir when there is a daemon)."""
+    return snapshot(tenant.root, node.root, skip=(node.cni_dir, node.data_dir, node.root / "daemon"))
 
 
 def nad_conf(node: MetaNode, name: str, **overrides: Any) -> dict[str, Any]:
