@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from metacni_plugins.host_local.resolv import MAX_RESOLV_CONF, read_resolv_conf
 
 
