@@ -6,7 +6,7 @@ The runtime passes the conf file it read; the daemon holds the node's config (th
 taken from the node's config: per-call keys (name, cniVersion, runtimeConfig, args,
 prevResult, capabilities) stay as sent, every other key is the node's, and a key the node's
 config lacks is dropped. Differences are logged. Why override rather than refuse:
-docs/design/0003-daemon-node-config.md.
+docs/design/1404-daemon-node-config.md.
 
 Without a readable node config in the conf dir the stdin is served as sent: it is then the
 only node config there is (the runtime read it from the node's conf dir).

@@ -1,4 +1,4 @@
-"""What tenant input may do on the node (docs/security.md, docs/design/0001-tenant-input.md).
+"""What tenant input may do on the node (docs/security.md, docs/design/1401..1403).
 
 Everything read from the Kubernetes API -- a NetworkAttachmentDefinition's ``spec.config``, the
 pod's ``k8s.v1.cni.cncf.io/networks`` and ``v1.multus-cni.io/default-network`` annotations --

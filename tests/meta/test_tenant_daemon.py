@@ -1,5 +1,5 @@
 """Daemon mode: node-only keys in the stdin config are the node's, whatever the caller sent
-(metacni/daemon/node_policy.py, docs/design/0003-daemon-node-config.md)."""
+(metacni/daemon/node_policy.py, docs/design/1404-daemon-node-config.md)."""
 
 from __future__ import annotations
 
