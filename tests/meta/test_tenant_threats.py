@@ -186,7 +186,8 @@ def _ipam_nad(node: MetaNode, **ipam: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("case", ["dataDir", "resolvConf", "dotdot", "symlink", "own-state", "relative"])
-def test_host_local_paths_outside_the_allowed_dirs_are_refused(node: MetaNode, tenant: Tenant, case: str):
+def test_host_local_paths_outside_the_allowed_dirs_are_refused(node: MetaNode, tenant: Tenant, case: str,
+                                                               monkeypatch: pytest.MonkeyPatch):
     data_dir = str(node.data_dir)
     if case == "dataDir":
         ipam, field = {"dataDir": str(tenant.root / "leases")}, "ipam.dataDir"
@@ -206,7 +207,8 @@ def test_host_local_paths_outside_the_allowed_dirs_are_refused(node: MetaNode, t
         node.write_primary(extra={"allowedPaths": {"dataDir": [str(node.root)]}, "apiTimeout": 5,
                                   "apiRetries": 0})
         ipam, field = {"dataDir": str(node.cni_dir)}, "ipam.dataDir"
-    else:
+    else:  # relative: were it accepted, it would land in the tenant's directory (the snapshot sees it)
+        monkeypatch.chdir(tenant.root)
         ipam, field = {"dataDir": "leases"}, "ipam.dataDir"
     node.api.add_nad("default", "net-t", _ipam_nad(node, **ipam))
     pod = node.pod(annotations={NETWORKS: "net-t"})
