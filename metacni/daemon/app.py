@@ -29,6 +29,7 @@ from . import gc as gcmod
 from .config import DaemonConfig
 from .locks import KeyedLocks, SharedExclusiveLock
 from .metrics import Metrics
+from .node_policy import NodeConfigPolicy
 from .server import UnixServer
 
 log = logging.getLogger("metacni.daemon")
@@ -58,6 +59,8 @@ class Daemon:
         self.gate = SharedExclusiveLock()
         self.slots = threading.BoundedSemaphore(max(1, cfg.concurrency))
         self.server = UnixServer(cfg.socket, self.handle)
+        self.node_policy = NodeConfigPolicy(os.path.join(
+            cfg.conf_dir, str(cfg.node_config.get("file_name") or "00-metacni.conf")))
         self.caches: Any = None
         self.routes: Any = None
         self.gc_loop: gcmod.GCLoop | None = None
@@ -183,6 +186,7 @@ class Daemon:
         t0 = time.monotonic()
         self.metrics.inflight.inc()
         try:
+            stdin = self.node_policy.apply(stdin)  # node-only keys come from the node's config
             reply = self._run(command, env, stdin)
             out, code, result = (json.dumps(reply) + "\n" if reply is not None else ""), 0, "ok"
         except CNIError as exc:

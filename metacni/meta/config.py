@@ -2,7 +2,11 @@
 
 Key names are Multus' (``docs/multus.md`` section 1.2), so a Multus config migrates by
 changing ``type``; unknown keys are ignored as Multus does. Our additions: ``apiTimeout``,
-``apiConnectTimeout``, ``apiRetries``, ``readinessTimeout``, ``deviceInfoDir``.
+``apiConnectTimeout``, ``apiRetries``, ``readinessTimeout``, ``deviceInfoDir``, and the tenant
+policy (:mod:`.trust`): ``allowedPaths``, ``hostPortRange``, ``reservedHostPorts``.
+
+This object is only ever built from the node's own config (the runtime's stdin, or the
+daemon's node config); a delegate or NAD of type ``metacni`` is refused (:mod:`.trust`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from metacni.spec.errors import CNIError, Code
 from metacni.spec.record import field, record
 
 from .kube import KubeSettings
+from .trust import TenantPolicy
 
 TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
@@ -83,6 +88,8 @@ class MetaConfig:
     kube: KubeSettings = field(default_factory=KubeSettings)
     #: the file this config was installed as; never chosen as the primary
     own_file: str = NODE_CONFIG_NAME
+    #: what tenant input (NADs, annotations) may do: allowedPaths, hostPortRange, reservedHostPorts
+    policy: TenantPolicy = field(default_factory=TenantPolicy)
 
     @classmethod
     def from_dict(cls, conf: dict[str, Any]) -> MetaConfig:
@@ -115,6 +122,7 @@ class MetaConfig:
             kube=KubeSettings.from_conf(conf),
             own_file=_str(conf, "ownFile", NODE_CONFIG_NAME),
         )
+        cfg.policy = TenantPolicy.from_conf(conf, (cfg.cni_dir, cfg.conf_dir, cfg.bin_dir))
         if cfg.cluster_network == AUTO and not os.path.isabs(cfg.conf_dir):
             raise _bad("confDir", f"must be an absolute path, got {cfg.conf_dir!r}")
         return cfg

@@ -212,11 +212,11 @@ class ApiKubeView:
         body = {"metadata": {"annotations": {NETWORK_STATUS: json.dumps(status)}}}
 
         def patch(api: Any) -> bool:
-            kube_paths.call_json(api, "PATCH", kube_paths.pod_path(namespace, name), body=body,
+            kube_paths.call_json(api, "PATCH", kube_paths.pod_status_path(namespace, name), body=body,
                                  content_type=kube_paths.STRATEGIC_MERGE_PATCH, timeout=self._timeout)
             return True
 
-        if self._call(f"PATCH pod {namespace}/{name} network-status", patch) is None:
+        if self._call(f"PATCH pod {namespace}/{name}/status network-status", patch) is None:
             log.warning("pod %s/%s is gone; network-status not written", namespace, name)
 
 

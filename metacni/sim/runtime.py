@@ -54,7 +54,10 @@ class NodeRuntime:
             json.dumps(primary_conflist(node, root / "ipam", backend), indent=2))
         install_shim(rt.bin_dir, interpreter=f"{sys.executable} -S")
         write_node_config(rt.conf_dir, kubeconfig=str(kubeconfig), cni_dir=str(root / "cni"),
-                          bin_dir=str(rt.bin_dir), extra={"daemonSocket": rt.socket})
+                          bin_dir=str(rt.bin_dir),
+                          extra={"daemonSocket": rt.socket,
+                                 # the shared NAD's lease store (netconf.second_network)
+                                 "allowedPaths": {"dataDir": [str(root.parent / "net1-ipam")]}})
         return rt
 
     @property

@@ -67,7 +67,7 @@ def test_daemon_add_makes_no_api_read(node: DaemonMetaNode):
     node.cni("ADD", pod)
     assert node.pod_links(pod) == {"lo", "eth0", "net1", "net2"}
     assert node.api.count(("get", "list")) == 0, node.api.counts
-    assert node.api.count("patch", "pods") == 1, node.api.counts
+    assert node.api.count("patch", "pods/status") == 1, node.api.counts
     node.cni("DEL", pod)
     assert node.api.count(("get", "list")) == 0, node.api.counts
     node.assert_clean(pod)

@@ -77,7 +77,7 @@ def test_rollback_when_net2_fails(node):
 def test_rollback_when_status_write_fails(node):
     node.add_nad("net-a", "br-a", "10.89.1.0/24")
     pod = node.pod(annotations={NETWORKS: "net-a"})
-    with node.api.fault(500, verb="patch", resource="pods"):
+    with node.api.fault(500, verb="patch", resource="pods/status"):
         err = node.cni_error("ADD", pod)
     assert err.code == Code.TRY_AGAIN_LATER and "network-status" in err.details
     node.assert_clean(pod)

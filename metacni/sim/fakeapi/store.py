@@ -310,10 +310,16 @@ class Store:
             pass
         elif subresource == "status":
             status = new.get("status")
+            meta_new = _meta(new)
             new = copy.deepcopy(old)
             new.pop("status", None)
             if status is not None:
                 new["status"] = status
+            if rt.plural == "pods":  # the pod status strategy keeps label and annotation changes
+                for key in ("labels", "annotations"):
+                    new["metadata"].pop(key, None)
+                    if meta_new.get(key) is not None:
+                        new["metadata"][key] = meta_new[key]
         elif rt.has_status:
             new.pop("status", None)
             if "status" in old:

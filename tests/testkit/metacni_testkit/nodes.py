@@ -204,6 +204,9 @@ class Node:
             "cni_dir": str(self.cni_dir), "bin_dir": CNI_PATH, "kubeconfig": str(self.kubeconfig),
             "extra": {"apiTimeout": 5, "apiConnectTimeout": 2, "apiRetries": 0}}
         options.update(meta_options)
+        # The tests' NADs keep their leases under the test's own root (the node policy allows
+        # only /var/lib/cni/networks by default, metacni/meta/trust.py).
+        options["extra"] = {"allowedPaths": {"dataDir": [str(self.data_dir)]}, **options["extra"]}
         write_node_config(self.conf_dir, **options)
 
     def add_nad(self, name: str, bridge: str, subnet: str, namespace: str = "default",
