@@ -22,7 +22,7 @@ from metacni.engine.registry import Registry
 from metacni.engine.request import ADD, CHECK, DEL, GC, STATUS
 from metacni.engine.skel import dispatch
 from metacni.kernel import reaper
-from metacni.spec import versions
+from metacni.spec import safejson, versions
 from metacni.spec.errors import CNIError, Code
 
 from . import gc as gcmod
@@ -37,8 +37,8 @@ NOT_READY = 50  # CNI "plugin not available" (STATUS)
 
 def _config_meta(stdin: bytes) -> tuple[str, str | None]:
     try:
-        conf = json.loads(stdin)
-    except ValueError:
+        conf = safejson.loads(stdin)
+    except ValueError:  # also deep nesting (safejson): skel reports it to the caller
         return "", None
     if not isinstance(conf, dict):
         return "", None

@@ -223,7 +223,7 @@ def _v6_has_ours(table: str) -> bool:
         return False
     with _family(6) as s:
         names = [c.name for c in s.table(table).chains]
-    return any(_ATTACHMENT_CHAIN.match(n) or n in (TOP_DNAT, SETMARK, HP_MASQ, CNI_FORWARD) for n in names)
+    return any(_ATTACHMENT_CHAIN.fullmatch(n) or n in (TOP_DNAT, SETMARK, HP_MASQ, CNI_FORWARD) for n in names)
 
 
 #: the only non-attachment chains our attachment-comment rules are put in (see the layouts)
@@ -245,7 +245,7 @@ def _scanned(chain: str, att: Attachment | None) -> bool:
             snat_chain(att.network, att.container_id),
             masq_chain(att.network, att.container_id),
         )
-    return bool(_ATTACHMENT_CHAIN.match(chain))
+    return bool(_ATTACHMENT_CHAIN.fullmatch(chain))
 
 
 def _child(method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -375,7 +375,7 @@ class IptablesBackend:
         table = TABLE_OF[kind]
         if table not in present:
             return
-        candidates = {t for t in targets if _ATTACHMENT_CHAIN.match(t)}
+        candidates = {t for t in targets if _ATTACHMENT_CHAIN.fullmatch(t)}
         if att is not None:
             if kind == PORTMAP:
                 candidates |= {
@@ -493,11 +493,11 @@ class IptablesBackend:
                 if kind == PORTMAP and TOP_DNAT in names or kind == FORWARD and CNI_FORWARD in names:
                     return True
                 if kind == MASQ and any(
-                    _ATTACHMENT_CHAIN.match(n) and not n.startswith(("CNI-DN-", "CNI-SN-")) for n in names
+                    _ATTACHMENT_CHAIN.fullmatch(n) and not n.startswith(("CNI-DN-", "CNI-SN-")) for n in names
                 ):
                     return True
                 if not strict and kind == PORTMAP and any(
-                    n.startswith(("CNI-DN-", "CNI-SN-")) and _ATTACHMENT_CHAIN.match(n) for n in names
+                    n.startswith(("CNI-DN-", "CNI-SN-")) and _ATTACHMENT_CHAIN.fullmatch(n) for n in names
                 ):
                     return True
         return False
