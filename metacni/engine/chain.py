@@ -115,18 +115,18 @@ class ChainRunner:
             for plugin in net.plugins:
                 done.append(plugin)
                 prev = self._run(net, plugin, ADD, rt, prev)
-        except BaseException as exc:  # not only CNIError: a plugin's bug must not leak what ran before
+            if prev is None:
+                raise CNIError(Code.INTERNAL, "no result", f"network {net.name!r} produced no result")
+            result = convert(prev, net.cni_version)
+            self.cache.write(CacheEntry(
+                network_name=net.name, container_id=rt.container_id, ifname=rt.ifname, config=net.raw,
+                netns=rt.netns, cni_args=list(rt.args.pairs), capability_args=dict(rt.capability_args),
+                result=result.to_wire(),
+            ))
+        except BaseException as exc:  # not only CNIError: a bug or a failed cache write must not leak
             if rollback:
                 self._rollback(net, rt, done, prev, exc)
             raise
-        if prev is None:
-            raise CNIError(Code.INTERNAL, "no result", f"network {net.name!r} produced no result")
-        result = convert(prev, net.cni_version)
-        self.cache.write(CacheEntry(
-            network_name=net.name, container_id=rt.container_id, ifname=rt.ifname, config=net.raw,
-            netns=rt.netns, cni_args=list(rt.args.pairs), capability_args=dict(rt.capability_args),
-            result=result.to_wire(),
-        ))
         return result
 
     def _rollback(self, net: NetworkList, rt: RuntimeConf, done: list[Mapping[str, Any]],

@@ -15,6 +15,9 @@ pairs: 16-36 ms by group, 65-76 ms one by one). ENODEV (gone with its netns) is 
 - A crash between the DEL answer and the deletion leaks a detached, marked link; :func:`sweep`
   (run by :func:`enable`, the daemon's GC and the bridge plugin's CNI GC) deletes every link
   carrying the mark.
+- Idle is observable: :func:`status` (the daemon's status reply carries it) and
+  :func:`wait_idle`, so a caller that needs the links gone (a test's final snapshot, an ADD
+  reusing a name) waits on the reaper's own condition, never on a sleep.
 - Test hook: ``METACNI_REAPER_HOLD=1`` in the environment starts the reaper held (nothing
   is deleted until :meth:`Reaper.release`), so tests can observe the pending state without timing.
 """
@@ -103,6 +106,14 @@ class Reaper:
                 return self._cond.wait_for(done, timeout)
             finally:
                 self.waiting -= 1
+
+    def state(self) -> dict[str, int | bool]:
+        """Snapshot: ``idle`` (nothing queued or being deleted), ``pending`` names, ``deleted``
+        names and ``requests`` sent so far, ``held``."""
+        with self._cond:
+            pending = sum(self._pending.values())
+            return {"idle": not self._queue and pending <= 0, "pending": pending, "deleted": self.deleted,
+                    "requests": self.requests, "held": self._held}
 
     def wait_waiters(self, count: int, timeout: float | None = None) -> bool:
         """Block until ``count`` callers wait on a pending deletion (tests: no sleeps)."""
@@ -210,6 +221,15 @@ def wait_idle(timeout: float | None = WAIT_LIMIT) -> bool:
     """Block until every pending deletion is done (no-op without a reaper)."""
     reaper = _reaper
     return reaper.wait_idle(timeout) if reaper is not None else True
+
+
+def status() -> dict[str, int | bool]:
+    """The process's reaper state (:meth:`Reaper.state`) plus ``enabled``; without a reaper
+    deletions are synchronous, so it is always idle."""
+    reaper = _reaper
+    if reaper is None:
+        return {"enabled": False, "idle": True, "pending": 0, "deleted": 0, "requests": 0, "held": False}
+    return {"enabled": True, **reaper.state()}
 
 
 def sweep(ipr: Rtnl) -> list[str]:
