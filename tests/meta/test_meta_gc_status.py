@@ -431,3 +431,55 @@ def test_wrong_typed_records_never_crash_the_readers(tmp_path):
             pass
 
     check()
+
+
+# ------------------------------------------------------------------------------ static pods (#14 item 6)
+def test_periodic_gc_spares_a_static_pod_whose_mirror_has_another_uid(node):
+    """kubelet passes a static pod's own UID in CNI_ARGS; the API only has its mirror pod, with
+    another UID and ``kubernetes.io/config.source: file``. The daemon's periodic GC (real pod
+    lookups against the fake API) keeps it, and still reclaims a recreated ordinary pod."""
+    import uuid
+
+    from metacni.daemon import gc as daemon_gc
+    from metacni.engine.chain import RuntimeConf
+    from metacni.kernel.netns import enter
+    from metacni.meta.kube import view_for
+    from metacni.spec.args import CniArgs
+    from metacni.testing.netns import tag
+
+    from .conftest import Pod
+
+    static_uid, mirror_uid, old_uid, new_uid = (uuid.uuid4().hex for _ in range(4))
+    node.api.add_pod("kube-system", "etcd-node-1", node_name="node-1", uid=mirror_uid, annotations={
+        "kubernetes.io/config.source": "file", "kubernetes.io/config.mirror": static_uid,
+        "kubernetes.io/config.hash": static_uid})
+    node.api.add_pod("default", "recreated", node_name="node-1", uid=old_uid)
+    static = Pod("kube-system", "etcd-node-1", node.box.netns("mcpod"), tag("cid", 12))
+    recreated = Pod("default", "recreated", node.box.netns("mcpod"), tag("cid", 12))
+
+    cache = ResultCache(node.root / "runtime-cache")  # the runtime's libcni cache, as the daemon reads it
+    runner = ChainRunner(node.invoker, [CNI_PATH], cache)
+    meta_net = network_list_from_bytes(json.dumps(node.meta_conf()).encode(), "00-metacni.conf")
+
+    def rt(pod: Pod, uid: str) -> RuntimeConf:
+        return RuntimeConf(pod.container_id, pod.path, "eth0", CniArgs.parse(f"{pod.cni_args};K8S_POD_UID={uid}"))
+
+    with enter(node.path):
+        runner.add(meta_net, rt(static, static_uid))
+        runner.add(meta_net, rt(recreated, old_uid))
+    node.api.delete_pod("default", "recreated")
+    node.api.add_pod("default", "recreated", node_name="node-1", uid=new_uid)
+
+    view = view_for(node.meta_conf())
+    assert view is not None
+    with enter(node.path):
+        reclaimed = daemon_gc.collect(runner, cache, view.get_pod, grace=0)
+    assert reclaimed == 1
+    assert node.pod_links(recreated) == {"lo"}
+    assert node.pod_links(static) == {"lo", "eth0"}
+    assert ping(static.path, "10.88.0.1")
+    assert [(e.container_id, e.ifname) for e in cache.entries()] == [(static.container_id, "eth0")]
+
+    with enter(node.path):
+        runner.delete(meta_net, rt(static, static_uid))
+    node.assert_clean(static)
