@@ -56,6 +56,7 @@ def wait_reapers_idle(cluster: Cluster, timeout: float = 60.0) -> None:
             _, out, _ = call_daemon(socket, OP_STATUS, {"waitReaperIdle": "5"}, b"", 2.0, 15.0)
             reaper = json.loads(out)["reaper"]
             assert reaper["enabled"], reaper  # the daemon defers deletions: this test covers that path
+            assert reaper["failed"] == 0, reaper  # a deletion the reaper gave up on is a leak
             if reaper["idle"]:
                 break
             assert time.monotonic() < deadline, f"{node.name}: link reaper still busy after {timeout}s: {reaper}"

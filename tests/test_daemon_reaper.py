@@ -8,11 +8,13 @@ the deletion" is observed without timing.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
 
 from metacni.kernel.reaper import HOLD_ENV, MARK
+from metacni.shim import OP_STATUS, call_daemon
 from metacni.testing.daemon import start_daemon
 from metacni.testing.netns import links, netns_path
 from tests.daemon_support import Node, load, rt, run_in_node
@@ -60,6 +62,42 @@ def test_del_is_answered_before_the_deletion_and_gc_reclaims_after_sigkill(box):
             node.daemon = None
             # Standalone (daemon stopped): DEL deletes synchronously.
             run_in_node(node, lambda: runner.delete(net, rt("r3", pods["r3"])))
+            assert _veths(node) == {}
+        finally:
+            if node.daemon is not None:
+                node.daemon.kill()
+
+
+def _reaper_status(node: Node, wait: float = 0.0) -> dict:
+    env = {"waitReaperIdle": str(wait)} if wait else {}
+    assert node.daemon is not None
+    _, out, _ = call_daemon(node.daemon.socket, OP_STATUS, env, b"", 2.0, wait + 10.0)
+    return dict(json.loads(out)["reaper"])
+
+
+def test_status_reports_the_reaper_and_waits_for_it_to_go_idle(box):
+    """The daemon's status reply says whether the reaper still has deletions to do, and can
+    wait for it (what e2e/test_churn.py waits on before its final snapshot)."""
+    with tempfile.TemporaryDirectory(prefix="mcreap-") as work:
+        node = Node(box=box, name=box.netns("mcnode"), work=Path(work), mode="daemon")
+        _start(node, hold=True)
+        try:
+            net = load(node.conflist(subnet="10.86.0.0/24"))
+            runner = node.runner()
+            pod = netns_path(box.netns("mcpod"))
+            run_in_node(node, lambda: runner.add(net, rt("s1", pod)))
+            assert _reaper_status(node)["idle"] is True
+            run_in_node(node, lambda: runner.delete(net, rt("s1", pod)))
+            held = _reaper_status(node, wait=0.2)  # bounded: the held reaper cannot go idle
+            assert held["enabled"] and held["held"] and not held["idle"] and held["pending"] == 1, held
+            assert len(_veths(node)) == 1
+
+            node.daemon.kill()
+            _start(node, hold=False)  # a fresh reaper (its start-up sweep takes the marked link)
+            run_in_node(node, lambda: runner.add(net, rt("s2", pod)))
+            run_in_node(node, lambda: runner.delete(net, rt("s2", pod)))
+            done = _reaper_status(node, wait=10.0)
+            assert done["idle"] and done["pending"] == 0 and done["failed"] == 0 and done["deleted"] >= 1, done
             assert _veths(node) == {}
         finally:
             if node.daemon is not None:

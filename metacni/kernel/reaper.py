@@ -70,6 +70,7 @@ class Reaper:
         self._stopping = False
         self.deleted = 0  # submitted names done with
         self.requests = 0  # group deletions sent
+        self.failed = 0  # names whose deletion failed even one by one (left for the GC sweep)
         self.waiting = 0  # callers blocked in wait_for/wait_idle (tests observe it)
         self._thread = threading.Thread(target=self._loop, name="link-reaper", daemon=True)
         self._thread.start()
@@ -113,7 +114,7 @@ class Reaper:
         with self._cond:
             pending = sum(self._pending.values())
             return {"idle": not self._queue and pending <= 0, "pending": pending, "deleted": self.deleted,
-                    "requests": self.requests, "held": self._held}
+                    "requests": self.requests, "failed": self.failed, "held": self._held}
 
     def wait_waiters(self, count: int, timeout: float | None = None) -> bool:
         """Block until ``count`` callers wait on a pending deletion (tests: no sleeps)."""
@@ -150,9 +151,10 @@ class Reaper:
             for job in jobs:
                 by_netns.setdefault(job[2], []).append(job)
             for group in by_netns.values():
+                failed = 0
                 try:
                     self.requests += 1
-                    _delete_group(group[0][1], [name for name, _, _ in group])
+                    failed = _delete_group(group[0][1], [name for name, _, _ in group])
                 finally:
                     for _, sock, _ in group:
                         sock.close()
@@ -162,18 +164,35 @@ class Reaper:
                             if self._pending[name] <= 0:
                                 del self._pending[name]
                         self.deleted += len(group)
+                        self.failed += failed
                         self._cond.notify_all()
 
 
-def _delete_group(sock: Rtnl, names: list[str]) -> None:
-    """Every detached link in the socket's netns, in one request (and one kernel wait)."""
+def _delete_group(sock: Rtnl, names: list[str]) -> int:
+    """Every detached link in the socket's netns, in one request (and one kernel wait); if
+    that fails, each of ``names`` on its own, so one bad link does not leave the others.
+    Returns how many could not be deleted (logged; the next GC sweep retries them)."""
     try:
         sock.request(nl.delgroup(GROUP), f"delete detached links {', '.join(names)}")
+        return 0
     except NetlinkError as exc:
-        if not is_errno(exc, ENODEV):  # ENODEV: gone with their netns already
-            log.warning("reaper: deleting %s failed: %s (the next GC sweep retries)", names, exc)
+        if is_errno(exc, ENODEV):  # gone with their netns already
+            return 0
+        log.warning("reaper: deleting %s as a group failed: %s; trying one by one", names, exc)
     except Exception:
-        log.exception("reaper: deleting %s failed", names)
+        log.exception("reaper: deleting %s as a group failed; trying one by one", names)
+    failed = 0
+    for name in names:  # still pending, so no new link can have taken the name (wait_for)
+        try:
+            sock.request(nl.dellink(name=name), f"delete detached link {name}")
+        except NetlinkError as exc:
+            if not is_errno(exc, ENODEV):
+                failed += 1
+                log.warning("reaper: deleting %s failed: %s (the next GC sweep retries)", name, exc)
+        except Exception:
+            failed += 1
+            log.exception("reaper: deleting %s failed (the next GC sweep retries)", name)
+    return failed
 
 
 _lock = _thread.allocate_lock()
@@ -228,7 +247,7 @@ def status() -> dict[str, int | bool]:
     deletions are synchronous, so it is always idle."""
     reaper = _reaper
     if reaper is None:
-        return {"enabled": False, "idle": True, "pending": 0, "deleted": 0, "requests": 0, "held": False}
+        return {"enabled": False, "idle": True, "pending": 0, "deleted": 0, "requests": 0, "failed": 0, "held": False}
     return {"enabled": True, **reaper.state()}
 
 

@@ -8,6 +8,7 @@ through the Invoker so the wait can be observed without sleeping.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -425,10 +426,8 @@ def test_wrong_typed_records_never_crash_the_readers(tmp_path):
         cache.entries()
         record = dict(fields, kind=delegate_cache.KIND, containerId="cid")
         (tmp_path / "cid").write_text(json.dumps(record))
-        try:
+        with contextlib.suppress(delegate_cache.CorruptCache):
             delegate_cache.read(tmp_path, "cid")
-        except delegate_cache.CorruptCache:
-            pass
 
     check()
 
