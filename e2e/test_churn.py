@@ -52,6 +52,9 @@ def wait_reapers_idle(cluster: Cluster, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     for node in cluster.plan.nodes:
         socket = cluster.runtimes[node.name].socket
+        _, out, _ = call_daemon(socket, OP_STATUS, {}, b"", 2.0, 15.0)
+        if not json.loads(out)["reaper"]["idle"]:  # what a snapshot without this wait would have seen
+            print(f"{node.name}: reaper busy at snapshot time: {json.loads(out)['reaper']}")
         while True:
             _, out, _ = call_daemon(socket, OP_STATUS, {"waitReaperIdle": "5"}, b"", 2.0, 15.0)
             reaper = json.loads(out)["reaper"]
