@@ -237,35 +237,40 @@ def _decode_entry(raw: bytes, network: str, container_id: str, ifname: str) -> C
     return CacheEntry(network_name=network, container_id=container_id, ifname=ifname, result=legacy)
 
 
-def _typed(data: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+REQUIRED: Any = object()
+
+
+def typed(data: dict[str, Any], key: str, kind: type, default: Any = REQUIRED) -> Any:
+    """``data[key]`` of a stored record when it has JSON type ``kind`` (a bool is not an int);
+    a missing or null key is ``default``, or corrupt when there is none. CorruptEntry otherwise."""
     value = data.get(key)
-    if value is None:
+    if value is None and default is not REQUIRED:
         return default
-    if not isinstance(value, kind):
-        raise CorruptEntry(f"{key!r} is a JSON {type(value).__name__}")
+    if not isinstance(value, kind) or isinstance(value, bool) is not (kind is bool):
+        raise CorruptEntry(f"{key!r} must be a JSON {kind.__name__}, got {type(value).__name__}")
     return value
 
 
 def _entry_from_json(data: dict[str, Any]) -> CacheEntry:
     """A cniCacheV1 object as written by libcni or metacni; CorruptEntry on any wrong type."""
     try:
-        config = binascii.a2b_base64(_typed(data, "config", str, ""))
+        config = binascii.a2b_base64(typed(data, "config", str, ""))
     except (ValueError, UnicodeEncodeError) as exc:  # binascii.Error is a ValueError
         raise CorruptEntry(f"'config' is not base64: {exc}") from None
-    pairs = _typed(data, "cniArgs", list, [])
+    pairs = typed(data, "cniArgs", list, [])
     if not all(isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in pairs):
         raise CorruptEntry("'cniArgs' is not a list of [key, value] string pairs")
-    ifname = _typed(data, "ifName", str, "")
-    container_id = _typed(data, "containerId", str, "")
+    ifname = typed(data, "ifName", str, "")
+    container_id = typed(data, "containerId", str, "")
     if not ifname or not container_id:
         raise CorruptEntry("'containerId' and 'ifName' are required")
     return CacheEntry(
-        network_name=_typed(data, "networkName", str, ""),
+        network_name=typed(data, "networkName", str, ""),
         container_id=container_id,
         ifname=ifname,
         config=config,
-        netns=_typed(data, "netns", str, ""),
+        netns=typed(data, "netns", str, ""),
         cni_args=[(k, v) for k, v in pairs],
-        capability_args=dict(_typed(data, "capabilityArgs", dict, {})),
-        result=_typed(data, "result", dict, None),
+        capability_args=dict(typed(data, "capabilityArgs", dict, {})),
+        result=typed(data, "result", dict, None),
     )

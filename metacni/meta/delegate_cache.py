@@ -15,7 +15,7 @@ import json
 import os
 
 from metacni.engine import cache
-from metacni.engine.cache import atomic_write
+from metacni.engine.cache import atomic_write, typed  # typed: CorruptEntry is a ValueError
 from metacni.spec import naming, safejson
 from metacni.spec.config import NetworkList, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
@@ -88,44 +88,30 @@ def read(cni_dir: str | os.PathLike[str], container_id: str) -> CachedAttachment
             raise ValueError(f"not a {KIND} record")
         if data.get("containerId") != container_id:
             raise ValueError(f"records container {data.get('containerId')!r}")
-        items = _typed(data, "delegates", list)
+        items = typed(data, "delegates", list)
         delegates = [_delegate(item) for item in items]
         if not delegates or not delegates[0].primary:
             raise ValueError("no primary delegate")
-        pod = _typed(data, "pod", dict, {})
-        return CachedAttachments(container_id=container_id, netns=_typed(data, "netns", str, ""),
-                                 pod_namespace=_typed(pod, "namespace", str, ""), pod_name=_typed(pod, "name", str, ""),
+        pod = typed(data, "pod", dict, {})
+        return CachedAttachments(container_id=container_id, netns=typed(data, "netns", str, ""),
+                                 pod_namespace=typed(pod, "namespace", str, ""), pod_name=typed(pod, "name", str, ""),
                                  delegates=delegates)
     except (ValueError, KeyError, TypeError, AttributeError, CNIError) as exc:
         reason = f"{type(exc).__name__}: {exc}" if raw.strip() else "empty file"
         raise CorruptCache(path, reason) from None
 
 
-_REQUIRED = object()
-
-
-def _typed(data: dict[str, Any], key: str, kind: type, default: Any = _REQUIRED) -> Any:
-    """``data[key]`` when it has JSON type ``kind``; a missing/null key is ``default`` (required
-    when none is given). Anything else is a ValueError: the record is corrupt."""
-    value = data.get(key)
-    if value is None and default is not _REQUIRED:
-        return default
-    if not isinstance(value, kind) or isinstance(value, bool) is not (kind is bool):
-        raise ValueError(f"{key!r} must be a JSON {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
 def _delegate(item: Any) -> Delegate:
     if not isinstance(item, dict):
         raise ValueError(f"a delegate must be a JSON object, got {type(item).__name__}")
-    raw = binascii.a2b_base64(_typed(item, "config", str), strict_mode=True)
-    net: NetworkList = network_list_from_bytes(raw, _typed(item, "source", str, ""))
-    ifname = _typed(item, "ifname", str)
+    raw = binascii.a2b_base64(typed(item, "config", str), strict_mode=True)
+    net: NetworkList = network_list_from_bytes(raw, typed(item, "source", str, ""))
+    ifname = typed(item, "ifname", str)
     naming.check_ifname(ifname, "cached ifname")
-    sel = _typed(item, "selection", dict, None)
-    return Delegate(label=_typed(item, "label", str), net=net, ifname=ifname, primary=_typed(item, "primary", bool),
+    sel = typed(item, "selection", dict, None)
+    return Delegate(label=typed(item, "label", str), net=net, ifname=ifname, primary=typed(item, "primary", bool),
                     selection=NetworkSelection.from_json(sel) if sel is not None else None,
-                    capability_args=dict(_typed(item, "capabilityArgs", dict, {})))
+                    capability_args=dict(typed(item, "capabilityArgs", dict, {})))
 
 
 def remove(cni_dir: str | os.PathLike[str], container_id: str) -> None:
