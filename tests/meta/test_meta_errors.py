@@ -12,6 +12,7 @@ import pytest
 
 from metacni.plugin import hookimpl
 from metacni.spec.errors import Code
+from metacni.testing.firewall_testbed import ruleset
 from metacni.testing.netns import run
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
@@ -275,14 +276,23 @@ def test_rollback_after_a_non_cni_exception(node):
     crashy = Crashy()
     node.invoker.registry.register("crashy", crashy)
     node.add_nad("net-a", "br-a", "10.89.1.0/24")
-    node.add_nad("net-b", "br-b", "10.89.2.0/24", extra_plugins=[{"type": "crashy"}])
+    node.add_nad("net-b", "br-b", "10.89.2.0/24", ipMasq=True, extra_plugins=[{"type": "crashy"}])
     pod = node.pod(annotations={NETWORKS: "net-a,net-b"})
     with pytest.raises(PluginCrash):
         node.cni("ADD", pod)
     assert crashy.deleted == 1  # the crashing plugin's own DEL ran too (ADD may have half-worked)
     node.assert_clean(pod)  # no interface, veth, lease, cache file or delegate record
+    assert pod.container_id not in ruleset(node.name)  # net-b's masquerade rule went too
     stored = node.api.get_pod("default", "web")
     assert NETWORK_STATUS not in (stored["metadata"].get("annotations") or {})
+
+    # Control: the same masquerading network without the crash leaves a rule naming the pod.
+    node.add_nad("net-c", "br-c", "10.89.3.0/24", ipMasq=True)
+    ok = node.pod(name="ok", annotations={NETWORKS: "net-c"})
+    node.cni("ADD", ok)
+    assert ok.container_id in ruleset(node.name)
+    node.cni("DEL", ok)
+    node.assert_clean(ok)
 
 
 def test_rollback_when_the_result_cache_cannot_be_written(node):
