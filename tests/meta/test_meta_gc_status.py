@@ -469,11 +469,17 @@ def test_periodic_gc_spares_a_static_pod_whose_mirror_has_another_uid(node):
     node.api.delete_pod("default", "recreated")
     node.api.add_pod("default", "recreated", node_name="node-1", uid=new_uid)
 
+    corrupt = node.root / "runtime-cache" / "results" / f"{meta_net.name}-cidcorrupt-eth0"
+    corrupt.write_text(json.dumps({"kind": "cniCacheV1", "containerId": "cidcorrupt", "ifName": "eth0",
+                                   "networkName": meta_net.name, "cniArgs": "x", "result": 5}))
+
     view = view_for(node.meta_conf())
     assert view is not None
     with enter(node.path):
         reclaimed = daemon_gc.collect(runner, cache, view.get_pod, grace=0)
     assert reclaimed == 1
+    assert not corrupt.exists()  # a wrong-typed entry is moved aside and GC goes on
+    assert [p.name.rsplit(".", 1)[0] for p in Path(cache.corrupt_dir).iterdir()] == [corrupt.name]
     assert node.pod_links(recreated) == {"lo"}
     assert node.pod_links(static) == {"lo", "eth0"}
     assert ping(static.path, "10.88.0.1")
