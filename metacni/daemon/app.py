@@ -22,7 +22,7 @@ from metacni.engine.registry import Registry
 from metacni.engine.request import ADD, CHECK, DEL, GC, STATUS
 from metacni.engine.skel import dispatch
 from metacni.kernel import reaper
-from metacni.spec import versions
+from metacni.spec import safejson, versions
 from metacni.spec.errors import CNIError, Code
 
 from . import gc as gcmod
@@ -34,12 +34,13 @@ from .server import UnixServer
 
 log = logging.getLogger("metacni.daemon")
 NOT_READY = 50  # CNI "plugin not available" (STATUS)
+REAPER_WAIT_LIMIT = 30.0  # longest a status request waits for the link reaper to go idle
 
 
 def _config_meta(stdin: bytes) -> tuple[str, str | None]:
     try:
-        conf = json.loads(stdin)
-    except ValueError:
+        conf = safejson.loads(stdin)
+    except ValueError:  # also deep nesting (safejson): skel reports it to the caller
         return "", None
     if not isinstance(conf, dict):
         return "", None
@@ -161,6 +162,18 @@ class Daemon:
         return {"ready": ready, "daemon": not self.stopping.is_set(), "caches": caches,
                 "readinessIndicator": indicator}
 
+    def status_reply(self, env: dict[str, str]) -> dict[str, Any]:
+        """Readiness plus the link reaper's state. ``env["waitReaperIdle"]`` (seconds, at most
+        :data:`REAPER_WAIT_LIMIT`) first waits until the reaper has deleted every detached link,
+        so a caller can observe "every DEL's veth is gone" without sleeping."""
+        try:
+            wait = min(float(env.get("waitReaperIdle") or 0), REAPER_WAIT_LIMIT)
+        except ValueError:
+            wait = 0.0
+        if wait > 0:
+            reaper.wait_idle(wait)
+        return {**self.ready_state(), "reaper": reaper.status()}
+
     def wait_ready(self, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         if self.caches is not None:
@@ -177,7 +190,7 @@ class Daemon:
         if op == "cni":
             return self.serve_cni(dict(request.get("env") or {}), bytes(request.get("stdin") or b""))
         if op == "status":
-            return {"exit": 0, "stdout": json.dumps(self.ready_state())}
+            return {"exit": 0, "stdout": json.dumps(self.status_reply(dict(request.get("env") or {})))}
         return {"exit": 1, "stdout": CNIError(Code.INVALID_ENVIRONMENT, f"unknown daemon operation {op!r}").to_json()}
 
     def serve_cni(self, env: dict[str, str], stdin: bytes) -> dict[str, Any]:

@@ -48,7 +48,7 @@ _ATTACHMENT_CHAIN = re.compile(r"^CNI-(DN-[0-9a-f]{21}|SN-[0-9a-f]{21}|[0-9a-f]{
 def is_attachment_chain(name: str, prefixes: tuple[str, ...] = ("DN-", "SN-", "")) -> bool:
     """Whether ``name`` is a per-container iptables chain (:func:`prefixed_chain`) of one of
     ``prefixes`` (``""``: ipMasq's unprefixed ``CNI-<hash>``)."""
-    m = _ATTACHMENT_CHAIN.match(name)
+    m = _ATTACHMENT_CHAIN.fullmatch(name)
     if m is None:
         return False
     found = m.group(1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 
+from metacni.spec import safejson
 from metacni.spec.config import CONF_EXTENSIONS, NetworkList, conf_files, extension, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.lazylog import getLogger
@@ -145,7 +146,7 @@ def nad_network(nad: dict[str, Any], cfg: MetaConfig, cni_args: dict[str, Any] |
                            f"{where} has no spec.config and no file in {cfg.conf_dir} has name {name!r}")
         return _build(json.loads(net.raw), where, cni_args) if cni_args else net
     try:
-        data = json.loads(text)
+        data = safejson.loads(text)  # tenant input: deep nesting and NaN are a ValueError too
     except ValueError as exc:
         raise CNIError(Code.INVALID_CONFIG, "invalid NetworkAttachmentDefinition",
                        f"{where}: spec.config is not JSON: {exc}") from None

@@ -146,10 +146,20 @@ def _plan(ctx: Context) -> list[Delegate]:
     override = parse_default_network(annotations.get(DEFAULT_NETWORK), cfg.multus_namespace)
     skip_defaults = (ns in cfg.system_namespaces
                      or annotations.get(SKIP_DEFAULT_NETWORKS, "").lower() == "true")
+    # Checked before any NAD is looked up: 1 for the primary, then defaultNetworks, then the pod's.
+    _check_attachment_cap(ctx, 1 + (0 if skip_defaults else len(cfg.default_networks)) + len(selections))
     runtime_caps = ctx.request.runtime_config.to_plain()
     return build_delegates(cfg, ctx.view if _needs_view(cfg, selections, override) else None,
                            pod_namespace=ns, runtime_ifname=ctx.request.ifname, runtime_caps=runtime_caps,
                            selections=selections, override=override, with_default_networks=not skip_defaults)
+
+
+def _check_attachment_cap(ctx: Context, count: int) -> None:
+    cap = ctx.cfg.max_attachments
+    if count > cap:
+        raise CNIError(Code.INVALID_CONFIG, "too many network attachments",
+                       f"{count} interfaces requested (primary, defaultNetworks and the {NETWORKS} "
+                       f"annotation); this node allows {cap} per pod (maxAttachments)")
 
 
 def _needs_view(cfg: MetaConfig, selections: list[Any], override: Any) -> bool:
@@ -256,7 +266,7 @@ def _rollback(ctx: Context, done: list[Delegate]) -> None:
     for d in reversed(done):
         try:
             ctx.runner.delete(d.net, ctx.rt(d))
-        except CNIError as exc:
+        except Exception as exc:  # the other attachments are still removed
             log.error("%s: rollback of network %s (%s) failed: %s", ctx.who, d.label, d.ifname, exc)
 
 
@@ -332,6 +342,10 @@ def _delete_all(ctx: Context, delegates: list[Delegate], *, strict: bool, netns:
         except CNIError as exc:
             log.error("%s: DEL of network %s (%s) failed: %s", ctx.who, d.label, d.ifname, exc)
             errors.append(CNIError(exc.code, exc.msg, f"network {d.label} ({d.ifname}): {exc.details}"))
+        except Exception as exc:  # a plugin's bug: the other networks are still deleted
+            log.exception("%s: DEL of network %s (%s) crashed", ctx.who, d.label, d.ifname)
+            errors.append(CNIError(Code.INTERNAL, "internal error",
+                                   f"network {d.label} ({d.ifname}): {type(exc).__name__}: {exc}"))
     if errors and strict:
         raise CNIError(errors[0].code, "failed to delete networks",
                        f"{ctx.who}: " + "; ".join(f"{e.msg}: {e.details}" for e in errors))
@@ -501,7 +515,7 @@ def gc(request: Request) -> None:
         try:
             for d in _teardown(request, k, primary.name if primary else ""):
                 nets.setdefault(d.net.name, d.net)
-        except CNIError as exc:
+        except Exception as exc:  # not only CNIError: the other containers are still collected
             errors.append(f"container {k.container_id}: {exc}")
             failed.append(k)
     for k in failed:
@@ -519,7 +533,7 @@ def gc(request: Request) -> None:
         keep = sorted(held.get(name, set()) | valid)
         try:
             ctx.runner.gc(nets[name], keep)
-        except CNIError as exc:
+        except Exception as exc:  # every network gets its GC
             label = primary_label if primary and name == primary.name else name
             errors.append(f"network {label}: {exc}")
     if errors:

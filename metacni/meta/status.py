@@ -8,9 +8,9 @@ minimal entry (the spec asks for one; Multus writes nothing).
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 
+from metacni.spec import safejson
 from metacni.spec.lazylog import getLogger
 from metacni.spec.results import Result, convert
 
@@ -32,7 +32,7 @@ def _device_info(info_dir: str, d: Delegate, container_id: str) -> dict[str, Any
     path = device_info_path(info_dir, d, container_id)
     try:
         with open(path, "rb") as handle:
-            data = json.load(handle)
+            data = safejson.loads(handle.read())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:

@@ -75,6 +75,21 @@ def env_for(**overrides: str) -> dict[str, str]:
     pytest.param({"CNI_IFNAME": "eth/0"}, {}, None, 4, "'/'", id="ifname-slash"),
     pytest.param({"CNI_ARGS": "IgnoreUnknown=1;novalue"}, {}, None, 4, "novalue", id="cni-args-pair"),
     pytest.param({}, {"type": "no-such-plugin"}, None, 7, "no-such-plugin", id="not-in-process"),
+    # issue #14 item 5: decoder failures are 6, never a traceback or 999
+    pytest.param({}, {}, "[" * 100000, 6, "nested deeper than 64", id="deep-nesting"),
+    pytest.param({}, {}, '{"a":' * 65 + "1" + "}" * 65, 6, "nested deeper than 64", id="nesting-65"),
+    pytest.param({}, {}, '{"cniVersion": "1.0.0", "name": "n", "type": "host-local", "mtu": NaN}', 6, "NaN",
+                 id="nan"),
+    pytest.param({}, {}, '{"cniVersion": "1.0.0", "name": "n", "type": "host-local", "mtu": 1e999}', 6,
+                 "out of range", id="huge-float"),
+    pytest.param({}, {}, '{"name": "n", "mtu": ' + "9" * 5000 + "}", 6, "decode", id="huge-int"),
+    pytest.param({}, {}, "[1, 2]", 6, "JSON object", id="top-level-list"),
+    # names end up in file names: whole-string match, NAME_MAX-safe lengths
+    pytest.param({}, {"name": "n" * 97}, None, 7, "more than 96", id="name-97"),
+    pytest.param({}, {"name": "bad\n"}, None, 7, "alphanumerics", id="name-newline"),
+    pytest.param({}, {"name": "a\u0000b"}, None, 7, "alphanumerics", id="name-nul"),
+    pytest.param({"CNI_CONTAINERID": "abc123\n"}, {}, None, 4, "abc123\\n", id="containerid-newline"),
+    pytest.param({"CNI_CONTAINERID": "c" * 129}, {}, None, 4, "more than 128", id="containerid-129"),
 ])
 def test_plugin_side_bad_input(tmp_path: Path, unchanged_host: None, env: dict, stdin_overrides: dict,
                                raw_stdin: str | None, code: int, needle: str) -> None:
@@ -83,6 +98,23 @@ def test_plugin_side_bad_input(tmp_path: Path, unchanged_host: None, env: dict, 
     assert status == 1
     assert err["code"] == code, err
     assert needle in err["msg"] + " " + err.get("details", "")
+
+
+def test_undecodable_stdin_bytes(tmp_path: Path, unchanged_host: None) -> None:
+    """Invalid UTF-8 and deep nesting, also for VERSION (its stdin is optional): one JSON
+    document, no traceback on stderr."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    for env, stdin, code in ((env_for(), b'{"name": "\xff"}', 6), (env_for(), b"[" * 100000, 6),
+                             ({"CNI_COMMAND": "VERSION"}, b"[" * 100000, None)):
+        proc = subprocess.run([METACNI], input=stdin, capture_output=True, env={**full, **env}, timeout=60)
+        lines = proc.stdout.decode().splitlines()
+        assert len(lines) == 1, proc
+        assert b"Traceback" not in proc.stderr, proc.stderr
+        reply = json.loads(lines[0])
+        if code is None:
+            assert proc.returncode == 0 and reply["cniVersion"] == "1.1.0", reply
+        else:
+            assert proc.returncode == 1 and reply["code"] == code, reply
 
 
 def test_version_needs_no_config() -> None:

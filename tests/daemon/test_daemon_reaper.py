@@ -8,11 +8,16 @@ the deletion" is observed without timing.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from metacni.kernel.reaper import HOLD_ENV, MARK
+from metacni.shim import OP_STATUS, call_daemon
 from metacni_testkit.daemon import start_daemon
 from metacni_testkit.netns import links, netns_path
 from metacni_testkit.nodes import Node, load, rt, run_in_node
@@ -23,6 +28,19 @@ def _start(node: Node, *, hold: bool) -> None:
     node.daemon = start_daemon(node.root / "daemon", netns=node.name, env=env,
                                args=["--no-api", "--cache-dir", str(node.root / "daemon-cache"),
                                      "--conf-dir", str(node.conf_dir)])
+
+
+@contextlib.contextmanager
+def _held_daemon_node(box) -> Iterator[tuple[Node, Any, Any]]:
+    """A node whose daemon's reaper starts held: (node, its runner, a bridge network)."""
+    with tempfile.TemporaryDirectory(prefix="mcreap-") as work:
+        node = Node(box=box, name=box.netns("mcnode"), work=Path(work), mode="daemon")
+        _start(node, hold=True)
+        try:
+            yield node, node.runner(), load(node.conflist(subnet="10.86.0.0/24"))
+        finally:
+            if node.daemon is not None:
+                node.daemon.kill()
 
 
 def _veths(node: Node) -> dict[str, dict]:
@@ -64,3 +82,31 @@ def test_del_is_answered_before_the_deletion_and_gc_reclaims_after_sigkill(box):
         finally:
             if node.daemon is not None:
                 node.daemon.kill()
+
+
+def _reaper_status(node: Node, wait: float = 0.0) -> dict:
+    env = {"waitReaperIdle": str(wait)} if wait else {}
+    assert node.daemon is not None
+    _, out, _ = call_daemon(node.daemon.socket, OP_STATUS, env, b"", 2.0, wait + 10.0)
+    return dict(json.loads(out)["reaper"])
+
+
+def test_status_reports_the_reaper_and_waits_for_it_to_go_idle(box):
+    """The daemon's status reply says whether the reaper still has deletions to do, and can
+    wait for it (what e2e/test_churn.py waits on before its final snapshot)."""
+    with _held_daemon_node(box) as (node, runner, net):
+        pod = netns_path(box.netns("mcpod"))
+        run_in_node(node, lambda: runner.add(net, rt("s1", pod)))
+        assert _reaper_status(node)["idle"] is True
+        run_in_node(node, lambda: runner.delete(net, rt("s1", pod)))
+        held = _reaper_status(node, wait=0.2)  # bounded: the held reaper cannot go idle
+        assert held["enabled"] and held["held"] and not held["idle"] and held["pending"] == 1, held
+        assert len(_veths(node)) == 1
+
+        node.daemon.kill()
+        _start(node, hold=False)  # a fresh reaper (its start-up sweep takes the marked link)
+        run_in_node(node, lambda: runner.add(net, rt("s2", pod)))
+        run_in_node(node, lambda: runner.delete(net, rt("s2", pod)))
+        done = _reaper_status(node, wait=10.0)
+        assert done["idle"] and done["pending"] == 0 and done["failed"] == 0 and done["deleted"] >= 1, done
+        assert _veths(node) == {}
