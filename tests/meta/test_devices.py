@@ -1,0 +1,247 @@
+"""Device-plugin networks end to end: a NAD with ``k8s.v1.cni.cncf.io/resourceName``, a fake
+kubelet PodResources gRPC server (real v1 protocol), a recording delegate binary.
+
+The delegate (``sriov-rec``, a script in a per-test CNI_PATH dir) records the stdin it got for
+every call and creates a link in the pod (a veth pair inside it), as an SR-IOV plugin would move a VF in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metacni.engine.request import Invocation
+from metacni.kernel.netns import enter
+from metacni.spec.args import CniArgs
+from metacni.spec.errors import CNIError, Code
+from metacni.testing.podresources import FakePodResources
+
+from .conftest import CNI_PATH, MetaNode, Pod
+
+RESOURCE = "intel.com/sriov_vf"
+OTHER = "example.com/dpdk"
+
+RECORDER = f"""#!{sys.executable}
+import json, os, subprocess, sys
+conf = json.load(sys.stdin)
+cmd, cid, ifname, netns = (os.environ.get(k, "") for k in ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_IFNAME",
+                                                            "CNI_NETNS"))
+log_dir = conf["recordDir"]
+with open(os.path.join(log_dir, f"{{cmd}}-{{cid}}-{{ifname}}.json"), "w") as handle:
+    json.dump(conf, handle)
+if cmd == "ADD":
+    subprocess.run(["nsenter", f"--net={{netns}}", "ip", "link", "add", ifname, "type", "veth", "peer", "name",
+                    "pr-" + ifname], check=True)
+    print(json.dumps({{"cniVersion": conf["cniVersion"], "interfaces": [{{"name": ifname, "sandbox": netns}}],
+                      "ips": [{{"address": conf["address"], "interface": 0}}]}}))
+elif cmd == "DEL" and netns:
+    subprocess.run(["nsenter", f"--net={{netns}}", "ip", "link", "del", ifname], capture_output=True)
+"""
+
+
+class DeviceNode:
+    """The meta node plus a kubelet socket, a device-info dir and the recording delegate."""
+
+    def __init__(self, node: MetaNode, root: Path, kubelet: FakePodResources) -> None:
+        self.node, self.root, self.kubelet = node, root, kubelet
+        self.bin_dir = root / "bin"
+        self.records = root / "records"
+        self.info_dir = root / "devinfo" / "cni"
+        for d in (self.bin_dir, self.records, self.info_dir):
+            d.mkdir(parents=True)
+        script = self.bin_dir / "sriov-rec"
+        script.write_text(RECORDER)
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+
+    def add_nad(self, name: str, resource: str | None, address: str, *, caps: bool = True,
+                namespace: str = "default") -> None:
+        conf: dict[str, Any] = {"cniVersion": "1.0.0", "name": name, "type": "sriov-rec",
+                                "recordDir": str(self.records), "address": address}
+        if caps:
+            conf["capabilities"] = {"deviceID": True, "CNIDeviceInfoFile": True}
+        annotations = {"k8s.v1.cni.cncf.io/resourceName": resource} if resource else None
+        self.node.api.add_nad(namespace, name, conf, annotations=annotations)
+
+    def conf(self, **extra: Any) -> dict[str, Any]:
+        conf = self.node.meta_conf()
+        conf.update(deviceInfoDir=str(self.info_dir), podResourcesSocket=self.kubelet.socket_path)
+        conf.update(extra)
+        return conf
+
+    def cni(self, verb: str, pod: Pod, **extra: Any) -> dict[str, Any] | None:
+        inv = Invocation(command=verb, container_id=pod.container_id, netns=pod.path, ifname="eth0",
+                         args=CniArgs.parse(pod.cni_args), cni_path=(CNI_PATH, str(self.bin_dir)))
+        with enter(self.node.path):
+            result = self.node.invoker.invoke("metacni", self.conf(**extra), inv)
+        return result.to_wire() if result is not None else None
+
+    def recorded(self, verb: str, pod: Pod, ifname: str) -> dict[str, Any]:
+        return dict(json.loads((self.records / f"{verb}-{pod.container_id}-{ifname}.json").read_text()))
+
+    def info_files(self) -> list[str]:
+        return sorted(os.listdir(self.info_dir))
+
+
+@pytest.fixture
+def dev(node: MetaNode) -> Iterator[DeviceNode]:
+    root = Path(tempfile.mkdtemp(prefix="mcdev-"))  # short: a unix socket path is at most 107 bytes
+    try:
+        with FakePodResources(str(root / "kubelet.sock")) as kubelet:
+            yield DeviceNode(node, root, kubelet)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _networks(*names: str) -> dict[str, str]:
+    return {"k8s.v1.cni.cncf.io/networks": ", ".join(names)}
+
+
+def test_sriov_pod_gets_its_device_and_device_info(dev: DeviceNode) -> None:
+    dev.add_nad("sriov-a", RESOURCE, "192.0.2.10/24")
+    pod = dev.node.pod("web", annotations=_networks("sriov-a"))
+    dev.kubelet.set_pod("default", "web", {RESOURCE: ["0000:3b:02.1"], "other.com/gpu": ["gpu0"]})
+
+    dev.cni("ADD", pod)
+
+    conf = dev.recorded("ADD", pod, "net1")
+    assert conf["deviceID"] == "0000:3b:02.1"
+    assert conf["pciBusID"] == "0000:3b:02.1"
+    info_path = os.path.join(dev.info_dir, f"default-sriov-a-{pod.container_id}_net1")
+    assert conf["runtimeConfig"] == {"deviceID": "0000:3b:02.1", "CNIDeviceInfoFile": info_path}
+    assert dev.kubelet.calls == ["Get"]
+    assert "net1" in dev.node.pod_links(pod)
+
+    [primary, sriov] = dev.node.network_status(pod)
+    assert "device-info" not in primary
+    assert sriov["name"] == "default/sriov-a" and sriov["interface"] == "net1"
+    assert sriov["ips"] == ["192.0.2.10"]
+    assert sriov["device-info"] == {"type": "pci", "version": "1.1.0", "pci": {"pci-address": "0000:3b:02.1"}}
+    assert dev.info_files() == [os.path.basename(info_path)]
+
+    dev.cni("DEL", pod)
+    assert dev.info_files() == []
+    assert dev.recorded("DEL", pod, "net1")["deviceID"] == "0000:3b:02.1"  # DEL gets the same device
+    dev.node.assert_clean(pod)
+
+
+def test_two_pods_get_their_own_devices(dev: DeviceNode) -> None:
+    dev.add_nad("sriov-a", RESOURCE, "192.0.2.10/24")
+    web = dev.node.pod("web", annotations=_networks("sriov-a"))
+    db = dev.node.pod("db", annotations=_networks("sriov-a"))
+    dev.kubelet.set_pod("default", "web", {RESOURCE: ["0000:3b:02.1"]})
+    dev.kubelet.set_pod("default", "db", {RESOURCE: ["0000:3b:02.4"]}, container="sidecar")
+
+    dev.cni("ADD", web)
+    dev.cni("ADD", db)
+
+    assert dev.recorded("ADD", web, "net1")["deviceID"] == "0000:3b:02.1"
+    assert dev.recorded("ADD", db, "net1")["deviceID"] == "0000:3b:02.4"
+    assert dev.node.network_status(web)[1]["device-info"]["pci"]["pci-address"] == "0000:3b:02.1"
+    assert dev.node.network_status(db)[1]["device-info"]["pci"]["pci-address"] == "0000:3b:02.4"
+
+    dev.cni("DEL", web)  # removes web's device-info only
+    assert dev.info_files() == [f"default-sriov-a-{db.container_id}_net1"]
+    dev.cni("DEL", db)
+    assert dev.info_files() == []
+
+
+def test_several_attachments_and_resources_in_order(dev: DeviceNode) -> None:
+    """Two attachments of one resource get distinct devices in sorted order (Multus); another
+    resource is matched by name; a non-PCI ID gets no pciBusID; a plugin without the
+    capabilities gets the IDs in its config only; a NAD without resourceName gets nothing."""
+    dev.add_nad("sriov-a", RESOURCE, "192.0.2.10/24")
+    dev.add_nad("sriov-b", RESOURCE, "192.0.2.11/24", caps=False)
+    dev.add_nad("dpdk", OTHER, "198.51.100.2/24")
+    dev.add_nad("plain", None, "203.0.113.2/24")
+    pod = dev.node.pod("multi", annotations=_networks("sriov-a", "dpdk", "sriov-b", "plain"))
+    dev.kubelet.set_pod("default", "multi", {RESOURCE: ["0000:3b:02.7", "0000:3b:02.2"]})
+    dev.kubelet.set_pod("default", "multi", {OTHER: ["vhost-3"]}, container="second")
+
+    dev.cni("ADD", pod)
+
+    a, dpdk, b, plain = (dev.recorded("ADD", pod, f"net{i}") for i in (1, 2, 3, 4))
+    assert (a["deviceID"], b["deviceID"]) == ("0000:3b:02.2", "0000:3b:02.7")
+    assert "runtimeConfig" not in b and b["pciBusID"] == "0000:3b:02.7"
+    assert dpdk["deviceID"] == "vhost-3" and "pciBusID" not in dpdk
+    assert dpdk["runtimeConfig"]["deviceID"] == "vhost-3"
+    assert "deviceID" not in plain and "runtimeConfig" not in plain
+    status = {e["interface"]: e for e in dev.node.network_status(pod)}
+    assert "device-info" not in status["net2"]  # no PCI address, no device plugin file
+    assert "device-info" not in status["net4"]
+    assert status["net3"]["device-info"]["pci"]["pci-address"] == "0000:3b:02.7"
+    dev.cni("DEL", pod)
+    assert dev.info_files() == []
+
+
+def test_device_plugin_info_file_is_copied(dev: DeviceNode) -> None:
+    dp_dir = dev.info_dir.parent / "dp"
+    dp_dir.mkdir()
+    info = {"type": "vdpa", "version": "1.1.0", "vdpa": {"parent-device": "vdpa:0000:65:00.2",
+                                                          "driver": "vhost", "path": "/dev/vhost-vdpa-1"}}
+    (dp_dir / "example.com-dpdk-vdpa1-device.json").write_text(json.dumps(info))
+    dev.add_nad("dpdk", OTHER, "198.51.100.2/24")
+    pod = dev.node.pod("web", annotations=_networks("dpdk"))
+    dev.kubelet.set_pod("default", "web", {OTHER: ["vdpa1"]})
+
+    dev.cni("ADD", pod)
+    assert dev.node.network_status(pod)[1]["device-info"] == info
+    dev.cni("DEL", pod)
+    assert dev.info_files() == []
+
+
+def test_list_is_used_when_the_kubelet_has_no_get(dev: DeviceNode) -> None:
+    dev.kubelet.get_supported = False
+    dev.add_nad("sriov-a", RESOURCE, "192.0.2.10/24")
+    pod = dev.node.pod("web", annotations=_networks("sriov-a"))
+    dev.kubelet.set_pod("default", "other", {RESOURCE: ["0000:3b:02.1"]})
+    dev.kubelet.set_pod("default", "web", {RESOURCE: ["0000:3b:02.3"]})
+
+    dev.cni("ADD", pod)
+    assert dev.kubelet.calls == ["Get", "List"]
+    assert dev.recorded("ADD", pod, "net1")["deviceID"] == "0000:3b:02.3"
+    dev.cni("DEL", pod)
+
+
+def _add_error(dev: DeviceNode, pod: Pod, **extra: Any) -> CNIError:
+    with pytest.raises(CNIError) as info:
+        dev.cni("ADD", pod, **extra)
+    return info.value
+
+
+def test_missing_kubelet_socket_fails_the_add_and_rolls_back(dev: DeviceNode) -> None:
+    dev.add_nad("sriov-a", RESOURCE, "192.0.2.10/24")
+    pod = dev.node.pod("web", annotations=_networks("sriov-a"))
+    missing = str(dev.root / "no-kubelet.sock")
+
+    err = _add_error(dev, pod, podResourcesSocket=missing)
+
+    assert err.code == Code.TRY_AGAIN_LATER
+    assert missing in err.details and "default/web" in err.details and "does not exist" in err.details
+    assert dev.node.pod_links(pod) == {"lo"}
+    assert not (dev.records / f"ADD-{pod.container_id}-net1.json").exists()
+    assert dev.info_files() == []
+    dev.node.assert_clean(pod)
+
+
+def test_pod_without_the_device_gets_a_clear_error(dev: DeviceNode) -> None:
+    dev.add_nad("sriov-a", RESOURCE, "192.0.2.10/24")
+    dev.add_nad("sriov-b", RESOURCE, "192.0.2.11/24")
+    pod = dev.node.pod("web", annotations=_networks("sriov-a", "sriov-b"))
+    dev.kubelet.set_pod("default", "web", {RESOURCE: ["0000:3b:02.1"]})  # one device, two attachments
+
+    err = _add_error(dev, pod)
+
+    assert err.code == Code.INVALID_CONFIG
+    assert "default/sriov-b" in err.details and RESOURCE in err.details and "pod default/web" in err.details
+    assert "holds 1" in err.details
+    assert dev.info_files() == []
+    dev.node.assert_clean(pod)
