@@ -15,6 +15,9 @@ timeout). They are rate-limited per pod and reason (a token bucket: ``burst`` ev
 per ``refill`` seconds, like client-go's spam filter), so a crash-looping sandbox cannot
 flood the API.
 
+The posting thread starts with the first event and inherits the network namespace of the
+thread that emits it (the meta plugin reports after its ADD, outside any pod namespace).
+
 Only a long-lived process sends them: the node daemon calls :func:`install` at start (with
 its own credentials). A standalone CNI call (no daemon) exits right after its ADD and talks
 to the API with the standard-library client only, so it records no events.
@@ -187,7 +190,8 @@ _lock = threading.Lock()
 
 def install(kubeconfig: str | None = None) -> None:
     """Record events from now on (the daemon, at start). ``kubeconfig`` replaces the meta
-    config's (the daemon's own credentials, as its API view does); None keeps the config's."""
+    config's (the daemon's own credentials, as its API view does; "" is the in-cluster service
+    account); None keeps the config's."""
     global _installed, _kubeconfig
     with _lock:
         _installed, _kubeconfig = True, kubeconfig
