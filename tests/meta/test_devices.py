@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -18,10 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from metacni.engine.request import Invocation
 from metacni.kernel.netns import enter
+from metacni.meta import devices
+from metacni.meta.networks import Delegate
 from metacni.spec.args import CniArgs
+from metacni.spec.config import network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
 from metacni.testing.podresources import FakePodResources
 
@@ -245,3 +251,66 @@ def test_pod_without_the_device_gets_a_clear_error(dev: DeviceNode) -> None:
     assert "holds 1" in err.details
     assert dev.info_files() == []
     dev.node.assert_clean(pod)
+
+
+def test_standalone_binary_attaches_the_device(dev: DeviceNode) -> None:
+    """The installed ``metacni`` executable (no daemon) as a runtime execs it."""
+    dev.add_nad("sriov-a", RESOURCE, "192.0.2.10/24")
+    pod = dev.node.pod("web", annotations=_networks("sriov-a"))
+    dev.kubelet.set_pod("default", "web", {RESOURCE: ["0000:3b:02.6"]})
+    # this interpreter's console script (PATH may hold another installation's)
+    metacni = os.path.join(os.path.dirname(sys.executable), "metacni")
+    assert os.access(metacni, os.X_OK)
+
+    def call(verb: str) -> dict[str, Any] | None:
+        env = dict(os.environ, CNI_COMMAND=verb, CNI_CONTAINERID=pod.container_id, CNI_NETNS=pod.path,
+                   CNI_IFNAME="eth0", CNI_ARGS=pod.cni_args, CNI_PATH=f"{CNI_PATH}:{dev.bin_dir}")
+        proc = subprocess.run(["ip", "netns", "exec", dev.node.name, metacni], input=json.dumps(dev.conf()).encode(),
+                              env=env, capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        out = proc.stdout.decode().strip()
+        return json.loads(out) if out else None
+
+    call("ADD")
+    assert dev.recorded("ADD", pod, "net1")["deviceID"] == "0000:3b:02.6"
+    assert dev.node.network_status(pod)[1]["device-info"]["pci"]["pci-address"] == "0000:3b:02.6"
+    call("DEL")
+    assert dev.info_files() == []
+    dev.node.assert_clean(pod)
+
+
+def test_kubelet_error_is_reported_with_the_pod(dev: DeviceNode) -> None:
+    """The kubelet does not know the pod (Get answers an error): code 11, naming pod and socket."""
+    dev.add_nad("sriov-a", RESOURCE, "192.0.2.10/24")
+    pod = dev.node.pod("ghost", annotations=_networks("sriov-a"))
+    err = _add_error(dev, pod)
+    assert err.code == Code.TRY_AGAIN_LATER
+    assert "default/ghost" in err.details and dev.kubelet.socket_path in err.details
+    assert "not found" in err.details
+    dev.node.assert_clean(pod)
+
+
+@settings(max_examples=200, deadline=None)
+@given(label=st.text(min_size=1, max_size=40), ifname=st.text(min_size=1, max_size=20))
+def test_device_info_file_stays_in_its_directory(label: str, ifname: str) -> None:
+    """Whatever a NAD or pod names, the device-info file is a plain file of deviceInfoDir or
+    no file at all (CNIError)."""
+    net = network_list_from_bytes(json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "x"}).encode())
+    d = Delegate(label=label, net=net, ifname=ifname)
+    try:
+        path = devices.info_file("/run/devinfo/cni", d, "cid0123")
+    except CNIError as exc:
+        assert exc.code == Code.INVALID_CONFIG
+        return
+    assert os.path.dirname(path) == "/run/devinfo/cni"
+    assert os.path.basename(path) not in ("", ".", "..") and "\x00" not in path
+
+
+def test_device_id_reaches_every_plugin_of_a_list() -> None:
+    raw = {"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "sriov"}, {"type": "tuning", "mtu": 9000}]}
+    d = Delegate(label="default/n", net=network_list_from_bytes(json.dumps(raw).encode()), ifname="net1")
+    devices.with_device(d, "0000:af:00.3")
+    assert [p["deviceID"] for p in d.net.plugins] == ["0000:af:00.3"] * 2
+    assert [p["pciBusID"] for p in d.net.plugins] == ["0000:af:00.3"] * 2
+    assert d.net.plugins[1]["mtu"] == 9000
+    assert d.capability_args == {"deviceID": "0000:af:00.3"}
