@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .kube import ApiKubeView, KubeSettings
+from metacni.spec.errors import CNIError
+
+from .kube import ApiKubeView, KubeSettings, _shared
 
 log = logging.getLogger(__name__)
 
@@ -210,23 +212,17 @@ def uninstall() -> None:
 
 
 def recorder_for(conf: dict[str, Any]) -> Recorder | None:
-    """The recorder for a meta config's API settings; None when events are off or there is no API."""
+    """The recorder for a meta config's API settings (one per distinct settings); None when
+    events are off or there is no API."""
     if not _installed:
         return None
-    try:
-        settings = KubeSettings.from_conf(conf)
-    except Exception:  # a bad setting is reported by the ADD itself
-        return None
     if _kubeconfig is not None:
-        settings = KubeSettings(kubeconfig=_kubeconfig, timeout=settings.timeout,
-                                connect_timeout=settings.connect_timeout, retries=settings.retries)
-    if not settings.configured:
+        conf = {**conf, "kubeconfig": _kubeconfig}
+    try:
+        rec: Recorder | None = _shared(conf, _recorders, Recorder)
+    except CNIError:  # a bad API setting: the ADD itself reports it
         return None
-    with _lock:
-        rec = _recorders.get(settings)
-        if rec is None:
-            rec = _recorders[settings] = Recorder(settings)
-        return rec
+    return rec
 
 
 # ---------------------------------------------------------------------- what the meta plugin reports

@@ -8,8 +8,7 @@ import os
 import shutil
 import stat
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,11 @@ from metacni.testing.daemon import run_shim
 from metacni.testing.podresources import FakePodResources
 from tests.meta.conftest import CNI_PATH, MetaNode, Pod
 from tests.meta.test_devices import RECORDER, RESOURCE
+from tests.meta.test_events import _wait
 from tests.test_daemon_meta import FAST_PYTHON, DaemonMetaNode
 from tests.test_daemon_meta import node as node  # noqa: F401 - the daemon-mode fixture
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
-
-
-def _wait(what: str, probe: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            assert value, f"timed out waiting for {what}"
-            return value
-        time.sleep(0.05)
 
 
 def _events(node: MetaNode, reason: str) -> list[dict[str, Any]]:
