@@ -94,8 +94,9 @@ class RateLimiter:
                 self._buckets[key] = (tokens, now)
                 return False
             self._buckets[key] = (tokens - 1.0, now)
-            if len(self._buckets) > 10 * QUEUE_SIZE:  # forget full buckets of pods long gone
-                self._buckets = {k: v for k, v in self._buckets.items() if v[0] < self.burst - 1}
+            if len(self._buckets) > 10 * QUEUE_SIZE:  # forget the buckets refilled by now (pods long gone)
+                full = self.burst * self.refill
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full}
             return True
 
 
@@ -152,13 +153,14 @@ class Recorder:
             api = client.CoreV1Api(self._view.api_client())
             timeout = min(self.settings.timeout, POST_TIMEOUT)
             body: Any = event.body(self.host)  # a plain dict: the client serialises it as is
-            api.create_namespaced_event(event.namespace, body, _preload_content=False,
+            api.create_namespaced_event(event.namespace, body,
                                         _request_timeout=(min(self.settings.connect_timeout, timeout), timeout))
             self.sent += 1
         except Exception as exc:  # an event is best effort: log and drop (API errors, timeouts, credentials)
             self.dropped += 1
+            status = getattr(exc, "status", None)
             log.warning("cannot record event %s for pod %s/%s: %s", event.reason, event.namespace, event.pod,
-                        getattr(exc, "status", None) or exc)
+                        f"HTTP {status} {getattr(exc, 'reason', '')}" if status else f"{type(exc).__name__}: {exc}")
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued event was posted or dropped; False on timeout."""

@@ -515,6 +515,7 @@ def _teardown(request: Request, k: _Known, primary_name: str) -> list[Delegate]:
     log.warning("%s (container %s): not among the runtime's valid attachments; GC removes %s", sub.who,
                 k.container_id, ", ".join(f"{d.label} ({d.ifname})" for d in delegates) or "its record")
     _delete_all(sub, delegates, strict=True)
+    _remove_device_files(sub, delegates)
     if k.corrupt is not None:
         delegate_cache.quarantine(k.corrupt.path)
     delegate_cache.remove(sub.cfg.cni_dir, k.container_id)

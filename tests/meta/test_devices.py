@@ -253,28 +253,42 @@ def test_pod_without_the_device_gets_a_clear_error(dev: DeviceNode) -> None:
     dev.node.assert_clean(pod)
 
 
+def _exec(dev: DeviceNode, verb: str, pod: Pod | None, conf: dict[str, Any]) -> None:
+    """This interpreter's ``metacni`` console script (PATH may hold another installation's), run
+    as a runtime execs it, without a daemon; ``pod`` None: no attachment (GC)."""
+    metacni = os.path.join(os.path.dirname(sys.executable), "metacni")
+    assert os.access(metacni, os.X_OK)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    env.update(CNI_COMMAND=verb, CNI_PATH=f"{CNI_PATH}:{dev.bin_dir}")
+    if pod is not None:
+        env.update(CNI_CONTAINERID=pod.container_id, CNI_NETNS=pod.path, CNI_IFNAME="eth0", CNI_ARGS=pod.cni_args)
+    proc = subprocess.run(["ip", "netns", "exec", dev.node.name, metacni], input=json.dumps(conf).encode(),
+                          env=env, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_standalone_binary_attaches_the_device(dev: DeviceNode) -> None:
-    """The installed ``metacni`` executable (no daemon) as a runtime execs it."""
     dev.add_nad("sriov-a", RESOURCE, "192.0.2.10/24")
     pod = dev.node.pod("web", annotations=_networks("sriov-a"))
     dev.kubelet.set_pod("default", "web", {RESOURCE: ["0000:3b:02.6"]})
-    # this interpreter's console script (PATH may hold another installation's)
-    metacni = os.path.join(os.path.dirname(sys.executable), "metacni")
-    assert os.access(metacni, os.X_OK)
 
-    def call(verb: str) -> dict[str, Any] | None:
-        env = dict(os.environ, CNI_COMMAND=verb, CNI_CONTAINERID=pod.container_id, CNI_NETNS=pod.path,
-                   CNI_IFNAME="eth0", CNI_ARGS=pod.cni_args, CNI_PATH=f"{CNI_PATH}:{dev.bin_dir}")
-        proc = subprocess.run(["ip", "netns", "exec", dev.node.name, metacni], input=json.dumps(dev.conf()).encode(),
-                              env=env, capture_output=True, timeout=120)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        out = proc.stdout.decode().strip()
-        return json.loads(out) if out else None
-
-    call("ADD")
+    _exec(dev, "ADD", pod, dev.conf())
     assert dev.recorded("ADD", pod, "net1")["deviceID"] == "0000:3b:02.6"
     assert dev.node.network_status(pod)[1]["device-info"]["pci"]["pci-address"] == "0000:3b:02.6"
-    call("DEL")
+    _exec(dev, "DEL", pod, dev.conf())
+    assert dev.info_files() == []
+    dev.node.assert_clean(pod)
+
+
+def test_gc_of_a_stale_container_removes_its_device_info(dev: DeviceNode) -> None:
+    dev.add_nad("sriov-a", RESOURCE, "192.0.2.10/24")
+    pod = dev.node.pod("web", annotations=_networks("sriov-a"))
+    dev.kubelet.set_pod("default", "web", {RESOURCE: ["0000:3b:02.6"]})
+    dev.cni("ADD", pod)
+    assert dev.info_files() != []
+
+    conf = dict(dev.conf(), cniVersion="1.1.0", **{"cni.dev/valid-attachments": [], "cni.dev/attachments": []})
+    _exec(dev, "GC", None, conf)
     assert dev.info_files() == []
     dev.node.assert_clean(pod)
 
