@@ -44,6 +44,9 @@ cmd, cid, ifname, netns = (os.environ.get(k, "") for k in ("CNI_COMMAND", "CNI_C
 log_dir = conf["recordDir"]
 with open(os.path.join(log_dir, f"{{cmd}}-{{cid}}-{{ifname}}.json"), "w") as handle:
     json.dump(conf, handle)
+if cmd == "ADD" and conf.get("writeInfo"):  # as sriov-cni/userspace plugins fill CNIDeviceInfoFile
+    with open(conf["runtimeConfig"]["CNIDeviceInfoFile"], "w") as handle:
+        json.dump(conf["writeInfo"], handle)
 if cmd == "ADD":
     subprocess.run(["nsenter", f"--net={{netns}}", "ip", "link", "add", ifname, "type", "veth", "peer", "name",
                     "pr-" + ifname], check=True)
@@ -69,9 +72,9 @@ class DeviceNode:
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
 
     def add_nad(self, name: str, resource: str | None, address: str, *, caps: bool = True,
-                namespace: str = "default") -> None:
+                namespace: str = "default", **extra: Any) -> None:
         conf: dict[str, Any] = {"cniVersion": "1.0.0", "name": name, "type": "sriov-rec",
-                                "recordDir": str(self.records), "address": address}
+                                "recordDir": str(self.records), "address": address, **extra}
         if caps:
             conf["capabilities"] = {"deviceID": True, "CNIDeviceInfoFile": True}
         annotations = {"k8s.v1.cni.cncf.io/resourceName": resource} if resource else None
@@ -204,6 +207,18 @@ def test_device_plugin_info_file_is_copied(dev: DeviceNode) -> None:
     assert dev.info_files() == []
 
 
+def test_device_info_written_by_the_plugin_is_reported(dev: DeviceNode) -> None:
+    info = {"type": "vhost-user", "version": "1.1.0", "vhost-user": {"mode": "server", "path": "/run/vhu/sock0"}}
+    dev.add_nad("vhost", OTHER, "198.51.100.2/24", writeInfo=info)
+    pod = dev.node.pod("web", annotations=_networks("vhost"))
+    dev.kubelet.set_pod("default", "web", {OTHER: ["vhu0"]})
+
+    dev.cni("ADD", pod)
+    assert dev.node.network_status(pod)[1]["device-info"] == info
+    dev.cni("DEL", pod)
+    assert dev.info_files() == []
+
+
 def test_list_is_used_when_the_kubelet_has_no_get(dev: DeviceNode) -> None:
     dev.kubelet.get_supported = False
     dev.add_nad("sriov-a", RESOURCE, "192.0.2.10/24")
@@ -328,3 +343,14 @@ def test_device_id_reaches_every_plugin_of_a_list() -> None:
     assert [p["pciBusID"] for p in d.net.plugins] == ["0000:af:00.3"] * 2
     assert d.net.plugins[1]["mtu"] == 9000
     assert d.capability_args == {"deviceID": "0000:af:00.3"}
+
+
+def test_grpc_is_imported_only_to_ask_the_kubelet() -> None:
+    """A pod without device-plugin networks never loads grpc or protobuf: not even the
+    device modules import it at module level."""
+    code = ("import sys, metacni.meta.service, metacni.meta.devices, metacni.meta.podresources, "
+            "metacni.meta.kubelet_podresources; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('grpc', 'google')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
