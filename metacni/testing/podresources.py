@@ -38,6 +38,10 @@ class FakePodResources(api_pb2_grpc.PodResourcesListerServicer):
             entries += [(container, resource, list(ids)) for resource, ids in devices.items()]
             self._pods[(namespace, name)] = entries
 
+    def clear(self) -> None:
+        with self._lock:
+            self._pods.clear()
+
     def _pod(self, key: PodKey) -> api_pb2.PodResources:
         containers: dict[str, list[api_pb2.ContainerDevices]] = {}
         for container, resource, ids in self._pods[key]:
