@@ -219,14 +219,15 @@ def _events() -> Any:
 
 
 def _report_added(ctx: Context, attached: list[tuple[Delegate, Result]]) -> None:
-    """``AddedInterface`` events, one per attachment."""
+    """``AddedInterface`` events, one per attachment whose result has interfaces or IPs (Multus)."""
     events = _events()
     if events is not None and ctx.pod.known:
         from metacni.spec.results import convert
 
+        results = [(d, convert(r, "1.1.0")) for d, r in attached]
         events.added_interfaces(ctx.request.config, ctx.pod.namespace, ctx.pod.name, ctx.pod.uid,
-                                [(d.label, d.ifname, [ip.address for ip in convert(r, "1.1.0").ips])
-                                 for d, r in attached])
+                                [(d.label, d.ifname, [ip.address for ip in r.ips]) for d, r in results
+                                 if r.interfaces or r.ips])
 
 
 def _report_failure(ctx: Context, exc: CNIError) -> None:
