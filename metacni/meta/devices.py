@@ -21,7 +21,10 @@ Differences from Multus: a pod holding fewer devices of the resource than attach
 it is an error (Multus attaches without a device, which fails later inside the plugin).
 
 Tenant input: the resource name comes from a NAD; it selects only among the devices the
-kubelet allocated to this very pod, and file names are built from validated Kubernetes names.
+kubelet allocated to this very pod. A ``deviceID`` in the pod's network selection (NPWG; Multus
+ignores it, metacni passes it to plugins declaring the capability) must name one of the pod's
+own devices too, or the ADD fails: otherwise a tenant could move another pod's VF into its own.
+File names are built from validated Kubernetes names.
 """
 
 from __future__ import annotations
@@ -102,30 +105,58 @@ def _device_info(info_dir: str, resource: str, device_id: str) -> bytes | None:
     return None
 
 
+def requested_device(d: Delegate) -> str | None:
+    """The ``deviceID`` the pod's annotation asks for on this attachment (NPWG selection), if any."""
+    value = d.selection.device_id if d.selection is not None else None
+    return value if isinstance(value, str) and value else None
+
+
+def _choose(wanted: list[Delegate], resources: dict[str, str], held: dict[str, list[str]],
+            who: str) -> list[tuple[Delegate, str, str]]:
+    """(delegate, resource, device ID) for each wanted delegate. A device the pod's annotation
+    names must be one the pod holds (of the NAD's resource, when it names one); the others get
+    the pod's devices of their resource in sorted order, skipping those named explicitly."""
+    named = {dev for d in wanted if (dev := requested_device(d))}
+    owner = {dev: resource for resource, ids in held.items() for dev in ids}
+    next_free: dict[str, int] = {}
+    out = []
+    for d in wanted:
+        resource, device = resources.get(d.label, ""), requested_device(d)
+        if device is not None:
+            if owner.get(device) is None or (resource and owner[device] != resource):
+                of = f" of resource {resource!r}" if resource else ""
+                raise CNIError(Code.INVALID_CONFIG, "device not allocated to pod",
+                               f"network {d.label} ({d.ifname}) asks for deviceID {device!r}, which is not a "
+                               f"device{of} {who} holds: it may only name its own devices")
+            out.append((d, owner[device], device))
+            continue
+        free = [dev for dev in held.get(resource, []) if dev not in named]
+        index = next_free.get(resource, 0)
+        if index >= len(free):
+            raise CNIError(Code.INVALID_CONFIG, "no device for network",
+                           f"network {d.label} ({d.ifname}) needs a device of resource {resource!r} "
+                           f"(NAD annotation {RESOURCE_NAME}) but {who} holds {len(free)} of it for "
+                           f"{index + 1} attachment(s); request it in the pod's resources.limits")
+        next_free[resource] = index + 1
+        out.append((d, resource, free[index]))
+    return out
+
+
 def assign(delegates: list[Delegate], resources: dict[str, str], conf: dict[str, Any], info_dir: str,
            pod_namespace: str, pod_name: str, container_id: str) -> list[str]:
-    """Give every delegate whose network names a resource (``resources``: label -> resource)
-    its device, in delegate order; write the device-info files. Returns the files written
-    (the caller removes them if the ADD fails: :func:`remove_files`)."""
-    wanted = [d for d in delegates if resources.get(d.label)]
+    """Give every delegate whose network names a resource (``resources``: label -> resource), or
+    whose selection asks for a ``deviceID``, its device; write the device-info files. Returns
+    the files written (the caller removes them if the ADD fails: :func:`remove_files`)."""
+    # resources are looked up for the annotation's NADs only; a primary chosen by the pod's
+    # default-network annotation is checked when it asks for a device
+    wanted = [d for d in delegates if (resources.get(d.label) and not d.primary) or requested_device(d)]
     if not wanted:
         return []
     held = podresources.pod_devices(podresources.socket_path(conf), pod_namespace, pod_name)
-    taken: dict[str, int] = {}
+    chosen = _choose(wanted, resources, held, f"pod {pod_namespace}/{pod_name}")
     written: list[str] = []
     try:
-        for d in wanted:
-            resource = resources[d.label]
-            ids = held.get(resource, [])
-            index = taken.get(resource, 0)
-            if index >= len(ids):
-                raise CNIError(Code.INVALID_CONFIG, "no device for network",
-                               f"network {d.label} ({d.ifname}) needs a device of resource {resource!r} "
-                               f"(NAD annotation {RESOURCE_NAME}) but pod {pod_namespace}/{pod_name} holds "
-                               f"{len(ids)} of it for {index + 1} attachment(s); request it in the pod's "
-                               "resources.limits")
-            taken[resource] = index + 1
-            device_id = ids[index]
+        for d, resource, device_id in chosen:
             with_device(d, device_id)
             path = info_file(info_dir, d, container_id)
             d.capability_args[DEVICE_INFO_CAP] = path

@@ -241,7 +241,7 @@ def _report_failure(ctx: Context, exc: CNIError) -> None:
 
 def _assign_devices(ctx: Context, delegates: list[Delegate], resources: dict[str, str]) -> list[str]:
     """Device-plugin networks (:mod:`.devices`): their devices and device-info files."""
-    if not any(resources.values()):
+    if not any(resources.values()) and not any(d.selection and d.selection.device_id for d in delegates):
         return []
     from . import devices
 

@@ -354,3 +354,38 @@ def test_grpc_is_imported_only_to_ask_the_kubelet() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_pod_may_ask_for_one_of_its_own_devices(dev: DeviceNode) -> None:
+    """NPWG ``deviceID`` in the selection picks among the pod's devices; the other attachment
+    of the resource gets the remaining one."""
+    dev.add_nad("sriov-a", RESOURCE, "192.0.2.10/24")
+    dev.add_nad("sriov-b", RESOURCE, "192.0.2.11/24")
+    selection = [{"name": "sriov-a"}, {"name": "sriov-b", "deviceID": "0000:3b:02.1"}]
+    pod = dev.node.pod("web", annotations={"k8s.v1.cni.cncf.io/networks": json.dumps(selection)})
+    dev.kubelet.set_pod("default", "web", {RESOURCE: ["0000:3b:02.1", "0000:3b:02.2"]})
+
+    dev.cni("ADD", pod)
+    assert dev.recorded("ADD", pod, "net1")["deviceID"] == "0000:3b:02.2"
+    assert dev.recorded("ADD", pod, "net2")["deviceID"] == "0000:3b:02.1"
+    assert dev.recorded("ADD", pod, "net2")["runtimeConfig"]["deviceID"] == "0000:3b:02.1"
+    dev.cni("DEL", pod)
+    assert dev.info_files() == []
+
+
+@pytest.mark.parametrize("resource", [RESOURCE, None], ids=["nad-with-resource", "nad-without-resource"])
+def test_a_pod_cannot_take_another_pods_device(dev: DeviceNode, resource: str | None) -> None:
+    """Tenant input: a deviceID the pod does not hold (here: its neighbour's VF) is refused,
+    whether or not the NAD names a resource; nothing is attached."""
+    dev.add_nad("sriov-a", resource, "192.0.2.10/24")
+    dev.kubelet.set_pod("default", "victim", {RESOURCE: ["0000:3b:02.4"]})
+    dev.kubelet.set_pod("default", "web", {RESOURCE: ["0000:3b:02.1"]})
+    selection = [{"name": "sriov-a", "deviceID": "0000:3b:02.4"}]
+    pod = dev.node.pod("web", annotations={"k8s.v1.cni.cncf.io/networks": json.dumps(selection)})
+
+    err = _add_error(dev, pod)
+
+    assert err.code == Code.INVALID_CONFIG
+    assert "0000:3b:02.4" in err.details and "pod default/web" in err.details and "default/sriov-a" in err.details
+    assert not (dev.records / f"ADD-{pod.container_id}-net1.json").exists()
+    dev.node.assert_clean(pod)
