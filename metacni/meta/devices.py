@@ -147,9 +147,7 @@ def assign(delegates: list[Delegate], resources: dict[str, str], conf: dict[str,
     """Give every delegate whose network names a resource (``resources``: label -> resource), or
     whose selection asks for a ``deviceID``, its device; write the device-info files. Returns
     the files written (the caller removes them if the ADD fails: :func:`remove_files`)."""
-    # resources are looked up for the annotation's NADs only; a primary chosen by the pod's
-    # default-network annotation is checked when it asks for a device
-    wanted = [d for d in delegates if (resources.get(d.label) and not d.primary) or requested_device(d)]
+    wanted = [d for d in delegates if resources.get(d.label) or requested_device(d)]
     if not wanted:
         return []
     held = podresources.pod_devices(podresources.socket_path(conf), pod_namespace, pod_name)

@@ -36,7 +36,7 @@ from .annotations import (
 )
 from .config import MetaConfig
 from .kube import view_for
-from .networks import Delegate, build_delegates, resolve_primary
+from .networks import Delegate, build_delegates, nad_resource_name, resolve_primary
 
 TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
@@ -241,6 +241,10 @@ def _report_failure(ctx: Context, exc: CNIError) -> None:
 
 def _assign_devices(ctx: Context, delegates: list[Delegate], resources: dict[str, str]) -> list[str]:
     """Device-plugin networks (:mod:`.devices`): their devices and device-info files."""
+    try:
+        _primary_resources(ctx, delegates, resources)
+    except CNIError as exc:
+        raise ctx.fail(exc, "cannot resolve networks") from None
     if not any(resources.values()) and not any(d.selection and d.selection.device_id for d in delegates):
         return []
     from . import devices
@@ -250,6 +254,17 @@ def _assign_devices(ctx: Context, delegates: list[Delegate], resources: dict[str
                               ctx.pod.namespace, ctx.pod.name, ctx.request.container_id)
     except CNIError as exc:
         raise ctx.fail(exc, "cannot assign devices") from None
+
+
+def _primary_resources(ctx: Context, delegates: list[Delegate], resources: dict[str, str]) -> None:
+    """The resource names of NADs serving as the primary or a defaultNetwork (Multus gives them
+    devices too). Their label is ``<ns>/<name>`` (a CNI network name has no ``/``); the
+    annotation's NADs were recorded when they were read."""
+    for d in delegates:
+        if "/" in d.label and d.label not in resources and ctx.view is not None:
+            namespace, name = d.label.split("/", 1)
+            nad = ctx.view.get_nad(namespace, name)
+            resources[d.label] = nad_resource_name(nad) if nad is not None else ""
 
 
 def _add(ctx: Context) -> list[tuple[Delegate, Result]]:

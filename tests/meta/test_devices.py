@@ -389,3 +389,22 @@ def test_a_pod_cannot_take_another_pods_device(dev: DeviceNode, resource: str | 
     assert "0000:3b:02.4" in err.details and "pod default/web" in err.details and "default/sriov-a" in err.details
     assert not (dev.records / f"ADD-{pod.container_id}-net1.json").exists()
     dev.node.assert_clean(pod)
+
+
+def test_a_nad_as_cluster_network_gets_a_device_too(dev: DeviceNode) -> None:
+    """clusterNetwork naming a NAD with a resource (Multus: every NAD-sourced delegate)."""
+    dev.add_nad("sriov-primary", RESOURCE, "192.0.2.20/24", namespace="kube-system")
+    dev.add_nad("sriov-a", RESOURCE, "192.0.2.10/24")
+    pod = dev.node.pod("web", annotations=_networks("sriov-a"))
+    dev.kubelet.set_pod("default", "web", {RESOURCE: ["0000:3b:02.3", "0000:3b:02.1"]})
+
+    dev.cni("ADD", pod, clusterNetwork="sriov-primary")
+
+    assert dev.recorded("ADD", pod, "eth0")["deviceID"] == "0000:3b:02.1"
+    assert dev.recorded("ADD", pod, "net1")["deviceID"] == "0000:3b:02.3"
+    primary, secondary = dev.node.network_status(pod)
+    assert primary["name"] == "kube-system/sriov-primary"
+    assert primary["device-info"]["pci"]["pci-address"] == "0000:3b:02.1"
+    assert secondary["device-info"]["pci"]["pci-address"] == "0000:3b:02.3"
+    dev.cni("DEL", pod, clusterNetwork="sriov-primary")
+    assert dev.info_files() == []
