@@ -191,27 +191,21 @@ def test_several_attachments_and_resources_in_order(dev: DeviceNode) -> None:
     assert dev.info_files() == []
 
 
-def test_device_plugin_info_file_is_copied(dev: DeviceNode) -> None:
-    dp_dir = dev.info_dir.parent / "dp"
-    dp_dir.mkdir()
+@pytest.mark.parametrize("source", ["device-plugin", "cni-plugin"])
+def test_device_info_from_the_device_plugin_or_the_cni_plugin(dev: DeviceNode, source: str) -> None:
+    """The device plugin's own file is copied (NPWG ``dp`` dir); a CNI plugin may write the
+    file it is given as CNIDeviceInfoFile. Either way it is the attachment's device-info."""
     info = {"type": "vdpa", "version": "1.1.0", "vdpa": {"parent-device": "vdpa:0000:65:00.2",
                                                           "driver": "vhost", "path": "/dev/vhost-vdpa-1"}}
-    (dp_dir / "example.com-dpdk-vdpa1-device.json").write_text(json.dumps(info))
-    dev.add_nad("dpdk", OTHER, "198.51.100.2/24")
+    if source == "device-plugin":
+        dp_dir = dev.info_dir.parent / "dp"
+        dp_dir.mkdir()
+        (dp_dir / "example.com-dpdk-vdpa1-device.json").write_text(json.dumps(info))
+        dev.add_nad("dpdk", OTHER, "198.51.100.2/24")
+    else:  # as sriov-cni / userspace-cni fill CNIDeviceInfoFile
+        dev.add_nad("dpdk", OTHER, "198.51.100.2/24", writeInfo=info)
     pod = dev.node.pod("web", annotations=_networks("dpdk"))
     dev.kubelet.set_pod("default", "web", {OTHER: ["vdpa1"]})
-
-    dev.cni("ADD", pod)
-    assert dev.node.network_status(pod)[1]["device-info"] == info
-    dev.cni("DEL", pod)
-    assert dev.info_files() == []
-
-
-def test_device_info_written_by_the_plugin_is_reported(dev: DeviceNode) -> None:
-    info = {"type": "vhost-user", "version": "1.1.0", "vhost-user": {"mode": "server", "path": "/run/vhu/sock0"}}
-    dev.add_nad("vhost", OTHER, "198.51.100.2/24", writeInfo=info)
-    pod = dev.node.pod("web", annotations=_networks("vhost"))
-    dev.kubelet.set_pod("default", "web", {OTHER: ["vhu0"]})
 
     dev.cni("ADD", pod)
     assert dev.node.network_status(pod)[1]["device-info"] == info
