@@ -110,6 +110,9 @@ class Daemon:
 
         self.caches = KubeCaches(self.cfg.kubeconfig, self.cfg.node_name, self.metrics, nodes_changed)
         kube.set_view_factory(view_factory(self.caches, self.cfg.kubeconfig, self.metrics))
+        from metacni.meta import events
+
+        events.install(self.cfg.kubeconfig or "")  # pod events, with the daemon's credentials ("": in-cluster)
         if self.cfg.routes:
             from .routes import RouteReconciler
 
@@ -145,6 +148,9 @@ class Daemon:
             from metacni.meta import kube
 
             kube.set_view_factory(None)
+            from metacni.meta import events
+
+            events.uninstall()
         if self.health is not None:
             self.health.stop()
         self.stopped.set()

@@ -160,6 +160,11 @@ class ApiKubeView:
                 _close_quietly(old)
             return self._api
 
+    def api_client(self) -> Any:
+        """The ``kubernetes.client.ApiClient`` with current credentials, for requests this view
+        does not wrap (events, :mod:`metacni.meta.events`)."""
+        return self._client()
+
     def close(self) -> None:
         with self._lock:
             if self._api is not None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .kube import KubeView
 
 log = getLogger(__name__)
+RESOURCE_NAME = "k8s.v1.cni.cncf.io/resourceName"
 
 
 @record()
@@ -175,8 +176,17 @@ def _build(data: dict[str, Any], where: str, cni_args: dict[str, Any] | None) ->
     return network_list_from_bytes(json.dumps(data).encode(), where)
 
 
+def nad_resource_name(nad: dict[str, Any]) -> str:
+    """The NAD's device-plugin resource (annotation ``k8s.v1.cni.cncf.io/resourceName``), "" if none."""
+    annotations = (nad.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(RESOURCE_NAME, "") if isinstance(annotations, dict) else ""
+    return value.strip() if isinstance(value, str) else ""
+
+
 def resolve_nad(view: KubeView | None, cfg: MetaConfig, namespace: str, name: str,
-                cni_args: dict[str, Any] | None = None) -> NetworkList:
+                cni_args: dict[str, Any] | None = None, resources: dict[str, str] | None = None) -> NetworkList:
+    """The NAD's network; ``resources`` (when given) records its device-plugin resource name
+    under ``<ns>/<name>`` (:mod:`.devices`)."""
     if view is None:
         raise CNIError(Code.INVALID_CONFIG, "no Kubernetes API configured",
                        f"NetworkAttachmentDefinition {namespace}/{name} is needed but the config has no "
@@ -185,6 +195,8 @@ def resolve_nad(view: KubeView | None, cfg: MetaConfig, namespace: str, name: st
     if nad is None:
         raise CNIError(Code.INVALID_CONFIG, "network not found",
                        f"cannot find a network-attachment-definition ({name}) in namespace ({namespace})")
+    if resources is not None:
+        resources[f"{namespace}/{name}"] = nad_resource_name(nad)
     return nad_network(nad, cfg, cni_args)
 
 
@@ -277,7 +289,8 @@ def assign_ifnames(delegates: list[Delegate]) -> None:
 
 def build_delegates(cfg: MetaConfig, view: KubeView | None, *, pod_namespace: str, runtime_ifname: str,
                     runtime_caps: dict[str, Any], selections: list[NetworkSelection],
-                    override: NetworkSelection | None, with_default_networks: bool) -> list[Delegate]:
+                    override: NetworkSelection | None, with_default_networks: bool,
+                    resources: dict[str, str] | None = None) -> list[Delegate]:
     if override is not None:
         _check_override(cfg, override, pod_namespace)
     label, primary = resolve_primary(cfg, view, override)
@@ -295,7 +308,7 @@ def build_delegates(cfg: MetaConfig, view: KubeView | None, *, pod_namespace: st
                            f"in {pod_namespace!r} may only use its own namespace or {cfg.global_namespaces}")
         check_selection(sel, pod_namespace=pod_namespace, global_namespaces=cfg.global_namespaces,
                         policy=cfg.policy)
-        net = resolve_nad(view, cfg, sel.namespace, sel.name, sel.cni_args)
+        net = resolve_nad(view, cfg, sel.namespace, sel.name, sel.cni_args, resources)
         caps = dict(shared)
         caps.update(sel.capability_args())
         _check_capabilities(net, sel)

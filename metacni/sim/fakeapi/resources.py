@@ -85,7 +85,18 @@ NADS = ResourceType(
     short_names=("net-attach-def",), typed_list_items=True,
 )
 
-ALL: tuple[ResourceType, ...] = (PODS, NODES, NAMESPACES, NADS)
+# core/v1 events, as client-go's recorder (Multus) and metacni.meta.events write them
+EVENTS = ResourceType(
+    plural="events", singular="event", kind="Event", namespaced=True, short_names=("ev",),
+    field_labels=frozenset({
+        "metadata.name", "metadata.namespace", "involvedObject.kind", "involvedObject.namespace",
+        "involvedObject.name", "involvedObject.uid", "involvedObject.apiVersion",
+        "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent",
+        "source", "type",
+    }),
+)
+
+ALL: tuple[ResourceType, ...] = (PODS, NODES, NAMESPACES, NADS, EVENTS)
 BY_PATH: dict[tuple[str, str, str], ResourceType] = {(r.group, r.version, r.plural): r for r in ALL}
 BY_PLURAL: dict[str, ResourceType] = {r.plural: r for r in ALL}
 
