@@ -107,8 +107,11 @@ def read_reply(sock) -> tuple:
 
 def _http_request(op: bytes, env: dict, stdin: bytes) -> bytes:
     """Protocol v1 (metacni/daemon/protocol.py): POST /cni, or GET /readyz for the status op."""
-    if op == OP_STATUS:
-        return b"GET /readyz HTTP/1.1\r\nHost: metacni\r\nConnection: close\r\n\r\n"
+    if op == OP_STATUS:  # the env is the status handler's parameters (e.g. waitReaperIdle)
+        from urllib.parse import urlencode
+
+        query = ("?" + urlencode(env)) if env else ""
+        return b"GET /readyz%s HTTP/1.1\r\nHost: metacni\r\nConnection: close\r\n\r\n" % query.encode()
     import binascii
     import json
 

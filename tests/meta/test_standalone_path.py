@@ -123,7 +123,7 @@ r = Registry()
 hooks = {t: [r.info(t).versions[-1]] + [r.implements(t, h) for h in ('cni_gc', 'cni_status')]
          for t in ('metacni', 'bridge', 'host-local', 'portmap', 'masq', 'forward')}
 import metacni_plugins.bridge.attach, metacni_plugins.host_local.allocator, metacni.kernel.routes
-import metacni.firewall.masq, metacni.firewall.portmap, metacni.firewall.nftables, metacni.meta.kubehttp
+import metacni.firewall.masq, metacni.firewall.portmap, metacni.firewall.nft, metacni.meta.kubehttp
 loaded = sorted(m for m in sys.modules if m.split('.')[0] in FORBIDDEN)
 r.pm  # the plugin manager, made on demand, takes over the plugins already loaded
 via_pm = {t: [r.info(t).versions[-1]] + [r.implements(t, h) for h in ('cni_gc', 'cni_status')] for t in hooks}
@@ -186,7 +186,7 @@ def test_a_real_standalone_add_and_del_import_none_of_the_costly_modules(node, n
     """The meta plugin's primary chain (bridge, host-local, portmap, ipMasq), the pod GET and the
     status PATCH, run by the shim in-process with the daemon down; an atexit hook (the shim runs
     them before it leaves) lists the modules the call loaded."""
-    from metacni.testing.daemon import run_shim
+    from metacni_testkit.daemon import run_shim
 
     hooks = tmp_path / "hooks"
     hooks.mkdir()
