@@ -35,15 +35,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "testkit"))  # metacni_testkit, if not installed
 
 from bench_shim import shim_roundtrip  # noqa: E402
 
 from metacni.daemon.install import install_shim  # noqa: E402
 from metacni.kernel.netns import enter  # noqa: E402
 from metacni.meta.install import write_node_config  # noqa: E402
-from metacni.testing.daemon import DaemonProc, install_console_plugin, start_daemon  # noqa: E402
-from metacni.testing.fakeapi import FakeAPIServer  # noqa: E402
-from metacni.testing.netns import netns_path, run, tag  # noqa: E402
+from metacni.sim.fakeapi import FakeAPIServer  # noqa: E402
+from metacni_testkit.daemon import DaemonProc, install_console_plugin, start_daemon  # noqa: E402
+from metacni_testkit.netns import netns_path, run, tag  # noqa: E402
 
 DRIVER_SRC = ROOT / "bench" / "libcnidriver"
 BUILD = Path(os.environ.get("METACNI_BENCH_BUILD", "/tmp/metacni-bench-build"))
@@ -179,9 +180,9 @@ def floor(node: str, n: int) -> dict[str, Any]:
     import ipaddress
 
     from metacni.kernel import links
-    from metacni.kernel import nlcodec as nl
-    from metacni.kernel.rtnl import rtnl
-    from metacni.testing.traffic import in_netns
+    from metacni.netlink import rtnl as nl
+    from metacni.netlink.rtnl import rtnl
+    from metacni.sim.traffic import in_netns
 
     adds: list[float] = []
     dels: list[float] = []

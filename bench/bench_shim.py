@@ -30,9 +30,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "testkit"))  # metacni_testkit, if not installed
 
 from metacni import shimbin  # noqa: E402
-from metacni.testing.daemon import DaemonProc, start_daemon  # noqa: E402
+from metacni_testkit.daemon import DaemonProc, start_daemon  # noqa: E402
 
 HELLO_C = 'int main(void) { static const char m[] = "hello\\n"; return write(1, m, 6) != 6; }\n'
 HELLO_GO = 'package main\n\nimport "os"\n\nfunc main() { os.Stdout.Write([]byte("hello\\n")) }\n'
