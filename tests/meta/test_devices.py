@@ -29,9 +29,9 @@ from metacni.meta.networks import Delegate
 from metacni.spec.args import CniArgs
 from metacni.spec.config import network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
+from metacni_testkit.nodes import CNI_PATH, Pod
+from metacni_testkit.nodes import Node as MetaNode
 from metacni_testkit.podresources import FakePodResources
-
-from .conftest import CNI_PATH, MetaNode, Pod
 
 RESOURCE = "intel.com/sriov_vf"
 OTHER = "example.com/dpdk"

@@ -17,8 +17,7 @@ import pytest
 from metacni.kernel.netns import enter
 from metacni.meta import events
 from metacni.meta.kube import KubeSettings
-
-from .conftest import MetaNode
+from metacni_testkit.nodes import Node as MetaNode
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 

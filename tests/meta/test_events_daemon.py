@@ -84,8 +84,10 @@ def test_daemon_device_plugin_network(node: DaemonMetaNode, kubelet: tuple[FakeP
                      annotations={"k8s.v1.cni.cncf.io/resourceName": RESOURCE})
     pod = node.pod(annotations={NETWORKS: "sriov-a"})
     server.set_pod("default", "web", {RESOURCE: ["0000:3b:02.5"]})
+    # node-only keys: the daemon takes them from the node's own 00-metacni.conf, never from stdin
     conf = node.meta_conf()
     conf.update(deviceInfoDir=str(info_dir), podResourcesSocket=server.socket_path)
+    node.meta_conf_path.write_text(json.dumps(conf))
 
     def cni(verb: str, p: Pod) -> None:
         assert node.daemon is not None

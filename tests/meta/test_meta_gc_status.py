@@ -438,8 +438,7 @@ def test_periodic_gc_spares_a_static_pod_whose_mirror_has_another_uid(node):
     from metacni.meta.kube import view_for
     from metacni.spec.args import CniArgs
     from metacni_testkit.netns import tag
-
-    from .conftest import Pod
+    from metacni_testkit.nodes import Pod
 
     static_uid, mirror_uid, old_uid, new_uid = (uuid.uuid4().hex for _ in range(4))
     node.api.add_pod("kube-system", "etcd-node-1", node_name="node-1", uid=mirror_uid, annotations={
