@@ -5,17 +5,8 @@ A CNI plugin is a fresh process per call, and importing metacni's dependencies c
 than the reference Go chain takes for a whole ADD. So this file forwards the call (environment
 and stdin) to the warm ``metacni daemon`` over a root-only unix socket and prints its answer.
 
-Framing, one request and one reply per connection, all integers 4-byte big-endian:
-
-    request: b"MCNI" version(1 byte) op(1 byte: c=cni, s=status)
-             len env  env  (b"KEY=VALUE\\0" repeated)   len stdin  stdin (raw bytes)
-    reply:   exit  len stdout  stdout  len stderr  stderr
-
-Why not HTTP or JSON: the happy path of this file imports nothing beyond the interpreter's
-built-in modules (``_socket``; not even ``socket``, ``json`` or ``struct``). ``http.client``
-pulls in ``email`` and ``ssl``, ``json`` pulls in ``re``, ``socket`` pulls in ``enum`` and
-``selectors``: each is milliseconds per pod on a busy node, paid on every call. The daemon
-serves HTTP health and metrics on its TCP port for kubelet and Prometheus instead.
+It speaks protocol v1 (HTTP over the unix socket, see metacni/daemon/protocol.py). This file
+is on its way out: the static C shim under shim/ replaces it.
 
 When the daemon cannot be reached the call runs in-process if the metacni package is importable
 (standalone mode, lazy imports); otherwise the shim answers CNI error 11 ("try again later").
@@ -114,6 +105,35 @@ def read_reply(sock) -> tuple:
     return exit_status, _recv_field(sock), _recv_field(sock)
 
 
+def _http_request(op: bytes, env: dict, stdin: bytes) -> bytes:
+    """Protocol v1 (metacni/daemon/protocol.py): POST /cni, or GET /readyz for the status op."""
+    if op == OP_STATUS:  # the env is the status handler's parameters (e.g. waitReaperIdle)
+        from urllib.parse import urlencode
+
+        query = ("?" + urlencode(env)) if env else ""
+        return b"GET /readyz%s HTTP/1.1\r\nHost: metacni\r\nConnection: close\r\n\r\n" % query.encode()
+    import binascii
+    import json
+
+    sent = {k: v for k, v in env.items() if k.startswith(("CNI_", "METACNI_"))}
+    body = json.dumps({"env": sent, "config": binascii.b2a_base64(stdin, newline=False).decode()}).encode()
+    return (b"POST /cni HTTP/1.1\r\nHost: metacni\r\nContent-Type: application/json\r\n"
+            b"Metacni-Protocol: %d\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % (PROTOCOL, len(body))) + body
+
+
+def _http_reply(raw: bytes) -> tuple:
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    if not sep or len(lines[0].split(b" ")) < 2:
+        raise ValueError("not an HTTP answer")
+    status = int(lines[0].split(b" ")[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+    spoken = headers.get(b"metacni-protocol", b"none").decode("latin-1")
+    if spoken != str(PROTOCOL):
+        return 1, _error(TRY_AGAIN_LATER, f"daemon speaks protocol {spoken}", "reinstall the shim", b"").encode(), b""
+    return (0 if status == 200 else 1), body, b""
+
+
 def call_daemon(path: str, op: bytes, env: dict, stdin: bytes, connect_timeout: float, timeout: float) -> tuple:
     """One exchange → (exit, stdout, stderr): DaemonUnavailable before sending, DaemonLost after."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -125,8 +145,14 @@ def call_daemon(path: str, op: bytes, env: dict, stdin: bytes, connect_timeout: 
             raise DaemonUnavailable(f"cannot connect to {path}: {exc.strerror or exc}") from None
         sock.settimeout(timeout)
         try:
-            sock.sendall(encode_request(op, env, stdin))
-            return read_reply(sock)
+            sock.sendall(_http_request(op, env, stdin))
+            chunks = []
+            while True:
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return _http_reply(b"".join(chunks))
         except SocketTimeout:
             raise
         except (OSError, ValueError) as exc:

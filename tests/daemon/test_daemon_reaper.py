@@ -34,7 +34,7 @@ def _start(node: Node, *, hold: bool) -> None:
 def _held_daemon_node(box) -> Iterator[tuple[Node, Any, Any]]:
     """A node whose daemon's reaper starts held: (node, its runner, a bridge network)."""
     with tempfile.TemporaryDirectory(prefix="mcreap-") as work:
-        node = Node(box=box, name=box.netns("mcnode"), work=Path(work), mode="daemon")
+        node = Node(box=box, name=box.netns("mcnode"), root=Path(work), mode="daemon")
         _start(node, hold=True)
         try:
             yield node, node.runner(), load(node.conflist(subnet="10.86.0.0/24"))

@@ -89,12 +89,15 @@ class DaemonProc:
 def start_daemon(workdir: str | os.PathLike[str], *, netns: str | None = None, args: Sequence[str] = (),
                  python: str = sys.executable, env: Mapping[str, str] | None = None,
                  wait: bool = True) -> DaemonProc:
+    """A daemon on ``workdir/run/metacni.sock``. Unless ``args`` name one (``--pending-dir`` or a
+    ``--config``), its pending-DEL dir is ``workdir/pending-del``: never the machine's own."""
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     sock = str(work / "run" / "metacni.sock")
     log = work / "daemon.log"
+    own = [] if {"--pending-dir", "--config"} & set(args) else ["--pending-dir", str(work / "pending-del")]
     cmd = [python, "-m", "metacni", "--log-level", "INFO", "daemon", "--socket", sock, "--log-file", str(log),
-           *args]
+           *own, *args]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
     stderr = open(work / "daemon.stderr", "ab")  # noqa: SIM115 - owned by the child
