@@ -1,10 +1,10 @@
 """Watch-fed caches of this node's pods, all NetworkAttachmentDefinitions and all Nodes.
 
-Each cache is a list-then-watch loop (an informer) over raw JSON with the ``kubernetes``
-client's ``ApiClient`` by path (:mod:`metacni.meta.kube_paths`: no generated API classes and no
-model objects, which would cost memory and CPU for fields nobody reads). Pods are trimmed as
-they arrive, so 500 pods stay small. A 410 Gone relists; other failures back off and retry,
-while the cache keeps serving what it has.
+Each cache is a list-then-watch loop (an informer) with the ``kubernetes`` client's public API:
+the generated list method read as raw JSON (``_preload_content=False``) and
+``kubernetes.watch.Watch().stream(..., deserialize=False)``, so no model objects are built for
+fields nobody reads. Pods are trimmed as they arrive, so 500 pods stay small. A failed or
+expired watch (410 Gone) relists after a backoff, while the cache keeps serving what it has.
 
 :class:`CachedKubeView` is what the daemon installs with ``metacni.meta.kube.set_view_factory``:
 reads come from the caches, the network-status patch still goes to the API.
@@ -13,6 +13,7 @@ reads come from the caches, the network-status patch still goes to the API.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import threading
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from metacni.meta import kube_paths
+from metacni.meta.kube import NAD_GROUP, NAD_PLURAL, NAD_VERSION, ApiKubeView, KubeSettings, KubeView
 
 from .metrics import Metrics
 
@@ -61,12 +62,11 @@ def _key(obj: JSON) -> Key:
 class Informer:
     """One resource's list+watch loop and its store. Thread-safe to read."""
 
-    def __init__(self, resource: str, api: Any, path: str, metrics: Metrics | None = None,
+    def __init__(self, resource: str, lister: Callable[..., Any], metrics: Metrics | None = None,
                  trim: Callable[[JSON], JSON] = lambda o: o, on_change: Callable[[], None] | None = None,
                  watch_timeout: int = 240, request_timeout: float = 30.0, field_selector: str | None = None) -> None:
         self.resource = resource
-        self._api = api
-        self._path = path
+        self._lister = lister  # a generated ``list_*`` method (or a partial of one)
         self._selector = field_selector
         self._metrics = metrics
         self._trim = trim
@@ -77,7 +77,7 @@ class Informer:
         self._cond = threading.Condition()
         self.synced = threading.Event()
         self._stop = threading.Event()
-        self._resp: Any = None
+        self._watch: Any = None
         self._thread = threading.Thread(target=self._run, name=f"informer-{resource}", daemon=True)
 
     # ------------------------------------------------------------------ reading
@@ -107,12 +107,9 @@ class Informer:
 
     def stop(self) -> None:
         self._stop.set()
-        resp = self._resp
-        if resp is not None:
-            try:
-                resp.shutdown()
-            except Exception:  # already closed
-                log.debug("closing watch of %s", self.resource, exc_info=True)
+        watch = self._watch
+        if watch is not None:
+            watch.stop()  # the (daemon) thread leaves at the next event or the watch's timeout
         with self._cond:
             self._cond.notify_all()
 
@@ -129,10 +126,17 @@ class Informer:
             except Exception:
                 log.exception("change handler of %s failed", self.resource)
 
+    def _selector_kwargs(self) -> dict[str, Any]:
+        return {"field_selector": self._selector} if self._selector else {}
+
     def _list(self) -> str:
         try:
-            data = kube_paths.call_json(self._api, "GET", self._path, query=[("fieldSelector", self._selector)],
-                                        timeout=self._request_timeout)
+            resp = self._lister(_preload_content=False, _request_timeout=self._request_timeout,
+                                **self._selector_kwargs())
+            try:
+                data = json.loads(resp.data)
+            finally:
+                resp.release_conn()
         except Exception:
             self._count("list", "error")
             raise
@@ -145,23 +149,21 @@ class Informer:
         return str((data.get("metadata") or {}).get("resourceVersion") or "")
 
     def _events(self, rv: str) -> Iterator[JSON]:
-        from kubernetes.watch.watch import iter_resp_lines
+        from kubernetes import watch
 
-        query = [("fieldSelector", self._selector), ("watch", "true"), ("resourceVersion", rv),
-                 ("allowWatchBookmarks", "true"), ("timeoutSeconds", str(self._watch_timeout))]
-        resp = kube_paths.call(self._api, "GET", self._path, query=query,
-                               timeout=(self._request_timeout, self._watch_timeout + 30))
-        self._count("watch", "ok")
-        self._resp = resp
+        self._watch = w = watch.Watch()
         try:
-            for line in iter_resp_lines(resp):
+            stream = w.stream(self._lister, resource_version=rv, allow_watch_bookmarks=True,
+                              timeout_seconds=self._watch_timeout, deserialize=False,
+                              _request_timeout=(self._request_timeout, self._watch_timeout + 30),
+                              **self._selector_kwargs())
+            self._count("watch", "ok")
+            for event in stream:
                 if self._stop.is_set():
                     return
-                if line:
-                    yield json.loads(line)
+                yield event
         finally:
-            self._resp = None
-            resp.release_conn()
+            self._watch = None
 
     def _run(self) -> None:
         backoff = 0.2
@@ -194,9 +196,10 @@ class Informer:
                 if self._stop.is_set():
                     return
                 self._count("watch", "error")
-                log.warning("list/watch of %s failed: %s; retrying in %.1fs", self.resource, exc, backoff)
-                if getattr(exc, "status", None) == 410:
-                    rv = ""
+                log.warning("list/watch of %s failed: %s; relisting in %.1fs", self.resource, exc, backoff)
+                # Relist after any failure: the client raises for an expired watch (410), and a
+                # relist is always correct where a resumed watch may have missed events.
+                rv = ""
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 
@@ -206,6 +209,8 @@ class KubeCaches:
 
     def __init__(self, kubeconfig: str | None, node_name: str, metrics: Metrics | None = None,
                  on_nodes_change: Callable[[], None] | None = None) -> None:
+        import functools
+
         from kubernetes import client, config
 
         cfg = client.Configuration()
@@ -214,12 +219,15 @@ class KubeCaches:
         else:
             config.load_incluster_config(client_configuration=cfg)
         self.api = client.ApiClient(cfg)
+        core, custom = client.CoreV1Api(self.api), client.CustomObjectsApi(self.api)
         self.node_name = node_name
         selector = f"spec.nodeName={node_name}" if node_name else None
-        self.pods = Informer("pods", self.api, kube_paths.PODS, metrics, trim=trim_pod, field_selector=selector)
-        self.nads = Informer("network-attachment-definitions", self.api, kube_paths.NADS, metrics)
-        self.nodes = Informer("nodes", self.api, kube_paths.NODES, metrics, trim=trim_node,
-                              on_change=on_nodes_change)
+        self.pods = Informer("pods", core.list_pod_for_all_namespaces, metrics, trim=trim_pod,
+                             field_selector=selector)
+        self.nads = Informer("network-attachment-definitions",
+                             functools.partial(custom.list_cluster_custom_object, NAD_GROUP, NAD_VERSION, NAD_PLURAL),
+                             metrics)
+        self.nodes = Informer("nodes", core.list_node, metrics, trim=trim_node, on_change=on_nodes_change)
         self.informers = (self.pods, self.nads, self.nodes)
 
     def start(self) -> None:
@@ -240,12 +248,12 @@ class KubeCaches:
         self.api.close()
 
 
-class CachedKubeView:
+class CachedKubeView(KubeView):
     """A ``KubeView`` reading from the caches. A miss waits briefly for the watch to deliver the
     object (a pod is usually bound moments before its sandbox is created), then asks the API
     once, so a slow watch never turns into "no networks"."""
 
-    def __init__(self, caches: KubeCaches, api_view: Any, miss_wait: float = 2.0,
+    def __init__(self, caches: KubeCaches, api_view: KubeView, miss_wait: float = 2.0,
                  metrics: Metrics | None = None) -> None:
         self.caches = caches
         self.api_view = api_view
@@ -277,31 +285,23 @@ class CachedKubeView:
 
 
 def view_factory(caches: KubeCaches, kubeconfig: str | None,
-                 metrics: Metrics | None = None) -> Callable[[Mapping[str, Any]], Any]:
+                 metrics: Metrics | None = None) -> Callable[[Mapping[str, Any]], KubeView | None]:
     """The factory for ``set_view_factory``: the cache view, writing (and reading misses) with
     the daemon's own credentials and the config's timeouts and retries.
 
     Not with the config's ``kubeconfig``: that path is the host's view, written for the
     standalone fallback, and a DaemonSet container mounts the conf dir elsewhere. The daemon
-    already holds working credentials (the ones its watches use).
-
-    Requests go through the standard-library client (:class:`~metacni.meta.kubehttp.HttpKubeView`,
-    which hands exec/auth-provider credentials to the ``kubernetes`` client): the status PATCH is
-    the one API request of every pod ADD, and it took 0.7 ms there against 1.7 ms through the
-    ``kubernetes`` client's ``ApiClient``/urllib3 layers (median of 280, warm, same fake API)."""
-    from metacni.meta.kube import KubeSettings
-    from metacni.meta.kubehttp import HttpKubeView
-    from metacni.spec.record import replace
+    already holds working credentials (the ones its watches use)."""
 
     views: dict[KubeSettings, CachedKubeView] = {}
     lock = threading.Lock()
 
-    def factory(conf: Mapping[str, Any]) -> Any:
-        settings = replace(KubeSettings.from_conf(conf), kubeconfig=kubeconfig or "")
+    def factory(conf: Mapping[str, Any]) -> KubeView | None:
+        settings = dataclasses.replace(KubeSettings.from_conf(conf), kubeconfig=kubeconfig or "")
         with lock:
             view = views.get(settings)
             if view is None:
-                view = views[settings] = CachedKubeView(caches, HttpKubeView(settings), metrics=metrics)
+                view = views[settings] = CachedKubeView(caches, ApiKubeView(settings), metrics=metrics)
             return view
 
     return factory

@@ -1,12 +1,10 @@
 """Kubernetes access for the meta plugin, behind one small interface.
 
-Everything the meta plugin needs from the API goes through :class:`KubeView`, so the node
-daemon can install a watch-cache-backed view with :func:`set_view_factory` (its writes and
-cache misses go through :class:`ApiKubeView`, the ``kubernetes`` client, via
-:func:`default_view`) while a standalone CNI call uses
-:class:`metacni.meta.kubehttp.HttpKubeView` (standard library only: the ``kubernetes`` import
-alone costs ~500 ms; figures in that module). ``METACNI_KUBE_CLIENT=kubernetes`` makes a
-standalone call use the ``kubernetes`` client instead.
+Everything the meta plugin needs from the API goes through :class:`KubeView`: the node daemon
+installs a watch-cache-backed view with :func:`set_view_factory` (its writes and cache misses go
+through :class:`ApiKubeView`), a standalone CNI call uses :class:`ApiKubeView` directly. Both use
+the ``kubernetes`` client's public API only (``CoreV1Api``, ``CustomObjectsApi``), imported on the
+first request: an ADD whose annotations arrive in runtimeConfig never imports it.
 
 Error policy (Multus #492): an API failure is never "no networks". Views raise
 ``CNIError`` code 11 (try again later) naming the request; only a 404 is an answer (None).
@@ -14,22 +12,20 @@ Error policy (Multus #492): an API failure is never "no networks". Views raise
 
 from __future__ import annotations
 
-import _thread
+import abc
 import json
+import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.lazylog import getLogger
-from metacni.spec.record import record
 
 from . import kube_paths
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
-if TYPE_CHECKING:
-    from typing import Any, Protocol
-
-log = getLogger(__name__)
+log = logging.getLogger(__name__)
 
 NAD_GROUP, NAD_VERSION, NAD_PLURAL = kube_paths.NAD_GROUP, kube_paths.NAD_VERSION, kube_paths.NAD_PLURAL
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
@@ -39,31 +35,34 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_RETRIES = 2
 
-if TYPE_CHECKING:  # annotations only: nothing checks a view's type at run time
-    JSON = dict[str, Any]
-
-    class KubeView(Protocol):
-        """What the meta plugin reads from and writes to the API. Objects are raw API JSON dicts.
-
-        ``get_*`` return None only when the object does not exist (404); any other failure
-        raises ``CNIError`` (code 11 for transient/API errors). Implementations must be safe to
-        call from several threads at once (the daemon serves pods in parallel).
-        """
-
-        def get_pod(self, namespace: str, name: str) -> JSON | None: ...
-
-        def get_nad(self, namespace: str, name: str) -> JSON | None: ...
-
-        def patch_pod_network_status(self, namespace: str, name: str, status: list[JSON]) -> None:
-            """Set the pod's ``k8s.v1.cni.cncf.io/network-status`` annotation (JSON text of ``status``).
-
-            A pod that no longer exists is not an error (it is being deleted)."""
-            ...
-
-    ViewFactory = Callable[[Mapping[str, Any]], KubeView | None]
+JSON = dict[str, Any]
 
 
-@record(frozen=True)
+class KubeView(abc.ABC):
+    """What the meta plugin reads from and writes to the API. Objects are raw API JSON dicts.
+
+    ``get_*`` return None only when the object does not exist (404); any other failure
+    raises ``CNIError`` (code 11 for transient/API errors). Implementations must be safe to
+    call from several threads at once (the daemon serves pods in parallel).
+    """
+
+    @abc.abstractmethod
+    def get_pod(self, namespace: str, name: str) -> JSON | None: ...
+
+    @abc.abstractmethod
+    def get_nad(self, namespace: str, name: str) -> JSON | None: ...
+
+    @abc.abstractmethod
+    def patch_pod_network_status(self, namespace: str, name: str, status: list[JSON]) -> None:
+        """Set the pod's ``k8s.v1.cni.cncf.io/network-status`` annotation (JSON text of ``status``).
+
+        A pod that no longer exists is not an error (it is being deleted)."""
+
+
+ViewFactory = Callable[[Mapping[str, Any]], KubeView | None]
+
+
+@dataclass(frozen=True)
 class KubeSettings:
     """The API-related keys of the meta config (Multus names plus our timeouts); immutable and
     hashable: views are shared per settings."""
@@ -104,7 +103,9 @@ class KubeSettings:
         return bool(self.kubeconfig) or self.in_cluster
 
 
+
 def fingerprint(*paths: str) -> tuple[tuple[int, int, int], ...]:
+    """(inode, mtime, size) of each path, zeros for a missing one: changes when a file is replaced."""
     out = []
     for path in paths:
         try:
@@ -115,17 +116,43 @@ def fingerprint(*paths: str) -> tuple[tuple[int, int, int], ...]:
     return tuple(out)
 
 
-class ApiKubeView:
-    """A KubeView over the real API with the ``kubernetes`` client.
+def load_configuration(settings: KubeSettings, sa_dir: str = SA_DIR) -> Any:
+    """A ``kubernetes.client.Configuration`` from the kubeconfig (exec credentials included) or,
+    without one, from the in-cluster service account under ``sa_dir``; the ``retries`` budget
+    is urllib3's. Raises CNIError 11 naming the source when the credentials cannot be loaded."""
+    from kubernetes import client, config
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    cfg = client.Configuration()
+    try:
+        if settings.kubeconfig:
+            config.load_kube_config(config_file=settings.kubeconfig, client_configuration=cfg,
+                                    persist_config=False)
+        else:
+            InClusterConfigLoader(token_filename=os.path.join(sa_dir, "token"),
+                                  cert_filename=os.path.join(sa_dir, "ca.crt"),
+                                  try_refresh_token=False).load_and_set(cfg)
+    except Exception as exc:  # ConfigException, OSError, YAML errors
+        where = settings.kubeconfig or "in-cluster service account"
+        raise CNIError(Code.TRY_AGAIN_LATER, "cannot load Kubernetes credentials",
+                       f"{where}: {type(exc).__name__}: {exc}") from None
+    cfg.retries = settings.retries
+    return cfg
+
+
+class ApiKubeView(KubeView):
+    """A KubeView over the real API with the ``kubernetes`` client's generated API classes.
 
     Credentials are re-read whenever the kubeconfig file (or the in-cluster token/CA) changes
     and once after a 401, so rotated service-account tokens work (Multus #852). Every request
-    carries (connect, read) timeouts from the config (Multus #1461).
+    carries (connect, read) timeouts from the config (Multus #1461). The pod is read as raw JSON
+    (``_preload_content=False``): the meta plugin reads annotations and resources, not models.
     """
 
-    def __init__(self, settings: KubeSettings) -> None:
+    def __init__(self, settings: KubeSettings, *, sa_dir: str = SA_DIR) -> None:
         self.settings = settings
-        self._lock = _thread.allocate_lock()
+        self.sa_dir = sa_dir
+        self._lock = threading.Lock()
         self._api: Any = None
         self._stamp: tuple[tuple[int, int, int], ...] | None = None
 
@@ -133,27 +160,16 @@ class ApiKubeView:
     def _credential_files(self) -> tuple[str, ...]:
         if self.settings.kubeconfig:
             return (self.settings.kubeconfig,)
-        return (os.path.join(SA_DIR, "token"), os.path.join(SA_DIR, "ca.crt"))
+        return (os.path.join(self.sa_dir, "token"), os.path.join(self.sa_dir, "ca.crt"))
 
     def _client(self, force: bool = False) -> Any:
         stamp = fingerprint(*self._credential_files())
         with self._lock:
             if self._api is not None and not force and stamp == self._stamp:
                 return self._api
-            from kubernetes import client, config
+            from kubernetes import client
 
-            cfg = client.Configuration()
-            try:
-                if self.settings.kubeconfig:
-                    config.load_kube_config(config_file=self.settings.kubeconfig, client_configuration=cfg,
-                                            persist_config=False)
-                else:
-                    config.load_incluster_config(client_configuration=cfg)
-            except Exception as exc:  # ConfigException, OSError, YAML errors
-                where = self.settings.kubeconfig or "in-cluster service account"
-                raise CNIError(Code.TRY_AGAIN_LATER, "cannot load Kubernetes credentials",
-                               f"{where}: {type(exc).__name__}: {exc}") from None
-            cfg.retries = self.settings.retries
+            cfg = load_configuration(self.settings, self.sa_dir)
             old, self._api = self._api, client.ApiClient(cfg)
             self._stamp = stamp
             if old is not None:
@@ -171,8 +187,9 @@ class ApiKubeView:
                 _close_quietly(self._api)
             self._api = None
 
-    def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn(api_client)``; 404 → None, 401 → reload credentials and retry once."""
+    def call(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(api_client)``; 404 → None, 401 → reload credentials and retry once, any
+        other failure → CNIError 11 naming ``what``."""
         from kubernetes.client.exceptions import ApiException
 
         for attempt in (0, 1):
@@ -195,34 +212,60 @@ class ApiKubeView:
         raise AssertionError("unreachable")
 
     @property
-    def _timeout(self) -> tuple[float, float]:
+    def timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds for ``_request_timeout``."""
         return (self.settings.connect_timeout, self.settings.timeout)
 
     # ------------------------------------------------------------------ KubeView
     def get_pod(self, namespace: str, name: str) -> JSON | None:
         def read(api: Any) -> JSON:
-            return dict(kube_paths.call_json(api, "GET", kube_paths.pod_path(namespace, name), timeout=self._timeout))
+            from kubernetes.client import CoreV1Api
 
-        result: JSON | None = self._call(f"GET pod {namespace}/{name}", read)
+            resp = CoreV1Api(api).read_namespaced_pod(name, namespace, _preload_content=False,
+                                                      _request_timeout=self.timeout)
+            return _json_body(resp)
+
+        result: JSON | None = self.call(f"GET pod {namespace}/{name}", read)
         return result
 
     def get_nad(self, namespace: str, name: str) -> JSON | None:
         def read(api: Any) -> JSON:
-            return dict(kube_paths.call_json(api, "GET", kube_paths.nad_path(namespace, name), timeout=self._timeout))
+            from kubernetes.client import CustomObjectsApi
 
-        result: JSON | None = self._call(f"GET network-attachment-definition {namespace}/{name}", read)
+            resp = CustomObjectsApi(api).get_namespaced_custom_object(
+                NAD_GROUP, NAD_VERSION, namespace, NAD_PLURAL, name, _preload_content=False,
+                _request_timeout=self.timeout)
+            return _json_body(resp)
+
+        result: JSON | None = self.call(f"GET network-attachment-definition {namespace}/{name}", read)
         return result
 
     def patch_pod_network_status(self, namespace: str, name: str, status: list[JSON]) -> None:
         body = {"metadata": {"annotations": {NETWORK_STATUS: json.dumps(status)}}}
 
         def patch(api: Any) -> bool:
-            kube_paths.call_json(api, "PATCH", kube_paths.pod_status_path(namespace, name), body=body,
-                                 content_type=kube_paths.STRATEGIC_MERGE_PATCH, timeout=self._timeout)
+            from kubernetes.client import CoreV1Api
+
+            resp: Any = CoreV1Api(api).patch_namespaced_pod_status(
+                name, namespace, body, _content_type=kube_paths.STRATEGIC_MERGE_PATCH,
+                _preload_content=False, _request_timeout=self.timeout)
+            resp.release_conn()
             return True
 
-        if self._call(f"PATCH pod {namespace}/{name}/status network-status", patch) is None:
+        if self.call(f"PATCH pod {namespace}/{name}/status network-status", patch) is None:
             log.warning("pod %s/%s is gone; network-status not written", namespace, name)
+
+
+def _json_body(resp: Any) -> JSON:
+    """The JSON object of a raw (``_preload_content=False``) response; the connection goes back
+    to the pool."""
+    try:
+        data = json.loads(resp.data)
+    finally:
+        resp.release_conn()
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _status_message(exc: Any) -> str:
@@ -242,8 +285,7 @@ def _close_quietly(api: Any) -> None:
 # ---------------------------------------------------------------------- view selection
 _factory: ViewFactory | None = None
 _views: dict[KubeSettings, ApiKubeView] = {}
-_http_views: dict[KubeSettings, KubeView] = {}
-_views_lock = _thread.allocate_lock()
+_views_lock = threading.Lock()
 
 
 def set_view_factory(factory: ViewFactory | None) -> None:
@@ -269,20 +311,8 @@ def _shared(conf: Mapping[str, Any], views: dict[KubeSettings, Any], make: Calla
 
 
 def default_view(conf: Mapping[str, Any]) -> KubeView | None:
-    """An ApiKubeView (``kubernetes`` client) for the config's API settings (shared per settings),
-    or None without API: what the daemon, which has the client imported anyway, writes through."""
+    """An ApiKubeView for the config's API settings (shared per settings), or None without API."""
     view: KubeView | None = _shared(conf, _views, ApiKubeView)
-    return view
-
-
-def standalone_view(conf: Mapping[str, Any]) -> KubeView | None:
-    """The view of a call with no daemon: the standard-library HttpKubeView (shared per settings),
-    or None without API; ``METACNI_KUBE_CLIENT=kubernetes`` selects :func:`default_view`."""
-    if os.environ.get("METACNI_KUBE_CLIENT", "").lower() == "kubernetes":
-        return default_view(conf)
-    from .kubehttp import HttpKubeView
-
-    view: KubeView | None = _shared(conf, _http_views, HttpKubeView)
     return view
 
 
@@ -290,9 +320,8 @@ def view_for(conf: Mapping[str, Any]) -> KubeView | None:
     """The view to use for one CNI call; None means the node has no API access configured."""
     if _factory is not None:
         return _factory(conf)
-    return standalone_view(conf)
+    return default_view(conf)
 
 
-# KubeView, ViewFactory and JSON exist for type checkers only (under TYPE_CHECKING above).
-__all__ = ["NAD_GROUP", "NAD_PLURAL", "NAD_VERSION", "NETWORK_STATUS", "ApiKubeView", "KubeSettings",
-           "default_view", "fingerprint", "set_view_factory", "standalone_view", "view_for"]
+__all__ = ["JSON", "NAD_GROUP", "NAD_PLURAL", "NAD_VERSION", "NETWORK_STATUS", "ApiKubeView", "KubeSettings",
+           "KubeView", "ViewFactory", "default_view", "fingerprint", "set_view_factory", "view_for"]

@@ -1,4 +1,5 @@
-"""The ``metacni`` plugin type: hooks wiring the CNI verbs to :mod:`metacni.meta.service`.
+"""The ``metacni`` plugin type: hooks wiring the CNI verbs to :mod:`metacni.meta.service`
+(ADD, DEL, CHECK), :mod:`metacni.meta.gc` and :mod:`metacni.meta.status_verb`.
 
 Installed as ``/opt/cni/bin/metacni`` (the console script): the runtime's stdin config has
 ``type: metacni``, skel dispatches to these hooks in-process. Every hook runs inside :func:`.trust.meta_call`: a
@@ -49,15 +50,15 @@ def cni_check(request: Request) -> None:
 
 @hookimpl
 def cni_gc(request: Request) -> None:
-    from . import service, trust
+    from . import gc, trust
 
     with trust.meta_call():
-        service.gc(request)
+        gc.gc(request)
 
 
 @hookimpl
 def cni_status(request: Request) -> None:
-    from . import service, trust
+    from . import status_verb, trust
 
     with trust.meta_call():
-        service.status_check(request)
+        status_verb.status_check(request)

@@ -5,9 +5,11 @@ every attachment already made, in reverse, and the error names pod, network and 
 DEL: works from the record alone (no API); a missing or corrupt record is logged as an
 error and DEL still removes the primary and every attachment the libcni result cache
 identifies for the container.
-GC: full teardown of every container whose primary attachment the runtime no longer lists,
-then GC of every delegate network. STATUS: the readiness indicator file and the primary's
-STATUS. ADD (never DEL) first waits for the readiness indicator file.
+ADD (never DEL) first waits for the readiness indicator file. GC and STATUS live in
+:mod:`metacni.meta.gc` and :mod:`metacni.meta.status_verb`; they use the helpers here.
+
+Above 400 lines on purpose: ADD's rollback is DEL's teardown, both over one ``Context``;
+splitting them would put one transaction's two halves in different modules.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from metacni.spec import lazylog
 from metacni.spec.args import CniArgs
 from metacni.spec.config import NetworkList, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.record import field, record
+from metacni.spec.record import record
 from metacni.spec.results import Result
 
 from . import defaultroute, delegate_cache
@@ -311,22 +313,22 @@ def _add(ctx: Context) -> list[tuple[Delegate, Result]]:
                 _rewrite_cached_result(ctx, d, after)
         attached = edited
         if ctx.pod.known and ctx.view is not None:
-            from . import status  # only an ADD that reaches the API needs it
+            from . import network_status  # only an ADD that reaches the API needs it
 
-            entries = status.network_status(attached, request.container_id, ctx.cfg.device_info_dir)
+            entries = network_status.network_status(attached, request.container_id, ctx.cfg.device_info_dir)
             try:
                 ctx.view.patch_pod_network_status(ctx.pod.namespace, ctx.pod.name, entries)
             except CNIError as exc:
                 raise ctx.fail(exc, "writing network-status") from None
     except BaseException:
         _rollback(ctx, [d for d, _ in attached])
-        _remove_device_files(ctx, delegates, device_files)
+        remove_device_files(ctx, delegates, device_files)
         delegate_cache.remove(ctx.cfg.cni_dir, request.container_id)
         raise
     return attached
 
 
-def _remove_device_files(ctx: Context, delegates: list[Delegate], written: list[str] | None = None) -> None:
+def remove_device_files(ctx: Context, delegates: list[Delegate], written: list[str] | None = None) -> None:
     """The NPWG device-info files of the attachments given a device (ADD rollback, DEL)."""
     if written or any("deviceID" in d.capability_args for d in delegates):  # devices.DEVICE_ID_CAP
         from . import devices
@@ -358,18 +360,18 @@ def _undo_previous_attempt(ctx: Context) -> None:
         log.error("%s: %s; cleaning up from the result cache", ctx.who, exc)
         record = None
         delegate_cache.quarantine(exc.path)
-        _delete_all(ctx, _fallback_delegates(ctx), strict=False)
+        delete_all(ctx, _fallback_delegates(ctx), strict=False)
         return
     if record is None:
         return
     log.warning("%s: ADD for a container metacni already attached; removing the earlier attachments first",
                 ctx.who)
-    _delete_all(ctx, record.delegates, strict=False, netns=record.netns or None)
+    delete_all(ctx, record.delegates, strict=False, netns=record.netns or None)
     delegate_cache.remove(ctx.cfg.cni_dir, ctx.request.container_id)
 
 
 # ------------------------------------------------------------------------------ DEL
-def _cached_delegates(ctx: Context, container_id: str, primary_ifname: str) -> list[tuple[Delegate, CacheEntry]]:
+def cached_delegates(ctx: Context, container_id: str, primary_ifname: str) -> list[tuple[Delegate, CacheEntry]]:
     """Every libcni result-cache entry metacni holds for ``container_id`` as a delegate (the
     entry keeps the config used at ADD), primary first. The meta network's own entries are
     skipped: a cniDir shared with the runtime's cache must not make metacni delegate to itself."""
@@ -392,7 +394,7 @@ def _cached_delegates(ctx: Context, container_id: str, primary_ifname: str) -> l
 def _fallback_delegates(ctx: Context) -> list[Delegate]:
     """What DEL can identify without a record: every libcni result-cache entry of this
     container (it holds the config used at ADD), plus the primary from the current config."""
-    found = [d for d, _ in _cached_delegates(ctx, ctx.request.container_id, ctx.request.ifname)]
+    found = [d for d, _ in cached_delegates(ctx, ctx.request.container_id, ctx.request.ifname)]
     if not any(d.primary for d in found):
         try:
             label, net = resolve_primary(ctx.cfg, None)
@@ -413,7 +415,7 @@ def _natural(ifname: str) -> tuple[str, int]:
     return stem, int(digits) if digits else -1
 
 
-def _delete_all(ctx: Context, delegates: list[Delegate], *, strict: bool, netns: str | None = None) -> None:
+def delete_all(ctx: Context, delegates: list[Delegate], *, strict: bool, netns: str | None = None) -> None:
     """DEL every delegate in reverse order; all are attempted (spec 7.2)."""
     errors: list[CNIError] = []
     for d in reversed(delegates):
@@ -450,14 +452,14 @@ def delete(request: Request) -> None:
             raise CNIError(Code.IO_FAILURE, "cannot identify networks to delete",
                            f"{ctx.who}: {reason}, and neither the primary network nor any cached result "
                            "could be found")
-    _delete_all(ctx, delegates, strict=True)
-    _remove_device_files(ctx, delegates)
+    delete_all(ctx, delegates, strict=True)
+    remove_device_files(ctx, delegates)
     if corrupt is not None:
         delegate_cache.quarantine(corrupt.path)
     delegate_cache.remove(ctx.cfg.cni_dir, cid)
 
 
-# ------------------------------------------------------------------------------ CHECK / GC / STATUS
+# ------------------------------------------------------------------------------ CHECK
 def check(request: Request) -> None:
     ctx = Context(request)
     record = delegate_cache.read(ctx.cfg.cni_dir, request.container_id)
@@ -471,88 +473,7 @@ def check(request: Request) -> None:
             raise ctx.fail(exc, f"network {d.label} ({d.ifname}) CHECK failed: {exc.msg}") from None
 
 
-@record()
-class _Known:
-    """What metacni holds for one container: its delegate record (when readable) and the
-    result-cache entries of the networks it attached."""
-
-    container_id: str
-    record: delegate_cache.CachedAttachments | None = None
-    corrupt: delegate_cache.CorruptCache | None = None
-    entries: list[CacheEntry] = field(default_factory=list)
-
-    def is_valid(self, valid: set[tuple[str, str]]) -> bool:
-        """The runtime lists the meta network's attachments, i.e. our primary's (containerID,
-        ifname). Without a readable record the primary's ifname is not certain, so any listed
-        attachment of the container keeps it: GC must never tear down a live pod."""
-        if self.record is not None:
-            return (self.container_id, self.record.delegates[0].ifname) in valid
-        if self.entries:
-            return any((self.container_id, e.ifname) in valid for e in self.entries)
-        return any(cid == self.container_id for cid, _ in valid)
-
-
-def _known_containers(ctx: Context) -> dict[str, _Known]:
-    """Every container metacni knows: a record under cniDir, or an entry in its result cache
-    (a record lost or corrupted must not hide an attachment from GC, Multus #891)."""
-    known: dict[str, _Known] = {}
-    for cid in delegate_cache.container_ids(ctx.cfg.cni_dir):
-        k = known[cid] = _Known(cid)
-        try:
-            k.record = delegate_cache.read(ctx.cfg.cni_dir, cid)
-        except delegate_cache.CorruptCache as exc:
-            k.corrupt = exc
-    for entry in ctx.runner.cache.entries():
-        if entry.network_name != ctx.cfg.name:  # the runtime's own entry for the meta network
-            known.setdefault(entry.container_id, _Known(entry.container_id)).entries.append(entry)
-    return known
-
-
-def _gc_request(request: Request, k: _Known) -> Request:
-    """A DEL request for a stale container, rebuilt from what was stored at ADD (netns,
-    CNI_ARGS), as libcni's GC does from its cache; GC itself carries no attachment."""
-    from metacni.spec.record import replace
-
-    netns = k.record.netns if k.record else next((e.netns for e in k.entries if e.netns), "")
-    primary = k.record.delegates[0] if k.record else None
-    ifname = primary.ifname if primary else "eth0"
-    cached = next((e for e in k.entries if e.ifname == ifname), k.entries[0] if k.entries else None)
-    if cached is not None and cached.cni_args:
-        args = cached.args
-    elif k.record and k.record.pod_name:
-        args = CniArgs([("K8S_POD_NAMESPACE", k.record.pod_namespace), ("K8S_POD_NAME", k.record.pod_name),
-                        ("K8S_POD_INFRA_CONTAINER_ID", k.container_id)])
-    else:
-        args = CniArgs()
-    inv = replace(request.invocation, command="DEL", container_id=k.container_id, netns=netns, ifname=ifname,
-                  args=args)
-    return Request(invocation=inv, config=request.config, invoker=request.invoker)
-
-
-def _teardown(request: Request, k: _Known, primary_name: str) -> list[Delegate]:
-    """The full DEL of a stale container: every network of its record plus any cached one the
-    record lacks, in reverse ADD order; the record goes only when every DEL succeeded, so the
-    next GC (or DEL) retries the rest. Returns the delegates torn down."""
-    sub = Context(_gc_request(request, k))
-    delegates = list(k.record.delegates) if k.record else []
-    covered = {(d.net.name, d.ifname) for d in delegates}
-    primary_ifname = sub.request.ifname if k.record else next(
-        (e.ifname for e in k.entries if e.network_name == primary_name), "eth0")
-    for d, _ in _cached_delegates(sub, k.container_id, primary_ifname):
-        if (d.net.name, d.ifname) not in covered:
-            d.primary = d.primary and k.record is None  # with a record, its first is the primary
-            delegates.append(d)
-    log.warning("%s (container %s): not among the runtime's valid attachments; GC removes %s", sub.who,
-                k.container_id, ", ".join(f"{d.label} ({d.ifname})" for d in delegates) or "its record")
-    _delete_all(sub, delegates, strict=True)
-    _remove_device_files(sub, delegates)
-    if k.corrupt is not None:
-        delegate_cache.quarantine(k.corrupt.path)
-    delegate_cache.remove(sub.cfg.cni_dir, k.container_id)
-    return delegates
-
-
-def _current_primary(ctx: Context) -> tuple[str, NetworkList]:
+def current_primary(ctx: Context) -> tuple[str, NetworkList]:
     """The primary from the current config, without the API when a local file names it."""
     try:
         return resolve_primary(ctx.cfg, None)
@@ -560,96 +481,6 @@ def _current_primary(ctx: Context) -> tuple[str, NetworkList]:
         if ctx.view is None:
             raise
         return resolve_primary(ctx.cfg, ctx.view)
-
-
-def gc(request: Request) -> None:
-    """CNI GC (spec 1.1): tear down every container metacni knows whose primary attachment the
-    runtime no longer lists, then pass GC on to every delegate network with the attachments
-    that remain on it, so IPAM and firewall plugins drop what no live attachment holds (a
-    crash mid-ADD/DEL, a DEL never sent). Continues past errors and reports them together."""
-    ctx = Context(request)
-    valid = set(request.valid_attachments)
-    errors: list[str] = []
-    try:
-        primary_label, primary = _current_primary(ctx)
-    except CNIError as exc:
-        errors.append(f"primary network: {exc}")
-        primary_label, primary = "", None
-    known = _known_containers(ctx)
-    held: dict[str, set[tuple[str, str]]] = {}  # network name -> attachments left in place
-    nets: dict[str, NetworkList] = {primary.name: primary} if primary else {}
-    stale: list[_Known] = []
-
-    def hold(k: _Known) -> None:
-        for d in k.record.delegates if k.record else []:
-            held.setdefault(d.net.name, set()).add((k.container_id, d.ifname))
-            nets.setdefault(d.net.name, d.net)
-        for e in k.entries:
-            held.setdefault(e.network_name, set()).add((k.container_id, e.ifname))
-
-    for _, k in sorted(known.items()):
-        if k.is_valid(valid):
-            hold(k)
-        else:
-            stale.append(k)
-    failed: list[_Known] = []
-    for k in stale:
-        try:
-            for d in _teardown(request, k, primary.name if primary else ""):
-                nets.setdefault(d.net.name, d.net)
-        except Exception as exc:  # not only CNIError: the other containers are still collected
-            errors.append(f"container {k.container_id}: {exc}")
-            failed.append(k)
-    for k in failed:
-        # Half torn down: the next GC retries it whole; its networks' GC must not release
-        # leases or rules out from under the attachments still in place.
-        hold(k)
-    for k in known.values():  # networks known only from a cache entry
-        for e in k.entries:
-            if e.network_name not in nets:
-                try:
-                    nets[e.network_name] = network_list_from_bytes(e.config, f"cached config of {e.network_name}")
-                except CNIError as exc:
-                    errors.append(f"network {e.network_name}: {exc}")
-    for name in sorted(nets, key=lambda n: (primary is None or n != primary.name, n)):
-        keep = sorted(held.get(name, set()) | valid)
-        try:
-            ctx.runner.gc(nets[name], keep)
-        except Exception as exc:  # every network gets its GC
-            label = primary_label if primary and name == primary.name else name
-            errors.append(f"network {label}: {exc}")
-    if errors:
-        raise CNIError(Code.UNKNOWN, "garbage collection had errors", "; ".join(errors))
-
-
-def status_check(request: Request) -> None:
-    """CNI STATUS (spec 1.1): ready when the readiness indicator file (if configured) exists and
-    the primary network's STATUS succeeds; otherwise 50 naming what is not ready (51 is kept
-    when that is all the primary reports). A primary below 1.1.0 is not asked, as libcni does
-    not send STATUS to it; STATUS for the meta config itself below 1.1.0 never reaches here
-    (libcni does not send it and skel refuses it)."""
-    ctx = Context(request)
-    problems: list[CNIError] = []
-    path = ctx.cfg.readiness_indicator_file
-    if path and not indicator_present(path):
-        problems.append(CNIError(Code.NOT_AVAILABLE, "readiness indicator file missing",
-                                 f"readiness indicator file {path} does not exist (is the default network ready?)"))
-    try:
-        label, primary = _current_primary(ctx)
-        try:
-            ctx.runner.status(primary)
-        except CNIError as exc:
-            problems.append(CNIError(exc.code, f"primary network not ready: {exc.msg}",
-                                     f"primary network {label}: {exc.msg}: {exc.details}" if exc.details
-                                     else f"primary network {label}: {exc.msg}"))
-    except CNIError as exc:
-        problems.append(CNIError(Code.NOT_AVAILABLE, "primary network not ready",
-                                 f"primary network: {exc.msg}: {exc.details}"))
-    if problems:
-        code = Code.LIMITED_CONNECTIVITY if all(p.code == Code.LIMITED_CONNECTIVITY for p in problems) \
-            else Code.NOT_AVAILABLE
-        raise CNIError(code, problems[0].msg if len(problems) == 1 else "metacni not ready",
-                       "; ".join(p.details for p in problems))
 
 
 # ------------------------------------------------------------------------------ logging
