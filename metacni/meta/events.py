@@ -19,8 +19,8 @@ The posting thread starts with the first event and inherits the network namespac
 thread that emits it (the meta plugin reports after its ADD, outside any pod namespace).
 
 Only a long-lived process sends them: the node daemon calls :func:`install` at start (with
-its own credentials). A standalone CNI call (no daemon) exits right after its ADD and talks
-to the API with the standard-library client only, so it records no events.
+its own credentials). A standalone CNI call (no daemon) exits right after its ADD, before the
+background thread could post, and does not install a recorder, so it records no events.
 """
 
 from __future__ import annotations

@@ -137,7 +137,38 @@ def load_configuration(settings: KubeSettings, sa_dir: str = SA_DIR) -> Any:
         raise CNIError(Code.TRY_AGAIN_LATER, "cannot load Kubernetes credentials",
                        f"{where}: {type(exc).__name__}: {exc}") from None
     cfg.retries = settings.retries
+    _normalise_bearer(cfg)
     return cfg
+
+
+def _normalise_bearer(cfg: Any) -> None:
+    """``Bearer <token>`` with the token file's surrounding whitespace (a trailing newline) cut,
+    as kubectl sends it: the client's loaders keep the newline (an invalid header) and the
+    in-cluster loader writes the scheme in lower case. Also after the loader's refresh hook."""
+
+    def fix(c: Any) -> None:
+        for key in ("BearerToken", "authorization"):
+            value = (c.api_key or {}).get(key)
+            if isinstance(value, str):
+                scheme, _, token = value.partition(" ")
+                if scheme.lower() == "bearer" and token:
+                    c.api_key[key] = f"Bearer {token.strip()}"
+                else:
+                    c.api_key[key] = value.strip()
+
+    inner = [cfg.refresh_api_key_hook]  # the loader's hook re-installs itself on every call
+
+    def refreshed(c: Any) -> None:
+        if inner[0] is not None:
+            inner[0](c)
+            if c.refresh_api_key_hook is not refreshed:
+                inner[0] = c.refresh_api_key_hook
+                c.refresh_api_key_hook = refreshed
+        fix(c)
+
+    if inner[0] is not None:
+        cfg.refresh_api_key_hook = refreshed
+    fix(cfg)
 
 
 class ApiKubeView(KubeView):
@@ -249,7 +280,7 @@ class ApiKubeView(KubeView):
             resp: Any = CoreV1Api(api).patch_namespaced_pod_status(
                 name, namespace, body, _content_type=kube_paths.STRATEGIC_MERGE_PATCH,
                 _preload_content=False, _request_timeout=self.timeout)
-            resp.release_conn()
+            _json_body(resp)  # read whole: an unread body would poison the pooled connection
             return True
 
         if self.call(f"PATCH pod {namespace}/{name}/status network-status", patch) is None:

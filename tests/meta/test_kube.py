@@ -1,7 +1,4 @@
-"""Both KubeViews against the fake API: 404 is None, errors are code 11, credentials rotate, timeouts hold.
-
-``ApiKubeView`` (the ``kubernetes`` client, the daemon's) and ``HttpKubeView`` (standard library, the
-standalone call's) must behave the same: every test here runs on both."""
+"""ApiKubeView against the fake API: 404 is None, errors are code 11, credentials rotate, timeouts hold."""
 
 from __future__ import annotations
 
@@ -9,15 +6,14 @@ import time
 
 import pytest
 
-from metacni.meta.kube import ApiKubeView, KubeSettings, set_view_factory, view_for
-from metacni.meta.kubehttp import HttpKubeView
+from metacni.meta.kube import ApiKubeView, KubeSettings, KubeView, set_view_factory, view_for
 from metacni.sim.fakeapi import FakeAPIServer
 from metacni.spec.errors import CNIError, Code
 
 
-@pytest.fixture(params=[ApiKubeView, HttpKubeView], ids=["kubernetes", "stdlib"])
-def view_cls(request):
-    return request.param
+@pytest.fixture
+def view_cls():
+    return ApiKubeView
 
 
 @pytest.fixture
@@ -55,6 +51,7 @@ def test_configurable_timeout(view_cls, api, tmp_path):
     settings = KubeSettings.from_conf({"kubeconfig": str(api.write_kubeconfig(tmp_path / "kc")),
                                        "apiTimeout": 0.3, "apiRetries": 0})
     view = view_cls(settings)
+    assert view.get_pod("default", "p") is not None  # client imported and connected: time the request only
     with api.fault(delay=3.0, resource="pods"):
         started = time.monotonic()
         with pytest.raises(CNIError) as info:
@@ -80,9 +77,10 @@ def test_view_factory_hook():
         set_view_factory(None)
 
 
-def test_standalone_calls_use_the_stdlib_view(api, tmp_path, monkeypatch):
-    conf = {"kubeconfig": str(api.write_kubeconfig(tmp_path / "kc"))}
-    monkeypatch.delenv("METACNI_KUBE_CLIENT", raising=False)
-    assert isinstance(view_for(conf), HttpKubeView)
-    monkeypatch.setenv("METACNI_KUBE_CLIENT", "kubernetes")
-    assert isinstance(view_for(conf), ApiKubeView)
+def test_standalone_calls_use_the_api_view(api, tmp_path):
+    """One client: without a daemon's factory, a call gets the ``kubernetes``-client view, and
+    that is a KubeView at run time (an ABC, not a typing-only protocol)."""
+    view = view_for({"kubeconfig": str(api.write_kubeconfig(tmp_path / "kc"))})
+    assert isinstance(view, ApiKubeView) and isinstance(view, KubeView)
+    with pytest.raises(TypeError):
+        KubeView()  # type: ignore[abstract]

@@ -1,4 +1,4 @@
-"""Both KubeViews reuse their API connection: an unread response left in urllib3's pool used to
+"""ApiKubeView reuses its API connections: an unread response left in urllib3's pool used to
 cost every network-status patch a new TCP (and, on a real cluster, TLS) handshake."""
 
 from __future__ import annotations
@@ -6,18 +6,14 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from metacni.meta.kube import ApiKubeView, KubeSettings
-from metacni.meta.kubehttp import HttpKubeView
 from metacni.sim.fakeapi import FakeAPIServer
 
 
-@pytest.mark.parametrize("view_cls", [ApiKubeView, HttpKubeView], ids=["kubernetes", "stdlib"])
-def test_reads_and_patches_share_one_connection(view_cls, tmp_path):
+def test_reads_and_patches_share_one_connection(tmp_path):
     with FakeAPIServer() as api:
         api.add_pod("default", "p")
-        view = view_cls(KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0))
+        view = ApiKubeView(KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0))
         try:
             for i in range(5):
                 view.patch_pod_network_status("default", "p", [{"name": "net", "interface": f"eth{i}"}])
@@ -30,7 +26,7 @@ def test_reads_and_patches_share_one_connection(view_cls, tmp_path):
             view.close()
 
 
-def test_stdlib_view_runs_concurrent_requests_on_separate_connections(tmp_path):
+def test_view_runs_concurrent_requests_on_separate_connections(tmp_path):
     """The daemon's ADDs run in parallel and each patches its pod's status through one shared
     view: requests must not queue behind each other's round trip, and their connections are
     kept for the next ones."""
@@ -39,7 +35,7 @@ def test_stdlib_view_runs_concurrent_requests_on_separate_connections(tmp_path):
     with FakeAPIServer() as api:
         for i in range(threads_n):
             api.add_pod("default", f"p{i}")
-        view = HttpKubeView(KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0))
+        view = ApiKubeView(KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0))
         errors: list[BaseException] = []
 
         def patch(i: int) -> None:

@@ -1,10 +1,8 @@
-"""HttpKubeView (the standalone call's standard-library client) against the fake API.
+"""ApiKubeView (the ``kubernetes`` client's public API) against the fake API.
 
-The same requests, patch type and retry behaviour as the ``kubernetes`` client's view (each
-scenario runs on both and compares what the fake API saw), TLS with a CA, client certificates and
+The requests and patch type the meta plugin makes, retries, TLS with a CA, client certificates and
 tls-server-name through a TLS terminator in front of the fake API, bearer tokens, token files,
-the in-cluster service account, the fallback to the ``kubernetes`` client for exec credentials,
-and what a standalone call imports.
+the in-cluster service account over HTTPS, and exec credentials.
 """
 
 from __future__ import annotations
@@ -12,11 +10,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +21,10 @@ from typing import Any
 import pytest
 
 from metacni.meta.kube import NETWORK_STATUS, ApiKubeView, KubeSettings
-from metacni.meta.kubehttp import HttpKubeView, Unsupported, load_kubeconfig, parse_server
 from metacni.sim.fakeapi import DEFAULT_TOKEN, FakeAPIServer
 from metacni.spec.errors import CNIError, Code
 
-VIEWS = pytest.mark.parametrize("view_cls", [ApiKubeView, HttpKubeView], ids=["kubernetes", "stdlib"])
+VIEWS = pytest.mark.parametrize("view_cls", [ApiKubeView])
 
 
 @pytest.fixture
@@ -60,7 +55,7 @@ def recorded_patch_types(api: FakeAPIServer, monkeypatch: pytest.MonkeyPatch) ->
     return seen
 
 
-# ---------------------------------------------------------------------- same behaviour as the client
+# ---------------------------------------------------------------------- requests
 @VIEWS
 def test_get_and_patch_are_the_requests_the_client_makes(view_cls, api, tmp_path, monkeypatch):
     kinds = recorded_patch_types(api, monkeypatch)
@@ -90,31 +85,25 @@ def outcome(fn: Any) -> str:
     return "ok"
 
 
-@pytest.mark.parametrize(("fault", "retries"), [
-    (dict(status=503, retry_after=0, times=1), 1),  # GET retried, PATCH not
-    (dict(status=503, retry_after=0, times=1), 0),  # no budget: both fail
-    (dict(status=503, times=1), 1),  # no Retry-After: never retried
-    (dict(status=409, times=1), 1),  # a conflict is an error, not retried
-    (dict(drop=True, times=1), 1),  # a read error: GET retried, PATCH not
-    (dict(drop=True, times=1), 0),
+@pytest.mark.parametrize(("fault", "retries", "expected"), [
+    (dict(status=503, retry_after=0, times=1), 1, ("ok", "error: Kubernetes API error")),  # GET retried, PATCH not
+    (dict(status=503, retry_after=0, times=1), 0, ("error: Kubernetes API error",) * 2),  # no budget
+    (dict(status=409, times=1), 1, ("error: Kubernetes API error",) * 2),  # a conflict is never retried
+    (dict(drop=True, times=1), 0, ("error: Kubernetes API unreachable",) * 2),
 ])
-def test_retries_match_the_kubernetes_client(api, tmp_path, fault, retries):
+def test_retries(api, tmp_path, fault, retries, expected):
+    """``apiRetries`` is urllib3's budget under the client: idempotent reads are retried, the PATCH is not."""
     api.add_pod("default", "p")
-    kc = str(api.write_kubeconfig(tmp_path / "kc"))
-    seen: dict[str, tuple[str, str, dict[Any, int]]] = {}
-    for view_cls in (ApiKubeView, HttpKubeView):
-        view = view_cls(KubeSettings(kubeconfig=kc, retries=retries))
-        try:
-            view.get_pod("default", "p")  # a warm pooled connection, as in a real call
-            api.reset_counts()
-            with api.fault(verb="get", resource="pods", **fault):
-                got = outcome(lambda v=view: v.get_pod("default", "p"))
-            with api.fault(verb="patch", resource="pods/status", **fault):
-                patched = outcome(lambda v=view: v.patch_pod_network_status("default", "p", []))
-            seen[view_cls.__name__] = (got, patched, dict(api.counts))
-        finally:
-            view.close()
-    assert seen["HttpKubeView"] == seen["ApiKubeView"]
+    view = ApiKubeView(KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=retries))
+    try:
+        view.get_pod("default", "p")  # a warm pooled connection, as in a real call
+        with api.fault(verb="get", resource="pods", **fault):
+            got = outcome(lambda: view.get_pod("default", "p"))
+        with api.fault(verb="patch", resource="pods/status", **fault):
+            patched = outcome(lambda: view.patch_pod_network_status("default", "p", []))
+    finally:
+        view.close()
+    assert (got, patched) == expected
 
 
 @VIEWS
@@ -134,36 +123,27 @@ def test_unreachable_api_is_code_11(view_cls, tmp_path):
 def test_bad_kubeconfig_is_code_11(tmp_path):
     (tmp_path / "kc").write_text('{"apiVersion": "v1", "clusters": []}')
     with pytest.raises(CNIError) as info:
-        HttpKubeView(KubeSettings(kubeconfig=str(tmp_path / "kc"))).get_pod("default", "p")
-    assert info.value.code == Code.TRY_AGAIN_LATER and "current-context" in info.value.details
+        ApiKubeView(KubeSettings(kubeconfig=str(tmp_path / "kc"))).get_pod("default", "p")
+    assert info.value.code == Code.TRY_AGAIN_LATER and info.value.msg == "cannot load Kubernetes credentials"
+    assert str(tmp_path / "kc") in info.value.details
 
 
-def test_token_file_is_read_per_request(api, tmp_path):
+def test_token_file_is_reread_after_401(api, tmp_path):
     api.add_pod("default", "p")
     token = tmp_path / "token"
     token.write_text(DEFAULT_TOKEN + "\n")
     kc = json_kubeconfig(tmp_path / "kc", api.url, {"tokenFile": "token"})  # relative to the kubeconfig
-    view = HttpKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
+    view = ApiKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
     assert view.get_pod("default", "p") is not None
     api.token = "rotated"
     token.write_text("rotated")
-    assert view.get_pod("default", "p") is not None
+    assert view.get_pod("default", "p") is not None  # 401, credentials re-read, retried
+    api.token = "rotated-again"
     token.unlink()
     with pytest.raises(CNIError) as info:
         view.get_pod("default", "p")
-    assert info.value.msg == "cannot load Kubernetes credentials" and str(token) in info.value.details
-    assert api.count("get", "pods") == 2  # nothing sent without credentials
+    assert info.value.msg == "cannot load Kubernetes credentials" and "kc" in info.value.details
     view.close()
-
-
-def test_server_urls():
-    assert parse_server("https://10.0.0.1:6443") == ("https", "10.0.0.1", 6443, "")
-    assert parse_server("https://[fd00::1]:6443/") == ("https", "fd00::1", 6443, "")
-    assert parse_server("https://api.example/k8s/") == ("https", "api.example", 443, "/k8s")
-    assert parse_server("http://localhost") == ("http", "localhost", 80, "")
-    for bad in ("10.0.0.1:6443", "ftp://x", "https://"):
-        with pytest.raises(ValueError):
-            parse_server(bad)
 
 
 # ---------------------------------------------------------------------- TLS
@@ -277,12 +257,12 @@ def test_tls_with_certificate_files_and_server_name(api, tls_front, pki, tmp_pat
     kc = json_kubeconfig(pki / f"kc-{tls_front.port}", f"https://127.0.0.1:{tls_front.port}",
                          {"token": DEFAULT_TOKEN, "client-certificate": "client.crt", "client-key": "client.key"},
                          **{"certificate-authority": "ca.crt", "tls-server-name": "fakeapi.test"})
-    view = HttpKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
+    view = ApiKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
     assert view.get_pod("default", "p") is not None
     view.close()
     # Without a client certificate the front refuses the handshake: an unreachable API, code 11.
     kc.write_text(kc.read_text().replace('"client-certificate"', '"unused-a"').replace('"client-key"', '"unused-b"'))
-    view = HttpKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
+    view = ApiKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
     with pytest.raises(CNIError) as info:
         view.get_pod("default", "p")
     view.close()
@@ -295,10 +275,10 @@ def test_tls_verification_failures_and_insecure_skip(api, tls_front, pki, tmp_pa
     for cluster in ({}, {"certificate-authority-data": b64(pki / "ca.crt"), "tls-server-name": "other.test"}):
         kc = json_kubeconfig(tmp_path / "kc", server, {"token": DEFAULT_TOKEN}, **cluster)
         with pytest.raises(CNIError) as info:  # unknown CA, then a name the certificate does not carry
-            HttpKubeView(KubeSettings(kubeconfig=str(kc), retries=2)).get_pod("default", "p")
+            ApiKubeView(KubeSettings(kubeconfig=str(kc), retries=2)).get_pod("default", "p")
         assert info.value.code == Code.TRY_AGAIN_LATER and "SSLCertVerificationError" in info.value.details
     kc = json_kubeconfig(tmp_path / "kc", server, {"token": DEFAULT_TOKEN}, **{"insecure-skip-tls-verify": True})
-    assert HttpKubeView(KubeSettings(kubeconfig=str(kc))).get_pod("default", "p") is not None
+    assert ApiKubeView(KubeSettings(kubeconfig=str(kc))).get_pod("default", "p") is not None
 
 
 def test_in_cluster_service_account(api, tls_front, pki, tmp_path, monkeypatch):
@@ -311,7 +291,7 @@ def test_in_cluster_service_account(api, tls_front, pki, tmp_path, monkeypatch):
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(tls_front.port))
     settings = KubeSettings()
     assert settings.in_cluster
-    view = HttpKubeView(settings, sa_dir=str(sa))
+    view = ApiKubeView(settings, sa_dir=str(sa))
     assert view.get_pod("default", "p") is not None
     api.token = "rotated"
     (sa / "token").write_text("rotated")  # kubelet rotates the projected token
@@ -319,8 +299,8 @@ def test_in_cluster_service_account(api, tls_front, pki, tmp_path, monkeypatch):
     view.close()
 
 
-# ---------------------------------------------------------------------- fallback and imports
-def test_exec_credentials_fall_back_to_the_kubernetes_client(api, tmp_path):
+# ---------------------------------------------------------------------- exec credentials
+def test_exec_credentials(api, tmp_path):
     api.add_pod("default", "p")
     plugin = tmp_path / "cred"
     plugin.write_text("#!/bin/sh\necho '" + json.dumps({
@@ -329,65 +309,6 @@ def test_exec_credentials_fall_back_to_the_kubernetes_client(api, tmp_path):
     plugin.chmod(0o755)
     kc = json_kubeconfig(tmp_path / "kc", api.url, {"exec": {
         "apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}})
-    with pytest.raises(Unsupported):
-        load_kubeconfig(str(kc))
-    view = HttpKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
+    view = ApiKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
     assert view.get_pod("default", "p")["metadata"]["name"] == "p"
-    assert isinstance(view._delegate(), ApiKubeView)
     view.close()
-
-
-@pytest.mark.parametrize("kind", ["json", "yaml"])
-def test_a_standalone_read_imports_no_client_library(api, tmp_path, kind):
-    """What the standalone call pays for: no kubernetes, no http.client, no ssl for http, no idna
-    codec, yaml only for a YAML kubeconfig."""
-    api.add_pod("default", "p")
-    kc = tmp_path / "kc"
-    if kind == "json":
-        kc.write_text(json.dumps(api.kubeconfig()))
-    else:
-        api.write_kubeconfig(kc)
-    code = ("import json, sys\n"
-            "from metacni.meta.kube import view_for\n"
-            f"view = view_for({{'kubeconfig': {str(kc)!r}}})\n"
-            "assert view.get_pod('default', 'p')['metadata']['name'] == 'p'\n"
-            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('kubernetes', 'urllib3', 'http', 'ssl', 'yaml', 'email') or m == 'encodings.idna')))\n")
-    env = {k: v for k, v in os.environ.items() if k != "METACNI_KUBE_CLIENT"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-    assert proc.returncode == 0, proc.stderr
-    heavy = set(json.loads(proc.stdout))
-    expected = {"yaml"} if kind == "yaml" else set()
-    assert {m.split(".")[0] for m in heavy} == expected, heavy
-
-
-@pytest.mark.parametrize("response", [
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    b"7\r\n{\"metad\r\n1a;ext=1\r\nata\": {\"name\": \"chunky\"}}\r\n0\r\nX-Trailer: 1\r\n\r\n",
-    b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"metadata\": {\"name\": \"chunky\"}}",
-])
-def test_chunked_and_close_delimited_bodies(tmp_path, response):
-    """The API server answers large objects chunked; an HTTP/1.0 proxy may end bodies by closing."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    heads: list[bytes] = []
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(4096)
-            heads.append(data)
-            conn.sendall(response)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    kc = json_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{listener.getsockname()[1]}", {"token": "tok"})
-    try:
-        pod = HttpKubeView(KubeSettings(kubeconfig=str(kc), retries=0)).get_pod("ns", "chunky")
-    finally:
-        thread.join(10)
-        listener.close()
-    assert pod == {"metadata": {"name": "chunky"}}
-    assert heads[0].startswith(b"GET /api/v1/namespaces/ns/pods/chunky HTTP/1.1\r\n")
-    assert b"\r\nAuthorization: Bearer tok\r\n" in heads[0]
