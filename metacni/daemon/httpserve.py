@@ -17,6 +17,9 @@ probe/metrics port (:mod:`metacni.daemon.health`). Its contracts:
   listening socket is closed (clients are refused at once rather than left in the backlog) and
   :meth:`HTTPServer.healthy` turns false, for ``/healthz``.
 - Answers are written with a ``write_timeout``; every answer closes the connection.
+
+Above 400 lines on purpose: the I/O loop, its bounds and the worker hand-off share one
+connection state; split apart, each half would reach into the other's internals.
 """
 
 from __future__ import annotations

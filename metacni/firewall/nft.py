@@ -53,6 +53,9 @@ versions take for every batch: rare, and it serialises two evictions.
 Why raw nf_tables batches for the per-attachment objects (ADD 0.5-0.9 ms with 100 other
 pods, against 1.4-1.9 ms through libnftables, whose cache fill grows with the pods):
 docs/design/0002-own-netlink-codec.md.
+
+Above 400 lines on purpose: :class:`NftablesBackend` is one transaction engine; ADD, DEL, CHECK
+and GC share its batch building and skeleton cache.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ carry (see :func:`convert`). :meth:`Result.to_wire` emits the JSON shape of V's 
 :func:`parse_result` reads any family. The rules follow the Go reference library
 (``pkg/types/{020,040,100}``, ``pkg/types/internal/convert.go``), including what is lost
 going down to 0.2.0 and the conversions it refuses.
+
+Above 400 lines on purpose: the model, its three wire families and the conversions between
+them are one table of rules; split, each family would import the others' internals.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 HTTP/1.1 with keep-alive, because urllib3 (under the real client) pools connections, and chunked
 transfer encoding for watches, because that is what ``Watch().stream`` reads line by line.
+
+Above 400 lines on purpose: one routing table for every REST verb the fake serves (get, list,
+watch, create, patch, delete, subresources); the semantics live in :mod:`.store`.
 """
 
 from __future__ import annotations
