@@ -130,15 +130,35 @@ def test_two_quick_edits_end_in_the_last_state(node: DaemonMetaNode):
     node.assert_clean(pod)
 
 
+def gc(node: DaemonMetaNode, pod: Pod, valid: list[Pod]) -> None:
+    """CNI GC through the daemon, as libcni sends it (``valid``: the attachments still live)."""
+    attachments = [{"containerID": p.container_id, "ifname": "eth0"} for p in valid]
+    conf = dict(node.meta_conf(), cniVersion="1.1.0",
+                **{"cni.dev/valid-attachments": attachments, "cni.dev/attachments": attachments})
+    node.cni("GC", pod, conf=conf)
+
+
 def test_hot_plugged_interface_removed_by_pod_del_and_gc_finds_nothing(node: DaemonMetaNode):
-    pod = node.pod()
+    pod, stale = node.pod(), node.pod(name="stale")
     node.cni("ADD", pod)
+    node.cni("ADD", stale)
     set_networks(node, pod, "net-a")
-    wait_for("net1", lambda: "net1" in status_names(node, pod))
+    set_networks(node, stale, "net-b")
+    wait_for("pod's net1", lambda: "net1" in status_names(node, pod))
+    wait_for("stale's net1", lambda: "net1" in status_names(node, stale))
     record = json.loads((node.cni_dir / pod.container_id).read_text())
     assert [d["ifname"] for d in record["delegates"]] == ["eth0", "net1"]
     node.cni("DEL", pod)
+    assert "net1" not in node.pod_links(pod)
+    assert node.leases("net-a") == []
+    # GC sees the hot-plugged interface of a container the runtime no longer lists...
+    gc(node, pod, valid=[])
+    assert node.leases("net-b") == []
+    # ... and after the DEL and that GC, nothing of either pod is left.
     node.assert_clean(pod)
+    node.assert_clean(stale)
+    gc(node, pod, valid=[])
+    node.assert_clean(stale)
 
 
 def test_failing_attach_leaves_pod_and_warns(node: DaemonMetaNode):
