@@ -143,7 +143,7 @@ class Daemon:
             from .hotplug import HotplugWatcher
 
             self.hotplug = HotplugWatcher(self.caches.pods.get, self.node_policy.node_config, self.invoker,
-                                          self.container_lock)
+                                          self.container_lock, self._cni_path())
             self.caches.pods.on_object = self.hotplug.observe
             self.hotplug.start()
         kube.set_view_factory(view_factory(self.caches, self.cfg.kubeconfig, self.metrics))
@@ -277,7 +277,12 @@ class Daemon:
 
         if self.stopping.is_set():
             return Reply(503, b'{"code": 11, "msg": "metacni daemon is shutting down"}\n')
-        return delegate_reply(body, self.node_policy.node_config, self.invoker, self.container_lock)
+        return delegate_reply(body, self.node_policy.node_config, self.invoker, self.container_lock,
+                              self._cni_path())
+
+    def _cni_path(self) -> tuple[str, ...]:
+        """Where delegate binaries are for work the daemon starts itself (no runtime CNI_PATH)."""
+        return tuple(p for p in self.cfg.cni_path.split(os.pathsep) if p)
 
     def _replay_del(self, request: CNIRequest) -> tuple[bool, str]:
         reply = self.serve(request)

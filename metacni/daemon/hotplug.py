@@ -44,8 +44,9 @@ def _annotations(pod: JSON) -> dict[str, str]:
 
 class HotplugWatcher:
     def __init__(self, get_pod: Callable[[str, str], JSON | None], node_config: Callable[[], JSON | None],
-                 invoker: Invoker, hold: Hold) -> None:
+                 invoker: Invoker, hold: Hold, cni_path: tuple[str, ...] = ()) -> None:
         self._get_pod = get_pod
+        self._cni_path = cni_path
         self._node_config = node_config
         self._invoker = invoker
         self._hold = hold
@@ -123,7 +124,8 @@ class HotplugWatcher:
             if latest is None or (latest.get("metadata") or {}).get("deletionTimestamp"):
                 return
             try:
-                hotplug.reconcile(conf, cid, _annotations(latest), pod_uid=uid, invoker=self._invoker)
+                hotplug.reconcile(conf, cid, _annotations(latest), pod_uid=uid, invoker=self._invoker,
+                                  cni_path=self._cni_path)
             except CNIError as exc:
                 self._failed[cid] = value
                 log.warning("dynamic networks of pod %s/%s failed: %s", namespace, name, exc)
@@ -137,7 +139,8 @@ def _error(status: int, exc: CNIError) -> Reply:
     return Reply(status, exc.to_json().encode() + b"\n")
 
 
-def delegate_reply(body: bytes, node_config: Callable[[], JSON | None], invoker: Invoker, hold: Hold) -> Reply:
+def delegate_reply(body: bytes, node_config: Callable[[], JSON | None], invoker: Invoker, hold: Hold,
+                   cni_path: tuple[str, ...] = ()) -> Reply:
     """Multus' ``/delegate`` request (``{"env": {...}, "config": <base64 of the network's CNI
     config>, "interfaceAttributes": {...}}``): ADD answers 200 ``{"Result": <CNI 1.0 result>}``,
     DEL answers 200 with an empty body, a failure 400 (500 internal) with a CNI error document."""
@@ -164,9 +167,10 @@ def delegate_reply(body: bytes, node_config: Callable[[], JSON | None], invoker:
     try:
         with hold(cid):
             if command == "ADD":
-                result = hotplug.delegate_add(conf, cid, ifname, config, attrs, pod_uid=uid, invoker=invoker)
+                result = hotplug.delegate_add(conf, cid, ifname, config, attrs, pod_uid=uid, invoker=invoker,
+                                              cni_path=cni_path)
                 return Reply(200, json.dumps({"Result": result.convert("1.0.0").to_wire()}).encode())
-            hotplug.delegate_del(conf, cid, ifname, pod_uid=uid, invoker=invoker)
+            hotplug.delegate_del(conf, cid, ifname, pod_uid=uid, invoker=invoker, cni_path=cni_path)
             return Reply(200, b"")
     except CNIError as exc:
         return _error(500 if exc.code == Code.INTERNAL else 400, exc)

@@ -63,13 +63,13 @@ def _key(sel: NetworkSelection | None) -> str:
 
 
 def _request(conf: dict[str, Any], record: delegate_cache.CachedAttachments, uid: str,
-             invoker: Invoker | None) -> Request:
+             invoker: Invoker | None, cni_path: tuple[str, ...] = ()) -> Request:
     args = [("K8S_POD_NAMESPACE", record.pod_namespace), ("K8S_POD_NAME", record.pod_name),
             ("K8S_POD_INFRA_CONTAINER_ID", record.container_id)]
     if uid:
         args.append(("K8S_POD_UID", uid))
     inv = Invocation(command="ADD", container_id=record.container_id, netns=record.netns,
-                     ifname=record.delegates[0].ifname, args=CniArgs(args))
+                     ifname=record.delegates[0].ifname, args=CniArgs(args), cni_path=cni_path)
     return Request(invocation=inv, config=conf, invoker=invoker)
 
 
@@ -115,14 +115,15 @@ def _free_names(taken: set[str], count: int) -> list[str]:
 
 
 def reconcile(conf: dict[str, Any], container_id: str, annotations: Mapping[str, str], *,
-              pod_uid: str = "", invoker: Invoker | None = None) -> Outcome:
+              pod_uid: str = "", invoker: Invoker | None = None, cni_path: tuple[str, ...] = ()) -> Outcome:
     """Bring the container's annotation attachments in line with ``annotations`` (see the
     module's contracts). ``conf`` is the node's meta config. Raises CNIError (nothing changed
-    by the failing step; earlier detaches of the same pass stay done)."""
+    by the failing step; earlier detaches of the same pass stay done). ``cni_path``: where
+    delegate binaries are (the runtime's CNI_PATH at ADD; empty: the config's binDir)."""
     record = delegate_cache.read(cni_dir(conf), container_id)
     if record is None or not record.netns or not os.path.exists(record.netns):
         return Outcome()  # not attached by metacni yet, or the sandbox is gone
-    ctx = service.Context(_request(conf, record, pod_uid, invoker))
+    ctx = service.Context(_request(conf, record, pod_uid, invoker, cni_path))
     namespace = record.pod_namespace or "default"
     try:
         selections = parse_networks(annotations.get(NETWORKS), namespace)
@@ -241,7 +242,7 @@ def _record_for(conf: dict[str, Any], container_id: str) -> delegate_cache.Cache
 
 def delegate_add(conf: dict[str, Any], container_id: str, ifname: str, net_config: bytes,
                  attributes: Mapping[str, Any] | None = None, *, pod_uid: str = "",
-                 invoker: Invoker | None = None) -> Result:
+                 invoker: Invoker | None = None, cni_path: tuple[str, ...] = ()) -> Result:
     """Multus' ``/delegate`` ADD: attach ``net_config`` (a NAD's CNI config, tenant input: it
     passes the same sanitising as a NAD's ``spec.config``) as ``ifname`` to a container metacni
     attached. ``attributes``: Multus' ``interfaceAttributes`` (``ips``, ``mac``, ``cni-args``).
@@ -249,7 +250,7 @@ def delegate_add(conf: dict[str, Any], container_id: str, ifname: str, net_confi
     from .networks import nad_network
 
     record = _record_for(conf, container_id)
-    ctx = service.Context(_request(conf, record, pod_uid, invoker))
+    ctx = service.Context(_request(conf, record, pod_uid, invoker, cni_path))
     attrs = dict(attributes or {})
     try:
         text = net_config.decode()
@@ -293,13 +294,13 @@ def delegate_add(conf: dict[str, Any], container_id: str, ifname: str, net_confi
 
 
 def delegate_del(conf: dict[str, Any], container_id: str, ifname: str, *, pod_uid: str = "",
-                 invoker: Invoker | None = None) -> None:
+                 invoker: Invoker | None = None, cni_path: tuple[str, ...] = ()) -> None:
     """Multus' ``/delegate`` DEL: detach the container's non-primary ``ifname`` (none recorded:
     nothing to do, as a CNI DEL of something gone succeeds)."""
     record = delegate_cache.read(cni_dir(conf), container_id)
     if record is None:
         return
-    ctx = service.Context(_request(conf, record, pod_uid, invoker))
+    ctx = service.Context(_request(conf, record, pod_uid, invoker, cni_path))
     found = [d for d in record.delegates if d.ifname == ifname and not d.primary]
     if not found:
         return
