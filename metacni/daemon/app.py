@@ -140,10 +140,10 @@ class Daemon:
 
         self.caches = KubeCaches(self.cfg.kubeconfig, self.cfg.node_name, self.metrics, nodes_changed)
         if self.cfg.dynamic_networks:
-            from .hotplug import HotplugWatcher
+            from .hotplug import HotplugWatcher, api_condition_writer
 
             self.hotplug = HotplugWatcher(self.caches.pods.get, self.node_policy.node_config, self.invoker,
-                                          self.container_lock, self._cni_path())
+                                          self.container_lock, self._cni_path(), api_condition_writer(self.caches.api))
             self.caches.pods.on_object = self.hotplug.observe
             self.hotplug.start()
         kube.set_view_factory(view_factory(self.caches, self.cfg.kubeconfig, self.metrics))

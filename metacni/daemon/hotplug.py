@@ -21,6 +21,7 @@ import binascii
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -36,6 +37,26 @@ from .httpserve import Reply
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 Hold = Callable[[str], AbstractContextManager[None]]
+CONDITION = "metacni.io/DynamicNetworks"  # the pod condition reporting the last pass
+
+
+def condition(ok: bool, reason: str, message: str) -> JSON:
+    """The pod condition of a pass: True ``Applied`` or False ``AttachFailed`` with the reason."""
+    return {"type": CONDITION, "status": "True" if ok else "False", "reason": reason,
+            "message": message[:1024], "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def api_condition_writer(api: Any) -> Callable[[str, str, JSON], None]:
+    """Writes a pod condition with the daemon's API client (strategic merge on
+    ``status.conditions``, keyed by type: other conditions are kept)."""
+    from metacni.meta import kube_paths
+
+    def write(namespace: str, name: str, cond: JSON) -> None:
+        kube_paths.call_json(api, "PATCH", kube_paths.pod_status_path(namespace, name),
+                             body={"status": {"conditions": [cond]}},
+                             content_type=kube_paths.STRATEGIC_MERGE_PATCH, timeout=10)
+
+    return write
 
 
 def _annotations(pod: JSON) -> dict[str, str]:
@@ -44,7 +65,9 @@ def _annotations(pod: JSON) -> dict[str, str]:
 
 class HotplugWatcher:
     def __init__(self, get_pod: Callable[[str, str], JSON | None], node_config: Callable[[], JSON | None],
-                 invoker: Invoker, hold: Hold, cni_path: tuple[str, ...] = ()) -> None:
+                 invoker: Invoker, hold: Hold, cni_path: tuple[str, ...] = (),
+                 write_condition: Callable[[str, str, JSON], None] | None = None) -> None:
+        self._write_condition = write_condition
         self._get_pod = get_pod
         self._cni_path = cni_path
         self._node_config = node_config
@@ -124,14 +147,26 @@ class HotplugWatcher:
             if latest is None or (latest.get("metadata") or {}).get("deletionTimestamp"):
                 return
             try:
-                hotplug.reconcile(conf, cid, _annotations(latest), pod_uid=uid, invoker=self._invoker,
-                                  cni_path=self._cni_path)
+                outcome = hotplug.reconcile(conf, cid, _annotations(latest), pod_uid=uid, invoker=self._invoker,
+                                            cni_path=self._cni_path)
             except CNIError as exc:
                 self._failed[cid] = value
                 log.warning("dynamic networks of pod %s/%s failed: %s", namespace, name, exc)
                 hotplug.report_failure(conf, namespace, name, uid, exc)
-            else:
-                self._failed.pop(cid, None)
+                self._condition(namespace, name, condition(False, "AttachFailed", f"{exc.msg}: {exc.details}"))
+                return
+            was_failed = self._failed.pop(cid, None) is not None
+            if outcome.changed or was_failed:
+                done = f"attached {outcome.attached or 'nothing'}, detached {outcome.detached or 'nothing'}"
+                self._condition(namespace, name, condition(True, "Applied", done))
+
+    def _condition(self, namespace: str, name: str, cond: JSON) -> None:
+        if self._write_condition is None:
+            return
+        try:
+            self._write_condition(namespace, name, cond)
+        except Exception as exc:  # a report, not the work: the interfaces are already right
+            log.warning("cannot write condition %s of pod %s/%s: %s", CONDITION, namespace, name, exc)
 
 
 # ------------------------------------------------------------------------------ POST /delegate

@@ -88,6 +88,13 @@ class Conversation:
             s.close()
 
 
+def dynamic_condition(node: Node, pod: Pod) -> dict[str, Any] | None:
+    assert node.api is not None
+    stored = node.api.get_pod(pod.namespace, pod.name) or {}
+    conds = (stored.get("status") or {}).get("conditions") or []
+    return next((c for c in conds if c.get("type") == "metacni.io/DynamicNetworks"), None)
+
+
 def eth0_ip(node: Node, pod: Pod) -> str:
     return status_names(node, pod)["eth0"][0]
 
@@ -179,11 +186,15 @@ def test_failing_attach_leaves_pod_and_warns(node: DaemonMetaNode):
     assert node.network_status(pod) == before
     record = json.loads((node.cni_dir / pod.container_id).read_text())
     assert [d["ifname"] for d in record["delegates"]] == ["eth0"]
+    cond = wait_for("a False condition", lambda: dynamic_condition(node, pod))
+    assert cond["status"] == "False" and cond["reason"] == "AttachFailed", cond
+    assert "no-such-plugin" in cond["message"]
     # never loops: an unrelated pod update does not retry it
     node.api.patch_pod(pod.namespace, pod.name, {"metadata": {"labels": {"x": "y"}}})
     set_networks(node, pod, "net-a")  # a new value is tried
     wait_for("net1", lambda: "net1" in status_names(node, pod))
     assert len(warning()) == 1
+    wait_for("a True condition", lambda: (dynamic_condition(node, pod) or {}).get("status") == "True")
     node.cni("DEL", pod)
     node.assert_clean(pod)
 
