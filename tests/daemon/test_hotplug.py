@@ -34,15 +34,21 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def node(make_node: Callable[..., DaemonMetaNode]) -> DaemonMetaNode:
-    mn = make_node(DaemonMetaNode, prefix="mchot")
+def daemon_node(make_node: Callable[..., DaemonMetaNode], prefix: str, *extra: str) -> DaemonMetaNode:
+    """A node with the fake API, the primary network and a daemon started with ``extra``."""
+    mn = make_node(DaemonMetaNode, prefix=prefix)
     mn.start_api()
     mn.write_primary()
     mn.daemon = start_daemon(mn.root / "daemon", netns=mn.name, args=[
         "--kubeconfig", str(mn.kubeconfig), "--node-name", "node-1", "--conf-dir", str(mn.conf_dir),
         "--cache-dir", str(mn.cni_dir), "--cni-path", CNI_PATH, "--no-routes", "--gc-period", "0",
-        "--no-regenerate-config", "--dynamic-networks"])
+        "--no-regenerate-config", *extra])
+    return mn
+
+
+@pytest.fixture
+def node(make_node: Callable[..., DaemonMetaNode]) -> DaemonMetaNode:
+    mn = daemon_node(make_node, "mchot", "--dynamic-networks")
     mn.two_nads()
     return mn
 
@@ -241,13 +247,7 @@ def multus_request(command: str, pod: Pod, ifname: str, config: dict[str, Any],
 
 
 def test_multus_delegate_endpoint(make_node: Callable[..., DaemonMetaNode]):
-    node = make_node(DaemonMetaNode, prefix="mcdlg")
-    node.start_api()
-    node.write_primary()
-    node.daemon = start_daemon(node.root / "daemon", netns=node.name, args=[
-        "--kubeconfig", str(node.kubeconfig), "--node-name", "node-1", "--conf-dir", str(node.conf_dir),
-        "--cache-dir", str(node.cni_dir), "--cni-path", CNI_PATH, "--no-routes", "--gc-period", "0",
-        "--no-regenerate-config"])
+    node = daemon_node(make_node, "mcdlg")  # no --dynamic-networks: /delegate is served regardless
     pod = node.pod()
     node.cni("ADD", pod)
     conf = node.bridge_conf("net-a", "br-a", "10.89.1.0/24")
