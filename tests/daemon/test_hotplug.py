@@ -207,22 +207,38 @@ def test_failing_attach_leaves_pod_and_warns(node: DaemonMetaNode):
 
 def test_change_while_pod_is_deleted_changes_nothing(node: DaemonMetaNode):
     assert node.api is not None
-    pod = node.pod()
+    pod, probe = node.pod(), node.pod(name="probe")
     node.cni("ADD", pod)
+    node.cni("ADD", probe)
     node.api.patch_pod(pod.namespace, pod.name, {"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z",
                                                               "annotations": {NETWORKS: "net-a"}}})
     set_networks(node, pod, "net-a, net-b")  # a later edit, still while deleting
-    node.cni("DEL", pod)
-    node.assert_clean(pod)
-    # the watcher has seen both edits: nothing may come back for the deleted pod
-    probe = node.pod(name="probe")
-    node.cni("ADD", probe)
+    # The watcher works through pods in order on one thread: once the probe's later edit is
+    # applied, the deleting pod's edits have been seen (and must have been skipped).
     set_networks(node, probe, "net-b")
     wait_for("probe's net1", lambda: "net1" in status_names(node, probe))
+    assert node.pod_links(pod) == {"lo", "eth0"}
     assert node.leases("net-a") == []
-    assert not (node.cni_dir / pod.container_id).exists()
+    node.cni("DEL", pod)
     node.cni("DEL", probe)
+    node.assert_clean(pod)
     node.assert_clean(probe)
+
+
+def test_unparsable_annotation_changes_nothing(node: DaemonMetaNode):
+    pod = node.pod()
+    node.cni("ADD", pod)
+    set_networks(node, pod, "net-a")
+    ips = wait_for("net1", lambda: status_names(node, pod).get("net1"))
+    set_networks(node, pod, '[{"name": "net-b"')  # not JSON
+    cond = wait_for("a False condition",
+                    lambda: (c := dynamic_condition(node, pod)) and c["status"] == "False" and c)
+    assert "networks" in cond["message"], cond
+    assert node.pod_links(pod) == {"lo", "eth0", "net1"}
+    assert status_names(node, pod)["net1"] == ips
+    assert node.leases("net-a") == ips and node.leases("net-b") == []
+    node.cni("DEL", pod)
+    node.assert_clean(pod)
 
 
 def delegate_call(node: DaemonMetaNode, body: dict[str, Any]) -> tuple[int, bytes]:
