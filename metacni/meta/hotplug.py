@@ -133,13 +133,17 @@ def reconcile(conf: dict[str, Any], container_id: str, annotations: Mapping[str,
     outcome = Outcome()
     if not removed and not added:
         return outcome
-    others = [d for d in record.delegates if d not in removed]
     if removed:
         outcome.detached = _detach(ctx, record, removed)
         record.delegates = [d for d in record.delegates if d not in removed or d.ifname not in outcome.detached]
         delegate_cache.write(ctx.cfg.cni_dir, record)
     if added:
-        fresh = _attach(ctx, record, others, added)
+        try:
+            fresh = _attach(ctx, record, list(record.delegates), added)  # a failed detach keeps its name
+        except CNIError:
+            if outcome.detached:  # what this pass did detach is gone: say so before failing
+                _write_status(ctx, record)
+            raise
         outcome.attached = [d.ifname for d, _ in fresh]
         service._report_added(ctx, fresh)
     _write_status(ctx, record)
