@@ -118,10 +118,14 @@ def test_add_then_remove_a_network_keeps_eth0_connection(node: DaemonMetaNode):
         assert ping(node, ips[0])
         assert node.leases("net-a") == [ips[0]]
         assert conv.works(b"during")
+        set_networks(node, pod, "net-a, net-b")  # net1 is unchanged: kept as it is, with its address
+        wait_for("net2", lambda: "net2" in status_names(node, pod))
+        assert status_names(node, pod)["net1"] == ips
+        assert node.leases("net-a") == [ips[0]]
         set_networks(node, pod, "")
-        wait_for("net1 gone", lambda: "net1" not in node.pod_links(pod))
-        wait_for("net1 out of network-status", lambda: "net1" not in status_names(node, pod))
-        assert node.leases("net-a") == []
+        wait_for("net1 gone", lambda: not {"net1", "net2"} & node.pod_links(pod))
+        wait_for("net1 out of network-status", lambda: set(status_names(node, pod)) == {"eth0"})
+        assert node.leases("net-a") == [] and node.leases("net-b") == []
         assert not ping(node, ips[0], timeout=1.0)
         assert conv.works(b"after")
     finally:
