@@ -16,6 +16,7 @@ import pytest
 from metacni.kernel.netns import enter
 from metacni.sim import traffic
 from metacni_testkit.daemon import start_daemon
+from metacni_testkit.firewall_testbed import ruleset
 from metacni_testkit.nodes import CNI_PATH, NETWORKS, Node, Pod
 from metacni_testkit.unixhttp import request as unix_request
 from tests.daemon.test_daemon_meta import DaemonMetaNode
@@ -106,26 +107,30 @@ def eth0_ip(node: Node, pod: Pod) -> str:
 
 
 def test_add_then_remove_a_network_keeps_eth0_connection(node: DaemonMetaNode):
+    node.add_nad("net-m", "br-m", "10.89.3.0/24", ipMasq=True)  # a network with firewall rules
     pod = node.pod()
     node.cni("ADD", pod)
+    assert pod.container_id not in ruleset(node.name)  # control: eth0's network has no rule naming it
     conv = Conversation(node, pod, eth0_ip(node, pod))
     try:
         assert conv.works(b"before")
-        set_networks(node, pod, "net-a")
+        set_networks(node, pod, "net-m")
         wait_for("net1 in the pod", lambda: "net1" in node.pod_links(pod))
         ips = wait_for("net1 in network-status", lambda: status_names(node, pod).get("net1"))
-        assert ips[0].startswith("10.89.1.")
+        assert ips[0].startswith("10.89.3.")
         assert ping(node, ips[0])
-        assert node.leases("net-a") == [ips[0]]
+        assert node.leases("net-m") == [ips[0]]
+        assert pod.container_id in ruleset(node.name)  # net-m's masquerade rule
         assert conv.works(b"during")
-        set_networks(node, pod, "net-a, net-b")  # net1 is unchanged: kept as it is, with its address
+        set_networks(node, pod, "net-m, net-b")  # net1 is unchanged: kept as it is, with its address
         wait_for("net2", lambda: "net2" in status_names(node, pod))
         assert status_names(node, pod)["net1"] == ips
-        assert node.leases("net-a") == [ips[0]]
+        assert node.leases("net-m") == [ips[0]]
         set_networks(node, pod, "")
         wait_for("net1 gone", lambda: not {"net1", "net2"} & node.pod_links(pod))
         wait_for("net1 out of network-status", lambda: set(status_names(node, pod)) == {"eth0"})
-        assert node.leases("net-a") == [] and node.leases("net-b") == []
+        assert node.leases("net-m") == [] and node.leases("net-b") == []
+        assert pod.container_id not in ruleset(node.name)
         assert not ping(node, ips[0], timeout=1.0)
         assert conv.works(b"after")
     finally:
