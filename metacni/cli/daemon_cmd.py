@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gc-grace", type=float, default=None, help="periodic GC spares cache entries this young")
     p.add_argument("--readiness-indicator-file", default=None)
     p.add_argument("--ready-timeout", type=float, default=None, help="seconds an ADD waits for readiness")
+    p.add_argument("--dynamic-networks", action="store_true", default=None,
+                   help="attach/detach a running pod's networks when its networks annotation changes")
     p.add_argument("--no-regenerate-config", dest="regenerate_config", action="store_false", default=None)
     p.add_argument("--node-kubeconfig", default=None, metavar="PATH",
                    help="keep PATH (as the daemon sees it) a kubeconfig of this pod's service account, rewritten "
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         routes=args.routes, route_protocol=args.route_protocol, reconcile_period=args.reconcile_period,
         gc_period=args.gc_period, gc_grace=args.gc_grace, readiness_indicator_file=args.readiness_indicator_file,
         ready_timeout=args.ready_timeout, pending_dir=args.pending_dir, read_timeout=args.read_timeout,
-        write_timeout=args.write_timeout,
+        write_timeout=args.write_timeout, dynamic_networks=args.dynamic_networks,
         regenerate_config=args.regenerate_config, node_kubeconfig=args.node_kubeconfig, log_file=args.log_file,
         log_level=args.log_level)
     logs.setup(cfg.log_level, cfg.log_file)

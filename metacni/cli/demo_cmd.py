@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 STATE_DIR = "/run/metacni-demo"
 
@@ -23,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("nftables", "iptables"), default="nftables",
                    help="firewall backend of portmap/masq/forward (default nftables)")
     p.add_argument("--svg", default="metacni-demo.svg", help="where to write the topology picture")
+    p.add_argument("--dynamic", action="store_true",
+                   help="also add a network to a running pod by editing its annotation, then remove it")
     p.add_argument("--keep", action="store_true", help="leave the cluster running (remove with --down)")
     p.add_argument("--down", action="store_true", help="remove every kept demo and exit")
     p.add_argument("--state-dir", default=STATE_DIR, help=argparse.SUPPRESS)
@@ -78,6 +81,20 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _dynamic_step(cluster: Any, pods: list[Any], progress: _Progress) -> list[str]:
+    """``--dynamic``: hot-plug the second network into a pod that lacks it (issue #19)."""
+    from metacni.sim import dynamic
+
+    pod = next((p for p in pods if not p.annotations and not p.host_port), None)
+    peer = next((p for p in pods if p.annotations), None)
+    if pod is None or peer is None:
+        return ["--dynamic needs a pod without and a pod with the second network"]
+    progress(f"dynamic attachment: editing {pod.name}'s networks annotation")
+    step = dynamic.hotplug(cluster, pod, peer)
+    print("\n" + "\n".join(step.lines))
+    return step.failures
+
+
 def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("metacni demo: needs root (it creates network namespaces)", file=sys.stderr)
@@ -115,9 +132,12 @@ def run(args: argparse.Namespace) -> int:
         svg = Path(args.svg).resolve()
         svg.write_text(picture.render(cluster, pods, net1))
         print(f"\nTopology picture: {svg}")
-        if matrix.failures:
-            print("\nFAILED checks:\n  " + "\n  ".join(matrix.failures))
-        status = 0 if not matrix.failures else 1
+        failures = list(matrix.failures)
+        if args.dynamic:
+            failures += _dynamic_step(cluster, pods, progress)
+        if failures:
+            print("\nFAILED checks:\n  " + "\n  ".join(failures))
+        status = 0 if not failures else 1
     except KeyboardInterrupt as exc:
         print(f"\ninterrupted ({exc or 'SIGINT'}); tearing down", file=sys.stderr)
         status = 130

@@ -7,6 +7,7 @@ nothing from the API (the network-status patch is its only API request).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -14,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from metacni.engine.cache import ResultCache
@@ -78,7 +80,7 @@ class Daemon:
                              max_connections=cfg.max_connections, workers=cfg.workers, queue_size=cfg.queue_size)
         # GET /readyz?waitReaperIdle=N on the socket: see status_reply.
         self.server = UnixServer(cfg.socket, self.serve, self.status_reply, self.limits,
-                                 events=self.metrics.events("cni"))
+                                 events=self.metrics.events("cni"), delegate=self.serve_delegate)
         self.pending = PendingDels(cfg.pending_path(), self._replay_del)
         self.pending.on_pass = lambda stats: self.metrics.pending_dels.set(stats.left)
         self.node_policy = NodeConfigPolicy(os.path.join(
@@ -88,6 +90,7 @@ class Daemon:
         self.gc_loop: gcmod.GCLoop | None = None
         self.health: Any = None
         self.confwatch: Any = None
+        self.hotplug: Any = None
         self.stopping = threading.Event()
         self.stopped = threading.Event()
 
@@ -136,6 +139,13 @@ class Daemon:
                 self.routes.kick()
 
         self.caches = KubeCaches(self.cfg.kubeconfig, self.cfg.node_name, self.metrics, nodes_changed)
+        if self.cfg.dynamic_networks:
+            from .hotplug import HotplugWatcher, api_condition_writer
+
+            self.hotplug = HotplugWatcher(self.caches.pods.get, self.node_policy.node_config, self.invoker,
+                                          self.container_lock, self._cni_path(), api_condition_writer(self.caches.api))
+            self.caches.pods.on_object = self.hotplug.observe
+            self.hotplug.start()
         kube.set_view_factory(view_factory(self.caches, self.cfg.kubeconfig, self.metrics))
         from metacni.meta import events
 
@@ -166,7 +176,7 @@ class Daemon:
         log.info("shutting down")
         if not self.server.stop(self.cfg.shutdown_grace):
             log.warning("requests still in flight after the grace period")
-        for part in (self.gc_loop, self.pending, self.routes, self.confwatch, self.caches):
+        for part in (self.gc_loop, self.pending, self.routes, self.confwatch, self.hotplug, self.caches):
             if part is not None:
                 part.stop()
         if not reaper.disable(self.cfg.shutdown_grace):
@@ -255,6 +265,25 @@ class Daemon:
                                   "ms": round(seconds * 1000, 2)})
         return Reply(status, out.encode())
 
+    @contextlib.contextmanager
+    def container_lock(self, container_id: str) -> Iterator[None]:
+        """What a CNI call of ``container_id`` holds while its plugins run (hot-plug work too)."""
+        with self.gate.shared(), self.locks.hold(container_id), self.slots:
+            yield
+
+    def serve_delegate(self, body: bytes) -> Reply:
+        """Multus' ``POST /delegate`` (:func:`metacni.daemon.hotplug.delegate_reply`)."""
+        from .hotplug import delegate_reply
+
+        if self.stopping.is_set():
+            return Reply(503, b'{"code": 11, "msg": "metacni daemon is shutting down"}\n')
+        return delegate_reply(body, self.node_policy.node_config, self.invoker, self.container_lock,
+                              self._cni_path())
+
+    def _cni_path(self) -> tuple[str, ...]:
+        """Where delegate binaries are for work the daemon starts itself (no runtime CNI_PATH)."""
+        return tuple(p for p in self.cfg.cni_path.split(os.pathsep) if p)
+
     def _replay_del(self, request: CNIRequest) -> tuple[bool, str]:
         reply = self.serve(request)
         return reply.status == 200, reply.body.decode("utf-8", "replace").strip()
@@ -276,7 +305,7 @@ class Daemon:
             with self.gate.exclusive():
                 return dispatch(env, stdin, self.invoker)
         if command in (ADD, DEL, CHECK):
-            with self.gate.shared(), self.locks.hold(env.get("CNI_CONTAINERID", "")), self.slots:
+            with self.container_lock(env.get("CNI_CONTAINERID", "")):
                 why = abandoned() if abandoned is not None else None
                 if command != DEL and self.stopping.is_set():
                     why = "the daemon is shutting down"

@@ -46,6 +46,9 @@ class DaemonConfig:
     ready_timeout: float = 30.0  # how long an ADD waits for the caches to sync
     readiness_indicator_file: str = ""
     regenerate_config: bool = True
+    # Dynamic attachments (issue #19): a running pod's interfaces follow edits of its networks
+    # annotation (metacni.daemon.hotplug). POST /delegate (Multus' API) is served either way.
+    dynamic_networks: bool = False
     # Keywords for metacni.meta.install.write_node_config (kubeconfig, host_conf_dir, cni_dir, extra, ...).
     node_config: dict[str, Any] = field(default_factory=dict)
     # The standalone fallback's kubeconfig (path as the daemon sees it), kept in step with the

@@ -64,13 +64,15 @@ class Informer:
 
     def __init__(self, resource: str, lister: Callable[..., Any], metrics: Metrics | None = None,
                  trim: Callable[[JSON], JSON] = lambda o: o, on_change: Callable[[], None] | None = None,
-                 watch_timeout: int = 240, request_timeout: float = 30.0, field_selector: str | None = None) -> None:
+                 watch_timeout: int = 240, request_timeout: float = 30.0, field_selector: str | None = None,
+                 on_object: Callable[[JSON], None] | None = None) -> None:
         self.resource = resource
         self._lister = lister  # a generated ``list_*`` method (or a partial of one)
         self._selector = field_selector
         self._metrics = metrics
         self._trim = trim
         self._on_change = on_change
+        self.on_object = on_object  # every object listed, added or modified (trimmed), after the store has it
         self._watch_timeout = watch_timeout
         self._request_timeout = request_timeout
         self._store: dict[Key, JSON] = {}
@@ -117,9 +119,15 @@ class Informer:
         if self._metrics is not None:
             self._metrics.api_requests.labels(verb, self.resource, result).inc()
 
-    def _changed(self) -> None:
+    def _changed(self, *objs: JSON) -> None:
         with self._cond:
             self._cond.notify_all()
+        if self.on_object is not None:
+            for obj in objs:
+                try:
+                    self.on_object(obj)
+                except Exception:
+                    log.exception("object handler of %s failed", self.resource)
         if self._on_change is not None:
             try:
                 self._on_change()
@@ -145,7 +153,7 @@ class Informer:
         with self._cond:
             self._store = fresh
         self.synced.set()
-        self._changed()
+        self._changed(*fresh.values())
         return str((data.get("metadata") or {}).get("resourceVersion") or "")
 
     def _events(self, rv: str) -> Iterator[JSON]:
@@ -183,9 +191,10 @@ class Informer:
                             rv = ""
                         break
                     if kind in ("ADDED", "MODIFIED"):
+                        trimmed = self._trim(obj)
                         with self._cond:
-                            self._store[_key(obj)] = self._trim(obj)
-                        self._changed()
+                            self._store[_key(obj)] = trimmed
+                        self._changed(trimmed)
                     elif kind == "DELETED":
                         with self._cond:
                             self._store.pop(_key(obj), None)

@@ -39,6 +39,7 @@ CNIHandler = Callable[[CNIRequest, Abandoned], Reply]
 # GET /readyz: the query's parameters -> the daemon's state ({"ready": bool, ...}). It runs on a
 # worker, so it may wait (e.g. for background work to settle) within the client's timeout.
 StatusHandler = Callable[[dict[str, str]], dict[str, object]]
+DelegateHandler = Callable[[bytes], Reply]  # POST /delegate's body -> the answer
 _UCRED = struct.Struct("3i")
 _CANCELLABLE = ("ADD", "CHECK")
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path, less its terminating NUL
@@ -109,9 +110,10 @@ def _json(status: int, doc: object) -> Reply:
 class CNIRoutes:
     """POST /cni, GET /version, /healthz, /readyz (see :mod:`metacni.daemon.protocol`)."""
 
-    def __init__(self, handler: CNIHandler, ready: StatusHandler) -> None:
+    def __init__(self, handler: CNIHandler, ready: StatusHandler, delegate: DelegateHandler | None = None) -> None:
         self.handler = handler
         self.ready = ready
+        self.delegate = delegate  # Multus' POST /delegate (metacni.daemon.hotplug)
         self.ordering = Ordering()
 
     def head(self, method: str, path: str, headers: dict[str, str]) -> Reply | None:
@@ -126,6 +128,8 @@ class CNIRoutes:
                                              f"the request's {PROTOCOL_HEADER} header is {spoken!r}" if spoken
                                              else f"the request has no {PROTOCOL_HEADER} header"))
             return None
+        if path == "/delegate" and self.delegate is not None:
+            return None if method == "POST" else Reply(405, b"POST only\n", "text/plain")
         if path in ("/version", "/healthz", "/readyz"):
             return None if method == "GET" else Reply(405, b"GET only\n", "text/plain")
         return Reply(404, b"not found: the daemon serves POST /cni, GET /version, /healthz, /readyz\n", "text/plain")
@@ -149,6 +153,8 @@ class CNIRoutes:
         if request.path == "/version":
             return _json(200, {"protocol": PROTOCOL, "version": metacni.__version__,
                                "cniVersions": list(ALL_VERSIONS)})
+        if request.path == "/delegate" and self.delegate is not None:
+            return self.delegate(request.body)
         if request.path == "/readyz":
             state = self.ready(dict(urllib.parse.parse_qsl(request.query)))
             return _json(200 if state.get("ready") else 503, state)
@@ -175,9 +181,10 @@ class UnixServer:
     def __init__(self, path: str, handler: CNIHandler, ready: StatusHandler,
                  limits: Limits | None = None, *, allowed_uids: frozenset[int] = frozenset({0}),
                  events: Events | None = None,
-                 thread_factory: Callable[..., threading.Thread] = threading.Thread) -> None:
+                 thread_factory: Callable[..., threading.Thread] = threading.Thread,
+                 delegate: DelegateHandler | None = None) -> None:
         self.path = path
-        self.routes = CNIRoutes(handler, ready)
+        self.routes = CNIRoutes(handler, ready, delegate)
         self.limits = limits or Limits()
         self.allowed_uids = allowed_uids
         self.events = events

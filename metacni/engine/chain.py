@@ -125,11 +125,11 @@ class ChainRunner:
             ))
         except BaseException as exc:  # not only CNIError: a bug or a failed cache write must not leak
             if rollback:
-                self._rollback(net, rt, done, prev, exc)
+                self.rollback(net, rt, done, prev, exc)
             raise
         return result
 
-    def _rollback(self, net: NetworkList, rt: RuntimeConf, done: list[Mapping[str, Any]],
+    def rollback(self, net: NetworkList, rt: RuntimeConf, done: list[Mapping[str, Any]],
                   prev: Result | None, cause: BaseException) -> None:
         reason = cause.msg if isinstance(cause, CNIError) else f"{type(cause).__name__}: {cause}"
         for plugin in reversed(done):

@@ -248,14 +248,14 @@ def add(plan: Plan, backend: str | None = None) -> None:
         chosen.add(plan)
     except CNIError as exc:
         if exc.code != Code.INVALID_CONFIG:  # config errors are raised before any change
-            _rollback(chosen, plan)
+            rollback(chosen, plan)
         raise
     except Exception:
-        _rollback(chosen, plan)
+        rollback(chosen, plan)
         raise
 
 
-def _rollback(chosen: Backend, plan: Plan) -> None:
+def rollback(chosen: Backend, plan: Plan) -> None:
     try:
         chosen.delete(plan.attachment, plan.kind)
     except Exception:

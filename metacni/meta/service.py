@@ -150,7 +150,7 @@ def _plan(ctx: Context, resources: dict[str, str] | None = None) -> list[Delegat
     skip_defaults = (ns in cfg.system_namespaces
                      or annotations.get(SKIP_DEFAULT_NETWORKS, "").lower() == "true")
     # Checked before any NAD is looked up: 1 for the primary, then defaultNetworks, then the pod's.
-    _check_attachment_cap(ctx, 1 + (0 if skip_defaults else len(cfg.default_networks)) + len(selections))
+    check_attachment_cap(ctx, 1 + (0 if skip_defaults else len(cfg.default_networks)) + len(selections))
     runtime_caps = ctx.request.runtime_config.to_plain()
     return build_delegates(cfg, ctx.view if _needs_view(cfg, selections, override) else None,
                            pod_namespace=ns, runtime_ifname=ctx.request.ifname, runtime_caps=runtime_caps,
@@ -158,7 +158,7 @@ def _plan(ctx: Context, resources: dict[str, str] | None = None) -> list[Delegat
                            resources=resources)
 
 
-def _check_attachment_cap(ctx: Context, count: int) -> None:
+def check_attachment_cap(ctx: Context, count: int) -> None:
     cap = ctx.cfg.max_attachments
     if count > cap:
         raise CNIError(Code.INVALID_CONFIG, "too many network attachments",
@@ -198,7 +198,7 @@ def wait_ready(cfg: MetaConfig, who: str) -> None:
         time.sleep(min(READINESS_POLL, left))
 
 
-def _existing_ifnames(netns_path: str, names: list[str]) -> list[str]:
+def existing_ifnames(netns_path: str, names: list[str]) -> list[str]:
     from metacni.kernel import links, netns, reaper
     from metacni.netlink.rtnl import rtnl
 
@@ -220,7 +220,7 @@ def add(request: Request) -> Result:
     except CNIError as exc:
         _report_failure(ctx, exc)
         raise
-    _report_added(ctx, attached)
+    report_added(ctx, attached)
     return attached[0][1]
 
 
@@ -230,7 +230,7 @@ def _events() -> Any:
     return sys.modules.get("metacni.meta.events")
 
 
-def _report_added(ctx: Context, attached: list[tuple[Delegate, Result]]) -> None:
+def report_added(ctx: Context, attached: list[tuple[Delegate, Result]]) -> None:
     """``AddedInterface`` events, one per attachment whose result has interfaces or IPs (Multus)."""
     events = _events()
     if events is not None and ctx.pod.known:
@@ -288,7 +288,7 @@ def _add(ctx: Context) -> list[tuple[Delegate, Result]]:
     except CNIError as exc:
         raise ctx.fail(exc, "cannot resolve networks") from None
     _undo_previous_attempt(ctx)
-    clash = _existing_ifnames(request.netns, [d.ifname for d in delegates])
+    clash = existing_ifnames(request.netns, [d.ifname for d in delegates])
     if clash:
         raise CNIError(Code.INVALID_CONFIG, "interface already exists",
                        f"{ctx.who}: {', '.join(clash)} already exist in {request.netns} and were not created "
@@ -321,7 +321,7 @@ def _add(ctx: Context) -> list[tuple[Delegate, Result]]:
             except CNIError as exc:
                 raise ctx.fail(exc, "writing network-status") from None
     except BaseException:
-        _rollback(ctx, [d for d, _ in attached])
+        rollback(ctx, [d for d, _ in attached])
         remove_device_files(ctx, delegates, device_files)
         delegate_cache.remove(ctx.cfg.cni_dir, request.container_id)
         raise
@@ -344,7 +344,7 @@ def _rewrite_cached_result(ctx: Context, d: Delegate, result: Result) -> None:
         ctx.runner.cache.write(entry)
 
 
-def _rollback(ctx: Context, done: list[Delegate]) -> None:
+def rollback(ctx: Context, done: list[Delegate]) -> None:
     for d in reversed(done):
         try:
             ctx.runner.delete(d.net, ctx.rt(d))

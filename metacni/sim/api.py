@@ -55,6 +55,11 @@ class Api:
     def get_pod(self, namespace: str, name: str) -> JSON | None:
         return self.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}", ok404=True)
 
+    def patch_pod_annotations(self, namespace: str, name: str, annotations: dict[str, str | None]) -> None:
+        """A merge patch of the pod's annotations (None removes one), as ``kubectl annotate`` does."""
+        self.request("PATCH", f"/api/v1/namespaces/{namespace}/pods/{name}",
+                     {"metadata": {"annotations": annotations}}, content_type="application/merge-patch+json")
+
     def delete_pod(self, namespace: str, name: str) -> None:
         self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", ok404=True)
 

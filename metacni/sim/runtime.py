@@ -82,7 +82,7 @@ class NodeRuntime:
                 "daemon", "--socket", self.socket, "--node-name", self.node.name,
                 "--kubeconfig", str(self.kubeconfig), "--conf-dir", str(self.conf_dir),
                 "--cni-path", ":".join(self.cni_path), "--cache-dir", str(self.root / "daemon-cache"),
-                "--no-regenerate-config", "--log-file", str(self.root / "daemon.log")]
+                "--no-regenerate-config", "--dynamic-networks", "--log-file", str(self.root / "daemon.log")]
 
     def log_tail(self, n: int = 3000) -> str:
         text = ""
