@@ -204,9 +204,11 @@ def resolve_nad(view: KubeView | None, cfg: MetaConfig, namespace: str, name: st
 def resolve_reference(ref: str, cfg: MetaConfig, view: KubeView | None) -> tuple[str, NetworkList]:
     """clusterNetwork/defaultNetworks value → (status label, network).
 
-    A path (contains '/') is a file or a directory (its first config); a bare name is a file
-    in confDir with that CNI name, else a NAD in ``multusNamespace`` (local first, so the
-    primary never depends on the API being up).
+    A path (contains '/') is a file or a directory (its first config); a bare name is, as
+    Multus' ``getNetDelegate`` resolves it, a NAD in ``multusNamespace`` first, else a file in
+    confDir with that CNI name. When the API cannot be asked (no view, or the GET fails) the
+    file is used if there is one (Multus falls through on any error too), so a primary given
+    as a file name still never depends on the API being up.
     """
     if "/" in ref:
         path = ref
@@ -223,11 +225,39 @@ def resolve_reference(ref: str, cfg: MetaConfig, view: KubeView | None) -> tuple
         return net.name, net
     if extension(ref) in CONF_EXTENSIONS and os.path.isfile(os.path.join(cfg.conf_dir, ref)):
         return resolve_reference(os.path.join(cfg.conf_dir, ref), cfg, view)
+    ns = cfg.multus_namespace
+    api_error: CNIError | None = None
+    if view is not None:
+        try:
+            nad = view.get_nad(ns, ref)
+        except CNIError as exc:
+            nad, api_error = None, exc
+        if nad is not None:
+            return f"{ns}/{ref}", nad_network(nad, cfg)
     net_or_none = find_file_by_name(cfg.conf_dir, ref, cfg.own_file)
     if net_or_none is not None:
+        if api_error is not None:
+            log.warning("NAD %s/%s could not be read (%s); using the file named %r", ns, ref, api_error, ref)
         return net_or_none.name, net_or_none
-    ns = cfg.multus_namespace
+    if api_error is not None:
+        raise api_error
     return f"{ns}/{ref}", resolve_nad(view, cfg, ns, ref)
+
+
+def extra_delegates(cfg: MetaConfig, override: NetworkSelection | None) -> list[Delegate]:
+    """``delegates[1:]``: attached after the primary, as Multus does when ``clusterNetwork`` is
+    unset (it then loads every entry and flags only ``delegates[0]`` master; a per-pod default
+    network replaces only ``delegates[0]``). With ``clusterNetwork`` set, Multus ignores
+    ``delegates`` entirely, and so do we. Each gets ``net<position>`` like any secondary."""
+    if cfg.cluster_network and cfg.cluster_network != AUTO:
+        return []
+    out: list[Delegate] = []
+    for index, conf in enumerate(cfg.delegates[1:], start=1):
+        where = f"delegates[{index}]"
+        refuse_meta_type(conf, where)
+        net = network_list_from_bytes(json.dumps(conf).encode(), where)
+        out.append(Delegate(label=net.name, net=net, ifname=""))
+    return out
 
 
 def resolve_primary(cfg: MetaConfig, view: KubeView | None,
@@ -297,6 +327,9 @@ def build_delegates(cfg: MetaConfig, view: KubeView | None, *, pod_namespace: st
     delegates = [Delegate(label=label, net=primary, ifname=runtime_ifname, primary=True,
                           selection=override, capability_args=dict(runtime_caps))]
     shared = {k: v for k, v in runtime_caps.items() if k.lower() == "io.kubernetes.cri.pod-annotations"}
+    for extra in extra_delegates(cfg, override):
+        extra.capability_args = dict(shared)
+        delegates.append(extra)
     if with_default_networks:
         for ref in cfg.default_networks:
             d_label, net = resolve_reference(ref, cfg, view)

@@ -1,0 +1,98 @@
+"""Multus parity of the primary and ``delegates`` (issue #18, migration items 1 and 5), with
+real namespaces and the fake API server.
+
+Multus (pkg/types/conf.go ``LoadNetConf``; pkg/k8sclient ``GetDefaultNetworks``/``getNetDelegate``;
+docs/multus.md 1.1 and 1.3): with ``clusterNetwork`` unset every ``delegates`` entry is attached,
+``delegates[0]`` as the master (CNI_IFNAME), the others ``net<position>``; with it set,
+``delegates`` is ignored. A bare ``clusterNetwork`` name is a NAD in ``multusNamespace`` first,
+then a confDir file with that CNI name.
+"""
+
+from __future__ import annotations
+
+import json
+
+from metacni_testkit.netns import addresses
+
+PRIMARY = "primary-net"
+
+
+def _thin_conf(node, **keys):
+    """The node's meta config rewritten as a Multus thin config with inline ``delegates``."""
+    conf = node.meta_conf()
+    conf.pop("clusterNetwork", None)
+    primary = json.loads((node.conf_dir / "10-primary.conflist").read_text())
+    conf["delegates"] = [primary, node.bridge_conf("side-a", "br-sa", "10.91.1.0/24"),
+                         node.bridge_conf("side-b", "br-sb", "10.91.2.0/24")]
+    conf.update(keys)
+    return conf
+
+
+def test_every_delegates_entry_is_attached_the_first_as_primary(node):
+    conf = _thin_conf(node)
+    pod = node.pod()
+    result = node.cni("ADD", pod, conf=conf)
+
+    assert node.pod_links(pod) == {"lo", "eth0", "net1", "net2"}
+    assert addresses("eth0", netns=pod.netns)[0].startswith("10.88.0.")
+    assert addresses("net1", netns=pod.netns)[0].startswith("10.91.1.")
+    assert addresses("net2", netns=pod.netns)[0].startswith("10.91.2.")
+    assert [ip["address"].split("/")[0] for ip in result["ips"]] == [addresses("eth0", netns=pod.netns)[0].split("/")[0]]
+    status = node.network_status(pod)
+    assert [(s["name"], s["interface"], s.get("default", False)) for s in status] == [
+        (PRIMARY, "eth0", True), ("side-a", "net1", False), ("side-b", "net2", False)]
+
+    node.cni("DEL", pod, conf=conf)
+    node.assert_clean(pod)
+
+
+def test_annotation_networks_come_after_all_delegates(node):
+    node.add_nad("net-a", "br-a", "10.89.1.0/24")
+    conf = _thin_conf(node)
+    pod = node.pod(annotations={"k8s.v1.cni.cncf.io/networks": "net-a"})
+    node.cni("ADD", pod, conf=conf)
+    assert [(s["name"], s["interface"]) for s in node.network_status(pod)] == [
+        (PRIMARY, "eth0"), ("side-a", "net1"), ("side-b", "net2"), ("default/net-a", "net3")]
+    node.cni("DEL", pod, conf=conf)
+    node.assert_clean(pod)
+
+
+def test_delegates_are_ignored_when_cluster_network_is_set(node):
+    conf = _thin_conf(node, clusterNetwork=str(node.conf_dir / "10-primary.conflist"))
+    pod = node.pod()
+    node.cni("ADD", pod, conf=conf)
+    assert node.pod_links(pod) == {"lo", "eth0"}
+    node.cni("DEL", pod, conf=conf)
+    node.assert_clean(pod)
+
+
+def _cluster_network_by_name(node):
+    """A NAD ``clusternet`` in kube-system and a confDir file with CNI name ``clusternet``:
+    the NAD on 10.93.1.0/24, the file on 10.93.2.0/24."""
+    node.add_nad("clusternet", "br-cn", "10.93.1.0/24", namespace="kube-system", isDefaultGateway=True)
+    (node.conf_dir / "50-clusternet.conf").write_text(json.dumps(
+        node.bridge_conf("clusternet", "br-cf", "10.93.2.0/24", gateway=True)))
+    conf = node.meta_conf()
+    conf["clusterNetwork"] = "clusternet"
+    return conf
+
+
+def test_cluster_network_name_is_a_nad_before_a_file(node):
+    conf = _cluster_network_by_name(node)
+    pod = node.pod()
+    node.cni("ADD", pod, conf=conf)
+    assert addresses("eth0", netns=pod.netns)[0].startswith("10.93.1.")
+    assert node.network_status(pod)[0]["name"] == "kube-system/clusternet"
+    node.cni("DEL", pod, conf=conf)
+    node.assert_clean(pod)
+
+
+def test_cluster_network_name_is_the_file_when_there_is_no_nad(node):
+    conf = _cluster_network_by_name(node)
+    node.api.delete_nad("kube-system", "clusternet")
+    pod = node.pod()
+    node.cni("ADD", pod, conf=conf)
+    assert addresses("eth0", netns=pod.netns)[0].startswith("10.93.2.")
+    assert node.network_status(pod)[0]["name"] == "clusternet"
+    node.cni("DEL", pod, conf=conf)
+    node.assert_clean(pod)
