@@ -41,6 +41,22 @@ class Delegate:
     selection: NetworkSelection | None = None
     capability_args: dict[str, Any] = field(default_factory=dict)
 
+    def fallback_args(self) -> list[tuple[str, str]]:
+        """CNI_ARGS ``IP=``/``MAC=`` for a requested ``ips``/``mac`` that no plugin of the network
+        declares as a capability: Multus (``pkg/multus/multus.go``) always sets them, so a NAD
+        written for Multus (e.g. static IPAM without ``capabilities``) keeps working. When the
+        capability is declared, runtimeConfig alone carries the request (no duplicate)."""
+        sel = self.selection
+        if sel is None:
+            return []
+        declared = declared_capabilities(self.net)
+        out: list[tuple[str, str]] = []
+        if sel.ips and "ips" not in declared:
+            out.append(("IP", ",".join(sel.ips)))
+        if sel.mac and "mac" not in declared:
+            out.append(("MAC", sel.mac))
+        return out
+
 
 # ---------------------------------------------------------------------------- own config
 def _plugin_types(data: Any) -> list[str]:
@@ -278,12 +294,22 @@ def resolve_primary(cfg: MetaConfig, view: KubeView | None,
 
 
 # ---------------------------------------------------------------------------- the list
+def declared_capabilities(net: NetworkList) -> set[str]:
+    """The capabilities some plugin of ``net`` declares (``true``)."""
+    return {name for plugin in net.plugins if isinstance(plugin.get("capabilities"), dict)
+            for name, on in plugin["capabilities"].items() if on is True}
+
+
+#: Requests that travel in CNI_ARGS when undeclared (:meth:`Delegate.fallback_args`), as Multus.
+ARGS_FALLBACK = frozenset({"ips", "mac"})
+
+
 def _check_capabilities(net: NetworkList, sel: NetworkSelection) -> None:
-    """NPWG spec: a requested ips/mac/... must be declared by some plugin of the attachment,
-    or the request fails (Multus passes it on and libcni silently drops it)."""
-    declared = {name for plugin in net.plugins
-                for name, on in (plugin.get("capabilities") or {}).items() if on is True}
-    missing = sorted(set(sel.capability_args()) - declared)
+    """NPWG spec: a requested capability must be declared by some plugin of the attachment, or
+    the request fails (Multus passes it on and libcni silently drops it). Exception: ``ips``
+    and ``mac`` fall back to CNI_ARGS ``IP=``/``MAC=`` as in Multus."""
+    declared = declared_capabilities(net)
+    missing = sorted(set(sel.capability_args()) - declared - ARGS_FALLBACK)
     if missing:
         raise CNIError(Code.INVALID_CONFIG, "capability not supported by network",
                        f"network {sel.ref} requests {', '.join(missing)} but no plugin of network "

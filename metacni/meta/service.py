@@ -104,9 +104,11 @@ class Context:
         return self.request.container_id and self.pod.describe(self.request.container_id) or "metacni"
 
     def rt(self, d: Delegate, netns: str | None = None) -> RuntimeConf:
+        fallback = d.fallback_args()  # Multus' IP=/MAC= for undeclared ips/mac capabilities
+        args = delegate_args(CniArgs([*self.args.pairs, *fallback])) if fallback else self.args
         return RuntimeConf(container_id=self.request.container_id,
                            netns=self.request.netns if netns is None else netns,
-                           ifname=d.ifname, args=self.args, capability_args=dict(d.capability_args))
+                           ifname=d.ifname, args=args, capability_args=dict(d.capability_args))
 
     def fail(self, exc: CNIError, what: str) -> CNIError:
         return CNIError(exc.code, exc.msg, f"{self.who}: {what}: {exc.details}" if exc.details

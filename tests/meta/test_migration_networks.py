@@ -96,3 +96,20 @@ def test_cluster_network_name_is_the_file_when_there_is_no_nad(node):
     assert node.network_status(pod)[0]["name"] == "clusternet"
     node.cni("DEL", pod, conf=conf)
     node.assert_clean(pod)
+
+
+def test_ips_and_mac_without_the_capability_travel_in_cni_args(node):
+    """Multus sets CNI_ARGS ``IP=``/``MAC=`` for a pod's ips/mac request; a NAD without
+    ``capabilities`` (bridge + host-local read them from CNI_ARGS) still gets what was asked."""
+    node.add_nad("net-a", "br-a", "10.89.1.0/24")  # no "capabilities"
+    selection = [{"name": "net-a", "ips": ["10.89.1.77/24"], "mac": "02:11:22:33:44:56"}]
+    pod = node.pod(annotations={"k8s.v1.cni.cncf.io/networks": json.dumps(selection)})
+    node.cni("ADD", pod)
+    assert addresses("net1", netns=pod.netns) == ["10.89.1.77/24"]
+    status = node.network_status(pod)
+    assert status[1]["mac"] == "02:11:22:33:44:56" and status[1]["ips"] == ["10.89.1.77"]
+    # the primary asked for nothing: its CNI_ARGS carry no IP/MAC (it got a pool address)
+    assert addresses("eth0", netns=pod.netns)[0].startswith("10.88.0.")
+    node.cni("CHECK", pod)
+    node.cni("DEL", pod)
+    node.assert_clean(pod)
