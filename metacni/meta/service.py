@@ -666,13 +666,20 @@ def configure_logging(cfg: MetaConfig) -> None:
     if level is not None:
         lazylog.enable(level)
         lazylog.when_imported(lambda logging: logging.getLogger("metacni").setLevel(level))
+    if not (cfg.log_file or "logToStderr" in cfg.raw or "logOptions" in cfg.raw):
+        return
+    from . import logfile  # Multus' logToStderr/logOptions (lumberjack rotation)
+
+    options, to_stderr = logfile.LogOptions.from_conf(cfg.raw), logfile.log_to_stderr(cfg.raw)
     if cfg.log_file and cfg.log_file not in _configured:
         _configured.add(cfg.log_file)
         logging = lazylog.logging_module()
         try:
-            handler = logging.FileHandler(cfg.log_file)
+            handler = logfile.file_handler(cfg.log_file, options)
         except OSError as exc:
             log.error("cannot open logFile %s: %s", cfg.log_file, exc)
             return
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("metacni").addHandler(handler)
+    if not to_stderr:
+        lazylog.when_imported(lambda logging: logfile.keep_off_stderr())

@@ -37,7 +37,8 @@ def test_every_delegates_entry_is_attached_the_first_as_primary(node):
     assert addresses("eth0", netns=pod.netns)[0].startswith("10.88.0.")
     assert addresses("net1", netns=pod.netns)[0].startswith("10.91.1.")
     assert addresses("net2", netns=pod.netns)[0].startswith("10.91.2.")
-    assert [ip["address"].split("/")[0] for ip in result["ips"]] == [addresses("eth0", netns=pod.netns)[0].split("/")[0]]
+    eth0 = addresses("eth0", netns=pod.netns)[0]
+    assert [ip["address"] for ip in result["ips"]] == [eth0]
     status = node.network_status(pod)
     assert [(s["name"], s["interface"], s.get("default", False)) for s in status] == [
         (PRIMARY, "eth0", True), ("side-a", "net1", False), ("side-b", "net2", False)]
