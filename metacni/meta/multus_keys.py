@@ -83,7 +83,7 @@ def warnings(data: Any) -> list[str]:
     for base, conf in _meta_objects(data):
         if conf.get("type") in ("multus", "multus-shim"):
             out.append(f"{base}.type: {conf['type']!r} is Multus' plugin; set \"metacni\"")
-        for key, value in conf.items():
+        for key in conf:
             entry = MULTUS_KEYS.get(key)
             if entry is not None and not entry.honoured:
                 out.append(f"{base}.{key}: {entry.what}")
