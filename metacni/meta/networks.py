@@ -10,7 +10,14 @@ import json
 import os
 
 from metacni.spec import safejson
-from metacni.spec.config import CONF_EXTENSIONS, NetworkList, conf_files, extension, network_list_from_bytes
+from metacni.spec.config import (
+    CONF_EXTENSIONS,
+    NetworkList,
+    conf_files,
+    conflist_from_file_bytes,
+    extension,
+    network_list_from_bytes,
+)
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.lazylog import getLogger
 from metacni.spec.record import field, record
@@ -123,7 +130,9 @@ def _read(path: str) -> bytes:
 
 
 def _network(path: str, raw: bytes) -> NetworkList:
-    return network_list_from_bytes(raw, path, is_list=True if extension(path) == ".conflist" else None)
+    if extension(path) == ".conflist":  # CNI 1.1 / libcni 1.3: plugins of <dir>/<name>/*.conf appended
+        return conflist_from_file_bytes(raw, path)
+    return network_list_from_bytes(raw, path, is_list=None)
 
 
 def first_candidate(conf_dir: str | os.PathLike[str], own_file: str = "") -> NetworkList | None:
