@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from metacni_testkit.netns import addresses
 
 PRIMARY = "primary-net"
@@ -78,23 +80,18 @@ def _cluster_network_by_name(node):
     return conf
 
 
-def test_cluster_network_name_is_a_nad_before_a_file(node):
+@pytest.mark.parametrize("nad, subnet, label", [
+    (True, "10.93.1.", "kube-system/clusternet"),  # the NAD wins over the file
+    (False, "10.93.2.", "clusternet"),             # no NAD: the confDir file with that name
+], ids=["nad-before-file", "file-without-nad"])
+def test_cluster_network_name_is_a_nad_then_a_file(node, nad: bool, subnet: str, label: str):
     conf = _cluster_network_by_name(node)
+    if not nad:
+        node.api.delete_nad("kube-system", "clusternet")
     pod = node.pod()
     node.cni("ADD", pod, conf=conf)
-    assert addresses("eth0", netns=pod.netns)[0].startswith("10.93.1.")
-    assert node.network_status(pod)[0]["name"] == "kube-system/clusternet"
-    node.cni("DEL", pod, conf=conf)
-    node.assert_clean(pod)
-
-
-def test_cluster_network_name_is_the_file_when_there_is_no_nad(node):
-    conf = _cluster_network_by_name(node)
-    node.api.delete_nad("kube-system", "clusternet")
-    pod = node.pod()
-    node.cni("ADD", pod, conf=conf)
-    assert addresses("eth0", netns=pod.netns)[0].startswith("10.93.2.")
-    assert node.network_status(pod)[0]["name"] == "clusternet"
+    assert addresses("eth0", netns=pod.netns)[0].startswith(subnet)
+    assert node.network_status(pod)[0]["name"] == label
     node.cni("DEL", pod, conf=conf)
     node.assert_clean(pod)
 
