@@ -10,6 +10,7 @@ then a confDir file with that CNI name.
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -108,6 +109,28 @@ def test_ips_and_mac_without_the_capability_travel_in_cni_args(node):
     assert status[1]["mac"] == "02:11:22:33:44:56" and status[1]["ips"] == ["10.89.1.77"]
     # the primary asked for nothing: its CNI_ARGS carry no IP/MAC (it got a pool address)
     assert addresses("eth0", netns=pod.netns)[0].startswith("10.88.0.")
+    node.cni("CHECK", pod)
+    node.cni("DEL", pod)
+    node.assert_clean(pod)
+
+
+def test_the_primary_gets_plugins_from_its_sibling_directory(node):
+    """CNI 1.1 loading (libcni 1.3; Multus #1419 applies it to clusterNetwork): the primary's
+    portmap moved into ``<confDir>/<name>/`` still runs after the bridge, and CHECK/DEL see it."""
+    path = node.conf_dir / "10-primary.conflist"
+    conflist = json.loads(path.read_text())
+    *inline, portmap = conflist["plugins"]
+    assert portmap["type"] == "portmap"
+    path.write_text(json.dumps({**conflist, "plugins": inline}))
+    (node.conf_dir / PRIMARY).mkdir()
+    (node.conf_dir / PRIMARY / "50-portmap.conf").write_text(json.dumps(portmap))
+    pod = node.pod()
+    node.cni("ADD", pod, runtime_config={"portMappings": [{"hostPort": 18080, "containerPort": 80,
+                                                            "protocol": "tcp"}]})
+    cached = [json.loads((node.cni_dir / "results" / f).read_text()) for f in node.result_cache_files()]
+    [primary] = [c for c in cached if c.get("ifName") == "eth0"]
+    config = json.loads(base64.b64decode(primary["config"]))
+    assert [p["type"] for p in config["plugins"]] == ["bridge", "portmap"]
     node.cni("CHECK", pod)
     node.cni("DEL", pod)
     node.assert_clean(pod)
