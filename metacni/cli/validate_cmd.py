@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from metacni.meta import multus_keys
 from metacni.spec.config import Problem, schema_problems
 from metacni.spec.versions import negotiate
 
@@ -60,6 +61,8 @@ def plugin_problems(plugins: list[dict], cni_path: str, version: str, base: str 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
     problems = problems_of(path, None if args.no_plugin_check else args.cni_path)
+    for warning in multus_keys.file_warnings(path):  # Multus keys metacni ignores: never silent
+        print(f"{path}: warning: {warning}")
     if not problems:
         print(f"{path}: valid")
         return 0

@@ -4,6 +4,11 @@ Two forms: the comma form ``[ns/]name[@ifname], ...`` and a JSON list of selecti
 Like Multus, anything invalid fails the pod's ADD (the spec would ignore the element; a pod
 silently missing a network is worse than one that does not start). Interface names follow
 the kernel's rule (<= 15 bytes, no '/', ':' or whitespace), not DNS-1123, as Multus does.
+
+Multus parity (docs/operations.md, "Migrating from Multus"): ``name@`` (an empty interface
+part) means "name it for me", as Multus' ``parsePodNetworkObjectName`` does; the JSON form's
+``name`` is a Kubernetes object name (a DNS-1123 *subdomain*, dots allowed), since Multus does
+not restrict it further there. The comma form keeps Multus' DNS-1123 label rule.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ SKIP_DEFAULT_NETWORKS = "v1.metacni.io/skip-default-networks"
 # Patterns, not compiled ones: ``re`` compiles (and caches) them on first use, so a pod without
 # network annotations does not pay ~0.5 ms of regex compilation at import.
 _DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _MAC_COLON = r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2})*$"
 _MAC_DOT = r"^[0-9a-fA-F]{4}(\.[0-9a-fA-F]{4})*$"
 
@@ -117,6 +123,14 @@ def _check_label(value: str, what: str, item: str) -> None:
                               "(lower-case alphanumerics and '-', starting and ending alphanumeric, <= 63 chars)")
 
 
+def _check_subdomain(value: str, item: str) -> None:
+    """An object name as the API server accepts it (NAD names may contain dots)."""
+    if not re.fullmatch(_DNS1123_SUBDOMAIN, value) or len(value) > 253:
+        raise AnnotationError(f"{item!r}: network name {value!r} is not a valid DNS-1123 subdomain "
+                              "(lower-case alphanumerics, '-' and '.', each part starting and ending "
+                              "alphanumeric, <= 253 chars)")
+
+
 def _check_ifname(value: str, item: str) -> None:
     problem = naming.ifname_problem(value)
     if problem:
@@ -135,16 +149,16 @@ def _parse_comma(text: str, pod_namespace: str) -> list[NetworkSelection]:
             raise AnnotationError(f"{item!r}: more than one '@' (expected [namespace/]name[@interface])")
         namespace, _, rest = item.rpartition("/")
         name, at, ifname = rest.partition("@")
-        namespace, name = namespace.strip(), name.strip()
+        namespace, name, ifname = namespace.strip(), name.strip(), ifname.strip()
         if not name:
             raise AnnotationError(f"{item!r}: empty network name")
         _check_label(name, "network name", item)
         if namespace:
             _check_label(namespace, "namespace", item)
-        if at:
+        if ifname:  # "name@" is Multus' "name it for me": the same as no '@'
             _check_ifname(ifname, item)
         out.append(NetworkSelection(name=name, namespace=namespace or pod_namespace,
-                                    interface=ifname if at else None))
+                                    interface=ifname or None))
     return out
 
 
@@ -177,12 +191,14 @@ def _element(data: Any, pod_namespace: str, index: int) -> NetworkSelection:
     if not name:
         raise AnnotationError(f"{where}: 'name' is required")
     where = f"element [{index}] ({name})"
-    _check_label(name, "network name", name)
+    _check_subdomain(name, name)
     namespace = _string(data, "namespace", where) or pod_namespace
     _check_label(namespace, "namespace", f"{namespace}/{name}")
     interface = _string(data, "interface", where)
     if interface is None:
         interface = _string(data, "interfaceRequest", where)  # legacy key
+    if interface == "":
+        interface = None  # Multus: an empty interface request means "name it for me"
     if interface is not None:
         _check_ifname(interface, f"{namespace}/{name}")
     sel = NetworkSelection(name=name, namespace=namespace, interface=interface)

@@ -84,7 +84,9 @@ def node_config(conf_dir: str | Path, *, primary: str | Path | None = None, cni_
     if versions.at_least(version, "0.4.0") and not versions.at_least(net.cni_version, "0.4.0"):
         raise CNIError(Code.INCOMPATIBLE_VERSION, "primary network too old",
                        f"{path.name} has cniVersion {net.cni_version}; metacni at {version} would send it "
-                       "CHECK, which it does not support (Multus #737)")
+                       "CHECK, which it does not support (Multus #737). Leave --cni-version unset (metacni "
+                       f"then speaks {net.cni_version}, as the primary), or raise the primary's cniVersion "
+                       "to 0.4.0 or later if its plugins support it (Multus' forceCNIVersion rewrites it)")
     capabilities = primary_capabilities(path)
     capabilities[POD_ANNOTATIONS_CAP] = True
     conf: dict[str, Any] = {

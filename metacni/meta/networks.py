@@ -10,7 +10,14 @@ import json
 import os
 
 from metacni.spec import safejson
-from metacni.spec.config import CONF_EXTENSIONS, NetworkList, conf_files, extension, network_list_from_bytes
+from metacni.spec.config import (
+    CONF_EXTENSIONS,
+    NetworkList,
+    conf_files,
+    conflist_from_file_bytes,
+    extension,
+    network_list_from_bytes,
+)
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.lazylog import getLogger
 from metacni.spec.record import field, record
@@ -40,6 +47,22 @@ class Delegate:
     primary: bool = False
     selection: NetworkSelection | None = None
     capability_args: dict[str, Any] = field(default_factory=dict)
+
+    def fallback_args(self) -> list[tuple[str, str]]:
+        """CNI_ARGS ``IP=``/``MAC=`` for a requested ``ips``/``mac`` that no plugin of the network
+        declares as a capability: Multus (``pkg/multus/multus.go``) always sets them, so a NAD
+        written for Multus (e.g. static IPAM without ``capabilities``) keeps working. When the
+        capability is declared, runtimeConfig alone carries the request (no duplicate)."""
+        sel = self.selection
+        if sel is None:
+            return []
+        declared = declared_capabilities(self.net)
+        out: list[tuple[str, str]] = []
+        if sel.ips and "ips" not in declared:
+            out.append(("IP", ",".join(sel.ips)))
+        if sel.mac and "mac" not in declared:
+            out.append(("MAC", sel.mac))
+        return out
 
 
 # ---------------------------------------------------------------------------- own config
@@ -107,7 +130,9 @@ def _read(path: str) -> bytes:
 
 
 def _network(path: str, raw: bytes) -> NetworkList:
-    return network_list_from_bytes(raw, path, is_list=True if extension(path) == ".conflist" else None)
+    if extension(path) == ".conflist":  # CNI 1.1 / libcni 1.3: plugins of <dir>/<name>/*.conf appended
+        return conflist_from_file_bytes(raw, path)
+    return network_list_from_bytes(raw, path, is_list=None)
 
 
 def first_candidate(conf_dir: str | os.PathLike[str], own_file: str = "") -> NetworkList | None:
@@ -204,9 +229,11 @@ def resolve_nad(view: KubeView | None, cfg: MetaConfig, namespace: str, name: st
 def resolve_reference(ref: str, cfg: MetaConfig, view: KubeView | None) -> tuple[str, NetworkList]:
     """clusterNetwork/defaultNetworks value → (status label, network).
 
-    A path (contains '/') is a file or a directory (its first config); a bare name is a file
-    in confDir with that CNI name, else a NAD in ``multusNamespace`` (local first, so the
-    primary never depends on the API being up).
+    A path (contains '/') is a file or a directory (its first config); a bare name is, as
+    Multus' ``getNetDelegate`` resolves it, a NAD in ``multusNamespace`` first, else a file in
+    confDir with that CNI name. When the API cannot be asked (no view, or the GET fails) the
+    file is used if there is one (Multus falls through on any error too), so a primary given
+    as a file name still never depends on the API being up.
     """
     if "/" in ref:
         path = ref
@@ -223,11 +250,39 @@ def resolve_reference(ref: str, cfg: MetaConfig, view: KubeView | None) -> tuple
         return net.name, net
     if extension(ref) in CONF_EXTENSIONS and os.path.isfile(os.path.join(cfg.conf_dir, ref)):
         return resolve_reference(os.path.join(cfg.conf_dir, ref), cfg, view)
+    ns = cfg.multus_namespace
+    api_error: CNIError | None = None
+    if view is not None:
+        try:
+            nad = view.get_nad(ns, ref)
+        except CNIError as exc:
+            nad, api_error = None, exc
+        if nad is not None:
+            return f"{ns}/{ref}", nad_network(nad, cfg)
     net_or_none = find_file_by_name(cfg.conf_dir, ref, cfg.own_file)
     if net_or_none is not None:
+        if api_error is not None:
+            log.warning("NAD %s/%s could not be read (%s); using the file named %r", ns, ref, api_error, ref)
         return net_or_none.name, net_or_none
-    ns = cfg.multus_namespace
+    if api_error is not None:
+        raise api_error
     return f"{ns}/{ref}", resolve_nad(view, cfg, ns, ref)
+
+
+def extra_delegates(cfg: MetaConfig, override: NetworkSelection | None) -> list[Delegate]:
+    """``delegates[1:]``: attached after the primary, as Multus does when ``clusterNetwork`` is
+    unset (it then loads every entry and flags only ``delegates[0]`` master; a per-pod default
+    network replaces only ``delegates[0]``). With ``clusterNetwork`` set, Multus ignores
+    ``delegates`` entirely, and so do we. Each gets ``net<position>`` like any secondary."""
+    if cfg.cluster_network and cfg.cluster_network != AUTO:
+        return []
+    out: list[Delegate] = []
+    for index, conf in enumerate(cfg.delegates[1:], start=1):
+        where = f"delegates[{index}]"
+        refuse_meta_type(conf, where)
+        net = network_list_from_bytes(json.dumps(conf).encode(), where)
+        out.append(Delegate(label=net.name, net=net, ifname=""))
+    return out
 
 
 def resolve_primary(cfg: MetaConfig, view: KubeView | None,
@@ -248,12 +303,22 @@ def resolve_primary(cfg: MetaConfig, view: KubeView | None,
 
 
 # ---------------------------------------------------------------------------- the list
+def declared_capabilities(net: NetworkList) -> set[str]:
+    """The capabilities some plugin of ``net`` declares (``true``)."""
+    return {name for plugin in net.plugins if isinstance(plugin.get("capabilities"), dict)
+            for name, on in plugin["capabilities"].items() if on is True}
+
+
+#: Requests that travel in CNI_ARGS when undeclared (:meth:`Delegate.fallback_args`), as Multus.
+ARGS_FALLBACK = frozenset({"ips", "mac"})
+
+
 def _check_capabilities(net: NetworkList, sel: NetworkSelection) -> None:
-    """NPWG spec: a requested ips/mac/... must be declared by some plugin of the attachment,
-    or the request fails (Multus passes it on and libcni silently drops it)."""
-    declared = {name for plugin in net.plugins
-                for name, on in (plugin.get("capabilities") or {}).items() if on is True}
-    missing = sorted(set(sel.capability_args()) - declared)
+    """NPWG spec: a requested capability must be declared by some plugin of the attachment, or
+    the request fails (Multus passes it on and libcni silently drops it). Exception: ``ips``
+    and ``mac`` fall back to CNI_ARGS ``IP=``/``MAC=`` as in Multus."""
+    declared = declared_capabilities(net)
+    missing = sorted(set(sel.capability_args()) - declared - ARGS_FALLBACK)
     if missing:
         raise CNIError(Code.INVALID_CONFIG, "capability not supported by network",
                        f"network {sel.ref} requests {', '.join(missing)} but no plugin of network "
@@ -297,6 +362,9 @@ def build_delegates(cfg: MetaConfig, view: KubeView | None, *, pod_namespace: st
     delegates = [Delegate(label=label, net=primary, ifname=runtime_ifname, primary=True,
                           selection=override, capability_args=dict(runtime_caps))]
     shared = {k: v for k, v in runtime_caps.items() if k.lower() == "io.kubernetes.cri.pod-annotations"}
+    for extra in extra_delegates(cfg, override):
+        extra.capability_args = dict(shared)
+        delegates.append(extra)
     if with_default_networks:
         for ref in cfg.default_networks:
             d_label, net = resolve_reference(ref, cfg, view)

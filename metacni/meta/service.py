@@ -106,9 +106,11 @@ class Context:
         return self.request.container_id and self.pod.describe(self.request.container_id) or "metacni"
 
     def rt(self, d: Delegate, netns: str | None = None) -> RuntimeConf:
+        fallback = d.fallback_args()  # Multus' IP=/MAC= for undeclared ips/mac capabilities
+        args = delegate_args(CniArgs([*self.args.pairs, *fallback])) if fallback else self.args
         return RuntimeConf(container_id=self.request.container_id,
                            netns=self.request.netns if netns is None else netns,
-                           ifname=d.ifname, args=self.args, capability_args=dict(d.capability_args))
+                           ifname=d.ifname, args=args, capability_args=dict(d.capability_args))
 
     def fail(self, exc: CNIError, what: str) -> CNIError:
         return CNIError(exc.code, exc.msg, f"{self.who}: {what}: {exc.details}" if exc.details
@@ -495,13 +497,20 @@ def configure_logging(cfg: MetaConfig) -> None:
     if level is not None:
         lazylog.enable(level)
         lazylog.when_imported(lambda logging: logging.getLogger("metacni").setLevel(level))
+    if not (cfg.log_file or "logToStderr" in cfg.raw or "logOptions" in cfg.raw):
+        return
+    from . import logfile  # Multus' logToStderr/logOptions (lumberjack rotation)
+
+    options, to_stderr = logfile.LogOptions.from_conf(cfg.raw), logfile.log_to_stderr(cfg.raw)
     if cfg.log_file and cfg.log_file not in _configured:
         _configured.add(cfg.log_file)
         logging = lazylog.logging_module()
         try:
-            handler = logging.FileHandler(cfg.log_file)
+            handler = logfile.file_handler(cfg.log_file, options)
         except OSError as exc:
             log.error("cannot open logFile %s: %s", cfg.log_file, exc)
             return
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("metacni").addHandler(handler)
+    if not to_stderr:
+        lazylog.when_imported(lambda logging: logfile.keep_off_stderr())

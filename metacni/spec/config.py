@@ -8,6 +8,7 @@ over the dicts rather than a schema library, for start-up cost (see :mod:`metacn
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 
@@ -241,7 +242,68 @@ def network_list_from_file(path: str | os.PathLike[str]) -> NetworkList:
             raw = handle.read()
     except OSError as exc:
         raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{path}: {exc.strerror}") from None
-    return network_list_from_bytes(raw, path, is_list=extension(path) == ".conflist")
+    if extension(path) == ".conflist":
+        return conflist_from_file_bytes(raw, path)
+    return network_list_from_bytes(raw, path, is_list=False)
+
+
+def conflist_from_file_bytes(raw: bytes, path: str) -> NetworkList:
+    """A .conflist read from ``path``, loaded as libcni 1.3's ``NetworkConfFromFile`` does:
+    unless ``loadOnlyInlinedPlugins`` is true, the plugin objects of ``<dir of path>/<name>/*.conf``
+    (lexical order, each needing a ``type``; a missing directory adds nothing) are appended after
+    ``plugins``, which may then be absent. ``loadOnlyInlinedPlugins`` true needs ``plugins``; a
+    list with no plugin at all is an error ("no plugin configs found"). Bytes that do not come
+    from a file (stdin, a NAD) never load plugins from anywhere (``network_list_from_bytes``)."""
+    data = _decode(raw, path)
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return network_list_from_bytes(raw, path, is_list=True)  # its schema errors, as before
+    only_inlined = _bool_like(data.get("loadOnlyInlinedPlugins", False))
+    if only_inlined is True:
+        if "plugins" not in data:
+            raise CNIError(Code.INVALID_CONFIG, "invalid network configuration list",
+                           f"{path}: loadOnlyInlinedPlugins is true, and there is no 'plugins' key")
+        return network_list_from_bytes(raw, path, is_list=True)
+    extra = _sibling_plugins(os.path.dirname(path), data["name"])
+    if not extra:
+        if "plugins" not in data:
+            raise CNIError(Code.INVALID_CONFIG, "no plugin configs found",
+                           f"{path}: no 'plugins' and no plugin config in "
+                           f"{os.path.join(os.path.dirname(path), data['name'])}")
+        return network_list_from_bytes(raw, path, is_list=True)
+    inline = data.get("plugins", [])
+    if not isinstance(inline, list):
+        return network_list_from_bytes(raw, path, is_list=True)  # reported as not a list
+    merged = {**data, "plugins": [*inline, *extra]}
+    return network_list_from_bytes(json.dumps(merged).encode(), path, is_list=True)
+
+
+def _sibling_plugins(conf_dir: str, name: str) -> list[dict[str, Any]]:
+    """The plugin objects of ``<conf_dir>/<name>/*.conf`` (libcni ``NetworkPluginConfsFromFiles``).
+    A name that is not a single path element (a schema error anyway) loads nothing."""
+    if not name or naming.network_name_problem(name) or "/" in name or name in (".", ".."):
+        return []
+    directory = os.path.join(conf_dir or ".", name)
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise CNIError(Code.IO_FAILURE, "cannot read plugin config files",
+                       f"{directory}: {exc.strerror}") from None
+    out: list[dict[str, Any]] = []
+    for entry in names:
+        path = os.path.join(directory, entry)
+        if extension(entry) != ".conf" or not os.path.isfile(path):
+            continue
+        try:
+            with open(path, "rb") as handle:
+                plugin = _decode(handle.read(), path)
+        except OSError as exc:
+            raise CNIError(Code.IO_FAILURE, "cannot read plugin config", f"{path}: {exc.strerror}") from None
+        if not isinstance(plugin, dict) or not isinstance(plugin.get("type"), str) or not plugin["type"]:
+            raise CNIError(Code.INVALID_CONFIG, "invalid plugin config", f"{path}: missing 'type'")
+        out.append(plugin)
+    return out
 
 
 def conf_files(conf_dir: str | os.PathLike[str]) -> list[str]:

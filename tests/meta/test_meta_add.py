@@ -93,11 +93,11 @@ def test_json_form_runtime_args_reach_only_declaring_plugins(node):
 
 
 def test_requested_capability_the_network_lacks_is_an_error(node):
-    node.add_nad("net-a", "br-a", "10.89.1.0/24")  # no "capabilities": ips cannot be honoured
-    selection = [{"name": "net-a", "ips": ["10.89.1.77/24"]}]
+    node.add_nad("net-a", "br-a", "10.89.1.0/24")  # no "capabilities": bandwidth cannot be honoured
+    selection = [{"name": "net-a", "bandwidth": {"ingressRate": 1000, "ingressBurst": 1000}}]
     pod = node.pod(annotations={"k8s.v1.cni.cncf.io/networks": json.dumps(selection)})
     err = node.cni_error("ADD", pod)
-    assert "default/web" in err.details and "default/net-a" in err.details and "ips" in err.details
+    assert "default/web" in err.details and "default/net-a" in err.details and "bandwidth" in err.details
     node.assert_clean(pod)
 
 
