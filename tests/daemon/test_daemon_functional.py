@@ -32,6 +32,8 @@ def test_pods_talk_check_and_delete(node: Node, box):
     for i, p in enumerate(pods):
         run_in_node(node, lambda p=p, i=i: runner.delete(net, rt(f"c{i}", p)))
         run_in_node(node, lambda p=p, i=i: runner.delete(net, rt(f"c{i}", p)))  # DEL is idempotent
+        if node.daemon is not None:  # DEL answers once the veth is cut off; the reaper deletes it
+            assert node.daemon.reaper_idle()
         assert "eth0" not in link_names(p.rsplit("/", 1)[1])
     assert node.leases(net.name) == []
     assert not [n for n in link_names(node.name) if n.startswith("veth")]

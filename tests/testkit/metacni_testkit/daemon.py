@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from metacni import shimbin
-from metacni.sim.unixhttp import readiness
+from metacni.sim.unixhttp import readiness, unix_http
 
 
 @dataclass
@@ -35,6 +35,12 @@ class DaemonProc:
     def status(self, timeout: float = 2.0) -> dict[str, Any]:
         """The daemon's readiness state; OSError when it is not serving."""
         return readiness(self.socket, timeout)
+
+    def reaper_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until the daemon's link reaper has finished the deletions its DELs handed it
+        (``GET /readyz?waitReaperIdle``): after that a DEL's veth is really gone."""
+        _, _, body = unix_http(self.socket, "GET", f"/readyz?waitReaperIdle={timeout:g}", timeout=timeout + 10.0)
+        return bool(json.loads(body)["reaper"]["idle"])
 
     def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
