@@ -1,10 +1,13 @@
-"""``metacni install``: write 00-metacni.conf for the node's primary network and install the binary."""
+"""``metacni install``: put the shim into binDir and write 00-metacni.conf for the node's primary network.
+
+In the DaemonSet (conf/daemonset.yaml) host paths are mounted at identical paths, so the
+defaults are the node's paths and nothing is translated. By default the shim is the package's
+static binary (``metacni.shimbin``), copied by temp file + rename (no "text file busy")."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from typing import Any
 
@@ -29,11 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bin-dir", default="/opt/cni/bin", help="binDir written into the config")
     p.add_argument("--install-bin-dir", default=None,
                    help="where to install the executable (default: --bin-dir); with --no-binary nothing is copied")
-    p.add_argument("--source", default=None, help="executable to install (default: the metacni on PATH)")
+    p.add_argument("--source", default=None,
+                   help="executable to install instead of the shim (e.g. the `metacni` console script on a dev host)")
     p.add_argument("--no-binary", action="store_true", help="only write the config")
     p.add_argument("--shim", action="store_true",
-                   help="install the daemon's stdlib shim (forwards to the node daemon) instead of --source")
-    p.add_argument("--interpreter", default="/usr/bin/env python3", help="with --shim: the shim's interpreter")
+                   help="install the shim that forwards to the node daemon (the default; kept for old manifests)")
+    p.add_argument("--python-shim", action="store_true",
+                   help="install the Python shim (needs python3 on the host) instead of the static one")
+    p.add_argument("--interpreter", default="/usr/bin/env python3", help="with --python-shim: its interpreter")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="extra config key, e.g. --set namespaceIsolation=true --set 'defaultNetworks=[\"a\"]'")
 
@@ -59,14 +65,19 @@ def run(args: argparse.Namespace) -> int:
             sa = {"sa_dir": args.service_account_dir} if args.service_account_dir else {}
             changed = write_kubeconfig(args.write_kubeconfig, **sa)
             print(f"{'wrote' if changed else 'unchanged'} {kubeconfig_path(args.write_kubeconfig)}")
-        if args.shim and not args.no_binary:
+        bin_dir = args.install_bin_dir or args.bin_dir
+        if args.no_binary:
+            pass
+        elif args.source:
+            print(f"installed {install_binary(args.source, bin_dir)}")
+        elif args.python_shim:
             from metacni.daemon.install import install_shim
 
-            print(f"installed {install_shim(args.install_bin_dir or args.bin_dir, interpreter=args.interpreter)}")
-        elif not args.no_binary:
-            source = args.source or shutil.which("metacni") or sys.argv[0]
-            target = install_binary(source, args.install_bin_dir or args.bin_dir)
-            print(f"installed {target}")
+            print(f"installed {install_shim(bin_dir, interpreter=args.interpreter)}")
+        else:
+            from metacni.daemon.install import install_node_shim
+
+            print(f"installed {install_node_shim(bin_dir, interpreter=args.interpreter)}")
         path = write_node_config(args.conf_dir, primary=args.primary, cni_version=args.cni_version,
                                  host_conf_dir=args.host_conf_dir, kubeconfig=args.kubeconfig,
                                  cni_dir=args.cni_dir, bin_dir=args.bin_dir, extra=_extra(args.set))

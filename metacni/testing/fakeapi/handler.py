@@ -176,6 +176,15 @@ class HTTPServer(ThreadingHTTPServer):
         self.accepted = 0  # connections ever accepted: pooled clients keep this low
         super().__init__(address, Handler)
 
+    def get_request(self) -> tuple[Any, Any]:
+        """With the API's ``ssl_context``, the accepted socket speaks TLS; the handshake runs on
+        the request's first read, in its own thread, so a slow client never stalls accept."""
+        conn, addr = super().get_request()
+        ctx = self.api.ssl_context
+        if ctx is not None:
+            conn = ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, addr
+
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:
             self._connections.add(request)
