@@ -12,15 +12,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from metacni.daemon.install import install_shim
 from metacni.meta.install import node_config
+from metacni.testing.daemon import install_console_plugin
 from metacni.testing.netns import is_root, run
 from metacni.testing.traffic import in_netns
 
@@ -92,7 +91,7 @@ def test_podman_runs_a_container_on_metacni(box, tmp_path: Path):
     run("ip", "addr", "add", f"{OUTSIDE_IP}/24", "dev", "eth0", netns=outside)
     run("ip", "link", "set", "eth0", "up", netns=outside)
     run("sysctl", "-qw", "net.ipv4.ip_forward=1", netns=node)
-    install_shim(tmp_path / "bin", interpreter=sys.executable)  # no daemon here: the shim runs standalone
+    install_console_plugin(tmp_path / "bin")  # no daemon here: metacni runs the call in-process
     pod_dir = write_networks(tmp_path)
     (tmp_path / "containers.conf").write_text(f"""
 [containers]

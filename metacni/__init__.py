@@ -8,7 +8,7 @@ Layers, bottom to top (imports only point downwards):
 ``metacni.firewall``  nftables / iptables backends.
 ``metacni_plugins``   in-tree plugins (folder ``plugins/``).
 ``metacni.meta``      the meta plugin: primary + annotated networks.
-``metacni.daemon``    warm node daemon; ``metacni.shim`` is its stdlib-only client.
+``metacni.daemon``    warm node daemon; the static binDir shim (shim/, ``metacni.shimbin``) is its client.
 ``metacni.cli``       the command line.
 """
 

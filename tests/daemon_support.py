@@ -1,11 +1,11 @@
-"""Shared pieces of the daemon-mode tests: a node netns, the shim installed as the plugins'
-binaries, and a libcni-style driver (ChainRunner with every plugin exec'd) that runs the same
-chain in standalone mode (no daemon: the shim runs the call in-process) or daemon mode."""
+"""Shared pieces of the daemon-mode tests: a node netns, the plugins' binaries, and a libcni-style
+driver (ChainRunner with every plugin exec'd) that runs the same chain in daemon mode (the static
+shim installed as every plugin, forwarding to the daemon) or standalone mode (``metacni`` the
+console script as every plugin, running the call in-process)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from metacni.engine.chain import ChainRunner, RuntimeConf
 from metacni.engine.invoke import Invoker
 from metacni.engine.registry import Registry
 from metacni.spec.config import network_list_from_bytes
-from metacni.testing.daemon import DaemonProc, start_daemon
+from metacni.testing.daemon import DaemonProc, install_console_plugin, start_daemon
 from metacni.testing.netns import Sandbox, netns_path, tag
 
 PLUGIN_TYPES = ("bridge", "host-local", "portmap", "masq", "forward")
@@ -34,7 +34,14 @@ class Node:
 
     def __post_init__(self) -> None:
         self.bin_dir = self.work / "bin"
-        install_shim(self.bin_dir, interpreter=f"{sys.executable} -S", aliases=PLUGIN_TYPES)
+        self.install(*PLUGIN_TYPES)
+
+    def install(self, *aliases: str) -> None:
+        """The mode's executable as ``metacni`` in bin_dir, and as each of ``aliases``."""
+        if self.mode == "daemon":
+            install_shim(self.bin_dir, aliases=aliases)
+        else:
+            install_console_plugin(self.bin_dir, aliases=aliases)
 
     @property
     def path(self) -> str:

@@ -9,11 +9,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from metacni.daemon.install import install_shim
 from metacni.spec.errors import CNIError
 from metacni.testing.netns import links, netns_path, run
 from plugins.bridge.testkit import ping
-from tests.daemon_support import PLUGIN_TYPES, Node, load, rt, run_in_node
+from tests.daemon_support import Node, load, rt, run_in_node
 
 PODS = 16
 
@@ -30,8 +29,6 @@ def _ruleset(node: str) -> str:
 def test_sigkill_during_burst_then_gc_leaves_only_live_attachments(box):
     with tempfile.TemporaryDirectory(prefix="mccrash-") as work:
         node = Node(box=box, name=box.netns("mcnode"), work=Path(work), mode="daemon")
-        # No standalone fallback: after the kill, calls must fail rather than run in the shim.
-        install_shim(node.bin_dir, interpreter="/usr/bin/python3 -I", aliases=PLUGIN_TYPES)
         node.start_daemon("--concurrency", "8")
         try:
             raw = node.conflist(portmap=True, subnet="10.84.0.0/24")

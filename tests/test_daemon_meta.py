@@ -23,8 +23,6 @@ from metacni.testing.netns import Sandbox, netns_path
 from tests.meta import test_meta_add as suite
 from tests.meta.conftest import CNI_PATH, MetaNode, Pod
 
-FAST_PYTHON = "/usr/bin/python3"  # the node's python; the shim needs nothing else
-
 
 class DaemonMetaNode(MetaNode):
     daemon: DaemonProc | None = None
@@ -38,7 +36,7 @@ class DaemonMetaNode(MetaNode):
         env = {"CNI_COMMAND": verb, "CNI_CONTAINERID": pod.container_id, "CNI_NETNS": pod.path,
                "CNI_IFNAME": "eth0", "CNI_ARGS": pod.cni_args, "CNI_PATH": CNI_PATH,
                "METACNI_SOCKET": self.daemon.socket}
-        out = run_shim(env, json.dumps(config).encode(), python=FAST_PYTHON, flags=["-I", "-S"])
+        out = run_shim(env, json.dumps(config).encode())
         text = out.stdout.decode().strip()
         reply = json.loads(text) if text else None
         if out.returncode != 0:

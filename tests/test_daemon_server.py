@@ -20,7 +20,6 @@ from metacni.daemon.app import Daemon
 from metacni.daemon.config import DaemonConfig
 from metacni.daemon.locks import KeyedLocks
 from metacni.plugin import PluginInfo, hookimpl
-from metacni.shim import OP_CNI, call_daemon
 from metacni.testing.daemon import run_shim, start_daemon
 
 
@@ -89,8 +88,8 @@ def _request(daemon: Daemon, cid: str, verb: str = "ADD") -> dict[str, Any]:
     if verb in ("GC", "STATUS"):
         env = {"CNI_COMMAND": verb}
         conf["cni.dev/valid-attachments"] = []
-    status, out, err = call_daemon(daemon.cfg.socket, OP_CNI, env, json.dumps(conf).encode(), 1, 60)
-    return {"exit": status, "stdout": out.decode(), "stderr": err.decode()}
+    done = run_shim({**env, "METACNI_SOCKET": daemon.cfg.socket}, json.dumps(conf).encode())
+    return {"exit": done.returncode, "stdout": done.stdout.decode(), "stderr": done.stderr.decode()}
 
 
 def _in_thread(fn: Any) -> tuple[threading.Thread, list[Any]]:
@@ -138,8 +137,8 @@ def test_errors_are_cni_errors_and_unknown_types_named(served):
     daemon, _ = served
     env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "z", "CNI_NETNS": "/x", "CNI_IFNAME": "eth0"}
     conf = {"cniVersion": "1.0.0", "name": "n", "type": "nope"}
-    status, out, _ = call_daemon(daemon.cfg.socket, OP_CNI, env, json.dumps(conf).encode(), 1, 30)
-    reply = {"exit": status, "stdout": out.decode()}
+    done = run_shim({**env, "METACNI_SOCKET": daemon.cfg.socket}, json.dumps(conf).encode())
+    reply = {"exit": done.returncode, "stdout": done.stdout.decode()}
     assert reply["exit"] == 1
     err = json.loads(reply["stdout"])
     assert err["code"] == 7 and "nope" in err["details"] and err["cniVersion"] == "1.0.0"
@@ -196,11 +195,10 @@ def test_readiness_metrics_config_and_graceful_shutdown(tmp_path):
         assert code == 500 and json.loads(body)["readinessIndicator"] is False
         env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "r1", "CNI_NETNS": "/proc/self/ns/net",
                "CNI_IFNAME": "eth0", "METACNI_SOCKET": d.socket}
-        out = run_shim(env, _conflist("primary", "10.81.0.0/24", tmp_path / "ipam").encode(),
-                       python="/usr/bin/python3", flags=["-I"])
+        out = run_shim(env, _conflist("primary", "10.81.0.0/24", tmp_path / "ipam").encode())
         assert out.returncode == 1 and json.loads(out.stdout)["code"] == 11
         status_env = {"CNI_COMMAND": "STATUS", "METACNI_SOCKET": d.socket}
-        out = run_shim(status_env, b'{"cniVersion":"1.1.0","name":"s","type":"bridge"}', python="/usr/bin/python3")
+        out = run_shim(status_env, b'{"cniVersion":"1.1.0","name":"s","type":"bridge"}')
         assert json.loads(out.stdout)["code"] == 50 and b"readiness indicator" in out.stdout
         indicator.write_text("ok")
         assert _wait(lambda: d.status()["ready"] is True)

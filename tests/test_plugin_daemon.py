@@ -1,6 +1,6 @@
 """The example third-party plugin (docs/examples/metacni-tuning, type ``tuning-py``) chained
 after bridge, with every plugin exec'd as the runtime would: through the shim, served
-in-process by the warm daemon (daemon mode) or by the shim itself (standalone mode).
+in-process by the warm daemon (daemon mode, the static shim) or by ``metacni`` itself (standalone mode).
 
 The result families are checked at the runtime's side: the 0.4.0 list's result carries no
 ``mtu`` (that family cannot), the 1.0.0 one does, and the kernel has the values either way.
@@ -9,16 +9,14 @@ The result families are checked at the runtime's side: the 0.4.0 list's result c
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from metacni.daemon.install import install_shim
 from metacni.testing.netns import link_names, links, netns_path, tag
-from tests.daemon_support import MODES, Node, load, rt, run_in_node
+from tests.daemon_support import MODES, PLUGIN_TYPES, Node, load, rt, run_in_node
 
 pytest.importorskip("metacni_tuning.plugin", reason="pip install -e docs/examples/metacni-tuning")
 
@@ -27,7 +25,7 @@ pytest.importorskip("metacni_tuning.plugin", reason="pip install -e docs/example
 def node(request, box) -> Iterator[Node]:
     with tempfile.TemporaryDirectory(prefix="mctd-") as work:
         n = Node(box=box, name=box.netns("mctd-node"), work=Path(work), mode=request.param)
-        install_shim(n.bin_dir, interpreter=f"{sys.executable} -S", aliases=("tuning-py",))
+        n.install(*PLUGIN_TYPES, "tuning-py")
         if request.param == "daemon":
             n.start_daemon()
         try:
@@ -59,7 +57,7 @@ def test_tuning_after_bridge_through_the_shim(node: Node, box, version):
     (eth0,) = [ln for ln in links(pod) if ln["ifname"] == "eth0"]
     assert (eth0["address"], eth0["mtu"]) == ("02:42:ac:11:00:21", 1360)
     run_in_node(node, lambda: runner.check(net, rt("c1", netns_path(pod))))
-    if node.daemon is not None:  # served by the daemon, not by a process the shim fell back to
+    if node.daemon is not None:  # served by the daemon
         served = [r for r in node.daemon.log_records()
                   if r.get("verb") == "ADD" and r.get("network") == net.name and r.get("result") == "ok"]
         assert len(served) == 2, node.daemon.log_text()  # bridge, then tuning-py

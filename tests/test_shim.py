@@ -1,325 +1,479 @@
-"""The binDir shim: stdlib only, forwards faithfully, and degrades within its budget."""
+"""The static binDir shim (shim/metacni-shim.c): a static executable that speaks protocol v1.
+
+Every behaviour test runs twice: against the installed static binary (``metacni.shimbin.path()``)
+and against a dynamic AddressSanitizer + UBSan build of the same source. The JSON key scan,
+the JSON string escaping and base64 are fuzzed with hypothesis against Python's json/base64
+through a test driver that includes the shim's source. Tests against a real daemon are in
+tests/test_shim_daemon.py.
+"""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
-import marshal
-import os
+import re
 import shutil
+import socket
+import stat
 import subprocess
-import sys
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from metacni import shim
+from metacni import shimbin
 from metacni.daemon.install import install_shim
-from metacni.daemon.server import UnixServer
 from metacni.spec.versions import ALL_VERSIONS
-from metacni.testing.daemon import SHIM, run_shim
 
+SHIM_DIR = Path(__file__).resolve().parents[1] / "shim"
 CONF = json.dumps({"cniVersion": "1.0.0", "name": "shimnet", "type": "bridge"}).encode()
 ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "eth0",
        "CNI_PATH": "/opt/cni/bin"}
-# Interpreters on which the metacni package is NOT importable (the node's own python3).
-BARE_PYTHONS = [p for p in ("/usr/bin/python3", "/root/.pyenv/versions/3.9.18/bin/python3") if os.path.exists(p)]
+# ASan: any leak or UB is an error exit the assertions on the exit status see.
+SAN_ENV = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=86",
+           "UBSAN_OPTIONS": "halt_on_error=1:exitcode=87:print_stacktrace=1"}
+
+
+# ---------------------------------------------------------------------- builds
+@pytest.fixture(scope="session")
+def builds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sanitizer shim and the test drivers, built from the checked-in source."""
+    if shutil.which("make") is None or shutil.which("gcc") is None:
+        pytest.fail("gcc and make are required (.ci/setup installs them)")
+    out = tmp_path_factory.mktemp("shim-build")
+    subprocess.run(["make", "-s", "-C", str(SHIM_DIR), f"OUT={out}", f"{out}/metacni-shim-asan",
+                    f"{out}/test-driver-asan", f"{out}/test-driver", f"{out}/metacni-shim"],
+                   check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(params=["static", "asan"])
+def shim_bin(request: pytest.FixtureRequest, builds: Path) -> str:
+    if request.param == "static":
+        return str(shimbin.path())
+    return str(builds / "metacni-shim-asan")
+
+
+def run(binary: str, env: dict[str, str], stdin: bytes = CONF,
+        timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
+    """Exec the shim as a runtime does: only the CNI environment, the config on stdin."""
+    full = {**SAN_ENV, **env} if binary.endswith("-asan") else dict(env)
+    return subprocess.run([binary], input=stdin, env=full, capture_output=True, timeout=timeout, check=False)
+
+
+def one_document(out: bytes) -> dict:
+    """stdout holds exactly one JSON document."""
+    doc = json.loads(out)
+    assert isinstance(doc, dict)
+    return doc
+
+
+# ---------------------------------------------------------------------- a tiny daemon
+@dataclass
+class FakeDaemon:
+    """An HTTP/1.1 server on a unix socket that records each request and sends ``answer`` raw."""
+
+    path: str
+    answer: bytes = b""
+    requests: list[tuple[bytes, dict[str, str], bytes]] = field(default_factory=list)
+    hold: threading.Event = field(default_factory=threading.Event)
+    close_without_answer: bool = False
+    sock: socket.socket | None = None
+
+    def start(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(16)
+        self.hold.set()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        assert self.sock is not None
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(30)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.decode().partition(":") for line in lines[1:])}
+            while len(body) < int(headers.get("content-length", "0")):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                body += chunk
+            self.requests.append((lines[0], headers, body))
+            self.hold.wait(60)
+            if not self.close_without_answer:
+                with contextlib.suppress(OSError):  # the shim gave up (its timeout test)
+                    conn.sendall(self.answer)
+
+    def stop(self) -> None:
+        self.hold.set()
+        if self.sock is not None:
+            self.sock.close()
+
+
+def http(status: int, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    hdrs = {"Metacni-Protocol": "1", "Content-Type": "application/json", "Content-Length": str(len(body)),
+            **(headers or {})}
+    head = f"HTTP/1.1 {status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items() if v is not None)
+    return head.encode() + b"\r\n" + body
 
 
 @pytest.fixture
-def fake_daemon(tmp_path):
-    """A unix server speaking the shim protocol; records requests, answers what the test sets."""
-    seen: list[dict] = []
-    answer = {"exit": 0, "stdout": '{"cniVersion":"1.0.0","ips":[]}\n', "stderr": "daemon says hi\n"}
-    gate = threading.Event()
-    gate.set()
-
-    def handler(req: dict) -> dict:
-        seen.append(req)
-        gate.wait(30)
-        return dict(answer)
-
-    server = UnixServer(str(tmp_path / "run" / "d.sock"), handler)
-    server.start()
-    yield server, seen, answer, gate
-    gate.set()
-    server.stop(1)
+def daemon(tmp_path: Path) -> Iterator[FakeDaemon]:
+    d = FakeDaemon(str(tmp_path / "d.sock"), http(200, b'{"cniVersion":"1.0.0","ips":[]}\n'))
+    d.start()
+    yield d
+    d.stop()
 
 
-def test_versions_match_the_engine():
-    assert shim.SUPPORTED_VERSIONS == ALL_VERSIONS
-
-
-@pytest.mark.parametrize("python", BARE_PYTHONS)
-def test_forwards_env_and_stdin_and_prints_the_answer(fake_daemon, python):
-    server, seen, answer, _ = fake_daemon
-    raw = CONF[:-1] + b', "blob": "caf\xc3\xa9"}'
-    out = run_shim({**ENV, "METACNI_SOCKET": server.path, "OTHER": "x"}, raw, python=python, flags=["-I", "-S"])
+# ---------------------------------------------------------------------- the binary itself
+def test_supported_versions_equal_the_spec(builds: Path) -> None:
+    source = (SHIM_DIR / "metacni-shim.c").read_text()
+    listed = re.search(r"SUPPORTED_VERSIONS\[\] = \{([^}]*)\}", source)
+    assert listed is not None
+    assert tuple(re.findall(r'"([^"]+)"', listed.group(1))) == ALL_VERSIONS
+    out = run(str(shimbin.path()), {"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "0.3.1"}')
     assert out.returncode == 0, out.stderr
-    assert out.stdout == answer["stdout"].encode()
-    assert b"daemon says hi" in out.stderr
-    assert len(seen) == 1
-    req = seen[0]
-    assert isinstance(req["stdin"], bytes)
-    assert req["op"] == "cni" and req["env"]["CNI_CONTAINERID"] == "c1" and req["env"]["OTHER"] == "x"
-    assert req["stdin"] == raw
+    assert one_document(out.stdout) == {"cniVersion": "0.3.1", "supportedVersions": list(ALL_VERSIONS)}
 
 
-def test_error_exit_status_is_passed_through(fake_daemon):
-    server, _, answer, _ = fake_daemon
-    answer.update(exit=1, stdout='{"code":7,"msg":"bad"}\n', stderr="")
-    out = run_shim({**ENV, "METACNI_SOCKET": server.path}, CONF, python=BARE_PYTHONS[0], flags=["-I"])
+def test_is_a_static_executable() -> None:
+    binary = str(shimbin.path())
+    dynamic = subprocess.run(["readelf", "-d", binary], capture_output=True, text=True, check=True).stdout
+    headers = subprocess.run(["readelf", "-l", binary], capture_output=True, text=True, check=True).stdout
+    assert "NEEDED" not in dynamic
+    assert "INTERP" not in headers and "interpreter" not in headers
+    kind = subprocess.run(["file", "-L", binary], capture_output=True, text=True, check=True).stdout
+    assert "statically linked" in kind, kind
+
+
+def test_answers_code_11_in_an_empty_chroot(tmp_path: Path) -> None:
+    """Nothing in the root but the binary: no /usr, no /lib, no /run/metacni, no daemon."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy2(shimbin.path(), root / "metacni")
+    assert sorted(p.name for p in root.iterdir()) == ["metacni"]
+    out = subprocess.run(["unshare", "--mount", "--root", str(root), "/metacni"], input=CONF,
+                         env={**ENV}, capture_output=True, timeout=30, check=False)
+    assert out.returncode == 1, out.stderr
+    err = one_document(out.stdout)
+    assert err["code"] == 11 and err["cniVersion"] == "1.0.0"
+    assert err["msg"] == "metacni daemon is not running"
+    assert "/run/metacni/metacni.sock" in err["details"] and "No such file or directory" in err["details"]
+
+
+def test_version_needs_no_daemon_and_no_stdin(shim_bin: str) -> None:
+    out = run(shim_bin, {"CNI_COMMAND": "VERSION", "METACNI_SOCKET": "/nonexistent"}, b"")
+    assert out.returncode == 0, out.stderr
+    assert one_document(out.stdout) == {"cniVersion": ALL_VERSIONS[-1], "supportedVersions": list(ALL_VERSIONS)}
+
+
+def test_no_cni_command_is_a_cni_error(shim_bin: str) -> None:
+    out = run(shim_bin, {}, b"")
     assert out.returncode == 1
-    assert json.loads(out.stdout) == {"code": 7, "msg": "bad"}
+    assert one_document(out.stdout)["code"] == 4
 
 
-def test_socket_path_from_the_config(fake_daemon):
-    server, seen, _, _ = fake_daemon
-    conf = json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "bridge", "daemonSocket": server.path}).encode()
-    out = run_shim(ENV, conf, python=BARE_PYTHONS[0], flags=["-I"])
+# ---------------------------------------------------------------------- talking to a daemon
+def test_forwards_env_and_exact_stdin_and_prints_the_answer_exactly(shim_bin: str, daemon: FakeDaemon) -> None:
+    answer = b'{"cniVersion": "1.0.0",  "ips": [], "odd": "\\u00e9 \xc3\xa9"}\n'
+    daemon.answer = http(200, answer)
+    stdin = b'  {"cniVersion":"1.0.0","name":"n\xc3\xa9t","type":"bridge"}\n\n'
+    env = {**ENV, "METACNI_SOCKET": daemon.path, "METACNI_X": 'q"uo\\te\n\x01\x7f', "CNI_ARGS": "A=1;B=\t2",
+           "OTHER": "not sent", "PATH": "/bin"}
+    out = run(shim_bin, env, stdin)
     assert out.returncode == 0, out.stderr
-    assert len(seen) == 1
+    assert out.stdout == answer
+    [(line, headers, body)] = daemon.requests
+    assert line == b"POST /cni HTTP/1.1"
+    assert headers["metacni-protocol"] == "1" and headers["host"] == "metacni"
+    assert headers["content-type"] == "application/json" and int(headers["content-length"]) == len(body)
+    request = json.loads(body)
+    assert set(request) == {"env", "config"}
+    assert request["env"] == {k: v for k, v in env.items() if k.startswith(("CNI_", "METACNI_"))}
+    assert base64.b64decode(request["config"], validate=True) == stdin
 
 
-def test_imports_only_the_standard_library(fake_daemon):
-    """Run the forwarding path under -X importtime and check every module it imported: all from
-    the standard library, and not even json/socket/re (the fast path needs built-ins only)."""
-    server, _, _, _ = fake_daemon
-    out = run_shim({**ENV, "METACNI_SOCKET": server.path}, CONF, flags=["-I", "-S", "-X", "importtime"])
+@pytest.mark.parametrize("status", [400, 500, 503])
+def test_an_error_status_prints_the_body_and_exits_1(shim_bin: str, daemon: FakeDaemon, status: int) -> None:
+    body = b'{"code": 7, "msg": "bad", "details": "x"}\n'
+    daemon.answer = http(status, body)
+    out = run(shim_bin, {**ENV, "METACNI_SOCKET": daemon.path})
+    assert out.returncode == 1
+    assert out.stdout == body
+
+
+def test_an_empty_200_prints_nothing(shim_bin: str, daemon: FakeDaemon) -> None:
+    daemon.answer = http(200, b"")
+    out = run(shim_bin, {**ENV, "CNI_COMMAND": "DEL", "METACNI_SOCKET": daemon.path})
+    assert (out.returncode, out.stdout) == (0, b"")
+
+
+def test_a_chunked_answer_and_header_case_are_understood(shim_bin: str, daemon: FakeDaemon) -> None:
+    daemon.answer = (b"HTTP/1.1 200 OK\r\nmetacni-protocol:  1 \r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\n{\"a\":\r\n3;ext=1\r\n 1}\r\n0\r\n\r\n")
+    out = run(shim_bin, {**ENV, "METACNI_SOCKET": daemon.path})
+    assert (out.returncode, out.stdout) == (0, b'{"a": 1}')
+
+
+@pytest.mark.parametrize("header, named", [(None, "unknown"), ("2", "2"), ("10", "10")])
+def test_an_answer_without_protocol_1_is_code_11(shim_bin: str, daemon: FakeDaemon, header: str | None,
+                                                 named: str) -> None:
+    daemon.answer = http(200, b'{"cniVersion":"1.0.0"}', {"Metacni-Protocol": header})  # type: ignore[dict-item]
+    out = run(shim_bin, {**ENV, "METACNI_SOCKET": daemon.path})
+    assert out.returncode == 1
+    err = one_document(out.stdout)
+    assert err["code"] == 11 and err["msg"].startswith(f"daemon speaks protocol {named}")
+
+
+def test_socket_path_from_the_config(shim_bin: str, daemon: FakeDaemon) -> None:
+    conf = json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "bridge",
+                       "nested": {"daemonSocket": "/wrong"}, "daemonSocket": daemon.path}).encode()
+    out = run(shim_bin, ENV, conf)
     assert out.returncode == 0, out.stderr
-    modules = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.decode().splitlines()
-               if line.startswith("import time:") and "imported package" not in line}
-    modules.discard("")
-    assert modules, "importtime produced no output"
-    assert modules <= set(sys.stdlib_module_names), modules - set(sys.stdlib_module_names)
-    assert "metacni" not in modules
-    assert not modules & {"json", "socket", "re", "struct", "selectors", "enum"}, modules
+    assert len(daemon.requests) == 1
 
 
-@pytest.mark.parametrize("python", BARE_PYTHONS)
+def test_env_socket_wins_over_the_config(shim_bin: str, daemon: FakeDaemon) -> None:
+    conf = json.dumps({"cniVersion": "1.0.0", "daemonSocket": "/nonexistent/x.sock"}).encode()
+    out = run(shim_bin, {**ENV, "METACNI_SOCKET": daemon.path}, conf)
+    assert out.returncode == 0, out.stderr
+
+
+def test_connection_closed_without_an_answer_is_code_11_and_not_resent(shim_bin: str, daemon: FakeDaemon) -> None:
+    daemon.close_without_answer = True
+    out = run(shim_bin, {**ENV, "METACNI_SOCKET": daemon.path})
+    assert out.returncode == 1
+    err = one_document(out.stdout)
+    assert err["code"] == 11 and err["msg"] == "metacni daemon went away during the call"
+    assert len(daemon.requests) == 1
+
+
+def test_a_daemon_that_never_answers_times_out_with_code_11(shim_bin: str, daemon: FakeDaemon) -> None:
+    daemon.hold.clear()
+    out = run(shim_bin, {**ENV, "METACNI_SOCKET": daemon.path, "METACNI_TIMEOUT": "0.5"}, timeout=20)
+    assert out.returncode == 1
+    err = one_document(out.stdout)
+    assert err["code"] == 11 and "did not answer in time" in err["msg"]
+    assert len(daemon.requests) == 1
+
+
+def test_a_config_over_1_mib_is_refused_with_code_7(shim_bin: str, daemon: FakeDaemon) -> None:
+    big = b'{"cniVersion": "1.0.0", "pad": "' + b"x" * (1024 * 1024) + b'"}'
+    out = run(shim_bin, {**ENV, "METACNI_SOCKET": daemon.path}, big)
+    assert out.returncode == 1
+    err = one_document(out.stdout)
+    assert err["code"] == 7 and err["msg"] == "config too large"
+    assert daemon.requests == []
+
+
+# ---------------------------------------------------------------------- daemon down
 @pytest.mark.parametrize("command", ["ADD", "CHECK", "STATUS", "GC"])
-def test_daemon_down_and_no_package_is_code_11(tmp_path, python, command):
-    env = {**ENV, "CNI_COMMAND": command, "METACNI_SOCKET": str(tmp_path / "absent.sock")}
-    # A deadline, not a benchmark: the issue promises an answer within 2 seconds.
-    out = run_shim(env, CONF, python=python, flags=["-I"], timeout=2.0)
+def test_daemon_down_is_code_11_and_records_nothing(shim_bin: str, tmp_path: Path, command: str) -> None:
+    pending = tmp_path / "pending"
+    out = run(shim_bin, {**ENV, "CNI_COMMAND": command, "METACNI_SOCKET": str(tmp_path / "none.sock"),
+                         "METACNI_PENDING_DIR": str(pending)})
     assert out.returncode == 1
-    reply = json.loads(out.stdout)
-    assert reply["code"] == 11 and reply["cniVersion"] == "1.0.0"
-    assert "daemon is down" in reply["msg"]
-    assert out.stdout.count(b"\n") == 1
+    err = one_document(out.stdout)
+    assert err["code"] == 11 and err["msg"] == "metacni daemon is not running"
+    assert str(tmp_path / "none.sock") in err["details"]
+    assert not pending.exists()
 
 
-def test_daemon_refusing_connections_is_code_11(tmp_path):
-    import socket
-
-    path = str(tmp_path / "stale.sock")
-    s = socket.socket(socket.AF_UNIX)
-    s.bind(path)  # bound, never listening: ECONNREFUSED, like a socket left by a dead daemon
-    try:
-        out = run_shim({**ENV, "METACNI_SOCKET": path}, CONF, python=BARE_PYTHONS[0], flags=["-I"], timeout=2.0)
-    finally:
-        s.close()
-    assert json.loads(out.stdout)["code"] == 11
+def test_a_refusing_socket_is_code_11(shim_bin: str, tmp_path: Path) -> None:
+    path = str(tmp_path / "dead.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.close()  # the socket file stays, nobody listens: ECONNREFUSED
+    out = run(shim_bin, {**ENV, "METACNI_SOCKET": path})
+    assert out.returncode == 1
+    err = one_document(out.stdout)
+    assert err["code"] == 11 and "Connection refused" in err["details"]
 
 
-def test_del_with_daemon_down_and_no_package_does_not_block_teardown(tmp_path):
-    env = {**ENV, "CNI_COMMAND": "DEL", "METACNI_SOCKET": str(tmp_path / "absent.sock")}
-    out = run_shim(env, CONF, python=BARE_PYTHONS[0], flags=["-I"], timeout=2.0)
-    assert out.returncode == 0
-    assert out.stdout == b""
-    assert b"GC will reclaim" in out.stderr
+def _del_env(tmp_path: Path, cid: str, ifname: str = "eth0") -> dict[str, str]:
+    return {**ENV, "CNI_COMMAND": "DEL", "CNI_CONTAINERID": cid, "CNI_IFNAME": ifname,
+            "METACNI_SOCKET": str(tmp_path / "none.sock")}
 
 
-@pytest.mark.parametrize("python", BARE_PYTHONS)
-def test_daemon_that_never_answers_times_out_with_code_11(fake_daemon, python):
-    server, seen, _, gate = fake_daemon
-    gate.clear()
-    env = {**ENV, "METACNI_SOCKET": server.path, "METACNI_TIMEOUT": "0.5"}
-    out = run_shim(env, CONF, python=python, flags=["-I"], timeout=10)
-    gate.set()
-    reply = json.loads(out.stdout)
-    assert out.returncode == 1 and reply["code"] == 11 and "did not answer" in reply["msg"]
+def test_del_with_the_daemon_down_is_recorded_exactly_as_it_would_be_sent(shim_bin: str, tmp_path: Path,
+                                                                           daemon: FakeDaemon) -> None:
+    stdin = json.dumps({"cniVersion": "1.0.0", "name": "n", "cniDir": str(tmp_path / "cni")}).encode()
+    env = _del_env(tmp_path, "abc/../x\n" + "y" * 200, "eth1")
+    out = run(shim_bin, env, stdin)
+    assert (out.returncode, out.stdout) == (0, b""), out.stderr
+    pending = tmp_path / "cni" / "pending-del"
+    assert stat.S_IMODE(pending.stat().st_mode) == 0o700
+    [record] = list(pending.iterdir())
+    assert record.name == "abc_.._x_" + "y" * 119 + ".eth1.json"
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    assert b"recorded" in out.stderr
+    # The same call to a live daemon sends the same bytes.
+    live = run(shim_bin, {**env, "METACNI_SOCKET": daemon.path}, stdin)
+    assert live.returncode == 0
+    sent = json.loads(daemon.requests[0][2])
+    sent["env"]["METACNI_SOCKET"] = str(tmp_path / "none.sock")
+    assert json.loads(record.read_bytes()) == sent
 
 
-def test_version_needs_no_daemon(tmp_path):
-    env = {"CNI_COMMAND": "VERSION", "METACNI_SOCKET": str(tmp_path / "absent.sock")}
-    out = run_shim(env, b'{"cniVersion":"0.4.0"}', python=BARE_PYTHONS[0], flags=["-I"])
-    assert out.returncode == 0
-    assert json.loads(out.stdout) == {"cniVersion": "0.4.0", "supportedVersions": list(ALL_VERSIONS)}
-
-
-def test_standalone_fallback_runs_in_process_when_the_package_is_present(tmp_path):
-    """Daemon down, metacni importable: the call completes in the shim's own process."""
-    env = {**ENV, "CNI_COMMAND": "GC", "METACNI_SOCKET": str(tmp_path / "absent.sock")}
-    conf = json.dumps({"cniVersion": "1.1.0", "name": "n", "type": "no-such-plugin"}).encode()
-    out = run_shim(env, conf, flags=["-S"])  # -S: the shim enables site itself for the fallback
-    reply = json.loads(out.stdout)
-    # The in-process dispatcher answered (the daemon-down message would be code 11).
-    assert reply["code"] == 7 and "no-such-plugin" in reply["details"], reply
-
-
-def test_nothing_beside_the_shim_shadows_a_module(tmp_path):
-    """binDir holds other plugins; a ``json.py`` or ``ipaddress.py`` there is never imported."""
-    bin_dir = tmp_path / "bin"
-    target = install_shim(bin_dir, interpreter=f"{sys.executable} -S")
-    for name in ("json", "ipaddress", "site"):
-        (bin_dir / f"{name}.py").write_text("raise SystemExit('shadowed: imported from binDir')\n")
-    env = {"PATH": "/usr/bin:/bin", **ENV, "CNI_COMMAND": "GC", "METACNI_SOCKET": str(tmp_path / "absent.sock")}
-    conf = json.dumps({"cniVersion": "1.1.0", "name": "n", "type": "no-such-plugin"}).encode()
-    out = subprocess.run([str(target)], input=conf, env=env, capture_output=True, timeout=60, check=False)
-    assert b"shadowed" not in out.stderr + out.stdout
-    assert json.loads(out.stdout)["code"] == 7, out.stderr  # the standalone call ran
-
-
-def test_standalone_exit_still_joins_threads_and_runs_atexit_hooks(tmp_path):
-    """The shim leaves by ``_exit`` (no module teardown) even after an in-process call, but keeps
-    the parts of finalisation with effects: non-daemon threads finish, atexit hooks run."""
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(
-        "import atexit, pathlib, threading\n"
-        f"out = pathlib.Path({str(tmp_path)!r})\n"
-        "def after_main():\n"
-        "    threading.main_thread().join()\n"
-        "    (out / 'thread').write_text('joined')\n"
-        "threading.Thread(target=after_main).start()\n"
-        "atexit.register(lambda: (out / 'atexit').write_text('ran'))\n")
-    env = {**ENV, "CNI_COMMAND": "GC", "METACNI_SOCKET": str(tmp_path / "absent.sock"), "PYTHONPATH": str(hooks)}
-    conf = json.dumps({"cniVersion": "1.1.0", "name": "n", "type": "no-such-plugin"}).encode()
-    out = run_shim(env, conf, flags=["-S"], timeout=30)  # site.main() runs sitecustomize
-    assert json.loads(out.stdout)["code"] == 7, out.stderr
-    assert (tmp_path / "thread").read_text() == "joined"
-    assert (tmp_path / "atexit").read_text() == "ran"
-
-
-@pytest.mark.parametrize("python", BARE_PYTHONS)
-def test_installed_shim_runs_with_its_shebang(tmp_path, fake_daemon, python):
-    server, seen, _, _ = fake_daemon
-    target = install_shim(tmp_path / "bin", interpreter=f"{python} -S", aliases=("bridge",))
-    assert os.stat(target).st_mode & 0o777 == 0o755
-    assert (tmp_path / "bin" / "bridge").resolve() == target
-    env = {"PATH": "/usr/bin:/bin", **ENV, "METACNI_SOCKET": server.path}
-    out = subprocess.run([str(tmp_path / "bin" / "bridge")], input=CONF, env=env, capture_output=True,
-                         timeout=30, check=False)
+def test_pending_dir_from_the_environment_and_the_default_name(shim_bin: str, tmp_path: Path) -> None:
+    pending = tmp_path / "a" / "b"
+    out = run(shim_bin, {**_del_env(tmp_path, ""), "METACNI_PENDING_DIR": str(pending)})
     assert out.returncode == 0, out.stderr
-    assert len(seen) == 1
+    assert [p.name for p in pending.iterdir()] == ["_.eth0.json"]
 
 
-def test_install_replaces_a_running_shim(tmp_path):
+def test_del_that_cannot_be_recorded_fails_with_code_11(shim_bin: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = run(shim_bin, {**_del_env(tmp_path, "c1"), "METACNI_PENDING_DIR": str(blocker / "pending")})
+    assert out.returncode == 1
+    err = one_document(out.stdout)
+    assert err["code"] == 11 and "could not be recorded" in err["details"]
+
+
+# ---------------------------------------------------------------------- install
+def test_install_copies_the_binary_and_replaces_a_running_shim(tmp_path: Path) -> None:
     """Atomic rename: installing while the old file is being executed never hits ETXTBSY."""
     bin_dir = tmp_path / "bin"
-    install_shim(bin_dir, interpreter="/bin/sh")
-    old = (bin_dir / "metacni")
+    bin_dir.mkdir()
+    old = bin_dir / "metacni"
     old.write_bytes(b"#!/bin/sh\nread line\n")
     old.chmod(0o755)
     running = subprocess.Popen([str(old)], stdin=subprocess.PIPE)
     try:
-        install_shim(bin_dir, interpreter=sys.executable)
-        assert (bin_dir / "metacni").read_bytes().startswith(f"#!{sys.executable}\n".encode())
+        target = install_shim(bin_dir, aliases=("bridge",))
+        assert target.read_bytes() == shimbin.path().read_bytes()
+        assert stat.S_IMODE(target.stat().st_mode) == 0o755
+        assert (bin_dir / "bridge").resolve() == target
     finally:
         running.communicate(b"\n", timeout=10)
+    assert sorted(p.name for p in bin_dir.iterdir()) == ["bridge", "metacni"]
 
 
-def test_shim_source_is_valid_python_39():
-    py39 = "/root/.pyenv/versions/3.9.18/bin/python3"
-    if not os.path.exists(py39):
-        pytest.skip("no python3.9 here")
-    subprocess.run([py39, "-I", "-c", f"import ast,sys; compile(open({SHIM!r}).read(), 'shim', 'exec')"],
-                   check=True, timeout=30)
+def test_shimbin_names_what_to_do_when_the_binary_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METACNI_SHIM_BINARY", str(tmp_path / "absent"))
+    with pytest.raises(shimbin.ShimMissing, match="make -C shim"):
+        shimbin.path()
 
 
-def test_shim_file_needs_nothing_but_itself(tmp_path):
-    """A single file: a copy outside the package still works (no relative imports)."""
-    copy = tmp_path / "metacni-shim"
-    shutil.copy(SHIM, copy)
-    env = {"PATH": "/usr/bin:/bin", **ENV, "CNI_COMMAND": "VERSION"}
-    out = subprocess.run([BARE_PYTHONS[0], "-I", str(copy)], input=b"", env=env, capture_output=True,
-                         timeout=30, check=False)
-    assert out.returncode == 0 and json.loads(out.stdout)["supportedVersions"] == list(ALL_VERSIONS)
-    assert Path(SHIM).read_text().startswith("#!/usr/bin/env python3\n")
+# ---------------------------------------------------------------------- fuzzing the C helpers
+def _driver(builds: Path, sanitized: bool) -> str:
+    return str(builds / ("test-driver-asan" if sanitized else "test-driver"))
 
 
-def test_daemon_dying_mid_call_is_code_11_and_never_rerun_in_process(tmp_path):
-    """Even with the package importable, a call the daemon may have half done is not re-run."""
-    import socket
+def _drive(binary: str, args: list[str], data: bytes) -> str:
+    out = subprocess.run([binary, *args], input=data, capture_output=True, timeout=30, check=False,
+                         env={**SAN_ENV, "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr.decode(errors="replace")
+    return out.stdout.decode("utf-8", "surrogateescape")
 
-    path = str(tmp_path / "dying.sock")
-    srv = socket.socket(socket.AF_UNIX)
-    srv.bind(path)
-    srv.listen(1)
 
-    def accept_and_hang_up() -> None:
-        conn, _ = srv.accept()
-        conn.recv(4)
-        conn.close()
+KEYS = ["daemonSocket", "cniDir", "cniVersion"]
+key_names = st.sampled_from([*KEYS, "daemonsocket", "name", "", "daemonSocket\u0000", "cni\"Dir"])
+text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text | st.sampled_from(KEYS)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                      | st.dictionaries(key_names | text, inner, max_size=4), max_leaves=12)
+top_pairs = st.lists(st.tuples(key_names | text, values), max_size=6)
 
-    t = threading.Thread(target=accept_and_hang_up, daemon=True)
-    t.start()
+
+def _render(pairs: list[tuple[str, object]], ensure_ascii: bool, indent: int | None) -> str:
+    """A JSON object with possibly duplicate keys, in json.dumps' own spelling."""
+    sep = "\n" + " " * indent if indent is not None else ""
+    items = [json.dumps(k, ensure_ascii=ensure_ascii) + ": " + json.dumps(v, ensure_ascii=ensure_ascii, indent=indent)
+             for k, v in pairs]
+    return "{" + sep + ("," + sep).join(items) + "}"
+
+
+def _expected(doc: str) -> dict[str, str | None]:
     try:
-        out = run_shim({**ENV, "METACNI_SOCKET": path}, CONF, flags=["-S"], timeout=30)
-    finally:
-        t.join(10)
-        srv.close()
-    reply = json.loads(out.stdout)
-    assert out.returncode == 1 and reply["code"] == 11 and "went away" in reply["msg"], reply
+        parsed = json.loads(doc)
+    except ValueError:
+        return dict.fromkeys(KEYS)
+    if not isinstance(parsed, dict):
+        return dict.fromkeys(KEYS)
+    return {k: parsed[k] if isinstance(parsed.get(k), str) else None for k in KEYS}
 
 
-def _run_installed(target: Path, env: dict) -> subprocess.CompletedProcess[bytes]:
-    full = {"PATH": "/usr/bin:/bin", "CNI_COMMAND": "VERSION", **env}
-    return subprocess.run([str(target)], input=b"", env=full, capture_output=True, timeout=30, check=False)
+def _scanned(driver: str, doc: bytes) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for line in _drive(driver, ["scan", *KEYS], doc).splitlines():
+        name, state, *value = line.split(" ")
+        if name == "rc":
+            continue
+        out[name] = bytes.fromhex(value[0] if value else "").decode("utf-8", "surrogatepass") if state == "found" \
+            else None
+    return out
 
 
-@pytest.mark.parametrize("python", BARE_PYTHONS)
-def test_installed_shim_runs_from_its_code_cache(tmp_path, python):
-    """Python compiles a script on every run; the installed shim compiles its code once per
-    interpreter, caches it, and runs the cached code afterwards."""
-    target = install_shim(tmp_path / "bin", interpreter=f"{python} -S")
-    cache = tmp_path / "shim-cache"
-    env = {"METACNI_SHIM_CACHE": str(cache)}
-    first = _run_installed(target, env)
-    assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout)["supportedVersions"] == list(ALL_VERSIONS)
-    (entry,) = cache.iterdir()
-    assert cache.stat().st_mode & 0o777 == 0o700 and entry.stat().st_mode & 0o777 == 0o600
-    # the cached code is what runs: replace it with code of our own (marshalled by that interpreter)
-    entry.write_bytes(subprocess.run(
-        [python, "-c", "import marshal, sys; sys.stdout.buffer.write(marshal.dumps(compile("
-                       "\"import sys; sys.stdout.write('from the cache')\", 't', 'exec')))"],
-        capture_output=True, check=True, timeout=30).stdout)
-    assert _run_installed(target, env).stdout == b"from the cache"
-    # a damaged entry is compiled again and replaced
-    entry.write_bytes(b"\x00garbage")
-    again = _run_installed(target, env)
-    assert again.returncode == 0 and json.loads(again.stdout)["cniVersion"] == "1.1.0", again.stderr
-    assert b"metacni/shim.py (in " in entry.read_bytes()
+@pytest.mark.parametrize("sanitized", [False, True], ids=["plain", "asan"])
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pairs=top_pairs, ensure_ascii=st.booleans(), indent=st.none() | st.integers(0, 3))
+def test_key_scan_agrees_with_python_json(builds: Path, sanitized: bool, pairs: list[tuple[str, object]],
+                                          ensure_ascii: bool, indent: int | None) -> None:
+    doc = _render(pairs, ensure_ascii, indent)
+    assert _scanned(_driver(builds, sanitized), doc.encode("utf-8")) == _expected(doc)
 
 
-def test_installed_shim_ignores_a_cache_others_can_write(tmp_path):
-    target = install_shim(tmp_path / "bin", interpreter="/usr/bin/python3 -S")
-    cache = tmp_path / "shared"
-    cache.mkdir(mode=0o777)
-    cache.chmod(0o777)
-    env = {"METACNI_SHIM_CACHE": str(cache)}
-    assert _run_installed(target, env).returncode == 0
-    (entry,) = cache.iterdir()
-    entry.write_bytes(marshal.dumps(compile("import sys; sys.stdout.write('planted')", "t", "exec")))
-    out = _run_installed(target, env)
-    assert out.returncode == 0 and b"planted" not in out.stdout and b"supportedVersions" in out.stdout
+@pytest.mark.parametrize("sanitized", [False, True], ids=["plain", "asan"])
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(pairs=top_pairs, cut=st.integers(0, 400), junk=st.sampled_from(["", "x", ",", "}", "]", '"', "\\", "\n"]))
+def test_key_scan_finds_nothing_in_a_broken_document(builds: Path, sanitized: bool,
+                                                     pairs: list[tuple[str, object]], cut: int, junk: str) -> None:
+    """Truncated or damaged documents: the scan agrees with json (which refuses them: nothing
+    found) and never reads out of bounds (ASan)."""
+    doc = _render(pairs, True, None)
+    broken = doc[:cut] + junk + doc[cut + 1:] if cut < len(doc) else doc + junk
+    assert _scanned(_driver(builds, sanitized), broken.encode("utf-8")) == _expected(broken)
 
 
-def test_installed_shim_caches_beside_itself_and_install_drops_stale_code(tmp_path, fake_daemon):
-    server, seen, _, _ = fake_daemon
-    bin_dir = tmp_path / "bin"
-    target = install_shim(bin_dir, interpreter="/usr/bin/python3 -S", aliases=("bridge",))
-    assert _run_installed(target, {"METACNI_SHIM_CACHE": ""}).returncode == 0
-    assert not (bin_dir / ".metacni-shim").exists()  # turned off
-    out = subprocess.run([str(bin_dir / "bridge")], input=CONF,
-                         env={"PATH": "/usr/bin:/bin", **ENV, "METACNI_SOCKET": server.path},
-                         capture_output=True, timeout=30, check=False)
-    assert out.returncode == 0 and len(seen) == 1, out.stderr
-    (entry,) = (bin_dir / ".metacni-shim").iterdir()
-    assert entry.name.startswith("shim-") and entry.name.endswith(sys.implementation.cache_tag)
-    stale = bin_dir / ".metacni-shim" / "shim-0123456789abcdef.cpython-311"
-    stale.write_bytes(b"old version")
-    install_shim(bin_dir, interpreter="/usr/bin/python3 -S")  # an upgrade keeps only this version's code
-    assert [p.name for p in (bin_dir / ".metacni-shim").iterdir()] == [entry.name]
+@pytest.mark.parametrize("doc, found", [
+    (b'\xef\xbb\xbf{"cniDir": "/x"}', "/x"),  # a UTF-8 BOM, like json.loads(bytes)
+    (b'{"cniDir": "\\ud800"}', "\ud800"),  # a lone surrogate, as Python keeps it
+    (b'{"cni\\u0044ir": "a\\/b"}', "a/b"),  # escapes in keys and values
+    (b'{"cniDir": "a"} x', None),  # trailing garbage: json refuses the document
+    (b"[" * 5000 + b"]" * 5000, None),  # deep nesting: no recursion, nothing found
+    (b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b', "cniDir": "d"}', None),  # deeper than the scan's stack
+])
+def test_key_scan_edge_cases(builds: Path, doc: bytes, found: str | None) -> None:
+    for sanitized in (False, True):
+        assert _scanned(_driver(builds, sanitized), doc)["cniDir"] == found
+
+
+@pytest.mark.parametrize("sanitized", [False, True], ids=["plain", "asan"])
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.binary(max_size=64) | st.text(max_size=32).map(lambda s: s.encode("utf-8", "surrogatepass")))
+def test_json_escaping_round_trips_any_bytes(builds: Path, sanitized: bool, data: bytes) -> None:
+    """Control characters, quotes and backslashes are escaped; other bytes pass as they are, so
+    valid UTF-8 decodes to the same text and invalid bytes reach the daemon unchanged."""
+    literal = _drive(_driver(builds, sanitized), ["escape"], data)
+    assert not any(ord(c) < 0x20 for c in literal)
+    assert json.loads(literal).encode("utf-8", "surrogateescape") == data
+
+
+@pytest.mark.parametrize("sanitized", [False, True], ids=["plain", "asan"])
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.binary(max_size=100))
+def test_base64_agrees_with_python(builds: Path, sanitized: bool, data: bytes) -> None:
+    assert _drive(_driver(builds, sanitized), ["base64"], data) == base64.b64encode(data).decode()
+

@@ -2,7 +2,7 @@
 
 In the DaemonSet (conf/daemonset.yaml) host paths are mounted at identical paths, so the
 defaults are the node's paths and nothing is translated. By default the shim is the package's
-static binary (``metacni.shimbin``), copied by temp file + rename (no "text file busy")."""
+static binary (``metacni.shimbin``; the image passes its build stage's binary as ``--source``), copied by temp file + rename (no "text file busy")."""
 
 from __future__ import annotations
 
@@ -37,9 +37,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-binary", action="store_true", help="only write the config")
     p.add_argument("--shim", action="store_true",
                    help="install the shim that forwards to the node daemon (the default; kept for old manifests)")
-    p.add_argument("--python-shim", action="store_true",
-                   help="install the Python shim (needs python3 on the host) instead of the static one")
-    p.add_argument("--interpreter", default="/usr/bin/env python3", help="with --python-shim: its interpreter")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="extra config key, e.g. --set namespaceIsolation=true --set 'defaultNetworks=[\"a\"]'")
 
@@ -70,18 +67,14 @@ def run(args: argparse.Namespace) -> int:
             pass
         elif args.source:
             print(f"installed {install_binary(args.source, bin_dir)}")
-        elif args.python_shim:
+        else:
             from metacni.daemon.install import install_shim
 
-            print(f"installed {install_shim(bin_dir, interpreter=args.interpreter)}")
-        else:
-            from metacni.daemon.install import install_node_shim
-
-            print(f"installed {install_node_shim(bin_dir, interpreter=args.interpreter)}")
+            print(f"installed {install_shim(bin_dir)}")
         path = write_node_config(args.conf_dir, primary=args.primary, cni_version=args.cni_version,
                                  host_conf_dir=args.host_conf_dir, kubeconfig=args.kubeconfig,
                                  cni_dir=args.cni_dir, bin_dir=args.bin_dir, extra=_extra(args.set))
-    except CNIError as exc:
+    except (CNIError, OSError) as exc:  # OSError: shimbin.ShimMissing, an unwritable dir
         print(f"metacni install: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {path}")

@@ -27,12 +27,26 @@ from metacni.spec.errors import CNIError, Code
 
 from . import gc as gcmod
 from .config import DaemonConfig
+from .httpserve import Limits, Reply
 from .locks import KeyedLocks, SharedExclusiveLock
 from .metrics import Metrics
-from .server import UnixServer
+from .pending_dels import PendingDels
+from .protocol import CNIRequest
+from .server import Abandoned, UnixServer
 
 log = logging.getLogger("metacni.daemon")
 NOT_READY = 50  # CNI "plugin not available" (STATUS)
+
+
+class Unavailable(CNIError):
+    """The daemon (not a plugin) refuses the call for now: HTTP 503, code 11."""
+
+    def __init__(self, msg: str, details: str = "") -> None:
+        super().__init__(Code.TRY_AGAIN_LATER, msg, details)
+
+
+def _status_of(exc: CNIError) -> int:
+    return 503 if isinstance(exc, Unavailable) else 500 if exc.code == Code.INTERNAL else 400
 
 
 def _config_meta(stdin: bytes) -> tuple[str, str | None]:
@@ -57,7 +71,12 @@ class Daemon:
         self.locks = KeyedLocks()
         self.gate = SharedExclusiveLock()
         self.slots = threading.BoundedSemaphore(max(1, cfg.concurrency))
-        self.server = UnixServer(cfg.socket, self.handle)
+        self.limits = Limits(read_timeout=cfg.read_timeout, write_timeout=cfg.write_timeout,
+                             max_connections=cfg.max_connections, workers=cfg.workers, queue_size=cfg.queue_size)
+        self.server = UnixServer(cfg.socket, self.serve, self.ready_state, self.limits,
+                                 events=self.metrics.events("cni"))
+        self.pending = PendingDels(cfg.pending_dir, self._replay_del)
+        self.pending.on_pass = lambda stats: self.metrics.pending_dels.set(stats.left)
         self.caches: Any = None
         self.routes: Any = None
         self.gc_loop: gcmod.GCLoop | None = None
@@ -73,12 +92,15 @@ class Daemon:
         reaper.enable()  # DEL detaches veths and deletes them in the background (bridge detach.py)
         if self.cfg.use_api and (self.cfg.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST")):
             self._start_kube()
+        # DELs the shim recorded while no daemon listened run before any new call can.
+        self.pending.replay()
         self.server.start()
+        self.pending.start(self.cfg.gc_period)
         if self.cfg.metrics_port >= 0 and self.cfg.metrics_port:
             from .health import HealthServer
 
             self.health = HealthServer(self.cfg.metrics_host, self.cfg.metrics_port, self.metrics.exposition,
-                                       lambda: not self.stopped.is_set(), self.ready_state)
+                                       self.healthy, self.ready_state, events=self.metrics.events("health"))
             self.health.start()
         if self.caches is not None:
             self.gc_loop = gcmod.GCLoop(self.gc_once, self.cfg.gc_period)
@@ -132,7 +154,7 @@ class Daemon:
         log.info("shutting down")
         if not self.server.stop(self.cfg.shutdown_grace):
             log.warning("requests still in flight after the grace period")
-        for part in (self.gc_loop, self.routes, self.confwatch, self.caches):
+        for part in (self.gc_loop, self.pending, self.routes, self.confwatch, self.caches):
             if part is not None:
                 part.stop()
         if not reaper.disable(self.cfg.shutdown_grace):
@@ -146,6 +168,12 @@ class Daemon:
         self.stopped.set()
 
     # ------------------------------------------------------------------ readiness
+    def healthy(self) -> bool:
+        """Liveness: not stopped, and the CNI socket's I/O loop still accepts (while not stopping)."""
+        if self.stopped.is_set():
+            return False
+        return self.stopping.is_set() or self.server.healthy()
+
     def indicator_ok(self) -> bool:
         path = self.cfg.readiness_indicator_file
         return not path or os.path.exists(path)
@@ -169,30 +197,26 @@ class Daemon:
         return state
 
     # ------------------------------------------------------------------ requests
-    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        op = request.get("op")
-        if op == "cni":
-            return self.serve_cni(dict(request.get("env") or {}), bytes(request.get("stdin") or b""))
-        if op == "status":
-            return {"exit": 0, "stdout": json.dumps(self.ready_state())}
-        return {"exit": 1, "stdout": CNIError(Code.INVALID_ENVIRONMENT, f"unknown daemon operation {op!r}").to_json()}
-
-    def serve_cni(self, env: dict[str, str], stdin: bytes) -> dict[str, Any]:
+    def serve(self, request: CNIRequest, abandoned: Abandoned | None = None) -> Reply:
+        """One CNI call: the HTTP status (200 success, 400 a CNI error, 503 the daemon cannot
+        serve it now, 500 an internal error) and exactly what the shim prints. ``abandoned`` is
+        asked right before the plugins run (see :class:`metacni.daemon.server.Ordering`)."""
+        env, stdin = request.env, request.stdin
         command = env.get("CNI_COMMAND", "")
         network, version = _config_meta(stdin)
         t0 = time.monotonic()
         self.metrics.inflight.inc()
         try:
-            reply = self._run(command, env, stdin)
-            out, code, result = (json.dumps(reply) + "\n" if reply is not None else ""), 0, "ok"
+            reply = self._run(command, env, stdin, abandoned)
+            out, status, result = (json.dumps(reply) + "\n" if reply is not None else ""), 200, "ok"
         except CNIError as exc:
-            out, code, result = exc.to_json(version) + "\n", 1, f"error{int(exc.code)}"
+            out, status, result = exc.to_json(version) + "\n", _status_of(exc), f"error{int(exc.code)}"
             log.warning("%s failed", command, extra={"verb": command, "network": network, "cniCode": int(exc.code),
                                                       "container": env.get("CNI_CONTAINERID", ""), "error": str(exc)})
         except Exception as exc:
             log.exception("%s crashed", command)
             err = CNIError(Code.INTERNAL, "internal error", f"{type(exc).__name__}: {exc}")
-            out, code, result = err.to_json(version) + "\n", 1, "error999"
+            out, status, result = err.to_json(version) + "\n", 500, "error999"
         finally:
             self.metrics.inflight.dec()
         seconds = time.monotonic() - t0
@@ -200,16 +224,21 @@ class Daemon:
         log.info("served", extra={"verb": command, "network": network, "container": env.get("CNI_CONTAINERID", ""),
                                   "ifname": env.get("CNI_IFNAME", ""), "result": result,
                                   "ms": round(seconds * 1000, 2)})
-        return {"exit": code, "stdout": out}
+        return Reply(status, out.encode())
 
-    def _run(self, command: str, env: dict[str, str], stdin: bytes) -> dict[str, Any] | None:
+    def _replay_del(self, request: CNIRequest) -> tuple[bool, str]:
+        reply = self.serve(request)
+        return reply.status == 200, reply.body.decode("utf-8", "replace").strip()
+
+    def _run(self, command: str, env: dict[str, str], stdin: bytes,
+             abandoned: Abandoned | None) -> dict[str, Any] | None:
         if self.stopping.is_set() and command != DEL:
-            raise CNIError(Code.TRY_AGAIN_LATER, "metacni daemon is shutting down", "retry in a moment")
+            raise Unavailable("metacni daemon is shutting down", "retry in a moment")
         if command in (ADD, CHECK):
             state = self.wait_ready(self.cfg.ready_timeout)
             if not state["ready"]:
-                raise CNIError(Code.TRY_AGAIN_LATER, "metacni daemon is not ready",
-                               f"after {self.cfg.ready_timeout:g}s: {_not_ready(state)}")
+                raise Unavailable("metacni daemon is not ready",
+                                  f"after {self.cfg.ready_timeout:g}s: {_not_ready(state)}")
         if command == STATUS:
             state = self.ready_state()
             if not state["ready"]:
@@ -219,6 +248,11 @@ class Daemon:
                 return dispatch(env, stdin, self.invoker)
         if command in (ADD, DEL, CHECK):
             with self.gate.shared(), self.locks.hold(env.get("CNI_CONTAINERID", "")), self.slots:
+                why = abandoned() if abandoned is not None else None
+                if why:
+                    raise Unavailable(f"{command} not run: {why}",
+                                      f"container {env.get('CNI_CONTAINERID', '')!r}; the runtime retries if it "
+                                      "still wants it")
                 return dispatch(env, stdin, self.invoker)
         return dispatch(env, stdin, self.invoker)
 

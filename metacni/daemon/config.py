@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from metacni.shim import DEFAULT_SOCKET
+from .protocol import DEFAULT_PENDING_DIR, DEFAULT_SOCKET
 
 
 @dataclass
@@ -21,8 +21,21 @@ class DaemonConfig:
     cni_path: str = "/opt/cni/bin"
     cache_dir: str = "/var/lib/cni"
     metrics_port: int = 0  # also /healthz and /readyz; 0 disables the HTTP endpoint
-    metrics_host: str = "0.0.0.0"
-    concurrency: int = 8
+    # Where /metrics, /healthz, /readyz listen: "" is the node's addresses as seen by kubelet's
+    # probes (see docs/operations.md, "The daemon's endpoints"); "0.0.0.0" is every address.
+    metrics_host: str = "127.0.0.1"
+    concurrency: int = 8  # CNI calls running plugins at once
+    # The socket and the metrics port (metacni.daemon.httpserve.Limits): a connection must deliver
+    # its whole request within read_timeout; answers are written within write_timeout; at most
+    # max_connections are open (more wait in the listen backlog), at most workers threads serve
+    # complete requests and queue_size more wait for one (beyond: 503, code 11).
+    read_timeout: float = 10.0
+    write_timeout: float = 10.0
+    max_connections: int = 512
+    workers: int = 32
+    queue_size: int = 256
+    # DELs the shim recorded while the daemon was down (replayed at start, retried every gc_period).
+    pending_dir: str = DEFAULT_PENDING_DIR
     routes: bool = True
     route_protocol: int = 201  # rtnetlink protocol number marking routes the daemon owns
     reconcile_period: float = 60.0

@@ -5,6 +5,8 @@ A private registry per daemon, so several daemons can live in one test process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # CNI calls span ~2 ms (warm DEL of nothing) to seconds (API stalls); buckets cover both.
@@ -26,6 +28,17 @@ class Metrics:
         self.routes = Gauge("metacni_node_routes", "Routes to other nodes' pod CIDRs owned by the daemon",
                             registry=self.registry)
         self.ready = Gauge("metacni_ready", "1 when the daemon serves ADD", registry=self.registry)
+        self.http_events = Counter(
+            "metacni_http_events_total",
+            "Connection-level events of the daemon's HTTP servers (server: cni = the unix socket, health = "
+            "the TCP port): refused_peer, read_timeout, too_large, bad_request, queue_full, accept_error, "
+            "thread_start_failed, write_failed, loop_error", ["server", "event"], registry=self.registry)
+        self.pending_dels = Gauge("metacni_pending_dels", "DELs recorded by the shim and not carried out yet",
+                                  registry=self.registry)
+
+    def events(self, server: str) -> Callable[[str], None]:
+        """A counter callback for one of the HTTP servers."""
+        return lambda event: self.http_events.labels(server, event).inc()
 
     def observe(self, verb: str, network: str, result: str, seconds: float) -> None:
         self.requests.labels(verb, network, result).inc()

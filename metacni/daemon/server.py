@@ -1,43 +1,189 @@
-"""The unix-socket side of the daemon: framed requests from the shim (see metacni.shim), one per
-connection. The handler sees ``{"op", "env", "stdin"}`` and returns ``{"exit", "stdout", "stderr"}``.
+"""The daemon's unix socket: protocol v1 (:mod:`metacni.daemon.protocol`) over the bounded
+HTTP server of :mod:`metacni.daemon.httpserve`.
 
-The socket lives in a 0700 directory and is itself 0600 (root-only): whoever can talk to it can
-configure any pod's network. It is bound under a temporary name and renamed into place, so a
-shim never reaches a socket whose permissions are not yet set.
+The socket lives in a 0700 directory and is itself 0600, and only peers whose uid (SO_PEERCRED,
+as of their ``connect``) is allowed (root) are served: whoever can talk to it can configure any
+pod's network. It is bound under a temporary name and renamed into place, so a shim never
+reaches a socket whose permissions are not yet set.
+
+Ordering of abandoned calls: a CNI call's handler asks :meth:`Ordering.start` right before it
+runs the plugins (holding the container's lock). An ADD or CHECK is not started when a DEL of
+the same container arrived after it, or when its client has closed the connection (the shim
+timed out, the runtime was killed): so an abandoned ADD never runs after its container's DEL.
+A DEL always runs, even when its client went away: tearing down twice is harmless, leaking is not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
+import struct
 import threading
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
-from metacni.shim import OP_CNI, OP_STATUS, encode_reply, read_request
+import metacni
+from metacni.spec.errors import CNIError, Code
+from metacni.spec.versions import ALL_VERSIONS
+
+from .httpserve import Events, HTTPServer, Limits, Reply, Request
+from .protocol import PROTOCOL, PROTOCOL_HEADER, CNIRequest, decode_request, error_body
 
 log = logging.getLogger(__name__)
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
+Abandoned = Callable[[], str | None]
+CNIHandler = Callable[[CNIRequest, Abandoned], Reply]
+_UCRED = struct.Struct("3i")
+_CANCELLABLE = ("ADD", "CHECK")
 
 
-def _bytes(value: Any) -> bytes:
-    if value is None:
-        return b""
-    return value if isinstance(value, bytes) else str(value).encode()
+@dataclass(eq=False)
+class Call:
+    cni: CNIRequest
+    http: Request
+    superseded: bool = False
+
+
+class Ordering:
+    """Queued-not-started ADD/CHECK calls per container; a DEL's arrival supersedes them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, set[Call]] = {}
+
+    def arrived(self, call: Call) -> None:
+        cid = call.cni.container_id
+        if not cid:
+            return
+        with self._lock:
+            if call.cni.command == "DEL":
+                for other in self._waiting.get(cid, ()):
+                    other.superseded = True
+            elif call.cni.command in _CANCELLABLE:
+                self._waiting.setdefault(cid, set()).add(call)
+
+    def start(self, call: Call) -> str | None:
+        """None: go ahead. Otherwise why the call must not run."""
+        with self._lock:
+            self._forget(call)
+            if call.superseded:
+                return "a DEL of the same container arrived after it"
+        if call.cni.command in _CANCELLABLE and call.http.client_gone():
+            return "its client closed the connection"
+        return None
+
+    def finished(self, call: Call) -> None:
+        with self._lock:
+            self._forget(call)
+
+    def _forget(self, call: Call) -> None:
+        cid = call.cni.container_id
+        waiting = self._waiting.get(cid)
+        if waiting is not None:
+            waiting.discard(call)
+            if not waiting:
+                del self._waiting[cid]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self._waiting.values())
+
+
+def peer_credentials(conn: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of a unix socket's peer, as of its ``connect``."""
+    pid, uid, gid = _UCRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return pid, uid, gid
+
+
+def _json(status: int, doc: object) -> Reply:
+    return Reply(status, json.dumps(doc).encode() + b"\n")
+
+
+class CNIRoutes:
+    """POST /cni, GET /version, /healthz, /readyz (see :mod:`metacni.daemon.protocol`)."""
+
+    def __init__(self, handler: CNIHandler, ready: Callable[[], dict[str, object]]) -> None:
+        self.handler = handler
+        self.ready = ready
+        self.ordering = Ordering()
+
+    def head(self, method: str, path: str, headers: dict[str, str]) -> Reply | None:
+        if path == "/cni":
+            if method != "POST":
+                return Reply(405, error_body(Code.INVALID_ENVIRONMENT, "POST a CNI call to /cni"))
+            spoken = headers.get(PROTOCOL_HEADER.lower())
+            if spoken != str(PROTOCOL):
+                return Reply(400, error_body(Code.TRY_AGAIN_LATER,
+                                             f"shim speaks protocol {spoken or 'none'}, daemon speaks {PROTOCOL}: "
+                                             "reinstall the shim",
+                                             f"the request's {PROTOCOL_HEADER} header is {spoken!r}"))
+            return None
+        if path in ("/version", "/healthz", "/readyz"):
+            return None if method in ("GET", "HEAD") else Reply(405, b"GET only\n", "text/plain")
+        return Reply(404, b"not found: the daemon serves POST /cni, GET /version, /healthz, /readyz\n", "text/plain")
+
+    def inline(self, method: str, path: str) -> bool:
+        return path != "/cni"
+
+    def received(self, request: Request) -> None:
+        try:
+            request.state = Call(decode_request(request.body), request)
+        except CNIError as exc:
+            request.state = exc
+            return
+        self.ordering.arrived(request.state)
+
+    def handle(self, request: Request) -> Reply:
+        if request.path == "/healthz":
+            return Reply(200, b"ok\n", "text/plain")
+        if request.path == "/version":
+            return _json(200, {"protocol": PROTOCOL, "version": metacni.__version__,
+                               "cniVersions": list(ALL_VERSIONS)})
+        if request.path == "/readyz":
+            state = self.ready()
+            return _json(200 if state.get("ready") else 503, state)
+        call = request.state
+        if isinstance(call, CNIError):
+            return Reply(400, call.to_json().encode() + b"\n")
+        assert isinstance(call, Call)
+        try:
+            return self.handler(call.cni, lambda: self.ordering.start(call))
+        finally:
+            self.ordering.finished(call)
+
+    def unavailable(self, why: str) -> Reply:
+        return Reply(503, error_body(Code.TRY_AGAIN_LATER, f"metacni daemon unavailable: {why}", "retry later"))
+
+    def too_large(self, limit: int) -> Reply:
+        return Reply(413, error_body(Code.INVALID_CONFIG, "config too large",
+                                     f"the daemon accepts request bodies up to {limit} bytes"))
 
 
 class UnixServer:
-    def __init__(self, path: str, handler: Handler, backlog: int = 256) -> None:
+    """The CNI socket at ``path``: bound 0600 in a 0700 directory, served to ``allowed_uids``."""
+
+    def __init__(self, path: str, handler: CNIHandler, ready: Callable[[], dict[str, object]],
+                 limits: Limits | None = None, *, allowed_uids: frozenset[int] = frozenset({0}),
+                 events: Events | None = None,
+                 thread_factory: Callable[..., threading.Thread] = threading.Thread) -> None:
         self.path = path
-        self.handler = handler
-        self.backlog = backlog
+        self.routes = CNIRoutes(handler, ready)
+        self.limits = limits or Limits()
+        self.allowed_uids = allowed_uids
+        self.events = events
+        self.thread_factory = thread_factory
+        self.http: HTTPServer | None = None
         self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._active: set[threading.Thread] = set()
-        self._cond = threading.Condition()
         self._inode = 0
+
+    def _accept_peer(self, conn: socket.socket) -> tuple[bool, tuple[int, int, int] | None]:
+        try:
+            peer = peer_credentials(conn)
+        except OSError:
+            return False, None
+        return peer[1] in self.allowed_uids, peer
 
     def start(self) -> None:
         directory = os.path.dirname(self.path) or "."
@@ -47,57 +193,35 @@ class UnixServer:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(tmp)
-        os.chmod(tmp, 0o600)
-        sock.listen(self.backlog)
-        os.replace(tmp, self.path)
+        try:
+            sock.bind(tmp)
+            os.chmod(tmp, 0o600)
+            sock.listen(self.limits.backlog)
+            os.replace(tmp, self.path)
+        except BaseException:
+            sock.close()
+            raise
         self._inode = os.stat(self.path).st_ino
         self._sock = sock
-        self._thread = threading.Thread(target=self._accept_loop, args=(sock,), name="cni-accept", daemon=True)
-        self._thread.start()
+        self.http = HTTPServer(sock, self.routes, self.limits, name="cni", accept_peer=self._accept_peer,
+                               events=self.events, extra_headers=((PROTOCOL_HEADER, str(PROTOCOL)),),
+                               thread_factory=self.thread_factory)
+        self.http.start()
         log.info("serving CNI requests", extra={"socket": self.path})
 
-    def _accept_loop(self, sock: socket.socket) -> None:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return  # closed by stop()
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            with self._cond:
-                self._active.add(t)
-            t.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            with conn:
-                try:
-                    op, env, stdin = read_request(conn)
-                except (OSError, ValueError) as exc:
-                    log.warning("bad request frame: %s", exc)
-                    return
-                name = {OP_CNI: "cni", OP_STATUS: "status"}.get(op, op.decode("latin-1"))
-                reply = self.handler({"op": name, "env": env, "stdin": stdin})
-                try:
-                    conn.sendall(encode_reply(int(reply.get("exit", 1)), _bytes(reply.get("stdout")),
-                                              _bytes(reply.get("stderr"))))
-                except OSError as exc:  # the shim gave up (timeout, killed): nothing to tell it
-                    log.warning("could not send the reply: %s", exc)
-        finally:
-            with self._cond:
-                self._active.discard(threading.current_thread())
-                self._cond.notify_all()
+    def healthy(self) -> bool:
+        return self.http is not None and self.http.healthy()
 
     def stop(self, grace: float = 10.0) -> bool:
-        """Stop accepting (the socket path goes away, so new shims fall back at once) and wait
-        up to ``grace`` seconds for requests in flight. True when all of them finished."""
+        """Stop accepting (the socket path goes away, so new shims see the daemon down at once),
+        answer queued calls 503 and wait up to ``grace`` seconds for calls in flight. True when
+        all of them finished."""
         sock, self._sock = self._sock, None
-        if sock is not None:
-            with contextlib.suppress(FileNotFoundError):
-                if os.stat(self.path).st_ino == self._inode:  # not a newer daemon's socket
-                    os.unlink(self.path)
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._active, timeout=grace)
+        if sock is None:
+            return True
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(self.path).st_ino == self._inode:  # not a newer daemon's socket
+                os.unlink(self.path)
+        ok = self.http.stop(grace) if self.http is not None else True
+        sock.close()
+        return ok

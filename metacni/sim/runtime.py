@@ -2,7 +2,7 @@
 
 The runtime is libcni's behaviour (:class:`~metacni.engine.chain.ChainRunner`, every plugin
 exec'd): it picks the lexically first config of the node's conf dir (``00-metacni.conf``),
-execs ``metacni`` from the node's bin dir -- the stdlib shim, which forwards to the node's
+execs ``metacni`` from the node's bin dir -- the static shim, which forwards to the node's
 daemon -- from a thread inside the node namespace, and keeps libcni's result cache.
 """
 
@@ -21,9 +21,9 @@ from metacni.engine.chain import ChainRunner, RuntimeConf
 from metacni.engine.invoke import Invoker
 from metacni.engine.registry import Registry
 from metacni.meta.install import write_node_config
-from metacni.shim import OP_STATUS, call_daemon
 from metacni.spec.args import CniArgs
 from metacni.spec.config import NetworkList, conf_files, network_list_from_file
+from metacni.testing.daemon import readiness
 from metacni.testing.traffic import in_netns
 
 from .host import SimError, netns_path
@@ -52,7 +52,7 @@ class NodeRuntime:
             (root / sub).mkdir(parents=True, exist_ok=True)
         (rt.conf_dir / "10-podnet.conflist").write_text(
             json.dumps(primary_conflist(node, root / "ipam", backend), indent=2))
-        install_shim(rt.bin_dir, interpreter=f"{sys.executable} -S")
+        install_shim(rt.bin_dir)
         write_node_config(rt.conf_dir, kubeconfig=str(kubeconfig), cni_dir=str(root / "cni"),
                           bin_dir=str(rt.bin_dir), extra={"daemonSocket": rt.socket})
         return rt
@@ -90,8 +90,7 @@ class NodeRuntime:
         return text
 
     def status(self) -> dict[str, Any]:
-        _, out, _ = call_daemon(self.socket, OP_STATUS, {}, b"", 2.0, 2.0)
-        return dict(json.loads(out))
+        return readiness(self.socket)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -1,15 +1,19 @@
 """Start a ``metacni daemon`` process (optionally inside a node netns) and drive the shim.
 
-Used by tests and bench/. Every daemon started here is killed by ``stop``/``kill``; the
-``daemon_proc`` context manager guarantees it even when the test fails.
+Used by tests, bench/ and the demo. Every daemon started here is killed by ``stop``/``kill``;
+the ``daemon_proc`` context manager guarantees it even when the test fails. ``run_shim`` execs
+the static shim binary (:func:`metacni.shimbin.path`) as a runtime does; ``unix_http`` is a
+plain HTTP/1.1 client on the daemon's unix socket (protocol v1) for readiness and raw requests.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,9 +22,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metacni.shim import OP_STATUS, call_daemon
+from metacni import shimbin
 
-SHIM = str(Path(__file__).resolve().parents[1] / "shim.py")
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("metacni", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def unix_http(path: str, method: str, target: str, body: bytes | None = None,
+              headers: Mapping[str, str] | None = None, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    """One request on the unix socket ``path`` -> (status, headers lower-cased, body); OSError
+    when nothing listens there."""
+    conn = _UnixConnection(path, timeout)
+    try:
+        conn.request(method, target, body=body, headers=dict(headers or {}))
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def readiness(path: str, timeout: float = 2.0) -> dict[str, Any]:
+    """The daemon's readiness state (GET /readyz); OSError when it is not serving."""
+    _, _, body = unix_http(path, "GET", "/readyz", timeout=timeout)
+    return dict(json.loads(body))
 
 
 @dataclass
@@ -33,8 +70,7 @@ class DaemonProc:
 
     def status(self, timeout: float = 2.0) -> dict[str, Any]:
         """The daemon's readiness state; OSError when it is not serving."""
-        _, out, _ = call_daemon(self.socket, OP_STATUS, {}, b"", timeout, timeout)
-        return dict(json.loads(out))
+        return readiness(self.socket, timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -119,11 +155,29 @@ def daemon_proc(workdir: str | os.PathLike[str], **kwargs: Any) -> Iterator[Daem
         d.kill()
 
 
-def run_shim(env: Mapping[str, str], stdin: bytes, *, python: str = sys.executable, flags: Sequence[str] = (),
-             netns: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]:
-    """Run the shim file as the runtime would (a fresh process, CNI env, config on stdin)."""
-    cmd = [python, *flags, SHIM]
+def run_shim(env: Mapping[str, str], stdin: bytes, *, netns: str | None = None,
+             timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]:
+    """Exec the static shim as the runtime would (a fresh process, CNI env, config on stdin)."""
+    cmd = [str(shimbin.path())]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
     full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
     return subprocess.run(cmd, input=stdin, env=full_env, capture_output=True, timeout=timeout, cwd="/")
+
+
+def install_console_plugin(bin_dir: str | os.PathLike[str], name: str = "metacni", *,
+                           aliases: Sequence[str] = (), python: str = sys.executable) -> Path:
+    """Put ``metacni`` the console script (a complete CNI plugin that runs the call in-process:
+    standalone mode, no daemon) into ``bin_dir`` as ``name`` plus symlinked ``aliases``, the way a
+    host with the package installed (dev machine, podman, cnitool) uses it. A two-line launcher for
+    this test interpreter, written atomically."""
+    from metacni.engine.cache import atomic_write
+
+    target = Path(bin_dir) / name
+    script = f'#!/bin/sh\nexec {python} -m metacni "$@"\n'.encode()
+    atomic_write(target, script, mode=0o755, dir_mode=0o755, durable=False)
+    for alias in aliases:
+        link = Path(bin_dir) / alias
+        link.unlink(missing_ok=True)
+        link.symlink_to(name)
+    return target

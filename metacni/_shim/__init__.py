@@ -1,0 +1,1 @@
+"""Holds the compiled binDir shim, ``metacni-shim`` (built from shim/metacni-shim.c by setup.py)."""

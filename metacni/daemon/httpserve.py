@@ -1,0 +1,491 @@
+"""A small, bounded HTTP/1.1 server: one request per connection, built to survive its clients.
+
+Used twice by the daemon: the CNI unix socket (:mod:`metacni.daemon.server`) and the TCP
+probe/metrics port (:mod:`metacni.daemon.health`). Its contracts:
+
+- **One I/O thread** accepts and reads every connection (non-blocking, ``selectors``), parsing
+  with ``h11``. A client that connects and never sends costs a file descriptor and a buffer,
+  not a thread; it is closed when ``read_timeout`` passes (head and body included).
+- **Bounded**: at most ``max_connections`` are open; beyond that the listening socket is not
+  polled, so further clients wait in the kernel's listen backlog. Complete requests wait in a
+  queue of ``queue_size`` for one of at most ``workers`` threads (started on demand); a full
+  queue is answered 503 at once.
+- **Early refusals**: a peer ``accept_peer`` refuses is closed unanswered; a body larger than
+  ``max_body`` is answered 413 from its ``Content-Length`` alone, before any of it is read.
+- **Survives**: every error of the accept loop (``EMFILE``, a thread that cannot start, a bug)
+  is logged and counted, and the loop backs off and goes on. :meth:`HTTPServer.healthy` turns
+  false if the loop ended anyway, for ``/healthz``.
+- Answers are written with a ``write_timeout``; every answer closes the connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import http
+import logging
+import select
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import h11
+
+log = logging.getLogger(__name__)
+MAX_HEAD = 64 * 1024
+# Answers written by the I/O thread itself (probes, refusals) are a few hundred bytes, which a
+# fresh socket's buffer always takes; this only bounds a pathological case.
+IO_THREAD_WRITE = 0.5
+
+
+@dataclass(frozen=True)
+class Limits:
+    read_timeout: float = 10.0  # from accept until the whole request (head and body) is in
+    write_timeout: float = 10.0  # for writing the answer
+    max_connections: int = 512  # open connections, idle ones included
+    workers: int = 32  # threads running requests
+    queue_size: int = 256  # complete requests waiting for a worker
+    backlog: int = 256
+    max_body: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Request:
+    """A complete request. ``client_gone`` polls the connection: True once the client closed it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    peer: tuple[int, int, int] | None  # (pid, uid, gid) on a unix socket
+    sock: socket.socket = field(repr=False)
+    state: Any = None  # for the routes (set by ``Routes.received``)
+
+    def client_gone(self) -> bool:
+        """True when the client has closed its end (POLLHUP/POLLERR). A client that only
+        half-closed (``shutdown(SHUT_WR)`` after sending) still waits for the answer."""
+        try:
+            p = select.poll()
+            p.register(self.sock, select.POLLHUP | select.POLLERR)
+            return any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in p.poll(0))
+        except (OSError, ValueError):
+            return True
+
+
+class Routes(Protocol):
+    """What a server serves. ``head`` sees the request line and headers as soon as they are in
+    (return a Reply to answer at once without reading the body); ``inline`` says whether
+    ``handle`` is cheap enough to run on the I/O thread; ``received`` runs on the I/O thread
+    once the request is complete and before it is queued (ordering bookkeeping)."""
+
+    def head(self, method: str, path: str, headers: dict[str, str]) -> Reply | None: ...
+
+    def inline(self, method: str, path: str) -> bool: ...
+
+    def received(self, request: Request) -> None: ...
+
+    def handle(self, request: Request) -> Reply: ...
+
+    def unavailable(self, why: str) -> Reply: ...
+
+    def too_large(self, limit: int) -> Reply: ...
+
+
+Events = Callable[[str], None]  # counts named events: "refused_peer", "read_timeout", ...
+
+
+def encode_reply(reply: Reply, extra: tuple[tuple[str, str], ...] = ()) -> bytes:
+    try:
+        phrase = http.HTTPStatus(reply.status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    lines = [f"HTTP/1.1 {reply.status} {phrase}", f"Content-Type: {reply.content_type}",
+             f"Content-Length: {len(reply.body)}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (*extra, *reply.headers)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + reply.body
+
+
+class _Conn:
+    __slots__ = ("sock", "peer", "deadline", "parser", "request", "body", "content_length")
+
+    def __init__(self, sock: socket.socket, peer: tuple[int, int, int] | None, deadline: float) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.deadline = deadline
+        self.parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.request: h11.Request | None = None
+        self.body = bytearray()
+
+
+class _Pool:
+    """At most ``size`` worker threads, started on demand; a failed start is retried later."""
+
+    def __init__(self, size: int, queue_size: int, run: Callable[[Any], None],
+                 thread_factory: Callable[..., threading.Thread], events: Events) -> None:
+        self.size = max(1, size)
+        self.queue_size = max(1, queue_size)
+        self._run = run
+        self._factory = thread_factory
+        self._events = events
+        self._cond = threading.Condition()
+        self._jobs: deque[Any] = deque()
+        self._threads = 0
+        self._idle = 0
+        self._stopping = False
+        self.retry_at = 0.0  # monotonic time of the next start attempt after a failure
+        self._backoff = 0.0
+
+    def submit(self, job: Any) -> bool:
+        with self._cond:
+            if len(self._jobs) >= self.queue_size:
+                return False
+            self._jobs.append(job)
+            self._cond.notify()
+        self.grow()
+        return True
+
+    def grow(self) -> None:
+        """Start a worker when jobs wait and none is idle (called again by the I/O loop)."""
+        with self._cond:
+            if (not self._jobs or self._idle >= len(self._jobs) or self._threads >= self.size
+                    or time.monotonic() < self.retry_at):
+                return
+            self._threads += 1
+        try:
+            self._factory(target=self._worker, name="cni-worker", daemon=True).start()
+        except Exception as exc:  # RuntimeError "can't start new thread", MemoryError, ...
+            with self._cond:
+                self._threads -= 1
+                self._backoff = min(1.0, self._backoff * 2 or 0.05)
+                self.retry_at = time.monotonic() + self._backoff
+            self._events("thread_start_failed")
+            log.warning("could not start a worker thread, retrying in %.2fs: %s", self._backoff, exc)
+        else:
+            self._backoff = 0.0
+
+    def waiting(self) -> bool:
+        with self._cond:
+            return bool(self._jobs) and self._idle < len(self._jobs)
+
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                self._idle += 1
+                self._cond.wait_for(lambda: self._jobs or self._stopping)
+                self._idle -= 1
+                if not self._jobs:
+                    self._threads -= 1
+                    self._cond.notify_all()
+                    return
+                job = self._jobs.popleft()
+            try:
+                self._run(job)
+            except Exception:
+                log.exception("worker failed")
+
+    def drain(self) -> list[Any]:
+        """Stop: jobs not started yet are returned (to be answered "unavailable")."""
+        with self._cond:
+            self._stopping = True
+            jobs = list(self._jobs)
+            self._jobs.clear()
+            self._cond.notify_all()
+            return jobs
+
+
+class HTTPServer:
+    """Serve ``routes`` on a listening socket (already bound and listening)."""
+
+    def __init__(self, sock: socket.socket, routes: Routes, limits: Limits, *, name: str = "http",
+                 accept_peer: Callable[[socket.socket], tuple[bool, tuple[int, int, int] | None]] | None = None,
+                 events: Events | None = None, extra_headers: tuple[tuple[str, str], ...] = (),
+                 thread_factory: Callable[..., threading.Thread] = threading.Thread) -> None:
+        self.sock = sock
+        self.routes = routes
+        self.limits = limits
+        self.name = name
+        self.accept_peer = accept_peer
+        self.events: Events = events or (lambda _name: None)
+        self.extra_headers = extra_headers
+        self._thread_factory = thread_factory
+        self._pool = _Pool(limits.workers, limits.queue_size, self._serve_job, thread_factory, self.events)
+        self._sel = selectors.DefaultSelector()
+        self._conns: dict[int, _Conn] = {}
+        self._open = 0  # connections accepted and not closed yet (in the selector or in a worker)
+        self._open_lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._stop = threading.Event()
+        self._listening = False
+        self._accept_backoff = 0.0
+        self._accept_paused_until = 0.0
+        self._busy = threading.Condition()
+        self._in_worker = 0
+        self.loop_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name=f"{name}-io", daemon=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.sock.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._thread.start()
+
+    def healthy(self) -> bool:
+        """True while the I/O loop runs (it accepts and reads every connection)."""
+        return self._thread.is_alive() and not self._stop.is_set() and self.loop_error is None
+
+    def stop(self, grace: float) -> bool:
+        """Stop accepting, answer queued requests "unavailable", wait up to ``grace`` seconds for
+        requests in flight. True when none is left."""
+        self._stop.set()
+        self._wakeup()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(max(grace, 1.0))
+        for job in self._pool.drain():
+            self._answer(job.sock, self.routes.unavailable("the daemon is shutting down"))
+            self._closed()
+        with self._busy:
+            ok = self._busy.wait_for(lambda: self._in_worker == 0, timeout=grace)
+        self._wake_r.close()
+        self._wake_w.close()
+        return ok
+
+    def _wakeup(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def _closed(self) -> None:
+        with self._open_lock:
+            self._open -= 1
+        self._wakeup()
+
+    # ------------------------------------------------------------------ the I/O loop
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._tick()
+                except Exception as exc:  # the loop must survive anything
+                    self.events("loop_error")
+                    log.exception("%s: I/O loop error (continuing): %s", self.name, exc)
+                    self._stop.wait(0.05)
+        except BaseException as exc:
+            self.loop_error = exc
+            log.critical("%s: I/O loop died: %r", self.name, exc)
+            raise
+        finally:
+            for conn in list(self._conns.values()):
+                self._drop(conn)
+            with contextlib.suppress(Exception):
+                self._sel.close()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self._update_listening(now)
+        self._pool.grow()
+        timeout = 1.0
+        if self._conns:
+            timeout = min(timeout, max(0.0, min(c.deadline for c in self._conns.values()) - now))
+        if self._accept_paused_until > now:
+            timeout = min(timeout, self._accept_paused_until - now)
+        if self._pool.waiting():
+            timeout = min(timeout, max(0.01, self._pool.retry_at - now))
+        for key, _ in self._sel.select(timeout):
+            if key.data == "wake":
+                with contextlib.suppress(OSError):
+                    while self._wake_r.recv(4096):
+                        pass
+            elif key.data == "listen":
+                self._accept()
+            else:
+                self._readable(key.data)
+        now = time.monotonic()
+        for conn in [c for c in self._conns.values() if c.deadline <= now]:
+            self.events("read_timeout")
+            log.info("%s: closing a connection that sent no complete request in %gs", self.name,
+                     self.limits.read_timeout, extra={"peer": conn.peer})
+            self._reply_and_drop(conn, Reply(408, b"request not received in time\n", "text/plain"))
+
+    def _update_listening(self, now: float) -> None:
+        with self._open_lock:
+            room = self._open < self.limits.max_connections
+        want = room and now >= self._accept_paused_until
+        if want and not self._listening:
+            self._sel.register(self.sock, selectors.EVENT_READ, "listen")
+            self._listening = True
+        elif not want and self._listening:
+            self._sel.unregister(self.sock)
+            self._listening = False
+
+    def _accept(self) -> None:
+        for _ in range(64):  # a burst, then back to the other connections
+            with self._open_lock:
+                if self._open >= self.limits.max_connections:
+                    return
+            try:
+                conn, _ = self.sock.accept()
+            except BlockingIOError:
+                self._accept_backoff = 0.0
+                return
+            except OSError as exc:
+                # EMFILE/ENFILE/ENOBUFS/ENOMEM: the pending connection stays in the backlog;
+                # stop polling the listener for a while instead of spinning on it.
+                self._accept_backoff = min(1.0, self._accept_backoff * 2 or 0.05)
+                self._accept_paused_until = time.monotonic() + self._accept_backoff
+                self.events("accept_error")
+                log.warning("%s: accept failed (%s), pausing %.2fs", self.name,
+                            errno.errorcode.get(exc.errno or 0, exc), self._accept_backoff)
+                return
+            self._admit(conn)
+
+    def _admit(self, conn: socket.socket) -> None:
+        peer = None
+        try:
+            if self.accept_peer is not None:
+                ok, peer = self.accept_peer(conn)
+                if not ok:
+                    self.events("refused_peer")
+                    log.warning("%s: refused a connection from %s", self.name,
+                                f"pid {peer[0]} uid {peer[1]}" if peer else "an unknown peer")
+                    conn.close()
+                    return
+            conn.setblocking(False)
+            c = _Conn(conn, peer, time.monotonic() + self.limits.read_timeout)
+            self._sel.register(conn, selectors.EVENT_READ, c)
+        except Exception:
+            conn.close()
+            raise
+        self._conns[conn.fileno()] = c
+        with self._open_lock:
+            self._open += 1
+
+    def _readable(self, c: _Conn) -> None:
+        try:
+            data = c.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop(c)
+            return
+        try:
+            c.parser.receive_data(data)
+            while True:
+                event = c.parser.next_event()
+                if event is h11.NEED_DATA:
+                    if not data:  # EOF before a complete request
+                        self._drop(c)
+                    return
+                if isinstance(event, h11.Request):
+                    c.request = event
+                    early = self._head(event)
+                    if early is not None:
+                        self._reply_and_drop(c, early)
+                        return
+                elif isinstance(event, h11.Data):
+                    c.body += event.data
+                    if len(c.body) > self.limits.max_body:
+                        self._reply_and_drop(c, self._too_large())
+                        return
+                elif isinstance(event, h11.EndOfMessage):
+                    self._complete(c)
+                    return
+                elif isinstance(event, h11.ConnectionClosed):
+                    self._drop(c)
+                    return
+                else:  # PAUSED: a second request pipelined; we answer only the first
+                    self._complete(c)
+                    return
+        except h11.RemoteProtocolError as exc:
+            self.events("bad_request")
+            self._reply_and_drop(c, Reply(exc.error_status_hint, f"bad request: {exc}\n".encode(), "text/plain"))
+
+    def _head(self, event: h11.Request) -> Reply | None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.limits.max_body:
+            return self._too_large()
+        method, path = event.method.decode("latin-1"), event.target.decode("latin-1").split("?", 1)[0]
+        return self.routes.head(method, path, headers)
+
+    def _too_large(self) -> Reply:
+        self.events("too_large")
+        return self.routes.too_large(self.limits.max_body)
+
+    def _complete(self, c: _Conn) -> None:
+        self._sel.unregister(c.sock)
+        del self._conns[c.sock.fileno()]
+        assert c.request is not None
+        req = Request(c.request.method.decode("latin-1"), c.request.target.decode("latin-1").split("?", 1)[0],
+                      {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in c.request.headers},
+                      bytes(c.body), c.peer, c.sock)
+        if self.routes.inline(req.method, req.path):
+            self._finish(req, timeout=IO_THREAD_WRITE)
+            return
+        self.routes.received(req)
+        if not self._pool.submit(req):
+            self.events("queue_full")
+            log.warning("%s: request queue full, answering 503", self.name)
+            self._finish(req, self.routes.unavailable("the daemon is busy (request queue full)"), IO_THREAD_WRITE)
+
+    def _finish(self, req: Request, reply: Reply | None = None, timeout: float | None = None) -> None:
+        if reply is None:
+            try:
+                reply = self.routes.handle(req)
+            except Exception as exc:
+                log.exception("%s: handler failed", self.name)
+                reply = Reply(500, f"internal error: {type(exc).__name__}\n".encode(), "text/plain")
+        self._answer(req.sock, reply, timeout=timeout)
+        self._closed()
+
+    def _reply_and_drop(self, c: _Conn, reply: Reply) -> None:
+        self._answer(c.sock, reply, keep=True, timeout=IO_THREAD_WRITE)
+        self._drop(c)
+
+    def _drop(self, c: _Conn) -> None:
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._sel.unregister(c.sock)
+        self._conns.pop(c.sock.fileno(), None)
+        c.sock.close()
+        with self._open_lock:
+            self._open -= 1
+
+    def _answer(self, sock: socket.socket, reply: Reply, keep: bool = False, timeout: float | None = None) -> None:
+        """Write the whole answer within ``write_timeout`` (or ``timeout``), then close (unless
+        ``keep``)."""
+        data = encode_reply(reply, self.extra_headers)
+        try:
+            sock.settimeout(min(self.limits.write_timeout, timeout or self.limits.write_timeout))
+            sock.sendall(data)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:  # the client went away or does not read: nothing to tell it
+            self.events("write_failed")
+            log.info("%s: could not send the answer: %s", self.name, exc)
+        finally:
+            if not keep:
+                sock.close()
+
+    # ------------------------------------------------------------------ workers
+    def _serve_job(self, req: Request) -> None:
+        with self._busy:
+            self._in_worker += 1
+        try:
+            self._finish(req)
+        finally:
+            with self._busy:
+                self._in_worker -= 1
+                self._busy.notify_all()
