@@ -5,6 +5,8 @@ error rather than silently dropped, so the test runs the containers exactly as t
 says: command/args, env (values and ``fieldRef`` spec.nodeName), hostPath volumes (with their
 ``type``: DirectoryOrCreate/FileOrCreate are created first), mountPropagation, readOnly,
 hostNetwork, hostPID, securityContext (privileged, capabilities add/drop) and exec probes.
+Nothing here touches the filesystem: :attr:`PodmanContainer.host_paths` lists what kubelet
+would create (DirectoryOrCreate/FileOrCreate), for the caller to create where podman runs.
 What kubelet adds on its own (the service-account mount and KUBERNETES_SERVICE_HOST/PORT) is
 passed in by the caller as ``extra_volumes``/``extra_env``.
 """
@@ -39,6 +41,7 @@ class PodmanContainer:
     options: list[str] = field(default_factory=list)
     argv: list[str] = field(default_factory=list)
     probes: dict[str, list[str]] = field(default_factory=dict)  # "liveness"/"readiness" -> exec argv
+    host_paths: list[tuple[str, str]] = field(default_factory=list)  # (path, "Directory" | "File") to create
 
     def run_args(self, container_name: str, image: str | None = None, *, detach: bool) -> list[str]:
         """``podman run`` arguments; ``image`` replaces the manifest's (the test's build tag)."""
@@ -86,7 +89,8 @@ def _security(container: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _volumes(container: Mapping[str, Any], volumes: Mapping[str, Any], root: Path) -> list[str]:
+def _volumes(container: Mapping[str, Any], volumes: Mapping[str, Any],
+             create: list[tuple[str, str]]) -> list[str]:
     out: list[str] = []
     for mount in container.get("volumeMounts") or []:
         volume = volumes[mount["name"]]
@@ -94,12 +98,8 @@ def _volumes(container: Mapping[str, Any], volumes: Mapping[str, Any], root: Pat
         if host_path is None:
             raise Unsupported(f"volume {mount['name']}: only hostPath volumes are supported")
         path, kind = host_path["path"], host_path.get("type", "")
-        on_host = root / path.lstrip("/")  # root is "/" in the node test's private mount namespace
-        if kind == "DirectoryOrCreate":
-            on_host.mkdir(parents=True, exist_ok=True, mode=0o755)
-        elif kind == "FileOrCreate" and not on_host.exists():
-            on_host.parent.mkdir(parents=True, exist_ok=True)
-            on_host.touch(mode=0o644)
+        if kind in ("DirectoryOrCreate", "FileOrCreate"):
+            create.append((path, kind.removesuffix("OrCreate")))
         elif kind not in ("", "Directory", "File", "Socket"):
             raise Unsupported(f"hostPath type {kind}")
         opts = ["ro" if mount.get("readOnly") else "rw", PROPAGATION[mount.get("mountPropagation")]]
@@ -115,9 +115,8 @@ def _probe(probe: Mapping[str, Any] | None) -> list[str] | None:
     return [str(a) for a in probe["exec"]["command"]]
 
 
-def containers(ds: Mapping[str, Any], *, node_name: str, root: str | os.PathLike[str] = "/",
-               extra_volumes: Sequence[str] = (), extra_env: Mapping[str, str] | None = None,
-               ) -> dict[str, PodmanContainer]:
+def containers(ds: Mapping[str, Any], *, node_name: str, extra_volumes: Sequence[str] = (),
+               extra_env: Mapping[str, str] | None = None) -> dict[str, PodmanContainer]:
     """The pod template's init containers and containers by name, in order (init first)."""
     spec = ds["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in spec.get("volumes") or []}
@@ -139,8 +138,9 @@ def containers(ds: Mapping[str, Any], *, node_name: str, root: str | os.PathLike
         argv = [*(c.get("command") or []), *(c.get("args") or [])]
         if not argv:
             raise Unsupported(f"container {c['name']}: no command (the image has no entrypoint)")
-        opts = [*pod_opts, *_security(c), *_env(c, node_name), *_volumes(c, volumes, Path(root)), *kubelet]
+        create: list[tuple[str, str]] = []
+        opts = [*pod_opts, *_security(c), *_env(c, node_name), *_volumes(c, volumes, create), *kubelet]
         probes = {kind: argv_ for kind in ("liveness", "readiness")
                   if (argv_ := _probe(c.get(f"{kind}Probe"))) is not None}
-        out[c["name"]] = PodmanContainer(c["name"], c["image"], opts, [str(a) for a in argv], probes)
+        out[c["name"]] = PodmanContainer(c["name"], c["image"], opts, [str(a) for a in argv], probes, create)
     return out

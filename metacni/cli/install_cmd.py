@@ -2,7 +2,8 @@
 
 In the DaemonSet (conf/daemonset.yaml) host paths are mounted at identical paths, so the
 defaults are the node's paths and nothing is translated. By default the shim is the package's
-static binary (``metacni.shimbin``; the image passes its build stage's binary as ``--source``), copied by temp file + rename (no "text file busy")."""
+static binary (``metacni.shimbin``; the image passes its build stage's binary as ``--source``),
+copied by temp file + fsync + rename (no "text file busy")."""
 
 from __future__ import annotations
 

@@ -258,5 +258,5 @@ def _runs_metacni(path: Path) -> bool:
         return False
     if not isinstance(data, dict):
         return False
-    plugins = data.get("plugins") if isinstance(data.get("plugins"), list) else [data]
+    plugins = data["plugins"] if isinstance(data.get("plugins"), list) else [data]
     return any(isinstance(p, dict) and p.get("type") == META_TYPE for p in plugins)

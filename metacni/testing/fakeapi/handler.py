@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import queue
 import select
 import socket
@@ -291,7 +292,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _check_auth(self) -> None:
         api = self.server.api
-        if api.require_auth and self.headers.get("Authorization") != f"Bearer {api.token}":
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        # the scheme is case-insensitive (RFC 7235); the in-cluster loader sends "bearer"
+        if api.require_auth and (scheme.lower() != "bearer" or token != api.token):
             raise ApiError(401, "Unauthorized", "Unauthorized")
 
     def _send_json(self, code: int, doc: Any, headers: dict[str, str] | None = None) -> None:
@@ -387,7 +390,11 @@ class Handler(BaseHTTPRequestHandler):
         """True once the client closed its end (it stopped watching); checked while idle."""
         try:
             readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            if not readable:
+                return False
+            # peek at the TCP stream itself (an SSLSocket refuses MSG_PEEK): EOF there is a hang-up
+            with socket.socket(fileno=os.dup(self.connection.fileno())) as raw:
+                return raw.recv(1, socket.MSG_PEEK) == b""
         except OSError:
             return True
 
