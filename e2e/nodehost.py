@@ -57,8 +57,11 @@ runtime = "runc"
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
-def storage_conf(path: Path, runroot: str) -> Path:
-    path.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{CACHE / "storage"}"\nrunroot = "{runroot}"\n')
+def storage_conf(path: Path, graphroot: Path, runroot: str, image_store: Path | None = None) -> Path:
+    """``image_store``: a read-only additional image store (the cached images), so containers
+    live in a graphroot of their own and never meet another run's container records."""
+    extra = f'\n[storage.options]\nadditionalimagestores = ["{image_store}"]\n' if image_store else ""
+    path.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{graphroot}"\nrunroot = "{runroot}"\n{extra}')
     return path
 
 
@@ -81,7 +84,8 @@ def build_image(work: Path, tag: str, *build_args: str) -> float:
     A lock keeps parallel runs from building the same image twice."""
     CACHE.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, **podman_conf(work), METACNI_IMAGE_CACHE=str(CACHE / "base"),
-               CONTAINERS_STORAGE_CONF=str(storage_conf(work / "storage-build.conf", str(work / "build-run"))))
+               CONTAINERS_STORAGE_CONF=str(storage_conf(work / "storage-build.conf", CACHE / "storage",
+                                                        str(CACHE / "run"))))
     start = time.monotonic()
     with open(CACHE / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -116,7 +120,8 @@ class Node:
         self.mnt = f"/proc/{self.holder.pid}/ns/mnt"
         self.net = f"/proc/{self.holder.pid}/ns/net"
         self.env = podman_conf(work)
-        self.env["CONTAINERS_STORAGE_CONF"] = str(storage_conf(work / "storage.conf", "/run/podman-storage"))
+        self.env["CONTAINERS_STORAGE_CONF"] = str(storage_conf(work / "storage.conf", work / "graph",
+                                                               "/run/podman-storage", CACHE / "storage"))
 
     def argv(self, *cmd: str) -> list[str]:
         return ["nsenter", f"--mount={self.mnt}", f"--net={self.net}", *cmd]

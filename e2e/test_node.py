@@ -19,6 +19,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -248,3 +249,113 @@ def test_daemonset_serves_cnitool_pods_through_the_static_shim(cluster: Cluster)
     delete = c.cni("del", pod, netns)
     assert delete.returncode == 0, delete.stderr
     assert c.links(netns) == {"lo"} and c.leases() == []
+
+
+class Churn(threading.Thread):
+    """Pods created and deleted back to back through the runtime, as kubelet would: an ADD
+    answered with code 11 is retried (kubelet's behaviour), anything else is a failure."""
+
+    def __init__(self, c: Cluster, networks: str = "net-a") -> None:
+        super().__init__(daemon=True)
+        self.c, self.networks = c, networks
+        self.stop_event = threading.Event()
+        self.failures: list[str] = []
+        self.retries = 0
+        self.done: list[str] = []  # netns of pods added and deleted
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            with self.lock:
+                pod, netns = self.c.new_pod(self.networks)
+            while True:
+                add = self.c.cni("add", pod, netns)
+                if add.returncode == 0:
+                    break
+                if "code 11" not in add.stderr:
+                    self.failures.append(f"ADD {pod}: {add.stderr.strip()}")
+                    break
+                self.retries += 1
+                if self.stop_event.wait(0.3):  # kubelet backs off too
+                    break
+            delete = self.c.cni("del", pod, netns)
+            if delete.returncode != 0:
+                self.failures.append(f"DEL {pod}: {delete.stderr.strip()}")
+            if "text file busy" in (add.stderr + delete.stderr).lower():
+                self.failures.append(f"{pod}: text file busy")
+            self.done.append(netns)
+
+    def finish(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=300)
+        assert not self.is_alive()
+
+
+def test_daemon_restart_roll_and_uninstall_under_churn(cluster: Cluster) -> None:
+    c, work = cluster, cluster.node.work
+    image = c.image  # type: ignore[attr-defined]
+    c.run_init(image)
+    c.start_daemon(image)
+    pending = work / "var-lib-cni" / "metacni" / "pending-del"
+    churn = Churn(c)
+    churn.start()
+    try:
+        wait_for("pods created before the restart", lambda: len(churn.done) >= 2, deadline=120)
+        pod, netns = c.new_pod("net-a,net-b")
+        assert c.cni("add", pod, netns).returncode == 0
+        # stop the daemon: ADDs get code 11, a DEL is recorded and exits 0
+        c.stop_daemon(remove=False)
+        log.info("daemon stopped")
+        down = c.cni("add", *c.new_pod())
+        assert down.returncode == 1 and "code 11" in down.stderr, down.stderr
+        delete = c.cni("del", pod, netns)
+        assert delete.returncode == 0, delete.stderr
+        records = sorted(p.name for p in pending.glob("*.json"))
+        assert f"cid-{pod}.eth0.json" in records, records
+        assert {"eth0", "net1", "net2"} <= c.links(netns)  # not carried out yet
+        wait_for("a churn ADD answered with code 11", lambda: churn.retries > 0, deadline=60)
+        # start it again: the recorded DELs are carried out before it serves
+        c.node.podman("start", c.cname("daemon"))
+        c.wait_ready()
+        log.info("daemon started again")
+        assert not list(pending.glob("*.json"))
+        assert c.links(netns) == {"lo"}
+        # roll to a rebuilt image tag while pods keep coming
+        rolled = f"{image}-roll"
+        log.info("image %s built in %.1f s", rolled,
+                 nodehost.build_image(work, rolled, "--build-arg", "METACNI_BUILD=roll"))
+        before = len(churn.done)
+        c.stop_daemon()
+        c.run_init(rolled)
+        c.start_daemon(rolled)
+        log.info("rolled to %s", rolled)
+        wait_for("pods created after the roll", lambda: len(churn.done) >= before + 2, deadline=120)
+    finally:
+        churn.finish()
+    log.info("churn: %d pods, %d code-11 retries, failures %s", len(churn.done), churn.retries, churn.failures)
+    assert churn.failures == []
+    assert churn.retries > 0
+    # nothing leaked: every pod's netns is empty again and every lease is released
+    for ns in churn.done:
+        assert c.links(ns) == {"lo"}, ns
+    assert c.leases() == []
+    assert not list(pending.glob("*.json"))
+
+    # uninstall, as conf/uninstall.yaml runs it once the DaemonSet is gone
+    c.stop_daemon()
+    uninstall = manifest_podman.containers(manifest_podman.load_daemonset(REPO / "conf" / "uninstall.yaml"),
+                                           node_name=c.node_name)["uninstall"]
+    log.info("uninstall: %s", uninstall.describe(c.cname("uninstall"), image, detach=False))
+    out = c.node.podman(*uninstall.run_args(c.cname("uninstall"), image, detach=False)).stdout
+    log.info("uninstall: %s", out.strip())
+    assert not (work / "etc-cni-net.d" / "00-metacni.conf").exists()
+    assert c.node.run("test", "-e", "/opt/cni/bin/metacni", check=False).returncode == 1
+    # the runtime's next pod uses the primary directly (its NADs are not attached: no metacni)
+    pod, netns = c.new_pod("net-a,net-b")
+    add = c.cni("add", pod, netns)
+    assert add.returncode == 0, add.stderr
+    assert json.loads(add.stdout)["ips"][0]["address"].startswith("10.99.0.")
+    assert c.links(netns) == {"lo", "eth0"}
+    assert NETWORK_STATUS not in (c.api.get_pod("default", pod)["metadata"].get("annotations") or {})
+    assert c.cni("del", pod, netns).returncode == 0
+    assert c.leases() == []

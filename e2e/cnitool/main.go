@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/sha512"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,7 +28,8 @@ import (
 // exit reports err on stderr; a plugin's CNI error also as "cnitool: code N: ..." so callers
 // can tell "try again later" (11) from a failure.
 func exit(err error) {
-	if cniErr, ok := err.(*types.Error); ok {
+	var cniErr *types.Error
+	if errors.As(err, &cniErr) {
 		fmt.Fprintf(os.Stderr, "cnitool: code %d: %v\n", cniErr.Code, err)
 	} else {
 		fmt.Fprintf(os.Stderr, "cnitool: %v\n", err)
