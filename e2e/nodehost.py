@@ -177,3 +177,61 @@ def tools_missing() -> str:
     if not Path("/usr/lib/cni/bridge").exists():
         return "containernetworking-plugins is not installed"
     return ""
+
+
+BUSYBOX = "/bin/busybox"  # Debian's busybox-static
+
+
+def busybox_oci(node: Node, name: str = "localhost/mcbusy:latest") -> Path:
+    """A one-binary image (busybox-static) as an OCI archive, made with the node's podman."""
+    import tarfile
+
+    root = node.work / "busybox-root"
+    (root / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy(BUSYBOX, root / "bin" / "busybox")
+    for applet in ("sh", "ip", "sleep", "cat"):
+        link = root / "bin" / applet
+        if not link.is_symlink():
+            link.symlink_to("busybox")
+    tar_path = node.work / "busybox.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(root, arcname=".")
+    node.podman("import", str(tar_path), name)
+    out = node.work / "busybox-oci.tar"
+    node.podman("save", "--format", "oci-archive", "-o", str(out), name)
+    return out
+
+
+class Containerd:
+    """A private containerd in the node: own root (test dir), state and socket (node's /run)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.sock = "/run/containerd-e2e/containerd.sock"
+        conf = node.work / "containerd.toml"
+        conf.write_text(f"""version = 2
+root = "{node.work / 'containerd-root'}"
+state = "/run/containerd-e2e/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+                    "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "{self.sock}"
+[ttrpc]
+  address = "{self.sock}.ttrpc"
+""")
+        self.log = open(node.work / "containerd.log", "w")  # noqa: SIM115 - closed in stop()
+        self.proc = node.popen("containerd", "--config", str(conf), stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for("containerd's socket", lambda: self.ctr("version", check=False).returncode == 0, deadline=60)
+
+    def ctr(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return self.node.run("ctr", "-a", self.sock, *args, check=check, timeout=timeout)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()

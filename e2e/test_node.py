@@ -363,3 +363,25 @@ def test_daemon_restart_roll_and_uninstall_under_churn(cluster: Cluster) -> None
     assert NETWORK_STATUS not in (c.api.get_pod("default", pod)["metadata"].get("annotations") or {})
     assert c.cni("del", pod, netns).returncode == 0
     assert c.leases() == []
+
+
+def test_containerd_ctr_run_cni_through_the_installed_shim(cluster: Cluster) -> None:
+    """containerd's `ctr run --cni` reads /etc/cni/net.d and /opt/cni/bin: its container gets the
+    primary as eth0 through the shim and the daemon, and its DEL (netns already gone) cleans up."""
+    c = cluster
+    image = c.image  # type: ignore[attr-defined]
+    c.run_init(image)
+    c.start_daemon(image)
+    archive = nodehost.busybox_oci(c.node)
+    ctrd = nodehost.Containerd(c.node)
+    try:
+        ctrd.ctr("images", "import", "--base-name", "localhost/mcbusy", str(archive))
+        ref = ctrd.ctr("images", "ls", "-q").stdout.split()[0]
+        for n in range(2):
+            run = ctrd.ctr("run", "--rm", "--cni", ref, f"mcctr-{c.suffix}-{n}", "ip", "-o", "-4", "addr", "show",
+                           timeout=180)
+            log.info("ctr run --cni (%d): %s", n, run.stdout.strip())
+            assert "eth0" in run.stdout and "inet 10.99.0." in run.stdout, run.stdout
+            assert c.leases() == [], "ctr's DEL did not release the address"
+    finally:
+        ctrd.stop()
