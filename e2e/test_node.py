@@ -224,7 +224,7 @@ def conf_paths(conf: dict[str, object]) -> list[str]:
     return [str(conf[k]) for k in keys if isinstance(conf.get(k), str) and str(conf[k]).startswith("/")]
 
 
-def test_daemonset_serves_cnitool_pods_through_the_static_shim(cluster: Cluster) -> None:
+def test_daemonset_paths_identical_and_cnitool_pods_with_two_nads(cluster: Cluster) -> None:
     c, work = cluster, cluster.node.work
     image = c.image  # type: ignore[attr-defined]
     log.info("init: %s", c.run_init(image).strip())
@@ -390,3 +390,40 @@ def test_containerd_ctr_run_cni_through_the_installed_shim(cluster: Cluster) -> 
             assert c.leases() == [], "ctr's DEL did not release the address"
     finally:
         ctrd.stop()
+
+
+def test_podman_cni_backend_runs_a_container_through_the_installed_shim(cluster: Cluster) -> None:
+    """podman (CNI backend, a second podman with its own storage) runs a container on metacni:
+    the network's conflist names `type: metacni`, which podman finds in /opt/cni/bin: the shim."""
+    c, work = cluster, cluster.node.work
+    image = c.image  # type: ignore[attr-defined]
+    c.run_init(image)
+    c.start_daemon(image)
+    conf = json.loads((work / "etc-cni-net.d" / "00-metacni.conf").read_text())
+    net_dir = work / "podman-net.d"  # podman's CNI backend reads only .conflist files
+    net_dir.mkdir()
+    plugin = {k: v for k, v in conf.items() if k not in ("cniVersion", "name")}
+    (net_dir / "00-metacni.conflist").write_text(json.dumps(
+        {"cniVersion": conf["cniVersion"], "name": conf["name"], "plugins": [plugin]}))
+    rt_conf = work / "containers-rt.conf"
+    rt_conf.write_text(Path(c.node.env["CONTAINERS_CONF"]).read_text() + f"""[network]
+network_backend = "cni"
+cni_plugin_dirs = ["/opt/cni/bin"]
+network_config_dir = "{net_dir}"
+""")
+    storage = nodehost.storage_conf(work / "storage-rt.conf", work / "graph-rt", "/run/podman-rt",
+                                    nodehost.CACHE / "storage")
+    env = {"CONTAINERS_CONF": str(rt_conf), "CONTAINERS_STORAGE_CONF": str(storage)}
+    nodehost.busybox_oci(c.node)  # imports the image into the node's podman; the runtime one needs its own
+    rt = lambda *a, check=True: c.node.run("podman", *a, env=env, check=check, timeout=180)  # noqa: E731
+    rt("import", str(work / "busybox.tar"), "localhost/mcbusy:latest")
+    try:
+        assert conf["name"] in rt("network", "ls").stdout
+        for n in range(2):
+            out = rt("run", "--rm", "--network", conf["name"], "localhost/mcbusy:latest",
+                     "ip", "-o", "-4", "addr", "show").stdout
+            log.info("podman run --network %s (%d): %s", conf["name"], n, out.strip())
+            assert "eth0" in out and "inet 10.99.0." in out, out
+            assert c.leases() == [], "podman's DEL did not release the address"
+    finally:
+        rt("rm", "-f", "--all", check=False)
