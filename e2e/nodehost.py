@@ -97,9 +97,24 @@ def build_image(work: Path, tag: str, *build_args: str) -> float:
             log.info("build output (tail):\n%s", "\n".join((proc.stdout + proc.stderr).splitlines()[-25:]))
             if proc.returncode != 0:
                 raise AssertionError(f"image build failed:\n{proc.stdout}\n{proc.stderr}")
+            prune_old_images(env)
         else:
             log.info("image %s is cached in %s", tag, CACHE / "storage")
     return time.monotonic() - start
+
+
+def prune_old_images(env: dict[str, str], keep: int = 6) -> None:
+    """Drop all but the newest ``keep`` e2e tags (each source change builds one, and a roll
+    one more) and the layers only they used, so the cache does not grow without bound; the
+    base image and the build cache of the apt steps stay."""
+    out = subprocess.run(["podman", "images", "--sort", "created", "--format", "{{.Repository}}:{{.Tag}}"],
+                         env=env, capture_output=True, text=True).stdout.split()
+    tags = [t for t in out if t.startswith("localhost/metacni:e2e-")]  # newest first
+    old = tags[keep:]
+    if old:
+        log.info("pruning old e2e images %s", old)
+        subprocess.run(["podman", "rmi", *old], env=env, capture_output=True)
+        subprocess.run(["podman", "image", "prune", "-f"], env=env, capture_output=True)
 
 
 class Node:
