@@ -16,6 +16,7 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
+from setuptools.dist import Distribution
 
 ROOT = Path(__file__).resolve().parent
 
@@ -31,12 +32,20 @@ class BuildWithShim(build_py):
         # a wheel build takes it from build_lib.
         targets = [ROOT / "metacni" / "_shim"]
         if not getattr(self, "editable_mode", False):
-            targets.append(Path(self.build_lib) / "metacni" / "_shim")
+            targets.append(Path(self.build_lib).resolve() / "metacni" / "_shim")
         for out in targets:
             subprocess.run(["make", "-s", "-C", str(ROOT / "shim"), f"OUT={out}"], check=True)
 
 
+class BinaryDistribution(Distribution):
+    """The wheel holds a native executable: tag it for the platform, not ``py3-none-any``."""
+
+    def has_ext_modules(self) -> bool:
+        return True
+
+
 setup(
+    distclass=BinaryDistribution,
     packages=find_packages(include=["metacni", "metacni.*"])
     + ["metacni_plugins"]
     + [f"metacni_plugins.{p}" for p in find_packages("plugins", exclude=["*.tests", "*.tests.*", "tests"])],

@@ -7,9 +7,10 @@ gateway) + host-local + portmap with one hostPort per pod. metacni modes run tha
 primary of ``00-metacni.conf`` (the production shape: one ``metacni`` exec per call):
 
 - reference:    /usr/lib/cni binaries (Debian containernetworking-plugins)
-- daemon:       binDir shim (node python3 -S) → warm ``metacni daemon`` (watch caches on the fake API)
-- standalone:   the same shim with no daemon: the call runs in the shim's process
-- daemon-chain: the plain conflist with the shim installed as bridge/host-local/portmap
+- daemon:       the installed static binDir shim (shim/metacni-shim.c) → warm ``metacni daemon``
+                (watch caches on the fake API)
+- standalone:   ``metacni`` the console script (node venv) as the plugin: the call runs in-process
+- daemon-chain: the plain conflist with the static shim installed as bridge/host-local/portmap
 
 Also: the floor (the same netlink work in one warm process), the shim round trip alone, API
 requests per ADD (fake API counters) and the daemon's peak RSS after ``--rss-pods`` pods.
@@ -34,13 +35,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "testkit"))  # metacni_testkit, if not installed
+
+from bench_shim import shim_roundtrip  # noqa: E402
 
 from metacni.daemon.install import install_shim  # noqa: E402
 from metacni.kernel.netns import enter  # noqa: E402
 from metacni.meta.install import write_node_config  # noqa: E402
-from metacni.testing.daemon import DaemonProc, start_daemon  # noqa: E402
-from metacni.testing.fakeapi import FakeAPIServer  # noqa: E402
-from metacni.testing.netns import netns_path, run, tag  # noqa: E402
+from metacni.sim.fakeapi import FakeAPIServer  # noqa: E402
+from metacni_testkit.daemon import DaemonProc, install_console_plugin, start_daemon  # noqa: E402
+from metacni_testkit.netns import netns_path, run, tag  # noqa: E402
 
 DRIVER_SRC = ROOT / "bench" / "libcnidriver"
 BUILD = Path(os.environ.get("METACNI_BENCH_BUILD", "/tmp/metacni-bench-build"))
@@ -176,9 +180,9 @@ def floor(node: str, n: int) -> dict[str, Any]:
     import ipaddress
 
     from metacni.kernel import links
-    from metacni.kernel import nlcodec as nl
-    from metacni.kernel.rtnl import rtnl
-    from metacni.testing.traffic import in_netns
+    from metacni.netlink import rtnl as nl
+    from metacni.netlink.rtnl import rtnl
+    from metacni.sim.traffic import in_netns
 
     adds: list[float] = []
     dels: list[float] = []
@@ -216,26 +220,6 @@ def floor(node: str, n: int) -> dict[str, Any]:
         for name in names:
             run("ip", "netns", "del", name, check=False)
     return {"add": summary(adds), "del": summary(dels)}
-
-
-def shim_roundtrip(daemon: DaemonProc, shim: Path, n: int) -> dict[str, Any]:
-    """The fixed cost of daemon mode: the installed shim (node python3 -S, its code cached as
-    in production) answering VERSION by itself, and making a full round trip to the daemon (a
-    CHECK of an unknown type, which the daemon rejects without touching the kernel)."""
-    local = {"CNI_COMMAND": "VERSION", "METACNI_SOCKET": daemon.socket}
-    remote = {"CNI_COMMAND": "CHECK", "CNI_CONTAINERID": "x", "CNI_NETNS": "/proc/self/ns/net",
-              "CNI_IFNAME": "eth0", "METACNI_SOCKET": daemon.socket}
-    remote_conf = json.dumps({"cniVersion": "1.0.0", "name": "x", "type": "roundtrip-probe"}).encode()
-    out: dict[str, Any] = {}
-    for label, env, conf in (("shim_alone", local, b'{"cniVersion":"1.0.0"}'), ("shim_to_daemon", remote, remote_conf)):
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            subprocess.run([str(shim)], input=conf, env={"PATH": "/usr/bin:/bin", **env}, capture_output=True,
-                           timeout=60, check=False)
-            times.append((time.perf_counter() - t0) * 1000)
-        out[label] = summary(times)
-    return out
 
 
 def served(daemon: DaemonProc | None) -> list[tuple[str, float]]:
@@ -305,11 +289,11 @@ def main() -> int:
         meta_conf = write_node_config(conf_dir, kubeconfig=str(kubeconfig), cni_dir=str(work / "cni"),
                                       bin_dir="/usr/lib/cni")
         bin_daemon = work / "bin-daemon"
-        install_shim(bin_daemon, interpreter=f"{NODE_PYTHON} -S", aliases=("bridge", "host-local", "portmap"))
+        install_shim(bin_daemon, aliases=("bridge", "host-local", "portmap"))
         bin_standalone = work / "bin-standalone"
         standalone_python = args.node_python or (node_install(work / "node-venv") if "standalone" in modes
                                                  else sys.executable)
-        install_shim(bin_standalone, interpreter=f"{standalone_python} -S")
+        install_console_plugin(bin_standalone, python=standalone_python)
         if any(m.startswith("daemon") for m in modes):
             daemon = start_daemon(work / "daemon", netns=node, args=[
                 "--kubeconfig", str(kubeconfig), "--node-name", NODE_NAME, "--no-routes", "--gc-period", "0",
@@ -359,7 +343,7 @@ def main() -> int:
                     run_ops(driver, "del", conf, batch, args.concurrency, port)
                     port += args.rss_pods
                     pods.drop(batch)
-                    entry["shim_roundtrip"] = shim_roundtrip(daemon, bin_daemon / "metacni", 20)
+                    entry["shim_roundtrip"] = shim_roundtrip(daemon.socket, bin_daemon / "metacni", 100)
                     print(f"daemon RSS after {args.rss_pods} pods: {entry['rss_after_pods']}", flush=True)
             finally:
                 driver.close()

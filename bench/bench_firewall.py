@@ -41,10 +41,9 @@ def main() -> int:
     args = ap.parse_args()
 
     from metacni.firewall import backend as fw
-    from metacni.firewall.forward import add_forward, del_forward
     from metacni.firewall.identity import Attachment
     from metacni.firewall.masq import add_masquerade, del_masquerade
-    from metacni.firewall.plan import PORTMAP, PortmapPlan, parse_addresses, parse_port_mappings
+    from metacni.firewall.plan import FORWARD, PORTMAP, ForwardPlan, PortmapPlan, parse_addresses, parse_port_mappings
     from metacni.kernel import netns
 
     name = f"fwbench-{uuid.uuid4().hex[:6]}"
@@ -74,7 +73,7 @@ def main() -> int:
             ("portmap", lambda: fw.add(plan, be)),
             ("masq", lambda: add_masquerade(net, cid, "eth0", [addr], backend=be,
                                             non_masquerade_cidrs=["10.96.0.0/12"])),
-            ("forward", lambda: add_forward(net, cid, "eth0", [addr], backend=be)),
+            ("forward", lambda: fw.add(ForwardPlan(att, parse_addresses([addr])), be)),
         ])
 
     def delete(i: int) -> dict[str, float]:
@@ -82,7 +81,7 @@ def main() -> int:
         return timed([
             ("portmap", lambda: fw.delete(Attachment(net, cid, "eth0"), PORTMAP, be)),
             ("masq", lambda: del_masquerade(net, cid, "eth0", backend=be)),
-            ("forward", lambda: del_forward(net, cid, "eth0", backend=be)),
+            ("forward", lambda: fw.delete(Attachment(net, cid, "eth0"), FORWARD, be)),
         ])
 
     adds: list[dict[str, float]] = []

@@ -19,11 +19,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "testkit"))  # metacni_testkit, if not installed
 
 from metacni.daemon.routes import desired_routes, reconcile  # noqa: E402
 from metacni.daemon.rtbatch import RouteSocket  # noqa: E402
 from metacni.kernel.netns import enter  # noqa: E402
-from metacni.testing.netns import netns_path, run, tag  # noqa: E402
+from metacni_testkit.netns import netns_path, run, tag  # noqa: E402
 
 PROTO = 201
 
@@ -86,7 +87,7 @@ def main() -> int:
 def informer_list(nodes: list[dict[str, Any]]) -> float:
     """Seconds for the daemon's node informer to list and cache every Node from the fake API."""
     from metacni.daemon.kubecache import KubeCaches
-    from metacni.testing.fakeapi import FakeAPIServer
+    from metacni.sim.fakeapi import FakeAPIServer
 
     with FakeAPIServer() as api, tempfile.TemporaryDirectory() as tmp:
         for nd in nodes:

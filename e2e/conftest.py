@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from metacni.sim import Cluster, ClusterPlan
-from metacni.testing.netns import is_root, run
+from metacni_testkit.netns import is_root, run
 
 STATE_DIR = "/run/metacni-sim"
 BACKENDS = ["nftables", "iptables"]
@@ -29,10 +29,6 @@ def cluster(backend: str) -> Iterator[Cluster]:
         pytest.skip("needs root for network namespaces")
     with make_cluster(backend) as c:
         yield c
-
-
-def link_names(netns: str) -> set[str]:
-    return {e["ifname"] for e in json.loads(run("ip", "-j", "link", "show", netns=netns).stdout or "[]")}
 
 
 def addrs(netns: str, ifname: str) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from metacni.testing.netns import is_root
+from metacni_testkit.netns import is_root
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="needs root")
 # Other tests (and people) create and remove namespaces meanwhile; the demo's are all "mcdemo*".

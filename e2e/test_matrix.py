@@ -12,9 +12,10 @@ import pytest
 
 from metacni.sim import Cluster, Pod
 from metacni.sim.plan import ECHO_PORT, HOST_PORT, INTERNET_IP, NET1_SUBNET
-from metacni.testing.traffic import EchoHub, ask, ping
+from metacni.sim.traffic import EchoHub, ask, ping
+from metacni_testkit.netns import link_names
 
-from .conftest import addrs, link_names, mac
+from .conftest import addrs, mac
 
 BLUE = "blue"
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from metacni.meta.install import node_config
-from metacni.testing.daemon import install_console_plugin
-from metacni.testing.netns import is_root, run
-from metacni.testing.traffic import in_netns
+from metacni.sim.traffic import in_netns
+from metacni_testkit.daemon import install_console_plugin
+from metacni_testkit.netns import is_root, run
 
 BUSYBOX = "/bin/busybox"  # Debian's busybox-static
 pytestmark = pytest.mark.skipif(not (is_root() and shutil.which("podman") and Path(BUSYBOX).exists()),

@@ -9,16 +9,16 @@ the tutorial. What lives here, grouped by what an author needs:
 - results: :class:`Result` and its parts, :func:`result_from_prev`, :func:`find_interface`;
 - errors: :class:`CNIError`, :class:`Code`, :func:`invalid_config`, :func:`bad_field`;
 - namespaces and netlink: :func:`enter_netns`, :func:`in_pod_netns`, :func:`netns_exists`,
-  ``rtnl``/``IPRoute`` and the link, address, route and ``sysctl`` helpers;
+  ``rtnl``/``Rtnl``, ``iproute`` (pyroute2) and the link, address, route and ``sysctl`` helpers;
 - the node firewall: ``FirewallBackend`` (the interface both backends implement),
   ``firewall`` (choose/add/delete/check/gc), plans and ``add_masquerade``/``del_masquerade``.
 
 Netlink and firewall names are imported on first use (PEP 562), so a plugin that needs
 neither does not pay for them. ``rtnl()`` yields a stdlib rtnetlink socket
-(:class:`metacni.kernel.rtnl.Rtnl`, also exported as ``IPRoute``): the helpers here use it
-directly (``set_link(ipr, LinkSpec(index=..., mtu=...))`` changes a link); pyroute2
-``IPRoute`` methods called on it (``ipr.link("set", ...)``) still work, run by a pyroute2
-socket opened in the same netns on first use, which costs pyroute2's import (~290 ms) once.
+(:class:`metacni.netlink.rtnl.Rtnl`): the helpers here use it directly
+(``set_link(ipr, LinkSpec(index=..., mtu=...))`` changes a link). For anything else,
+``with iproute(ipr) as ip: ip.link("set", ...)`` runs pyroute2's ``IPRoute`` in the same netns
+(its import costs ~290 ms once).
 Netlink failures are ``NetlinkError``, an ``OSError`` whose ``errno`` (or ``code``) says why.
 """
 
@@ -48,16 +48,18 @@ if TYPE_CHECKING:
     from metacni.firewall.plan import ForwardPlan, MasqPlan, Plan, PortMapping, PortmapPlan
     from metacni.kernel import sysctl
     from metacni.kernel.addresses import add_address, delete_address, list_addresses
+    from metacni.kernel.iproute import iproute
     from metacni.kernel.links import LinkInfo, LinkSpec, get_link, set_link, set_up
     from metacni.kernel.routes import RouteSpec, add_route, list_routes
-    from metacni.kernel.rtnl import IPRoute, NetlinkError, is_errno, rtnl
+    from metacni.netlink.rtnl import NetlinkError, Rtnl, is_errno, rtnl
 
 # name -> (module, attribute or None for the module itself), imported on first access.
 _LAZY: dict[str, tuple[str, str | None]] = {
-    "rtnl": ("metacni.kernel.rtnl", "rtnl"),
-    "IPRoute": ("metacni.kernel.rtnl", "IPRoute"),
-    "NetlinkError": ("metacni.kernel.rtnl", "NetlinkError"),
-    "is_errno": ("metacni.kernel.rtnl", "is_errno"),
+    "rtnl": ("metacni.netlink.rtnl", "rtnl"),
+    "Rtnl": ("metacni.netlink.rtnl", "Rtnl"),
+    "iproute": ("metacni.kernel.iproute", "iproute"),
+    "NetlinkError": ("metacni.netlink.rtnl", "NetlinkError"),
+    "is_errno": ("metacni.netlink.rtnl", "is_errno"),
     "LinkInfo": ("metacni.kernel.links", "LinkInfo"),
     "get_link": ("metacni.kernel.links", "get_link"),
     "set_up": ("metacni.kernel.links", "set_up"),
@@ -128,7 +130,7 @@ def find_interface(result: Result, name: str, sandbox: str | None = None) -> int
 
 # ---------------------------------------------------------------------- namespaces
 @contextmanager
-def in_pod_netns(request: Request) -> Iterator[IPRoute]:
+def in_pod_netns(request: Request) -> Iterator[Rtnl]:
     """Enter the pod's netns (``request.netns``) for the block; yield a netlink socket there.
 
     Only the calling thread moves (setns is per thread), so this is safe in the daemon where
@@ -136,7 +138,7 @@ def in_pod_netns(request: Request) -> Iterator[IPRoute]:
     to the pod. A missing netns raises CNIError code 4 naming the path -- in DEL check
     :func:`netns_exists` first, since DEL must succeed when the pod is already gone.
     """
-    from metacni.kernel.rtnl import rtnl as _rtnl
+    from metacni.netlink.rtnl import rtnl as _rtnl
 
     if not request.netns:
         raise CNIError(Code.INVALID_ENVIRONMENT, "no network namespace", "CNI_NETNS is empty")
@@ -146,10 +148,10 @@ def in_pod_netns(request: Request) -> Iterator[IPRoute]:
 
 __all__ = [
     "ADD", "ALL_VERSIONS", "CHECK", "DEL", "DNS", "GC", "STATUS", "Attachment", "CNIError", "CniArgs",
-    "Code", "FirewallBackend", "ForwardPlan", "IPConfig", "IPRoute", "Interface", "Invocation",
+    "Code", "FirewallBackend", "ForwardPlan", "IPConfig", "Interface", "Invocation",
     "LinkInfo", "LinkSpec", "MasqPlan", "NetlinkError", "Plan", "PluginInfo", "PortMapping", "PortmapPlan",
-    "Request", "Result", "Route", "RouteSpec", "add_address", "add_masquerade", "add_route", "bad_field",
+    "Request", "Result", "Route", "RouteSpec", "Rtnl", "add_address", "add_masquerade", "add_route", "bad_field",
     "convert", "del_masquerade", "delete_address", "enter_netns", "find_interface", "firewall",
-    "get_link", "hookimpl", "in_pod_netns", "invalid_config", "is_errno", "list_addresses",
+    "get_link", "hookimpl", "in_pod_netns", "invalid_config", "iproute", "is_errno", "list_addresses",
     "list_routes", "netns_exists", "parse_result", "result_from_prev", "rtnl", "set_link", "set_up", "sysctl",
 ]

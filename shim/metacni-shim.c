@@ -4,7 +4,8 @@
  * A static binary with no interpreter and no shared library: it runs in an empty root
  * filesystem. It forwards one CNI call (the CNI_* / METACNI_* environment and the stdin config)
  * to the warm metacni daemon over HTTP/1.1 on a unix socket, and prints the daemon's answer.
- * The protocol is docs/design/0001-static-shim-in-c.md / the "shim <-> daemon protocol v1":
+ * The protocol ("shim <-> daemon protocol v1", metacni/daemon/protocol.py; why C:
+ * docs/design/0001-static-shim-in-c.md):
  *
  *   POST /cni  Metacni-Protocol: 1
  *   {"env": {"CNI_COMMAND": "ADD", ...}, "config": "<base64 of the exact stdin bytes>"}
@@ -18,6 +19,11 @@
  *   - an answer without "Metacni-Protocol: 1", a lost connection or a timeout: CNI error 11,
  *     never re-sent.
  * Stdout always gets exactly one document (or nothing for a successful DEL); logs go to stderr.
+ *
+ * Settings (environment): METACNI_SOCKET (else the config's top-level "daemonSocket", else
+ * /run/metacni/metacni.sock), METACNI_PENDING_DIR (else "<cniDir>/pending-del" from the config,
+ * else /var/lib/cni/metacni/pending-del), METACNI_TIMEOUT (seconds for the answer; 120, DEL 30),
+ * METACNI_CONNECT_TIMEOUT (seconds to connect while the daemon's backlog is full; 5).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,6 +38,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -803,6 +810,17 @@ static int connect_daemon(const char *path, double timeout)
     return fd;
 }
 
+/* Wait until fd is ready for events (or poll was interrupted). Returns 0, or -2 when the
+ * deadline has passed. */
+static int wait_fd(int fd, short events, double deadline)
+{
+    struct pollfd pfd = {fd, events, 0};
+    int left = ms_left(deadline);
+    if (left == 0 || (poll(&pfd, 1, left) == 0 && ms_left(deadline) == 0))
+        return -2;
+    return 0;
+}
+
 /* Send all of p until deadline. Returns 0, -1 on a socket error (errno), -2 on timeout. */
 static int send_all(int fd, const char *p, size_t n, double deadline)
 {
@@ -817,11 +835,7 @@ static int send_all(int fd, const char *p, size_t n, double deadline)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -1;
-        struct pollfd pfd = {fd, POLLOUT, 0};
-        int left = ms_left(deadline);
-        if (left == 0)
-            return -2;
-        if (poll(&pfd, 1, left) == 0 && ms_left(deadline) == 0)
+        if (wait_fd(fd, POLLOUT, deadline))
             return -2;
     }
     return 0;
@@ -847,11 +861,7 @@ static int recv_all(int fd, buf_t *b, double deadline)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -1;
-        struct pollfd pfd = {fd, POLLIN, 0};
-        int left = ms_left(deadline);
-        if (left == 0)
-            return -2;
-        if (poll(&pfd, 1, left) == 0 && ms_left(deadline) == 0)
+        if (wait_fd(fd, POLLIN, deadline))
             return -2;
     }
 }
@@ -1020,10 +1030,10 @@ static int forward(call_t *call, char **envp)
                "Content-Length: %zu\r\nMetacni-Protocol: " PROTOCOL "\r\nConnection: close\r\n\r\n",
                call->body.len);
     buf_add(&req, call->body.data, call->body.len);
+    /* No shutdown(SHUT_WR) after the request: Content-Length delimits it, and the daemon takes
+     * a half-closed connection for a client that went away. */
     int sent = send_all(fd, req.data, req.len, deadline);
     free(req.data);
-    if (sent == 0)
-        (void)shutdown(fd, SHUT_WR);
     /* Even when sending failed, the daemon may have answered (e.g. 413 before reading). */
     buf_t ans = {0};
     int got = sent == -2 ? -2 : recv_all(fd, &ans, deadline);

@@ -33,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-kubeconfig", default=None, metavar="PATH",
                    help="keep PATH (as the daemon sees it) a kubeconfig of this pod's service account, rewritten "
                         "when the token rotates: the credentials of the standalone fallback")
+    p.add_argument("--pending-dir", default=None,
+                   help="DELs the shim recorded while the daemon was down (default /var/lib/cni/metacni/pending-del)")
+    p.add_argument("--read-timeout", type=float, default=None,
+                   help="seconds a client has to send its whole request (socket and metrics port)")
+    p.add_argument("--write-timeout", type=float, default=None, help="seconds to write an answer")
     p.add_argument("--log-file", default=None)
 
 
@@ -62,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port, metrics_host=args.metrics_host, concurrency=args.concurrency,
         routes=args.routes, route_protocol=args.route_protocol, reconcile_period=args.reconcile_period,
         gc_period=args.gc_period, gc_grace=args.gc_grace, readiness_indicator_file=args.readiness_indicator_file,
-        ready_timeout=args.ready_timeout,
+        ready_timeout=args.ready_timeout, pending_dir=args.pending_dir, read_timeout=args.read_timeout,
+        write_timeout=args.write_timeout,
         regenerate_config=args.regenerate_config, node_kubeconfig=args.node_kubeconfig, log_file=args.log_file,
         log_level=args.log_level)
     logs.setup(cfg.log_level, cfg.log_file)

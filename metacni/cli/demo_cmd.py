@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if args.down:
         return _down(state_dir)
     from metacni.sim import Cluster, ClusterPlan, picture, report
-    from metacni.testing.traffic import EchoHub
+    from metacni.sim.traffic import EchoHub
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)

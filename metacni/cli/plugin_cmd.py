@@ -36,7 +36,7 @@ def names(name: str) -> dict[str, str]:
 
 def problem_with(name: str) -> str | None:
     """Why ``name`` cannot be a new plugin type, or None."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         return "use lower-case letters, digits and single hyphens, starting with a letter (e.g. pod-alias)"
     if len(name) > 60:
         return "keep it under 60 characters"

@@ -7,6 +7,7 @@ nothing from the API (the network-status patch is its only API request).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -22,7 +23,7 @@ from metacni.engine.registry import Registry
 from metacni.engine.request import ADD, CHECK, DEL, GC, STATUS
 from metacni.engine.skel import dispatch
 from metacni.kernel import reaper
-from metacni.spec import versions
+from metacni.spec import safejson, versions
 from metacni.spec.errors import CNIError, Code
 
 from . import gc as gcmod
@@ -30,12 +31,14 @@ from .config import DaemonConfig
 from .httpserve import Limits, Reply
 from .locks import KeyedLocks, SharedExclusiveLock
 from .metrics import Metrics
+from .node_policy import NodeConfigPolicy
 from .pending_dels import PendingDels
 from .protocol import CNIRequest
 from .server import Abandoned, UnixServer
 
 log = logging.getLogger("metacni.daemon")
 NOT_READY = 50  # CNI "plugin not available" (STATUS)
+REAPER_WAIT_LIMIT = 30.0  # longest a status request waits for the link reaper to go idle
 
 
 class Unavailable(CNIError):
@@ -51,8 +54,8 @@ def _status_of(exc: CNIError) -> int:
 
 def _config_meta(stdin: bytes) -> tuple[str, str | None]:
     try:
-        conf = json.loads(stdin)
-    except ValueError:
+        conf = safejson.loads(stdin)
+    except ValueError:  # also deep nesting (safejson): skel reports it to the caller
         return "", None
     if not isinstance(conf, dict):
         return "", None
@@ -73,10 +76,13 @@ class Daemon:
         self.slots = threading.BoundedSemaphore(max(1, cfg.concurrency))
         self.limits = Limits(read_timeout=cfg.read_timeout, write_timeout=cfg.write_timeout,
                              max_connections=cfg.max_connections, workers=cfg.workers, queue_size=cfg.queue_size)
-        self.server = UnixServer(cfg.socket, self.serve, self.ready_state, self.limits,
+        # GET /readyz?waitReaperIdle=N on the socket: see status_reply.
+        self.server = UnixServer(cfg.socket, self.serve, self.status_reply, self.limits,
                                  events=self.metrics.events("cni"))
-        self.pending = PendingDels(cfg.pending_dir, self._replay_del)
+        self.pending = PendingDels(cfg.pending_path(), self._replay_del)
         self.pending.on_pass = lambda stats: self.metrics.pending_dels.set(stats.left)
+        self.node_policy = NodeConfigPolicy(os.path.join(
+            cfg.conf_dir, str(cfg.node_config.get("file_name") or "00-metacni.conf")))
         self.caches: Any = None
         self.routes: Any = None
         self.gc_loop: gcmod.GCLoop | None = None
@@ -99,8 +105,11 @@ class Daemon:
         if self.cfg.metrics_port >= 0 and self.cfg.metrics_port:
             from .health import HealthServer
 
+            # Same timeouts and connection bound as the socket; two workers are plenty for /metrics.
             self.health = HealthServer(self.cfg.metrics_host, self.cfg.metrics_port, self.metrics.exposition,
-                                       self.healthy, self.ready_state, events=self.metrics.events("health"))
+                                       self.healthy, self.ready_state, dataclasses.replace(self.limits, workers=2,
+                                                                                           queue_size=16),
+                                       events=self.metrics.events("health"))
             self.health.start()
         if self.caches is not None:
             self.gc_loop = gcmod.GCLoop(self.gc_once, self.cfg.gc_period)
@@ -128,6 +137,9 @@ class Daemon:
 
         self.caches = KubeCaches(self.cfg.kubeconfig, self.cfg.node_name, self.metrics, nodes_changed)
         kube.set_view_factory(view_factory(self.caches, self.cfg.kubeconfig, self.metrics))
+        from metacni.meta import events
+
+        events.install(self.cfg.kubeconfig or "")  # pod events, with the daemon's credentials ("": in-cluster)
         if self.cfg.routes:
             from .routes import RouteReconciler
 
@@ -163,6 +175,9 @@ class Daemon:
             from metacni.meta import kube
 
             kube.set_view_factory(None)
+            from metacni.meta import events
+
+            events.uninstall()
         if self.health is not None:
             self.health.stop()
         self.stopped.set()
@@ -186,6 +201,19 @@ class Daemon:
         return {"ready": ready, "daemon": not self.stopping.is_set(), "caches": caches,
                 "readinessIndicator": indicator}
 
+    def status_reply(self, env: dict[str, str]) -> dict[str, Any]:
+        """Readiness plus the link reaper's state (GET /readyz on the socket; ``env`` is its
+        query's parameters). ``env["waitReaperIdle"]`` (seconds, at most
+        :data:`REAPER_WAIT_LIMIT`) first waits until the reaper has deleted every detached link,
+        so a caller can observe "every DEL's veth is gone" without sleeping."""
+        try:
+            wait = min(float(env.get("waitReaperIdle") or 0), REAPER_WAIT_LIMIT)
+        except ValueError:
+            wait = 0.0
+        if wait > 0:
+            reaper.wait_idle(wait)
+        return {**self.ready_state(), "reaper": reaper.status()}
+
     def wait_ready(self, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         if self.caches is not None:
@@ -207,6 +235,7 @@ class Daemon:
         t0 = time.monotonic()
         self.metrics.inflight.inc()
         try:
+            stdin = self.node_policy.apply(stdin)  # node-only keys come from the node's config
             reply = self._run(command, env, stdin, abandoned)
             out, status, result = (json.dumps(reply) + "\n" if reply is not None else ""), 200, "ok"
         except CNIError as exc:
@@ -249,6 +278,8 @@ class Daemon:
         if command in (ADD, DEL, CHECK):
             with self.gate.shared(), self.locks.hold(env.get("CNI_CONTAINERID", "")), self.slots:
                 why = abandoned() if abandoned is not None else None
+                if command != DEL and self.stopping.is_set():
+                    why = "the daemon is shutting down"
                 if why:
                     raise Unavailable(f"{command} not run: {why}",
                                       f"container {env.get('CNI_CONTAINERID', '')!r}; the runtime retries if it "

@@ -35,7 +35,9 @@ class DaemonConfig:
     workers: int = 32
     queue_size: int = 256
     # DELs the shim recorded while the daemon was down (replayed at start, retried every gc_period).
-    pending_dir: str = DEFAULT_PENDING_DIR
+    # "": <node_config cni_dir>/pending-del, else /var/lib/cni/metacni/pending-del, where the shim
+    # writes them for a node config with that cniDir.
+    pending_dir: str = ""
     routes: bool = True
     route_protocol: int = 201  # rtnetlink protocol number marking routes the daemon owns
     reconcile_period: float = 60.0
@@ -69,6 +71,14 @@ class DaemonConfig:
                 values[names[key]] = value
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+    def pending_path(self) -> str:
+        """Where the shim's DEL records are: ``pending_dir``, else beside the node's cniDir."""
+        if self.pending_dir:
+            return self.pending_dir
+        cni_dir = self.node_config.get("cni_dir")
+        return f"{cni_dir}/pending-del" if isinstance(cni_dir, str) and cni_dir else DEFAULT_PENDING_DIR
 
 
 def _camel(name: str) -> str:

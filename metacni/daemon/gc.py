@@ -5,9 +5,12 @@ rules, links or cache entries behind. Every ``period`` seconds the daemon collec
 network found in the result cache, the attachments whose pod is still in the pod cache (by
 namespace, name and, when recorded, UID) and runs a CNI GC with exactly those as valid:
 the engine DELs every other cached attachment, then each plugin releases what no valid
-attachment holds. Entries younger than ``grace`` are kept: their pod may not have reached
-the watch cache yet. Each pass also deletes host veths detached by a DEL whose deletion a
-crash interrupted (the link reaper's marked links).
+attachment holds. A static pod (kubelet runs it from a file) is seen in the API through its
+mirror pod, whose UID differs from the one kubelet passes in CNI_ARGS: a mirror pod of the
+same namespace and name keeps the attachment (see :func:`attachment_is_live`). Entries
+younger than ``grace`` are kept: their pod may not have reached the watch cache yet. Each
+pass also deletes host veths detached by a DEL whose deletion a crash interrupted (the link
+reaper's marked links).
 """
 
 from __future__ import annotations
@@ -26,10 +29,20 @@ from metacni.spec.errors import CNIError
 
 log = logging.getLogger(__name__)
 PodLookup = Callable[[str, str], dict[str, Any] | None]
+CONFIG_SOURCE = "kubernetes.io/config.source"  # "api" for pods made through the API; "file"/"http" for static
+CONFIG_MIRROR = "kubernetes.io/config.mirror"  # on a static pod's mirror: its config hash (= the static UID)
+
+
+def is_mirror_pod(obj: dict[str, Any]) -> bool:
+    """The API's view of a static pod: kubelet's mirror, with a UID of its own."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return CONFIG_MIRROR in annotations or annotations.get(CONFIG_SOURCE, "api") != "api"
 
 
 def attachment_is_live(entry: CacheEntry, pod: PodLookup) -> bool | None:
-    """True/False when the entry names its pod; None when it cannot be judged."""
+    """True/False when the entry names its pod; None when it cannot be judged. A pod of the
+    same namespace and name with another UID is a recreated pod (False), unless it is a
+    static pod's mirror: kubelet passes the static pod's own UID, never the mirror's (True)."""
     args = dict(entry.cni_args)
     ns, name = args.get("K8S_POD_NAMESPACE"), args.get("K8S_POD_NAME")
     if not ns or not name:
@@ -38,14 +51,14 @@ def attachment_is_live(entry: CacheEntry, pod: PodLookup) -> bool | None:
     if obj is None:
         return False
     uid = args.get("K8S_POD_UID")
-    return not uid or (obj.get("metadata") or {}).get("uid") == uid
+    return not uid or (obj.get("metadata") or {}).get("uid") == uid or is_mirror_pod(obj)
 
 
 def sweep_detached_links() -> list[str]:
     """Delete host veths a DEL detached for the reaper but a crash kept it from deleting
     (marked links, see :mod:`metacni.kernel.reaper`). Errors are logged, not raised."""
     from metacni.kernel import reaper
-    from metacni.kernel.rtnl import rtnl
+    from metacni.netlink.rtnl import rtnl
 
     try:
         with rtnl() as ipr:
@@ -86,7 +99,7 @@ def collect(runner: ChainRunner, cache: ResultCache, pod: PodLookup, grace: floa
             continue
         try:
             runner.gc(net, valid)
-        except CNIError as exc:
+        except Exception as exc:  # the next networks are still collected
             log.warning("GC of network %s had errors: %s", network, exc)
         left = {(e.container_id, e.ifname) for e in cache.entries(network)}
         reclaimed += sum(1 for e in entries if (e.container_id, e.ifname) not in left)

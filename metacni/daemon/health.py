@@ -31,7 +31,7 @@ class HealthRoutes:
     def head(self, method: str, path: str, headers: dict[str, str]) -> Reply | None:
         if path not in _PATHS:
             return Reply(404, b"not found\n", "text/plain")
-        return None if method in ("GET", "HEAD", "POST") else Reply(405, b"GET only\n", "text/plain")
+        return None if method in ("GET", "POST") else Reply(405, b"GET only\n", "text/plain")
 
     def inline(self, method: str, path: str) -> bool:
         return path != "/metrics"  # the exposition walks every series: a worker's job

@@ -13,8 +13,9 @@ probe/metrics port (:mod:`metacni.daemon.health`). Its contracts:
 - **Early refusals**: a peer ``accept_peer`` refuses is closed unanswered; a body larger than
   ``max_body`` is answered 413 from its ``Content-Length`` alone, before any of it is read.
 - **Survives**: every error of the accept loop (``EMFILE``, a thread that cannot start, a bug)
-  is logged and counted, and the loop backs off and goes on. :meth:`HTTPServer.healthy` turns
-  false if the loop ended anyway, for ``/healthz``.
+  is logged and counted, and the loop backs off and goes on. Should it end anyway, the
+  listening socket is closed (clients are refused at once rather than left in the backlog) and
+  :meth:`HTTPServer.healthy` turns false, for ``/healthz``.
 - Answers are written with a ``write_timeout``; every answer closes the connection.
 """
 
@@ -29,12 +30,13 @@ import selectors
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import h11
+
+from .workpool import WorkerPool
 
 log = logging.getLogger(__name__)
 MAX_HEAD = 64 * 1024
@@ -72,6 +74,7 @@ class Request:
     body: bytes
     peer: tuple[int, int, int] | None  # (pid, uid, gid) on a unix socket
     sock: socket.socket = field(repr=False)
+    query: str = ""  # the target after "?", undecoded
     state: Any = None  # for the routes (set by ``Routes.received``)
 
     def client_gone(self) -> bool:
@@ -119,7 +122,7 @@ def encode_reply(reply: Reply, extra: tuple[tuple[str, str], ...] = ()) -> bytes
 
 
 class _Conn:
-    __slots__ = ("sock", "peer", "deadline", "parser", "request", "body", "content_length")
+    __slots__ = ("sock", "peer", "deadline", "parser", "request", "body")
 
     def __init__(self, sock: socket.socket, peer: tuple[int, int, int] | None, deadline: float) -> None:
         self.sock = sock
@@ -128,82 +131,6 @@ class _Conn:
         self.parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.request: h11.Request | None = None
         self.body = bytearray()
-
-
-class _Pool:
-    """At most ``size`` worker threads, started on demand; a failed start is retried later."""
-
-    def __init__(self, size: int, queue_size: int, run: Callable[[Any], None],
-                 thread_factory: Callable[..., threading.Thread], events: Events) -> None:
-        self.size = max(1, size)
-        self.queue_size = max(1, queue_size)
-        self._run = run
-        self._factory = thread_factory
-        self._events = events
-        self._cond = threading.Condition()
-        self._jobs: deque[Any] = deque()
-        self._threads = 0
-        self._idle = 0
-        self._stopping = False
-        self.retry_at = 0.0  # monotonic time of the next start attempt after a failure
-        self._backoff = 0.0
-
-    def submit(self, job: Any) -> bool:
-        with self._cond:
-            if len(self._jobs) >= self.queue_size:
-                return False
-            self._jobs.append(job)
-            self._cond.notify()
-        self.grow()
-        return True
-
-    def grow(self) -> None:
-        """Start a worker when jobs wait and none is idle (called again by the I/O loop)."""
-        with self._cond:
-            if (not self._jobs or self._idle >= len(self._jobs) or self._threads >= self.size
-                    or time.monotonic() < self.retry_at):
-                return
-            self._threads += 1
-        try:
-            self._factory(target=self._worker, name="cni-worker", daemon=True).start()
-        except Exception as exc:  # RuntimeError "can't start new thread", MemoryError, ...
-            with self._cond:
-                self._threads -= 1
-                self._backoff = min(1.0, self._backoff * 2 or 0.05)
-                self.retry_at = time.monotonic() + self._backoff
-            self._events("thread_start_failed")
-            log.warning("could not start a worker thread, retrying in %.2fs: %s", self._backoff, exc)
-        else:
-            self._backoff = 0.0
-
-    def waiting(self) -> bool:
-        with self._cond:
-            return bool(self._jobs) and self._idle < len(self._jobs)
-
-    def _worker(self) -> None:
-        while True:
-            with self._cond:
-                self._idle += 1
-                self._cond.wait_for(lambda: self._jobs or self._stopping)
-                self._idle -= 1
-                if not self._jobs:
-                    self._threads -= 1
-                    self._cond.notify_all()
-                    return
-                job = self._jobs.popleft()
-            try:
-                self._run(job)
-            except Exception:
-                log.exception("worker failed")
-
-    def drain(self) -> list[Any]:
-        """Stop: jobs not started yet are returned (to be answered "unavailable")."""
-        with self._cond:
-            self._stopping = True
-            jobs = list(self._jobs)
-            self._jobs.clear()
-            self._cond.notify_all()
-            return jobs
 
 
 class HTTPServer:
@@ -220,8 +147,7 @@ class HTTPServer:
         self.accept_peer = accept_peer
         self.events: Events = events or (lambda _name: None)
         self.extra_headers = extra_headers
-        self._thread_factory = thread_factory
-        self._pool = _Pool(limits.workers, limits.queue_size, self._serve_job, thread_factory, self.events)
+        self._pool = WorkerPool(limits.workers, limits.queue_size, self._serve_job, thread_factory, self.events, name)
         self._sel = selectors.DefaultSelector()
         self._conns: dict[int, _Conn] = {}
         self._open = 0  # connections accepted and not closed yet (in the selector or in a worker)
@@ -247,6 +173,15 @@ class HTTPServer:
     def healthy(self) -> bool:
         """True while the I/O loop runs (it accepts and reads every connection)."""
         return self._thread.is_alive() and not self._stop.is_set() and self.loop_error is None
+
+    @property
+    def listening(self) -> bool:
+        """False while ``max_connections`` are open (new clients wait in the backlog)."""
+        return self._listening
+
+    def queued(self) -> int:
+        """Complete requests waiting for a worker."""
+        return self._pool.queued()
 
     def stop(self, grace: float) -> bool:
         """Stop accepting, answer queued requests "unavailable", wait up to ``grace`` seconds for
@@ -275,18 +210,24 @@ class HTTPServer:
 
     # ------------------------------------------------------------------ the I/O loop
     def _loop(self) -> None:
+        backoff = 0.0
         try:
             while not self._stop.is_set():
                 try:
                     self._tick()
-                except Exception as exc:  # the loop must survive anything
+                    backoff = 0.0
+                except Exception as exc:  # the loop must survive anything; a repeating error backs off
+                    backoff = min(1.0, backoff * 2 or 0.05)
                     self.events("loop_error")
-                    log.exception("%s: I/O loop error (continuing): %s", self.name, exc)
-                    self._stop.wait(0.05)
-        except BaseException as exc:
+                    log.exception("%s: I/O loop error (continuing in %.2fs): %s", self.name, backoff, exc)
+                    self._stop.wait(backoff)
+        except BaseException as exc:  # noqa: B036 - recorded for healthy(), the thread ends here
             self.loop_error = exc
-            log.critical("%s: I/O loop died: %r", self.name, exc)
-            raise
+            log.critical("%s: I/O loop died: %r", self.name, exc, exc_info=True)
+            # Nobody will accept again: refuse connections at once instead of letting clients
+            # wait in the backlog for their timeout (a shim then treats the daemon as down).
+            with contextlib.suppress(Exception):
+                self.sock.close()
         finally:
             for conn in list(self._conns.values()):
                 self._drop(conn)
@@ -302,7 +243,7 @@ class HTTPServer:
             timeout = min(timeout, max(0.0, min(c.deadline for c in self._conns.values()) - now))
         if self._accept_paused_until > now:
             timeout = min(timeout, self._accept_paused_until - now)
-        if self._pool.waiting():
+        if self._pool.retry_pending():
             timeout = min(timeout, max(0.01, self._pool.retry_at - now))
         for key, _ in self._sel.select(timeout):
             if key.data == "wake":
@@ -395,6 +336,9 @@ class HTTPServer:
                     if early is not None:
                         self._reply_and_drop(c, early)
                         return
+                    if c.parser.they_are_waiting_for_100_continue:  # curl asks, for large bodies
+                        with contextlib.suppress(OSError):
+                            c.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
                 elif isinstance(event, h11.Data):
                     c.body += event.data
                     if len(c.body) > self.limits.max_body:
@@ -429,14 +373,22 @@ class HTTPServer:
         self._sel.unregister(c.sock)
         del self._conns[c.sock.fileno()]
         assert c.request is not None
-        req = Request(c.request.method.decode("latin-1"), c.request.target.decode("latin-1").split("?", 1)[0],
+        path, _, query = c.request.target.decode("latin-1").partition("?")
+        req = Request(c.request.method.decode("latin-1"), path,
                       {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in c.request.headers},
-                      bytes(c.body), c.peer, c.sock)
+                      bytes(c.body), c.peer, c.sock, query=query)
         if self.routes.inline(req.method, req.path):
             self._finish(req, timeout=IO_THREAD_WRITE)
             return
-        self.routes.received(req)
-        if not self._pool.submit(req):
+        try:
+            self.routes.received(req)
+            submitted = self._pool.submit(req)
+        except Exception:  # a bug in the routes: answer this client, keep the loop going
+            self.events("loop_error")
+            log.exception("%s: could not queue a request", self.name)
+            self._finish(req, Reply(500, b"internal error\n", "text/plain"), IO_THREAD_WRITE)
+            return
+        if not submitted:
             self.events("queue_full")
             log.warning("%s: request queue full, answering 503", self.name)
             self._finish(req, self.routes.unavailable("the daemon is busy (request queue full)"), IO_THREAD_WRITE)

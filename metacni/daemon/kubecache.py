@@ -272,7 +272,7 @@ class CachedKubeView:
 
     def patch_pod_network_status(self, namespace: str, name: str, status: list[JSON]) -> None:
         if self.metrics is not None:
-            self.metrics.api_requests.labels("patch", "pods", "ok").inc()
+            self.metrics.api_requests.labels("patch", "pods/status", "ok").inc()
         self.api_view.patch_pod_network_status(namespace, name, status)
 
 

@@ -9,8 +9,8 @@ exact POST /cni body it could not deliver (:mod:`metacni.daemon.protocol`). The 
 - a record that is not a valid DEL request (not JSON, wrong shape, not a DEL) is moved to
   ``<pending dir>/corrupt/`` so it is neither lost nor retried forever.
 
-Temporary files of a shim still writing (names starting with ``.`` or not ending in ``.json``)
-are left alone.
+Only ``*.json`` files are records: a shim's temporary file (``.<record>.<pid>.tmp``) is left
+alone while it may still be written, and removed once it is ten minutes old.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .protocol import CNIRequest, decode_request
 log = logging.getLogger(__name__)
 RunDel = Callable[[CNIRequest], tuple[bool, str]]  # -> (succeeded, the CNI error text when not)
 MAX_RECORD = 2 * 1024 * 1024
+STALE_TEMP = 600.0  # seconds
 
 
 @dataclass
@@ -75,8 +76,19 @@ class PendingDels:
             names = sorted(os.listdir(self.dir))
         except FileNotFoundError:
             return []
-        return [self.dir / n for n in names if n.endswith(".json") and not n.startswith(".")
-                and (self.dir / n).is_file()]
+        self._drop_stale_temps(names)
+        return [self.dir / n for n in names if n.endswith(".json") and (self.dir / n).is_file()]
+
+    def _drop_stale_temps(self, names: list[str]) -> None:
+        """A shim killed while writing leaves ``.<record>.<pid>.tmp``; its DEL was reported
+        failed (the runtime retries), so an old one is only litter."""
+        now = time.time()
+        for n in names:
+            if n.startswith(".") and n.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    if now - os.stat(self.dir / n).st_mtime > STALE_TEMP:
+                        os.unlink(self.dir / n)
+                        log.info("removed a stale pending-DEL temp file", extra={"file": n})
 
     def replay(self) -> ReplayStats:
         """One pass over every record; errors are logged, never raised."""

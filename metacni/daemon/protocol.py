@@ -76,9 +76,14 @@ def decode_request(body: bytes) -> CNIRequest:
 
 
 def record_name(container_id: str, ifname: str) -> str:
-    """The pending-DEL file name for an attachment, as the shim writes it: each part restricted
-    to ``[A-Za-z0-9_.-]`` (anything else becomes ``_``) and capped at 128 bytes."""
-    return f"{_UNSAFE.sub('_', container_id)[:128]}.{_UNSAFE.sub('_', ifname)[:128]}.json"
+    """The pending-DEL file name for an attachment, as the shim writes it: each part's bytes
+    restricted to ``[A-Za-z0-9_.-]`` (any other byte becomes ``_``), capped at 128 bytes, and
+    ``_`` when empty."""
+    return f"{_safe(container_id)}.{_safe(ifname)}.json"
+
+
+def _safe(part: str) -> str:
+    return _UNSAFE.sub("_", part.encode("utf-8", "surrogateescape").decode("latin-1"))[:128] or "_"
 
 
 def error_body(code: int, msg: str, details: str = "", cni_version: str | None = None) -> bytes:

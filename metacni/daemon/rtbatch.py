@@ -3,7 +3,7 @@
 pyroute2 costs ~3 ms per route request here (encode, send, wait for the ack, decode), so a
 5000-node cluster took ~15 s to reconcile. This sends RTM_NEWROUTE/RTM_DELROUTE in chunks of a
 few hundred per ``send`` and then reads the acks, through the stdlib codec and socket of
-:mod:`metacni.kernel.nlcodec` / :mod:`metacni.kernel.rtnl` (the one codec the pod data path
+:mod:`metacni.netlink.rtnl` / :mod:`metacni.netlink.rtnl` (the one codec the pod data path
 uses too): the same 5000 routes take well under a second.
 """
 
@@ -15,9 +15,8 @@ import socket
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-from metacni.kernel import nlcodec as nl
-from metacni.kernel.nlcodec import RT_TABLE_MAIN, RTN_UNICAST, RouteMsg
-from metacni.kernel.rtnl import NetlinkError, Rtnl
+from metacni.netlink import rtnl as nl
+from metacni.netlink.rtnl import RT_TABLE_MAIN, RTN_UNICAST, NetlinkError, RouteMsg, Rtnl
 
 __all__ = ["CHUNK", "RTN_UNICAST", "NetlinkRouteError", "Route", "RouteSocket"]
 

@@ -22,6 +22,7 @@ import os
 import socket
 import struct
 import threading
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,8 +36,12 @@ from .protocol import PROTOCOL, PROTOCOL_HEADER, CNIRequest, decode_request, err
 log = logging.getLogger(__name__)
 Abandoned = Callable[[], str | None]
 CNIHandler = Callable[[CNIRequest, Abandoned], Reply]
+# GET /readyz: the query's parameters -> the daemon's state ({"ready": bool, ...}). It runs on a
+# worker, so it may wait (e.g. for background work to settle) within the client's timeout.
+StatusHandler = Callable[[dict[str, str]], dict[str, object]]
 _UCRED = struct.Struct("3i")
 _CANCELLABLE = ("ADD", "CHECK")
+_SUN_PATH_MAX = 107  # sockaddr_un.sun_path, less its terminating NUL
 
 
 @dataclass(eq=False)
@@ -104,7 +109,7 @@ def _json(status: int, doc: object) -> Reply:
 class CNIRoutes:
     """POST /cni, GET /version, /healthz, /readyz (see :mod:`metacni.daemon.protocol`)."""
 
-    def __init__(self, handler: CNIHandler, ready: Callable[[], dict[str, object]]) -> None:
+    def __init__(self, handler: CNIHandler, ready: StatusHandler) -> None:
         self.handler = handler
         self.ready = ready
         self.ordering = Ordering()
@@ -118,16 +123,19 @@ class CNIRoutes:
                 return Reply(400, error_body(Code.TRY_AGAIN_LATER,
                                              f"shim speaks protocol {spoken or 'none'}, daemon speaks {PROTOCOL}: "
                                              "reinstall the shim",
-                                             f"the request's {PROTOCOL_HEADER} header is {spoken!r}"))
+                                             f"the request's {PROTOCOL_HEADER} header is {spoken!r}" if spoken
+                                             else f"the request has no {PROTOCOL_HEADER} header"))
             return None
         if path in ("/version", "/healthz", "/readyz"):
-            return None if method in ("GET", "HEAD") else Reply(405, b"GET only\n", "text/plain")
+            return None if method == "GET" else Reply(405, b"GET only\n", "text/plain")
         return Reply(404, b"not found: the daemon serves POST /cni, GET /version, /healthz, /readyz\n", "text/plain")
 
     def inline(self, method: str, path: str) -> bool:
-        return path != "/cni"
+        return path in ("/healthz", "/version")
 
     def received(self, request: Request) -> None:
+        if request.path != "/cni":
+            return
         try:
             request.state = Call(decode_request(request.body), request)
         except CNIError as exc:
@@ -142,7 +150,7 @@ class CNIRoutes:
             return _json(200, {"protocol": PROTOCOL, "version": metacni.__version__,
                                "cniVersions": list(ALL_VERSIONS)})
         if request.path == "/readyz":
-            state = self.ready()
+            state = self.ready(dict(urllib.parse.parse_qsl(request.query)))
             return _json(200 if state.get("ready") else 503, state)
         call = request.state
         if isinstance(call, CNIError):
@@ -164,7 +172,7 @@ class CNIRoutes:
 class UnixServer:
     """The CNI socket at ``path``: bound 0600 in a 0700 directory, served to ``allowed_uids``."""
 
-    def __init__(self, path: str, handler: CNIHandler, ready: Callable[[], dict[str, object]],
+    def __init__(self, path: str, handler: CNIHandler, ready: StatusHandler,
                  limits: Limits | None = None, *, allowed_uids: frozenset[int] = frozenset({0}),
                  events: Events | None = None,
                  thread_factory: Callable[..., threading.Thread] = threading.Thread) -> None:
@@ -186,10 +194,12 @@ class UnixServer:
         return peer[1] in self.allowed_uids, peer
 
     def start(self) -> None:
+        if len(os.fsencode(self.path)) > _SUN_PATH_MAX:
+            raise ValueError(f"daemon socket path {self.path!r} is longer than {_SUN_PATH_MAX} bytes")
         directory = os.path.dirname(self.path) or "."
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
-        tmp = f"{self.path}.{os.getpid()}.tmp"
+        tmp = os.path.join(directory, f".{os.getpid()}.tmp")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

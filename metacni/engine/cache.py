@@ -2,7 +2,13 @@
 
 Layout: ``<cacheDir>/results/<network>-<containerID>-<ifname>``, dir 0700, file 0600, JSON
 with ``kind: cniCacheV1`` and the raw config bytes in base64. Writes are atomic (temp file, then
-rename) so a crash never leaves a truncated entry. Entries are not fsynced: they describe
+rename) so a crash never leaves a truncated entry.
+
+An entry that decodes but has the wrong shape (``"result": 5``, ``"capabilityArgs": "x"``, a
+list at the top) is corrupt: it is moved to ``<cacheDir>/corrupt/`` (:func:`quarantine`, kept
+for the operator) and DEL and GC go on without it, so it can never fail them forever. A file
+that does not decode is skipped with a warning but left in place: libcni writes its entries
+non-atomically, so it may be another runtime's entry caught mid-write. Entries are not fsynced: they describe
 network namespaces, which do not survive a reboot either, and an fsync costs 5-20 ms per write
 on a node's disk (measured here: 17.7 ms median), several times per pod ADD.
 """
@@ -13,11 +19,13 @@ import binascii  # base64's b64encode/b64decode wrap these; base64 itself is not
 import contextlib
 import json
 import os
+import time
 
 from metacni.spec.args import CniArgs
 from metacni.spec.lazylog import getLogger
 from metacni.spec.record import field, record
 from metacni.spec.results import Result, parse_result
+from metacni.spec.safejson import loads
 
 TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
@@ -72,6 +80,21 @@ def _create_temp(parent: str, name: str) -> tuple[int, str]:
             continue
 
 
+def quarantine(path: str | os.PathLike[str], corrupt_dir: str | os.PathLike[str] | None = None) -> str:
+    """Move a corrupt record aside into ``corrupt_dir`` (default: ``corrupt/`` beside it), named
+    ``<name>.<unix time>``; returns the new path. Out of the way of the next ADD, DEL and GC."""
+    parent, name = os.path.split(os.fspath(path))
+    target_dir = os.fspath(corrupt_dir) if corrupt_dir is not None else os.path.join(parent, "corrupt")
+    os.makedirs(target_dir, mode=0o700, exist_ok=True)
+    target = os.path.join(target_dir, f"{name}.{int(time.time())}")
+    os.replace(path, target)
+    return target
+
+
+class CorruptEntry(ValueError):
+    """A cache entry that decodes but is not a usable record."""
+
+
 @record()
 class CacheEntry:
     network_name: str
@@ -124,18 +147,45 @@ class ResultCache:
         data = json.dumps(entry.to_json()).encode()
         atomic_write(self.path(entry.network_name, entry.container_id, entry.ifname), data, durable=False)
 
+    @property
+    def corrupt_dir(self) -> str:
+        return os.path.join(self.cache_dir, "corrupt")
+
     def read(self, network: str, container_id: str, ifname: str) -> CacheEntry | None:
-        """The entry, or None when absent. A legacy bare result (pre-2019 libcni) is accepted."""
+        """The entry, or None when absent or unusable (a corrupt one is quarantined, an
+        unreadable one logged): DEL goes on without a cached result rather than failing
+        forever. A legacy bare result (pre-2019 libcni) is accepted."""
+        path = self.path(network, container_id, ifname)
         try:
-            with open(self.path(network, container_id, ifname), "rb") as handle:
+            with open(path, "rb") as handle:
                 raw = handle.read()
         except FileNotFoundError:
             return None
-        return _decode_entry(raw, network, container_id, ifname)
+        except OSError as exc:
+            log.warning("cannot read cache file %s (%s); going on without it", path, exc)
+            return None
+        try:
+            return _decode_entry(raw, network, container_id, ifname)
+        except CorruptEntry as exc:
+            self._quarantine(path, exc)
+            return None
+
+    def _quarantine(self, path: str, why: Exception) -> None:
+        try:
+            moved = quarantine(path, self.corrupt_dir)
+        except OSError as exc:
+            log.error("corrupt cache file %s (%s) could not be moved aside: %s", path, why, exc)
+            return
+        log.error("corrupt cache file %s (%s): moved to %s; going on without it", path, why, moved)
 
     def delete(self, network: str, container_id: str, ifname: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path(network, container_id, ifname))
+        path = self.path(network, container_id, ifname)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # the attachment is gone already; a later GC retries the file
+            log.warning("cannot remove cache file %s: %s", path, exc)
 
     def entries(self, network: str | None = None) -> list[CacheEntry]:
         """Every cniCacheV1 entry (of one network when given), in file-name order."""
@@ -144,47 +194,83 @@ class ResultCache:
             names = sorted(os.listdir(self.results_dir))
         except FileNotFoundError:
             return out
+        except OSError as exc:
+            log.warning("cannot list cache dir %s: %s", self.results_dir, exc)
+            return out
         for name in names:
             if name.startswith("."):
                 continue
             path = os.path.join(self.results_dir, name)
             try:
                 with open(path, "rb") as handle:
-                    data = json.load(handle)
+                    data = loads(handle.read())
             except (OSError, ValueError):
                 log.warning("ignoring unreadable cache file %s", path)
                 continue
-            if not isinstance(data, dict) or data.get("kind") != CACHE_KIND:
+            try:
+                if not isinstance(data, dict):
+                    raise CorruptEntry(f"top level is a JSON {type(data).__name__}, not an object")
+                if data.get("kind") != CACHE_KIND:
+                    continue  # a legacy bare result, or another tool's kind: not ours to judge
+                entry = _entry_from_json(data)
+            except CorruptEntry as exc:
+                self._quarantine(path, exc)
                 continue
-            entry = _entry_from_json(data)
             if network is None or entry.network_name == network:
                 out.append(entry)
         return out
 
 
 def _decode_entry(raw: bytes, network: str, container_id: str, ifname: str) -> CacheEntry:
+    """Raises :class:`CorruptEntry` for a decodable entry of the wrong shape; an undecodable
+    file (perhaps mid-write by a non-atomic writer) is an entry without a result."""
     try:
-        data = json.loads(raw)
+        data = loads(raw)
     except ValueError:
         data = None
+    else:
+        if not isinstance(data, dict):
+            raise CorruptEntry(f"top level is a JSON {type(data).__name__}, not an object")
     if isinstance(data, dict) and data.get("kind") == CACHE_KIND:
         return _entry_from_json(data)
-    legacy = data if isinstance(data, dict) else None
+    legacy = data if isinstance(data, dict) and "kind" not in data else None
     return CacheEntry(network_name=network, container_id=container_id, ifname=ifname, result=legacy)
 
 
+REQUIRED: Any = object()
+
+
+def typed(data: dict[str, Any], key: str, kind: type, default: Any = REQUIRED) -> Any:
+    """``data[key]`` of a stored record when it has JSON type ``kind`` (a bool is not an int);
+    a missing or null key is ``default``, or corrupt when there is none. CorruptEntry otherwise."""
+    value = data.get(key)
+    if value is None and default is not REQUIRED:
+        return default
+    if not isinstance(value, kind) or isinstance(value, bool) is not (kind is bool):
+        raise CorruptEntry(f"{key!r} must be a JSON {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
 def _entry_from_json(data: dict[str, Any]) -> CacheEntry:
+    """A cniCacheV1 object as written by libcni or metacni; CorruptEntry on any wrong type."""
     try:
-        config = binascii.a2b_base64(data.get("config") or "")
-    except ValueError:
-        config = b""
+        config = binascii.a2b_base64(typed(data, "config", str, ""))
+    except (ValueError, UnicodeEncodeError) as exc:  # binascii.Error is a ValueError
+        raise CorruptEntry(f"'config' is not base64: {exc}") from None
+    pairs = typed(data, "cniArgs", list, [])
+    if not all(isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in pairs):
+        raise CorruptEntry("'cniArgs' is not a list of [key, value] string pairs")
+    ifname = typed(data, "ifName", str, "")
+    container_id = typed(data, "containerId", str, "")
+    if not ifname or not container_id:
+        raise CorruptEntry("'containerId' and 'ifName' are required")
     return CacheEntry(
-        network_name=str(data.get("networkName", "")),
-        container_id=str(data.get("containerId", "")),
-        ifname=str(data.get("ifName", "")),
+        network_name=typed(data, "networkName", str, ""),
+        container_id=container_id,
+        ifname=ifname,
         config=config,
-        netns=str(data.get("netns", "") or ""),
-        cni_args=[(str(p[0]), str(p[1])) for p in data.get("cniArgs") or [] if isinstance(p, list) and len(p) == 2],
-        capability_args=dict(data.get("capabilityArgs") or {}),
-        result=data.get("result") if isinstance(data.get("result"), dict) else None,
+        netns=typed(data, "netns", str, ""),
+        cni_args=[(k, v) for k, v in pairs],
+        capability_args=dict(typed(data, "capabilityArgs", dict, {})),
+        result=typed(data, "result", dict, None),
     )

@@ -2,7 +2,8 @@
 
 Differences from libcni, each on purpose:
 - a failed ADD is rolled back (DEL of every plugin already run, in reverse), so nothing is
-  left half-configured;
+  left half-configured -- whatever the failure: a CNI error, a crash in an in-process plugin,
+  an interrupt; one failing DEL of the rollback does not stop the others;
 - DEL without runtime arguments reuses the ones cached at ADD, so a portmap-style plugin can
   still find its mappings;
 - every plugin error is re-labelled with the network and plugin that raised it.
@@ -114,28 +115,29 @@ class ChainRunner:
             for plugin in net.plugins:
                 done.append(plugin)
                 prev = self._run(net, plugin, ADD, rt, prev)
-        except CNIError as exc:
+            if prev is None:
+                raise CNIError(Code.INTERNAL, "no result", f"network {net.name!r} produced no result")
+            result = convert(prev, net.cni_version)
+            self.cache.write(CacheEntry(
+                network_name=net.name, container_id=rt.container_id, ifname=rt.ifname, config=net.raw,
+                netns=rt.netns, cni_args=list(rt.args.pairs), capability_args=dict(rt.capability_args),
+                result=result.to_wire(),
+            ))
+        except BaseException as exc:  # not only CNIError: a bug or a failed cache write must not leak
             if rollback:
                 self._rollback(net, rt, done, prev, exc)
             raise
-        if prev is None:
-            raise CNIError(Code.INTERNAL, "no result", f"network {net.name!r} produced no result")
-        result = convert(prev, net.cni_version)
-        self.cache.write(CacheEntry(
-            network_name=net.name, container_id=rt.container_id, ifname=rt.ifname, config=net.raw,
-            netns=rt.netns, cni_args=list(rt.args.pairs), capability_args=dict(rt.capability_args),
-            result=result.to_wire(),
-        ))
         return result
 
     def _rollback(self, net: NetworkList, rt: RuntimeConf, done: list[Mapping[str, Any]],
-                  prev: Result | None, cause: CNIError) -> None:
+                  prev: Result | None, cause: BaseException) -> None:
+        reason = cause.msg if isinstance(cause, CNIError) else f"{type(cause).__name__}: {cause}"
         for plugin in reversed(done):
             try:
                 self._run(net, plugin, DEL, rt, prev if versions.at_least(net.cni_version, "0.4.0") else None)
-            except CNIError as exc:
+            except Exception as exc:
                 log.error("rollback of %s on network %s after %s failed: %s", plugin.get("type"), net.name,
-                          cause.msg, exc)
+                          reason, exc)
 
     # ------------------------------------------------------------------ DEL
     def cached_result(self, net: NetworkList, rt: RuntimeConf, *,
@@ -192,7 +194,7 @@ class ChainRunner:
             rt = RuntimeConf(entry.container_id, entry.netns, entry.ifname, entry.args, dict(entry.capability_args))
             try:
                 self.delete(net, rt)
-            except CNIError as exc:
+            except Exception as exc:  # the next entries are still collected
                 errors.append(f"DEL {entry.container_id}/{entry.ifname}: {exc}")
         if versions.at_least(versions.normalize(net.cni_version), "1.1.0"):
             attachments = [{"containerID": cid, "ifname": ifn} for cid, ifn in sorted(keep)]
@@ -200,7 +202,7 @@ class ChainRunner:
             for plugin in net.plugins:
                 try:
                     self._run(net, plugin, GC, None, None, extra)
-                except CNIError as exc:
+                except Exception as exc:  # every plugin gets its GC
                     errors.append(str(exc))
         if errors:
             raise CNIError(Code.UNKNOWN, "garbage collection had errors", "; ".join(errors))

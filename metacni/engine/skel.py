@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 
-from metacni.spec import lazylog, naming, versions
+from metacni.spec import lazylog, naming, safejson, versions
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code
 
@@ -37,8 +37,8 @@ _REQUIRED = {
 def version_reply(stdin: bytes) -> dict[str, Any]:
     requested = ""
     with contextlib.suppress(ValueError, AttributeError):
-        requested = str(json.loads(stdin or b"{}").get("cniVersion") or "")
-    return {"cniVersion": requested if versions.is_known(requested) else versions.CURRENT,
+        requested = str(safejson.loads(stdin or b"{}").get("cniVersion") or "")
+    return {"cniVersion": requested if requested and versions.is_known(requested) else versions.CURRENT,
             "supportedVersions": list(versions.ALL_VERSIONS)}
 
 
@@ -65,8 +65,8 @@ def parse_invocation(env: Mapping[str, str]) -> Invocation:
 
 def parse_config(stdin: bytes) -> dict[str, Any]:
     try:
-        config = json.loads(stdin)
-    except (ValueError, UnicodeDecodeError) as exc:
+        config = safejson.loads(stdin)
+    except ValueError as exc:  # also invalid UTF-8, deep nesting, NaN (safejson)
         raise CNIError(Code.DECODE_FAILURE, "failed to decode network configuration", f"stdin: {exc}") from None
     if not isinstance(config, dict):
         raise CNIError(Code.DECODE_FAILURE, "failed to decode network configuration",
@@ -122,7 +122,7 @@ def configure_logging(stream: TextIO | None = None) -> None:
 
 def _config_version(stdin: bytes) -> str | None:
     with contextlib.suppress(ValueError, AttributeError, TypeError):
-        version = json.loads(stdin).get("cniVersion")
+        version = safejson.loads(stdin).get("cniVersion")
         if isinstance(version, str) and versions.is_known(version):
             return version
     return None

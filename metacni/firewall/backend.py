@@ -27,10 +27,11 @@ import _thread  # not threading: a lock is all we need, and its import costs eve
 import os
 import time
 
+from metacni.netlink import nftables as nftnl
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.lazylog import getLogger
 
-from . import libnft, xtables
+from . import feature, libnft, xtables
 from .identity import Attachment
 from .plan import Plan
 
@@ -55,11 +56,11 @@ def __getattr__(name: str) -> object:
 
 def get(name: str) -> Backend:
     if name == NFTABLES:
-        from .nftables import NftablesBackend
+        from .nft import NftablesBackend
 
         return NftablesBackend()
     if name == IPTABLES:
-        from .iptables import IptablesBackend
+        from .ipt import IptablesBackend
 
         return IptablesBackend()
     raise CNIError(
@@ -121,9 +122,9 @@ def _nft_kube_proxy() -> bool:
         return False
     with libnft.pooled() as entry:
         for family in ("ip", "ip6"):
-            if libnft.table_exists(entry, family, "kube-proxy"):
+            if nftnl.table_exists(entry.netlink, family, "kube-proxy"):
                 return True
-            if any(libnft.chain_use(entry, family, t, c) is not None for t, c in KUBE_PROXY_CHAINS):
+            if any(nftnl.chain_use(entry.netlink, family, t, c) is not None for t, c in KUBE_PROXY_CHAINS):
                 return True
     return False
 
@@ -163,7 +164,7 @@ def detect(kind: str) -> str:
     if _nft_kube_proxy():
         return NFTABLES
     for name in BACKENDS:
-        if name == IPTABLES and not xtables.may_hold(kind):
+        if name == IPTABLES and not xtables.may_hold(feature.of(kind).ipt_table):
             continue  # no x_table to look at (and no iptc import)
         if name == NFTABLES and not libnft.available():
             continue
@@ -199,12 +200,12 @@ def _cached_detect(kind: str) -> str:
     if not libnft.available():
         return _cached_detect_no_nft(kind, now)
     with libnft.pooled() as entry:
-        hit = entry.state.get("detected", {}).get(kind)
+        hit = entry.state.detected.get(kind)
     if hit is not None and now - hit[1] < DETECT_TTL:
-        return str(hit[0])
+        return hit[0]
     name = detect(kind)  # takes the pooled entry itself
     with libnft.pooled() as entry:
-        entry.state.setdefault("detected", {})[kind] = (name, now)
+        entry.state.detected[kind] = (name, now)
     return name
 
 
@@ -231,6 +232,15 @@ def choose(requested: str | None, kind: str) -> Backend:
 
 
 # ---------------------------------------------------------------------- verbs
+def apply(plan: Plan, backend: str | None = None) -> None:
+    """Install ``plan``, or remove the attachment's rules when the plan installs nothing
+    (no addresses, no mappings: a re-ADD without them leaves nothing behind)."""
+    if plan.empty:
+        delete(plan.attachment, plan.kind, backend)
+    else:
+        add(plan, backend)
+
+
 def add(plan: Plan, backend: str | None = None) -> None:
     """Install ``plan``; on failure nothing of the attachment's ``kind`` rules is left."""
     chosen = choose(backend, plan.kind)
@@ -262,7 +272,7 @@ def _holders(kind: str) -> list[Backend]:
     for name in BACKENDS:
         if name == NFTABLES and not libnft.available():
             continue
-        if name == IPTABLES and not xtables.may_hold(kind):
+        if name == IPTABLES and not xtables.may_hold(feature.of(kind).ipt_table):
             continue  # no x_table of that name: nothing of ours (and no iptc import)
         b = get(name)
         try:

@@ -9,6 +9,8 @@ full (network, container id, ifname) identity. DEL matches on that prefix alone.
 
 from __future__ import annotations
 
+import re
+
 from metacni.spec.digest import sha512_hex
 from metacni.spec.record import record
 
@@ -38,6 +40,20 @@ def snat_chain(network: str, container_id: str) -> str:
 def masq_chain(network: str, container_id: str) -> str:
     """ipMasq's per-container chain, ``CNI-`` + 24 hex characters."""
     return prefixed_chain("", network, container_id)
+
+
+_ATTACHMENT_CHAIN = re.compile(r"^CNI-(DN-[0-9a-f]{21}|SN-[0-9a-f]{21}|[0-9a-f]{24})$")
+
+
+def is_attachment_chain(name: str, prefixes: tuple[str, ...] = ("DN-", "SN-", "")) -> bool:
+    """Whether ``name`` is a per-container iptables chain (:func:`prefixed_chain`) of one of
+    ``prefixes`` (``""``: ipMasq's unprefixed ``CNI-<hash>``)."""
+    m = _ATTACHMENT_CHAIN.fullmatch(name)
+    if m is None:
+        return False
+    found = m.group(1)
+    prefix = found[:3] if found[:3] in ("DN-", "SN-") else ""
+    return prefix in prefixes
 
 
 def network_tag(network: str) -> str:

@@ -11,8 +11,10 @@ Namespaces: a context's netlink socket is opened when the context is created, in
 network namespace of the *creating thread*, and stays there (measured: a context made in
 netns A and used from a thread in netns B changes A's rule set). A context is not thread
 safe. :func:`pooled` hands out one reused context per netns under a lock, made on first
-use: an ADD that needs only raw netlink (:func:`chain_use`, :func:`raw_batch`) never pays
-for one (~0.4 ms, plus libnftables' cache fill on its first command).
+use: an ADD that needs only raw netlink (:mod:`metacni.netlink.nftables` on the entry's
+:attr:`PoolEntry.netlink` socket) never pays for one (~0.4 ms, plus libnftables' cache fill
+on its first command). The entry keeps that socket because closing a netfilter netlink
+socket waits for pending nf_tables destroy work (~10 ms after a deletion).
 
 Why a pool: freeing a context whose batches deleted rules waits for the kernel's
 nf_tables destroy work on the socket's release (an RCU grace period): 16 ms per
@@ -28,23 +30,23 @@ of it or none of it, which is what makes our ADD and DEL atomic.
 
 from __future__ import annotations
 
-import _socket  # not socket: its import costs ~3 ms per standalone CNI call
 import _thread  # not threading (its import costs every standalone CNI call): locks and get_native_id only
 import ctypes
-import itertools
 import json
 import os
-import struct
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from metacni.kernel.nlcodec import attr, message, nested, parse_attrs, string
+from metacni.netlink import nftables as nftnl
+from metacni.netlink.core import Socket
 from metacni.spec.record import field, record
 
 TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
+
+    from .nftrules import Elem
 
 NFT_CTX_DEFAULT = 0
 NFT_CTX_OUTPUT_HANDLE = 1 << 3
@@ -176,6 +178,27 @@ def netns_key() -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
+class PoolState:
+    """What the firewall remembers about one netns while its pool entry lives.
+
+    A plain class, not a dataclass: ``dataclasses`` costs every standalone CNI call ~5 ms of
+    imports (tests/meta/test_standalone_path.py keeps it out).
+    """
+
+    __slots__ = ("detected", "foreign", "owned", "tables")
+
+    def __init__(self) -> None:
+        #: features whose nftables table this process ensured here (:mod:`.nft`)
+        self.tables: set[str] = set()
+        #: (feature, attachment tag) -> (chains, map elements) this process added here: DEL
+        #: deletes them without reading (:mod:`.nft`)
+        self.owned: dict[tuple[str, str], tuple[list[str], list[Elem]]] = {}
+        #: (when listed, foreign forward base chains as (family, table, name)) (:mod:`.nft`)
+        self.foreign: tuple[float, list[tuple[str, str, str]]] | None = None
+        #: feature -> (backend name, when detected) (:mod:`.backend`)
+        self.detected: dict[str, tuple[str, float]] = {}
+
+
 @record()
 class PoolEntry:
     """One netns's reused context, plus state callers remember while it lives.
@@ -185,10 +208,17 @@ class PoolEntry:
     """
 
     lock: _thread.LockType = field(default_factory=_thread.allocate_lock)
-    state: dict[str, Any] = field(default_factory=dict)
+    state: PoolState = field(default_factory=PoolState)
     dropped: bool = False
-    sock: _socket.socket | None = None  # see chain_use
+    sock: Socket | None = None  # see netlink
     context: Nft | None = None  # see nft
+
+    @property
+    def netlink(self) -> Socket:
+        """The netns's NETLINK_NETFILTER socket, opened with the entry (in its netns)."""
+        if self.sock is None:
+            self.sock = nftnl.socket()
+        return self.sock
 
     @property
     def nft(self) -> Nft:
@@ -230,7 +260,7 @@ def pooled() -> Iterator[PoolEntry]:
             entry = _pool.get(key)
             if entry is None:
                 entry = PoolEntry()
-                _sock(entry)  # opened here, in this thread's netns: pins it while the entry lives
+                entry.netlink  # noqa: B018 -- opened here, in this thread's netns: pins it while the entry lives
                 _pool[key] = entry
                 while len(_pool) > POOL_MAX:
                     evicted.append(_pool.popitem(last=False)[1])
@@ -263,138 +293,3 @@ def pooled_netns() -> list[tuple[int, int]]:
     """Keys (:func:`netns_key`) of the namespaces whose context is pooled (each is pinned)."""
     with _pool_lock:
         return list(_pool)
-
-
-# ---------------------------------------------------------------------- one raw query
-NFPROTO = {"inet": 1, "ip": 2, "ip6": 10, "bridge": 7}
-_NFT_MSG_GETTABLE = (10 << 8) | 1  # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETTABLE
-_NFT_MSG_GETCHAIN = (10 << 8) | 4  # NFNL_SUBSYS_NFTABLES, NFT_MSG_GETCHAIN
-_NFTA_TABLE_NAME = 1
-_NFTA_CHAIN_TABLE, _NFTA_CHAIN_NAME, _NFTA_CHAIN_USE = 1, 3, 6
-
-
-def _sock(entry: PoolEntry) -> _socket.socket:
-    if entry.sock is None:  # opened in the caller's thread: the entry's netns
-        entry.sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, 12)  # NETFILTER
-    return entry.sock
-
-
-def chain_use(entry: PoolEntry, family: str, table: str, chain: str) -> int | None:
-    """The kernel's use count of a chain (its rules + jumps/gotos/map elements to it), or
-    None when it does not exist. One NFT_MSG_GETCHAIN round trip (~35 us) on the entry's
-    netfilter socket: libnftables does not expose the count, and its cheapest command
-    fills a cache first. The socket is kept with the entry because closing a netfilter
-    netlink socket waits for pending nf_tables destroy work (~10 ms after a deletion).
-    """
-    body = struct.pack("=BBH", NFPROTO[family], 0, 0)
-    body += string(_NFTA_CHAIN_TABLE, table) + string(_NFTA_CHAIN_NAME, chain)
-    data = _get(entry, _NFT_MSG_GETCHAIN, body, f"GETCHAIN {family} {table} {chain}")
-    if data is None:
-        return None
-    length = struct.unpack_from("=I", data)[0]
-    use = parse_attrs(data[:length], 16 + 4).get(_NFTA_CHAIN_USE)  # after nlmsghdr + nfgenmsg
-    if use is None or len(use) < 4:
-        raise NftError(f"GETCHAIN {family} {table} {chain}: no use count in the reply")
-    return int(struct.unpack_from(">I", use)[0])  # netfilter attributes are big-endian
-
-
-def table_exists(entry: PoolEntry, family: str, table: str) -> bool:
-    """Whether a table exists: one NFT_MSG_GETTABLE round trip, no cache fill."""
-    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + string(_NFTA_TABLE_NAME, table)
-    return _get(entry, _NFT_MSG_GETTABLE, body, f"GETTABLE {family} {table}") is not None
-
-
-def _get(entry: PoolEntry, kind: int, body: bytes, what: str) -> bytes | None:
-    """One GET request's answer on the entry's socket; None when the object does not exist."""
-    sock = _sock(entry)
-    sock.sendto(message(kind, 0x1, 1, body), (0, 0))  # NLM_F_REQUEST
-    data = sock.recv(65536)
-    if struct.unpack_from("=H", data, 4)[0] == 2:  # NLMSG_ERROR
-        errno = -struct.unpack_from("=i", data, 16)[0]
-        if errno == 2:  # ENOENT
-            return None
-        raise NftError(f"{what}: {os.strerror(errno)}")
-    return data
-
-
-# ---------------------------------------------------------------------- raw batches
-#: NFT_MSG_* of the objects a raw batch handles
-_NEWCHAIN, _DELCHAIN, NEWRULE, _NEWSETELEM, _DELSETELEM = 3, 5, 6, 12, 14
-#: extra netlink flags per message type, as libnftables sends them: NLM_F_CREATE for
-#: objects (no NLM_F_EXCL: adding what exists is a no-op), NLM_F_CREATE|NLM_F_APPEND for rules
-_FLAGS = {_NEWCHAIN: 0x400, _NEWSETELEM: 0x400, NEWRULE: 0x400 | 0x800}
-_NFT_JUMP = -3
-
-
-def raw_chain(op: str, family: str, table: str, chain: str) -> tuple[int, bytes]:
-    """``add``/``delete`` chain message body for :func:`raw_batch`."""
-    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + string(1, table) + string(3, chain)
-    return (_NEWCHAIN if op == "add" else _DELCHAIN), body
-
-
-def raw_element(op: str, family: str, table: str, name: str, key: bytes, jump: str | None = None) -> tuple[int, bytes]:
-    """``add`` (with a ``jump`` verdict) / ``delete`` map element message body; ``key`` is
-    the element's key as the kernel stores it (concatenations: each field padded to 4 bytes)."""
-    elem = [nested(1, attr(1, key))]  # NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE }
-    if jump is not None:  # NFTA_SET_ELEM_DATA { NFTA_DATA_VERDICT { CODE, CHAIN } }
-        verdict = attr(1, struct.pack(">i", _NFT_JUMP)) + string(2, jump)
-        elem.append(nested(2, nested(2, verdict)))
-    body = struct.pack("=BBH", NFPROTO[family], 0, 0) + string(1, table) + string(2, name)
-    body += nested(3, nested(1, *elem))  # NFTA_SET_ELEM_LIST_ELEMENTS { NFTA_LIST_ELEM { .. } }
-    return (_NEWSETELEM if op == "add" else _DELSETELEM), body
-
-
-def raw_batch(entry: PoolEntry, messages: list[tuple[int, bytes]]) -> None:
-    """Send ``messages`` as one nf_tables transaction on the entry's socket; NftError if the
-    kernel refused any (then none applied). Rules (:mod:`.nftraw`) are appended.
-
-    Why not libnftables: before each command it fills a cache with every chain and set of
-    the netns (one chain per attachment here, so ~1.5 ms with 100 pods and growing),
-    while our per-attachment batches need no lookups at all.
-    """
-    sock = _sock(entry)
-    base = _next_seq()
-    batch_genmsg = struct.pack("=BBH", 0, 0, _socket.htons(10))  # res_id: NFNL_SUBSYS_NFTABLES
-    out = [message(0x10, 0x1, base, batch_genmsg)]  # NFNL_MSG_BATCH_BEGIN
-    for i, (msg, body) in enumerate(messages, 1):
-        flags = 0x1 | 0x4 | _FLAGS.get(msg, 0)  # REQUEST|ACK
-        out.append(message((10 << 8) | msg, flags, base + i, body))
-    end = base + len(messages) + 1
-    out.append(message(0x11, 0x1, end, batch_genmsg))  # NFNL_MSG_BATCH_END
-    sock.sendto(b"".join(out), (0, 0))
-    pending, errors = set(range(base + 1, end)), []
-    while pending:
-        data = sock.recv(65536)
-        pos = 0
-        while pos + 16 <= len(data):
-            length, kind, _flags, seq = struct.unpack_from("=IHHI", data, pos)
-            if kind == 2:  # NLMSG_ERROR: 0 is the ACK
-                code = -struct.unpack_from("=i", data, pos + 16)[0]
-                if code:
-                    errors.append(f"message {seq - base}: {os.strerror(code)}")
-                pending.discard(seq)
-            pos += (length + 3) & ~3 if length else len(data)
-        if errors:
-            break  # an aborted batch acknowledges nothing after the error
-    if errors:
-        _drain(sock)
-        raise NftError("; ".join(errors))
-
-
-_seqs = itertools.count(1000, 1000)  # next() is atomic under the GIL; no lock to inherit on fork
-
-
-def _next_seq() -> int:
-    return next(_seqs) % (1 << 30)
-
-
-def _drain(sock: _socket.socket) -> None:
-    """Drop late replies of a failed batch so the next request reads its own."""
-    sock.setblocking(False)
-    try:
-        while True:
-            sock.recv(65536)
-    except BlockingIOError:
-        pass
-    finally:
-        sock.setblocking(True)

@@ -61,6 +61,11 @@ class PortmapPlan:
     def container_ips(self) -> list[IPInterface]:
         return [ip for ip in (self.ipv4, self.ipv6) if ip is not None]
 
+    @property
+    def empty(self) -> bool:
+        """Nothing to install (no mapping, or no address to map to)."""
+        return not self.mappings or not self.container_ips()
+
     def mappings_for(self, version: int) -> list[PortMapping]:
         return [m for m in self.mappings if m.applies_to(version)]
 
@@ -76,6 +81,10 @@ class MasqPlan:
     non_masquerade: tuple[IPNetwork, ...] = ()
     kind: str = MASQ
 
+    @property
+    def empty(self) -> bool:
+        return not self.addresses
+
     def exempt_for(self, ip: IPInterface) -> list[IPNetwork]:
         """The destinations this source is not masqueraded for: its subnet and the extra CIDRs."""
         nets: list[IPNetwork] = [ip.network]
@@ -88,6 +97,10 @@ class ForwardPlan:
     attachment: Attachment
     addresses: tuple[IPInterface, ...]
     kind: str = FORWARD
+
+    @property
+    def empty(self) -> bool:
+        return not self.addresses
 
 
 Plan = PortmapPlan | MasqPlan | ForwardPlan

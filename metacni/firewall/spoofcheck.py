@@ -61,7 +61,7 @@ def chain_name(attachment: Attachment) -> str:
 
 def _tag_of_chain(name: str) -> str | None:
     tag = name[len(CHAIN_PREFIX):] if name.startswith(CHAIN_PREFIX) else ""
-    return tag if _TAG_RE.match(tag) else None
+    return tag if _TAG_RE.fullmatch(tag) else None
 
 
 # ---------------------------------------------------------------------- building blocks
@@ -95,7 +95,7 @@ def _saddr(mac: str) -> Cmd:
 
 def _normalise_mac(mac: str) -> str:
     norm = mac.strip().lower()
-    if not _MAC_RE.match(norm):
+    if not _MAC_RE.fullmatch(norm):
         raise CNIError(Code.INVALID_CONFIG, "invalid MAC address", f"macspoofchk: {mac!r} is not a MAC address")
     return norm
 
@@ -170,7 +170,7 @@ def gc_spoofcheck(network: str, valid_attachments: Iterable[tuple[str, str]]) ->
 
 def check_spoofcheck(network: str, container_id: str, ifname: str, host_veth: str, mac: str) -> list[str]:
     """What is missing or different in the attachment's spoof check (empty when all is in place)."""
-    if not _MAC_RE.match(mac.strip().lower()):
+    if not _MAC_RE.fullmatch(mac.strip().lower()):
         return [f"macspoofchk: {mac!r} is not a MAC address"]
     mac = mac.strip().lower()
     att = Attachment(network, container_id, ifname)
@@ -210,7 +210,7 @@ def _rule_tag(rule: dict[str, Any]) -> str | None:
     if not comment:
         return None
     tag, _, rest = str(comment).partition(", ")
-    return tag if _TAG_RE.match(tag) and rest.startswith(f"{KIND},") else None
+    return tag if _TAG_RE.fullmatch(tag) and rest.startswith(f"{KIND},") else None
 
 
 def _remove(nft: Nft, doomed: Callable[[str], bool], what: str) -> None:

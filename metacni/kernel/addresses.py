@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Interface, IPv6Interface
 
-from . import nlcodec as nl
-from .nlcodec import IFA_F_NODAD
-from .rtnl import EEXIST, NetlinkError, Rtnl, is_errno
+from metacni.netlink import rtnl as nl
+from metacni.netlink.rtnl import EEXIST, IFA_F_NODAD, NetlinkError, Rtnl, is_errno
 
 __all__ = ["IFA_F_NODAD", "IPInterface", "add_address", "add_address_request", "delete_address",
            "list_addresses"]

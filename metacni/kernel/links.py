@@ -12,9 +12,10 @@ import contextlib
 import os
 import time
 
-from . import nlcodec as nl
-from .nlcodec import IFF_PROMISC, IFF_UP, LinkInfo, LinkSpec
-from .rtnl import EEXIST, ENODEV, NetlinkError, Rtnl, is_errno
+from metacni.netlink import rtnl as nl
+from metacni.netlink.rtnl import EEXIST, ENODEV, IFF_PROMISC, IFF_UP, LinkInfo, LinkSpec, NetlinkError, Rtnl, is_errno
+
+from .iproute import iproute
 
 __all__ = ["IFF_PROMISC", "IFF_UP", "LinkExistsError", "LinkInfo", "LinkSpec", "create_veth_in_netns",
            "delete_link", "ensure_bridge", "get_link", "list_links", "set_link", "set_up"]
@@ -147,16 +148,21 @@ def set_port_isolated(ipr: Rtnl, index: int, on: bool) -> None:
 
 def set_vlan_filtering(ipr: Rtnl, bridge_index: int) -> None:
     """Turn on 802.1Q filtering on the bridge (needed before per-port VLANs mean anything).
-    Rare: through pyroute2 (imported here only)."""
-    ipr.link("set", index=bridge_index, kind="bridge", br_vlan_filtering=1)
+    Rare: through pyroute2, in the socket's netns."""
+    with iproute(ipr) as ip:
+        ip.link("set", index=bridge_index, kind="bridge", br_vlan_filtering=1)
 
 
 def set_access_vlan(ipr: Rtnl, port_index: int, vid: int, keep_default: bool = False) -> None:
     """Make a bridge port an access port of ``vid`` (PVID, untagged egress), through pyroute2."""
-    ipr.vlan_filter("add", index=port_index, vlan_info={"vid": vid, "flags": ["pvid", "untagged"]})
-    if not keep_default and vid != 1:
-        with contextlib.suppress(NetlinkError):  # no default VLAN entry on this port
-            ipr.vlan_filter("del", index=port_index, vlan_info={"vid": 1})
+    with iproute(ipr) as ip:
+        ip.vlan_filter("add", index=port_index, vlan_info={"vid": vid, "flags": ["pvid", "untagged"]})
+        if not keep_default and vid != 1:
+            try:
+                ip.vlan_filter("del", index=port_index, vlan_info={"vid": 1})
+            except Exception as exc:  # pyroute2's NetlinkError: no default VLAN entry on this port
+                if getattr(exc, "code", None) is None:
+                    raise
 
 
 def wait_oper_up(ipr: Rtnl, index: int, timeout: float = 5.0) -> LinkInfo:

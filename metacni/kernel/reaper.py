@@ -15,6 +15,9 @@ pairs: 16-36 ms by group, 65-76 ms one by one). ENODEV (gone with its netns) is 
 - A crash between the DEL answer and the deletion leaks a detached, marked link; :func:`sweep`
   (run by :func:`enable`, the daemon's GC and the bridge plugin's CNI GC) deletes every link
   carrying the mark.
+- Idle is observable: :func:`status` (the daemon's status reply carries it) and
+  :func:`wait_idle`, so a caller that needs the links gone (a test's final snapshot, an ADD
+  reusing a name) waits on the reaper's own condition, never on a sleep.
 - Test hook: ``METACNI_REAPER_HOLD=1`` in the environment starts the reaper held (nothing
   is deleted until :meth:`Reaper.release`), so tests can observe the pending state without timing.
 """
@@ -26,10 +29,9 @@ import collections
 import os
 from collections.abc import Callable
 
+from metacni.netlink import rtnl as nl
+from metacni.netlink.rtnl import ENODEV, NetlinkError, Rtnl, is_errno
 from metacni.spec.lazylog import getLogger
-
-from . import nlcodec as nl
-from .rtnl import ENODEV, NetlinkError, Rtnl, is_errno
 
 log = getLogger(__name__)
 MARK = "metacni:reap"  # IFLA_IFALIAS of a detached link awaiting deletion
@@ -67,6 +69,7 @@ class Reaper:
         self._stopping = False
         self.deleted = 0  # submitted names done with
         self.requests = 0  # group deletions sent
+        self.failed = 0  # names whose deletion failed even one by one (left for the GC sweep)
         self.waiting = 0  # callers blocked in wait_for/wait_idle (tests observe it)
         self._thread = threading.Thread(target=self._loop, name="link-reaper", daemon=True)
         self._thread.start()
@@ -104,6 +107,14 @@ class Reaper:
             finally:
                 self.waiting -= 1
 
+    def state(self) -> dict[str, int | bool]:
+        """Snapshot: ``idle`` (nothing queued or being deleted), ``pending`` names, ``deleted``
+        names and ``requests`` sent so far, ``held``."""
+        with self._cond:
+            pending = sum(self._pending.values())
+            return {"idle": not self._queue and pending <= 0, "pending": pending, "deleted": self.deleted,
+                    "requests": self.requests, "failed": self.failed, "held": self._held}
+
     def wait_waiters(self, count: int, timeout: float | None = None) -> bool:
         """Block until ``count`` callers wait on a pending deletion (tests: no sleeps)."""
         with self._cond:
@@ -139,9 +150,10 @@ class Reaper:
             for job in jobs:
                 by_netns.setdefault(job[2], []).append(job)
             for group in by_netns.values():
+                failed = 0
                 try:
                     self.requests += 1
-                    _delete_group(group[0][1], [name for name, _, _ in group])
+                    failed = _delete_group(group[0][1], [name for name, _, _ in group])
                 finally:
                     for _, sock, _ in group:
                         sock.close()
@@ -151,18 +163,35 @@ class Reaper:
                             if self._pending[name] <= 0:
                                 del self._pending[name]
                         self.deleted += len(group)
+                        self.failed += failed
                         self._cond.notify_all()
 
 
-def _delete_group(sock: Rtnl, names: list[str]) -> None:
-    """Every detached link in the socket's netns, in one request (and one kernel wait)."""
+def _delete_group(sock: Rtnl, names: list[str]) -> int:
+    """Every detached link in the socket's netns, in one request (and one kernel wait); if
+    that fails, each of ``names`` on its own, so one bad link does not leave the others.
+    Returns how many could not be deleted (logged; the next GC sweep retries them)."""
     try:
         sock.request(nl.delgroup(GROUP), f"delete detached links {', '.join(names)}")
+        return 0
     except NetlinkError as exc:
-        if not is_errno(exc, ENODEV):  # ENODEV: gone with their netns already
-            log.warning("reaper: deleting %s failed: %s (the next GC sweep retries)", names, exc)
+        if is_errno(exc, ENODEV):  # gone with their netns already
+            return 0
+        log.warning("reaper: deleting %s as a group failed: %s; trying one by one", names, exc)
     except Exception:
-        log.exception("reaper: deleting %s failed", names)
+        log.exception("reaper: deleting %s as a group failed; trying one by one", names)
+    failed = 0
+    for name in names:  # still pending, so no new link can have taken the name (wait_for)
+        try:
+            sock.request(nl.dellink(name=name), f"delete detached link {name}")
+        except NetlinkError as exc:
+            if not is_errno(exc, ENODEV):
+                failed += 1
+                log.warning("reaper: deleting %s failed: %s (the next GC sweep retries)", name, exc)
+        except Exception:
+            failed += 1
+            log.exception("reaper: deleting %s failed (the next GC sweep retries)", name)
+    return failed
 
 
 _lock = _thread.allocate_lock()
@@ -210,6 +239,15 @@ def wait_idle(timeout: float | None = WAIT_LIMIT) -> bool:
     """Block until every pending deletion is done (no-op without a reaper)."""
     reaper = _reaper
     return reaper.wait_idle(timeout) if reaper is not None else True
+
+
+def status() -> dict[str, int | bool]:
+    """The process's reaper state (:meth:`Reaper.state`) plus ``enabled``; without a reaper
+    deletions are synchronous, so it is always idle."""
+    reaper = _reaper
+    if reaper is None:
+        return {"enabled": False, "idle": True, "pending": 0, "deleted": 0, "requests": 0, "failed": 0, "held": False}
+    return {"enabled": True, **reaper.state()}
 
 
 def sweep(ipr: Rtnl) -> list[str]:

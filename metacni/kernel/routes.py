@@ -5,11 +5,9 @@ from __future__ import annotations
 import errno
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
+from metacni.netlink import rtnl as nl
+from metacni.netlink.rtnl import EEXIST, RT_TABLE_MAIN, NetlinkError, RouteMsg, Rtnl, is_errno
 from metacni.spec.record import record
-
-from . import nlcodec as nl
-from .nlcodec import RT_TABLE_MAIN, RouteMsg
-from .rtnl import EEXIST, NetlinkError, Rtnl, is_errno
 
 __all__ = ["RT_TABLE_MAIN", "InstalledRoute", "RouteMsg", "RouteSpec", "add_route", "add_route_request",
            "delete_route", "dump_routes", "list_routes", "route_get"]

@@ -9,10 +9,9 @@ the kernel's rule (<= 15 bytes, no '/', ':' or whitespace), not DNS-1123, as Mul
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 
-from metacni.spec import naming
+from metacni.spec import naming, safejson
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.record import field, record
 
@@ -113,7 +112,7 @@ def check_selections(selections: list[NetworkSelection]) -> None:
 
 
 def _check_label(value: str, what: str, item: str) -> None:
-    if not re.match(_DNS1123_LABEL, value) or len(value) > 63:
+    if not re.fullmatch(_DNS1123_LABEL, value) or len(value) > 63:
         raise AnnotationError(f"{item!r}: {what} {value!r} is not a valid DNS-1123 label "
                               "(lower-case alphanumerics and '-', starting and ending alphanumeric, <= 63 chars)")
 
@@ -151,7 +150,7 @@ def _parse_comma(text: str, pod_namespace: str) -> list[NetworkSelection]:
 
 def _parse_json(text: str, pod_namespace: str) -> list[NetworkSelection]:
     try:
-        data = json.loads(text)
+        data = safejson.loads(text)
     except ValueError as exc:
         raise AnnotationError(f"not valid JSON: {exc}") from None
     if isinstance(data, dict):
@@ -232,9 +231,9 @@ def _mac(data: dict[str, Any], key: str, where: str, sizes: tuple[int, ...]) -> 
     value = _string(data, key, where)
     if value is None:
         return None
-    if re.match(_MAC_COLON, value):
+    if re.fullmatch(_MAC_COLON, value):
         size = len(re.split(r"[:-]", value))
-    elif re.match(_MAC_DOT, value):
+    elif re.fullmatch(_MAC_DOT, value):
         size = len(value.split(".")) * 2
     else:
         size = -1

@@ -2,7 +2,12 @@
 
 Key names are Multus' (``docs/multus.md`` section 1.2), so a Multus config migrates by
 changing ``type``; unknown keys are ignored as Multus does. Our additions: ``apiTimeout``,
-``apiConnectTimeout``, ``apiRetries``, ``readinessTimeout``, ``deviceInfoDir``.
+``apiConnectTimeout``, ``apiRetries``, ``readinessTimeout``, ``deviceInfoDir``, and the tenant
+policy (:mod:`.trust`): ``allowedPaths``, ``hostPortRange``, ``reservedHostPorts``;
+``maxAttachments`` (interfaces per pod, primary included; Multus has no such cap).
+
+This object is only ever built from the node's own config (the runtime's stdin, or the
+daemon's node config); a delegate or NAD of type ``metacni`` is refused (:mod:`.trust`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from metacni.spec.errors import CNIError, Code
 from metacni.spec.record import field, record
 
 from .kube import KubeSettings
+from .trust import TenantPolicy
 
 TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
@@ -24,6 +30,7 @@ DEFAULT_CNI_DIR = "/var/lib/cni/metacni"
 DEFAULT_BIN_DIR = "/opt/cni/bin"
 DEFAULT_DEVICE_INFO_DIR = "/var/run/k8s.cni.cncf.io/devinfo/cni"
 NODE_CONFIG_NAME = "00-metacni.conf"
+DEFAULT_MAX_ATTACHMENTS = 32
 AUTO = "auto"
 
 
@@ -81,8 +88,12 @@ class MetaConfig:
     log_level: str = ""
     device_info_dir: str = DEFAULT_DEVICE_INFO_DIR
     kube: KubeSettings = field(default_factory=KubeSettings)
+    #: interfaces one pod may have, the primary included (a node setting; refused with code 7 beyond)
+    max_attachments: int = DEFAULT_MAX_ATTACHMENTS
     #: the file this config was installed as; never chosen as the primary
     own_file: str = NODE_CONFIG_NAME
+    #: what tenant input (NADs, annotations) may do: allowedPaths, hostPortRange, reservedHostPorts
+    policy: TenantPolicy = field(default_factory=TenantPolicy)
 
     @classmethod
     def from_dict(cls, conf: dict[str, Any]) -> MetaConfig:
@@ -93,6 +104,9 @@ class MetaConfig:
         timeout = conf.get("readinessTimeout", 45.0)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
             raise _bad("readinessTimeout", "must be a non-negative number of seconds")
+        max_attachments = conf.get("maxAttachments", DEFAULT_MAX_ATTACHMENTS)
+        if isinstance(max_attachments, bool) or not isinstance(max_attachments, int) or max_attachments < 1:
+            raise _bad("maxAttachments", "must be a positive integer")
         cfg = cls(
             raw=conf,
             name=str(conf.get("name", "")),
@@ -114,7 +128,9 @@ class MetaConfig:
             device_info_dir=_str(conf, "deviceInfoDir", DEFAULT_DEVICE_INFO_DIR),
             kube=KubeSettings.from_conf(conf),
             own_file=_str(conf, "ownFile", NODE_CONFIG_NAME),
+            max_attachments=max_attachments,
         )
+        cfg.policy = TenantPolicy.from_conf(conf, (cfg.cni_dir, cfg.conf_dir, cfg.bin_dir))
         if cfg.cluster_network == AUTO and not os.path.isabs(cfg.conf_dir):
             raise _bad("confDir", f"must be an absolute path, got {cfg.conf_dir!r}")
         return cfg

@@ -11,7 +11,7 @@ import ipaddress
 
 from metacni.kernel import links, netns
 from metacni.kernel.routes import RT_TABLE_MAIN, RouteSpec, add_route, delete_route, dump_routes
-from metacni.kernel.rtnl import Rtnl, rtnl
+from metacni.netlink.rtnl import Rtnl, rtnl
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.results import Result, Route
 

@@ -2,7 +2,9 @@
 
 ``<cniDir>/<containerID>``: written atomically (temp, rename) BEFORE the first
 delegate runs, so a crash mid-ADD still leaves DEL a complete list. A file that cannot be
-decoded is :class:`CorruptCache`, never "nothing to delete" (Multus #948/#1087).
+decoded, or decodes with the wrong types (``"delegates": "x"``, ``"pod": 5``), is
+:class:`CorruptCache`, never "nothing to delete" (Multus #948/#1087); callers quarantine it
+and go on from the result cache, so it never fails DEL or GC forever.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import binascii  # base64's b64encode/b64decode wrap these; base64 itself is not
 import contextlib
 import json
 import os
-import time
 
-from metacni.engine.cache import atomic_write
-from metacni.spec import naming
+from metacni.engine import cache
+from metacni.engine.cache import atomic_write, typed  # typed: CorruptEntry is a ValueError
+from metacni.spec import naming, safejson
 from metacni.spec.config import NetworkList, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.lazylog import getLogger
@@ -81,30 +83,35 @@ def read(cni_dir: str | os.PathLike[str], container_id: str) -> CachedAttachment
     except OSError as exc:
         raise CorruptCache(path, exc.strerror or str(exc)) from None
     try:
-        data = json.loads(raw)
+        data = safejson.loads(raw)
         if not isinstance(data, dict) or data.get("kind") != KIND:
             raise ValueError(f"not a {KIND} record")
         if data.get("containerId") != container_id:
             raise ValueError(f"records container {data.get('containerId')!r}")
-        delegates = [_delegate(item) for item in data["delegates"]]
+        items = typed(data, "delegates", list)
+        delegates = [_delegate(item) for item in items]
         if not delegates or not delegates[0].primary:
             raise ValueError("no primary delegate")
-        pod = data.get("pod") or {}
-        return CachedAttachments(container_id=container_id, netns=str(data.get("netns", "")),
-                                 pod_namespace=str(pod.get("namespace", "")), pod_name=str(pod.get("name", "")),
+        pod = typed(data, "pod", dict, {})
+        return CachedAttachments(container_id=container_id, netns=typed(data, "netns", str, ""),
+                                 pod_namespace=typed(pod, "namespace", str, ""), pod_name=typed(pod, "name", str, ""),
                                  delegates=delegates)
-    except (ValueError, KeyError, TypeError, CNIError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, CNIError) as exc:
         reason = f"{type(exc).__name__}: {exc}" if raw.strip() else "empty file"
         raise CorruptCache(path, reason) from None
 
 
-def _delegate(item: dict[str, Any]) -> Delegate:
-    raw = binascii.a2b_base64(item["config"], strict_mode=True)
-    net: NetworkList = network_list_from_bytes(raw, str(item.get("source", "")))
-    sel = item.get("selection")
-    return Delegate(label=str(item["label"]), net=net, ifname=str(item["ifname"]), primary=bool(item["primary"]),
-                    selection=NetworkSelection.from_json(sel) if isinstance(sel, dict) else None,
-                    capability_args=dict(item.get("capabilityArgs") or {}))
+def _delegate(item: Any) -> Delegate:
+    if not isinstance(item, dict):
+        raise ValueError(f"a delegate must be a JSON object, got {type(item).__name__}")
+    raw = binascii.a2b_base64(typed(item, "config", str), strict_mode=True)
+    net: NetworkList = network_list_from_bytes(raw, typed(item, "source", str, ""))
+    ifname = typed(item, "ifname", str)
+    naming.check_ifname(ifname, "cached ifname")
+    sel = typed(item, "selection", dict, None)
+    return Delegate(label=typed(item, "label", str), net=net, ifname=ifname, primary=typed(item, "primary", bool),
+                    selection=NetworkSelection.from_json(sel) if sel is not None else None,
+                    capability_args=dict(typed(item, "capabilityArgs", dict, {})))
 
 
 def remove(cni_dir: str | os.PathLike[str], container_id: str) -> None:
@@ -113,13 +120,12 @@ def remove(cni_dir: str | os.PathLike[str], container_id: str) -> None:
 
 
 def quarantine(path: str | os.PathLike[str]) -> str:
-    """Move a corrupt record aside (kept for the operator, out of the way of the next ADD)."""
-    parent, name = os.path.split(os.fspath(path))
-    corrupt_dir = os.path.join(parent, "corrupt")
-    os.makedirs(corrupt_dir, mode=0o700, exist_ok=True)
-    target = os.path.join(corrupt_dir, f"{name}.{int(time.time())}")
-    os.replace(path, target)
-    return target
+    """Move a corrupt record aside to ``<cniDir>/corrupt/`` (kept for the operator, out of the
+    way of the next ADD, DEL and GC); a record already gone is not an error."""
+    try:
+        return cache.quarantine(path)
+    except FileNotFoundError:
+        return ""
 
 
 def container_ids(cni_dir: str | os.PathLike[str]) -> list[str]:

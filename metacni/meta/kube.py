@@ -160,6 +160,11 @@ class ApiKubeView:
                 _close_quietly(old)
             return self._api
 
+    def api_client(self) -> Any:
+        """The ``kubernetes.client.ApiClient`` with current credentials, for requests this view
+        does not wrap (events, :mod:`metacni.meta.events`)."""
+        return self._client()
+
     def close(self) -> None:
         with self._lock:
             if self._api is not None:
@@ -212,11 +217,11 @@ class ApiKubeView:
         body = {"metadata": {"annotations": {NETWORK_STATUS: json.dumps(status)}}}
 
         def patch(api: Any) -> bool:
-            kube_paths.call_json(api, "PATCH", kube_paths.pod_path(namespace, name), body=body,
+            kube_paths.call_json(api, "PATCH", kube_paths.pod_status_path(namespace, name), body=body,
                                  content_type=kube_paths.STRATEGIC_MERGE_PATCH, timeout=self._timeout)
             return True
 
-        if self._call(f"PATCH pod {namespace}/{name} network-status", patch) is None:
+        if self._call(f"PATCH pod {namespace}/{name}/status network-status", patch) is None:
             log.warning("pod %s/%s is gone; network-status not written", namespace, name)
 
 

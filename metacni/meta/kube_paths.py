@@ -29,6 +29,13 @@ def pod_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{namespace}/pods/{name}"
 
 
+def pod_status_path(namespace: str, name: str) -> str:
+    """The pod's status subresource: where network-status is written (RBAC grants ``patch`` on
+    ``pods/status`` only, never on ``pods``; the apiserver's pod status strategy keeps
+    annotation changes made through it)."""
+    return f"{pod_path(namespace, name)}/status"
+
+
 def nad_path(namespace: str, name: str) -> str:
     return f"/apis/{NAD_GROUP}/{NAD_VERSION}/namespaces/{namespace}/{NAD_PLURAL}/{name}"
 

@@ -42,7 +42,7 @@ from metacni.spec.lazylog import getLogger
 from metacni.spec.record import record
 
 from .kube import NETWORK_STATUS, SA_DIR, ApiKubeView, KubeSettings, fingerprint
-from .kube_paths import STRATEGIC_MERGE_PATCH, nad_path, pod_path
+from .kube_paths import STRATEGIC_MERGE_PATCH, nad_path, pod_path, pod_status_path
 
 TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
@@ -544,8 +544,8 @@ class HttpKubeView:
             fallback.patch_pod_network_status(namespace, name, status)
             return
         body = json.dumps({"metadata": {"annotations": {NETWORK_STATUS: json.dumps(status)}}}).encode()
-        if self._json(f"PATCH pod {namespace}/{name} network-status", "PATCH",
-                      pod_path(namespace, name), body, STRATEGIC_MERGE_PATCH) is None:
+        if self._json(f"PATCH pod {namespace}/{name}/status network-status", "PATCH",
+                      pod_status_path(namespace, name), body, STRATEGIC_MERGE_PATCH) is None:
             log.warning("pod %s/%s is gone; network-status not written", namespace, name)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 
+from metacni.spec import safejson
 from metacni.spec.config import CONF_EXTENSIONS, NetworkList, conf_files, extension, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.lazylog import getLogger
@@ -16,6 +17,7 @@ from metacni.spec.record import field, record
 
 from .annotations import NetworkSelection
 from .config import AUTO, MetaConfig
+from .trust import META_TYPE, check_selection, refuse_meta_type, sanitize_tenant_config
 
 TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from .kube import KubeView
 
 log = getLogger(__name__)
-META_TYPE = "metacni"
+RESOURCE_NAME = "k8s.v1.cni.cncf.io/resourceName"
 
 
 @record()
@@ -128,7 +130,9 @@ def find_file_by_name(conf_dir: str | os.PathLike[str], name: str, own_file: str
 # ---------------------------------------------------------------------------- NADs
 def nad_network(nad: dict[str, Any], cfg: MetaConfig, cni_args: dict[str, Any] | None = None) -> NetworkList:
     """The CNI config of a NAD: ``spec.config`` (name injected if missing) or, when empty, the
-    conf-dir file named after the NAD."""
+    conf-dir file named after the NAD. ``spec.config`` is tenant input: it passes
+    :func:`.trust.sanitize_tenant_config` (no ``metacni`` type, no node-only keys, paths inside
+    the node's ``allowedPaths``); a conf-dir file is the node's and is trusted."""
     meta = nad.get("metadata") or {}
     ns, name = meta.get("namespace", ""), meta.get("name", "")
     where = f"NetworkAttachmentDefinition {ns}/{name}"
@@ -143,17 +147,18 @@ def nad_network(nad: dict[str, Any], cfg: MetaConfig, cni_args: dict[str, Any] |
                            f"{where} has no spec.config and no file in {cfg.conf_dir} has name {name!r}")
         return _build(json.loads(net.raw), where, cni_args) if cni_args else net
     try:
-        data = json.loads(text)
+        data = safejson.loads(text)  # tenant input: deep nesting and NaN are a ValueError too
     except ValueError as exc:
         raise CNIError(Code.INVALID_CONFIG, "invalid NetworkAttachmentDefinition",
                        f"{where}: spec.config is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise CNIError(Code.INVALID_CONFIG, "invalid NetworkAttachmentDefinition",
                        f"{where}: spec.config must be a JSON object")
+    stripped = sanitize_tenant_config(data, where, cfg.policy)
     if not data.get("name"):
         data["name"] = name
         return _build(data, where, cni_args)
-    if cni_args:
+    if cni_args or stripped:
         return _build(data, where, cni_args)
     return network_list_from_bytes(text.encode(), where)
 
@@ -171,8 +176,17 @@ def _build(data: dict[str, Any], where: str, cni_args: dict[str, Any] | None) ->
     return network_list_from_bytes(json.dumps(data).encode(), where)
 
 
+def nad_resource_name(nad: dict[str, Any]) -> str:
+    """The NAD's device-plugin resource (annotation ``k8s.v1.cni.cncf.io/resourceName``), "" if none."""
+    annotations = (nad.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(RESOURCE_NAME, "") if isinstance(annotations, dict) else ""
+    return value.strip() if isinstance(value, str) else ""
+
+
 def resolve_nad(view: KubeView | None, cfg: MetaConfig, namespace: str, name: str,
-                cni_args: dict[str, Any] | None = None) -> NetworkList:
+                cni_args: dict[str, Any] | None = None, resources: dict[str, str] | None = None) -> NetworkList:
+    """The NAD's network; ``resources`` (when given) records its device-plugin resource name
+    under ``<ns>/<name>`` (:mod:`.devices`)."""
     if view is None:
         raise CNIError(Code.INVALID_CONFIG, "no Kubernetes API configured",
                        f"NetworkAttachmentDefinition {namespace}/{name} is needed but the config has no "
@@ -181,6 +195,8 @@ def resolve_nad(view: KubeView | None, cfg: MetaConfig, namespace: str, name: st
     if nad is None:
         raise CNIError(Code.INVALID_CONFIG, "network not found",
                        f"cannot find a network-attachment-definition ({name}) in namespace ({namespace})")
+    if resources is not None:
+        resources[f"{namespace}/{name}"] = nad_resource_name(nad)
     return nad_network(nad, cfg, cni_args)
 
 
@@ -221,6 +237,7 @@ def resolve_primary(cfg: MetaConfig, view: KubeView | None,
     if cfg.cluster_network and cfg.cluster_network != AUTO:
         return resolve_reference(cfg.cluster_network, cfg, view)
     if cfg.delegates:
+        refuse_meta_type(cfg.delegates[0], "delegates[0]")
         net = network_list_from_bytes(json.dumps(cfg.delegates[0]).encode(), "delegates[0]")
         return net.name, net
     primary = first_candidate(cfg.conf_dir, cfg.own_file)
@@ -244,6 +261,20 @@ def _check_capabilities(net: NetworkList, sel: NetworkSelection) -> None:
 
 
 
+def _check_override(cfg: MetaConfig, override: NetworkSelection, pod_namespace: str) -> None:
+    """The default-network override is a reference like any other: namespaceIsolation applies
+    (its bare form names a NAD of ``multusNamespace``, the operator's, which is always allowed),
+    and what it requests obeys the node policy."""
+    if override.namespace != cfg.multus_namespace and not cfg.may_use(pod_namespace, override.namespace):
+        raise CNIError(Code.INVALID_CONFIG, "namespace isolation violation",
+                       f"default network {override.ref} is in namespace {override.namespace!r}; with "
+                       f"namespaceIsolation a pod in {pod_namespace!r} may only use its own namespace, "
+                       f"{cfg.multus_namespace!r} or {cfg.global_namespaces}")
+    check_selection(override, pod_namespace=pod_namespace,
+                    global_namespaces=[*cfg.global_namespaces, cfg.multus_namespace], policy=cfg.policy,
+                    what="default network")
+
+
 def assign_ifnames(delegates: list[Delegate]) -> None:
     """net<index> for unnamed non-primaries; duplicate names are an error."""
     seen: dict[str, str] = {}
@@ -258,7 +289,10 @@ def assign_ifnames(delegates: list[Delegate]) -> None:
 
 def build_delegates(cfg: MetaConfig, view: KubeView | None, *, pod_namespace: str, runtime_ifname: str,
                     runtime_caps: dict[str, Any], selections: list[NetworkSelection],
-                    override: NetworkSelection | None, with_default_networks: bool) -> list[Delegate]:
+                    override: NetworkSelection | None, with_default_networks: bool,
+                    resources: dict[str, str] | None = None) -> list[Delegate]:
+    if override is not None:
+        _check_override(cfg, override, pod_namespace)
     label, primary = resolve_primary(cfg, view, override)
     delegates = [Delegate(label=label, net=primary, ifname=runtime_ifname, primary=True,
                           selection=override, capability_args=dict(runtime_caps))]
@@ -272,7 +306,9 @@ def build_delegates(cfg: MetaConfig, view: KubeView | None, *, pod_namespace: st
             raise CNIError(Code.INVALID_CONFIG, "namespace isolation violation",
                            f"network {sel.ref} is in namespace {sel.namespace!r}; with namespaceIsolation a pod "
                            f"in {pod_namespace!r} may only use its own namespace or {cfg.global_namespaces}")
-        net = resolve_nad(view, cfg, sel.namespace, sel.name, sel.cni_args)
+        check_selection(sel, pod_namespace=pod_namespace, global_namespaces=cfg.global_namespaces,
+                        policy=cfg.policy)
+        net = resolve_nad(view, cfg, sel.namespace, sel.name, sel.cni_args, resources)
         caps = dict(shared)
         caps.update(sel.capability_args())
         _check_capabilities(net, sel)

@@ -1,7 +1,8 @@
 """The ``metacni`` plugin type: hooks wiring the CNI verbs to :mod:`metacni.meta.service`.
 
 Installed as ``/opt/cni/bin/metacni`` (the console script): the runtime's stdin config has
-``type: metacni``, skel dispatches to these hooks in-process.
+``type: metacni``, skel dispatches to these hooks in-process. Every hook runs inside :func:`.trust.meta_call`: a
+meta call nested in another (a delegate of type ``metacni``) is refused with code 7.
 """
 
 from __future__ import annotations
@@ -24,34 +25,39 @@ def cni_plugin_info() -> PluginInfo:
 
 @hookimpl
 def cni_add(request: Request) -> Result:
-    from . import service
+    from . import service, trust
 
-    return service.add(request)
+    with trust.meta_call():
+        return service.add(request)
 
 
 @hookimpl
 def cni_del(request: Request) -> None:
-    from . import service
+    from . import service, trust
 
-    service.delete(request)
+    with trust.meta_call():
+        service.delete(request)
 
 
 @hookimpl
 def cni_check(request: Request) -> None:
-    from . import service
+    from . import service, trust
 
-    service.check(request)
+    with trust.meta_call():
+        service.check(request)
 
 
 @hookimpl
 def cni_gc(request: Request) -> None:
-    from . import service
+    from . import service, trust
 
-    service.gc(request)
+    with trust.meta_call():
+        service.gc(request)
 
 
 @hookimpl
 def cni_status(request: Request) -> None:
-    from . import service
+    from . import service, trust
 
-    service.status_check(request)
+    with trust.meta_call():
+        service.status_check(request)

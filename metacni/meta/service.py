@@ -13,6 +13,7 @@ STATUS. ADD (never DEL) first waits for the readiness indicator file.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from metacni.engine.cache import CacheEntry, ResultCache
@@ -35,7 +36,7 @@ from .annotations import (
 )
 from .config import MetaConfig
 from .kube import view_for
-from .networks import Delegate, build_delegates, resolve_primary
+from .networks import Delegate, build_delegates, nad_resource_name, resolve_primary
 
 TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
@@ -139,17 +140,28 @@ def _annotations(ctx: Context) -> dict[str, str]:
     return annotations
 
 
-def _plan(ctx: Context) -> list[Delegate]:
+def _plan(ctx: Context, resources: dict[str, str] | None = None) -> list[Delegate]:
     cfg, ns = ctx.cfg, ctx.pod.namespace or "default"
     annotations = _annotations(ctx)
     selections = parse_networks(annotations.get(NETWORKS), ns)
     override = parse_default_network(annotations.get(DEFAULT_NETWORK), cfg.multus_namespace)
     skip_defaults = (ns in cfg.system_namespaces
                      or annotations.get(SKIP_DEFAULT_NETWORKS, "").lower() == "true")
+    # Checked before any NAD is looked up: 1 for the primary, then defaultNetworks, then the pod's.
+    _check_attachment_cap(ctx, 1 + (0 if skip_defaults else len(cfg.default_networks)) + len(selections))
     runtime_caps = ctx.request.runtime_config.to_plain()
     return build_delegates(cfg, ctx.view if _needs_view(cfg, selections, override) else None,
                            pod_namespace=ns, runtime_ifname=ctx.request.ifname, runtime_caps=runtime_caps,
-                           selections=selections, override=override, with_default_networks=not skip_defaults)
+                           selections=selections, override=override, with_default_networks=not skip_defaults,
+                           resources=resources)
+
+
+def _check_attachment_cap(ctx: Context, count: int) -> None:
+    cap = ctx.cfg.max_attachments
+    if count > cap:
+        raise CNIError(Code.INVALID_CONFIG, "too many network attachments",
+                       f"{count} interfaces requested (primary, defaultNetworks and the {NETWORKS} "
+                       f"annotation); this node allows {cap} per pod (maxAttachments)")
 
 
 def _needs_view(cfg: MetaConfig, selections: list[Any], override: Any) -> bool:
@@ -186,7 +198,7 @@ def wait_ready(cfg: MetaConfig, who: str) -> None:
 
 def _existing_ifnames(netns_path: str, names: list[str]) -> list[str]:
     from metacni.kernel import links, netns, reaper
-    from metacni.kernel.rtnl import rtnl
+    from metacni.netlink.rtnl import rtnl
 
     def taken() -> list[str]:
         with netns.enter(netns_path), rtnl() as ipr:
@@ -201,9 +213,76 @@ def _existing_ifnames(netns_path: str, names: list[str]) -> list[str]:
 
 def add(request: Request) -> Result:
     ctx = Context(request)
-    wait_ready(ctx.cfg, ctx.who)
     try:
-        delegates = _plan(ctx)
+        attached = _add(ctx)
+    except CNIError as exc:
+        _report_failure(ctx, exc)
+        raise
+    _report_added(ctx, attached)
+    return attached[0][1]
+
+
+def _events() -> Any:
+    """:mod:`.events` when something (the daemon) imported and installed it; a standalone call
+    never loads it (its imports cost milliseconds)."""
+    return sys.modules.get("metacni.meta.events")
+
+
+def _report_added(ctx: Context, attached: list[tuple[Delegate, Result]]) -> None:
+    """``AddedInterface`` events, one per attachment whose result has interfaces or IPs (Multus)."""
+    events = _events()
+    if events is not None and ctx.pod.known:
+        from metacni.spec.results import convert
+
+        results = [(d, convert(r, "1.1.0")) for d, r in attached]
+        events.added_interfaces(ctx.request.config, ctx.pod.namespace, ctx.pod.name, ctx.pod.uid,
+                                [(d.label, d.ifname, [ip.address for ip in r.ips]) for d, r in results
+                                 if r.interfaces or r.ips])
+
+
+def _report_failure(ctx: Context, exc: CNIError) -> None:
+    """A Warning event naming the network and the reason."""
+    events = _events()
+    if events is not None and ctx.pod.known:
+        reason = events.NO_NETWORK_FOUND if exc.msg == "network not found" else events.ADD_FAILED
+        events.add_failed(ctx.request.config, ctx.pod.namespace, ctx.pod.name, ctx.pod.uid, reason,
+                          f"{exc.msg}: {exc.details}" if exc.details else exc.msg)
+
+
+def _assign_devices(ctx: Context, delegates: list[Delegate], resources: dict[str, str]) -> list[str]:
+    """Device-plugin networks (:mod:`.devices`): their devices and device-info files."""
+    try:
+        _primary_resources(ctx, delegates, resources)
+    except CNIError as exc:
+        raise ctx.fail(exc, "cannot resolve networks") from None
+    if not any(resources.values()) and not any(d.selection and d.selection.device_id for d in delegates):
+        return []
+    from . import devices
+
+    try:
+        return devices.assign(delegates, resources, ctx.request.config, ctx.cfg.device_info_dir,
+                              ctx.pod.namespace, ctx.pod.name, ctx.request.container_id)
+    except CNIError as exc:
+        raise ctx.fail(exc, "cannot assign devices") from None
+
+
+def _primary_resources(ctx: Context, delegates: list[Delegate], resources: dict[str, str]) -> None:
+    """The resource names of NADs serving as the primary or a defaultNetwork (Multus gives them
+    devices too). Their label is ``<ns>/<name>`` (a CNI network name has no ``/``); the
+    annotation's NADs were recorded when they were read."""
+    for d in delegates:
+        if "/" in d.label and d.label not in resources and ctx.view is not None:
+            namespace, name = d.label.split("/", 1)
+            nad = ctx.view.get_nad(namespace, name)
+            resources[d.label] = nad_resource_name(nad) if nad is not None else ""
+
+
+def _add(ctx: Context) -> list[tuple[Delegate, Result]]:
+    request = ctx.request
+    wait_ready(ctx.cfg, ctx.who)
+    resources: dict[str, str] = {}
+    try:
+        delegates = _plan(ctx, resources)
     except CNIError as exc:
         raise ctx.fail(exc, "cannot resolve networks") from None
     _undo_previous_attempt(ctx)
@@ -212,6 +291,7 @@ def add(request: Request) -> Result:
         raise CNIError(Code.INVALID_CONFIG, "interface already exists",
                        f"{ctx.who}: {', '.join(clash)} already exist in {request.netns} and were not created "
                        "by metacni")
+    device_files = _assign_devices(ctx, delegates, resources)
     record = delegate_cache.CachedAttachments(request.container_id, request.netns, ctx.pod.namespace,
                                               ctx.pod.name, delegates)
     delegate_cache.write(ctx.cfg.cni_dir, record)
@@ -240,9 +320,19 @@ def add(request: Request) -> Result:
                 raise ctx.fail(exc, "writing network-status") from None
     except BaseException:
         _rollback(ctx, [d for d, _ in attached])
+        _remove_device_files(ctx, delegates, device_files)
         delegate_cache.remove(ctx.cfg.cni_dir, request.container_id)
         raise
-    return attached[0][1]
+    return attached
+
+
+def _remove_device_files(ctx: Context, delegates: list[Delegate], written: list[str] | None = None) -> None:
+    """The NPWG device-info files of the attachments given a device (ADD rollback, DEL)."""
+    if written or any("deviceID" in d.capability_args for d in delegates):  # devices.DEVICE_ID_CAP
+        from . import devices
+
+        devices.remove_files(written or [])
+        devices.cleanup(delegates, ctx.cfg.device_info_dir, ctx.request.container_id)
 
 
 def _rewrite_cached_result(ctx: Context, d: Delegate, result: Result) -> None:
@@ -256,7 +346,7 @@ def _rollback(ctx: Context, done: list[Delegate]) -> None:
     for d in reversed(done):
         try:
             ctx.runner.delete(d.net, ctx.rt(d))
-        except CNIError as exc:
+        except Exception as exc:  # the other attachments are still removed
             log.error("%s: rollback of network %s (%s) failed: %s", ctx.who, d.label, d.ifname, exc)
 
 
@@ -332,6 +422,10 @@ def _delete_all(ctx: Context, delegates: list[Delegate], *, strict: bool, netns:
         except CNIError as exc:
             log.error("%s: DEL of network %s (%s) failed: %s", ctx.who, d.label, d.ifname, exc)
             errors.append(CNIError(exc.code, exc.msg, f"network {d.label} ({d.ifname}): {exc.details}"))
+        except Exception as exc:  # a plugin's bug: the other networks are still deleted
+            log.exception("%s: DEL of network %s (%s) crashed", ctx.who, d.label, d.ifname)
+            errors.append(CNIError(Code.INTERNAL, "internal error",
+                                   f"network {d.label} ({d.ifname}): {type(exc).__name__}: {exc}"))
     if errors and strict:
         raise CNIError(errors[0].code, "failed to delete networks",
                        f"{ctx.who}: " + "; ".join(f"{e.msg}: {e.details}" for e in errors))
@@ -357,6 +451,7 @@ def delete(request: Request) -> None:
                            f"{ctx.who}: {reason}, and neither the primary network nor any cached result "
                            "could be found")
     _delete_all(ctx, delegates, strict=True)
+    _remove_device_files(ctx, delegates)
     if corrupt is not None:
         delegate_cache.quarantine(corrupt.path)
     delegate_cache.remove(ctx.cfg.cni_dir, cid)
@@ -450,6 +545,7 @@ def _teardown(request: Request, k: _Known, primary_name: str) -> list[Delegate]:
     log.warning("%s (container %s): not among the runtime's valid attachments; GC removes %s", sub.who,
                 k.container_id, ", ".join(f"{d.label} ({d.ifname})" for d in delegates) or "its record")
     _delete_all(sub, delegates, strict=True)
+    _remove_device_files(sub, delegates)
     if k.corrupt is not None:
         delegate_cache.quarantine(k.corrupt.path)
     delegate_cache.remove(sub.cfg.cni_dir, k.container_id)
@@ -501,7 +597,7 @@ def gc(request: Request) -> None:
         try:
             for d in _teardown(request, k, primary.name if primary else ""):
                 nets.setdefault(d.net.name, d.net)
-        except CNIError as exc:
+        except Exception as exc:  # not only CNIError: the other containers are still collected
             errors.append(f"container {k.container_id}: {exc}")
             failed.append(k)
     for k in failed:
@@ -519,7 +615,7 @@ def gc(request: Request) -> None:
         keep = sorted(held.get(name, set()) | valid)
         try:
             ctx.runner.gc(nets[name], keep)
-        except CNIError as exc:
+        except Exception as exc:  # every network gets its GC
             label = primary_label if primary and name == primary.name else name
             errors.append(f"network {label}: {exc}")
     if errors:

@@ -8,9 +8,9 @@ minimal entry (the spec asks for one; Multus writes nothing).
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 
+from metacni.spec import safejson
 from metacni.spec.lazylog import getLogger
 from metacni.spec.results import Result, convert
 
@@ -23,16 +23,22 @@ if TYPE_CHECKING:
 log = getLogger(__name__)
 
 
-def device_info_path(info_dir: str, d: Delegate, container_id: str) -> str:
-    """Where a device plugin's info for this attachment is copied (NPWG device-info spec)."""
-    return os.path.join(info_dir, f"{d.net.name}-{container_id}_{d.ifname}")
+def device_info_path(info_dir: str, d: Delegate) -> str | None:
+    """The attachment's NPWG device-info file: the ``CNIDeviceInfoFile`` metacni passed it
+    (:mod:`.devices`, only for an attachment given a device), never a file outside ``info_dir``."""
+    path = d.capability_args.get("CNIDeviceInfoFile") if "deviceID" in d.capability_args else None
+    if isinstance(path, str) and os.path.dirname(path) == os.path.normpath(info_dir):
+        return path
+    return None
 
 
 def _device_info(info_dir: str, d: Delegate, container_id: str) -> dict[str, Any] | None:
-    path = device_info_path(info_dir, d, container_id)
+    path = device_info_path(info_dir, d)
+    if path is None:
+        return None
     try:
         with open(path, "rb") as handle:
-            data = json.load(handle)
+            data = safejson.loads(handle.read())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:

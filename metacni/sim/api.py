@@ -9,8 +9,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from metacni.testing.fakeapi import DEFAULT_TOKEN, NAD_GROUP, NAD_PLURAL, NAD_VERSION
-from metacni.testing.traffic import in_netns
+from metacni.sim.fakeapi import DEFAULT_TOKEN, NAD_GROUP, NAD_PLURAL, NAD_VERSION
+from metacni.sim.traffic import in_netns
 
 from .host import SimError, netns_path
 

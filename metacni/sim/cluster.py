@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metacni.testing.traffic import in_netns
+from metacni.sim.traffic import in_netns
 
 from . import host, layout, netconf
 from .api import Api
@@ -128,7 +128,7 @@ class Cluster:
     def _start_api(self) -> None:
         p = self.plan
         nodes = [f"--node={n.name},{n.pod_cidr},{n.ip}" for n in p.nodes]
-        self._spawn(["ip", "netns", "exec", p.underlay, sys.executable, "-m", "metacni.testing.fakeapi",
+        self._spawn(["ip", "netns", "exec", p.underlay, sys.executable, "-m", "metacni.sim.fakeapi",
                      "--host", UNDERLAY_GW, "--port", str(API_PORT), "--kubeconfig", str(self.kubeconfig),
                      "--bookmark-interval", "2", *nodes], p.run_dir / "api.log")
         deadline = time.monotonic() + 30

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from metacni.testing.traffic import ask, ping
+from metacni.sim.traffic import ask, ping
 
 from .cluster import Cluster, Pod
 from .host import netns_path

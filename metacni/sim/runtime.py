@@ -21,14 +21,14 @@ from metacni.engine.chain import ChainRunner, RuntimeConf
 from metacni.engine.invoke import Invoker
 from metacni.engine.registry import Registry
 from metacni.meta.install import write_node_config
+from metacni.sim.traffic import in_netns
 from metacni.spec.args import CniArgs
 from metacni.spec.config import NetworkList, conf_files, network_list_from_file
-from metacni.testing.daemon import readiness
-from metacni.testing.traffic import in_netns
 
 from .host import SimError, netns_path
 from .netconf import primary_conflist
 from .plan import NodePlan
+from .unixhttp import readiness
 
 if TYPE_CHECKING:
     from .cluster import Pod
@@ -54,7 +54,10 @@ class NodeRuntime:
             json.dumps(primary_conflist(node, root / "ipam", backend), indent=2))
         install_shim(rt.bin_dir)
         write_node_config(rt.conf_dir, kubeconfig=str(kubeconfig), cni_dir=str(root / "cni"),
-                          bin_dir=str(rt.bin_dir), extra={"daemonSocket": rt.socket})
+                          bin_dir=str(rt.bin_dir),
+                          extra={"daemonSocket": rt.socket,
+                                 # the shared NAD's lease store (netconf.second_network)
+                                 "allowedPaths": {"dataDir": [str(root.parent / "net1-ipam")]}})
         return rt
 
     @property

@@ -8,11 +8,10 @@ over the dicts rather than a schema library, for start-up cost (see :mod:`metacn
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 
-from . import naming, versions
+from . import naming, safejson, versions
 from .check import BOOL, DICT, INT, LIST, REQUIRED, Loc, json_path, want_str, want_str_list, want_strict
 from .errors import CNIError, Code
 
@@ -181,8 +180,8 @@ class NetworkList:
 
 def _decode(raw: bytes, source: str) -> Any:
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return safejson.loads(raw)
+    except ValueError as exc:  # also invalid UTF-8, deep nesting, NaN (safejson)
         raise CNIError(Code.DECODE_FAILURE, "failed to decode network configuration",
                        f"{source or 'stdin'}: {exc}") from None
 
@@ -262,7 +261,7 @@ def find_network(conf_dir: str | os.PathLike[str], name: str) -> NetworkList:
     for path in ordered:
         try:
             with open(path, "rb") as handle:
-                data = json.load(handle)
+                data = safejson.loads(handle.read())
         except (OSError, ValueError):
             continue
         if isinstance(data, dict) and data.get("name") == name:

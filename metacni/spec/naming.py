@@ -1,4 +1,12 @@
-"""Identifier rules from the spec and skel: container ids, network names, interface names."""
+"""Identifier rules from the spec and skel: container ids, network names, interface names.
+
+Each is matched on the whole string (``fullmatch``: ``$`` alone lets a trailing newline
+through). Names end up in file names, so lengths are capped to keep every path component
+metacni or a reference plugin derives from them under NAME_MAX (255 bytes). The longest is
+the temporary file of an atomic result-cache write, ``.<network>-<containerID>-<ifname>.<12 hex>``
+(libcni's ``<network>-<containerID>-<ifname>`` plus :func:`metacni.engine.cache.atomic_write`'s
+affixes): 1 + 96 + 1 + 128 + 1 + 15 + 1 + 12 = 255. Kubernetes runtimes use 64-character ids.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +14,22 @@ import re
 
 from .errors import CNIError, Code
 
-_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+_ID_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
 IFNAMSIZ = 16
+NAME_MAX = 255
+MAX_CONTAINER_ID = 128
+#: NAME_MAX minus the longest affixes around a network name (see the module docstring)
+MAX_NETWORK_NAME = NAME_MAX - len(".--.") - MAX_CONTAINER_ID - (IFNAMSIZ - 1) - 12
+_CHARS = "must start with an alphanumeric and contain only alphanumerics, '_', '.' or '-'"
 
 
 def container_id_problem(value: str) -> str | None:
-    if not value:
+    if not isinstance(value, str) or not value:
         return "must not be empty"
-    if not _ID_RE.match(value):
-        return "must start with an alphanumeric and contain only alphanumerics, '_', '.' or '-'"
+    if len(value) > MAX_CONTAINER_ID:
+        return f"is {len(value)} characters long, more than {MAX_CONTAINER_ID}"
+    if not _ID_RE.fullmatch(value):
+        return _CHARS
     return None
 
 
@@ -22,13 +37,16 @@ def network_name_problem(value: str) -> str | None:
     """Same rule as container ids; it also rules out '/' and '..' so a name is a safe file name."""
     if not isinstance(value, str) or not value:
         return "must be a non-empty string"
-    if not _ID_RE.match(value):
-        return "must start with an alphanumeric and contain only alphanumerics, '_', '.' or '-'"
+    if len(value) > MAX_NETWORK_NAME:
+        return (f"is {len(value)} characters long, more than {MAX_NETWORK_NAME} (cache and lease file names "
+                f"derived from it must stay under {NAME_MAX} bytes)")
+    if not _ID_RE.fullmatch(value):
+        return _CHARS
     return None
 
 
 def ifname_problem(value: str) -> str | None:
-    if not value:
+    if not isinstance(value, str) or not value:
         return "must not be empty"
     if len(value.encode()) >= IFNAMSIZ:
         return f"is {len(value.encode())} bytes, longer than the kernel's limit of {IFNAMSIZ - 1}"

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
 from metacni.kernel import addresses, links, netns, reaper, routes, sysctl
-from metacni.kernel import nlcodec as nl
-from metacni.kernel.rtnl import EEXIST, NetlinkError, Rtnl, is_errno, rtnl
+from metacni.netlink import rtnl as nl
+from metacni.netlink.rtnl import EEXIST, NetlinkError, Rtnl, is_errno, rtnl
 from metacni.plugin import ADD, DEL, CNIError, Code, Interface, IPConfig, Request, Result, Route
 from metacni.spec.lazylog import getLogger
 

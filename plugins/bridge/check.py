@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from metacni.kernel import addresses, links, netns, routes
-from metacni.kernel.rtnl import rtnl
+from metacni.netlink.rtnl import rtnl
 from metacni.plugin import CHECK, CNIError, Code, Request
 
 from .config import BridgeConf

@@ -18,7 +18,7 @@ the CLI, tests) DEL deletes synchronously.
 from __future__ import annotations
 
 from metacni.kernel import links, netns, reaper
-from metacni.kernel.rtnl import rtnl
+from metacni.netlink.rtnl import rtnl
 from metacni.plugin import DEL, CNIError, Request
 from metacni.spec.lazylog import getLogger
 

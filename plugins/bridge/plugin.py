@@ -10,7 +10,7 @@ without a reaper DEL deletes synchronously. See detach.py; GC sweeps marked left
 from __future__ import annotations
 
 from metacni.kernel import reaper
-from metacni.kernel.rtnl import rtnl
+from metacni.netlink.rtnl import rtnl
 from metacni.plugin import GC, STATUS, PluginInfo, Request, Result, hookimpl
 
 from . import attach, config  # check, detach: imported by their verbs (an ADD skips ~0.5 ms)

@@ -11,7 +11,6 @@ every chain before each ADD would cost ~1 ms per 100 pods.
 from __future__ import annotations
 
 from metacni.firewall import backend as fw
-from metacni.firewall.forward import add_forward, del_forward
 from metacni.firewall.identity import Attachment
 from metacni.firewall.plan import FORWARD, ForwardPlan, attachment_ips
 from metacni.plugin import CNIError, Code, PluginInfo, Request, Result, hookimpl
@@ -33,21 +32,14 @@ def _plan(request: Request) -> tuple[ForwardPlan, str | None]:
 @hookimpl
 def cni_add(request: Request) -> Result | None:
     plan, backend = _plan(request)
-    att = plan.attachment
-    add_forward(
-        att.network, att.container_id, att.ifname, [str(ip) for ip in plan.addresses], backend=backend
-    )
+    fw.apply(plan, backend)
     return None
 
 
 @hookimpl
 def cni_del(request: Request) -> None:
-    del_forward(
-        request.network_name,
-        request.container_id,
-        request.ifname,
-        backend=fw.validate_name(request.config.get("backend")),
-    )
+    attachment = Attachment(request.network_name, request.container_id, request.ifname)
+    fw.delete(attachment, FORWARD, fw.validate_name(request.config.get("backend")))
 
 
 @hookimpl

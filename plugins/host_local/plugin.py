@@ -10,7 +10,7 @@ from metacni.spec.lazylog import getLogger
 
 from . import config
 from .allocator import allocate
-from .resolv import parse_resolv_conf
+from .resolv import parse_resolv_conf, read_resolv_conf
 from .store import Store
 
 log = getLogger(__name__)
@@ -47,8 +47,7 @@ def _dns(cfg: config.IPAMConfig) -> DNS:
     if not cfg.resolv_conf:
         return DNS()
     try:
-        with open(cfg.resolv_conf) as fh:
-            return parse_resolv_conf(fh.read())
+        return parse_resolv_conf(read_resolv_conf(cfg.resolv_conf))
     except OSError as exc:
         raise config.invalid(cfg.network, f"ipam.resolvConf {cfg.resolv_conf!r}: {exc.strerror}") from None
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from metacni.firewall import backend as fw
 from metacni.firewall.identity import Attachment
-from metacni.firewall.masq import add_masquerade, del_masquerade
 from metacni.firewall.plan import MASQ, MasqPlan, attachment_ips, parse_cidrs
 from metacni.plugin import CNIError, Code, PluginInfo, Request, Result, hookimpl
 
@@ -32,25 +31,14 @@ def _plan(request: Request) -> tuple[MasqPlan, str | None]:
 @hookimpl
 def cni_add(request: Request) -> Result | None:
     plan, backend = _plan(request)
-    add_masquerade(
-        plan.attachment.network,
-        plan.attachment.container_id,
-        plan.attachment.ifname,
-        [str(ip) for ip in plan.addresses],
-        backend=backend,
-        non_masquerade_cidrs=[str(n) for n in plan.non_masquerade],
-    )
+    fw.apply(plan, backend)
     return None
 
 
 @hookimpl
 def cni_del(request: Request) -> None:
-    del_masquerade(
-        request.network_name,
-        request.container_id,
-        request.ifname,
-        backend=fw.validate_name(request.config.get("backend")),
-    )
+    attachment = Attachment(request.network_name, request.container_id, request.ifname)
+    fw.delete(attachment, MASQ, fw.validate_name(request.config.get("backend")))
 
 
 @hookimpl

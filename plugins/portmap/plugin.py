@@ -47,7 +47,7 @@ def cni_add(request: Request) -> Result | None:
     plan, backend = config.parse(
         request.config, request.runtime_config, request.prev_result, _attachment(request)
     )
-    if not plan.mappings or not plan.container_ips():
+    if plan.empty:
         fw.delete(plan.attachment, PORTMAP, backend)  # a re-ADD without mappings leaves nothing
         return None
     fw.add(plan, backend)
@@ -75,7 +75,7 @@ def cni_check(request: Request) -> None:
     plan, backend = config.parse(
         request.config, request.runtime_config, request.prev_result, _attachment(request)
     )
-    if plan.mappings and plan.container_ips():
+    if not plan.empty:
         fw.check(plan, backend)
 
 

@@ -11,8 +11,8 @@ import pytest
 
 from metacni.meta.kube import ApiKubeView, KubeSettings, set_view_factory, view_for
 from metacni.meta.kubehttp import HttpKubeView
+from metacni.sim.fakeapi import FakeAPIServer
 from metacni.spec.errors import CNIError, Code
-from metacni.testing.fakeapi import FakeAPIServer
 
 
 @pytest.fixture(params=[ApiKubeView, HttpKubeView], ids=["kubernetes", "stdlib"])

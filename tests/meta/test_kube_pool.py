@@ -10,7 +10,7 @@ import pytest
 
 from metacni.meta.kube import ApiKubeView, KubeSettings
 from metacni.meta.kubehttp import HttpKubeView
-from metacni.testing.fakeapi import FakeAPIServer
+from metacni.sim.fakeapi import FakeAPIServer
 
 
 @pytest.mark.parametrize("view_cls", [ApiKubeView, HttpKubeView], ids=["kubernetes", "stdlib"])
@@ -24,7 +24,7 @@ def test_reads_and_patches_share_one_connection(view_cls, tmp_path):
                 assert view.get_pod("default", "p") is not None
             pod = view.get_pod("default", "p")
             assert "eth4" in pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
-            assert api.count("patch", "pods") == 5
+            assert api.count("patch", "pods/status") == 5
             assert api.connections_accepted() == 1
         finally:
             view.close()
@@ -49,7 +49,7 @@ def test_stdlib_view_runs_concurrent_requests_on_separate_connections(tmp_path):
                 errors.append(exc)
 
         try:
-            with api.fault(verb="patch", resource="pods", gate=gate) as held:
+            with api.fault(verb="patch", resource="pods/status", gate=gate) as held:
                 workers = [threading.Thread(target=patch, args=(i,)) for i in range(threads_n)]
                 for w in workers:
                     w.start()
@@ -65,7 +65,7 @@ def test_stdlib_view_runs_concurrent_requests_on_separate_connections(tmp_path):
             for i in range(threads_n):  # later requests reuse the idle connections
                 view.patch_pod_network_status("default", f"p{i}", [{"name": "net", "interface": "eth1"}])
             assert api.connections_accepted() == threads_n
-            assert api.count("patch", "pods") == 2 * threads_n
+            assert api.count("patch", "pods/status") == 2 * threads_n
         finally:
             gate.set()
             view.close()

@@ -26,8 +26,8 @@ import pytest
 
 from metacni.meta.kube import NETWORK_STATUS, ApiKubeView, KubeSettings
 from metacni.meta.kubehttp import HttpKubeView, Unsupported, load_kubeconfig, parse_server
+from metacni.sim.fakeapi import DEFAULT_TOKEN, FakeAPIServer
 from metacni.spec.errors import CNIError, Code
-from metacni.testing.fakeapi import DEFAULT_TOKEN, FakeAPIServer
 
 VIEWS = pytest.mark.parametrize("view_cls", [ApiKubeView, HttpKubeView], ids=["kubernetes", "stdlib"])
 
@@ -78,7 +78,7 @@ def test_get_and_patch_are_the_requests_the_client_makes(view_cls, api, tmp_path
     annotations = api.get_pod("ns1", "p")["metadata"]["annotations"]
     assert annotations["keep"] == "me" and json.loads(annotations[NETWORK_STATUS]) == status
     assert kinds == ["application/strategic-merge-patch+json"] * 2
-    assert api.counts == {("get", "pods"): 1, ("get", "network-attachment-definitions"): 1, ("patch", "pods"): 2}
+    assert api.counts == {("get", "pods"): 1, ("get", "network-attachment-definitions"): 1, ("patch", "pods/status"): 2}
 
 
 def outcome(fn: Any) -> str:
@@ -109,7 +109,7 @@ def test_retries_match_the_kubernetes_client(api, tmp_path, fault, retries):
             api.reset_counts()
             with api.fault(verb="get", resource="pods", **fault):
                 got = outcome(lambda v=view: v.get_pod("default", "p"))
-            with api.fault(verb="patch", resource="pods", **fault):
+            with api.fault(verb="patch", resource="pods/status", **fault):
                 patched = outcome(lambda v=view: v.patch_pod_network_status("default", "p", []))
             seen[view_cls.__name__] = (got, patched, dict(api.counts))
         finally:

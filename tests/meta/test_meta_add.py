@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from metacni.testing.netns import addresses, run
+from metacni_testkit.netns import addresses, run
 
 PRIMARY = "primary-net"
 

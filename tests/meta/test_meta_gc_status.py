@@ -8,10 +8,9 @@ through the Invoker so the wait can be observed without sleeping.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
-import shutil
-import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ from metacni.engine.chain import ChainRunner
 from metacni.engine.invoke import Invoker
 from metacni.engine.registry import Registry
 from metacni.meta import service
+from metacni.sim.traffic import ping
 from metacni.spec.config import network_list_from_bytes
 from metacni.spec.errors import Code
-from metacni.testing.traffic import ping
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 PRIMARY = "primary-net"
@@ -39,12 +38,7 @@ def run_meta(node, verb: str, conf: dict[str, Any], cni_path: str = CNI_PATH) ->
     env = {k: v for k, v in os.environ.items()
            if k not in ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS")}
     env.update(CNI_COMMAND=verb, CNI_PATH=cni_path)
-    metacni = shutil.which("metacni")
-    assert metacni, "the metacni console script is not installed"
-    proc = subprocess.run(["ip", "netns", "exec", node.name, metacni], input=json.dumps(conf).encode(),
-                          env=env, capture_output=True, timeout=120)
-    out = proc.stdout.decode().strip()
-    return proc.returncode, (json.loads(out) if out else None)
+    return node.exec_metacni(conf, env)
 
 
 def gc(node, valid: list[tuple[str, str]]) -> tuple[int, dict[str, Any] | None]:
@@ -319,3 +313,170 @@ def test_del_never_waits_for_readiness_file(node, indicator_spy):
     node.cni("DEL", pod)
     assert looks == []
     node.assert_clean(pod)
+
+
+# ------------------------------------------------------------------------------ corrupt records (#14 item 6)
+WRONG_RESULT_ENTRIES = {
+    "result-int": lambda d: {**d, "result": 5},
+    "capability-args-str": lambda d: {**d, "capabilityArgs": "x"},
+    "cni-args-str": lambda d: {**d, "cniArgs": "x"},
+    "config-int": lambda d: {**d, "config": 5},
+    "top-level-list": lambda d: [d],
+}
+WRONG_RECORDS = {
+    "delegates-str": lambda d: {**d, "delegates": "x"},
+    "delegates-ints": lambda d: {**d, "delegates": [5, 6]},
+    "pod-int": lambda d: {**d, "pod": 5},
+    "primary-str": lambda d: {**d, "delegates": [{**d["delegates"][0], "primary": "yes"}, *d["delegates"][1:]]},
+    "top-level-list": lambda d: [d],
+}
+
+
+def damage_result_entry(node, pod, how: str) -> Path:
+    path = node.cni_dir / "results" / f"net-a-{pod.container_id}-net1"
+    path.write_text(json.dumps(WRONG_RESULT_ENTRIES[how](json.loads(path.read_text()))))
+    return path
+
+
+def damage_record(node, pod, how: str) -> Path:
+    path = node.cni_dir / pod.container_id
+    path.write_text(json.dumps(WRONG_RECORDS[how](json.loads(path.read_text()))))
+    return path
+
+
+def quarantined(node) -> list[str]:
+    directory = node.cni_dir / "corrupt"
+    return sorted(p.name.rsplit(".", 1)[0] for p in directory.iterdir()) if directory.is_dir() else []
+
+
+@pytest.mark.parametrize("how", sorted(WRONG_RESULT_ENTRIES))
+def test_wrong_typed_result_entry_del_goes_on_and_quarantines(node, how):
+    node.add_nad("net-a", "br-a", "10.89.1.0/24")
+    pod = node.pod(annotations={NETWORKS: "net-a"})
+    node.cni("ADD", pod)
+    path = damage_result_entry(node, pod, how)
+    node.cni("DEL", pod)
+    node.assert_clean(pod)
+    assert quarantined(node) == [path.name]
+
+
+@pytest.mark.parametrize("how", sorted(WRONG_RESULT_ENTRIES))
+def test_wrong_typed_result_entry_gc_goes_on_and_quarantines(node, how):
+    gc_node(node)
+    live, gone = two_pods(node)
+    path = damage_result_entry(node, gone, how)
+    rc, out = gc(node, [(live.container_id, "eth0")])
+    assert rc == 0, out
+    assert node.pod_links(gone) == {"lo"} and not cache_files(node, gone)
+    assert not (node.cni_dir / gone.container_id).exists()
+    assert lease_owners(node) == {PRIMARY: {(live.container_id, "eth0")}, "net-a": {(live.container_id, "net1")}}
+    assert quarantined(node) == [path.name]
+    rc, out = gc(node, [(live.container_id, "eth0")])  # never fails forever: the next GC is clean
+    assert rc == 0, out
+    assert node.pod_links(live) == {"lo", "eth0", "net1"}
+    node.cni("DEL", live)
+    node.assert_clean(live)
+
+
+@pytest.mark.parametrize("how", sorted(WRONG_RECORDS))
+def test_wrong_typed_delegate_record_del_and_gc_go_on(node, how):
+    gc_node(node)
+    by_del, by_gc = two_pods(node)
+    damage_record(node, by_del, how)
+    damage_record(node, by_gc, how)
+    node.cni("DEL", by_del)  # from the result cache; the record is moved aside
+    assert node.pod_links(by_del) == {"lo"} and not cache_files(node, by_del)
+    assert all(cid != by_del.container_id for owners in lease_owners(node).values() for cid, _ in owners)
+    rc, out = gc(node, [])
+    assert rc == 0, out
+    node.assert_clean(by_gc)
+    assert quarantined(node) == sorted([by_del.container_id, by_gc.container_id])
+
+
+def test_wrong_typed_records_never_crash_the_readers(tmp_path):
+    """Whatever a cache file holds, reading it is a record, None (quarantined) or CorruptCache."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from metacni.meta import delegate_cache
+
+    json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                               lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8),
+                                                                                            inner, max_size=3),
+                               max_leaves=8)
+    keys = ["kind", "containerId", "ifName", "networkName", "config", "netns", "cniArgs", "capabilityArgs",
+            "result", "delegates", "pod"]
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.dictionaries(st.sampled_from(keys), json_values), st.booleans())
+    def check(fields: dict[str, Any], ours: bool) -> None:
+        cache = ResultCache(tmp_path)
+        record = dict(fields, kind="cniCacheV1" if ours else fields.get("kind"))
+        (tmp_path / "results").mkdir(exist_ok=True)
+        (tmp_path / "results" / "n-cid-eth0").write_text(json.dumps(record))
+        entry = cache.read("n", "cid", "eth0")
+        assert entry is None or isinstance(entry.cni_args, list)
+        cache.entries()
+        record = dict(fields, kind=delegate_cache.KIND, containerId="cid")
+        (tmp_path / "cid").write_text(json.dumps(record))
+        with contextlib.suppress(delegate_cache.CorruptCache):
+            delegate_cache.read(tmp_path, "cid")
+
+    check()
+
+
+# ------------------------------------------------------------------------------ static pods (#14 item 6)
+def test_periodic_gc_spares_a_static_pod_whose_mirror_has_another_uid(node):
+    """kubelet passes a static pod's own UID in CNI_ARGS; the API only has its mirror pod, with
+    another UID and ``kubernetes.io/config.source: file``. The daemon's periodic GC (real pod
+    lookups against the fake API) keeps it, and still reclaims a recreated ordinary pod."""
+    import uuid
+
+    from metacni.daemon import gc as daemon_gc
+    from metacni.engine.chain import RuntimeConf
+    from metacni.kernel.netns import enter
+    from metacni.meta.kube import view_for
+    from metacni.spec.args import CniArgs
+    from metacni_testkit.netns import tag
+    from metacni_testkit.nodes import Pod
+
+    static_uid, mirror_uid, old_uid, new_uid = (uuid.uuid4().hex for _ in range(4))
+    node.api.add_pod("kube-system", "etcd-node-1", node_name="node-1", uid=mirror_uid, annotations={
+        "kubernetes.io/config.source": "file", "kubernetes.io/config.mirror": static_uid,
+        "kubernetes.io/config.hash": static_uid})
+    node.api.add_pod("default", "recreated", node_name="node-1", uid=old_uid)
+    static = Pod("kube-system", "etcd-node-1", node.box.netns("mcpod"), tag("cid", 12))
+    recreated = Pod("default", "recreated", node.box.netns("mcpod"), tag("cid", 12))
+
+    cache = ResultCache(node.root / "runtime-cache")  # the runtime's libcni cache, as the daemon reads it
+    runner = ChainRunner(node.invoker, [CNI_PATH], cache)
+    meta_net = network_list_from_bytes(json.dumps(node.meta_conf()).encode(), "00-metacni.conf")
+
+    def rt(pod: Pod, uid: str) -> RuntimeConf:
+        return RuntimeConf(pod.container_id, pod.path, "eth0", CniArgs.parse(f"{pod.cni_args};K8S_POD_UID={uid}"))
+
+    with enter(node.path):
+        runner.add(meta_net, rt(static, static_uid))
+        runner.add(meta_net, rt(recreated, old_uid))
+    node.api.delete_pod("default", "recreated")
+    node.api.add_pod("default", "recreated", node_name="node-1", uid=new_uid)
+
+    corrupt = node.root / "runtime-cache" / "results" / f"{meta_net.name}-cidcorrupt-eth0"
+    corrupt.write_text(json.dumps({"kind": "cniCacheV1", "containerId": "cidcorrupt", "ifName": "eth0",
+                                   "networkName": meta_net.name, "cniArgs": "x", "result": 5}))
+
+    view = view_for(node.meta_conf())
+    assert view is not None
+    with enter(node.path):
+        reclaimed = daemon_gc.collect(runner, cache, view.get_pod, grace=0)
+    assert reclaimed == 1
+    assert not corrupt.exists()  # a wrong-typed entry is moved aside and GC goes on
+    assert [p.name.rsplit(".", 1)[0] for p in Path(cache.corrupt_dir).iterdir()] == [corrupt.name]
+    assert node.pod_links(recreated) == {"lo"}
+    assert node.pod_links(static) == {"lo", "eth0"}
+    assert ping(static.path, "10.88.0.1")
+    assert [(e.container_id, e.ifname) for e in cache.entries()] == [(static.container_id, "eth0")]
+
+    with enter(node.path):
+        runner.delete(meta_net, rt(static, static_uid))
+    node.assert_clean(static)

@@ -8,15 +8,15 @@ import shutil
 
 import pytest
 
-from metacni.testing import golibcni
-from metacni.testing.netns import addresses
+from metacni_testkit import golibcni
+from metacni_testkit.netns import addresses
 
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 PRIMARY = "primary-net"
 
 
 def _rules(node) -> str:
-    return node.run("nft", "list", "ruleset").stdout + node.run("iptables-save").stdout
+    return node.sh("nft", "list", "ruleset").stdout + node.sh("iptables-save").stdout
 
 
 def test_binary_add_del_converts_to_requested_version(node):
@@ -57,7 +57,7 @@ def test_libcni_runtime_reads_conf_dir(node, tmp_path):
     env = dict(os.environ, CNI_PATH=f"{bin_dir}:/usr/lib/cni", CNI_CACHE_DIR=str(tmp_path / "runtime-cache"),
                CNI_RT_ARGS=f"K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID={pod.container_id}",
                CAP_ARGS=json.dumps({"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]}))
-    proc = node.run(str(tool), "add", str(first), pod.path, pod.container_id, "eth0", env=env)
+    proc = node.sh(str(tool), "add", str(first), pod.path, pod.container_id, "eth0", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
     assert result["ips"][0]["address"].startswith("10.88.0.")
@@ -68,11 +68,11 @@ def test_libcni_runtime_reads_conf_dir(node, tmp_path):
     assert status[2]["gateway"] == ["10.89.2.1"]
 
     assert "18080" in _rules(node)  # portmap of the primary got the runtime's portMappings
-    proc = node.run(str(tool), "check", str(first), pod.path, pod.container_id, "eth0", env=env)
+    proc = node.sh(str(tool), "check", str(first), pod.path, pod.container_id, "eth0", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     node.api.delete_pod("default", "web")
     node.api.stop()
-    proc = node.run(str(tool), "del", str(first), pod.path, pod.container_id, "eth0", env=env)
+    proc = node.sh(str(tool), "del", str(first), pod.path, pod.container_id, "eth0", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     node.assert_clean(pod)
     assert "18080" not in _rules(node)
@@ -91,11 +91,11 @@ def test_libcni_runtime_with_pod_annotations_capability(node, tmp_path):
                CNI_RT_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=web",
                CAP_ARGS=json.dumps({"io.kubernetes.cri.pod-annotations": {NETWORKS: "net-a@data0"}}))
     node.api.reset_counts()
-    proc = node.run(str(tool), "add", str(node.meta_conf_path), pod.path, pod.container_id, "eth0", env=env)
+    proc = node.sh(str(tool), "add", str(node.meta_conf_path), pod.path, pod.container_id, "eth0", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert node.api.reads("pods") == 0
     assert node.pod_links(pod) == {"lo", "eth0", "data0"}
-    proc = node.run(str(tool), "del", str(node.meta_conf_path), pod.path, pod.container_id, "eth0", env=env)
+    proc = node.sh(str(tool), "del", str(node.meta_conf_path), pod.path, pod.container_id, "eth0", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     node.assert_clean(pod)
 
@@ -117,7 +117,7 @@ def test_del_from_record_never_imports_kubernetes(node):
     node.cni("ADD", pod)
     env = dict(os.environ, CNI_COMMAND="DEL", CNI_CONTAINERID=pod.container_id, CNI_NETNS=pod.path,
                CNI_IFNAME="eth0", CNI_ARGS=pod.cni_args, CNI_PATH="/usr/lib/cni")
-    proc = node.run(sys.executable, "-c", _DEL_PROBE, json.dumps(node.meta_conf()), env=env)
+    proc = node.sh(sys.executable, "-c", _DEL_PROBE, json.dumps(node.meta_conf()), env=env)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["rc"] == 0, report
     assert report["kubernetes"] is False

@@ -28,9 +28,9 @@ from metacni.meta.install import (
 )
 from metacni.meta.kube import NETWORK_STATUS, ApiKubeView, KubeSettings
 from metacni.meta.kubehttp import HttpKubeView, load_kubeconfig, parse_server
-from metacni.testing.daemon import daemon_proc
-from metacni.testing.fakeapi import FakeAPIServer
-from metacni.testing.netns import is_root, sandbox
+from metacni.sim.fakeapi import FakeAPIServer
+from metacni_testkit.daemon import daemon_proc
+from metacni_testkit.netns import is_root, sandbox
 from tests.meta.test_kubehttp import TlsFront, pki  # noqa: F401 - pki is a fixture
 
 PRIMARY = {"cniVersion": "1.0.0", "name": "pri", "plugins": [{"type": "bridge"}]}

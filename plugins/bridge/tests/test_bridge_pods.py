@@ -8,20 +8,20 @@ import json
 import re
 
 import pytest
-from metacni_plugins.bridge.testkit import ping, tcp_exchange
 
 from metacni.engine.invoke import Invoker
 from metacni.engine.registry import Registry
-from metacni.testing.netns import addresses, link_names, links, run
+from metacni.sim.traffic import ping, tcp_exchange
+from metacni_testkit.netns import addresses, link_names, links, run
 
 REFERENCE = Registry(disabled=frozenset({"bridge", "host-local"}))
 
 
 def test_two_pods_talk_to_gateway_and_each_other(node):
     conf = node.conf()
-    pod_a, pod_b = node.pod(), node.pod()
-    res_a = node.run("ADD", conf, pod_a, "pod-a")
-    res_b = node.run("ADD", conf, pod_b, "pod-b")
+    pod_a, pod_b = node.pod().path, node.pod().path
+    res_a = node.invoke("ADD", conf, pod_a, "pod-a")
+    res_b = node.invoke("ADD", conf, pod_b, "pod-b")
     ips_a = [ipaddress.ip_interface(ip.address) for ip in res_a.ips]
     ips_b = [ipaddress.ip_interface(ip.address) for ip in res_b.ips]
     assert {i.version for i in ips_a} == {4, 6}
@@ -44,9 +44,9 @@ def test_two_pods_talk_to_gateway_and_each_other(node):
     for ip in ips_b:
         assert tcp_exchange(pod_b, str(ip.ip), pod_a) == b"HELLO OVER THE BRIDGE"
 
-    node.run("CHECK", conf, pod_a, "pod-a", prev=res_a)
+    node.invoke("CHECK", conf, pod_a, "pod-a", prev=res_a)
     for pod, cid in ((pod_a, "pod-a"), (pod_b, "pod-b")):
-        node.run("DEL", conf, pod, cid)
+        node.invoke("DEL", conf, pod, cid)
     assert not [ln for ln in links(node.name) if ln.get("master") == "cni0"]
 
 
@@ -77,13 +77,13 @@ def test_result_matches_reference(node, box, version, options):
         del conf["isDefaultGateway"]
     if ipam_routes:
         conf["ipam"]["routes"] = ipam_routes
-    ref_node = type(node)(box=box, name=box.netns("mcref"), data_dir=node.data_dir + "-ref")
+    ref_node = type(node)(box=box, name=box.netns("mcref"), root=node.root / "ref")
     ref_conf = copy.deepcopy(conf)
-    ref_conf["ipam"]["dataDir"] = ref_node.data_dir
-    pod_ours, pod_ref = node.pod(), node.pod()
+    ref_conf["ipam"]["dataDir"] = str(ref_node.data_dir)
+    pod_ours, pod_ref = node.pod().path, node.pod().path
     try:
-        ours = node.run("ADD", conf, pod_ours, "cmp")
-        ref = ref_node.run("ADD", ref_conf, pod_ref, "cmp", invoker=Invoker(REFERENCE))
+        ours = node.invoke("ADD", conf, pod_ours, "cmp")
+        ref = ref_node.invoke("ADD", ref_conf, pod_ref, "cmp", invoker=Invoker(REFERENCE))
         assert _shape(ours, pod_ours) == _shape(ref, pod_ref)
         # Same kernel picture in both pods: addresses and routes on eth0.
         for cmd in (["ip", "-j", "-4", "route"], ["ip", "-j", "-6", "route", "show", "::/0"]):
@@ -91,13 +91,13 @@ def test_result_matches_reference(node, box, version, options):
             b = run(*cmd, netns=pod_ref.rsplit("/", 1)[1]).stdout
             assert _routes(a) == _routes(b)
         if version != "0.3.1":  # CHECK exists from 0.4.0
-            node.run("CHECK", conf, pod_ours, "cmp", prev=ours)
+            node.invoke("CHECK", conf, pod_ours, "cmp", prev=ours)
             if not ipam_routes:  # the reference CHECK wants gw-less routes installed without gw
-                ref_node.run("CHECK", ref_conf, pod_ref, "cmp", invoker=Invoker(REFERENCE), prev=ref)
+                ref_node.invoke("CHECK", ref_conf, pod_ref, "cmp", invoker=Invoker(REFERENCE), prev=ref)
     finally:
-        node.run("DEL", conf, pod_ours, "cmp")
-        ref_node.run("DEL", ref_conf, pod_ref, "cmp", invoker=Invoker(REFERENCE))
-        run("rm", "-rf", ref_node.data_dir)
+        node.invoke("DEL", conf, pod_ours, "cmp")
+        ref_node.invoke("DEL", ref_conf, pod_ref, "cmp", invoker=Invoker(REFERENCE))
+        run("rm", "-rf", str(ref_node.data_dir))
     assert not any(n.startswith("veth") for n in link_names(node.name))
 
 

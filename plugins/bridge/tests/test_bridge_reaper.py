@@ -10,12 +10,12 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from metacni_plugins.bridge.naming import host_veth_name
-from metacni_plugins.bridge.testkit import ping
 
 from metacni.kernel import reaper
 from metacni.kernel.netns import enter
-from metacni.testing.netns import link_names, links
+from metacni.sim.traffic import ping
+from metacni_plugins.bridge.naming import host_veth_name
+from metacni_testkit.netns import link_names, links
 
 
 @pytest.fixture
@@ -34,13 +34,13 @@ def _link(ns: str, name: str) -> dict:
 
 def test_del_answers_with_the_pod_cut_off_and_the_reaper_deletes_later(node, held):
     conf = node.conf()
-    pod = node.pod()
-    result = node.run("ADD", conf, pod, "reap-1")
+    pod = node.pod().path
+    result = node.invoke("ADD", conf, pod, "reap-1")
     assert result is not None and ping(pod, "10.77.0.1")
     host = host_veth_name(conf["name"], "reap-1", "eth0")
     assert _link(node.name, host)["master"] == "cni0"
 
-    node.run("DEL", conf, pod, "reap-1")
+    node.invoke("DEL", conf, pod, "reap-1")
     assert held.pending(host)
     left = _link(node.name, host)
     assert left, "held reaper: the link must still exist when DEL answers"
@@ -57,11 +57,11 @@ def test_del_answers_with_the_pod_cut_off_and_the_reaper_deletes_later(node, hel
 
 def test_deletions_queued_together_go_in_one_request(node, held):
     conf = node.conf()
-    pods = {f"reap-b{i}": node.pod() for i in range(3)}
+    pods = {f"reap-b{i}": node.pod().path for i in range(3)}
     for cid, pod in pods.items():
-        node.run("ADD", conf, pod, cid)
+        node.invoke("ADD", conf, pod, cid)
     for cid, pod in pods.items():
-        node.run("DEL", conf, pod, cid)
+        node.invoke("DEL", conf, pod, cid)
     hosts = [host_veth_name(conf["name"], cid, "eth0") for cid in pods]
     assert set(hosts) <= link_names(node.name)
     assert reaper.disable()
@@ -71,9 +71,9 @@ def test_deletions_queued_together_go_in_one_request(node, held):
 
 def test_add_after_del_of_the_same_container_waits_for_the_deletion(node, held):
     conf = node.conf()
-    pod = node.pod()
-    node.run("ADD", conf, pod, "reap-2")
-    node.run("DEL", conf, pod, "reap-2")
+    pod = node.pod().path
+    node.invoke("ADD", conf, pod, "reap-2")
+    node.invoke("DEL", conf, pod, "reap-2")
     host = host_veth_name(conf["name"], "reap-2", "eth0")
     assert held.pending(host)
 
@@ -81,7 +81,7 @@ def test_add_after_del_of_the_same_container_waits_for_the_deletion(node, held):
 
     def add() -> None:
         try:
-            out["result"] = node.run("ADD", conf, pod, "reap-2")
+            out["result"] = node.invoke("ADD", conf, pod, "reap-2")
         except Exception as exc:  # reported below
             out["error"] = exc
 
@@ -95,21 +95,21 @@ def test_add_after_del_of_the_same_container_waits_for_the_deletion(node, held):
     assert held.deleted == 1
     assert _link(node.name, host)["master"] == "cni0"
     assert ping(pod, "10.77.0.1")
-    node.run("DEL", conf, pod, "reap-2")
+    node.invoke("DEL", conf, pod, "reap-2")
 
 
 def test_gc_deletes_links_a_crash_left_detached(node, held):
     """A daemon killed after answering DEL never deletes the pair; the bridge's CNI GC does."""
     conf = node.conf()
-    pods = {cid: node.pod() for cid in ("keep", "gone")}
+    pods = {cid: node.pod().path for cid in ("keep", "gone")}
     for cid, pod in pods.items():
-        node.run("ADD", conf, pod, cid)
-    node.run("DEL", conf, pods["gone"], "gone")
+        node.invoke("ADD", conf, pod, cid)
+    node.invoke("DEL", conf, pods["gone"], "gone")
     gone = host_veth_name(conf["name"], "gone", "eth0")
     reaper._reaper = None  # the crash: the queued deletion is lost (the held thread stays parked)
     try:
         assert gone in link_names(node.name)
-        node.run("GC", {**conf, "cniVersion": "1.1.0",
+        node.invoke("GC", {**conf, "cniVersion": "1.1.0",
                         "cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]}, "", "")
         assert gone not in link_names(node.name)
         assert host_veth_name(conf["name"], "keep", "eth0") in link_names(node.name)
@@ -121,17 +121,17 @@ def test_gc_deletes_links_a_crash_left_detached(node, held):
 def test_add_finishes_the_deletion_a_crash_left_pending(node, held):
     """Standalone ADD (no reaper) of an attachment whose detached pair a crash left behind."""
     conf = node.conf()
-    pod = node.pod()
-    node.run("ADD", conf, pod, "reap-3")
-    node.run("DEL", conf, pod, "reap-3")
+    pod = node.pod().path
+    node.invoke("ADD", conf, pod, "reap-3")
+    node.invoke("DEL", conf, pod, "reap-3")
     host = host_veth_name(conf["name"], "reap-3", "eth0")
     reaper._reaper = None  # the crash
     try:
         assert _link(node.name, host).get("ifalias") == reaper.MARK
-        node.run("ADD", conf, pod, "reap-3")
+        node.invoke("ADD", conf, pod, "reap-3")
         assert _link(node.name, host)["master"] == "cni0" and "ifalias" not in _link(node.name, host)
         assert ping(pod, "10.77.0.1")
-        node.run("DEL", conf, pod, "reap-3")  # no reaper now: synchronous
+        node.invoke("DEL", conf, pod, "reap-3")  # no reaper now: synchronous
         assert host not in link_names(node.name)
     finally:
         held.stop()

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from metacni_plugins.bridge.testkit import ping, tcp_exchange
 
 from metacni.firewall.spoofcheck import CHAIN_PREFIX, del_spoofcheck
 from metacni.kernel.netns import enter
+from metacni.sim.traffic import ping, tcp_exchange
 from metacni.spec.errors import CNIError
-from metacni.testing.netns import link_names, run
+from metacni_testkit.netns import link_names, run
 
 SPOOFED = "02:5b:00:f0:0f:01"
 
@@ -49,9 +49,9 @@ def _set_mac(pod: str, mac: str, peer: str) -> None:
 def test_spoofed_source_mac_is_dropped(node):
     before = _ruleset(node)
     conf = node.conf(macspoofchk=True)
-    pod_a, pod_b = node.pod(), node.pod()
-    res_a = node.run("ADD", conf, pod_a, "spoof-a")
-    res_b = node.run("ADD", conf, pod_b, "spoof-b")
+    pod_a, pod_b = node.pod().path, node.pod().path
+    res_a = node.invoke("ADD", conf, pod_a, "spoof-a")
+    res_b = node.invoke("ADD", conf, pod_b, "spoof-b")
     mac_a, ip_b = res_a.interfaces[2].mac, _v4(res_b)
     rules = _ruleset(node)
     assert "table bridge metacni_spoofcheck" in rules
@@ -83,8 +83,8 @@ def test_spoofed_source_mac_is_dropped(node):
     assert ping(pod_a, ip_b), "without its spoof check pod A should reach pod B with any MAC"
     assert len(_chains(node)) == 1
 
-    node.run("DEL", conf, pod_a, "spoof-a")
-    node.run("DEL", conf, pod_b, "spoof-b")
+    node.invoke("DEL", conf, pod_a, "spoof-a")
+    node.invoke("DEL", conf, pod_b, "spoof-b")
     assert _ruleset(node) == before
     assert _veths(node) == []
 
@@ -92,25 +92,25 @@ def test_spoofed_source_mac_is_dropped(node):
 def test_del_without_netns_and_repeated_del_restore_ruleset(node):
     before = _ruleset(node)
     conf = node.conf(macspoofchk=True)
-    pod_a, pod_b, pod_c = node.pod(), node.pod(), node.pod()
-    node.run("ADD", conf, pod_a, "gone-a")
-    node.run("ADD", conf, pod_b, "gone-b")
-    node.run("ADD", conf, pod_c, "gone-c")
+    pod_a, pod_b, pod_c = node.pod().path, node.pod().path, node.pod().path
+    node.invoke("ADD", conf, pod_a, "gone-a")
+    node.invoke("ADD", conf, pod_b, "gone-b")
+    node.invoke("ADD", conf, pod_c, "gone-c")
     assert len(_chains(node)) == 3
 
     run("ip", "netns", "del", _name(pod_a))  # the runtime removed the netns first
-    node.run("DEL", conf, pod_a, "gone-a")
+    node.invoke("DEL", conf, pod_a, "gone-a")
     assert len(_chains(node)) == 2
-    node.run("DEL", conf, pod_a, "gone-a")  # repeated
-    node.run("DEL", conf, "", "gone-a")  # and with no CNI_NETNS at all
+    node.invoke("DEL", conf, pod_a, "gone-a")  # repeated
+    node.invoke("DEL", conf, "", "gone-a")  # and with no CNI_NETNS at all
     assert len(_chains(node)) == 2
 
-    node.run("DEL", conf, pod_b, "gone-b")
+    node.invoke("DEL", conf, pod_b, "gone-b")
     run("ip", "netns", "del", _name(pod_c))
-    node.run("DEL", conf, "", "gone-c")  # the last one, identity only: the table goes too
+    node.invoke("DEL", conf, "", "gone-c")  # the last one, identity only: the table goes too
     assert _ruleset(node) == before
-    node.run("DEL", conf, pod_b, "gone-b")
-    node.run("DEL", conf, "", "gone-c")
+    node.invoke("DEL", conf, pod_b, "gone-b")
+    node.invoke("DEL", conf, "", "gone-c")
     assert _ruleset(node) == before
     assert _veths(node) == []
 
@@ -120,25 +120,25 @@ def test_gc_removes_attachments_not_in_the_valid_list(node):
     conf = node.conf(macspoofchk=True, cniVersion="1.1.0")
     other = node.conf(macspoofchk=True, cniVersion="1.1.0", subnet4="10.78.0.0/24",
                       ranges=[[{"subnet": "10.78.0.0/24"}]], bridge="cni1", isDefaultGateway=False)
-    pod_a, pod_b, pod_o = node.pod(), node.pod(), node.pod()
-    res_b = node.run("ADD", conf, pod_b, "gc-keep")
-    node.run("ADD", conf, pod_a, "gc-stale")
-    node.run("ADD", other, pod_o, "gc-stale")  # same container id, another network
+    pod_a, pod_b, pod_o = node.pod().path, node.pod().path, node.pod().path
+    res_b = node.invoke("ADD", conf, pod_b, "gc-keep")
+    node.invoke("ADD", conf, pod_a, "gc-stale")
+    node.invoke("ADD", other, pod_o, "gc-stale")  # same container id, another network
     assert len(_chains(node)) == 3
 
     valid = [{"containerID": "gc-keep", "ifname": "eth0"}]
-    node.run("GC", {**conf, "cni.dev/valid-attachments": valid}, "", "")
+    node.invoke("GC", {**conf, "cni.dev/valid-attachments": valid}, "", "")
     rules = _ruleset(node)
     assert len(_chains(node)) == 2
     assert "id: gc-keep" in rules and f"ether saddr {res_b.interfaces[2].mac}" in rules
     assert f"net: {other['name']}, if: eth0, id: gc-stale" in rules  # other network untouched
     assert f"net: {conf['name']}, if: eth0, id: gc-stale" not in rules
 
-    node.run("GC", {**conf, "cni.dev/valid-attachments": []}, "", "")
-    node.run("GC", {**other, "cni.dev/valid-attachments": []}, "", "")
+    node.invoke("GC", {**conf, "cni.dev/valid-attachments": []}, "", "")
+    node.invoke("GC", {**other, "cni.dev/valid-attachments": []}, "", "")
     assert _ruleset(node) == before
     for pod, cid, c in ((pod_a, "gc-stale", conf), (pod_b, "gc-keep", conf), (pod_o, "gc-stale", other)):
-        node.run("DEL", c, pod, cid)
+        node.invoke("DEL", c, pod, cid)
     assert _ruleset(node) == before
     assert _veths(node) == []
 
@@ -147,31 +147,31 @@ def test_check_reports_missing_spoofcheck(node):
     before = _ruleset(node)
     mac = "02:aa:bb:cc:dd:01"
     conf = node.conf(macspoofchk=True, runtimeConfig={"mac": mac}, capabilities={"mac": True})
-    pod = node.pod()
-    res = node.run("ADD", conf, pod, "chk")
+    pod = node.pod().path
+    res = node.invoke("ADD", conf, pod, "chk")
     assert res.interfaces[2].mac == mac and f"ether saddr {mac} accept" in _ruleset(node)
-    node.run("CHECK", conf, pod, "chk", prev=res)
+    node.invoke("CHECK", conf, pod, "chk", prev=res)
 
     chain = _chains(node)[0]
     run("nft", "flush", "chain", "bridge", "metacni_spoofcheck", chain, netns=node.name)
     with pytest.raises(CNIError) as err:
-        node.run("CHECK", conf, pod, "chk", prev=res)
+        node.invoke("CHECK", conf, pod, "chk", prev=res)
     assert "macspoofchk" in err.value.details and chain in err.value.details
 
-    node.run("DEL", conf, pod, "chk")
+    node.invoke("DEL", conf, pod, "chk")
     assert _ruleset(node) == before
 
 
 def test_failed_add_leaves_no_spoofcheck(node):
     before = _ruleset(node)
     keep = node.conf(macspoofchk=True)
-    pod_keep = node.pod()
-    node.run("ADD", keep, pod_keep, "rb-keep")
+    pod_keep = node.pod().path
+    node.invoke("ADD", keep, pod_keep, "rb-keep")
     with_keep = _ruleset(node)
     for expected in (with_keep, before):
         conf = node.conf(name=keep["name"], macspoofchk=True, ipam={"type": "no-such-ipam"})
         with pytest.raises(CNIError):
-            node.run("ADD", conf, node.pod(), "rb-fail")
+            node.invoke("ADD", conf, node.pod().path, "rb-fail")
         assert _ruleset(node) == expected
-        node.run("DEL", keep, pod_keep, "rb-keep")
+        node.invoke("DEL", keep, pod_keep, "rb-keep")
     assert _veths(node) == []

@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from metacni_plugins.host_local.ranges import RangeError, candidates, parse_range, parse_range_set
 from metacni_plugins.host_local.resolv import parse_resolv_conf
 from metacni_plugins.host_local.store import lease_ip, parse_lease, render_lease

@@ -7,8 +7,8 @@ import pytest
 from metacni.firewall import backend as fw
 from metacni.firewall.masq import add_masquerade
 from metacni.kernel import netns
-from metacni.testing.firewall_testbed import Testbed, prime_legacy, ruleset
-from metacni.testing.netns import netns_path, run
+from metacni_testkit.firewall_testbed import Testbed, prime_legacy, ruleset
+from metacni_testkit.netns import netns_path, run
 
 
 def test_masq_detection_follows_kube_proxy(box, tmp_path):

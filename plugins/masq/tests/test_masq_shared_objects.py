@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from metacni.firewall import libnft
+from metacni.firewall.libnft import PoolState
 from metacni.firewall.masq import add_masquerade, del_masquerade
-from metacni.firewall.nftables import TABLES, skeleton_marker
+from metacni.firewall.nft import skeleton_marker, table
 from metacni.firewall.plan import MASQ
 from metacni.kernel import netns
-from metacni.testing.firewall_testbed import Testbed, ruleset
-from metacni.testing.netns import netns_path, run
+from metacni_testkit.firewall_testbed import Testbed, ruleset
+from metacni_testkit.netns import netns_path, run
 
-TABLE = TABLES[MASQ]
+TABLE = table(MASQ)
 
 
 def _forget_process_state() -> None:
     """What a new CNI process knows about this netns: nothing."""
     with libnft.pooled() as entry:
-        entry.state.clear()
+        entry.state = PoolState()
 
 
 def test_shared_objects_are_reset_only_for_another_version(box, tmp_path):

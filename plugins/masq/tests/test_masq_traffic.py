@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from metacni.testing.firewall_testbed import (
+from metacni_testkit.firewall_testbed import (
     NODE_IP,
     OUTSIDE_IP,
     Testbed,
@@ -14,7 +14,7 @@ from metacni.testing.firewall_testbed import (
     ruleset,
     start_echo,
 )
-from metacni.testing.netns import netns_path, run
+from metacni_testkit.netns import netns_path, run
 
 
 @pytest.mark.parametrize("backend", ["nftables", "iptables"])

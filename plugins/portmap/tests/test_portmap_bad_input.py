@@ -6,8 +6,8 @@ import pytest
 
 from metacni.plugin import CNIError
 from metacni.spec.results import Result
-from metacni.testing.firewall_testbed import Testbed, prime_legacy, ruleset
-from metacni.testing.netns import netns_path
+from metacni_testkit.firewall_testbed import Testbed, prime_legacy, ruleset
+from metacni_testkit.netns import netns_path
 
 V4_ONLY = Result.model_validate(
     {

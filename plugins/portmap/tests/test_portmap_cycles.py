@@ -12,8 +12,8 @@ import random
 import pytest
 
 from metacni.spec.results import Result
-from metacni.testing.firewall_testbed import Testbed, prime_legacy, ruleset
-from metacni.testing.netns import netns_path, run
+from metacni_testkit.firewall_testbed import Testbed, prime_legacy, ruleset
+from metacni_testkit.netns import netns_path, run
 
 CYCLES = 100
 

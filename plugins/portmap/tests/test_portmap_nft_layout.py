@@ -17,8 +17,8 @@ from metacni.firewall.identity import Attachment
 from metacni.firewall.masq import add_masquerade, del_masquerade
 from metacni.firewall.plan import PORTMAP, PortmapPlan, parse_port_mappings
 from metacni.kernel import netns
-from metacni.testing.firewall_testbed import ruleset
-from metacni.testing.netns import netns_path, run
+from metacni_testkit.firewall_testbed import ruleset
+from metacni_testkit.netns import netns_path, run
 
 NFT = "nftables"
 
@@ -89,8 +89,7 @@ def test_nft_layout_paths_a_fresh_process_takes(box):
 def test_nft_gc_portmap_and_forward_keep_only_valid(box):
     """GC lists (it is periodic): stale attachments of the network go, chains, map elements
     and the accepts inserted in a foreign forward chain that drops; others stay."""
-    from metacni.firewall.forward import add_forward
-    from metacni.firewall.plan import FORWARD
+    from metacni.firewall.plan import FORWARD, ForwardPlan
 
     node = box.netns("mcfwg")
     run("iptables-nft", "-P", "FORWARD", "DROP", netns=node)  # ip filter FORWARD, policy drop
@@ -100,7 +99,7 @@ def test_nft_gc_portmap_and_forward_keep_only_valid(box):
         for (network, cid), ip in pods.items():
             maps = parse_port_mappings([{"hostPort": 32000 + int(ip.rsplit(".", 1)[1]), "containerPort": 80}])
             fw.add(PortmapPlan(Attachment(network, cid, "eth0"), maps, ipaddress.IPv4Interface(ip + "/24")), NFT)
-            add_forward(network, cid, "eth0", [ip + "/24"], backend=NFT)
+            fw.add(ForwardPlan(Attachment(network, cid, "eth0"), (ipaddress.IPv4Interface(ip + "/24"),)), NFT)
         foreign = run("nft", "list", "chain", "ip", "filter", "FORWARD", netns=node).stdout
         assert "10.78.0.3" in foreign and "10.78.0.2" in foreign  # accepts inserted there too
         for kind in (PORTMAP, FORWARD):

@@ -1,4 +1,4 @@
-"""ADD's raw nf_tables batch (:mod:`metacni.firewall.nftraw`) against libnftables' JSON path.
+"""ADD's raw nf_tables batch (:mod:`metacni.netlink.nftables`) against libnftables' JSON path.
 
 The same attachments are added through the raw path in one test-created netns and through
 libnftables (``RAW_ADD = False``) in another; the tables must list the same, both as
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from metacni.firewall import backend as fw
-from metacni.firewall import libnft, nftables
+from metacni.firewall import feature, libnft, nft
 from metacni.firewall.identity import Attachment
 from metacni.firewall.plan import (
     FORWARD,
@@ -34,9 +34,11 @@ from metacni.firewall.plan import (
     parse_port_mappings,
 )
 from metacni.kernel import netns
+from metacni.netlink import nftables as nftnl
+from metacni.netlink.core import Request, Socket
 from metacni.spec.errors import CNIError
-from metacni.testing.firewall_testbed import ruleset
-from metacni.testing.netns import netns_path, run
+from metacni_testkit.firewall_testbed import ruleset
+from metacni_testkit.netns import netns_path, run
 
 NFT = "nftables"
 NET = "rawnet"
@@ -90,21 +92,21 @@ def _inside(node: str) -> Iterator[None]:
 
 
 @pytest.fixture
-def raw_batches(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+def raw_batches(monkeypatch: pytest.MonkeyPatch) -> list[list[Request]]:
     """Message types of every raw batch the kernel took (the raw ADD's are those with rules)."""
-    sent: list[list[int]] = []
-    real = libnft.raw_batch
+    sent: list[list[Request]] = []
+    real = nftnl.transaction
 
-    def spy(entry: libnft.PoolEntry, messages: list[tuple[int, bytes]]) -> None:
-        real(entry, messages)
-        sent.append([m for m, _ in messages])
+    def spy(sock: Socket, messages: list[Request]) -> None:
+        real(sock, messages)
+        sent.append(messages)
 
-    monkeypatch.setattr(libnft, "raw_batch", spy)
+    monkeypatch.setattr(nftnl, "transaction", spy)
     return sent
 
 
-def _added_raw(sent: list[list[int]]) -> int:
-    return sum(1 for batch in sent if libnft.NEWRULE in batch)
+def _added_raw(sent: list[list[Request]]) -> int:
+    return sum(1 for batch in sent if any(map(nftnl.is_rule, batch)))
 
 
 def _json(node: str, table: str) -> list[dict[str, Any]]:
@@ -150,12 +152,12 @@ def test_raw_add_lists_as_libnftables_json_add(box, raw_batches, monkeypatch):
             fw.add(plan, NFT)
         assert _added_raw(raw_batches) == len(plans)  # every plan of the matrix went the raw way
         with _inside(ref):
-            monkeypatch.setattr(nftables, "RAW_ADD", False)
+            monkeypatch.setattr(nft, "RAW_ADD", False)
             for plan in plans:
                 fw.add(plan, NFT)
-            monkeypatch.setattr(nftables, "RAW_ADD", True)
+            monkeypatch.setattr(nft, "RAW_ADD", True)
         assert _added_raw(raw_batches) == len(plans)
-        for table in nftables.TABLES.values():
+        for table in sorted(feature.nft_tables()):
             got, want = _json(raw, table), _json(ref, table)
             assert any("rule" in o for o in want)
             assert got == want, table

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from metacni.plugin import CNIError, Code, IPRoute, LinkInfo, LinkSpec, get_link, set_link, sysctl
+from metacni.plugin import CNIError, Code, LinkInfo, LinkSpec, Rtnl, get_link, set_link, sysctl
 
 from .config import Tuning
 from .state import Snapshot
@@ -13,7 +13,7 @@ from .state import Snapshot
 log = logging.getLogger(__name__)
 
 
-def _link(ipr: IPRoute, ifname: str) -> LinkInfo:
+def _link(ipr: Rtnl, ifname: str) -> LinkInfo:
     link = get_link(ipr, ifname)
     if link is None:
         raise CNIError(Code.INVALID_ENVIRONMENT, "interface not found",
@@ -21,7 +21,7 @@ def _link(ipr: IPRoute, ifname: str) -> LinkInfo:
     return link
 
 
-def current(ipr: IPRoute, ifname: str, wanted: Tuning) -> Snapshot:
+def current(ipr: Rtnl, ifname: str, wanted: Tuning) -> Snapshot:
     """The interface's values now, plus every sysctl ``wanted`` names (which must exist)."""
     link = _link(ipr, ifname)
     values: dict[tuple[str, ...], str] = {}
@@ -33,7 +33,7 @@ def current(ipr: IPRoute, ifname: str, wanted: Tuning) -> Snapshot:
     return Snapshot(mtu=link.mtu, mac=link.mac, sysctls=values)
 
 
-def apply(ipr: IPRoute, ifname: str, wanted: Tuning) -> LinkInfo:
+def apply(ipr: Rtnl, ifname: str, wanted: Tuning) -> LinkInfo:
     link = _link(ipr, ifname)
     try:
         if wanted.mtu is not None and link.mtu != wanted.mtu:
@@ -47,7 +47,7 @@ def apply(ipr: IPRoute, ifname: str, wanted: Tuning) -> LinkInfo:
     return _link(ipr, ifname)
 
 
-def restore(ipr: IPRoute, ifname: str, original: Snapshot) -> None:
+def restore(ipr: Rtnl, ifname: str, original: Snapshot) -> None:
     """Best effort: an interface already gone has nothing left to restore."""
     link = get_link(ipr, ifname)
     if link is not None:

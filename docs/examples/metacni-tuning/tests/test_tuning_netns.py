@@ -23,7 +23,7 @@ from metacni.engine.request import Invocation
 from metacni.kernel.netns import enter
 from metacni.plugin import CniArgs, CNIError, Code, Result
 from metacni.spec.config import network_list_from_bytes
-from metacni.testing.netns import link_names, links, netns_path, run, tag
+from metacni_testkit.netns import link_names, links, netns_path, run, tag
 
 pytest.importorskip("metacni_tuning.plugin", reason="pip install -e docs/examples/metacni-tuning")
 

@@ -1,0 +1,324 @@
+"""What tenant input may do on the node (docs/security.md, docs/design/1401..1403).
+
+Everything read from the Kubernetes API -- a NetworkAttachmentDefinition's ``spec.config``, the
+pod's ``k8s.v1.cni.cncf.io/networks`` and ``v1.multus-cni.io/default-network`` annotations --
+is written by tenants and may only shape the tenant's own pod's interfaces. This module holds
+the rules; :mod:`.networks` applies them where tenant input enters:
+
+- a network config of type ``metacni`` is refused (code 7) at any depth: node settings
+  (``binDir``, ``confDir``, ``logFile``, ...) come only from the node's own config;
+- node-only keys inside a NAD's plugin configs are removed, with a warning;
+- file paths a known plugin reads or writes (host-local ``dataDir``/``resolvConf``, dhcp
+  ``daemonSocketPath``) must resolve (realpath) inside the directories the node allows, and
+  never inside metacni's own state, conf or binary directories;
+- host ports, addresses and MACs requested through the annotation obey the node's policy,
+  and only NADs of the pod's own namespace or of ``globalNamespaces`` may carry them.
+
+The node's own config (the conf file the runtime passes, its ``delegates``, the files of
+``confDir``) is trusted and is not subject to the path rules.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import os
+from collections.abc import Mapping
+from contextlib import contextmanager
+
+from metacni.spec import lazylog
+from metacni.spec.errors import CNIError, Code
+from metacni.spec.record import field, record
+
+# The standalone CNI path must not import typing, dataclasses or logging
+# (tests/meta/test_standalone_path.py) until #16 lifts that rule; hence record and lazylog here.
+TYPE_CHECKING = False  # mypy treats this name as True
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+    from .annotations import NetworkSelection
+
+log = lazylog.getLogger(__name__)
+
+META_TYPE = "metacni"
+
+#: Keys of the meta plugin's own config. Only the node's config sets them; in a NAD's plugin
+#: configs they are removed with a warning. Any ``api<Upper>...`` key counts too (apiTimeout, ...).
+NODE_ONLY_KEYS = frozenset({
+    "binDir", "cniDir", "confDir", "clusterNetwork", "defaultNetworks", "delegates", "kubeconfig",
+    "logFile", "logLevel", "logToStderr", "logOptions", "readinessindicatorfile", "readinessTimeout",
+    "namespaceIsolation", "globalNamespaces", "nonIsolatedNamespaces", "systemNamespaces",
+    "multusNamespace", "metacniNamespace", "deviceInfoDir", "ownFile", "daemonSocket",
+    "allowedPaths", "hostPortRange", "reservedHostPorts",
+})
+
+#: Keys of a meta config that belong to one call, not to the node (the daemon keeps them
+#: from stdin and takes every other key from its node config).
+PER_CALL_KEYS = frozenset({"cniVersion", "cniVersions", "name", "type", "runtimeConfig", "args",
+                           "prevResult", "capabilities", "disableCheck", "disableGC"})
+
+#: Where each path field may point by default. dataDir: the reference default only, not all of
+#: /var/lib/cni (that holds the runtime's result cache and metacni's state). resolvConf: the
+#: host's resolver files. daemonSocketPath: the reference dhcp daemon's socket.
+DEFAULT_ALLOWED_PATHS: Mapping[str, tuple[str, ...]] = {
+    "dataDir": ("/var/lib/cni/networks",),
+    "resolvConf": ("/etc/resolv.conf", "/run/systemd/resolve"),
+    "daemonSocketPath": ("/run/cni/dhcp.sock",),
+}
+
+#: The path fields of known IPAM/plugin types (reference schemas; the same whether the type
+#: runs in-process or as the reference binary).
+PATH_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "host-local": ("dataDir", "resolvConf"),
+    "dhcp": ("daemonSocketPath",),
+}
+
+#: Host ports of the node's own services, refused by default: kubelet, kube-proxy,
+#: controller-manager, scheduler, etcd, apiserver.
+DEFAULT_RESERVED_HOST_PORTS = frozenset({10250, 10255, 10249, 10256, 10257, 10259, 2379, 2380, 6443})
+DEFAULT_HOST_PORT_RANGE = (1024, 65535)
+
+#: Annotation fields that only NADs of the pod's namespace or globalNamespaces may carry.
+PRIVILEGED_SELECTION_FIELDS = ("portMappings", "ips", "mac", "cni-args")
+
+
+def is_node_only(key: str) -> bool:
+    """A meta config key only the node's config may set."""
+    return key in NODE_ONLY_KEYS or (key.startswith("api") and key[3:4].isupper())
+
+
+def _bad(details: str) -> CNIError:
+    return CNIError(Code.INVALID_CONFIG, "refused by node policy", details)
+
+
+def _bad_setting(key: str, reason: str) -> CNIError:
+    return CNIError(Code.INVALID_CONFIG, "invalid metacni configuration", f"{key}: {reason}")
+
+
+# ------------------------------------------------------------------------------ the node's policy
+@record(frozen=True)
+class TenantPolicy:
+    """The node settings that bound tenant input (keys of the node's meta config)."""
+
+    #: field name -> directories (or files) it may point into, as given (realpath'd on use)
+    allowed_paths: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ALLOWED_PATHS))
+    host_port_range: tuple[int, int] = DEFAULT_HOST_PORT_RANGE
+    reserved_host_ports: frozenset[int] = DEFAULT_RESERVED_HOST_PORTS
+    #: metacni's own directories: never a target of a tenant path, whatever allowedPaths says
+    protected_dirs: tuple[str, ...] = ()
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, Any], protected_dirs: tuple[str, ...] = ()) -> TenantPolicy:
+        """``allowedPaths`` ({field: [dir, ...]}; a field given replaces its default),
+        ``hostPortRange`` ([low, high] or "low-high"), ``reservedHostPorts`` ([port, ...])."""
+        allowed = dict(DEFAULT_ALLOWED_PATHS)
+        raw = conf.get("allowedPaths")
+        if raw is not None:
+            if not isinstance(raw, Mapping):
+                raise _bad_setting("allowedPaths", "must be an object of field name -> list of directories")
+            for key, dirs in raw.items():
+                if not isinstance(dirs, list) or not all(isinstance(d, str) and os.path.isabs(d) for d in dirs):
+                    raise _bad_setting(f"allowedPaths.{key}", "must be a list of absolute paths")
+                allowed[str(key)] = tuple(dirs)
+        return cls(allowed_paths=allowed, host_port_range=_port_range(conf.get("hostPortRange")),
+                   reserved_host_ports=_ports(conf.get("reservedHostPorts")),
+                   protected_dirs=tuple(d for d in protected_dirs if d))
+
+    # -- paths -------------------------------------------------------------------------
+    def check_path(self, field_name: str, value: Any, where: str) -> None:
+        """``value`` (after realpath) is inside an allowed entry for ``field_name`` and
+        outside metacni's own directories; else code 7 naming ``where``."""
+        if not isinstance(value, str) or not value:
+            raise _bad(f"{where}: must be a non-empty path string")
+        if not os.path.isabs(value):
+            raise _bad(f"{where}: {value!r} is not an absolute path")
+        real = os.path.realpath(value)
+        for own in self.protected_dirs:
+            if _inside(real, own):
+                raise _bad(f"{where}: {value!r} is inside metacni's own directory {own}")
+        allowed = self.allowed_paths.get(field_name, ())
+        if not any(_inside(real, entry) for entry in allowed):
+            raise _bad(f"{where}: {value!r} (resolved: {real}) is outside the paths the node allows for "
+                       f"{field_name} ({', '.join(allowed) or 'none'}; node setting allowedPaths.{field_name})")
+
+    # -- host ports --------------------------------------------------------------------
+    def check_host_port(self, port: int, where: str) -> None:
+        low, high = self.host_port_range
+        if not low <= port <= high:
+            raise _bad(f"{where}: hostPort {port} is outside the node's range {low}-{high} (hostPortRange)")
+        if port in self.reserved_host_ports:
+            raise _bad(f"{where}: hostPort {port} is reserved for a node service (reservedHostPorts)")
+
+
+def _inside(real: str, entry: str) -> bool:
+    base = os.path.realpath(entry)
+    return real == base or real.startswith(base.rstrip("/") + "/")
+
+
+def _port(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise _bad_setting(key, f"{value!r} is not a port number (1-65535)")
+    return value
+
+
+def _port_range(value: Any) -> tuple[int, int]:
+    if value is None:
+        return DEFAULT_HOST_PORT_RANGE
+    if isinstance(value, str) and "-" in value:
+        try:
+            value = [int(v) for v in value.split("-", 1)]
+        except ValueError:
+            raise _bad_setting("hostPortRange", f"{value!r} is not 'low-high'") from None
+    if not isinstance(value, list) or len(value) != 2:
+        raise _bad_setting("hostPortRange", "must be [low, high] or 'low-high'")
+    low, high = _port(value[0], "hostPortRange"), _port(value[1], "hostPortRange")
+    if low > high:
+        raise _bad_setting("hostPortRange", f"low {low} is above high {high}")
+    return low, high
+
+
+def _ports(value: Any) -> frozenset[int]:
+    if value is None:
+        return DEFAULT_RESERVED_HOST_PORTS
+    if not isinstance(value, list):
+        raise _bad_setting("reservedHostPorts", "must be a list of port numbers")
+    return frozenset(_port(v, "reservedHostPorts") for v in value)
+
+
+# ------------------------------------------------------------------------------ network configs
+def _plugin_objects(data: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(JSON path prefix, plugin object) of a conf or conflist."""
+    plugins = data.get("plugins")
+    if isinstance(plugins, list):
+        return [(f"plugins[{i}]", p) for i, p in enumerate(plugins)]
+    return [("", data)]
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def refuse_meta_type(data: Mapping[str, Any], where: str) -> None:
+    """Code 7 when the config or any of its plugins (or their ipam) has type ``metacni``:
+    metacni never delegates to itself, so node settings cannot come from a delegate."""
+    objects = [("", data), *_plugin_objects(data)]
+    for prefix, obj in objects:
+        if not isinstance(obj, Mapping):
+            continue
+        ipam = obj.get("ipam")
+        for path, kind in ((_join(prefix, "type"), obj.get("type")),
+                           (_join(prefix, "ipam.type"), ipam.get("type") if isinstance(ipam, Mapping) else None)):
+            if kind == META_TYPE:
+                raise _bad(f"{where}: {path} is {META_TYPE!r}; metacni cannot be a delegate, node settings "
+                           "(binDir, confDir, cniDir, logFile, clusterNetwork, ...) come only from the node's config")
+
+
+def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolicy) -> bool:
+    """Make a NAD's network config (a conf or conflist object, edited in place) safe to run:
+    refuses a ``metacni`` type and disallowed paths (code 7), strips node-only keys with a
+    warning. Returns whether anything was removed."""
+    refuse_meta_type(data, where)
+    changed = False
+    for prefix, obj in [("", data), *_plugin_objects(data)]:
+        if not isinstance(obj, dict):
+            continue
+        stripped = sorted(k for k in obj if is_node_only(k))
+        for key in stripped:
+            del obj[key]
+        if stripped:
+            changed = True
+            log.warning("%s: %s: node-only keys ignored (they may only be set in the node's metacni config): %s",
+                        where, prefix or "config", ", ".join(stripped))
+        _check_paths(obj, prefix, where, policy)
+    return changed
+
+
+def _check_paths(plugin: Mapping[str, Any], prefix: str, where: str, policy: TenantPolicy) -> None:
+    targets = [(prefix, plugin)]
+    ipam = plugin.get("ipam")
+    if isinstance(ipam, Mapping):
+        targets.append((_join(prefix, "ipam"), ipam))
+    for at, obj in targets:
+        for name in PATH_FIELDS.get(str(obj.get("type", "")), ()):
+            if obj.get(name) is not None:  # absent: the plugin's default, chosen by the node
+                policy.check_path(name, obj[name], f"{where}: {_join(at, name)}")
+
+
+# ------------------------------------------------------------------------------ annotation requests
+def check_selection(sel: NetworkSelection, *, pod_namespace: str, global_namespaces: list[str],
+                    policy: TenantPolicy, what: str = "network") -> None:
+    """What a pod asks for through the annotation: ports, addresses and MACs obey the node
+    policy, and only NADs of the pod's namespace or globalNamespaces may carry them."""
+    where = f"{what} {sel.ref}"
+    asked = [k for k, v in (("portMappings", sel.port_mappings), ("ips", sel.ips), ("mac", sel.mac),
+                            ("cni-args", sel.cni_args)) if v is not None]
+    if asked and sel.namespace != pod_namespace and sel.namespace not in global_namespaces:
+        raise _bad(f"{where}: {', '.join(asked)} may only be requested for a network of the pod's namespace "
+                   f"{pod_namespace!r} or of globalNamespaces {global_namespaces}")
+    for i, mapping in enumerate(sel.port_mappings or []):
+        _check_mapping(mapping, f"{where}: portMappings[{i}]", policy)
+    ips = list(sel.ips or [])
+    cni_ips = (sel.cni_args or {}).get("ips")
+    if cni_ips is not None:
+        if not isinstance(cni_ips, list) or not all(isinstance(v, str) for v in cni_ips):
+            raise _bad(f"{where}: cni-args.ips must be a list of strings")
+        ips += cni_ips
+    for value in ips:
+        _check_ip(value, where)
+    if sel.mac is not None:
+        _check_mac(sel.mac, where)
+
+
+def _check_mapping(mapping: Mapping[str, Any], where: str, policy: TenantPolicy) -> None:
+    host, container = mapping.get("hostPort"), mapping.get("containerPort")
+    for key, value in (("hostPort", host), ("containerPort", container)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            raise _bad(f"{where}: {key} {value!r} is not a port number (1-65535)")
+    assert isinstance(host, int)
+    policy.check_host_port(host, where)
+    protocol = mapping.get("protocol", "tcp")
+    if not isinstance(protocol, str) or protocol.lower() not in ("tcp", "udp", "sctp"):
+        raise _bad(f"{where}: protocol {protocol!r} is not tcp, udp or sctp")
+    host_ip = mapping.get("hostIP")
+    if host_ip not in (None, ""):
+        try:
+            ipaddress.ip_address(str(host_ip))
+        except ValueError:
+            raise _bad(f"{where}: hostIP {host_ip!r} is not an IP address") from None
+
+
+def _check_ip(value: str, where: str) -> None:
+    try:
+        ip = ipaddress.ip_interface(value.strip()).ip
+    except ValueError:
+        raise _bad(f"{where}: ips entry {value!r} is not an IP address") from None
+    if ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip.is_link_local or \
+            (isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address("255.255.255.255")):
+        raise _bad(f"{where}: ips entry {value!r} is not a unicast address a pod may use")
+
+
+def _check_mac(value: str, where: str) -> None:
+    digits = value.replace(":", "").replace("-", "").replace(".", "")
+    if len(digits) == 12:
+        first = int(digits[:2], 16)
+        if first & 1 or int(digits, 16) == 0:
+            raise _bad(f"{where}: mac {value!r} is not a unicast hardware address")
+
+
+# ------------------------------------------------------------------------------ nesting guard
+_active: contextvars.ContextVar[bool] = contextvars.ContextVar("metacni_meta_active", default=False)
+
+
+@contextmanager
+def meta_call() -> Iterator[None]:
+    """Around one meta plugin call: a meta call made from inside another (a delegate of type
+    ``metacni`` that slipped past the config checks) is refused with code 7."""
+    if _active.get():
+        raise _bad(f"a delegate of type {META_TYPE!r} was invoked from metacni; node settings come only "
+                   "from the node's config")
+    token = _active.set(True)
+    try:
+        yield
+    finally:
+        _active.reset(token)
