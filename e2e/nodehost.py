@@ -1,6 +1,6 @@
 """A private "node" for the node test: one mount + network namespace held by a process.
 
-Inside it /run and /opt are tmpfs and /etc/cni/net.d and /var/lib/cni are scratch directories
+Inside it /run, /opt and /var/lib are tmpfs and /etc/cni/net.d and /var/lib/cni are scratch directories
 bind-mounted over the machine's, so a DaemonSet's hostPath volumes, containerd, podman and
 cnitool all see node paths that are the test's own; the machine's dirs, interfaces and
 firewall stay untouched. The image is built outside (it needs the host's network for apt) into
@@ -35,6 +35,8 @@ mount --bind /run/netns /run/netns && mount --make-shared /run/netns
 mount -t tmpfs -o mode=755 tmpfs /opt
 mkdir -p /opt/cni/bin
 mount --bind "$1/etc-cni-net.d" /etc/cni/net.d
+mount -t tmpfs -o mode=755 tmpfs /var/lib
+mkdir -p /var/lib/cni
 mount --bind "$1/var-lib-cni" /var/lib/cni
 ip link set lo up
 echo ready
