@@ -349,6 +349,11 @@ def test_daemon_restart_roll_and_uninstall_under_churn(cluster: Cluster) -> None
         c.wait_empty(ns)
     assert c.leases() == []
     assert not list(pending.glob("*.json"))
+    state = work / "var-lib-cni"
+    left = [str(p.relative_to(state)) for p in state.rglob("*")
+            if p.is_file() and not p.name.endswith(".lock") and p.name != "lock"
+            and not p.name.startswith("last_reserved_ip")]
+    assert left == [], left  # no cache record, result cache entry or pending DEL outlives its pod
 
     # uninstall, as conf/uninstall.yaml runs it once the DaemonSet is gone
     c.stop_daemon()
