@@ -7,7 +7,7 @@
   the daemon's decode and answer. Target (issue #15): median <= 2 ms.
 - ``exec``: fork+exec+wait of hello-world static binaries: C on glibc, C on musl (when
   ``musl-gcc`` is installed), Go (``CGO_ENABLED=0``); the figures of
-  docs/design/0001-static-shim-in-c.md.
+  docs/design/1501-static-shim-in-c.md.
 
 Every figure is the median (and p90) of N runs spawned with ``posix_spawn`` from this process
 (so the spawner's own cost is the same for all), runs interleaved so that load hits all alike.

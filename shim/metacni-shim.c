@@ -5,7 +5,7 @@
  * filesystem. It forwards one CNI call (the CNI_* / METACNI_* environment and the stdin config)
  * to the warm metacni daemon over HTTP/1.1 on a unix socket, and prints the daemon's answer.
  * The protocol ("shim <-> daemon protocol v1", metacni/daemon/protocol.py; why C:
- * docs/design/0001-static-shim-in-c.md):
+ * docs/design/1501-static-shim-in-c.md):
  *
  *   POST /cni  Metacni-Protocol: 1
  *   {"env": {"CNI_COMMAND": "ADD", ...}, "config": "<base64 of the exact stdin bytes>"}
@@ -52,7 +52,7 @@
 #define MAX_ANSWER (16 * 1024 * 1024)    /* a CNI result is a few KiB */
 #define MAX_NAME_PART 128
 
-/* Kept equal to metacni.spec.versions.ALL_VERSIONS (tests/test_shim.py checks). */
+/* Kept equal to metacni.spec.versions.ALL_VERSIONS (tests/shim/test_shim.py checks). */
 static const char *const SUPPORTED_VERSIONS[] = {"0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"};
 #define N_VERSIONS (sizeof(SUPPORTED_VERSIONS) / sizeof(SUPPORTED_VERSIONS[0]))
 

@@ -1,5 +1,5 @@
 /*
- * Test driver for tests/test_shim.py: exposes the shim's JSON key scan, JSON string escaping and
+ * Test driver for tests/shim/test_shim.py: exposes the shim's JSON key scan, JSON string escaping and
  * base64 encoding (the same code, included) on stdin/stdout so that they can be compared with
  * Python's json and base64 under hypothesis. Not installed.
  *

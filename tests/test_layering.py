@@ -1,7 +1,7 @@
 """Dependencies point one way: spec < netlink < engine, kernel, firewall < plugins, meta < daemon, cli.
 
 Read from the source with ``ast`` so the rule holds for lazy (function-level) imports too.
-The binDir shim is C (shim/metacni-shim.c): tests/test_shim.py checks it.
+The binDir shim is C (shim/metacni-shim.c): tests/shim/test_shim.py checks it.
 """
 
 from __future__ import annotations

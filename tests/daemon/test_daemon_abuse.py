@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import socket
 import subprocess
 import sys
@@ -508,6 +509,30 @@ def test_daemon_survives_the_kernel_refusing_threads(tmp_path):
         d.kill()
         with contextlib.suppress(OSError):
             group.rmdir()
+
+
+def test_daemon_survives_running_out_of_file_descriptors(tmp_path):
+    """A real limit: RLIMIT_NOFILE of the daemon process leaves room for a few connections only.
+    accept() fails with EMFILE; the loop pauses and goes on, and serves again once clients leave."""
+    d = start_daemon(tmp_path / "d", args=["--no-api", "--no-regenerate-config", "--cache-dir", str(tmp_path / "c"),
+                                           "--pending-dir", str(tmp_path / "p"), "--gc-period", "0"])
+    clients: list[socket.socket] = []
+    try:
+        pid = d.proc.pid
+        room = len(os.listdir(f"/proc/{pid}/fd")) + 3
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (room, room))
+        clients = [unixhttp.connect(d.socket) for _ in range(12)]  # the backlog takes them all
+        assert wait_for(lambda: "accept failed (EMFILE)" in d.log_text(), 30), d.log_text()
+        for c in clients:
+            c.close()
+        answer = unixhttp.request(d.socket, "GET", "/healthz", timeout=20)
+        assert answer.status == 200
+        assert unixhttp.request(d.socket, "GET", "/readyz", timeout=20).json()["ready"] is True
+        assert d.proc.poll() is None
+    finally:
+        for c in clients:
+            c.close()
+        d.kill()
 
 
 # ---------------------------------------------------------------------- the TCP health server
