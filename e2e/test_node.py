@@ -42,6 +42,7 @@ except ImportError:
     from metacni.testing.traffic import in_netns  # type: ignore[no-redef,unused-ignore]
 
 log = logging.getLogger("e2e.node")
+log.setLevel(logging.INFO)  # the build, each derived podman command and each pod are in the test's log
 REPO = nodehost.REPO
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 SUBNET, NET1, NET2 = "10.99.0.0/24", "10.99.1.0/24", "10.99.2.0/24"
