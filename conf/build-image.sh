@@ -6,8 +6,8 @@
 #    `podman import`ed as localhost/metacni-base:bookworm-<key> unless that image exists.
 # 2. The context: the project and its dependencies as wheels built on the host (`pip wheel`;
 #    containers cannot reach this machine's package index) and the shim's C sources.
-# 3. `podman build --network host` of conf/Containerfile (apt-get in the build uses the
-#    host's network to reach the Debian archive).
+# 3. `podman build --jobs 2 --network host` of conf/Containerfile: its two stages in parallel,
+#    apt-get in them through the host's network to the Debian archive.
 # podman's own settings come from the environment (CONTAINERS_CONF, CONTAINERS_STORAGE_CONF):
 # see docs/operations.md for the containers.conf these machines need.
 set -euo pipefail
@@ -40,4 +40,4 @@ echo "build-image: pip wheel -w $ctx/wheels $root" >&2
 mkdir "$ctx/shim"
 cp "$root"/shim/*.c "$root"/shim/Makefile "$ctx/shim/"
 echo "build-image: podman build -t $tag (base $base)" >&2
-podman build --network host --build-arg BASE="$base" -f "$root/conf/Containerfile" -t "$tag" "$@" "$ctx"
+podman build --jobs 2 --network host --build-arg BASE="$base" -f "$root/conf/Containerfile" -t "$tag" "$@" "$ctx"
