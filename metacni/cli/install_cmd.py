@@ -1,10 +1,14 @@
-"""``metacni install``: write 00-metacni.conf for the node's primary network and install the binary."""
+"""``metacni install``: put the shim into binDir and write 00-metacni.conf for the node's primary network.
+
+In the DaemonSet (conf/daemonset.yaml) host paths are mounted at identical paths, so the
+defaults are the node's paths and nothing is translated. By default the shim is the package's
+static binary (``metacni.shimbin``; the image passes its build stage's binary as ``--source``),
+copied by temp file + fsync + rename (no "text file busy")."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from typing import Any
 
@@ -29,10 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bin-dir", default="/opt/cni/bin", help="binDir written into the config")
     p.add_argument("--install-bin-dir", default=None,
                    help="where to install the executable (default: --bin-dir); with --no-binary nothing is copied")
-    p.add_argument("--source", default=None, help="executable to install (default: the metacni on PATH)")
+    p.add_argument("--source", default=None,
+                   help="executable to install instead of the shim (e.g. the `metacni` console script on a dev host)")
     p.add_argument("--no-binary", action="store_true", help="only write the config")
     p.add_argument("--shim", action="store_true",
-                   help="install the static shim binary (forwards to the node daemon) instead of --source")
+                   help="install the shim that forwards to the node daemon (the default; kept for old manifests)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="extra config key, e.g. --set namespaceIsolation=true --set 'defaultNetworks=[\"a\"]'")
 
@@ -58,18 +63,19 @@ def run(args: argparse.Namespace) -> int:
             sa = {"sa_dir": args.service_account_dir} if args.service_account_dir else {}
             changed = write_kubeconfig(args.write_kubeconfig, **sa)
             print(f"{'wrote' if changed else 'unchanged'} {kubeconfig_path(args.write_kubeconfig)}")
-        if args.shim and not args.no_binary:
+        bin_dir = args.install_bin_dir or args.bin_dir
+        if args.no_binary:
+            pass
+        elif args.source:
+            print(f"installed {install_binary(args.source, bin_dir)}")
+        else:
             from metacni.daemon.install import install_shim
 
-            print(f"installed {install_shim(args.install_bin_dir or args.bin_dir)}")
-        elif not args.no_binary:
-            source = args.source or shutil.which("metacni") or sys.argv[0]
-            target = install_binary(source, args.install_bin_dir or args.bin_dir)
-            print(f"installed {target}")
+            print(f"installed {install_shim(bin_dir)}")
         path = write_node_config(args.conf_dir, primary=args.primary, cni_version=args.cni_version,
                                  host_conf_dir=args.host_conf_dir, kubeconfig=args.kubeconfig,
                                  cni_dir=args.cni_dir, bin_dir=args.bin_dir, extra=_extra(args.set))
-    except CNIError as exc:
+    except (CNIError, OSError) as exc:  # OSError: shimbin.ShimMissing, an unwritable dir
         print(f"metacni install: {exc}", file=sys.stderr)
         return 1
     print(f"wrote {path}")

@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str | None]] = {
     "validate": ("validate_cmd", "check a .conf/.conflist file and name each problem by JSON path", None),
     "plugins": ("plugins_cmd", "list in-process plugins (in-tree and third-party)", None),
     "install": ("install_cmd", "write 00-metacni.conf for the node's primary network and install metacni", None),
+    "uninstall": ("uninstall_cmd", "remove 00-metacni.conf and the shim: the node falls back to its primary CNI",
+                  None),
     "daemon": ("daemon_cmd", "run the warm node daemon the binDir shim forwards CNI calls to", None),
     "demo": ("demo_cmd", "simulate a three-node cluster in namespaces, attach pods, show who can talk",
              "Build a simulated cluster (network namespaces only), attach pods with and without extra networks, "

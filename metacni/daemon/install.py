@@ -9,11 +9,15 @@ keep their old inode.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 
 from metacni import shimbin
 from metacni.engine.cache import atomic_write
+
+log = logging.getLogger(__name__)
 
 
 def install_shim(bin_dir: str | os.PathLike[str], name: str = "metacni", *,
@@ -31,3 +35,37 @@ def install_shim(bin_dir: str | os.PathLike[str], name: str = "metacni", *,
         tmp.symlink_to(name)
         os.replace(tmp, link)
     return target
+
+
+#: Bytes every metacni shim carries (the protocol header in the static shim's rodata).
+#: :func:`remove_shim` removes only a file that holds it.
+SHIM_MARKER = b"Metacni-Protocol"
+
+
+def is_our_shim(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a regular file (not a symlink) holding :data:`SHIM_MARKER`."""
+    p = Path(path)
+    if p.is_symlink() or not p.is_file():
+        return False
+    return SHIM_MARKER in p.read_bytes()
+
+
+def remove_shim(bin_dir: str | os.PathLike[str], name: str = "metacni") -> list[Path]:
+    """Remove ``bin_dir/name`` if it is the metacni shim (a console-script ``metacni`` or another
+    vendor's file of that name stays) and the symlinks in ``bin_dir`` pointing at it (aliases).
+    Returns what was removed. A runtime executing the shim right now keeps running it: unlink
+    only drops the name."""
+    removed: list[Path] = []
+    target = Path(bin_dir) / name
+    if not is_our_shim(target):
+        if target.exists():
+            log.warning("%s is not the metacni shim: left in place", target)
+        return removed
+    with contextlib.suppress(OSError):
+        for entry in Path(bin_dir).iterdir():
+            if entry.is_symlink() and os.readlink(entry) in (name, str(target)):
+                entry.unlink()
+                removed.append(entry)
+    target.unlink()
+    removed.append(target)
+    return removed

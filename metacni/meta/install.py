@@ -16,6 +16,7 @@ conf-dir change and :func:`write_kubeconfig` when the service-account token rota
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -230,3 +231,34 @@ def write_kubeconfig(conf_dir_or_path: str | Path, *, sa_dir: str | Path = SA_DI
         pass
     atomic_write(target, data, mode=0o600, dir_mode=0o700, durable=True)
     return True
+
+
+def remove_node_config(conf_dir: str | Path, file_name: str = NODE_CONFIG_NAME) -> list[Path]:
+    """Remove ``<conf_dir>/<file_name>`` if it is a metacni config (``"type": "metacni"``) and the
+    node kubeconfig ``metacni install`` may have written; the runtime's next pod then gets the
+    primary (the lexically first remaining config). Another CNI's file of that name stays.
+    Returns what was removed."""
+    removed: list[Path] = []
+    target = Path(conf_dir) / file_name
+    if _runs_metacni(target):
+        target.unlink()
+        removed.append(target)
+    kubeconfig = Path(conf_dir) / KUBECONFIG_SUBPATH
+    if kubeconfig.is_file():
+        kubeconfig.unlink()
+        removed.append(kubeconfig)
+        with contextlib.suppress(OSError):  # only when empty
+            kubeconfig.parent.rmdir()
+            removed.append(kubeconfig.parent)
+    return removed
+
+
+def _runs_metacni(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    plugins = data["plugins"] if isinstance(data.get("plugins"), list) else [data]
+    return any(isinstance(p, dict) and p.get("type") == META_TYPE for p in plugins)

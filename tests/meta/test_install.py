@@ -155,9 +155,9 @@ def test_relative_conf_dir(tmp_path, monkeypatch):
     assert conf["confDir"] == str(tmp_path / "net.d")
 
 
-def test_daemonset_writes_and_refreshes_the_kubeconfig_the_config_names():
-    """The init container writes, and the daemon refreshes, the file 00-metacni.conf's kubeconfig names
-    (the container sees the host's /etc/cni/net.d under /host); both commands parse."""
+def test_daemonset_mounts_host_paths_at_identical_paths():
+    """Both commands of conf/daemonset.yaml parse, name the node's own paths, and every hostPath
+    is mounted at the path it has on the host (so 00-metacni.conf needs no translation)."""
     import yaml
 
     from metacni.cli.main import build_parser
@@ -166,10 +166,15 @@ def test_daemonset_writes_and_refreshes_the_kubeconfig_the_config_names():
     spec = manifest["spec"]["template"]["spec"]
     install = build_parser().parse_args(spec["initContainers"][0]["command"][1:])
     daemon = build_parser().parse_args(spec["containers"][0]["command"][1:])
-    assert install.kubeconfig == "/etc/cni/net.d/metacni.d/metacni.kubeconfig"
-    assert install.write_kubeconfig == "/host" + install.kubeconfig
-    assert daemon.node_kubeconfig == install.write_kubeconfig
-    assert daemon.conf_dir == install.conf_dir
+    assert install.conf_dir == daemon.conf_dir == "/etc/cni/net.d" and install.host_conf_dir is None
+    assert install.bin_dir == daemon.cni_path == "/opt/cni/bin" and install.install_bin_dir is None
+    assert install.cni_dir.startswith(daemon.cache_dir + "/")
+    volumes = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}
+    for container in spec["initContainers"] + spec["containers"]:
+        for mount in container["volumeMounts"]:
+            assert mount["mountPath"] == volumes[mount["name"]], mount
+    mounted = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+    assert {"/run/netns", "/var/run/netns", "/run/xtables.lock", "/var/lib/cni", "/run/metacni"} <= mounted
 
 
 def test_installed_options_round_trip(tmp_path):

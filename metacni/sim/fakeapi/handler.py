@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import queue
 import select
 import socket
@@ -179,6 +180,15 @@ class HTTPServer(ThreadingHTTPServer):
         self.accepted = 0  # connections ever accepted: pooled clients keep this low
         super().__init__(address, Handler)
 
+    def get_request(self) -> tuple[Any, Any]:
+        """With the API's ``ssl_context``, the accepted socket speaks TLS; the handshake runs on
+        the request's first read, in its own thread, so a slow client never stalls accept."""
+        conn, addr = super().get_request()
+        ctx = self.api.ssl_context
+        if ctx is not None:
+            conn = ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, addr
+
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:
             self._connections.add(request)
@@ -285,7 +295,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _check_auth(self) -> None:
         api = self.server.api
-        if api.require_auth and self.headers.get("Authorization") != f"Bearer {api.token}":
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        # the scheme is case-insensitive (RFC 7235); the in-cluster loader sends "bearer"
+        if api.require_auth and (scheme.lower() != "bearer" or token != api.token):
             raise ApiError(401, "Unauthorized", "Unauthorized")
 
     def _send_json(self, code: int, doc: Any, headers: dict[str, str] | None = None) -> None:
@@ -381,7 +393,11 @@ class Handler(BaseHTTPRequestHandler):
         """True once the client closed its end (it stopped watching); checked while idle."""
         try:
             readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            if not readable:
+                return False
+            # peek at the TCP stream itself (an SSLSocket refuses MSG_PEEK): EOF there is a hang-up
+            with socket.socket(fileno=os.dup(self.connection.fileno())) as raw:
+                return raw.recv(1, socket.MSG_PEEK) == b""
         except OSError:
             return True
 

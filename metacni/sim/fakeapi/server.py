@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import ssl
 import threading
 import time
 from collections import Counter, deque
@@ -76,8 +77,10 @@ class FakeAPIServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, token: str = DEFAULT_TOKEN,
                  require_auth: bool = False, bookmark_interval: float = 1.0,
-                 event_history: int = 1000) -> None:
+                 event_history: int = 1000, ssl_context: ssl.SSLContext | None = None) -> None:
+        """``ssl_context``: serve HTTPS with it (a server-side context with a certificate)."""
         self.host = host
+        self.ssl_context = ssl_context
         self._port = port
         self.token = token
         self.require_auth = require_auth
@@ -141,7 +144,7 @@ class FakeAPIServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self._port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self._port}"
 
     # -- kubeconfig ------------------------------------------------------------------------
 
@@ -156,7 +159,7 @@ class FakeAPIServer:
         }
 
     def write_kubeconfig(self, path: str | Path, namespace: str = "default", *, as_json: bool = False) -> Path:
-        """Write a kubeconfig for this server (token auth, plain HTTP); needs a bound port.
+        """Write a kubeconfig for this server (token auth; with TLS, no CA: add one); needs a bound port.
         ``as_json``: JSON, which is YAML too, and what a standalone CNI call reads without yaml."""
         if not self._port:
             raise RuntimeError("start() the server before writing its kubeconfig")
