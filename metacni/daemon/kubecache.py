@@ -289,9 +289,10 @@ def view_factory(caches: KubeCaches, kubeconfig: str | None,
     which hands exec/auth-provider credentials to the ``kubernetes`` client): the status PATCH is
     the one API request of every pod ADD, and it took 0.7 ms there against 1.7 ms through the
     ``kubernetes`` client's ``ApiClient``/urllib3 layers (median of 280, warm, same fake API)."""
+    from dataclasses import replace
+
     from metacni.meta.kube import KubeSettings
     from metacni.meta.kubehttp import HttpKubeView
-    from metacni.spec.record import replace
 
     views: dict[KubeSettings, CachedKubeView] = {}
     lock = threading.Lock()

@@ -20,14 +20,14 @@ import contextlib
 import json
 import os
 import time
+from dataclasses import dataclass, field
+from logging import getLogger
+from typing import TYPE_CHECKING
 
 from metacni.spec.args import CniArgs
-from metacni.spec.lazylog import getLogger
-from metacni.spec.record import field, record
 from metacni.spec.results import Result, parse_result
 from metacni.spec.safejson import loads
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 
@@ -95,7 +95,7 @@ class CorruptEntry(ValueError):
     """A cache entry that decodes but is not a usable record."""
 
 
-@record()
+@dataclass
 class CacheEntry:
     network_name: str
     container_id: str

@@ -8,16 +8,16 @@ back to that version before it is handed on.
 from __future__ import annotations
 
 import json
+from logging import getLogger
+from typing import TYPE_CHECKING
 
 from metacni.spec import versions
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.lazylog import getLogger
 from metacni.spec.results import Result, convert, parse_result
 
 from .registry import Registry
 from .request import ADD, CHECK, GC, STATUS, VERBS, Invocation, Request
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 

@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import _thread
 import importlib
+from dataclasses import dataclass
+from logging import getLogger
 from types import FunctionType
+from typing import TYPE_CHECKING
 
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.lazylog import getLogger
-from metacni.spec.record import record
 
 from .markers import IMPL_ATTR, PROJECT
 from .request import PluginInfo
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
     from typing import Any
@@ -53,7 +53,7 @@ log = getLogger(__name__)
 VERB_HOOKS = {"ADD": "cni_add", "DEL": "cni_del", "CHECK": "cni_check", "GC": "cni_gc", "STATUS": "cni_status"}
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class PluginSource:
     """Where a plugin type comes from, for ``metacni plugins`` and clash reports."""
 

@@ -26,16 +26,16 @@ from __future__ import annotations
 import _thread  # not threading: a lock is all we need, and its import costs every standalone CNI call
 import os
 import time
+from logging import getLogger
+from typing import TYPE_CHECKING
 
 from metacni.netlink import nftables as nftnl
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.lazylog import getLogger
 
 from . import feature, libnft, xtables
 from .identity import Attachment
 from .plan import Plan
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from .protocol import Backend
 

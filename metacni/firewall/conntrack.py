@@ -7,7 +7,7 @@ pod. We shell out to conntrack(8); the child inherits the calling thread's netns
 
 from __future__ import annotations
 
-from metacni.spec.lazylog import getLogger
+from logging import getLogger
 
 log = getLogger(__name__)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from metacni.spec.errors import CNIError, Code
 
@@ -36,7 +37,6 @@ from . import libnft, locking
 from .identity import Attachment, network_tag
 from .libnft import Nft, NftError
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 

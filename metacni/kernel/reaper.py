@@ -28,10 +28,10 @@ import _thread  # threading (Thread, Condition) only once a daemon enables the r
 import collections
 import os
 from collections.abc import Callable
+from logging import getLogger
 
 from metacni.netlink import rtnl as nl
 from metacni.netlink.rtnl import ENODEV, NetlinkError, Rtnl, is_errno
-from metacni.spec.lazylog import getLogger
 
 log = getLogger(__name__)
 MARK = "metacni:reap"  # IFLA_IFALIAS of a detached link awaiting deletion

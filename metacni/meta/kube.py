@@ -18,14 +18,14 @@ import _thread
 import json
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from logging import getLogger
+from typing import TYPE_CHECKING
 
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.lazylog import getLogger
-from metacni.spec.record import record
 
 from . import kube_paths
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any, Protocol
 
@@ -63,7 +63,7 @@ if TYPE_CHECKING:  # annotations only: nothing checks a view's type at run time
     ViewFactory = Callable[[Mapping[str, Any]], KubeView | None]
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class KubeSettings:
     """The API-related keys of the meta config (Multus names plus our timeouts); immutable and
     hashable: views are shared per settings."""

@@ -12,18 +12,19 @@ STATUS. ADD (never DEL) first waits for the readiness indicator file.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from metacni.engine.cache import CacheEntry, ResultCache
 from metacni.engine.chain import ChainRunner, RuntimeConf
 from metacni.engine.request import Request
-from metacni.spec import lazylog
 from metacni.spec.args import CniArgs
 from metacni.spec.config import NetworkList, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.record import field, record
 from metacni.spec.results import Result
 
 from . import defaultroute, delegate_cache
@@ -38,17 +39,16 @@ from .config import MetaConfig
 from .kube import view_for
 from .networks import Delegate, build_delegates, nad_resource_name, resolve_primary
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 
     from .kube import KubeView
 
-log = lazylog.getLogger(__name__)
+log = logging.getLogger(__name__)
 POD_ANNOTATIONS_CAP = "io.kubernetes.cri.pod-annotations"
 
 
-@record()
+@dataclass
 class PodRef:
     namespace: str
     name: str
@@ -471,7 +471,7 @@ def check(request: Request) -> None:
             raise ctx.fail(exc, f"network {d.label} ({d.ifname}) CHECK failed: {exc.msg}") from None
 
 
-@record()
+@dataclass
 class _Known:
     """What metacni holds for one container: its delegate record (when readable) and the
     result-cache entries of the networks it attached."""
@@ -511,7 +511,7 @@ def _known_containers(ctx: Context) -> dict[str, _Known]:
 def _gc_request(request: Request, k: _Known) -> Request:
     """A DEL request for a stale container, rebuilt from what was stored at ADD (netns,
     CNI_ARGS), as libcni's GC does from its cache; GC itself carries no attachment."""
-    from metacni.spec.record import replace
+    from dataclasses import replace
 
     netns = k.record.netns if k.record else next((e.netns for e in k.entries if e.netns), "")
     primary = k.record.delegates[0] if k.record else None
@@ -653,20 +653,17 @@ def status_check(request: Request) -> None:
 
 
 # ------------------------------------------------------------------------------ logging
-_LEVELS = {"debug": lazylog.DEBUG, "verbose": lazylog.INFO, "error": lazylog.ERROR, "panic": lazylog.CRITICAL}
+_LEVELS = {"debug": logging.DEBUG, "verbose": logging.INFO, "error": logging.ERROR, "panic": logging.CRITICAL}
 _configured: set[str] = set()
 
 
 def configure_logging(cfg: MetaConfig) -> None:
-    """logFile/logLevel (Multus names and levels); once per process and file. A level alone is
-    applied when ``logging`` is first needed (:mod:`metacni.spec.lazylog`); a file opens now."""
+    """logFile/logLevel (Multus names and levels); once per process and file."""
     level = _LEVELS.get(cfg.log_level.lower()) if cfg.log_level else None
     if level is not None:
-        lazylog.enable(level)
-        lazylog.when_imported(lambda logging: logging.getLogger("metacni").setLevel(level))
+        logging.getLogger("metacni").setLevel(level)
     if cfg.log_file and cfg.log_file not in _configured:
         _configured.add(cfg.log_file)
-        logging = lazylog.logging_module()
         try:
             handler = logging.FileHandler(cfg.log_file)
         except OSError as exc:

@@ -20,9 +20,8 @@ import ipaddress
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
-
-from metacni.spec.record import record
 
 from .core import (
     EADDRNOTAVAIL,
@@ -123,7 +122,7 @@ def rtnl() -> Iterator[Rtnl]:
 
 
 # ---------------------------------------------------------------------- links
-@record(frozen=True)
+@dataclass(frozen=True)
 class LinkInfo:
     """The attributes of a link the plugins look at, read from one RTM_GETLINK."""
 
@@ -149,7 +148,7 @@ class LinkInfo:
         return bool(self.flags & IFF_PROMISC)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class LinkSpec:
     """What RTM_NEWLINK sets: a new link (``kind``) or changes to an existing one.
 
@@ -292,7 +291,7 @@ def dumpaddrs(version: int | None = None) -> Request:
     return RTM_GETADDR, NLM_F_DUMP, IFADDRMSG.pack(fam, 0, 0, 0, 0)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class AddrInfo:
     index: int
     address: IPInterface
@@ -308,7 +307,7 @@ def parse_addr(payload: bytes) -> AddrInfo | None:
 
 
 # ---------------------------------------------------------------------- routes
-@record(frozen=True)
+@dataclass(frozen=True)
 class RouteMsg:
     """A route as RTM_NEWROUTE/RTM_DELROUTE carries it (and as a dump returns it)."""
 

@@ -8,7 +8,8 @@ the few bytes hashed here. Other interpreters fall back to ``hashlib``.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
+from typing import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from typing import Any
 

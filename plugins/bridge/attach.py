@@ -16,12 +16,12 @@ import errno
 import ipaddress
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
+from logging import getLogger
 
 from metacni.kernel import addresses, links, netns, reaper, routes, sysctl
 from metacni.netlink import rtnl as nl
 from metacni.netlink.rtnl import EEXIST, NetlinkError, Rtnl, is_errno, rtnl
 from metacni.plugin import ADD, DEL, CNIError, Code, Interface, IPConfig, Request, Result, Route
-from metacni.spec.lazylog import getLogger
 
 from .config import BridgeConf
 from .naming import host_veth_name, random_mac

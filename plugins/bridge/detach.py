@@ -17,10 +17,11 @@ the CLI, tests) DEL deletes synchronously.
 
 from __future__ import annotations
 
+from logging import getLogger
+
 from metacni.kernel import links, netns, reaper
 from metacni.netlink.rtnl import rtnl
 from metacni.plugin import DEL, CNIError, Request
-from metacni.spec.lazylog import getLogger
 
 from .config import BridgeConf
 from .naming import host_veth_name

@@ -16,8 +16,7 @@ import fcntl
 import ipaddress
 import os
 from collections.abc import Iterator
-
-from metacni.spec.record import record
+from dataclasses import dataclass
 
 from .ranges import IPAddress
 
@@ -27,7 +26,7 @@ LAST_RESERVED_PREFIX = "last_reserved_ip."
 TMP_PREFIX = ".tmp-"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Lease:
     ip: IPAddress
     container_id: str

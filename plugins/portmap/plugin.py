@@ -19,6 +19,7 @@ import _socket  # not socket: its import costs ~3 ms per standalone CNI call
 import ipaddress
 import struct
 from contextlib import closing
+from logging import getLogger
 
 from metacni.firewall import backend as fw
 from metacni.firewall import conntrack
@@ -26,7 +27,6 @@ from metacni.firewall import portmap as config
 from metacni.firewall.identity import Attachment
 from metacni.firewall.plan import PORTMAP
 from metacni.plugin import CNIError, Code, PluginInfo, Request, Result, hookimpl
-from metacni.spec.lazylog import getLogger
 
 log = getLogger(__name__)
 
