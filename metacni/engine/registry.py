@@ -20,8 +20,8 @@ saves a standalone call ~17 ms of imports (pluggy with ``inspect``, ``ast``, ``d
 
 from __future__ import annotations
 
-import _thread
 import importlib
+import threading
 from dataclasses import dataclass
 from logging import getLogger
 from types import FunctionType
@@ -73,7 +73,7 @@ class Registry:
         self.disabled = disabled
         self._entry_points: dict[str, list[tuple[EntryPoint, PluginSource]]] = {}
         self._callers: dict[tuple[str, str], Any] = {}
-        self._lock = _thread.RLock()
+        self._lock = threading.RLock()
         self._clashes: list[str] = []
         self._in_tree = dict(IN_TREE) if discover else {}
         self._scanned = not discover

@@ -23,8 +23,8 @@ for :data:`DETECT_TTL` seconds and costs nothing per call in between. python-ipt
 
 from __future__ import annotations
 
-import _thread  # not threading: a lock is all we need, and its import costs every standalone CNI call
 import os
+import threading
 import time
 from logging import getLogger
 from typing import TYPE_CHECKING
@@ -184,7 +184,7 @@ DETECT_TTL = 60.0
 #: bound on cached decisions (one per netns and feature; a node daemon needs three)
 _DETECT_MAX = 64
 _detected: dict[tuple[int, int, str], tuple[str, float]] = {}
-_detected_lock = _thread.allocate_lock()
+_detected_lock = threading.Lock()
 
 
 def _cached_detect(kind: str) -> str:

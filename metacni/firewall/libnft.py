@@ -30,10 +30,10 @@ of it or none of it, which is what makes our ADD and DEL atomic.
 
 from __future__ import annotations
 
-import _thread  # not threading (its import costs every standalone CNI call): locks and get_native_id only
 import ctypes
 import json
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,7 +53,7 @@ NFT_CTX_OUTPUT_HANDLE = 1 << 3
 NFT_CTX_OUTPUT_JSON = 1 << 4
 
 _lib: ctypes.CDLL | None = None
-_lib_lock = _thread.allocate_lock()
+_lib_lock = threading.Lock()
 
 
 class NftError(Exception):
@@ -174,7 +174,7 @@ POOL_MAX = 4
 
 def netns_key() -> tuple[int, int]:
     """(st_dev, st_ino) of the calling thread's network namespace."""
-    st = os.stat(f"/proc/self/task/{_thread.get_native_id()}/ns/net")
+    st = os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net")
     return st.st_dev, st.st_ino
 
 
@@ -207,7 +207,7 @@ class PoolEntry:
     a new namespace while the state is kept.
     """
 
-    lock: _thread.LockType = field(default_factory=_thread.allocate_lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)
     state: PoolState = field(default_factory=PoolState)
     dropped: bool = False
     sock: Socket | None = None  # see netlink
@@ -238,13 +238,13 @@ class PoolEntry:
 
 
 _pool: OrderedDict[tuple[int, int], PoolEntry] = OrderedDict()
-_pool_lock = _thread.allocate_lock()
+_pool_lock = threading.Lock()
 
 
 def _reset_after_fork() -> None:
     global _pool_lock
     _pool.clear()  # the child must not free (or share) the parent's sockets
-    _pool_lock = _thread.allocate_lock()
+    _pool_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

@@ -24,9 +24,9 @@ pairs: 16-36 ms by group, 65-76 ms one by one). ENODEV (gone with its netns) is 
 
 from __future__ import annotations
 
-import _thread  # threading (Thread, Condition) only once a daemon enables the reaper
 import collections
 import os
+import threading
 from collections.abc import Callable
 from logging import getLogger
 
@@ -60,8 +60,6 @@ class Reaper:
     """One worker thread deleting detached links on sockets handed over by the callers."""
 
     def __init__(self, *, hold: bool = False) -> None:
-        import threading
-
         self._cond = threading.Condition()
         self._queue: collections.deque[tuple[str, Rtnl, int]] = collections.deque()
         self._pending: collections.Counter[str] = collections.Counter()
@@ -77,7 +75,7 @@ class Reaper:
     def submit(self, name: str) -> None:
         """Delete detached link ``name`` later, in the calling thread's current netns (a socket
         opened now keeps it)."""
-        netns_id = os.stat(f"/proc/self/task/{_thread.get_native_id()}/ns/net").st_ino
+        netns_id = os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net").st_ino
         sock = Rtnl()
         with self._cond:
             self._queue.append((name, sock, netns_id))
@@ -194,7 +192,7 @@ def _delete_group(sock: Rtnl, names: list[str]) -> int:
     return failed
 
 
-_lock = _thread.allocate_lock()
+_lock = threading.Lock()
 _reaper: Reaper | None = None
 
 

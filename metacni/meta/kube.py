@@ -14,9 +14,9 @@ Error policy (Multus #492): an API failure is never "no networks". Views raise
 
 from __future__ import annotations
 
-import _thread
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from logging import getLogger
@@ -125,7 +125,7 @@ class ApiKubeView:
 
     def __init__(self, settings: KubeSettings) -> None:
         self.settings = settings
-        self._lock = _thread.allocate_lock()
+        self._lock = threading.Lock()
         self._api: Any = None
         self._stamp: tuple[tuple[int, int, int], ...] | None = None
 
@@ -243,7 +243,7 @@ def _close_quietly(api: Any) -> None:
 _factory: ViewFactory | None = None
 _views: dict[KubeSettings, ApiKubeView] = {}
 _http_views: dict[KubeSettings, KubeView] = {}
-_views_lock = _thread.allocate_lock()
+_views_lock = threading.Lock()
 
 
 def set_view_factory(factory: ViewFactory | None) -> None:
