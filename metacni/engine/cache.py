@@ -9,8 +9,8 @@ list at the top) is corrupt: it is moved to ``<cacheDir>/corrupt/`` (:func:`quar
 for the operator) and DEL and GC go on without it, so it can never fail them forever. A file
 that does not decode is skipped with a warning but left in place: libcni writes its entries
 non-atomically, so it may be another runtime's entry caught mid-write. Entries are not fsynced: they describe
-network namespaces, which do not survive a reboot either, and an fsync costs 5-20 ms per write
-on a node's disk (measured here: 17.7 ms median), several times per pod ADD.
+network namespaces, which do not survive a reboot either, and an fsync per write, several times per pod ADD,
+would dominate its time (figures: bench/README.md).
 """
 
 from __future__ import annotations
@@ -68,10 +68,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600, d
 
 
 def _create_temp(parent: str, name: str) -> tuple[int, str]:
-    """``tempfile.mkstemp`` for ``name`` in ``parent`` without importing ``tempfile`` (with ``shutil`` and
-    ``random``: 5.2 ms measured, min of 21 fresh interpreters on a busy 2-core machine, in a
-    standalone call that writes its caches through here): a random name, created exclusively,
-    mode 0600."""
+    """A new file ``.<name>.<random>`` in ``parent``, created exclusively, mode 0600: (fd, path)."""
     while True:
         tmp = os.path.join(parent, f".{name}.{os.urandom(6).hex()}")
         try:

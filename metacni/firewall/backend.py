@@ -14,20 +14,20 @@ DEL and GC clean *every* backend that holds rules of ours for the feature (a nar
 existence probe of our own table/chains decides), so a detection that flips between ADD
 and DEL cannot leak rules.
 
-Detection costs a few libnftables/x_tables reads (``list chains`` alone is ~1 ms with
-100 pods, ~10 ms with 1000), so :func:`choose` remembers the decision per (netns, feature)
+Detection costs a few libnftables/x_tables reads that grow with the pods (figures in
+bench/README.md), so :func:`choose` remembers the decision per (netns, feature)
 for :data:`DETECT_TTL` seconds and costs nothing per call in between. python-iptables
-(150 ms to import) is only imported when x_tables that could hold our rules exist
+(a heavy import) is only imported when x_tables that could hold our rules exist
 (:mod:`.xtables`), so a node on nftables never loads it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from logging import getLogger
-from typing import TYPE_CHECKING
 
 from metacni.netlink import nftables as nftnl
 from metacni.spec.errors import CNIError, Code
@@ -35,23 +35,12 @@ from metacni.spec.errors import CNIError, Code
 from . import feature, libnft, xtables
 from .identity import Attachment
 from .plan import Plan
-
-if TYPE_CHECKING:
-    from .protocol import Backend
+from .protocol import Backend
 
 log = getLogger(__name__)
 
 NFTABLES, IPTABLES = "nftables", "iptables"
 BACKENDS = (NFTABLES, IPTABLES)
-
-
-def __getattr__(name: str) -> object:
-    """``Backend``, the Protocol both backends implement, on first access (it needs typing)."""
-    if name == "Backend":
-        from .protocol import Backend
-
-        return Backend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get(name: str) -> Backend:
@@ -114,9 +103,8 @@ def _nft_kube_proxy() -> bool:
     """kube-proxy's nftables-mode ``kube-proxy`` table, or its iptables-mode chains made
     through iptables-nft.
 
-    Point lookups on netfilter's netlink socket (~35 us each): listing every chain went
-    through libnftables' cache fill, which grows with the pods (four chains each), and a
-    standalone call paid it for each firewall plugin.
+    Point lookups on netfilter's netlink socket: listing every chain would go through
+    libnftables' cache fill, which grows with the pods (four chains each).
     """
     if not libnft.available():
         return False
@@ -129,19 +117,9 @@ def _nft_kube_proxy() -> bool:
     return False
 
 
-def _which(name: str, search: str) -> str | None:
-    """``shutil.which`` without importing shutil (with bz2 and lzma, ~2-4 ms of the standalone
-    calls that detect the backend)."""
-    for directory in search.split(os.pathsep):
-        candidate = os.path.join(directory, name)
-        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
-            return candidate
-    return None
-
-
 def iptables_alternative() -> str | None:
     """'iptables' or 'nftables' from the ``iptables`` command's link chain, None if unknown."""
-    path = _which("iptables", os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    path = shutil.which("iptables", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
     seen = 0
     while path and seen < 10:
         base = os.path.basename(path)

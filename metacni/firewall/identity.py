@@ -19,7 +19,7 @@ COMMENT_MAX = 128
 
 
 def _sha512_hex(text: str) -> str:
-    return sha512_hex(text)  # built-in SHA-512: no hashlib import (~5 ms) in a standalone call
+    return sha512_hex(text)
 
 
 def prefixed_chain(prefix: str, network: str, container_id: str) -> str:

@@ -8,21 +8,20 @@ listings (with handles for deletion) and lets us build transactions as data inst
 quoting nft syntax by hand.
 
 Namespaces: a context's netlink socket is opened when the context is created, in the
-network namespace of the *creating thread*, and stays there (measured: a context made in
-netns A and used from a thread in netns B changes A's rule set). A context is not thread
+network namespace of the *creating thread*, and stays there (a context made in netns A and
+used from a thread in netns B changes A's rule set). A context is not thread
 safe. :func:`pooled` hands out one reused context per netns under a lock, made on first
 use: an ADD that needs only raw netlink (:mod:`metacni.netlink.nftables` on the entry's
-:attr:`PoolEntry.netlink` socket) never pays for one (~0.4 ms, plus libnftables' cache fill
-on its first command). The entry keeps that socket because closing a netfilter netlink
-socket waits for pending nf_tables destroy work (~10 ms after a deletion).
+:attr:`PoolEntry.netlink` socket) never makes one (nor fills libnftables' cache). The entry
+keeps that socket because closing a netfilter netlink socket waits for pending nf_tables
+destroy work after a deletion.
 
 Why a pool: freeing a context whose batches deleted rules waits for the kernel's
-nf_tables destroy work on the socket's release (an RCU grace period): 16 ms per
-``nft_ctx_free`` measured on this 6.18 kernel, against 0.3 ms for the same delete batch on
-a reused context. A pool entry pins its netns (its netfilter socket, opened with it, holds
-a reference), so entries are bounded (:data:`POOL_MAX`, least recently used closed first)
-and callers drop a netns's entry when they removed the last of their tables there
-(:func:`release`).
+nf_tables destroy work on the socket's release (an RCU grace period), many times the cost
+of the same delete batch on a reused context (figures: bench/README.md). A pool entry pins
+its netns (its netfilter socket, opened with it, holds a reference), so entries are bounded
+(:data:`POOL_MAX`, least recently used closed first) and callers drop a netns's entry when
+they removed the last of their tables there (:func:`release`).
 
 A buffer of commands given to :meth:`Nft.run` is one netlink batch: the kernel applies all
 of it or none of it, which is what makes our ADD and DEL atomic.
@@ -64,10 +63,10 @@ def _load() -> ctypes.CDLL:
     global _lib
     with _lib_lock:
         if _lib is None:
-            try:  # the soname first: find_library runs ldconfig in a subprocess, ~8 ms per CNI process
+            try:  # the soname first; find_library (it runs ldconfig) only for other names
                 lib = ctypes.CDLL("libnftables.so.1", use_errno=True)
             except OSError:
-                from ctypes.util import find_library  # imports subprocess and shutil
+                from ctypes.util import find_library
 
                 lib = ctypes.CDLL(find_library("nftables") or "libnftables.so", use_errno=True)
             lib.nft_ctx_new.restype = ctypes.c_void_p
@@ -181,8 +180,6 @@ def netns_key() -> tuple[int, int]:
 class PoolState:
     """What the firewall remembers about one netns while its pool entry lives.
 
-    A plain class, not a dataclass: ``dataclasses`` costs every standalone CNI call ~5 ms of
-    imports (tests/meta/test_standalone_path.py keeps it out).
     """
 
     __slots__ = ("detected", "foreign", "owned", "tables")

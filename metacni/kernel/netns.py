@@ -17,8 +17,7 @@ from metacni.spec.errors import CNIError, Code
 
 CLONE_NEWNET = 0x40000000
 def _load_libc() -> ctypes.CDLL:
-    # ctypes.util.find_library runs ldconfig in a subprocess (and imports subprocess): ~8 ms of
-    # every standalone CNI call, for a name that is libc.so.6 on every glibc system.
+    # libc.so.6 on every glibc system; find_library (it runs ldconfig) only for others.
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:

@@ -1,12 +1,12 @@
 """Deferred link deletion: detach synchronously, destroy in the background (daemon only).
 
-Deleting a veth makes the kernel wait for RCU readers (synchronize_net): 16-19 ms per pair
-here, most of a ~30 ms DEL budget. A DEL does not need the pair to be gone, only to be cut
+Deleting a veth makes the kernel wait for RCU readers (synchronize_net), most of a DEL's
+time (figures: bench/README.md). A DEL does not need the pair to be gone, only to be cut
 off: the caller first sets the host end down, releases it from its bridge and marks it with
 the alias :data:`MARK` and the link group :data:`GROUP` (one request, :func:`detach`), then
 hands the deletion to the reaper, a single background thread. It deletes the whole group in
-one RTM_DELLINK per netns, so what queued up during one deletion goes in one kernel wait (4
-pairs: 16-36 ms by group, 65-76 ms one by one). ENODEV (gone with its netns) is success.
+one RTM_DELLINK per netns, so what queued up during one deletion goes in one kernel wait.
+ENODEV (gone with its netns) is success.
 
 - Only a long-lived process enables it (the daemon: :func:`enable` at start, :func:`disable`
   draining at graceful shutdown). Elsewhere :func:`current` is None and callers delete

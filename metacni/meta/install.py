@@ -7,7 +7,7 @@ executing the old one never sees "text file busy" (Multus #1221).
 
 The node kubeconfig (:func:`write_kubeconfig`) is what a standalone call (the shim ran the
 call in-process because the daemon was down) authenticates with: the service account's token
-and CA, inlined, in JSON so the stdlib client reads it without ``yaml`` (~17 ms per call).
+and CA, inlined, in JSON, which every client reads without ``yaml``.
 
 Importable without ``kubernetes``: the node daemon calls :func:`write_node_config` on every
 conf-dir change and :func:`write_kubeconfig` when the service-account token rotates.

@@ -3,8 +3,8 @@
 Idempotent by construction: a missing netns, a missing link and a repeated call all end in
 the same state. IPAM DEL runs whatever happened to the link, so a lease is never leaked.
 
-Detach synchronously, destroy asynchronously (daemon only). Deleting a veth waits ~16-19 ms
-in the kernel (synchronize_net), half of a DEL's budget. When a link reaper is enabled
+Detach synchronously, destroy asynchronously (daemon only). Deleting a veth waits in the
+kernel (synchronize_net), most of a DEL's time (figures: bench/README.md). When a link reaper is enabled
 (:mod:`metacni.kernel.reaper`: the daemon enables it at start and drains it at shutdown),
 DEL does one cheap request instead -- the host end set down, released from the bridge and
 marked for reaping -- so the pod is off the bridge before DEL answers and a re-allocated IP

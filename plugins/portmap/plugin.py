@@ -105,8 +105,8 @@ _RTA_DST, _RTA_OIF = 1, 4
 def _route_device(dst: str) -> str | None:
     """The output interface of the route to ``dst`` (``ip route get``), or None.
 
-    One RTM_GETROUTE over a stdlib netlink socket: importing pyroute2 for it cost ~290 ms
-    and 21 MiB per process. The socket (and ``if_indextoname``'s) binds to this thread's netns.
+    One RTM_GETROUTE over a stdlib netlink socket (pyroute2 would be a heavy import for it).
+    The socket (and ``if_indextoname``'s) binds to this thread's netns.
     """
     addr = ipaddress.ip_address(dst)
     raw = addr.packed  # 4 or 16 bytes: the attribute needs no padding
