@@ -15,6 +15,7 @@ from metacni.spec import versions
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.results import Result, convert, parse_result
 
+from .execplugin import decode_output, exec_plugin, find_plugin
 from .registry import Registry
 from .request import ADD, CHECK, GC, STATUS, VERBS, Invocation, Request
 
@@ -92,8 +93,6 @@ class Invoker:
     # ------------------------------------------------------------------ exec
     def _exec(self, plugin_type: str, config: dict[str, Any], inv: Invocation,
               prev_result: Result | None) -> Result | None:
-        from .execplugin import decode_output, exec_plugin, find_plugin
-
         path = find_plugin(plugin_type, inv.cni_path)
         stdin_config = dict(config)
         if prev_result is not None:

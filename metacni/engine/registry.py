@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import threading
 from dataclasses import dataclass
+from importlib import metadata
 from logging import getLogger
 from typing import TYPE_CHECKING
 
@@ -88,8 +89,6 @@ class Registry:
             if self._scanned:
                 return
             self._scanned = True
-            from importlib import metadata
-
             for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
                 dist = getattr(ep, "dist", None)
                 source = PluginSource(

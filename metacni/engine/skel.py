@@ -19,6 +19,8 @@ from metacni.spec import naming, safejson, versions
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code
 
+from .invoke import Invoker
+from .registry import Registry
 from .request import ADD, CHECK, DEL, GC, STATUS, VERSION, Invocation
 
 if TYPE_CHECKING:
@@ -92,9 +94,6 @@ def dispatch(env: Mapping[str, str], stdin: bytes, invoker: Any = None) -> dict[
     inv = parse_invocation(env)
     config = parse_config(stdin)
     if invoker is None:
-        from .invoke import Invoker
-        from .registry import Registry
-
         invoker = Invoker(Registry())
     plugin_type = config["type"]
     if not invoker.registry.has(plugin_type):

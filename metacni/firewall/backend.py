@@ -34,8 +34,10 @@ from metacni.spec.errors import CNIError, Code
 
 from . import feature, libnft, xtables
 from .identity import Attachment
+from .locking import file_lock
 from .plan import Plan
 from .protocol import Backend
+from .xtables import XTABLES_LOCK, tables_present
 
 log = getLogger(__name__)
 
@@ -69,15 +71,11 @@ def validate_name(value: object, field: str = "backend") -> str | None:
 
 # ---------------------------------------------------------------------- detection
 def _legacy_kube_proxy() -> bool:
-    from .xtables import XTABLES_LOCK, tables_present
-
     for v in (4, 6):
         present = tables_present(v)
         if "nat" not in present and "filter" not in present:
             continue
         import iptc
-
-        from .locking import file_lock
 
         cls = iptc.Table if v == 4 else iptc.Table6
         with file_lock(XTABLES_LOCK):

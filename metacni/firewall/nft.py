@@ -71,6 +71,7 @@ from metacni.spec.errors import CNIError, Code
 from . import feature, libnft
 from .identity import Attachment, parse_comment
 from .libnft import Nft, NftError
+from .locking import file_lock
 from .nftrules import ANCHOR, FAMILY, rule
 from .nftrules import chain as _chain
 from .plan import Plan
@@ -336,8 +337,6 @@ class NftablesBackend:
                 log.debug("nftables fast ADD (%s) of %s refused (%s); reading the table", kind,
                           plan.attachment.tag, exc)
                 self._tables(entry).discard(kind)
-                from .locking import file_lock  # the slow ADD only
-
                 with file_lock(LOCK_PATH):
                     self._slow_add(entry, plan, want)
             self._tables(entry).add(kind)

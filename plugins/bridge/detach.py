@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from logging import getLogger
 
+from metacni.firewall.masq import del_masquerade
+from metacni.firewall.spoofcheck import del_spoofcheck
 from metacni.kernel import links, netns, reaper
 from metacni.netlink.rtnl import rtnl
 from metacni.plugin import DEL, CNIError, Request
@@ -38,8 +40,6 @@ def delete(request: Request, conf: BridgeConf) -> None:
         failure = exc
     if conf.mac_spoof_check:
         # Identity only: works with the netns and the veth gone (the reference leaks its chain then).
-        from metacni.firewall.spoofcheck import del_spoofcheck
-
         try:
             del_spoofcheck(conf.network, request.container_id, request.ifname)
         except Exception as exc:  # still release the lease, then report
@@ -48,8 +48,6 @@ def delete(request: Request, conf: BridgeConf) -> None:
     if conf.ip_masq:
         # Found by the attachment identity, so this works with the netns and the link gone,
         # where the reference bridge leaks its CNI-<hash> chain.
-        from metacni.firewall.masq import del_masquerade
-
         del_masquerade(conf.network, request.container_id, request.ifname, backend=conf.ip_masq_backend)
     if conf.has_ipam:
         request.ipam(DEL)
