@@ -15,7 +15,7 @@ would dominate its time (figures: bench/README.md).
 
 from __future__ import annotations
 
-import binascii  # base64's b64encode/b64decode wrap these; base64 itself is not imported
+import binascii
 import contextlib
 import json
 import os

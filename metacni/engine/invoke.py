@@ -15,7 +15,7 @@ from metacni.spec import versions
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.results import Result, convert, parse_result
 
-from .execplugin import decode_output, exec_plugin, find_plugin
+from .execplugin import DEFAULT_TIMEOUT, decode_output, exec_plugin, find_plugin
 from .registry import Registry
 from .request import ADD, CHECK, GC, STATUS, VERBS, Invocation, Request
 
@@ -23,9 +23,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 log = getLogger(__name__)
-#: an exec'd plugin's time limit: execplugin.DEFAULT_TIMEOUT (a test keeps them equal), not imported
-#: from there because that module is loaded only when a binary is exec'd
-DEFAULT_TIMEOUT = 60.0
 
 
 class Invoker:

@@ -9,7 +9,7 @@ and go on from the result cache, so it never fails DEL or GC forever.
 
 from __future__ import annotations
 
-import binascii  # base64's b64encode/b64decode wrap these; base64 itself is not imported
+import binascii
 import contextlib
 import json
 import os
