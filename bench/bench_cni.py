@@ -9,12 +9,15 @@ primary of ``00-metacni.conf`` (the production shape: one ``metacni`` exec per c
 - reference:    /usr/lib/cni binaries (Debian containernetworking-plugins)
 - daemon:       the installed static binDir shim (shim/metacni-shim.c) → warm ``metacni daemon``
                 (watch caches on the fake API)
-- standalone:   ``metacni`` the console script (node venv) as the plugin: the call runs in-process
+- standalone:   ``metacni`` the console script (node venv) as the plugin, no daemon and no API: the
+                pod annotations arrive in runtimeConfig; the call runs in-process
 - daemon-chain: the plain conflist with the static shim installed as bridge/host-local/portmap
 
 Also: the floor (the same netlink work in one warm process), the shim round trip alone, API
 requests per ADD (fake API counters) and the daemon's peak RSS after ``--rss-pods`` pods.
-Prints a table and writes JSON to bench/results/. Needs root; touches only its own netns.
+Prints a table, writes JSON to bench/results/ and regenerates the figures section of
+bench/README.md (between its markers) from that JSON; ``--render JSON`` does only the last step.
+Needs root; touches only its own netns.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from bench_shim import shim_roundtrip  # noqa: E402
 
 from metacni.daemon.install import install_shim  # noqa: E402
 from metacni.kernel.netns import enter  # noqa: E402
-from metacni.meta.install import write_node_config  # noqa: E402
+from metacni.meta.install import POD_ANNOTATIONS_CAP, write_node_config  # noqa: E402
 from metacni.sim.fakeapi import FakeAPIServer  # noqa: E402
 from metacni_testkit.daemon import DaemonProc, install_console_plugin, start_daemon  # noqa: E402
 from metacni_testkit.netns import netns_path, run, tag  # noqa: E402
@@ -50,6 +53,7 @@ DRIVER_SRC = ROOT / "bench" / "libcnidriver"
 BUILD = Path(os.environ.get("METACNI_BENCH_BUILD", "/tmp/metacni-bench-build"))
 NODE_NAME = "bench-node"
 NODE_PYTHON = "/usr/bin/python3"
+README = ROOT / "bench" / "README.md"
 
 
 def build_driver() -> Path:
@@ -143,15 +147,18 @@ class Pods:
             run("ip", "netns", "del", name, check=False)
 
 
-def _request(op: str, conf: str, pod: dict[str, Any], port: int) -> dict[str, Any]:
+def _request(op: str, conf: str, pod: dict[str, Any], port: int, annotations: bool) -> dict[str, Any]:
+    caps: dict[str, Any] = {"portMappings": [{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]}
+    if annotations:  # what a CRI runtime sends; the meta plugin then reads nothing from the API
+        caps[POD_ANNOTATIONS_CAP] = {}
     return {"op": op, "conf": conf, "netns": pod["netns"], "cid": pod["cid"], "ifname": "eth0",
             "args": [["IgnoreUnknown", "1"], ["K8S_POD_NAMESPACE", "default"], ["K8S_POD_NAME", pod["pod"]],
                      ["K8S_POD_INFRA_CONTAINER_ID", pod["cid"]]],
-            "caps": {"portMappings": [{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]}}
+            "caps": caps}
 
 
 def run_ops(driver: Driver, op: str, conf: str, pods: list[dict[str, Any]], concurrency: int,
-            port_base: int) -> tuple[list[float], float]:
+            port_base: int, annotations: bool = False) -> tuple[list[float], float]:
     """Per-op latencies and the wall time of the whole batch; any error aborts the benchmark."""
     pending: list[int] = []
     times: list[float] = []
@@ -166,7 +173,7 @@ def run_ops(driver: Driver, op: str, conf: str, pods: list[dict[str, Any]], conc
     for i, pod in enumerate(pods):
         if len(pending) >= concurrency:
             collect(pending.pop(0))
-        pending.append(driver.send(**_request(op, conf, pod, port_base + i)))
+        pending.append(driver.send(**_request(op, conf, pod, port_base + i, annotations)))
     for rid in pending:
         collect(rid)
     return times, time.monotonic() - t0
@@ -201,13 +208,13 @@ def floor(node: str, n: int) -> dict[str, Any]:
                     links.create_veth_in_netns(ipr, f"vfl{i}", "eth0", netns_path(name), master=br.index)
                     with enter(netns_path(name)), rtnl() as pod:
                         eth0 = nl.parse_link(pod.request(nl.getlink("eth0"))[0]).index
-                        pod.run([
+                        _all_ok(pod.batch([
                             nl.addr(nl.RTM_NEWADDR, eth0,
                                     ipaddress.ip_interface(f"10.201.{1 + i // 250}.{1 + i % 250}/16")),
                             nl.newlink(nl.LinkSpec(index=eth0, up=True), create=False),
                             nl.route(nl.RTM_NEWROUTE, nl.RouteMsg(dst=ipaddress.ip_network("0.0.0.0/0"),
                                                                   gateway=gateway)),
-                        ])
+                        ]))
                     adds.append((time.perf_counter() - t0) * 1000)
                 for i in range(len(names)):
                     t0 = time.perf_counter()
@@ -220,6 +227,13 @@ def floor(node: str, n: int) -> dict[str, Any]:
         for name in names:
             run("ip", "netns", "del", name, check=False)
     return {"add": summary(adds), "del": summary(dels)}
+
+
+def _all_ok(replies: list[Any]) -> None:
+    """Raise the first error of a netlink batch."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
 
 
 def served(daemon: DaemonProc | None) -> list[tuple[str, float]]:
@@ -239,12 +253,11 @@ def rss_kib(pid: int) -> dict[str, int]:
 
 
 def node_install(venv: Path) -> str:
-    """A venv holding a regular (wheel) install of this tree and pluggy, as a node would have:
-    bytecode compiled at install, no editable-install finder, no developer .pth files (in this
-    development environment those cost ~90 ms of ``site`` per standalone call)."""
+    """A venv holding a regular (wheel) install of this tree and its dependencies, as a node would
+    have: bytecode compiled at install, no editable-install finder, no developer .pth files."""
     run(NODE_PYTHON, "-m", "venv", "--without-pip", str(venv))
     site = next((venv / "lib").glob("python3*/site-packages"))
-    run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(ROOT), "pluggy")
+    run(sys.executable, "-m", "pip", "install", "-q", "--target", str(site), str(ROOT))
     return str(venv / "bin" / "python3")
 
 
@@ -261,7 +274,16 @@ def main() -> int:
                     help="python with metacni installed for standalone mode (default: a fresh venv with a wheel "
                          "install of this tree, as on a node)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--readme", default=str(README), help="README whose figures section is regenerated")
+    ap.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    ap.add_argument("--render", default=None, metavar="JSON",
+                    help="only regenerate the README's figures section from an earlier run's JSON")
     args = ap.parse_args()
+    if args.render:
+        source = Path(args.render)
+        update_readme(Path(args.readme), render_figures(json.loads(source.read_text()), source.name))
+        print(f"{args.readme}: figures regenerated from {args.render}")
+        return 0
     modes = [m for m in args.modes.split(",") if m]
     driver_bin = build_driver()
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()}, "modes": {}}
@@ -288,6 +310,10 @@ def main() -> int:
         primary.write_text(json.dumps({"cniVersion": "1.0.0", "name": "benchnet", "plugins": plugins}))
         meta_conf = write_node_config(conf_dir, kubeconfig=str(kubeconfig), cni_dir=str(work / "cni"),
                                       bin_dir="/usr/lib/cni")
+        alone_dir = work / "net.d-standalone"  # no kubeconfig: annotations come in runtimeConfig
+        alone_dir.mkdir()
+        shutil.copy(primary, alone_dir / primary.name)
+        alone_conf = write_node_config(alone_dir, cni_dir=str(work / "cni"), bin_dir="/usr/lib/cni")
         bin_daemon = work / "bin-daemon"
         install_shim(bin_daemon, aliases=("bridge", "host-local", "portmap"))
         bin_standalone = work / "bin-standalone"
@@ -302,12 +328,13 @@ def main() -> int:
         setups = {
             "reference": (str(primary), "/usr/lib/cni", {}),
             "daemon": (str(meta_conf), str(bin_daemon), {"METACNI_SOCKET": daemon.socket if daemon else ""}),
-            "standalone": (str(meta_conf), str(bin_standalone), {"METACNI_SOCKET": str(work / "absent.sock")}),
+            "standalone": (str(alone_conf), str(bin_standalone), {"METACNI_SOCKET": str(work / "absent.sock")}),
             "daemon-chain": (str(primary), str(bin_daemon), {"METACNI_SOCKET": daemon.socket if daemon else ""}),
         }
         port = 30000
         for mode in modes:
             conf, cni_path, env = setups[mode]
+            annotations = mode == "standalone"
             driver = Driver(driver_bin, node, cni_path, str(work / f"cache-{mode}"), env)
             entry: dict[str, Any] = {}
             try:
@@ -316,9 +343,9 @@ def main() -> int:
                     batch = pods.make(n, mode[:3])
                     api.reset_counts()
                     served_before = len(served(daemon)) if mode.startswith("daemon") else 0
-                    add, add_wall = run_ops(driver, "add", conf, batch, conc, port)
+                    add, add_wall = run_ops(driver, "add", conf, batch, conc, port, annotations)
                     counts = api.counts
-                    dele, del_wall = run_ops(driver, "del", conf, batch, conc, port)
+                    dele, del_wall = run_ops(driver, "del", conf, batch, conc, port, annotations)
                     if mode.startswith("daemon"):
                         inside = served(daemon)[served_before:]
                         entry.setdefault("daemon_side", {})[label] = {
@@ -371,7 +398,75 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"written to {out}")
+    if not args.no_readme:
+        update_readme(Path(args.readme), render_figures(results, out.name))
+        print(f"{args.readme}: figures regenerated")
     return 0
+
+
+#: What the figures are held to (issue targets): mode, ratio key, the ratio it must not exceed.
+TARGETS = (("daemon", "sequential_add", 0.3), ("daemon", "sequential_del", 0.15),
+           ("standalone", "sequential_add", 3.0))
+BEGIN, END = "<!-- bench_cni.py figures: begin (generated, do not edit) -->", "<!-- bench_cni.py figures: end -->"
+
+
+def render_figures(results: dict[str, Any], source: str) -> str:
+    """The README's figures section (markdown) for one run's JSON."""
+    machine = results.get("machine", {})
+    load = ", ".join(f"{x:.1f}" for x in machine.get("load", []))
+    lines = [f"From `{source}`: chain {' + '.join(results.get('chain', []))}, {machine.get('cpus', '?')} CPUs, "
+             f"load average {load or '?'} at the start. Medians (p90 in the JSON); ratios against the "
+             "reference median of the same run.", "",
+             "| mode | seq ADD | seq DEL | conc ADD | conc DEL | ratio seq ADD / DEL | API reads / writes per ADD |",
+             "|---|---|---|---|---|---|---|"]
+    ratios = results.get("ratios_vs_reference", {})
+    for mode, entry in results.get("modes", {}).items():
+        cells = [f"{entry[label][verb]['median_ms']:.1f} ms" if label in entry else "–"
+                 for label in ("sequential", "concurrent") for verb in ("add", "del")]
+        r = ratios.get(mode)
+        ratio = f"{r['sequential_add']:.2f} / {r['sequential_del']:.2f}" if r else "1 / 1"
+        api = entry.get("api_per_add")
+        calls = f"{api['reads']} / {api['writes']}" if api and mode != "reference" else "–"
+        lines.append(f"| {mode} | {' | '.join(cells)} | {ratio} | {calls} |")
+    lines.append("")
+    for mode, key, limit in TARGETS:
+        value = ratios.get(mode, {}).get(key)
+        if value is not None:
+            lines.append(f"- {mode} {key.replace('_', ' ').upper()} ≤ {limit}x reference: {value:.2f}x — "
+                         f"{'met' if value <= limit else 'NOT met'}")
+    daemon = results.get("modes", {}).get("daemon", {})
+    for label, side in daemon.get("daemon_side", {}).items():
+        if side:
+            lines.append(f"- daemon side of the {label} calls: " + ", ".join(
+                f"{verb.upper()} {v['median_ms']:.1f} ms" for verb, v in side.items() if v))
+    if "rss_after_pods" in daemon:
+        rss = dict(daemon["rss_after_pods"])
+        lines.append(f"- daemon after {rss.pop('pods')} pods: " + ", ".join(f"{k} {v} KiB" for k, v in rss.items()))
+    if "shim_roundtrip" in daemon:
+        lines.append(f"- shim round trip to the daemon: {_brief(daemon['shim_roundtrip'])}")
+    if "floor" in results:
+        lines.append("- floor (one warm process, netlink work only): " + ", ".join(
+            f"{verb.upper()} {v['median_ms']:.1f} ms" for verb, v in results["floor"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def _brief(value: Any) -> str:
+    """A summary dict as ``median X ms, p90 Y ms``; anything else as JSON."""
+    if isinstance(value, dict) and "median_ms" in value:
+        return f"median {value['median_ms']:.2f} ms, p90 {value.get('p90_ms', 0):.2f} ms"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_brief(v)}" for k, v in value.items())
+    return json.dumps(value)
+
+
+def update_readme(path: Path, figures: str) -> None:
+    """Replace what lies between :data:`BEGIN` and :data:`END` in ``path`` with ``figures``."""
+    text = path.read_text()
+    head, sep, rest = text.partition(BEGIN)
+    _, sep2, tail = rest.partition(END)
+    if not sep or not sep2:
+        raise SystemExit(f"{path}: figures markers not found ({BEGIN!r} ... {END!r})")
+    path.write_text(f"{head}{BEGIN}\n{figures}{END}{tail}")
 
 
 if __name__ == "__main__":

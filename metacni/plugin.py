@@ -13,92 +13,42 @@ the tutorial. What lives here, grouped by what an author needs:
 - the node firewall: ``FirewallBackend`` (the interface both backends implement),
   ``firewall`` (choose/add/delete/check/gc), plans and ``add_masquerade``/``del_masquerade``.
 
-Netlink and firewall names are imported on first use (PEP 562), so a plugin that needs
-neither does not pay for them. ``rtnl()`` yields a stdlib rtnetlink socket
+``rtnl()`` yields a stdlib rtnetlink socket
 (:class:`metacni.netlink.rtnl.Rtnl`): the helpers here use it directly
 (``set_link(ipr, LinkSpec(index=..., mtu=...))`` changes a link). For anything else,
 ``with iproute(ipr) as ip: ip.link("set", ...)`` runs pyroute2's ``IPRoute`` in the same netns
-(its import costs ~290 ms once).
+(imported on first use: a heavy optional dependency).
 Netlink failures are ``NetlinkError``, an ``OSError`` whose ``errno`` (or ``code``) says why.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from metacni.engine.markers import hookimpl
 from metacni.engine.request import ADD, CHECK, DEL, GC, STATUS, Invocation, PluginInfo, Request
+from metacni.firewall import backend as firewall
+from metacni.firewall.backend import Backend as FirewallBackend
+from metacni.firewall.identity import Attachment
+from metacni.firewall.masq import add_masquerade, del_masquerade
+from metacni.firewall.plan import ForwardPlan, MasqPlan, Plan, PortMapping, PortmapPlan
+from metacni.kernel import sysctl
+from metacni.kernel.addresses import add_address, delete_address, list_addresses
+from metacni.kernel.iproute import iproute
+from metacni.kernel.links import LinkInfo, LinkSpec, get_link, set_link, set_up
 from metacni.kernel.netns import enter as enter_netns
 from metacni.kernel.netns import exists as netns_exists
+from metacni.kernel.routes import RouteSpec, add_route, list_routes
+from metacni.netlink.rtnl import NetlinkError, Rtnl, is_errno, rtnl
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code, invalid_config
 from metacni.spec.results import DNS, Interface, IPConfig, Result, Route, convert, parse_result
 from metacni.spec.versions import ALL_VERSIONS
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
-    from typing import Any
-
-    from metacni.firewall import backend as firewall
-    from metacni.firewall.backend import Backend as FirewallBackend
-    from metacni.firewall.identity import Attachment
-    from metacni.firewall.masq import add_masquerade, del_masquerade
-    from metacni.firewall.plan import ForwardPlan, MasqPlan, Plan, PortMapping, PortmapPlan
-    from metacni.kernel import sysctl
-    from metacni.kernel.addresses import add_address, delete_address, list_addresses
-    from metacni.kernel.iproute import iproute
-    from metacni.kernel.links import LinkInfo, LinkSpec, get_link, set_link, set_up
-    from metacni.kernel.routes import RouteSpec, add_route, list_routes
-    from metacni.netlink.rtnl import NetlinkError, Rtnl, is_errno, rtnl
-
-# name -> (module, attribute or None for the module itself), imported on first access.
-_LAZY: dict[str, tuple[str, str | None]] = {
-    "rtnl": ("metacni.netlink.rtnl", "rtnl"),
-    "Rtnl": ("metacni.netlink.rtnl", "Rtnl"),
-    "iproute": ("metacni.kernel.iproute", "iproute"),
-    "NetlinkError": ("metacni.netlink.rtnl", "NetlinkError"),
-    "is_errno": ("metacni.netlink.rtnl", "is_errno"),
-    "LinkInfo": ("metacni.kernel.links", "LinkInfo"),
-    "get_link": ("metacni.kernel.links", "get_link"),
-    "set_up": ("metacni.kernel.links", "set_up"),
-    "set_link": ("metacni.kernel.links", "set_link"),
-    "LinkSpec": ("metacni.kernel.links", "LinkSpec"),
-    "add_address": ("metacni.kernel.addresses", "add_address"),
-    "delete_address": ("metacni.kernel.addresses", "delete_address"),
-    "list_addresses": ("metacni.kernel.addresses", "list_addresses"),
-    "RouteSpec": ("metacni.kernel.routes", "RouteSpec"),
-    "add_route": ("metacni.kernel.routes", "add_route"),
-    "list_routes": ("metacni.kernel.routes", "list_routes"),
-    "sysctl": ("metacni.kernel.sysctl", None),
-    "firewall": ("metacni.firewall.backend", None),
-    "FirewallBackend": ("metacni.firewall.backend", "Backend"),
-    "Attachment": ("metacni.firewall.identity", "Attachment"),
-    "Plan": ("metacni.firewall.plan", "Plan"),
-    "MasqPlan": ("metacni.firewall.plan", "MasqPlan"),
-    "PortmapPlan": ("metacni.firewall.plan", "PortmapPlan"),
-    "PortMapping": ("metacni.firewall.plan", "PortMapping"),
-    "ForwardPlan": ("metacni.firewall.plan", "ForwardPlan"),
-    "add_masquerade": ("metacni.firewall.masq", "add_masquerade"),
-    "del_masquerade": ("metacni.firewall.masq", "del_masquerade"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    try:
-        module_name, attr = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    module = importlib.import_module(module_name)
-    value = module if attr is None else getattr(module, attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+    pass
 
 # ---------------------------------------------------------------------- errors
 def bad_field(field: str, problem: str) -> CNIError:
@@ -138,11 +88,9 @@ def in_pod_netns(request: Request) -> Iterator[Rtnl]:
     to the pod. A missing netns raises CNIError code 4 naming the path -- in DEL check
     :func:`netns_exists` first, since DEL must succeed when the pod is already gone.
     """
-    from metacni.netlink.rtnl import rtnl as _rtnl
-
     if not request.netns:
         raise CNIError(Code.INVALID_ENVIRONMENT, "no network namespace", "CNI_NETNS is empty")
-    with enter_netns(request.netns), _rtnl() as ipr:
+    with enter_netns(request.netns), rtnl() as ipr:
         yield ipr
 
 

@@ -24,6 +24,8 @@ from typing import Any
 
 from metacni.engine.cache import CacheEntry, ResultCache
 from metacni.engine.chain import ChainRunner
+from metacni.kernel import reaper
+from metacni.netlink.rtnl import rtnl
 from metacni.spec.config import network_list_from_bytes
 from metacni.spec.errors import CNIError
 
@@ -57,9 +59,6 @@ def attachment_is_live(entry: CacheEntry, pod: PodLookup) -> bool | None:
 def sweep_detached_links() -> list[str]:
     """Delete host veths a DEL detached for the reaper but a crash kept it from deleting
     (marked links, see :mod:`metacni.kernel.reaper`). Errors are logged, not raised."""
-    from metacni.kernel import reaper
-    from metacni.netlink.rtnl import rtnl
-
     try:
         with rtnl() as ipr:
             return reaper.sweep(ipr)

@@ -19,6 +19,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 from metacni.kernel import sysctl
+from metacni.kernel.netns import enter
 
 from .rtbatch import RTN_UNICAST, RouteSocket
 
@@ -169,8 +170,6 @@ class RouteReconciler:
 
     def _run(self) -> None:
         if self.netns:
-            from metacni.kernel.netns import enter
-
             with enter(self.netns):
                 self._loop()
         else:

@@ -1,10 +1,10 @@
 """Batched rtnetlink for bulk route work (thousands of node routes).
 
-pyroute2 costs ~3 ms per route request here (encode, send, wait for the ack, decode), so a
-5000-node cluster took ~15 s to reconcile. This sends RTM_NEWROUTE/RTM_DELROUTE in chunks of a
+One request per route (encode, send, wait for the ack, decode) is too slow for a
+5000-node cluster (figures: bench/README.md). This sends RTM_NEWROUTE/RTM_DELROUTE in chunks of a
 few hundred per ``send`` and then reads the acks, through the stdlib codec and socket of
 :mod:`metacni.netlink.rtnl` / :mod:`metacni.netlink.rtnl` (the one codec the pod data path
-uses too): the same 5000 routes take well under a second.
+uses too).
 """
 
 from __future__ import annotations

@@ -9,25 +9,25 @@ list at the top) is corrupt: it is moved to ``<cacheDir>/corrupt/`` (:func:`quar
 for the operator) and DEL and GC go on without it, so it can never fail them forever. A file
 that does not decode is skipped with a warning but left in place: libcni writes its entries
 non-atomically, so it may be another runtime's entry caught mid-write. Entries are not fsynced: they describe
-network namespaces, which do not survive a reboot either, and an fsync costs 5-20 ms per write
-on a node's disk (measured here: 17.7 ms median), several times per pod ADD.
+network namespaces, which do not survive a reboot either, and an fsync per write, several times per pod ADD,
+would dominate its time (figures: bench/README.md).
 """
 
 from __future__ import annotations
 
-import binascii  # base64's b64encode/b64decode wrap these; base64 itself is not imported
+import binascii
 import contextlib
 import json
 import os
 import time
+from dataclasses import dataclass, field
+from logging import getLogger
+from typing import TYPE_CHECKING
 
 from metacni.spec.args import CniArgs
-from metacni.spec.lazylog import getLogger
-from metacni.spec.record import field, record
 from metacni.spec.results import Result, parse_result
 from metacni.spec.safejson import loads
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 
@@ -68,10 +68,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600, d
 
 
 def _create_temp(parent: str, name: str) -> tuple[int, str]:
-    """``tempfile.mkstemp`` for ``name`` in ``parent`` without importing ``tempfile`` (with ``shutil`` and
-    ``random``: 5.2 ms measured, min of 21 fresh interpreters on a busy 2-core machine, in a
-    standalone call that writes its caches through here): a random name, created exclusively,
-    mode 0600."""
+    """A new file ``.<name>.<random>`` in ``parent``, created exclusively, mode 0600: (fd, path)."""
     while True:
         tmp = os.path.join(parent, f".{name}.{os.urandom(6).hex()}")
         try:
@@ -95,7 +92,7 @@ class CorruptEntry(ValueError):
     """A cache entry that decodes but is not a usable record."""
 
 
-@record()
+@dataclass
 class CacheEntry:
     network_name: str
     container_id: str

@@ -12,27 +12,27 @@ Differences from libcni, each on purpose:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from logging import getLogger
+from typing import TYPE_CHECKING
 
 from metacni.spec import naming, versions
 from metacni.spec.args import CniArgs
 from metacni.spec.config import NetworkList
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.lazylog import getLogger
-from metacni.spec.record import field, record
 from metacni.spec.results import Result, convert, parse_result
 
 from .cache import CacheEntry, ResultCache
 from .invoke import Invoker
 from .request import ADD, CHECK, DEL, GC, STATUS, Invocation
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 
 log = getLogger(__name__)
 
 
-@record()
+@dataclass
 class RuntimeConf:
     """What a runtime knows about one attachment (libcni's ``RuntimeConf``)."""
 

@@ -76,7 +76,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 from .markers import PROJECT
-from .markers import hookimpl as hookimpl  # re-exported; defined there so plugins need not import pluggy
+from .markers import hookimpl as hookimpl  # re-exported for plugins
 
 if TYPE_CHECKING:
     from metacni.spec.results import Result

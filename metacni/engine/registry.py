@@ -1,42 +1,38 @@
 """The plugin registry: one pluggy manager fed by the ``metacni.plugins`` entry-point group.
 
-Plugins are imported only when a config names their type, so a standalone CNI call pays only
-for the plugins it runs. Discovery is lazy too: metacni's own types (:data:`IN_TREE`, the
-entry points pyproject.toml declares; a test keeps them equal) resolve without looking at any
-other distribution, and the entry-point scan (``importlib.metadata``: ~21 ms to import plus
-~38 ms to scan every installed distribution on this machine) runs once, the first time a type
-that is not in-tree, a listing (:meth:`Registry.types`, :meth:`Registry.sources`) or the clash
-report (:attr:`Registry.clashes`) is asked for: ``metacni plugins`` and the daemon at start
+Plugins are imported only when a config names their type. metacni's own types (:data:`IN_TREE`,
+the entry points pyproject.toml declares; a test keeps them equal) resolve without scanning
+other distributions; the entry-point scan runs once, the first time a type that is not in-tree,
+a listing (:meth:`Registry.types`, :meth:`Registry.sources`) or the clash report
+(:attr:`Registry.clashes`) is asked for: ``metacni plugins`` and the daemon at start
 (``load_all``) always scan. Two distributions claiming the same type are a clash: reported at
-discovery and refused at use, never resolved silently by load order. The one exception is
-a third-party package claiming an in-tree type: a call that never scans (a standalone ADD of
-the in-tree chain) runs metacni's own plugin; the daemon and ``metacni plugins`` report the clash.
+discovery and refused at use, never resolved silently by load order. The one exception is a
+third-party package claiming an in-tree type: a call that never scans (a standalone ADD of the
+in-tree chain) runs metacni's own plugin; the daemon and ``metacni plugins`` report the clash.
 
-pluggy itself is imported only when the plugin manager is first needed (:attr:`Registry.pm`:
-a registration, a scan, a plugin that is not in-tree, a hook monitor): until then metacni's own
-plugins are called directly, as pluggy would call a single firstresult implementation. That
-saves a standalone call ~17 ms of imports (pluggy with ``inspect``, ``ast``, ``dis``).
+Every plugin, in-tree or not, is registered with the plugin manager and called through it.
 """
 
 from __future__ import annotations
 
-import _thread
 import importlib
-from types import FunctionType
+import threading
+from dataclasses import dataclass
+from importlib import metadata
+from logging import getLogger
+from typing import TYPE_CHECKING
+
+import pluggy
 
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.lazylog import getLogger
-from metacni.spec.record import record
 
-from .markers import IMPL_ATTR, PROJECT
+from . import hookspecs
+from .markers import PROJECT
 from .request import PluginInfo
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
     from typing import Any
-
-    import pluggy
 
 ENTRY_POINT_GROUP = "metacni.plugins"
 #: metacni's own entry points (pyproject.toml ``[project.entry-points."metacni.plugins"]``).
@@ -53,7 +49,7 @@ log = getLogger(__name__)
 VERB_HOOKS = {"ADD": "cni_add", "DEL": "cni_del", "CHECK": "cni_check", "GC": "cni_gc", "STATUS": "cni_status"}
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class PluginSource:
     """Where a plugin type comes from, for ``metacni plugins`` and clash reports."""
 
@@ -67,40 +63,18 @@ class Registry:
     """Plugin types by name. ``discover=False``: only what :meth:`register` adds (tests, embedding)."""
 
     def __init__(self, *, discover: bool = True, disabled: frozenset[str] = frozenset()) -> None:
-        self._pm: pluggy.PluginManager | None = None
-        #: in-tree plugins loaded before the plugin manager existed; moved into it when it is made
-        self._direct: dict[str, object] = {}
+        self.pm = pluggy.PluginManager(PROJECT)
+        self.pm.add_hookspecs(hookspecs)
         self.disabled = disabled
         self._entry_points: dict[str, list[tuple[EntryPoint, PluginSource]]] = {}
         self._callers: dict[tuple[str, str], Any] = {}
-        self._lock = _thread.RLock()
+        self._lock = threading.RLock()
         self._clashes: list[str] = []
         self._in_tree = dict(IN_TREE) if discover else {}
         self._scanned = not discover
 
-    @property
-    def pm(self) -> pluggy.PluginManager:
-        """The pluggy plugin manager, made (and given the directly loaded plugins) on first use."""
-        with self._lock:
-            if self._pm is None:
-                import pluggy
-
-                from . import hookspecs
-
-                pm = pluggy.PluginManager(PROJECT)
-                pm.add_hookspecs(hookspecs)
-                for name, plugin in self._direct.items():
-                    pm.register(plugin, name=name)
-                self._direct.clear()
-                self._callers.clear()  # direct callers would bypass the manager's monitors
-                self._pm = pm
-            return self._pm
-
     def _registered(self, plugin_type: str) -> object | None:
-        plugin = self._direct.get(plugin_type)
-        if plugin is None and self._pm is not None:
-            plugin = self._pm.get_plugin(plugin_type)
-        return plugin
+        return self.pm.get_plugin(plugin_type)
 
     # ------------------------------------------------------------------ discovery
     @property
@@ -115,8 +89,6 @@ class Registry:
             if self._scanned:
                 return
             self._scanned = True
-            from importlib import metadata
-
             for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
                 dist = getattr(ep, "dist", None)
                 source = PluginSource(
@@ -149,9 +121,7 @@ class Registry:
 
     def types(self) -> list[str]:
         self.discover()
-        names = set(self._entry_points) | set(self._direct)
-        if self._pm is not None:
-            names |= {n for n, _ in self._pm.list_name_plugin() if n}
+        names = set(self._entry_points) | {n for n, _ in self.pm.list_name_plugin() if n}
         return sorted(n for n in names if n not in self.disabled)
 
     def sources(self) -> dict[str, list[PluginSource]]:
@@ -176,7 +146,7 @@ class Registry:
                 return plugin
             if not self._scanned and plugin_type in self._in_tree:
                 return self._load(plugin_type, self._in_tree[plugin_type], lambda: importlib.import_module(
-                    self._in_tree[plugin_type]), direct=True)
+                    self._in_tree[plugin_type]))
             self.discover()
             eps = self._entry_points.get(plugin_type) or []
             if len(eps) > 1:
@@ -188,7 +158,7 @@ class Registry:
             ep, source = eps[0]
             return self._load(plugin_type, source.module, ep.load)
 
-    def _load(self, plugin_type: str, module: str, load: Any, *, direct: bool = False) -> object:
+    def _load(self, plugin_type: str, module: str, load: Any) -> object:
         try:
             plugin = load()
         except Exception as exc:
@@ -196,10 +166,7 @@ class Registry:
             log.debug("traceback of the failed plugin load", exc_info=True)
             raise CNIError(Code.INTERNAL, f"plugin {plugin_type!r} failed to load",
                            f"{module}: {type(exc).__name__}: {exc}") from exc
-        if direct and self._pm is None and _direct_hooks(plugin) is not None:
-            self._direct[plugin_type] = plugin
-        else:
-            self.pm.register(plugin, name=plugin_type)
+        self.pm.register(plugin, name=plugin_type)
         self._callers.clear()  # cached subset callers must not see the newcomer
         return plugin
 
@@ -228,8 +195,6 @@ class Registry:
 
     def implements(self, plugin_type: str, hook: str) -> bool:
         plugin = self.get(plugin_type)
-        if plugin_type in self._direct:
-            return hook in (_direct_hooks(plugin) or {})
         return any(impl.plugin is plugin for impl in getattr(self.pm.hook, hook).get_hookimpls())
 
     def _caller(self, plugin_type: str, hook: str) -> Any:
@@ -238,10 +203,6 @@ class Registry:
         if caller is None:
             plugin = self.get(plugin_type)
             with self._lock:
-                if plugin_type in self._direct:
-                    caller = _direct_caller((_direct_hooks(plugin) or {}).get(hook))
-                    self._callers[key] = caller
-                    return caller
                 others = [p for p in self.pm.get_plugins() if p is not plugin]
                 caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
                 self._callers[key] = caller
@@ -255,34 +216,3 @@ class Registry:
         with self._lock:
             self._callers.clear()
 
-
-def _direct_hooks(plugin: object) -> dict[str, Any] | None:
-    """hook name -> implementation, when pluggy would call each one plainly with ``request``;
-    None when the plugin needs the plugin manager (wrappers, ``specname``, other arguments)."""
-    hooks: dict[str, Any] = {}
-    for name in dir(plugin):
-        fn = getattr(plugin, name, None)
-        opts = getattr(fn, IMPL_ATTR, None)
-        if not isinstance(opts, dict):
-            continue
-        if (not isinstance(fn, FunctionType) or opts.get("wrapper") or opts.get("hookwrapper")
-                or opts.get("specname") or _argnames(fn) not in ((), ("request",))):
-            return None
-        hooks[name] = fn
-    return hooks
-
-
-def _argnames(fn: FunctionType) -> tuple[str, ...]:
-    """The arguments pluggy passes a hook implementation: its positional ones without defaults."""
-    code = fn.__code__
-    return code.co_varnames[:code.co_argcount - len(fn.__defaults__ or ())]
-
-
-def _direct_caller(impl: FunctionType | None) -> Any:
-    """What pluggy's subset caller of one firstresult implementation does: call it with the
-    arguments it names, None when the plugin has no implementation of the hook."""
-    if impl is None:
-        return lambda **kwargs: None
-    if _argnames(impl):
-        return lambda **kwargs: impl(kwargs["request"])
-    return lambda **kwargs: impl()

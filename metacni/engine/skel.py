@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
-from metacni.spec import lazylog, naming, safejson, versions
+from metacni.spec import naming, safejson, versions
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code
 
+from .invoke import Invoker
+from .registry import Registry
 from .request import ADD, CHECK, DEL, GC, STATUS, VERSION, Invocation
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any, BinaryIO, TextIO
 
-log = lazylog.getLogger("metacni")
+log = logging.getLogger("metacni")
 
 _REQUIRED = {
     ADD: ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
@@ -91,9 +94,6 @@ def dispatch(env: Mapping[str, str], stdin: bytes, invoker: Any = None) -> dict[
     inv = parse_invocation(env)
     config = parse_config(stdin)
     if invoker is None:
-        from .invoke import Invoker
-        from .registry import Registry
-
         invoker = Invoker(Registry())
     plugin_type = config["type"]
     if not invoker.registry.has(plugin_type):
@@ -104,20 +104,13 @@ def dispatch(env: Mapping[str, str], stdin: bytes, invoker: Any = None) -> dict[
 
 
 def configure_logging(stream: TextIO | None = None) -> None:
-    """Root logger to ``stream`` (stderr) at METACNI_LOG_LEVEL; applied when ``logging`` is first
-    needed (:mod:`metacni.spec.lazylog`: a call that logs nothing never imports it)."""
+    """Root logger to ``stream`` (stderr) at METACNI_LOG_LEVEL (WARNING by default)."""
     level = os.environ.get("METACNI_LOG_LEVEL", "WARNING").upper()
-    out = stream or sys.stderr
-
-    def apply(logging: Any) -> None:
-        handler = logging.StreamHandler(out)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root = logging.getLogger()
-        root.handlers[:] = [handler]
-        root.setLevel(getattr(logging, level, logging.WARNING))
-
-    lazylog.enable(lazylog.LEVELS.get(level, lazylog.WARNING))
-    lazylog.when_imported(apply)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level, logging.WARNING))
 
 
 def _config_version(stdin: bytes) -> str | None:

@@ -14,44 +14,35 @@ DEL and GC clean *every* backend that holds rules of ours for the feature (a nar
 existence probe of our own table/chains decides), so a detection that flips between ADD
 and DEL cannot leak rules.
 
-Detection costs a few libnftables/x_tables reads (``list chains`` alone is ~1 ms with
-100 pods, ~10 ms with 1000), so :func:`choose` remembers the decision per (netns, feature)
+Detection costs a few libnftables/x_tables reads that grow with the pods (figures in
+bench/README.md), so :func:`choose` remembers the decision per (netns, feature)
 for :data:`DETECT_TTL` seconds and costs nothing per call in between. python-iptables
-(150 ms to import) is only imported when x_tables that could hold our rules exist
+(a heavy import) is only imported when x_tables that could hold our rules exist
 (:mod:`.xtables`), so a node on nftables never loads it.
 """
 
 from __future__ import annotations
 
-import _thread  # not threading: a lock is all we need, and its import costs every standalone CNI call
 import os
+import shutil
+import threading
 import time
+from logging import getLogger
 
 from metacni.netlink import nftables as nftnl
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.lazylog import getLogger
 
 from . import feature, libnft, xtables
 from .identity import Attachment
+from .locking import file_lock
 from .plan import Plan
-
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
-if TYPE_CHECKING:
-    from .protocol import Backend
+from .protocol import Backend
+from .xtables import XTABLES_LOCK, tables_present
 
 log = getLogger(__name__)
 
 NFTABLES, IPTABLES = "nftables", "iptables"
 BACKENDS = (NFTABLES, IPTABLES)
-
-
-def __getattr__(name: str) -> object:
-    """``Backend``, the Protocol both backends implement, on first access (it needs typing)."""
-    if name == "Backend":
-        from .protocol import Backend
-
-        return Backend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get(name: str) -> Backend:
@@ -80,15 +71,11 @@ def validate_name(value: object, field: str = "backend") -> str | None:
 
 # ---------------------------------------------------------------------- detection
 def _legacy_kube_proxy() -> bool:
-    from .xtables import XTABLES_LOCK, tables_present
-
     for v in (4, 6):
         present = tables_present(v)
         if "nat" not in present and "filter" not in present:
             continue
         import iptc
-
-        from .locking import file_lock
 
         cls = iptc.Table if v == 4 else iptc.Table6
         with file_lock(XTABLES_LOCK):
@@ -114,9 +101,8 @@ def _nft_kube_proxy() -> bool:
     """kube-proxy's nftables-mode ``kube-proxy`` table, or its iptables-mode chains made
     through iptables-nft.
 
-    Point lookups on netfilter's netlink socket (~35 us each): listing every chain went
-    through libnftables' cache fill, which grows with the pods (four chains each), and a
-    standalone call paid it for each firewall plugin.
+    Point lookups on netfilter's netlink socket: listing every chain would go through
+    libnftables' cache fill, which grows with the pods (four chains each).
     """
     if not libnft.available():
         return False
@@ -129,19 +115,9 @@ def _nft_kube_proxy() -> bool:
     return False
 
 
-def _which(name: str, search: str) -> str | None:
-    """``shutil.which`` without importing shutil (with bz2 and lzma, ~2-4 ms of the standalone
-    calls that detect the backend)."""
-    for directory in search.split(os.pathsep):
-        candidate = os.path.join(directory, name)
-        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
-            return candidate
-    return None
-
-
 def iptables_alternative() -> str | None:
     """'iptables' or 'nftables' from the ``iptables`` command's link chain, None if unknown."""
-    path = _which("iptables", os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    path = shutil.which("iptables", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
     seen = 0
     while path and seen < 10:
         base = os.path.basename(path)
@@ -184,7 +160,7 @@ DETECT_TTL = 60.0
 #: bound on cached decisions (one per netns and feature; a node daemon needs three)
 _DETECT_MAX = 64
 _detected: dict[tuple[int, int, str], tuple[str, float]] = {}
-_detected_lock = _thread.allocate_lock()
+_detected_lock = threading.Lock()
 
 
 def _cached_detect(kind: str) -> str:

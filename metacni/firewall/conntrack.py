@@ -7,15 +7,14 @@ pod. We shell out to conntrack(8); the child inherits the calling thread's netns
 
 from __future__ import annotations
 
-from metacni.spec.lazylog import getLogger
+import shutil
+import subprocess
+from logging import getLogger
 
 log = getLogger(__name__)
 
 
 def delete_udp_port(host_port: int, version: int) -> None:
-    import shutil  # both only for UDP mappings: subprocess and shutil (with bz2, lzma) cost
-    import subprocess  # ~12 ms of every standalone call otherwise
-
     tool = shutil.which("conntrack") or shutil.which("conntrack", path="/usr/sbin:/sbin")
     if tool is None:
         log.warning("conntrack(8) not found; stale UDP entries for port %d are left", host_port)

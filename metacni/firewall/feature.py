@@ -8,10 +8,10 @@ first use, so a masq call does not load portmap's layouts.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from .plan import FORWARD, MASQ, PORTMAP
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 

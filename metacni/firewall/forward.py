@@ -11,13 +11,13 @@ base chain is final). iptables (filter): ``CNI-FORWARD``, jumped to from the top
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .identity import Attachment
 from .nftrules import POD_MAPS, Wanted, chain, match, payload, pod_key, proto, vmap
 from .plan import FORWARD, ForwardPlan, IPInterface
 from .xtables import Layout, Spec, comment
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 

@@ -8,21 +8,20 @@ listings (with handles for deletion) and lets us build transactions as data inst
 quoting nft syntax by hand.
 
 Namespaces: a context's netlink socket is opened when the context is created, in the
-network namespace of the *creating thread*, and stays there (measured: a context made in
-netns A and used from a thread in netns B changes A's rule set). A context is not thread
+network namespace of the *creating thread*, and stays there (a context made in netns A and
+used from a thread in netns B changes A's rule set). A context is not thread
 safe. :func:`pooled` hands out one reused context per netns under a lock, made on first
 use: an ADD that needs only raw netlink (:mod:`metacni.netlink.nftables` on the entry's
-:attr:`PoolEntry.netlink` socket) never pays for one (~0.4 ms, plus libnftables' cache fill
-on its first command). The entry keeps that socket because closing a netfilter netlink
-socket waits for pending nf_tables destroy work (~10 ms after a deletion).
+:attr:`PoolEntry.netlink` socket) never makes one (nor fills libnftables' cache). The entry
+keeps that socket because closing a netfilter netlink socket waits for pending nf_tables
+destroy work after a deletion.
 
 Why a pool: freeing a context whose batches deleted rules waits for the kernel's
-nf_tables destroy work on the socket's release (an RCU grace period): 16 ms per
-``nft_ctx_free`` measured on this 6.18 kernel, against 0.3 ms for the same delete batch on
-a reused context. A pool entry pins its netns (its netfilter socket, opened with it, holds
-a reference), so entries are bounded (:data:`POOL_MAX`, least recently used closed first)
-and callers drop a netns's entry when they removed the last of their tables there
-(:func:`release`).
+nf_tables destroy work on the socket's release (an RCU grace period), many times the cost
+of the same delete batch on a reused context (figures: bench/README.md). A pool entry pins
+its netns (its netfilter socket, opened with it, holds a reference), so entries are bounded
+(:data:`POOL_MAX`, least recently used closed first) and callers drop a netns's entry when
+they removed the last of their tables there (:func:`release`).
 
 A buffer of commands given to :meth:`Nft.run` is one netlink batch: the kernel applies all
 of it or none of it, which is what makes our ADD and DEL atomic.
@@ -30,19 +29,19 @@ of it or none of it, which is what makes our ADD and DEL atomic.
 
 from __future__ import annotations
 
-import _thread  # not threading (its import costs every standalone CNI call): locks and get_native_id only
 import ctypes
 import json
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from metacni.netlink import nftables as nftnl
 from metacni.netlink.core import Socket
-from metacni.spec.record import field, record
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 
@@ -53,7 +52,7 @@ NFT_CTX_OUTPUT_HANDLE = 1 << 3
 NFT_CTX_OUTPUT_JSON = 1 << 4
 
 _lib: ctypes.CDLL | None = None
-_lib_lock = _thread.allocate_lock()
+_lib_lock = threading.Lock()
 
 
 class NftError(Exception):
@@ -64,10 +63,10 @@ def _load() -> ctypes.CDLL:
     global _lib
     with _lib_lock:
         if _lib is None:
-            try:  # the soname first: find_library runs ldconfig in a subprocess, ~8 ms per CNI process
+            try:  # the soname first; find_library (it runs ldconfig) only for other names
                 lib = ctypes.CDLL("libnftables.so.1", use_errno=True)
             except OSError:
-                from ctypes.util import find_library  # imports subprocess and shutil
+                from ctypes.util import find_library
 
                 lib = ctypes.CDLL(find_library("nftables") or "libnftables.so", use_errno=True)
             lib.nft_ctx_new.restype = ctypes.c_void_p
@@ -174,15 +173,13 @@ POOL_MAX = 4
 
 def netns_key() -> tuple[int, int]:
     """(st_dev, st_ino) of the calling thread's network namespace."""
-    st = os.stat(f"/proc/self/task/{_thread.get_native_id()}/ns/net")
+    st = os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net")
     return st.st_dev, st.st_ino
 
 
 class PoolState:
     """What the firewall remembers about one netns while its pool entry lives.
 
-    A plain class, not a dataclass: ``dataclasses`` costs every standalone CNI call ~5 ms of
-    imports (tests/meta/test_standalone_path.py keeps it out).
     """
 
     __slots__ = ("detected", "foreign", "owned", "tables")
@@ -199,7 +196,7 @@ class PoolState:
         self.detected: dict[str, tuple[str, float]] = {}
 
 
-@record()
+@dataclass
 class PoolEntry:
     """One netns's reused context, plus state callers remember while it lives.
 
@@ -207,7 +204,7 @@ class PoolEntry:
     a new namespace while the state is kept.
     """
 
-    lock: _thread.LockType = field(default_factory=_thread.allocate_lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)
     state: PoolState = field(default_factory=PoolState)
     dropped: bool = False
     sock: Socket | None = None  # see netlink
@@ -238,13 +235,13 @@ class PoolEntry:
 
 
 _pool: OrderedDict[tuple[int, int], PoolEntry] = OrderedDict()
-_pool_lock = _thread.allocate_lock()
+_pool_lock = threading.Lock()
 
 
 def _reset_after_fork() -> None:
     global _pool_lock
     _pool.clear()  # the child must not free (or share) the parent's sockets
-    _pool_lock = _thread.allocate_lock()
+    _pool_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

@@ -2,7 +2,7 @@
 
 Why this layout: ADD and DEL must cost the same with 1 or 1000 pods on the node. Earlier
 every ADD/DEL listed and JSON-parsed our whole table to find the attachment's rules by
-comment (~40-56 ms per plugin with 100 pods). Here an attachment owns chains named after
+comment, a cost that grew with the pods (figures: bench/README.md). Here an attachment owns chains named after
 its identity, so ADD writes without reading and DEL reads only its own small chains.
 
 Layout (family ``inet``; one table per feature; ``<tag>`` is the attachment tag): each
@@ -50,9 +50,8 @@ so that objects a concurrent DEL or GC removed first do not fail them (``add`` t
 may evict another attachment) keeps the host-wide ``/run/metacni-nftables.lock`` older
 versions take for every batch: rare, and it serialises two evictions.
 
-Why raw nf_tables batches for the per-attachment objects (ADD 0.5-0.9 ms with 100 other
-pods, against 1.4-1.9 ms through libnftables, whose cache fill grows with the pods):
-docs/design/0002-own-netlink-codec.md.
+Why raw nf_tables batches for the per-attachment objects (libnftables' cache fill grows with
+the pods): docs/design/0002-own-netlink-codec.md.
 
 Above 400 lines on purpose: :class:`NftablesBackend` is one transaction engine; ADD, DEL, CHECK
 and GC share its batch building and skeleton cache.
@@ -65,20 +64,21 @@ import ipaddress
 import json
 import time
 from collections.abc import Iterable, Iterator
+from logging import getLogger
+from typing import TYPE_CHECKING
 
 from metacni.netlink import nftables as nftnl
 from metacni.spec.digest import sha256_hex
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.lazylog import getLogger
 
 from . import feature, libnft
 from .identity import Attachment, parse_comment
 from .libnft import Nft, NftError
+from .locking import file_lock
 from .nftrules import ANCHOR, FAMILY, rule
 from .nftrules import chain as _chain
 from .plan import Plan
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 
@@ -88,8 +88,8 @@ log = getLogger(__name__)
 
 #: serialises the read-modify-write paths (slow ADD, GC) across processes
 LOCK_PATH = "/run/metacni-nftables.lock"
-#: how long a netns's list of foreign forward chains is trusted (a ``list chains`` costs
-#: ~1 ms with 100 pods, ~10 ms with 1000: too much for every ADD)
+#: how long a netns's list of foreign forward chains is trusted (a ``list chains`` grows with
+#: the pods: too much for every ADD)
 FOREIGN_TTL = 10.0
 #: ADD writes its per-attachment objects as one raw nf_tables batch (:mod:`metacni.netlink.nftables`) when
 #: every rule is encodable there; False: always through libnftables (tests compare both)
@@ -126,10 +126,9 @@ def _ensure(kind: str) -> list[Cmd]:
 def skeleton_marker(kind: str) -> str:
     """An empty chain named after a digest of the table's shared objects, made with them.
 
-    Finding it (one GETCHAIN, ~35 us) tells a fresh process that this version's shared
+    Finding it (one GETCHAIN) tells a fresh process that this version's shared
     objects are in place, so its first ADD skips the libnftables batch that would reset
-    them (a cache fill that grows with the pods: ~2.5 ms per plugin with 40 pods, paid by
-    every standalone call). A version with other shared objects has another digest, finds
+    them (a cache fill that grows with the pods). A version with other shared objects has another digest, finds
     no marker and resets them; if anything else is missing the raw batch fails and the slow
     path resets them."""
     return "skeleton-" + sha256_hex(json.dumps(_shared(kind), sort_keys=True))[:12]
@@ -294,8 +293,8 @@ class NftablesBackend:
         """Delete the table if no attachment is left; close the netns's context with the
         last table of ours we know there (unpins the netns; the next ADD makes a new one).
 
-        The anchor's use count says whether any attachment is left (~35 us): a guard batch
-        the kernel refuses costs ~15 ms (the transaction abort waits for an RCU grace period).
+        The anchor's use count says whether any attachment is left: a guard batch the kernel
+        refuses is far dearer (the transaction abort waits for an RCU grace period).
         """
         tables = self._tables(entry)
         try:
@@ -341,8 +340,6 @@ class NftablesBackend:
                 log.debug("nftables fast ADD (%s) of %s refused (%s); reading the table", kind,
                           plan.attachment.tag, exc)
                 self._tables(entry).discard(kind)
-                from .locking import file_lock  # the slow ADD only
-
                 with file_lock(LOCK_PATH):
                     self._slow_add(entry, plan, want)
             self._tables(entry).add(kind)
@@ -517,9 +514,8 @@ class NftablesBackend:
     def footprint(self, kind: str) -> bool:
         """Whether our table for ``kind`` exists here (detection stickiness).
 
-        One GETCHAIN of a static chain of the table (~35 us whatever else the netns holds,
-        and no libnftables context: ``list tables`` fills libnftables' whole cache, 75 ms
-        measured with 4000 objects; ``list chain`` cost ~0.25 ms).
+        One GETCHAIN of a static chain of the table: constant whatever else the netns holds,
+        and no libnftables context (``list tables`` fills libnftables' whole cache).
         """
         with libnft.pooled() as entry:
             found = nftnl.chain_use(entry.netlink, FAMILY, table(kind), feature.of(kind).nft_probe) is not None

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.record import field, record
 
 from .identity import Attachment
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 
@@ -28,7 +28,7 @@ def bad(field_name: str, problem: str) -> CNIError:
     return CNIError(Code.INVALID_CONFIG, f"invalid {field_name}", f"{field_name}: {problem}")
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class PortMapping:
     host_port: int
     container_port: int
@@ -44,7 +44,7 @@ class PortMapping:
         return self.host_ip is None or self.host_ip.version == version
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class PortmapPlan:
     attachment: Attachment
     mappings: tuple[PortMapping, ...]
@@ -74,7 +74,7 @@ class PortmapPlan:
         return 1 << self.mark_bit
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class MasqPlan:
     attachment: Attachment
     addresses: tuple[IPInterface, ...]
@@ -92,7 +92,7 @@ class MasqPlan:
         return nets
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class ForwardPlan:
     attachment: Attachment
     addresses: tuple[IPInterface, ...]
@@ -223,7 +223,7 @@ def parse_str_list(config: Mapping[str, Any], key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class AttachmentIPs:
     """The addresses prevResult gives this attachment (ifname in the sandbox, or unlabelled)."""
 

@@ -1,8 +1,6 @@
 """The interfaces of the firewall: a backend (``metacni.plugin.FirewallBackend``) and a feature.
 
-A module of its own because ``Protocol`` needs ``typing``, which a standalone CNI call does
-not import otherwise: :mod:`.backend` hands :class:`Backend` out on first access only, and
-the engines name :class:`Feature` in annotations only.
+:mod:`.backend` re-exports :class:`Backend`; the engines name :class:`Feature` in annotations.
 """
 
 from __future__ import annotations

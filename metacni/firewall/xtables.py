@@ -1,4 +1,4 @@
-"""What can be known about x_tables without python-iptables (150 ms to import), and the
+"""What can be known about x_tables without python-iptables (a heavy import), and the
 iptables rule layouts the feature modules describe (token lists, no ``iptc``).
 
 Backend detection and DEL's "may iptables hold rules of ours" probe start here, so a node

@@ -1,9 +1,9 @@
 """Links: veth pairs born in the pod netns, bridges and bridge-port settings.
 
 Creating the veth with its peer born directly inside the pod namespace (one RTM_NEWLINK
-carrying ``IFLA_NET_NS_FD`` for the peer, names, MTU and MACs set at creation) costs ~1.5 ms,
-while creating it on the node and moving it costs ~16 ms, so pods never get a link moved
-into them.
+carrying ``IFLA_NET_NS_FD`` for the peer, names, MTU and MACs set at creation) is an order of
+magnitude cheaper than creating it on the node and moving it (figures: bench/README.md), so pods never get a
+link moved into them.
 """
 
 from __future__ import annotations

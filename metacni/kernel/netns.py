@@ -7,9 +7,9 @@ its netlink work and comes back. Sockets keep the namespace they were created in
 
 from __future__ import annotations
 
-import _thread  # not threading: ~1 ms more per standalone CNI call, for get_native_id
 import ctypes
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,8 +17,7 @@ from metacni.spec.errors import CNIError, Code
 
 CLONE_NEWNET = 0x40000000
 def _load_libc() -> ctypes.CDLL:
-    # ctypes.util.find_library runs ldconfig in a subprocess (and imports subprocess): ~8 ms of
-    # every standalone CNI call, for a name that is libc.so.6 on every glibc system.
+    # libc.so.6 on every glibc system; find_library (it runs ldconfig) only for others.
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
@@ -37,7 +36,7 @@ def _setns(fd: int) -> None:
 
 
 def current_netns_path() -> str:
-    return f"/proc/self/task/{_thread.get_native_id()}/ns/net"
+    return f"/proc/self/task/{threading.get_native_id()}/ns/net"
 
 
 def exists(path: str) -> bool:

@@ -1,12 +1,12 @@
 """Deferred link deletion: detach synchronously, destroy in the background (daemon only).
 
-Deleting a veth makes the kernel wait for RCU readers (synchronize_net): 16-19 ms per pair
-here, most of a ~30 ms DEL budget. A DEL does not need the pair to be gone, only to be cut
+Deleting a veth makes the kernel wait for RCU readers (synchronize_net), most of a DEL's
+time (figures: bench/README.md). A DEL does not need the pair to be gone, only to be cut
 off: the caller first sets the host end down, releases it from its bridge and marks it with
 the alias :data:`MARK` and the link group :data:`GROUP` (one request, :func:`detach`), then
 hands the deletion to the reaper, a single background thread. It deletes the whole group in
-one RTM_DELLINK per netns, so what queued up during one deletion goes in one kernel wait (4
-pairs: 16-36 ms by group, 65-76 ms one by one). ENODEV (gone with its netns) is success.
+one RTM_DELLINK per netns, so what queued up during one deletion goes in one kernel wait.
+ENODEV (gone with its netns) is success.
 
 - Only a long-lived process enables it (the daemon: :func:`enable` at start, :func:`disable`
   draining at graceful shutdown). Elsewhere :func:`current` is None and callers delete
@@ -24,14 +24,14 @@ pairs: 16-36 ms by group, 65-76 ms one by one). ENODEV (gone with its netns) is 
 
 from __future__ import annotations
 
-import _thread  # threading (Thread, Condition) only once a daemon enables the reaper
 import collections
 import os
+import threading
 from collections.abc import Callable
+from logging import getLogger
 
 from metacni.netlink import rtnl as nl
 from metacni.netlink.rtnl import ENODEV, NetlinkError, Rtnl, is_errno
-from metacni.spec.lazylog import getLogger
 
 log = getLogger(__name__)
 MARK = "metacni:reap"  # IFLA_IFALIAS of a detached link awaiting deletion
@@ -60,8 +60,6 @@ class Reaper:
     """One worker thread deleting detached links on sockets handed over by the callers."""
 
     def __init__(self, *, hold: bool = False) -> None:
-        import threading
-
         self._cond = threading.Condition()
         self._queue: collections.deque[tuple[str, Rtnl, int]] = collections.deque()
         self._pending: collections.Counter[str] = collections.Counter()
@@ -77,7 +75,7 @@ class Reaper:
     def submit(self, name: str) -> None:
         """Delete detached link ``name`` later, in the calling thread's current netns (a socket
         opened now keeps it)."""
-        netns_id = os.stat(f"/proc/self/task/{_thread.get_native_id()}/ns/net").st_ino
+        netns_id = os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net").st_ino
         sock = Rtnl()
         with self._cond:
             self._queue.append((name, sock, netns_id))
@@ -194,7 +192,7 @@ def _delete_group(sock: Rtnl, names: list[str]) -> int:
     return failed
 
 
-_lock = _thread.allocate_lock()
+_lock = threading.Lock()
 _reaper: Reaper | None = None
 
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from metacni.netlink import rtnl as nl
 from metacni.netlink.rtnl import EEXIST, RT_TABLE_MAIN, NetlinkError, RouteMsg, Rtnl, is_errno
-from metacni.spec.record import record
 
 __all__ = ["RT_TABLE_MAIN", "InstalledRoute", "RouteMsg", "RouteSpec", "add_route", "add_route_request",
            "delete_route", "dump_routes", "list_routes", "route_get"]
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class RouteSpec:
     """One route to install; ``dst`` is a network (host bits are masked off, as the kernel does)."""
 
@@ -69,7 +69,7 @@ def dump_routes(ipr: Rtnl, version: int) -> list[RouteMsg]:
     return out
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class InstalledRoute:
     dst: IPv4Network | IPv6Network
     gw: IPv4Address | IPv6Address | None

@@ -9,23 +9,23 @@ and go on from the result cache, so it never fails DEL or GC forever.
 
 from __future__ import annotations
 
-import binascii  # base64's b64encode/b64decode wrap these; base64 itself is not imported
+import binascii
 import contextlib
 import json
 import os
+from dataclasses import dataclass, field
+from logging import getLogger
+from typing import TYPE_CHECKING
 
 from metacni.engine import cache
 from metacni.engine.cache import atomic_write, typed  # typed: CorruptEntry is a ValueError
 from metacni.spec import naming, safejson
 from metacni.spec.config import NetworkList, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.lazylog import getLogger
-from metacni.spec.record import field, record
 
 from .annotations import NetworkSelection
 from .networks import Delegate
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 
@@ -39,7 +39,7 @@ class CorruptCache(CNIError):
         self.path = path
 
 
-@record()
+@dataclass
 class CachedAttachments:
     container_id: str
     netns: str

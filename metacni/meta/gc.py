@@ -62,7 +62,7 @@ def _known_containers(ctx: Context) -> dict[str, _Known]:
 def _gc_request(request: Request, k: _Known) -> Request:
     """A DEL request for a stale container, rebuilt from what was stored at ADD (netns,
     CNI_ARGS), as libcni's GC does from its cache; GC itself carries no attachment."""
-    from metacni.spec.record import replace
+    from dataclasses import replace
 
     netns = k.record.netns if k.record else next((e.netns for e in k.entries if e.netns), "")
     primary = k.record.delegates[0] if k.record else None

@@ -9,9 +9,6 @@ named as lumberjack names them: ``<stem>-<UTC time>.<ext>`` (``.gz`` appended wh
 
 Rotation is not coordinated between processes (neither is lumberjack's): standalone CNI calls
 that rotate at the same moment may each rotate once.
-
-``logging`` is imported only when a file is opened or stderr is turned off, so a call that
-configures neither stays as cheap as before (:mod:`metacni.spec.lazylog`).
 """
 
 from __future__ import annotations

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from logging import getLogger
+from typing import TYPE_CHECKING
 
 from metacni.spec import safejson
-from metacni.spec.lazylog import getLogger
 from metacni.spec.results import Result, convert
 
 from .networks import Delegate
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 

@@ -22,24 +22,22 @@ from __future__ import annotations
 
 import contextvars
 import ipaddress
+import logging
 import os
 from collections.abc import Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from metacni.spec import lazylog
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.record import field, record
 
-# The standalone CNI path must not import typing, dataclasses or logging
-# (tests/meta/test_standalone_path.py) until #16 lifts that rule; hence record and lazylog here.
-TYPE_CHECKING = False  # mypy treats this name as True
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
     from .annotations import NetworkSelection
 
-log = lazylog.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 META_TYPE = "metacni"
 
@@ -97,7 +95,7 @@ def _bad_setting(key: str, reason: str) -> CNIError:
 
 
 # ------------------------------------------------------------------------------ the node's policy
-@record(frozen=True)
+@dataclass(frozen=True)
 class TenantPolicy:
     """The node settings that bound tenant input (keys of the node's meta config)."""
 

@@ -12,10 +12,10 @@ codec and not pyroute2: docs/design/0002-own-netlink-codec.md.
 
 from __future__ import annotations
 
-import _socket  # not socket: its import costs ~3 ms per standalone CNI call
 import errno
 import fcntl
 import os
+import socket
 import struct
 from collections.abc import Iterator, Sequence
 
@@ -167,7 +167,7 @@ class Socket:
     """
 
     def __init__(self, protocol: int) -> None:
-        self.sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, protocol)
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
         try:
             self.sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # acks without a copy of the request
             self.sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)  # ...but with the kernel's reason
@@ -276,7 +276,7 @@ class Socket:
         they are all queued by the time ``send`` returned)."""
         try:
             while True:
-                self.sock.recv(RECV_SIZE, _socket.MSG_DONTWAIT)
+                self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
         except BlockingIOError:
             pass
 

@@ -19,16 +19,16 @@ batches and not libnftables: docs/design/0002-own-netlink-codec.md.
 
 from __future__ import annotations
 
-import _socket  # not socket: its import costs ~3 ms per standalone CNI call
 import errno
 import ipaddress
 import struct
 from functools import lru_cache
+from socket import AF_INET, AF_INET6, htons, inet_pton
+from typing import TYPE_CHECKING
 
 from . import core
 from .core import NetlinkError, Request, Socket, attr, nested, parse_attrs, string
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 
@@ -146,7 +146,7 @@ def _get(sock: Socket, req: Request, what: str) -> bytes | None:
 
 
 # ---------------------------------------------------------------------- transactions
-_BATCH = NFGENMSG.pack(0, 0, _socket.htons(NFNL_SUBSYS_NFTABLES))  # res_id: the subsystem
+_BATCH = NFGENMSG.pack(0, 0, htons(NFNL_SUBSYS_NFTABLES))  # res_id: the subsystem
 _FRAME = ((NFNL_MSG_BATCH_BEGIN, 0, _BATCH), (NFNL_MSG_BATCH_END, 0, _BATCH))
 
 
@@ -192,7 +192,6 @@ def _value(data: bytes) -> bytes:
 
 
 # the leaf encoders are cached: most expressions repeat from rule to rule and pod to pod
-# (encoding a portmap ADD's rules: 0.42 ms uncached, 0.10 ms cached)
 @lru_cache(maxsize=1024)
 def _cmp(data: bytes, op: int = NFT_CMP_EQ) -> bytes:
     return _expr("cmp", _be32(NFTA_CMP_SREG, NFT_REG_1), _be32(NFTA_CMP_OP, op), nested(NFTA_CMP_DATA, _value(data)))
@@ -229,7 +228,7 @@ def _verdict(code: int, target: str | None = None) -> bytes:
 def _packed(proto: str, addr: Any) -> bytes:
     """An ``ip``/``ip6`` address in network order (inet_pton: ~20x faster than ipaddress)."""
     try:
-        return _socket.inet_pton(_socket.AF_INET if proto == "ip" else _socket.AF_INET6, addr)
+        return inet_pton(AF_INET if proto == "ip" else AF_INET6, addr)
     except (OSError, TypeError):
         raise Unsupported(f"{proto} address {addr!r}") from None
 

@@ -14,15 +14,14 @@ dst_len, src_len, tos, table, protocol, scope, type u8, flags u32``.
 
 from __future__ import annotations
 
-import _socket  # socket constants without the socket module (~3 ms per standalone CNI call)
 import functools
 import ipaddress
+import socket
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
-
-from metacni.spec.record import record
 
 from .core import (
     EADDRNOTAVAIL,
@@ -90,7 +89,7 @@ IPInterface = IPv4Interface | IPv6Interface
 
 
 def family_of(version: int) -> int:
-    return _socket.AF_INET if version == 4 else _socket.AF_INET6
+    return socket.AF_INET if version == 4 else socket.AF_INET6
 
 
 def mac_bytes(mac: str) -> bytes:
@@ -123,7 +122,7 @@ def rtnl() -> Iterator[Rtnl]:
 
 
 # ---------------------------------------------------------------------- links
-@record(frozen=True)
+@dataclass(frozen=True)
 class LinkInfo:
     """The attributes of a link the plugins look at, read from one RTM_GETLINK."""
 
@@ -149,7 +148,7 @@ class LinkInfo:
         return bool(self.flags & IFF_PROMISC)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class LinkSpec:
     """What RTM_NEWLINK sets: a new link (``kind``) or changes to an existing one.
 
@@ -181,7 +180,7 @@ def _link_body(spec: LinkSpec) -> bytes:
     if spec.promisc is not None:
         change |= IFF_PROMISC
         flags |= IFF_PROMISC if spec.promisc else 0
-    body = IFINFOMSG.pack(_socket.AF_UNSPEC, 0, spec.index, flags, change)
+    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, spec.index, flags, change)
     if spec.name:
         body += string(IFLA_IFNAME, spec.name)
     if spec.mtu:
@@ -216,14 +215,14 @@ def newlink(spec: LinkSpec, *, create: bool) -> Request:
 
 
 def getlink(name: str | None = None, index: int = 0) -> Request:
-    body = IFINFOMSG.pack(_socket.AF_UNSPEC, 0, index, 0, 0) + u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
     if name and not index:
         body += string(IFLA_IFNAME, name)
     return RTM_GETLINK, 0, body
 
 
 def dellink(name: str | None = None, index: int = 0) -> Request:
-    body = IFINFOMSG.pack(_socket.AF_UNSPEC, 0, index, 0, 0)
+    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0)
     if name and not index:
         body += string(IFLA_IFNAME, name)
     return RTM_DELLINK, 0, body
@@ -231,11 +230,11 @@ def dellink(name: str | None = None, index: int = 0) -> Request:
 
 def delgroup(group: int) -> Request:
     """RTM_DELLINK of every link in ``group`` (IFLA_GROUP): one unregister, one RCU wait."""
-    return RTM_DELLINK, 0, IFINFOMSG.pack(_socket.AF_UNSPEC, 0, 0, 0, 0) + u32(IFLA_GROUP, group)
+    return RTM_DELLINK, 0, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + u32(IFLA_GROUP, group)
 
 
 def dumplinks() -> Request:
-    body = IFINFOMSG.pack(_socket.AF_UNSPEC, 0, 0, 0, 0) + u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
     return RTM_GETLINK, NLM_F_DUMP, body
 
 
@@ -246,7 +245,7 @@ def brport(index: int, *, hairpin: bool | None = None, isolated: bool | None = N
         flags += u8(IFLA_BRPORT_MODE, int(hairpin))
     if isolated is not None:
         flags += u8(IFLA_BRPORT_ISOLATED, int(isolated))
-    body = IFINFOMSG.pack(_socket.AF_BRIDGE, 0, index, 0, 0) + nested(IFLA_PROTINFO, flags)
+    body = IFINFOMSG.pack(socket.AF_BRIDGE, 0, index, 0, 0) + nested(IFLA_PROTINFO, flags)
     return RTM_SETLINK, 0, body
 
 
@@ -288,11 +287,11 @@ def addr(op: int, index: int, address: IPInterface, *, nodad: bool = False) -> R
 
 
 def dumpaddrs(version: int | None = None) -> Request:
-    fam = family_of(version) if version else _socket.AF_UNSPEC
+    fam = family_of(version) if version else socket.AF_UNSPEC
     return RTM_GETADDR, NLM_F_DUMP, IFADDRMSG.pack(fam, 0, 0, 0, 0)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class AddrInfo:
     index: int
     address: IPInterface
@@ -302,13 +301,13 @@ def parse_addr(payload: bytes) -> AddrInfo | None:
     family, prefixlen, _flags, _scope, index = IFADDRMSG.unpack_from(payload)
     attrs = parse_attrs(payload, IFADDRMSG.size)
     raw = attrs.get(IFA_ADDRESS) or attrs.get(IFA_LOCAL)
-    if raw is None or family not in (_socket.AF_INET, _socket.AF_INET6):
+    if raw is None or family not in (socket.AF_INET, socket.AF_INET6):
         return None
     return AddrInfo(index=index, address=ipaddress.ip_interface((ipaddress.ip_address(raw), prefixlen)))
 
 
 # ---------------------------------------------------------------------- routes
-@record(frozen=True)
+@dataclass(frozen=True)
 class RouteMsg:
     """A route as RTM_NEWROUTE/RTM_DELROUTE carries it (and as a dump returns it)."""
 
@@ -364,7 +363,7 @@ def parse_route(payload: bytes) -> RouteMsg | None:
     if len(payload) < RTMSG.size:
         return None
     family, dst_len, _src, _tos, table, proto, scope, rtype, _flags = RTMSG.unpack_from(payload)
-    if family not in (_socket.AF_INET, _socket.AF_INET6):
+    if family not in (socket.AF_INET, socket.AF_INET6):
         return None
     attrs = parse_attrs(payload, RTMSG.size)
     table = get_u32(attrs, RTA_TABLE) or table
@@ -383,7 +382,7 @@ def parse_route(payload: bytes) -> RouteMsg | None:
 # the same few thousand destinations and next hops come back on every reconciliation.
 @functools.lru_cache(maxsize=1 << 16)
 def network(family: int, raw: bytes, prefixlen: int) -> IPNetwork:
-    size = 4 if family == _socket.AF_INET else 16
+    size = 4 if family == socket.AF_INET else 16
     return ipaddress.ip_network((ipaddress.ip_address(raw.ljust(size, b"\0")[:size]), prefixlen), strict=False)
 
 

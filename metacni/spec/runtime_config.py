@@ -8,10 +8,7 @@ case-insensitively; this mapping gives Python plugins the same behaviour at ever
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 
 def _wrap(value: Any) -> Any:
@@ -22,8 +19,7 @@ def _wrap(value: Any) -> Any:
     return value
 
 
-# "Any" quoted: a base class is evaluated at import, when typing is not imported.
-class CaseInsensitiveDict(Mapping[str, "Any"]):
+class CaseInsensitiveDict(Mapping[str, Any]):
     """Read-only mapping; lookups ignore case, iteration yields the keys as sent."""
 
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:

@@ -16,12 +16,14 @@ import errno
 import ipaddress
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
+from logging import getLogger
 
+from metacni.firewall.masq import add_masquerade, del_masquerade
+from metacni.firewall.spoofcheck import add_spoofcheck, del_spoofcheck
 from metacni.kernel import addresses, links, netns, reaper, routes, sysctl
 from metacni.netlink import rtnl as nl
 from metacni.netlink.rtnl import EEXIST, NetlinkError, Rtnl, is_errno, rtnl
 from metacni.plugin import ADD, DEL, CNIError, Code, Interface, IPConfig, Request, Result, Route
-from metacni.spec.lazylog import getLogger
 
 from .config import BridgeConf
 from .naming import host_veth_name, random_mac
@@ -90,8 +92,6 @@ def _add(request: Request, conf: BridgeConf, ipr: Rtnl,
 def _masquerade(request: Request, conf: BridgeConf, result: Result,
                 undo: list[tuple[str, Callable[[], object]]]) -> None:
     """ipMasq: the shared masquerade machinery, keyed by the attachment so DEL needs no IPs."""
-    from metacni.firewall.masq import add_masquerade, del_masquerade
-
     undo.append(("masquerade DEL", lambda: del_masquerade(conf.network, request.container_id, request.ifname,
                                                           backend=conf.ip_masq_backend)))
     add_masquerade(conf.network, request.container_id, request.ifname, [ip.address for ip in result.ips],
@@ -102,8 +102,6 @@ def _spoofcheck(request: Request, conf: BridgeConf, host_name: str, mac: str,
                 undo: list[tuple[str, Callable[[], object]]]) -> None:
     """macspoofchk: frames entering the bridge from the host veth must carry the pod's MAC.
     Keyed by the attachment, so DEL and GC need neither the netns nor the veth."""
-    from metacni.firewall.spoofcheck import add_spoofcheck, del_spoofcheck
-
     undo.append(("spoof check DEL", lambda: del_spoofcheck(conf.network, request.container_id, request.ifname)))
     add_spoofcheck(conf.network, request.container_id, request.ifname, host_name, mac)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from metacni.firewall.spoofcheck import check_spoofcheck
 from metacni.kernel import addresses, links, netns, routes
 from metacni.netlink.rtnl import rtnl
 from metacni.plugin import CHECK, CNIError, Code, Request
@@ -59,8 +60,6 @@ def check(request: Request, conf: BridgeConf) -> None:
             problems.append(f"host veth {peer.name} is not a port of {conf.bridge}")
 
     if conf.mac_spoof_check:
-        from metacni.firewall.spoofcheck import check_spoofcheck
-
         mac = cont.mac if cont and cont.mac else link.mac
         host_name = host_veth_name(conf.network, request.container_id, request.ifname)
         problems += check_spoofcheck(conf.network, request.container_id, request.ifname, host_name, mac)

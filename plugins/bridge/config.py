@@ -8,12 +8,12 @@ rather than silently ignored).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from metacni.plugin import DNS, CNIError, Code, Request
 from metacni.spec.naming import ifname_problem
 from metacni.spec.record import record
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
 if TYPE_CHECKING:
     from typing import Any
 

@@ -3,8 +3,8 @@
 Idempotent by construction: a missing netns, a missing link and a repeated call all end in
 the same state. IPAM DEL runs whatever happened to the link, so a lease is never leaked.
 
-Detach synchronously, destroy asynchronously (daemon only). Deleting a veth waits ~16-19 ms
-in the kernel (synchronize_net), half of a DEL's budget. When a link reaper is enabled
+Detach synchronously, destroy asynchronously (daemon only). Deleting a veth waits in the
+kernel (synchronize_net), most of a DEL's time (figures: bench/README.md). When a link reaper is enabled
 (:mod:`metacni.kernel.reaper`: the daemon enables it at start and drains it at shutdown),
 DEL does one cheap request instead -- the host end set down, released from the bridge and
 marked for reaping -- so the pod is off the bridge before DEL answers and a re-allocated IP
@@ -17,10 +17,13 @@ the CLI, tests) DEL deletes synchronously.
 
 from __future__ import annotations
 
+from logging import getLogger
+
+from metacni.firewall.masq import del_masquerade
+from metacni.firewall.spoofcheck import del_spoofcheck
 from metacni.kernel import links, netns, reaper
 from metacni.netlink.rtnl import rtnl
 from metacni.plugin import DEL, CNIError, Request
-from metacni.spec.lazylog import getLogger
 
 from .config import BridgeConf
 from .naming import host_veth_name
@@ -37,8 +40,6 @@ def delete(request: Request, conf: BridgeConf) -> None:
         failure = exc
     if conf.mac_spoof_check:
         # Identity only: works with the netns and the veth gone (the reference leaks its chain then).
-        from metacni.firewall.spoofcheck import del_spoofcheck
-
         try:
             del_spoofcheck(conf.network, request.container_id, request.ifname)
         except Exception as exc:  # still release the lease, then report
@@ -47,8 +48,6 @@ def delete(request: Request, conf: BridgeConf) -> None:
     if conf.ip_masq:
         # Found by the attachment identity, so this works with the netns and the link gone,
         # where the reference bridge leaks its CNI-<hash> chain.
-        from metacni.firewall.masq import del_masquerade
-
         del_masquerade(conf.network, request.container_id, request.ifname, backend=conf.ip_masq_backend)
     if conf.has_ipam:
         request.ipam(DEL)

@@ -5,7 +5,7 @@ iptables: rules in ``CNI-FORWARD``, jumped to from the top of ``filter FORWARD``
 nftables: our ``inet metacni_forward`` table, plus the same accepts at the top of any
 foreign forward base chain that drops -- a drop in any nftables base chain is final. The
 list of such chains is re-read at most every 10 s per netns (``FOREIGN_TTL``): listing
-every chain before each ADD would cost ~1 ms per 100 pods.
+every chain before each ADD would cost time that grows with the pods.
 """
 
 from __future__ import annotations

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from metacni.plugin import CNIError, Code
-from metacni.spec.record import record
 
 from .config import IPAMConfig, invalid
 from .ranges import IPAddress, Range, candidates, describe, range_for
 from .store import Store
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Allocation:
     ip: IPAddress
     range: Range

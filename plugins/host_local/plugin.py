@@ -4,9 +4,9 @@ lease exists, GC releases everything not in ``cni.dev/valid-attachments``."""
 from __future__ import annotations
 
 import os
+from logging import getLogger
 
 from metacni.plugin import DNS, CNIError, Code, IPConfig, PluginInfo, Request, Result, hookimpl
-from metacni.spec.lazylog import getLogger
 
 from . import config
 from .allocator import allocate

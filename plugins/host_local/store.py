@@ -16,8 +16,7 @@ import fcntl
 import ipaddress
 import os
 from collections.abc import Iterator
-
-from metacni.spec.record import record
+from dataclasses import dataclass
 
 from .ranges import IPAddress
 
@@ -27,7 +26,7 @@ LAST_RESERVED_PREFIX = "last_reserved_ip."
 TMP_PREFIX = ".tmp-"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Lease:
     ip: IPAddress
     container_id: str
@@ -85,7 +84,7 @@ class Store:
         return os.path.join(self.dir, name)
 
     def _write_tmp(self, content: str) -> str:
-        tmp = self._path(f"{TMP_PREFIX}{os.urandom(16).hex()}")  # not uuid: it imports platform, ~6 ms
+        tmp = self._path(f"{TMP_PREFIX}{os.urandom(16).hex()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, content.encode())
@@ -113,8 +112,8 @@ class Store:
         """Overwritten in place, like the reference: every reader holds the lock, and a write
         cut short by a crash only moves where the next scan starts. Not by rename: on ext4,
         renaming (or truncating to zero) over an existing file forces the new data's block
-        allocation (``auto_da_alloc``): 0.26-0.33 ms per ADD against 0.014 ms for an
-        overwrite that shrinks the file with ``ftruncate`` (medians of 300, this disk)."""
+        allocation (``auto_da_alloc``), an order of magnitude dearer than an overwrite that
+        shrinks the file with ``ftruncate`` (figures: bench/README.md)."""
         data = str(ip).encode()
         fd = os.open(self._path(f"{LAST_RESERVED_PREFIX}{range_set}"), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -131,8 +130,8 @@ class Store:
             return None  # unreadable or garbage: lose round-robin once, as the reference does
 
     def _read_all(self) -> Iterator[tuple[str, bytes]]:
-        """(file name, content) of every file that may be a lease. Raw ``os`` calls: reading
-        500 leases through ``open()`` took 78 ms here, and ADD and DEL both scan."""
+        """(file name, content) of every file that may be a lease. Raw ``os`` calls: ``open()``
+        is dearer per file (figures: bench/README.md), and ADD and DEL both scan."""
         try:
             entries = os.scandir(self.dir)
         except FileNotFoundError:

@@ -15,10 +15,11 @@ Runs in-process in the node's network namespace. The rules live in
 
 from __future__ import annotations
 
-import _socket  # not socket: its import costs ~3 ms per standalone CNI call
 import ipaddress
+import socket
 import struct
 from contextlib import closing
+from logging import getLogger
 
 from metacni.firewall import backend as fw
 from metacni.firewall import conntrack
@@ -26,7 +27,6 @@ from metacni.firewall import portmap as config
 from metacni.firewall.identity import Attachment
 from metacni.firewall.plan import PORTMAP
 from metacni.plugin import CNIError, Code, PluginInfo, Request, Result, hookimpl
-from metacni.spec.lazylog import getLogger
 
 log = getLogger(__name__)
 
@@ -105,17 +105,17 @@ _RTA_DST, _RTA_OIF = 1, 4
 def _route_device(dst: str) -> str | None:
     """The output interface of the route to ``dst`` (``ip route get``), or None.
 
-    One RTM_GETROUTE over a stdlib netlink socket: importing pyroute2 for it cost ~290 ms
-    and 21 MiB per process. The socket (and ``if_indextoname``'s) binds to this thread's netns.
+    One RTM_GETROUTE over a stdlib netlink socket (pyroute2 would be a heavy import for it).
+    The socket (and ``if_indextoname``'s) binds to this thread's netns.
     """
     addr = ipaddress.ip_address(dst)
     raw = addr.packed  # 4 or 16 bytes: the attribute needs no padding
-    rtmsg = struct.pack("=BBBBBBBBI", _socket.AF_INET if addr.version == 4 else _socket.AF_INET6,
+    rtmsg = struct.pack("=BBBBBBBBI", socket.AF_INET if addr.version == 4 else socket.AF_INET6,
                         len(raw) * 8, 0, 0, 0, 0, 0, 0, 0)
     body = rtmsg + struct.pack("=HH", 4 + len(raw), _RTA_DST) + raw
     msg = struct.pack("=IHHII", 16 + len(body), _RTM_GETROUTE, _NLM_F_REQUEST, 1, 0) + body
-    netlink = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC, _socket.NETLINK_ROUTE)
-    with closing(netlink) as sock:  # _socket.socket is no context manager
+    netlink = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+    with closing(netlink) as sock:  # socket.socket is no context manager
         sock.sendto(msg, (0, 0))
         data = sock.recv(65536)
     if len(data) < 16:
@@ -130,7 +130,7 @@ def _route_device(dst: str) -> str | None:
             break
         if atype == _RTA_OIF and alen >= 8:
             try:
-                return _socket.if_indextoname(struct.unpack_from("=I", data, pos + 4)[0])
+                return socket.if_indextoname(struct.unpack_from("=I", data, pos + 4)[0])
             except OSError:
                 return None
         pos += (alen + 3) & ~3

@@ -81,10 +81,10 @@ SCRIPT = textwrap.dedent("""
     from metacni.engine import skel
     from metacni.meta.config import MetaConfig
     from metacni.meta.service import configure_logging
-    from metacni.spec import lazylog
+    import logging
     skel.configure_logging()
     configure_logging(MetaConfig.from_dict(json.loads(sys.argv[1])))
-    lazylog.getLogger("metacni.meta.test").error("marker-%s", "line")
+    logging.getLogger("metacni.meta.test").error("marker-%s", "line")
 """)
 
 
