@@ -199,9 +199,9 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def refuse_meta_type(data: Mapping[str, Any], where: str) -> None:
-    """Code 7 when the config or any of its plugins (or their ipam) has type ``metacni``:
-    metacni never delegates to itself, so node settings cannot come from a delegate."""
+def meta_type_at(data: Mapping[str, Any]) -> str | None:
+    """The JSON path of the first ``type: metacni`` in a conf or conflist (the config, its
+    plugins, their ipam), None when there is none."""
     objects = [("", data), *_plugin_objects(data)]
     for prefix, obj in objects:
         if not isinstance(obj, Mapping):
@@ -210,8 +210,30 @@ def refuse_meta_type(data: Mapping[str, Any], where: str) -> None:
         for path, kind in ((_join(prefix, "type"), obj.get("type")),
                            (_join(prefix, "ipam.type"), ipam.get("type") if isinstance(ipam, Mapping) else None)):
             if kind == META_TYPE:
-                raise _bad(f"{where}: {path} is {META_TYPE!r}; metacni cannot be a delegate, node settings "
-                           "(binDir, confDir, cniDir, logFile, clusterNetwork, ...) come only from the node's config")
+                return path
+    return None
+
+
+def refuse_meta_type(data: Mapping[str, Any], where: str) -> None:
+    """Code 7 when the config or any of its plugins (or their ipam) has type ``metacni``:
+    metacni never delegates to itself, so node settings cannot come from a delegate."""
+    path = meta_type_at(data)
+    if path is not None:
+        raise _bad(f"{where}: {path} is {META_TYPE!r}; metacni cannot be a delegate, node settings "
+                   "(binDir, confDir, cniDir, logFile, clusterNetwork, ...) come only from the node's config")
+
+
+def skip_meta_delegate(data: Mapping[str, Any], plugins: list[Any], where: str) -> bool:
+    """For DEL and GC of a cached record (which may predate these rules): True, with an error
+    logged, when the delegate is of type ``metacni`` at any depth. Such a delegate is never run
+    (it would take node settings from tenant input) and must not fail the DEL forever; the
+    caller frees everything else."""
+    path = meta_type_at(data) or meta_type_at({"plugins": plugins})
+    if path is None:
+        return False
+    log.error("%s: cached delegate has %s %r (a record from before the trust rules); skipped, never run, "
+              "the other networks are still freed", where, path, META_TYPE)
+    return True
 
 
 def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolicy) -> bool:
