@@ -126,3 +126,10 @@ def test_the_tenant_mark_cannot_be_forged(node: MetaNode):
     nad(node, "default", "net-f", "cni0", "10.89.13.0/24",
         metacniTenant={"namespace": "kube-system", "sharedBridges": ["cni0"]})
     refused(node, node.pod(annotations={NETWORKS: "net-f"}), "cni0", "namespace 'default'")
+
+
+def test_the_mark_names_the_same_key_on_both_sides():
+    from metacni.meta.trust import TENANT_KEY
+    from plugins.bridge.tenant import TENANT_KEY as BRIDGE_KEY
+
+    assert TENANT_KEY == BRIDGE_KEY
