@@ -114,7 +114,8 @@ def check_gateways(ipr: Rtnl, conf: BridgeConf, tenant: Tenant, request: Request
     for ip in ips:
         if not ip.gateway:
             continue
-        net = ipaddress.ip_interface(ip.address).network
+        prefix = ipaddress.ip_interface(ip.address).network.prefixlen
+        net = ipaddress.ip_interface(f"{ip.gateway}/{prefix}").network  # what _gateways puts on the host
         for r in routes.dump_routes(ipr, net.version):
             if r.dst.prefixlen == 0 or r.oif == br_index or r.type not in (nl.RTN_UNICAST, RTN_LOCAL):
                 continue

@@ -107,6 +107,17 @@ def test_a_nad_gateway_overlapping_a_node_route_is_refused(node: MetaNode, subne
     assert node.all_leases().get("net-o", []) == []
 
 
+def test_a_nad_gateway_outside_its_subnet_on_a_node_route_is_refused(node: MetaNode):
+    """ipam's gateway names the address put on the host: 10.88.0.77/24 would route the primary's
+    10.88.0.0/24 into the NAD's bridge, whatever the NAD's own subnet."""
+    conf = node.bridge_conf("net-g", "br-gw", "10.89.14.0/24")
+    conf["ipam"]["ranges"] = [[{"subnet": "10.89.14.0/24", "gateway": "10.88.0.77"}]]
+    node.api.add_nad("default", "net-g", conf)  # type: ignore[union-attr]
+    pod = node.pod(annotations={NETWORKS: "net-g"})
+    refused(node, pod, "net-g", "isGateway", "10.88.0.77")
+    assert not any(a.startswith("10.88.0.77") for a in addresses("cni0", node.name))
+
+
 def test_ip_masq_from_a_nad_is_a_node_setting(node: MetaNode):
     nad(node, "default", "net-m", "br-masq", "10.89.12.0/24", ipMasq=True)
     allowed = node.pod("m1", annotations={NETWORKS: "net-m"})
