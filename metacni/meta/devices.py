@@ -58,7 +58,7 @@ def is_pci_address(device_id: str) -> bool:
 
 def _file_part(text: str, what: str) -> str:
     part = text.replace("/", "-")
-    if not _SAFE.match(part) or ".." in part:
+    if not _SAFE.fullmatch(part) or ".." in part:  # match: "$" lets a trailing newline through
         raise CNIError(Code.INVALID_CONFIG, "invalid device-info file name", f"{what} {text!r} cannot name a file")
     return part
 

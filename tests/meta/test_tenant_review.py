@@ -22,3 +22,15 @@ def test_annotation_interface_names_with_control_characters_are_refused(ifname: 
 @pytest.mark.parametrize("ifname", ["net1", "eth-a_1", "vlan.100"])
 def test_ordinary_annotation_interface_names_pass(ifname: str):
     assert parse_networks(f"net-a@{ifname}", "default")[0].interface == ifname
+
+
+@pytest.mark.parametrize("device_id", ["0000:03:00.1\n", "../../etc/x", "a/../../b", ".hidden"])
+def test_device_info_file_names_from_tenant_ids_stay_plain(device_id: str, tmp_path):
+    """A deviceID (annotation) names a device-info file: no trailing newline (Python's ``$``
+    matches before one), no directory escape."""
+    from metacni.meta import devices
+    from metacni.spec.errors import CNIError
+
+    with pytest.raises(CNIError) as info:
+        devices.plugin_info_file(str(tmp_path / "cni"), "vendor.com/nic", device_id)
+    assert info.value.code == 7 and "device" in info.value.details
