@@ -53,7 +53,7 @@ _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 
 
 def is_pci_address(device_id: str) -> bool:
-    return bool(PCI_ADDRESS.match(device_id))
+    return bool(PCI_ADDRESS.fullmatch(device_id))
 
 
 def _file_part(text: str, what: str) -> str:

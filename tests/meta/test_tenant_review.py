@@ -34,3 +34,9 @@ def test_device_info_file_names_from_tenant_ids_stay_plain(device_id: str, tmp_p
     with pytest.raises(CNIError) as info:
         devices.plugin_info_file(str(tmp_path / "cni"), "vendor.com/nic", device_id)
     assert info.value.code == 7 and "device" in info.value.details
+
+
+def test_a_pci_address_with_a_trailing_newline_is_not_one():
+    from metacni.meta import devices
+
+    assert devices.is_pci_address("0000:03:00.1") and not devices.is_pci_address("0000:03:00.1\n")
