@@ -58,6 +58,8 @@ NODE_ONLY_KEYS = frozenset({
 #: The in-tree bridge plugin bounds what such a config may do on the node (plugins/bridge/tenant.py,
 #: docs/design/1408-nad-bridges.md). The same literal is in plugins/bridge/tenant.py.
 TENANT_KEY = "metacniTenant"
+#: plugin types that get (and enforce) the mark
+MARKED_TYPES = frozenset({"bridge"})
 
 #: Keys of a meta config that belong to one call, not to the node (the daemon keeps them
 #: from stdin and takes every other key from its node config).
@@ -258,7 +260,8 @@ def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolic
     """Make a NAD's network config (a conf or conflist object, edited in place) safe to run:
     refuses a ``metacni`` type, disallowed paths and (when the node forbids it) ``ipMasq``
     (code 7), strips node-only keys with a warning, and marks each plugin object with
-    :data:`TENANT_KEY` (the NAD's ``namespace``). Returns whether ``data`` was changed."""
+    :data:`TENANT_KEY` (the NAD's ``namespace``) if it is a :data:`MARKED_TYPES` plugin.
+    Returns whether ``data`` was changed."""
     refuse_meta_type(data, where)
     changed = False
     seen: set[int] = set()
@@ -277,7 +280,9 @@ def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolic
         if obj.get("ipMasq") and not policy.allow_nad_ip_masq:
             raise _bad(f"{where}: {_join(prefix, 'ipMasq')}: a NAD may not ask for masquerading on this node "
                        "(node setting allowNadIpMasq is false)")
-        if prefix or not isinstance(data.get("plugins"), list):  # plugin objects, not a conflist's top
+        # plugin objects (not a conflist's top) of the plugins that read the mark: other plugins'
+        # config models need not know the key
+        if (prefix or not isinstance(data.get("plugins"), list)) and obj.get("type") in MARKED_TYPES:
             obj[TENANT_KEY] = {"namespace": namespace, "sharedBridges": list(policy.shared_bridges)}
             changed = True
     return changed
