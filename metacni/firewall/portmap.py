@@ -79,6 +79,8 @@ def parse(
         implied.add(syn)
         if syn == NFTABLES:
             conditions.nft_matches(toks, name)  # validate now, not at install time
+        else:
+            conditions.check_iptables_tokens(toks, name)  # matches only (tenant input)
     if len(implied) > 1:
         raise bad("conditionsV4", "options of both backends given (iptables and nftables)")
     if backend is None and implied:

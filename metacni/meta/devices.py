@@ -53,12 +53,12 @@ _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 
 
 def is_pci_address(device_id: str) -> bool:
-    return bool(PCI_ADDRESS.match(device_id))
+    return bool(PCI_ADDRESS.fullmatch(device_id))
 
 
 def _file_part(text: str, what: str) -> str:
     part = text.replace("/", "-")
-    if not _SAFE.match(part) or ".." in part:
+    if not _SAFE.fullmatch(part) or ".." in part:  # match: "$" lets a trailing newline through
         raise CNIError(Code.INVALID_CONFIG, "invalid device-info file name", f"{what} {text!r} cannot name a file")
     return part
 

@@ -179,7 +179,7 @@ def nad_network(nad: dict[str, Any], cfg: MetaConfig, cni_args: dict[str, Any] |
     if not isinstance(data, dict):
         raise CNIError(Code.INVALID_CONFIG, "invalid NetworkAttachmentDefinition",
                        f"{where}: spec.config must be a JSON object")
-    stripped = sanitize_tenant_config(data, where, cfg.policy)
+    stripped = sanitize_tenant_config(data, where, cfg.policy, ns)
     if not data.get("name"):
         data["name"] = name
         return _build(data, where, cni_args)

@@ -29,7 +29,7 @@ from metacni.spec.config import NetworkList, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.results import Result
 
-from . import defaultroute, delegate_cache
+from . import defaultroute, delegate_cache, trust
 from .annotations import (
     DEFAULT_NETWORK,
     NETWORKS,
@@ -421,6 +421,8 @@ def delete_all(ctx: Context, delegates: list[Delegate], *, strict: bool, netns: 
     """DEL every delegate in reverse order; all are attempted (spec 7.2)."""
     errors: list[CNIError] = []
     for d in reversed(delegates):
+        if trust.skip_meta_delegate(d.net.data, d.net.plugins, f"{ctx.who}: network {d.label} ({d.ifname})"):
+            continue
         try:
             ctx.runner.delete(d.net, ctx.rt(d, netns))
         except CNIError as exc:

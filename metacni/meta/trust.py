@@ -48,8 +48,16 @@ NODE_ONLY_KEYS = frozenset({
     "logFile", "logLevel", "logToStderr", "logOptions", "readinessindicatorfile", "readinessTimeout",
     "namespaceIsolation", "globalNamespaces", "nonIsolatedNamespaces", "systemNamespaces",
     "multusNamespace", "metacniNamespace", "deviceInfoDir", "ownFile", "daemonSocket",
-    "allowedPaths", "hostPortRange", "reservedHostPorts",
+    "allowedPaths", "hostPortRange", "reservedHostPorts", "sharedBridges", "allowNadIpMasq", "metacniTenant",
 })
+
+#: Key metacni adds to each plugin object of a NAD's config (never the tenant: it is node-only,
+#: so a tenant's own is stripped first): ``{"namespace": <the NAD's>, "sharedBridges": [...]}``.
+#: The in-tree bridge plugin bounds what such a config may do on the node (plugins/bridge/tenant.py,
+#: docs/design/1408-nad-bridges.md). The same literal is in plugins/bridge/tenant.py.
+TENANT_KEY = "metacniTenant"
+#: plugin types that get (and enforce) the mark
+MARKED_TYPES = frozenset({"bridge"})
 
 #: Keys of a meta config that belong to one call, not to the node (the daemon keeps them
 #: from stdin and takes every other key from its node config).
@@ -105,11 +113,16 @@ class TenantPolicy:
     reserved_host_ports: frozenset[int] = DEFAULT_RESERVED_HOST_PORTS
     #: metacni's own directories: never a target of a tenant path, whatever allowedPaths says
     protected_dirs: tuple[str, ...] = ()
+    #: pre-existing bridges (not created for a NAD) that NADs may attach pods to
+    shared_bridges: tuple[str, ...] = ()
+    #: whether a NAD may ask for ipMasq (a masquerade rule on the node)
+    allow_nad_ip_masq: bool = True
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any], protected_dirs: tuple[str, ...] = ()) -> TenantPolicy:
         """``allowedPaths`` ({field: [dir, ...]}; a field given replaces its default),
-        ``hostPortRange`` ([low, high] or "low-high"), ``reservedHostPorts`` ([port, ...])."""
+        ``hostPortRange`` ([low, high] or "low-high"), ``reservedHostPorts`` ([port, ...]),
+        ``sharedBridges`` ([bridge name, ...]), ``allowNadIpMasq`` (bool, default true)."""
         allowed = dict(DEFAULT_ALLOWED_PATHS)
         raw = conf.get("allowedPaths")
         if raw is not None:
@@ -119,9 +132,16 @@ class TenantPolicy:
                 if not isinstance(dirs, list) or not all(isinstance(d, str) and os.path.isabs(d) for d in dirs):
                     raise _bad_setting(f"allowedPaths.{key}", "must be a list of absolute paths")
                 allowed[str(key)] = tuple(dirs)
+        shared = conf.get("sharedBridges", [])
+        if not isinstance(shared, list) or not all(isinstance(b, str) and b for b in shared):
+            raise _bad_setting("sharedBridges", "must be a list of bridge names")
+        masq = conf.get("allowNadIpMasq", True)
+        if not isinstance(masq, bool):
+            raise _bad_setting("allowNadIpMasq", "must be true or false")
         return cls(allowed_paths=allowed, host_port_range=_port_range(conf.get("hostPortRange")),
                    reserved_host_ports=_ports(conf.get("reservedHostPorts")),
-                   protected_dirs=tuple(d for d in protected_dirs if d))
+                   protected_dirs=tuple(d for d in protected_dirs if d), shared_bridges=tuple(shared),
+                   allow_nad_ip_masq=masq)
 
     # -- paths -------------------------------------------------------------------------
     def check_path(self, field_name: str, value: Any, where: str) -> None:
@@ -197,9 +217,9 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def refuse_meta_type(data: Mapping[str, Any], where: str) -> None:
-    """Code 7 when the config or any of its plugins (or their ipam) has type ``metacni``:
-    metacni never delegates to itself, so node settings cannot come from a delegate."""
+def meta_type_at(data: Mapping[str, Any]) -> str | None:
+    """The JSON path of the first ``type: metacni`` in a conf or conflist (the config, its
+    plugins, their ipam), None when there is none."""
     objects = [("", data), *_plugin_objects(data)]
     for prefix, obj in objects:
         if not isinstance(obj, Mapping):
@@ -208,19 +228,45 @@ def refuse_meta_type(data: Mapping[str, Any], where: str) -> None:
         for path, kind in ((_join(prefix, "type"), obj.get("type")),
                            (_join(prefix, "ipam.type"), ipam.get("type") if isinstance(ipam, Mapping) else None)):
             if kind == META_TYPE:
-                raise _bad(f"{where}: {path} is {META_TYPE!r}; metacni cannot be a delegate, node settings "
-                           "(binDir, confDir, cniDir, logFile, clusterNetwork, ...) come only from the node's config")
+                return path
+    return None
 
 
-def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolicy) -> bool:
+def refuse_meta_type(data: Mapping[str, Any], where: str) -> None:
+    """Code 7 when the config or any of its plugins (or their ipam) has type ``metacni``:
+    metacni never delegates to itself, so node settings cannot come from a delegate."""
+    path = meta_type_at(data)
+    if path is not None:
+        raise _bad(f"{where}: {path} is {META_TYPE!r}; metacni cannot be a delegate, node settings "
+                   "(binDir, confDir, cniDir, logFile, clusterNetwork, ...) come only from the node's config")
+
+
+def skip_meta_delegate(data: Mapping[str, Any], plugins: list[Any], where: str) -> bool:
+    """For DEL and GC of a cached record (which may predate these rules): True, with an error
+    logged, when the delegate is of type ``metacni`` at any depth. Such a delegate is never run
+    (it would take node settings from tenant input) and must not fail the DEL forever; the
+    caller frees everything else."""
+    path = meta_type_at(data) or meta_type_at({"plugins": plugins})
+    if path is None:
+        return False
+    log.error("%s: cached delegate has %s %r (a record from before the trust rules); skipped, never run, "
+              "the other networks are still freed", where, path, META_TYPE)
+    return True
+
+
+def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolicy, namespace: str = "") -> bool:
     """Make a NAD's network config (a conf or conflist object, edited in place) safe to run:
-    refuses a ``metacni`` type and disallowed paths (code 7), strips node-only keys with a
-    warning. Returns whether anything was removed."""
+    refuses a ``metacni`` type, disallowed paths and (when the node forbids it) ``ipMasq``
+    (code 7), strips node-only keys with a warning, and marks each plugin object with
+    :data:`TENANT_KEY` (the NAD's ``namespace``) if it is a :data:`MARKED_TYPES` plugin.
+    Returns whether ``data`` was changed."""
     refuse_meta_type(data, where)
     changed = False
+    seen: set[int] = set()
     for prefix, obj in [("", data), *_plugin_objects(data)]:
-        if not isinstance(obj, dict):
+        if not isinstance(obj, dict) or id(obj) in seen:  # a single conf is its own plugin
             continue
+        seen.add(id(obj))
         stripped = sorted(k for k in obj if is_node_only(k))
         for key in stripped:
             del obj[key]
@@ -229,6 +275,14 @@ def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolic
             log.warning("%s: %s: node-only keys ignored (they may only be set in the node's metacni config): %s",
                         where, prefix or "config", ", ".join(stripped))
         _check_paths(obj, prefix, where, policy)
+        if obj.get("ipMasq") and not policy.allow_nad_ip_masq:
+            raise _bad(f"{where}: {_join(prefix, 'ipMasq')}: a NAD may not ask for masquerading on this node "
+                       "(node setting allowNadIpMasq is false)")
+        # plugin objects (not a conflist's top) of the plugins that read the mark: other plugins'
+        # config models need not know the key
+        if (prefix or not isinstance(data.get("plugins"), list)) and obj.get("type") in MARKED_TYPES:
+            obj[TENANT_KEY] = {"namespace": namespace, "sharedBridges": list(policy.shared_bridges)}
+            changed = True
     return changed
 
 

@@ -25,6 +25,7 @@ from metacni.netlink import rtnl as nl
 from metacni.netlink.rtnl import EEXIST, NetlinkError, Rtnl, is_errno, rtnl
 from metacni.plugin import ADD, DEL, CNIError, Code, Interface, IPConfig, Request, Result, Route
 
+from . import tenant as tenancy
 from .config import BridgeConf
 from .naming import host_veth_name, random_mac
 
@@ -53,7 +54,12 @@ def add(request: Request, conf: BridgeConf) -> Result:
 
 def _add(request: Request, conf: BridgeConf, ipr: Rtnl,
          undo: list[tuple[str, Callable[[], object]]]) -> Result:
-    br = _bridge(ipr, conf)
+    tenant = tenancy.of(request)
+    if tenant is not None:
+        tenancy.check_bridge(ipr, conf, tenant, request)
+    br, created = _bridge(ipr, conf, tenant, request)
+    if created and tenant is not None:  # a refused NAD leaves no bridge behind
+        undo.append(("delete the NAD's new bridge", lambda: tenancy.delete_if_unused(br.index)))
     host_name = host_veth_name(conf.network, request.container_id, request.ifname)
     host_mac, cont_mac = random_mac(), conf.mac or random_mac()
     reaper.wait_for(host_name)  # the same attachment DELeted just before: its pair must be gone first
@@ -80,6 +86,8 @@ def _add(request: Request, conf: BridgeConf, ipr: Rtnl,
         undo.append(("IPAM DEL", lambda: request.ipam(DEL)))
     result = _result(request, conf, ipam, br.name, br.mac, host_name, host_mac, cont_mac)
     if conf.is_gateway:
+        if tenant is not None:
+            tenancy.check_gateways(ipr, conf, tenant, request, br.index, result.ips)
         _gateways(ipr, conf, br, result.ips)
     _configure_pod(request, conf, result, host.peer_index)
     if conf.ip_masq and result.ips:
@@ -106,12 +114,16 @@ def _spoofcheck(request: Request, conf: BridgeConf, host_name: str, mac: str,
     add_spoofcheck(conf.network, request.container_id, request.ifname, host_name, mac)
 
 
-def _bridge(ipr: Rtnl, conf: BridgeConf) -> links.LinkInfo:
+def _bridge(ipr: Rtnl, conf: BridgeConf, tenant: tenancy.Tenant | None,
+            request: Request) -> tuple[links.LinkInfo, bool]:
+    """The bridge, up; whether this call created it."""
     try:
         br, created = links.ensure_bridge(ipr, conf.bridge, conf.mtu, random_mac())
     except ValueError as exc:
         raise CNIError(Code.INVALID_CONFIG, "invalid bridge config",
                        f"network {conf.network!r}: bridge: {exc}") from None
+    if tenant is not None:
+        tenancy.claim(ipr, br, created, conf, tenant, request)
     if created and sysctl.exists("net", "ipv6", "conf", br.name, "accept_ra"):
         sysctl.ensure(0, "net", "ipv6", "conf", br.name, "accept_ra")
     if conf.promisc and not br.promisc:
@@ -125,7 +137,7 @@ def _bridge(ipr: Rtnl, conf: BridgeConf) -> links.LinkInfo:
             raise CNIError(Code.INVALID_CONFIG, "bridge VLAN filtering unavailable",
                            f"network {conf.network!r}: vlan={conf.vlan} needs a kernel with "
                            "CONFIG_BRIDGE_VLAN_FILTERING") from None
-    return br
+    return br, created
 
 
 def _exists_error(request: Request, host_name: str, conf: BridgeConf) -> CNIError:

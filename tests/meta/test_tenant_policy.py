@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metacni.meta.trust import DEFAULT_RESERVED_HOST_PORTS, TenantPolicy, is_node_only, sanitize_tenant_config
+from metacni.meta.trust import (
+    DEFAULT_RESERVED_HOST_PORTS,
+    TENANT_KEY,
+    TenantPolicy,
+    is_node_only,
+    sanitize_tenant_config,
+)
 from metacni.spec.errors import CNIError, Code
 
 ports = st.integers(min_value=1, max_value=65535)
@@ -86,6 +92,7 @@ def test_node_only_keys_are_stripped_and_nothing_else(extra: dict[str, str]):
     data = {"cniVersion": "1.0.0", "name": "n", "type": "bridge", **extra}
     changed = sanitize_tenant_config(data, "NetworkAttachmentDefinition ns/n", TenantPolicy())
     kept = {k for k in extra if not is_node_only(k)}
-    assert set(data) == {"cniVersion", "name", "type"} | kept
-    assert changed == (len(kept) != len(extra))
+    assert set(data) == {"cniVersion", "name", "type", TENANT_KEY} | kept  # metacni's own mark added
+    assert data[TENANT_KEY] == {"namespace": "", "sharedBridges": []}
+    assert changed
     assert "apiary" not in extra or "apiary" in data  # "api" + lower case is not an api* setting
