@@ -3,6 +3,9 @@
 Tests drive it two ways: over HTTP with the real ``kubernetes`` client (pointed at the kubeconfig
 it writes), and directly from Python to seed or inspect state. Both paths go through the same
 store, so direct writes produce watch events exactly like HTTP writes.
+
+Above 400 lines on purpose: tests reach the whole fake cluster (lifecycle, counters, faults,
+seeding) through this one object.
 """
 
 from __future__ import annotations
