@@ -8,6 +8,8 @@ the tutorial. What lives here, grouped by what an author needs:
 - hooks and declarations: :data:`hookimpl`, :class:`PluginInfo`, :class:`Request`, verbs;
 - results: :class:`Result` and its parts, :func:`result_from_prev`, :func:`find_interface`;
 - errors: :class:`CNIError`, :class:`Code`, :func:`invalid_config`, :func:`bad_field`;
+- config models (pydantic): :class:`PluginConfig`, :class:`IPAMSection`, :func:`validate_config`
+  (declare one with the ``cni_config_model`` hook);
 - namespaces and netlink: :func:`enter_netns`, :func:`in_pod_netns`, :func:`netns_exists`,
   ``rtnl``/``Rtnl``, ``iproute`` (pyroute2) and the link, address, route and ``sysctl`` helpers;
 - the node firewall: ``FirewallBackend`` (the interface both backends implement),
@@ -52,9 +54,13 @@ if TYPE_CHECKING:
     from metacni.kernel.links import LinkInfo, LinkSpec, get_link, set_link, set_up
     from metacni.kernel.routes import RouteSpec, add_route, list_routes
     from metacni.netlink.rtnl import NetlinkError, Rtnl, is_errno, rtnl
+    from metacni.spec.models import IPAMSection, PluginConfig, validate_config
 
 # name -> (module, attribute or None for the module itself), imported on first access.
 _LAZY: dict[str, tuple[str, str | None]] = {
+    "PluginConfig": ("metacni.spec.models", "PluginConfig"),
+    "IPAMSection": ("metacni.spec.models", "IPAMSection"),
+    "validate_config": ("metacni.spec.models", "validate_config"),
     "rtnl": ("metacni.netlink.rtnl", "rtnl"),
     "Rtnl": ("metacni.netlink.rtnl", "Rtnl"),
     "iproute": ("metacni.kernel.iproute", "iproute"),
@@ -148,10 +154,11 @@ def in_pod_netns(request: Request) -> Iterator[Rtnl]:
 
 __all__ = [
     "ADD", "ALL_VERSIONS", "CHECK", "DEL", "DNS", "GC", "STATUS", "Attachment", "CNIError", "CniArgs",
-    "Code", "FirewallBackend", "ForwardPlan", "IPConfig", "Interface", "Invocation",
-    "LinkInfo", "LinkSpec", "MasqPlan", "NetlinkError", "Plan", "PluginInfo", "PortMapping", "PortmapPlan",
+    "Code", "FirewallBackend", "ForwardPlan", "IPAMSection", "IPConfig", "Interface", "Invocation",
+    "LinkInfo", "LinkSpec", "MasqPlan", "NetlinkError", "Plan", "PluginConfig", "PluginInfo", "PortMapping", "PortmapPlan",
     "Request", "Result", "Route", "RouteSpec", "Rtnl", "add_address", "add_masquerade", "add_route", "bad_field",
     "convert", "del_masquerade", "delete_address", "enter_netns", "find_interface", "firewall",
     "get_link", "hookimpl", "in_pod_netns", "invalid_config", "iproute", "is_errno", "list_addresses",
     "list_routes", "netns_exists", "parse_result", "result_from_prev", "rtnl", "set_link", "set_up", "sysctl",
+    "validate_config",
 ]

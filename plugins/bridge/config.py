@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from metacni.plugin import DNS, CNIError, Code, Request
+from metacni.plugin import DNS, CNIError, Code, Request, validate_config
 from metacni.spec.naming import ifname_problem
 from metacni.spec.record import record
 
@@ -60,8 +60,13 @@ def _unsupported(network: str, key: str, value: Any, why: str) -> CNIError:
 
 
 def load(request: Request) -> BridgeConf:
+    """The checked config: :class:`.model.BridgeConfig` first (code 7 with the JSON path),
+    then the values the verbs use and the features this build refuses (code 2)."""
+    from .model import BridgeConfig
+
     cfg = request.config
     net = request.network_name
+    validate_config(BridgeConfig, cfg, net, "bridge config")
 
     def flag(key: str) -> bool:
         value = cfg.get(key, False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from metacni.kernel import reaper
 from metacni.netlink.rtnl import rtnl
-from metacni.plugin import GC, STATUS, PluginInfo, Request, Result, hookimpl
+from metacni.plugin import GC, STATUS, PluginConfig, PluginInfo, Request, Result, hookimpl
 
 from . import attach, config  # check, detach: imported by their verbs (an ADD skips ~0.5 ms)
 
@@ -21,6 +21,12 @@ def cni_plugin_info() -> PluginInfo:
     # ips/ipRanges are declared so runtimeConfig reaches the delegated IPAM intact.
     return PluginInfo(capabilities=frozenset({"mac", "ips", "ipRanges"}),
                       description="Linux bridge with a veth pair per pod")
+
+
+@hookimpl
+def cni_config_model() -> type[PluginConfig]:
+    from .model import BridgeConfig
+    return BridgeConfig
 
 
 @hookimpl

@@ -7,7 +7,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 
-from metacni.plugin import CNIError, Code, Request, Route
+from metacni.plugin import CNIError, Code, Request, Route, validate_config
 from metacni.spec import versions
 from metacni.spec.check import Invalid
 from metacni.spec.naming import network_name_problem
@@ -64,8 +64,12 @@ def load_location(request: Request) -> IPAMConfig:
 
 
 def load(request: Request) -> IPAMConfig:
-    """Everything ADD needs, validated; errors are code 7 naming the field and network."""
+    """Everything ADD needs, validated; errors are code 7 naming the field and network
+    (the ipam section's model, :class:`.model.HostLocalConfig`, with the JSON path)."""
+    from .model import HostLocalConfig
+
     base = load_location(request)
+    validate_config(HostLocalConfig, request.config, base.network, "host-local IPAM config")
     network, ipam = base.network, _ipam(request)
     raw_sets: list[tuple[str, Any]] = []
     rc = request.runtime_config
