@@ -7,9 +7,7 @@ Each range is checked on its own here (subnet, addresses, in-subnet bounds) so t
 
 from __future__ import annotations
 
-import ipaddress
-
-from pydantic import field_validator, model_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 
 from metacni.plugin import IPAMSection, PluginConfig, Route
 from metacni.spec.check import Invalid
@@ -28,23 +26,29 @@ class RangeConfig(PluginConfig):
     @field_validator("subnet")
     @classmethod
     def _subnet(cls, value: str) -> str:
-        ipaddress.ip_network(value, strict=False)  # ValueError names the value
+        _check({"subnet": value}, "subnet")
         return value
 
     @field_validator("rangeStart", "rangeEnd", "gateway")
     @classmethod
-    def _address(cls, value: str | None) -> str | None:
-        if value:
-            ipaddress.ip_address(value)
+    def _address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        subnet = info.data.get("subnet")
+        if value and subnet:
+            _check({"subnet": subnet, str(info.field_name): value}, str(info.field_name))
         return value
 
     @model_validator(mode="after")
     def _fits(self) -> RangeConfig:
-        try:
-            parse_range(self.model_dump(exclude_none=True), "range")
-        except RangeError as exc:
-            raise ValueError(str(exc).removeprefix("range.").removeprefix("range: ")) from None
+        _check(self.model_dump(exclude_none=True), "")
         return self
+
+
+def _check(obj: dict[str, str], key: str) -> None:
+    """:func:`.ranges.parse_range` on ``obj``; its error without the location pydantic adds."""
+    try:
+        parse_range(obj, "range")
+    except RangeError as exc:
+        raise ValueError(str(exc).removeprefix(f"range.{key}: " if key else "range: ")) from None
 
 
 class RouteConfig(PluginConfig):
