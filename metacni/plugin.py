@@ -155,7 +155,8 @@ def in_pod_netns(request: Request) -> Iterator[Rtnl]:
 __all__ = [
     "ADD", "ALL_VERSIONS", "CHECK", "DEL", "DNS", "GC", "STATUS", "Attachment", "CNIError", "CniArgs",
     "Code", "FirewallBackend", "ForwardPlan", "IPAMSection", "IPConfig", "Interface", "Invocation",
-    "LinkInfo", "LinkSpec", "MasqPlan", "NetlinkError", "Plan", "PluginConfig", "PluginInfo", "PortMapping", "PortmapPlan",
+    "LinkInfo", "LinkSpec", "MasqPlan", "NetlinkError", "Plan", "PluginConfig", "PluginInfo", "PortMapping",
+    "PortmapPlan",
     "Request", "Result", "Route", "RouteSpec", "Rtnl", "add_address", "add_masquerade", "add_route", "bad_field",
     "convert", "del_masquerade", "delete_address", "enter_netns", "find_interface", "firewall",
     "get_link", "hookimpl", "in_pod_netns", "invalid_config", "iproute", "is_errno", "list_addresses",
