@@ -54,7 +54,7 @@ class MetaKeys(PluginConfig):
     namespaceIsolation: bool | str = False
     globalNamespaces: list[str] | str | None = None
     readinessindicatorfile: str | None = None
-    readinessTimeout: int | float = Field(45.0, ge=0)
+    readinessTimeout: float = Field(45.0, ge=0)
     logFile: str | None = None
     logLevel: str | None = None
     deviceInfoDir: str | None = None

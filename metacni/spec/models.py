@@ -40,9 +40,14 @@ class IPAMSection(BaseModel):
     type: str = ""
 
 
+_MEMBER_TAGS = frozenset({"str", "int", "float", "bool", "none", "list", "dict"})
+
+
 def _loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    """pydantic's error location without the union/validator tags it inserts."""
-    return tuple(part for part in loc if isinstance(part, int) or not part.startswith(("function-", "union[")))
+    """pydantic's error location without the tags it inserts for union members and validators
+    (``int``, ``list[str]``, ``function-after[...]``)."""
+    return tuple(part for part in loc if isinstance(part, int) or not (
+        part in _MEMBER_TAGS or "[" in part or part.startswith("function-")))
 
 
 def _reason(error: Any) -> str:
@@ -51,8 +56,14 @@ def _reason(error: Any) -> str:
 
 
 def errors_of(exc: ValidationError, root: str = "$") -> list[tuple[str, str]]:
-    """(JSON path, reason) for every error of a failed validation, in document order."""
-    return [(json_path(_loc(tuple(err["loc"])), root), _reason(err)) for err in exc.errors()]
+    """(JSON path, reason) for every error of a failed validation, in document order; the
+    members of a union that all failed become one problem ("... or ...")."""
+    merged: dict[str, list[str]] = {}
+    for err in exc.errors():
+        reasons = merged.setdefault(json_path(_loc(tuple(err["loc"])), root), [])
+        if _reason(err) not in reasons:
+            reasons.append(_reason(err))
+    return [(path, " or ".join(reasons)) for path, reasons in merged.items()]
 
 
 def model_problems(model: type[BaseModel], data: Any, root: str = "$") -> list[tuple[str, str]]:
