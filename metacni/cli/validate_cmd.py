@@ -85,7 +85,29 @@ def plugin_problems(plugins: list[tuple[int, dict]], cni_path: str | None, versi
         ipam_type = ipam.get("type") if isinstance(ipam, dict) else None
         if isinstance(ipam_type, str) and ipam_type != plugin_type and registry.has(ipam_type):
             problems += model_problems_of(registry, ipam_type, plugin, root)
+        problems += delegate_problems(plugin, cni_path, version, root)
     return problems
+
+
+def delegate_problems(plugin: dict, cni_path: str | None, version: str, root: str) -> list[Problem]:
+    """The meta plugin's ``delegates``: each one a plugin object or a conflist, checked alike."""
+    delegates = plugin.get("delegates") if plugin.get("type") == "metacni" else None
+    problems: list[Problem] = []
+    for index, delegate in enumerate(delegates if isinstance(delegates, list) else []):
+        if not isinstance(delegate, dict):
+            continue
+        nested = delegate.get("plugins")
+        where = f"{root}.delegates[{index}]"
+        items = list(enumerate(nested)) if isinstance(nested, list) else [(None, delegate)]
+        for sub, item in items:
+            if isinstance(item, dict) and isinstance(item.get("type"), str) and item["type"] != "metacni":
+                problems += _rooted(item, cni_path, version, where if sub is None else f"{where}.plugins[{sub}]")
+    return problems
+
+
+def _rooted(item: dict, cni_path: str | None, version: str, where: str) -> list[Problem]:
+    """:func:`plugin_problems` of one object whose JSON path is ``where`` instead of ``$``."""
+    return [Problem(where + p.path[1:], p.reason) for p in plugin_problems([(0, item)], cni_path, version, None)]
 
 
 def model_problems_of(registry: Registry, plugin_type: str, plugin: dict, root: str) -> list[Problem]:

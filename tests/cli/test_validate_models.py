@@ -134,3 +134,18 @@ def test_the_docs_example_plugins_bad_config_is_reported(tmp_path: Path) -> None
     paths = {line.split(": ", 1)[0] for line in lines(proc, path)}
     assert {"$.plugins[0].mtu", "$.plugins[0].mac", "$.plugins[0].sysctl",
             "$.plugins[0].allowedSysctls"} <= paths, proc.stdout
+
+
+def test_meta_keys_and_its_delegates_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "00-metacni.conf"
+    path.write_text(json.dumps({"cniVersion": "1.0.0", "name": "m", "type": "metacni", "maxAttachments": 0,
+                                "delegates": [{"type": "bridge", "mtu": "x"},
+                                              {"cniVersion": "1.0.0", "name": "l",
+                                               "plugins": [{"type": "bridge", "ipam": BAD_IPAM},
+                                                           {"type": "portmap", "snat": "y"}]}]}))
+    proc = validate(path)
+    assert proc.returncode == 1, proc.stdout
+    paths = {line.split(": ", 1)[0] for line in lines(proc, path)}
+    assert paths == {"$.maxAttachments", "$.delegates[0].mtu", "$.delegates[1].plugins[0].ipam.ranges[0][0].subnet",
+                     "$.delegates[1].plugins[0].ipam.ranges[1][0].rangeStart",
+                     "$.delegates[1].plugins[1].snat"}, proc.stdout
