@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .check import json_path
+from .check import DICT, LIST, REQUIRED, json_path
 from .errors import CNIError, Code
 
 M = TypeVar("M", bound=BaseModel)
@@ -50,9 +50,13 @@ def _loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
         part in _MEMBER_TAGS or "[" in part or part.startswith("function-")))
 
 
+# pydantic error types whose wording the hand-written checks (metacni.spec.check) shorten
+REASONS = {"model_type": DICT, "dict_type": DICT, "model_attributes_type": DICT, "list_type": LIST,
+           "missing": REQUIRED}
+
+
 def _reason(error: Any) -> str:
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
+    return REASONS.get(error["type"]) or str(error["msg"]).removeprefix("Value error, ")
 
 
 def errors_of(exc: ValidationError, root: str = "$") -> list[tuple[str, str]]:

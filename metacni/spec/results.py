@@ -18,8 +18,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import versions
-from .check import DICT, LIST, REQUIRED, Invalid, opt_int, opt_str, opt_str_list, strict_str
+from .check import DICT, LIST, Invalid, opt_int, opt_str, opt_str_list, strict_str
 from .errors import CNIError, Code
+from .models import REASONS
 
 
 @functools.lru_cache(maxsize=2048)
@@ -42,11 +43,6 @@ def _family(text: str) -> int:
     return 6 if ":" in text else 4
 
 
-# pydantic's error types whose wording the spec's checks (metacni.spec.check) use verbatim
-_REASONS = {"model_type": DICT, "dict_type": DICT, "model_attributes_type": DICT, "list_type": LIST,
-            "missing": REQUIRED}
-
-
 def _invalid(exc: ValidationError) -> Invalid:
     """The first error of a failed validation as an :class:`Invalid` located by JSON path.
     A validator's own ``Invalid`` keeps its reason and any location below the field."""
@@ -57,7 +53,7 @@ def _invalid(exc: ValidationError) -> Invalid:
     if isinstance(cause, Invalid):  # a field validator's (located at its field) or a nested model's
         below = cause.loc[1:] if loc[-1:] == cause.loc[:1] else cause.loc
         return Invalid((*loc, *below), cause.reason)
-    return Invalid(loc, _REASONS.get(err["type"], err["msg"]))
+    return Invalid(loc, REASONS.get(err["type"], err["msg"]))
 
 
 class _Wire(BaseModel):
