@@ -8,9 +8,7 @@ the few bytes hashed here. Other interpreters fall back to ``hashlib``.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing costs ~5 ms per standalone CNI call; mypy treats this name as True
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 
 def _builtin(name: str) -> Any:
