@@ -87,6 +87,15 @@ def _int_fields(*names: str) -> Any:
     return field_validator(*names, mode="before")(lambda value, info: opt_int(value, info.field_name))
 
 
+def _cidr_field(name: str, what: str) -> Any:
+    return field_validator(name, mode="before")(lambda value: _address(value, name, True, what))
+
+
+def _ip_fields(*names: str) -> Any:
+    return field_validator(*names, mode="before")(
+        lambda value, info: None if value is None else _address(value, info.field_name, False, "IP address"))
+
+
 def _str_fields(*names: str) -> Any:
     return field_validator(*names, mode="before")(lambda value, info: opt_str(value, info.field_name))
 
@@ -114,16 +123,8 @@ class IPConfig(_Wire):
     interface: int | None = None
 
     _ints = _int_fields("interface")
-
-    @field_validator("address", mode="before")
-    @classmethod
-    def _address(cls, value: Any) -> str:
-        return _address(value, "address", True, "CIDR address")
-
-    @field_validator("gateway", mode="before")
-    @classmethod
-    def _gateway(cls, value: Any) -> str | None:
-        return None if value is None else _address(value, "gateway", False, "IP address")
+    _cidr = _cidr_field("address", "CIDR address")
+    _ips = _ip_fields("gateway")
 
     @property
     def ip_version(self) -> int:
@@ -140,17 +141,9 @@ class Route(_Wire):
     scope: int | None = None
 
     _ints = _int_fields("mtu", "advmss", "priority", "table", "scope")
-
-    @field_validator("dst", mode="before")
-    @classmethod
-    def _dst(cls, value: Any) -> str:
-        """Route destinations keep host bits as written (Go's IPNet does), but are validated."""
-        return _address(value, "dst", True, "route destination")
-
-    @field_validator("gw", mode="before")
-    @classmethod
-    def _gw(cls, value: Any) -> str | None:
-        return None if value is None else _address(value, "gw", False, "IP address")
+    # destinations keep host bits as written (Go's IPNet does), but are validated
+    _cidr = _cidr_field("dst", "route destination")
+    _ips = _ip_fields("gw")
 
     @property
     def ip_version(self) -> int:
