@@ -8,6 +8,8 @@ the tutorial. What lives here, grouped by what an author needs:
 - hooks and declarations: :data:`hookimpl`, :class:`PluginInfo`, :class:`Request`, verbs;
 - results: :class:`Result` and its parts, :func:`result_from_prev`, :func:`find_interface`;
 - errors: :class:`CNIError`, :class:`Code`, :func:`invalid_config`, :func:`bad_field`;
+- config models (pydantic): :class:`PluginConfig`, :class:`IPAMSection`, :func:`validate_config`
+  (declare one with the ``cni_config_model`` hook);
 - namespaces and netlink: :func:`enter_netns`, :func:`in_pod_netns`, :func:`netns_exists`,
   ``rtnl``/``Rtnl``, ``iproute`` (pyroute2) and the link, address, route and ``sysctl`` helpers;
 - the node firewall: ``FirewallBackend`` (the interface both backends implement),
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from metacni.engine.markers import hookimpl
 from metacni.engine.request import ADD, CHECK, DEL, GC, STATUS, Invocation, PluginInfo, Request
@@ -44,11 +45,10 @@ from metacni.kernel.routes import RouteSpec, add_route, list_routes
 from metacni.netlink.rtnl import NetlinkError, Rtnl, is_errno, rtnl
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code, invalid_config
+from metacni.spec.models import IPAMSection, PluginConfig, validate_config
 from metacni.spec.results import DNS, Interface, IPConfig, Result, Route, convert, parse_result
 from metacni.spec.versions import ALL_VERSIONS
 
-if TYPE_CHECKING:
-    pass
 
 # ---------------------------------------------------------------------- errors
 def bad_field(field: str, problem: str) -> CNIError:
@@ -96,10 +96,12 @@ def in_pod_netns(request: Request) -> Iterator[Rtnl]:
 
 __all__ = [
     "ADD", "ALL_VERSIONS", "CHECK", "DEL", "DNS", "GC", "STATUS", "Attachment", "CNIError", "CniArgs",
-    "Code", "FirewallBackend", "ForwardPlan", "IPConfig", "Interface", "Invocation",
-    "LinkInfo", "LinkSpec", "MasqPlan", "NetlinkError", "Plan", "PluginInfo", "PortMapping", "PortmapPlan",
+    "Code", "FirewallBackend", "ForwardPlan", "IPAMSection", "IPConfig", "Interface", "Invocation",
+    "LinkInfo", "LinkSpec", "MasqPlan", "NetlinkError", "Plan", "PluginConfig", "PluginInfo", "PortMapping",
+    "PortmapPlan",
     "Request", "Result", "Route", "RouteSpec", "Rtnl", "add_address", "add_masquerade", "add_route", "bad_field",
     "convert", "del_masquerade", "delete_address", "enter_netns", "find_interface", "firewall",
     "get_link", "hookimpl", "in_pod_netns", "invalid_config", "iproute", "is_errno", "list_addresses",
     "list_routes", "netns_exists", "parse_result", "result_from_prev", "rtnl", "set_link", "set_up", "sysctl",
+    "validate_config",
 ]

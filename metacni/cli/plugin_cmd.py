@@ -81,7 +81,7 @@ name = "$dist"
 version = "0.1.0"
 description = "A metacni in-process CNI plugin of type $type"
 requires-python = ">=3.11"
-dependencies = ["metacni"]
+dependencies = ["metacni", "pydantic>=2"]
 
 # The entry-point name is the `type` conflists use.
 [project.entry-points."metacni.plugins"]
@@ -124,9 +124,19 @@ from __future__ import annotations
 
 import logging
 
-from metacni.plugin import PluginInfo, Request, Result, bad_field, hookimpl, result_from_prev
+from metacni.plugin import PluginConfig, PluginInfo, Request, Result, hookimpl, result_from_prev, validate_config
 
 log = logging.getLogger(__name__)
+
+
+class Config(PluginConfig):
+    """The keys this plugin reads from its config object (unknown keys are allowed).
+
+    ``metacni validate`` lists every problem of it with its JSON path; in the hooks,
+    :func:`validate_config` turns the first one into CNI error 7.
+    """
+
+    greeting: str = "hello"
 
 
 @hookimpl
@@ -135,16 +145,18 @@ def cni_plugin_info() -> PluginInfo:
     return PluginInfo(description="$type plugin")
 
 
-def _greeting(request: Request) -> str:
-    value = request.config.get("greeting", "hello")
-    if not isinstance(value, str):
-        raise bad_field("greeting", f"{value!r} is not a string")
-    return value
+@hookimpl
+def cni_config_model() -> type[Config]:
+    return Config
+
+
+def _config(request: Request) -> Config:
+    return validate_config(Config, request.config, request.network_name, "$type config")
 
 
 @hookimpl
 def cni_add(request: Request) -> Result:
-    greeting = _greeting(request)  # validate everything before changing anything
+    greeting = _config(request).greeting  # validate everything before changing anything
     log.info("%s %s for %s", greeting, request.ifname, request.container_id)
     # Real work goes here, e.g.:
     #     with in_pod_netns(request) as ipr:
@@ -160,7 +172,7 @@ def cni_del(request: Request) -> None:
 
 @hookimpl
 def cni_check(request: Request) -> None:
-    _greeting(request)
+    _config(request)
 '''
 
 _TEST = '''\
@@ -200,7 +212,7 @@ def test_add_passes_prev_result_on_in_the_config_version(version):
 def test_bad_config_is_error_7_naming_the_field():
     with pytest.raises(CNIError) as err:
         call("ADD", {"cniVersion": "1.0.0", "greeting": 1}, prev("1.0.0"))
-    assert err.value.code == Code.INVALID_CONFIG and err.value.details.startswith("greeting:")
+    assert err.value.code == Code.INVALID_CONFIG and "$$.greeting" in err.value.details
 
 
 def test_del_is_idempotent():

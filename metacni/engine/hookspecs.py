@@ -79,6 +79,8 @@ from .markers import PROJECT
 from .markers import hookimpl as hookimpl  # re-exported for plugins
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from metacni.spec.results import Result
 
     from .request import PluginInfo, Request
@@ -105,6 +107,23 @@ def cni_plugin_info() -> PluginInfo:
 
     Optional: without it, all versions and no capabilities. Raising, or returning something
     other than a PluginInfo, fails every call of the type with code 999 naming the plugin.
+    """
+    raise NotImplementedError  # a hook specification: pluggy never calls this body
+
+
+@hookspec(firstresult=True)
+def cni_config_model() -> type[BaseModel]:
+    """Declare the config this plugin reads from stdin, as a pydantic model class.
+
+    Subclass :class:`metacni.plugin.PluginConfig` (unknown keys allowed, no coercion between
+    JSON types) and give the ``ipam`` section its own model (:class:`metacni.plugin.IPAMSection`)
+    when you are an IPAM plugin. ``metacni validate`` then reports every problem your model
+    finds in each plugin object of your type, with its JSON path
+    (``$.plugins[0].ipam.ranges[0][0].subnet``), and ``metacni.plugin.validate_config(Model,
+    request.config, request.network_name)`` in your hooks turns the first one into CNI error 7.
+
+    Optional: without it, only the spec's own keys of your plugin object are checked.
+    Called by ``metacni validate``, never on the pod path; must be cheap and pure.
     """
     raise NotImplementedError  # a hook specification: pluggy never calls this body
 

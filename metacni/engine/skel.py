@@ -41,8 +41,7 @@ def version_reply(stdin: bytes) -> dict[str, Any]:
     requested = ""
     with contextlib.suppress(ValueError, AttributeError):
         requested = str(safejson.loads(stdin or b"{}").get("cniVersion") or "")
-    return {"cniVersion": requested if requested and versions.is_known(requested) else versions.CURRENT,
-            "supportedVersions": list(versions.ALL_VERSIONS)}
+    return versions.VersionReply.to(requested)
 
 
 def parse_invocation(env: Mapping[str, str]) -> Invocation:

@@ -13,17 +13,16 @@ daemon's node config); a delegate or NAD of type ``metacni`` is refused (:mod:`.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
 
 from metacni.spec import versions
-from metacni.spec.errors import CNIError, Code
-from metacni.spec.record import field, record
+from metacni.spec.models import PluginConfig, validate_config
 
 from .kube import KubeSettings
 from .trust import TenantPolicy
-
-if TYPE_CHECKING:
-    from typing import Any
 
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
 DEFAULT_CNI_DIR = "/var/lib/cni/metacni"
@@ -34,40 +33,58 @@ DEFAULT_MAX_ATTACHMENTS = 32
 AUTO = "auto"
 
 
-def _bad(key: str, reason: str) -> CNIError:
-    return CNIError(Code.INVALID_CONFIG, "invalid metacni configuration", f"{key}: {reason}")
+class MetaKeys(PluginConfig):
+    """The keys of a ``type: metacni`` object as JSON holds them (the ``cni_config_model`` of
+    the meta plugin); :meth:`MetaConfig.from_dict` turns them into the runtime config.
+
+    Strings: ``null`` or ``""`` mean the default. String lists also accept ``"a,b"`` (Multus'
+    globalNamespaces). ``namespaceIsolation`` also accepts ``"true"``/``"false"``.
+    """
+
+    name: Any = ""
+    confDir: str | None = None
+    cniDir: str | None = None
+    binDir: str | None = None
+    clusterNetwork: str | None = None
+    delegates: list[dict[str, Any]] | None = None
+    defaultNetworks: list[str] | str | None = None
+    systemNamespaces: list[str] | str | None = None
+    multusNamespace: str | None = None
+    metacniNamespace: str | None = None
+    namespaceIsolation: bool | str = False
+    globalNamespaces: list[str] | str | None = None
+    readinessindicatorfile: str | None = None
+    readinessTimeout: float = Field(45.0, ge=0)
+    logFile: str | None = None
+    logLevel: str | None = None
+    deviceInfoDir: str | None = None
+    ownFile: str | None = None
+    maxAttachments: int = Field(DEFAULT_MAX_ATTACHMENTS, ge=1)
+
+    @field_validator("namespaceIsolation")
+    @classmethod
+    def _bool_text(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and value.lower() not in ("true", "false"):
+            raise ValueError(f"must be a boolean, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _conf_dir(self) -> MetaKeys:
+        conf_dir = self.confDir or DEFAULT_CONF_DIR
+        if (self.clusterNetwork or AUTO) == AUTO and not os.path.isabs(conf_dir):
+            raise ValueError(f"confDir must be an absolute path, got {conf_dir!r}")
+        return self
 
 
-def _str(conf: dict[str, Any], key: str, default: str) -> str:
-    value = conf.get(key)
-    if value is None or value == "":
-        return default
-    if not isinstance(value, str):
-        raise _bad(key, f"must be a string, got {type(value).__name__}")
-    return value
-
-
-def _str_list(conf: dict[str, Any], key: str, default: list[str]) -> list[str]:
-    value = conf.get(key)
+def _names(value: list[str] | str | None, default: list[str]) -> list[str]:
     if value is None:
         return list(default)
     if isinstance(value, str):  # tolerated: "a,b" as Multus' globalNamespaces
         return [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _bad(key, "must be a list of strings")
     return list(value)
 
 
-def _bool(conf: dict[str, Any], key: str) -> bool:
-    value = conf.get(key, False)
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    if not isinstance(value, bool):
-        raise _bad(key, f"must be a boolean, got {value!r}")
-    return value
-
-
-@record()
+@dataclass
 class MetaConfig:
     raw: dict[str, Any]
     name: str
@@ -97,42 +114,35 @@ class MetaConfig:
 
     @classmethod
     def from_dict(cls, conf: dict[str, Any]) -> MetaConfig:
+        """The node's config, checked by :class:`MetaKeys` (code 7 naming the JSON path), the
+        Kubernetes settings and the tenant policy (:mod:`.trust`)."""
         version = versions.negotiate(conf.get("cniVersion"), conf.get("cniVersions"))
-        delegates = conf.get("delegates") or []
-        if not isinstance(delegates, list) or not all(isinstance(d, dict) for d in delegates):
-            raise _bad("delegates", "must be a list of CNI config objects")
-        timeout = conf.get("readinessTimeout", 45.0)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
-            raise _bad("readinessTimeout", "must be a non-negative number of seconds")
-        max_attachments = conf.get("maxAttachments", DEFAULT_MAX_ATTACHMENTS)
-        if isinstance(max_attachments, bool) or not isinstance(max_attachments, int) or max_attachments < 1:
-            raise _bad("maxAttachments", "must be a positive integer")
+        keys = validate_config(MetaKeys, conf, str(conf.get("name", "")), "metacni configuration")
+        isolation = keys.namespaceIsolation
         cfg = cls(
             raw=conf,
-            name=str(conf.get("name", "")),
+            name=str(keys.name),
             cni_version=version,
-            conf_dir=_str(conf, "confDir", DEFAULT_CONF_DIR),
-            cni_dir=_str(conf, "cniDir", DEFAULT_CNI_DIR),
-            bin_dir=_str(conf, "binDir", DEFAULT_BIN_DIR),
-            cluster_network=_str(conf, "clusterNetwork", AUTO),
-            delegates=list(delegates),
-            default_networks=_str_list(conf, "defaultNetworks", []),
-            system_namespaces=_str_list(conf, "systemNamespaces", ["kube-system"]),
-            multus_namespace=_str(conf, "multusNamespace", _str(conf, "metacniNamespace", "kube-system")),
-            namespace_isolation=_bool(conf, "namespaceIsolation"),
-            global_namespaces=_str_list(conf, "globalNamespaces", ["default"]),
-            readiness_indicator_file=_str(conf, "readinessindicatorfile", ""),
-            readiness_timeout=float(timeout),
-            log_file=_str(conf, "logFile", ""),
-            log_level=_str(conf, "logLevel", ""),
-            device_info_dir=_str(conf, "deviceInfoDir", DEFAULT_DEVICE_INFO_DIR),
+            conf_dir=keys.confDir or DEFAULT_CONF_DIR,
+            cni_dir=keys.cniDir or DEFAULT_CNI_DIR,
+            bin_dir=keys.binDir or DEFAULT_BIN_DIR,
+            cluster_network=keys.clusterNetwork or AUTO,
+            delegates=list(keys.delegates or []),
+            default_networks=_names(keys.defaultNetworks, []),
+            system_namespaces=_names(keys.systemNamespaces, ["kube-system"]),
+            multus_namespace=keys.multusNamespace or keys.metacniNamespace or "kube-system",
+            namespace_isolation=isolation.lower() == "true" if isinstance(isolation, str) else isolation,
+            global_namespaces=_names(keys.globalNamespaces, ["default"]),
+            readiness_indicator_file=keys.readinessindicatorfile or "",
+            readiness_timeout=float(keys.readinessTimeout),
+            log_file=keys.logFile or "",
+            log_level=keys.logLevel or "",
+            device_info_dir=keys.deviceInfoDir or DEFAULT_DEVICE_INFO_DIR,
             kube=KubeSettings.from_conf(conf),
-            own_file=_str(conf, "ownFile", NODE_CONFIG_NAME),
-            max_attachments=max_attachments,
+            own_file=keys.ownFile or NODE_CONFIG_NAME,
+            max_attachments=keys.maxAttachments,
         )
         cfg.policy = TenantPolicy.from_conf(conf, (cfg.cni_dir, cfg.conf_dir, cfg.bin_dir))
-        if cfg.cluster_network == AUTO and not os.path.isabs(cfg.conf_dir):
-            raise _bad("confDir", f"must be an absolute path, got {cfg.conf_dir!r}")
         return cfg
 
     def cni_path(self, runtime_path: tuple[str, ...]) -> tuple[str, ...]:

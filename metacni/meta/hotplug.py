@@ -32,7 +32,7 @@ from metacni.engine.invoke import Invoker
 from metacni.engine.request import Invocation, Request
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.results import Result
+from metacni.spec.results import Result, parse_result
 
 from . import delegate_cache, service
 from .annotations import NETWORKS, NetworkSelection, parse_networks
@@ -222,7 +222,7 @@ def _write_status(ctx: service.Context, record: delegate_cache.CachedAttachments
     for d in record.delegates:
         entry = ctx.runner.cache.read(d.net.name, record.container_id, d.ifname)
         if entry is not None and entry.result:
-            attached.append((d, Result.from_json(entry.result)))
+            attached.append((d, parse_result(entry.result)))
     entries = network_status.network_status(attached, record.container_id, ctx.cfg.device_info_dir)
     ctx.view.patch_pod_network_status(record.pod_namespace, record.pod_name, entries)
 

@@ -8,7 +8,7 @@ meta call nested in another (a delegate of type ``metacni``) is refused with cod
 
 from __future__ import annotations
 
-from metacni.plugin import PluginInfo, Request, Result, hookimpl
+from metacni.plugin import PluginConfig, PluginInfo, Request, Result, hookimpl
 from metacni.spec import versions
 
 #: Everything a runtime may send; each delegate still only receives what it declares.
@@ -22,6 +22,13 @@ CAPABILITIES = frozenset({
 def cni_plugin_info() -> PluginInfo:
     return PluginInfo(versions=versions.ALL_VERSIONS, capabilities=CAPABILITIES,
                       description="meta plugin: primary network plus NetworkAttachmentDefinitions per pod")
+
+
+@hookimpl
+def cni_config_model() -> type[PluginConfig]:
+    from .config import MetaKeys
+
+    return MetaKeys
 
 
 @hookimpl

@@ -1,23 +1,15 @@
 """Type checks for the spec's JSON objects, with errors that name the field by JSON path.
 
-Hand-written over plain dicts instead of a schema library, for standalone mode's start-up
-cost: a fresh process per CNI call pays every import. Medians of 15 fresh interpreters on
-the shared 2-core dev machine, after the stdlib modules these need (json, ipaddress, re, ...):
-pydantic 2.14 imported in 37-48 ms, and config+results on it then took 130-190 ms more
-(model building and pydantic's lazily imported internals); msgspec 0.23 imports in 16-25 ms
-(it pulls typing_extensions, inspect, uuid/platform, decimal, datetime); config + results +
-this module import in 2-4 ms. First parse of a two-plugin conflist ~0.15 ms and of a
-three-interface result ~0.2 ms, as before. The messages keep pydantic's wording
-("Input should be a valid integer"), which the CLI and tests show users.
+:class:`Invalid` is the one error of the wire types (:mod:`.results` raises it from its pydantic
+models). The ``want_*`` checks collect every problem of a net conf or conf list for
+``metacni validate`` (:mod:`.config`); the messages keep pydantic's wording ("Input should be a
+valid integer"), so both read alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 STR = "Input should be a valid string"
 INT = "Input should be a valid integer"

@@ -1,24 +1,23 @@
 """Network configurations and configuration lists: schema, validation, and loading.
 
 Plugin objects are kept as the raw JSON objects they were read from, so keys we do not know
-(a plugin's own settings) pass through unchanged, as the spec requires. :func:`schema_problems`
-checks the keys the spec defines and names the JSON path of every problem; it is hand-written
-over the dicts rather than a schema library, for start-up cost (see :mod:`metacni.spec.check`).
+(a plugin's own settings) pass through unchanged, as the spec requires. The keys the spec
+defines are the pydantic models :class:`NetConf` and :class:`NetConfList`;
+:func:`schema_problems` names the JSON path of every problem they find.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field, StrictBool, field_validator
 
 from . import naming, safejson, versions
-from .check import BOOL, DICT, INT, LIST, REQUIRED, Loc, json_path, want_str, want_str_list, want_strict
 from .errors import CNIError, Code
-
-if TYPE_CHECKING:
-    from typing import Any
+from .models import IPAMSection, PluginConfig, model_problems
 
 CONF_EXTENSIONS = (".conf", ".conflist", ".json")
 
@@ -30,99 +29,80 @@ def _bool_like(value: Any) -> Any:
     return value
 
 
-def _plugin_problems(plugin: Any, loc: Loc, out: list[tuple[Loc, str]]) -> None:
-    """One plugin object. Unknown keys are the plugin's own and are allowed."""
-    if not isinstance(plugin, Mapping):
-        out.append((loc, DICT))
-        return
-    if want_str(plugin, "type", loc, out, required=True):
-        kind = plugin["type"]
-        if not kind or "/" in kind or "\\" in kind or kind in (".", ".."):
-            out.append(((*loc, "type"), "must be a plugin name without path separators"))
-    want_str(plugin, "name", loc, out)
-    want_str(plugin, "cniVersion", loc, out)
-    caps = plugin.get("capabilities")
-    if caps is not None:
-        if not isinstance(caps, Mapping):
-            out.append(((*loc, "capabilities"), DICT))
-        else:
-            out.extend(((*loc, "capabilities", str(k)), BOOL) for k, v in caps.items() if not isinstance(v, bool))
-    ipam = plugin.get("ipam")
-    if ipam is not None:
-        if not isinstance(ipam, Mapping):
-            out.append(((*loc, "ipam"), DICT))
-        else:
-            want_str(ipam, "type", (*loc, "ipam"), out)
-    dns = plugin.get("dns")
-    if dns is not None:
-        if not isinstance(dns, Mapping):
-            out.append(((*loc, "dns"), DICT))
-        else:
-            for key in ("nameservers", "domain", "search", "options"):
-                if key == "domain":
-                    want_str(dns, key, (*loc, "dns"), out)
-                else:
-                    want_str_list(dns, key, (*loc, "dns"), out)
-    want_strict(plugin, "ipMasq", bool, BOOL, loc, out)
-    want_strict(plugin, "mtu", int, INT, loc, out)
+class DNSConf(PluginConfig):
+    """A plugin object's ``dns`` key (unknown keys inside pass through)."""
+
+    nameservers: list[str] | None = None
+    domain: str | None = None
+    search: list[str] | None = None
+    options: list[str] | None = None
 
 
-def _list_problems(data: Mapping[str, Any], out: list[tuple[Loc, str]]) -> None:
-    """A configuration list; checked in the order of its keys in the spec."""
-    if want_str(data, "name", (), out, required=True):
-        problem = naming.network_name_problem(data["name"])
+class NetConf(PluginConfig):
+    """One plugin object: the keys the spec defines; the plugin's own keys are allowed."""
+
+    type: str
+    name: str | None = None
+    cniVersion: str | None = None
+    capabilities: dict[str, StrictBool] | None = None
+    ipam: IPAMSection | None = None
+    dns: DNSConf | None = None
+    ipMasq: bool | None = None
+    mtu: int | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _plugin_name(cls, value: str) -> str:
+        if not value or "/" in value or "\\" in value or value in (".", ".."):
+            raise ValueError("must be a plugin name without path separators")
+        return value
+
+
+class NetConfList(PluginConfig):
+    """A configuration list, checked in the order of its keys in the spec."""
+
+    name: str
+    cniVersion: str | None = None
+    cniVersions: list[str] | None = None
+    disableCheck: bool | None = None
+    disableGC: bool | None = None
+    loadOnlyInlinedPlugins: bool | None = None
+    plugins: list[NetConf] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        problem = naming.network_name_problem(value)
         if problem:
-            out.append((("name",), problem))
-    if want_str(data, "cniVersion", (), out):
-        value = data["cniVersion"]
+            raise ValueError(problem)
+        return value
+
+    @field_validator("cniVersion")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
         if value and not versions.is_known(value):
-            out.append((("cniVersion",), f"unsupported CNI version {value!r}; supported: "
-                                          f"{', '.join(versions.ALL_VERSIONS)}"))
-    if want_str_list(data, "cniVersions", (), out):
-        for item in data["cniVersions"]:
-            try:
-                versions.parse(item)
-            except ValueError as exc:
-                out.append((("cniVersions",), str(exc)))
-                break
-    for key in ("disableCheck", "disableGC", "loadOnlyInlinedPlugins"):
-        value = _bool_like(data.get(key))
-        if value is not None and not isinstance(value, bool):
-            out.append(((key,), BOOL))
-    plugins = data.get("plugins")
-    if "plugins" not in data:
-        out.append((("plugins",), REQUIRED))
-    elif not isinstance(plugins, list):
-        out.append((("plugins",), LIST))
-    elif not plugins:
-        out.append((("plugins",), "List should have at least 1 item after validation, not 0"))
-    else:
-        for index, plugin in enumerate(plugins):
-            _plugin_problems(plugin, ("plugins", index), out)
+            raise ValueError(f"unsupported CNI version {value!r}; supported: {', '.join(versions.ALL_VERSIONS)}")
+        return value
+
+    @field_validator("cniVersions")
+    @classmethod
+    def _versions(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or []:
+            versions.parse(item)  # its ValueError names the entry
+        return value
+
+    @field_validator("disableCheck", "disableGC", "loadOnlyInlinedPlugins", mode="before")
+    @classmethod
+    def _bool_text(cls, value: Any) -> Any:
+        return _bool_like(value)
 
 
+@dataclass
 class Problem:
-    """One validation problem, located by a JSON path such as ``$.plugins[1].mtu``.
+    """One validation problem, located by a JSON path such as ``$.plugins[1].mtu``."""
 
-    A plain class rather than a dataclass: ``@dataclass`` costs ~1 ms per class at import
-    (measured: two classes 1.8-2.3 ms on the dev machine), paid by every standalone call.
-    """
-
-    __slots__ = ("path", "reason")
-
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Problem):
-            return NotImplemented
-        return (self.path, self.reason) == (other.path, other.reason)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"Problem(path={self.path!r}, reason={self.reason!r})"
+    path: str
+    reason: str
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
@@ -132,12 +112,8 @@ def schema_problems(data: Any, *, as_list: bool) -> list[Problem]:
     """Validate a config list (or a single plugin config) and return every problem found."""
     if not isinstance(data, dict):
         return [Problem("$", "must be a JSON object")]
-    found: list[tuple[Loc, str]] = []
-    if as_list:
-        _list_problems(data, found)
-    else:
-        _plugin_problems(data, (), found)
-    problems = [Problem(json_path(loc), reason) for loc, reason in found]
+    found = model_problems(NetConfList if as_list else NetConf, data)
+    problems = [Problem(path, reason) for path, reason in found]
     if not as_list:
         if "name" in data and naming.network_name_problem(data["name"]):
             problems.append(Problem("$.name", str(naming.network_name_problem(data["name"]))))
@@ -147,36 +123,22 @@ def schema_problems(data: Any, *, as_list: bool) -> list[Problem]:
     return problems
 
 
+@dataclass
 class NetworkList:
-    """A loaded configuration list, ready to run (a plain class for import cost, see :class:`Problem`).
+    """A loaded configuration list, ready to run.
 
     ``plugins`` are the raw plugin objects. ``raw`` is the exact bytes the list came from;
     libcni caches them (base64) so another runtime can DEL with the same config.
     """
 
-    __slots__ = ("name", "cni_version", "plugins", "disable_check", "disable_gc", "raw", "source", "data")
-
-    def __init__(self, name: str, cni_version: str, plugins: list[dict[str, Any]], disable_check: bool = False,
-                 disable_gc: bool = False, raw: bytes = b"", source: str = "",
-                 data: dict[str, Any] | None = None) -> None:
-        self.name = name
-        self.cni_version = cni_version
-        self.plugins = plugins
-        self.disable_check = disable_check
-        self.disable_gc = disable_gc
-        self.raw = raw
-        self.source = source
-        self.data: dict[str, Any] = {} if data is None else data
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, NetworkList):
-            return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return "NetworkList(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+    name: str
+    cni_version: str
+    plugins: list[dict[str, Any]]
+    disable_check: bool = False
+    disable_gc: bool = False
+    raw: bytes = b""
+    source: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 def _decode(raw: bytes, source: str) -> Any:

@@ -15,23 +15,21 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import versions
-from .check import DICT, LIST, REQUIRED, Invalid, opt_int, opt_str, opt_str_list, strict_str
+from .check import DICT, LIST, Invalid, opt_int, opt_str, opt_str_list, strict_str
 from .errors import CNIError, Code
-
-if TYPE_CHECKING:
-    from typing import Any, ClassVar, TypeVar
-
-    M = TypeVar("M", bound="_Model")
+from .models import REASONS
 
 
 @functools.lru_cache(maxsize=2048)
 def _canonical(text: str, with_prefix: bool) -> str:
     """ipaddress's canonical text; cached, as a daemon sees the same gateways and routes on
-    every call (each parse costs ~3-6 us; a result has several). Invalid text raises ValueError."""
+    every call. Invalid text raises ValueError."""
     return str(ipaddress.ip_interface(text) if with_prefix else ipaddress.ip_address(text))
 
 
@@ -43,228 +41,165 @@ def _address(value: Any, key: str, with_prefix: bool, what: str) -> str:
         raise Invalid((key,), f"invalid {what} {value!r}") from None
 
 
-def _cidr(value: Any, key: str) -> str:
-    return _address(value, key, True, "CIDR address")
-
-
-def _ip(value: Any, key: str) -> str | None:
-    return None if value is None else _address(value, key, False, "IP address")
-
-
-def _net(value: Any, key: str) -> str:
-    """Route destinations keep host bits as written (Go's IPNet does), but are validated."""
-    return _address(value, key, True, "route destination")
-
-
 def _family(text: str) -> int:
     """IP version of a canonical address or CIDR (IPv6 text always has a colon, IPv4 never)."""
     return 6 if ":" in text else 4
 
 
-def _models(cls: type[M], value: Iterable[M | Mapping[str, Any]] | None, key: str) -> list[M]:
-    """A list field: model instances are kept, JSON objects are read (errors located by index)."""
-    if value is None:
-        return []
-    if not isinstance(value, list | tuple):
-        raise Invalid((key,), LIST)
-    out: list[M] = []
-    for index, item in enumerate(value):
-        if isinstance(item, cls):
-            out.append(item)
-        elif isinstance(item, Mapping):
-            try:
-                out.append(cls.from_json(item))
-            except Invalid as exc:
-                raise exc.under(key, index) from None
-        else:
-            raise Invalid((key, index), DICT)
-    return out
+def _invalid(exc: ValidationError) -> Invalid:
+    """The first error of a failed validation as an :class:`Invalid` located by JSON path.
+    A validator's own ``Invalid`` keeps its reason and any location below the field."""
+    err = exc.errors()[0]
+    loc = tuple(part for part in err["loc"] if isinstance(part, int) or not (
+        part.startswith("function-") or "[" in part))
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, Invalid):  # a field validator's (located at its field) or a nested model's
+        below = cause.loc[1:] if loc[-1:] == cause.loc[:1] else cause.loc
+        return Invalid((*loc, *below), cause.reason)
+    return Invalid(loc, REASONS.get(err["type"], err["msg"]))
 
 
-def _dump(value: Any, by_alias: bool, exclude_none: bool) -> Any:
-    if isinstance(value, _Model):
-        return value.model_dump(by_alias=by_alias, exclude_none=exclude_none)
-    if isinstance(value, list):
-        return [_dump(v, by_alias, exclude_none) for v in value]
-    return value
+class _Wire(BaseModel):
+    """A wire type: pydantic models whose values are checked and normalised by the spec's own
+    rules (addresses canonicalised, integers read laxly, strings strictly), and whose errors are
+    :class:`~metacni.spec.check.Invalid`, a ``ValueError`` naming the JSON path of the first
+    problem. Keys are read by JSON name or field name; unknown keys are ignored. Assignment is
+    not checked (pydantic's default)."""
 
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
-class _Model:
-    """Plain slotted classes with the part of pydantic's model API that callers use.
-
-    Constructors check and normalise their arguments (addresses are canonicalised; integers
-    are read laxly, strings strictly) and raise :class:`~metacni.spec.check.Invalid`, a
-    ``ValueError`` naming the field. Assignment is not checked, as before.
-    """
-
-    __slots__ = ()
-    FIELDS: ClassVar[tuple[str, ...]] = ()
-    ALIASES: ClassVar[dict[str, str]] = {}  # field name -> JSON key, where they differ
-    REQUIRED: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(self, **kwargs: Any) -> None:  # every model defines its own
-        raise NotImplementedError
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
 
     @classmethod
-    def from_json(cls: type[M], data: Mapping[str, Any]) -> M:
-        """Read a JSON object: keys by their JSON name (or field name), unknown keys ignored."""
-        kwargs: dict[str, Any] = {}
-        for name in cls.FIELDS:
-            alias = cls.ALIASES.get(name, name)
-            if alias in data:
-                kwargs[name] = data[alias]
-            elif name in data:
-                kwargs[name] = data[name]
-            elif name in cls.REQUIRED:
-                raise Invalid((alias,), REQUIRED)
-        return cls(**kwargs)
-
-    @classmethod
-    def model_validate(cls: type[M], obj: Any) -> M:
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(obj, cls):
             return obj
         if not isinstance(obj, Mapping):
             raise Invalid((), DICT)
-        return cls.from_json(obj)
-
-    def model_dump(self, *, by_alias: bool = False, exclude_none: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in self.FIELDS:
-            value = getattr(self, name)
-            if value is None and exclude_none:
-                continue
-            out[self.ALIASES.get(name, name) if by_alias else name] = _dump(value, by_alias, exclude_none)
-        return out
-
-    def model_copy(self: M, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> M:
-        """A copy; ``deep`` copies nested models and lists too. ``update`` is not checked (pydantic's rule)."""
-        new = object.__new__(type(self))
-        for name in self.FIELDS:
-            value = getattr(self, name)
-            if deep:
-                value = _deep(value)
-            object.__setattr__(new, name, value)
-        for name, value in (update or {}).items():
-            setattr(new, name, value)
-        return new
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in self.FIELDS)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, like pydantic models
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self.FIELDS)})"
+        try:
+            return super().model_validate(dict(obj), *args, **kwargs)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
 
 
-def _deep(value: Any) -> Any:
-    if isinstance(value, _Model):
-        return value.model_copy(deep=True)
-    if isinstance(value, list):
-        return [_deep(v) for v in value]
-    return value
+def _int_fields(*names: str) -> Any:
+    return field_validator(*names, mode="before")(lambda value, info: opt_int(value, info.field_name))
 
 
-class Interface(_Model):
-    __slots__ = ("name", "mac", "mtu", "sandbox", "socket_path", "pci_id")
-    FIELDS = __slots__
-    ALIASES = {"socket_path": "socketPath", "pci_id": "pciID"}
-    REQUIRED = ("name",)
-
-    def __init__(self, name: str, mac: str | None = None, mtu: int | None = None, sandbox: str | None = None,
-                 socket_path: str | None = None, pci_id: str | None = None, *,
-                 socketPath: str | None = None, pciID: str | None = None) -> None:  # JSON names too
-        self.name: str = strict_str(name, "name")
-        self.mac: str | None = opt_str(mac, "mac")
-        self.mtu: int | None = opt_int(mtu, "mtu")
-        self.sandbox: str | None = opt_str(sandbox, "sandbox")
-        self.socket_path: str | None = opt_str(socketPath if socket_path is None else socket_path, "socketPath")
-        self.pci_id: str | None = opt_str(pciID if pci_id is None else pci_id, "pciID")
+def _cidr_field(name: str, what: str) -> Any:
+    return field_validator(name, mode="before")(lambda value: _address(value, name, True, what))
 
 
-class IPConfig(_Model):
-    __slots__ = ("address", "gateway", "interface")
-    FIELDS = __slots__
-    REQUIRED = ("address",)
+def _ip_fields(*names: str) -> Any:
+    return field_validator(*names, mode="before")(
+        lambda value, info: None if value is None else _address(value, info.field_name, False, "IP address"))
 
-    def __init__(self, address: str, gateway: str | None = None, interface: int | None = None) -> None:
-        self.address: str = _cidr(address, "address")
-        self.gateway: str | None = _ip(gateway, "gateway")
-        self.interface: int | None = opt_int(interface, "interface")
+
+def _str_fields(*names: str) -> Any:
+    return field_validator(*names, mode="before")(lambda value, info: opt_str(value, info.field_name))
+
+
+class Interface(_Wire):
+    name: str
+    mac: str | None = None
+    mtu: int | None = None
+    sandbox: str | None = None
+    socket_path: str | None = Field(default=None, alias="socketPath")
+    pci_id: str | None = Field(default=None, alias="pciID")
+
+    _ints = _int_fields("mtu")
+    _strs = _str_fields("mac", "sandbox", "socket_path", "pci_id")
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> str:
+        return strict_str(value, "name")
+
+
+class IPConfig(_Wire):
+    address: str
+    gateway: str | None = None
+    interface: int | None = None
+
+    _ints = _int_fields("interface")
+    _cidr = _cidr_field("address", "CIDR address")
+    _ips = _ip_fields("gateway")
 
     @property
     def ip_version(self) -> int:
         return _family(self.address)
 
 
-class Route(_Model):
-    __slots__ = ("dst", "gw", "mtu", "advmss", "priority", "table", "scope")
-    FIELDS = __slots__
-    REQUIRED = ("dst",)
+class Route(_Wire):
+    dst: str
+    gw: str | None = None
+    mtu: int | None = None
+    advmss: int | None = None
+    priority: int | None = None
+    table: int | None = None
+    scope: int | None = None
 
-    def __init__(self, dst: str, gw: str | None = None, mtu: int | None = None, advmss: int | None = None,
-                 priority: int | None = None, table: int | None = None, scope: int | None = None) -> None:
-        self.dst: str = _net(dst, "dst")
-        self.gw: str | None = _ip(gw, "gw")
-        self.mtu: int | None = opt_int(mtu, "mtu")
-        self.advmss: int | None = opt_int(advmss, "advmss")
-        self.priority: int | None = opt_int(priority, "priority")
-        self.table: int | None = opt_int(table, "table")
-        self.scope: int | None = opt_int(scope, "scope")
+    _ints = _int_fields("mtu", "advmss", "priority", "table", "scope")
+    # destinations keep host bits as written (Go's IPNet does), but are validated
+    _cidr = _cidr_field("dst", "route destination")
+    _ips = _ip_fields("gw")
 
     @property
     def ip_version(self) -> int:
         return _family(self.dst)
 
 
-class DNS(_Model):
-    __slots__ = ("nameservers", "domain", "search", "options")
-    FIELDS = __slots__
+class DNS(_Wire):
+    nameservers: list[str] | None = None
+    domain: str | None = None
+    search: list[str] | None = None
+    options: list[str] | None = None
 
-    def __init__(self, nameservers: list[str] | None = None, domain: str | None = None,
-                 search: list[str] | None = None, options: list[str] | None = None) -> None:
-        self.nameservers: list[str] | None = opt_str_list(nameservers, "nameservers")
-        self.domain: str | None = opt_str(domain, "domain")
-        self.search: list[str] | None = opt_str_list(search, "search")
-        self.options: list[str] | None = opt_str_list(options, "options")
+    _strs = _str_fields("domain")
+
+    @field_validator("nameservers", "search", "options", mode="before")
+    @classmethod
+    def _lists(cls, value: Any, info: Any) -> list[str] | None:
+        return opt_str_list(value, info.field_name)
 
     def is_empty(self) -> bool:
         return not (self.nameservers or self.domain or self.search or self.options)
 
 
-def _dns(value: DNS | Mapping[str, Any] | None) -> DNS:
-    if value is None:
-        return DNS()
-    if isinstance(value, DNS):
-        return value
-    if not isinstance(value, Mapping):
-        raise Invalid(("dns",), DICT)
-    try:
-        return DNS.from_json(value)
-    except Invalid as exc:
-        raise exc.under("dns") from None
-
-
-class Result(_Model):
+class Result(_Wire):
     """A CNI result in memory. ``cni_version`` says which version's content it holds."""
 
-    __slots__ = ("cni_version", "interfaces", "ips", "routes", "dns")
-    FIELDS = __slots__
-    ALIASES = {"cni_version": "cniVersion"}
+    # Nested models are validated through their ``__init__`` (pydantic calls a custom one), so
+    # an error deep in a result is an Invalid located from the result's root.
 
-    def __init__(self, cniVersion: str | None = None,  # the JSON name, as callers write it
-                 interfaces: Iterable[Interface | Mapping[str, Any]] | None = None,
-                 ips: Iterable[IPConfig | Mapping[str, Any]] | None = None,
-                 routes: Iterable[Route | Mapping[str, Any]] | None = None,
-                 dns: DNS | Mapping[str, Any] | None = None, *, cni_version: str | None = None) -> None:
-        version = cni_version if cni_version is not None else cniVersion
-        self.cni_version: str = versions.CURRENT if version is None else strict_str(version, "cniVersion")
-        self.interfaces: list[Interface] = _models(Interface, interfaces, "interfaces")
-        self.ips: list[IPConfig] = _models(IPConfig, ips, "ips")
-        self.routes: list[Route] = _models(Route, routes, "routes")
-        self.dns: DNS = _dns(dns)
+    cni_version: str = Field(versions.CURRENT, alias="cniVersion")
+    interfaces: list[Interface] = Field(default_factory=list)
+    ips: list[IPConfig] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list)
+    dns: DNS = Field(default_factory=DNS)
+
+    @field_validator("cni_version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> str:
+        return versions.CURRENT if value is None else strict_str(value, "cniVersion")
+
+    @field_validator("interfaces", "ips", "routes", mode="before")
+    @classmethod
+    def _list(cls, value: Any) -> Any:
+        return [] if value is None else list(value) if isinstance(value, tuple) else value
+
+    @field_validator("dns", mode="before")
+    @classmethod
+    def _dns(cls, value: Any) -> Any:
+        if value is None:
+            return DNS()
+        if not isinstance(value, DNS | Mapping):
+            raise Invalid(("dns",), DICT)
+        return value
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object of this result's family, with the reference library's key rules."""
@@ -404,7 +339,7 @@ def _parse_020(data: dict[str, Any], version: str) -> Result:
             if not isinstance(route, Mapping):
                 raise Invalid((key, "routes", index), DICT)
             try:
-                routes.append(Route.from_json({k: route[k] for k in ("dst", "gw") if k in route}))
+                routes.append(Route.model_validate({k: route[k] for k in ("dst", "gw") if k in route}))
             except Invalid as exc:
                 raise exc.under(key, "routes", index) from None
     return Result(cniVersion=version, ips=ips, routes=routes, dns=data.get("dns") or None)

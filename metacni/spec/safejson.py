@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from typing import Any
+from typing import Any
 
 #: Deepest nesting accepted. CNI configs and results nest ~6 levels; 64 leaves room for a
 #: plugin's own settings and stays far below the interpreter's recursion limit.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pydantic import BaseModel, ConfigDict, Field
+
 ALL_VERSIONS: tuple[str, ...] = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 CURRENT = "1.1.0"
 
@@ -68,3 +70,18 @@ def negotiate(cni_version: str | None, cni_versions: Iterable[str] | None) -> st
         if best is None or key > best[0]:
             best = (key, candidate)
     return best[1] if best else ""
+
+
+class VersionReply(BaseModel):
+    """The answer to ``CNI_COMMAND=VERSION``: the requested version when known, else ours."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    cni_version: str = Field(alias="cniVersion")
+    supported_versions: list[str] = Field(default_factory=lambda: list(ALL_VERSIONS), alias="supportedVersions")
+
+    @classmethod
+    def to(cls, requested: str) -> dict[str, object]:
+        """The reply's JSON object for a request naming ``requested`` ("" when none)."""
+        version = requested if requested and is_known(requested) else CURRENT
+        return cls(cni_version=version).model_dump(by_alias=True)

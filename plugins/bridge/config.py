@@ -8,20 +8,17 @@ rather than silently ignored).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any
 
-from metacni.plugin import DNS, CNIError, Code, Request
+from metacni.plugin import DNS, CNIError, Code, Request, validate_config
 from metacni.spec.naming import ifname_problem
-from metacni.spec.record import record
-
-if TYPE_CHECKING:
-    from typing import Any
 
 DEFAULT_BRIDGE = "cni0"
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class BridgeConf:
     network: str
     bridge: str = DEFAULT_BRIDGE
@@ -60,8 +57,13 @@ def _unsupported(network: str, key: str, value: Any, why: str) -> CNIError:
 
 
 def load(request: Request) -> BridgeConf:
+    """The checked config: :class:`.model.BridgeConfig` first (code 7 with the JSON path),
+    then the values the verbs use and the features this build refuses (code 2)."""
+    from .model import BridgeConfig
+
     cfg = request.config
     net = request.network_name
+    validate_config(BridgeConfig, cfg, net, "bridge config")
 
     def flag(key: str) -> bool:
         value = cfg.get(key, False)

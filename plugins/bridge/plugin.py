@@ -12,7 +12,7 @@ from __future__ import annotations
 from metacni.firewall.spoofcheck import gc_spoofcheck
 from metacni.kernel import reaper
 from metacni.netlink.rtnl import rtnl
-from metacni.plugin import GC, STATUS, PluginInfo, Request, Result, hookimpl
+from metacni.plugin import GC, STATUS, PluginConfig, PluginInfo, Request, Result, hookimpl
 
 from . import attach, check, config, detach
 
@@ -22,6 +22,12 @@ def cni_plugin_info() -> PluginInfo:
     # ips/ipRanges are declared so runtimeConfig reaches the delegated IPAM intact.
     return PluginInfo(capabilities=frozenset({"mac", "ips", "ipRanges"}),
                       description="Linux bridge with a veth pair per pod")
+
+
+@hookimpl
+def cni_config_model() -> type[PluginConfig]:
+    from .model import BridgeConfig
+    return BridgeConfig
 
 
 @hookimpl

@@ -17,6 +17,7 @@ Refusals are code 7 naming the field, the network and the namespace, before the 
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from metacni.kernel import links, routes
 from metacni.netlink import rtnl as nl
@@ -24,10 +25,6 @@ from metacni.netlink.rtnl import Rtnl
 from metacni.plugin import CNIError, Code, IPConfig, Request
 
 from .config import BridgeConf
-
-TYPE_CHECKING = False  # mypy treats this name as True
-if TYPE_CHECKING:
-    from typing import Any
 
 TENANT_KEY = "metacniTenant"  # metacni.meta.trust.TENANT_KEY (plugins may not import meta)
 TAG_PREFIX = "metacni:ns="

@@ -13,7 +13,9 @@ from __future__ import annotations
 from metacni.firewall import backend as fw
 from metacni.firewall.identity import Attachment
 from metacni.firewall.plan import FORWARD, ForwardPlan, attachment_ips
-from metacni.plugin import CNIError, Code, PluginInfo, Request, Result, hookimpl
+from metacni.plugin import CNIError, Code, PluginConfig, PluginInfo, Request, Result, hookimpl, validate_config
+
+from .config import ForwardConfig
 
 
 @hookimpl
@@ -21,9 +23,15 @@ def cni_plugin_info() -> PluginInfo:
     return PluginInfo(description="accept forwarded pod traffic")
 
 
+@hookimpl
+def cni_config_model() -> type[PluginConfig]:
+    return ForwardConfig
+
+
 def _plan(request: Request) -> tuple[ForwardPlan, str | None]:
     if request.prev_result is None:
         raise CNIError(Code.INVALID_CONFIG, "must be called as chained plugin", "forward needs prevResult")
+    validate_config(ForwardConfig, request.config, request.network_name, "forward config")
     backend = fw.validate_name(request.config.get("backend"))
     ips = attachment_ips(request.prev_result, request.ifname).ips
     return ForwardPlan(Attachment(request.network_name, request.container_id, request.ifname), ips), backend

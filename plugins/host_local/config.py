@@ -6,23 +6,20 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Any
 
-from metacni.plugin import CNIError, Code, Request, Route
+from metacni.plugin import CNIError, Code, Request, Route, validate_config
 from metacni.spec import versions
 from metacni.spec.check import Invalid
 from metacni.spec.naming import network_name_problem
-from metacni.spec.record import field, record
 
 from .ranges import IPAddress, RangeError, RangeSet, check_disjoint, parse_range_set
-
-if TYPE_CHECKING:
-    from typing import Any
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class IPAMConfig:
     network: str
     data_dir: str
@@ -64,8 +61,12 @@ def load_location(request: Request) -> IPAMConfig:
 
 
 def load(request: Request) -> IPAMConfig:
-    """Everything ADD needs, validated; errors are code 7 naming the field and network."""
+    """Everything ADD needs, validated; errors are code 7 naming the field and network
+    (the ipam section's model, :class:`.model.HostLocalConfig`, with the JSON path)."""
+    from .model import HostLocalConfig
+
     base = load_location(request)
+    validate_config(HostLocalConfig, request.config, base.network, "host-local IPAM config")
     network, ipam = base.network, _ipam(request)
     raw_sets: list[tuple[str, Any]] = []
     rc = request.runtime_config

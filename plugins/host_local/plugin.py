@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from logging import getLogger
 
-from metacni.plugin import DNS, CNIError, Code, IPConfig, PluginInfo, Request, Result, hookimpl
+from metacni.plugin import DNS, CNIError, Code, IPConfig, PluginConfig, PluginInfo, Request, Result, hookimpl
 
 from . import config
 from .allocator import allocate
@@ -20,6 +20,12 @@ log = getLogger(__name__)
 def cni_plugin_info() -> PluginInfo:
     return PluginInfo(capabilities=frozenset({"ips", "ipRanges"}),
                       description="host-local IPAM, data directory shared with the reference binary")
+
+
+@hookimpl
+def cni_config_model() -> type[PluginConfig]:
+    from .model import HostLocalConfig
+    return HostLocalConfig
 
 
 def _store(cfg: config.IPAMConfig) -> Store:

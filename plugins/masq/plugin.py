@@ -10,7 +10,9 @@ from __future__ import annotations
 from metacni.firewall import backend as fw
 from metacni.firewall.identity import Attachment
 from metacni.firewall.plan import MASQ, MasqPlan, attachment_ips, parse_cidrs
-from metacni.plugin import CNIError, Code, PluginInfo, Request, Result, hookimpl
+from metacni.plugin import CNIError, Code, PluginConfig, PluginInfo, Request, Result, hookimpl, validate_config
+
+from .config import MasqConfig
 
 
 @hookimpl
@@ -18,9 +20,15 @@ def cni_plugin_info() -> PluginInfo:
     return PluginInfo(description="masquerade pod traffic leaving its subnets")
 
 
+@hookimpl
+def cni_config_model() -> type[PluginConfig]:
+    return MasqConfig
+
+
 def _plan(request: Request) -> tuple[MasqPlan, str | None]:
     if request.prev_result is None:
         raise CNIError(Code.INVALID_CONFIG, "must be called as chained plugin", "masq needs prevResult")
+    validate_config(MasqConfig, request.config, request.network_name, "masq config")
     backend = fw.validate_name(request.config.get("backend"))
     cidrs = parse_cidrs(request.config.get("nonMasqueradeCIDRs"), "nonMasqueradeCIDRs")
     ips = attachment_ips(request.prev_result, request.ifname).ips

@@ -26,13 +26,28 @@ from metacni.firewall import conntrack
 from metacni.firewall import portmap as config
 from metacni.firewall.identity import Attachment
 from metacni.firewall.plan import PORTMAP
-from metacni.plugin import CNIError, Code, PluginInfo, Request, Result, hookimpl
+from metacni.plugin import CNIError, Code, PluginConfig, PluginInfo, Request, Result, hookimpl, validate_config
 
 log = getLogger(__name__)
 
 
+@hookimpl
+def cni_config_model() -> type[PluginConfig]:
+    from .config import PortmapConfig
+    return PortmapConfig
+
+
 def _attachment(request: Request) -> Attachment:
     return Attachment(request.network_name, request.container_id, request.ifname)
+
+
+def _parse(request: Request) -> tuple[config.PortmapPlan, str | None]:
+    """The checked keys (:class:`.config.PortmapConfig`, code 7 with the JSON path), then the plan."""
+    from .config import PortmapConfig
+
+    validate_config(PortmapConfig, request.config, request.network_name, "portmap config")
+    assert request.prev_result is not None
+    return config.parse(request.config, request.runtime_config, request.prev_result, _attachment(request))
 
 
 @hookimpl
@@ -44,9 +59,7 @@ def cni_plugin_info() -> PluginInfo:
 def cni_add(request: Request) -> Result | None:
     if request.prev_result is None:
         raise CNIError(Code.INVALID_CONFIG, "must be called as chained plugin", "portmap needs prevResult")
-    plan, backend = config.parse(
-        request.config, request.runtime_config, request.prev_result, _attachment(request)
-    )
+    plan, backend = _parse(request)
     if plan.empty:
         fw.delete(plan.attachment, PORTMAP, backend)  # a re-ADD without mappings leaves nothing
         return None
@@ -72,9 +85,7 @@ def cni_check(request: Request) -> None:
         raise CNIError(
             Code.INVALID_CONFIG, "must be called as chained plugin", "portmap CHECK needs prevResult"
         )
-    plan, backend = config.parse(
-        request.config, request.runtime_config, request.prev_result, _attachment(request)
-    )
+    plan, backend = _parse(request)
     if not plan.empty:
         fw.check(plan, backend)
 

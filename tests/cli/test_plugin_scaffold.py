@@ -31,6 +31,14 @@ def sh(*argv: str | Path, cwd: Path | None = None, timeout: float = 300) -> subp
     return proc
 
 
+def _use_metacni_under_test(venv: Path) -> None:
+    """The system site-packages may hold another checkout's metacni: put the one under test first."""
+    import metacni
+
+    site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    (site / "_metacni_under_test.pth").write_text(f"{Path(metacni.__file__).resolve().parents[1]}\n")
+
+
 def test_new_plugin_installs_lists_and_passes_its_test(tmp_path):
     name = tag("scaf-", 6)
     assert main(["plugin", "new", name, "--dir", str(tmp_path)]) == 0
@@ -40,6 +48,7 @@ def test_new_plugin_installs_lists_and_passes_its_test(tmp_path):
     venv = tmp_path / "venv"
     sh(sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv)
     py = venv / "bin" / "python"
+    _use_metacni_under_test(venv)
     sh(py, "-m", "pip", "install", "-q", "--no-deps", "-e", pkg)
 
     listed = sh(py, "-m", "metacni", "plugins").stdout

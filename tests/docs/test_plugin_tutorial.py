@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import metacni
 import metacni.engine.hookspecs as hookspecs
 import metacni.plugin as plugin_api
 from metacni_testkit.netns import Sandbox, tag
@@ -103,6 +104,7 @@ def test_following_the_tutorial_gives_a_listed_plugin_that_runs_in_a_chain(box: 
     (tmp_path / "tutorial.sh").write_text(script(steps, pod))
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTEST_", "CNI_", "PYTHONPATH", "VIRTUAL_ENV"))}
+    env["PYTHONPATH"] = str(Path(metacni.__file__).resolve().parents[1])  # the metacni under test
     proc = subprocess.run(["ip", "netns", "exec", node, "bash", str(tmp_path / "tutorial.sh")], cwd=work,
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"tutorial failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"

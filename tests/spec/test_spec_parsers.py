@@ -161,13 +161,15 @@ def test_conf_files_are_what_libcni_lists(tmp_path) -> None:
     assert conf_files(tmp_path / "absent") == []
 
 
-def test_spec_modules_import_only_the_standard_library() -> None:
-    """Standalone mode starts a process per CNI call: the spec layer must not pull in a schema library."""
+def test_spec_modules_import_only_the_standard_library_and_pydantic() -> None:
+    """The wire types are pydantic models (issue #16); nothing else outside the stdlib is pulled in."""
     code = ("import sys; before = set(sys.modules); import metacni.spec.config, metacni.spec.results; "
             "print('\\n'.join(sorted(set(sys.modules) - before)))")
     added = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    foreign = [m for m in added if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] != "metacni"]
-    assert "metacni.spec.results" in added and foreign == []
+    allowed = {"metacni", "pydantic", "pydantic_core", "typing_extensions", "annotated_types", "typing_inspection"}
+    foreign = [m for m in added if m.split(".")[0] not in sys.stdlib_module_names | allowed
+               and not m.startswith("_sysconfigdata_")]  # platform data the stdlib sysconfig loads
+    assert "metacni.spec.results" in added and "pydantic" in added and foreign == [], foreign
 
 
 @given(st.text(max_size=200))

@@ -19,7 +19,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from metacni.plugin import Request, bad_field
+from pydantic import Field, field_validator
+
+from metacni.plugin import CNIError, PluginConfig, Request, bad_field
 
 DEFAULT_DATA_DIR = "/var/lib/cni/tuning-py"
 ARGS_SYSCTL_PREFIX = "SYSCTL."
@@ -88,6 +90,43 @@ def parse_sysctl(key: Any, value: Any, ifname: str, where: str) -> Sysctl:
 
 def _allowed(key: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(key, canonical_key(p)) for p in patterns)
+
+
+class TuningConfig(PluginConfig):
+    """The conflist keys as a pydantic model, returned by the plugin's ``cni_config_model`` hook:
+    ``metacni validate`` lists every problem it finds, with its JSON path. The field checks are
+    the ``parse_*`` functions :func:`load` uses, so both agree."""
+
+    mtu: int | str | None = None
+    mac: str | None = None
+    sysctl: dict[str, str | int] = Field(default_factory=dict)
+    allowedSysctls: list[str] = Field(default_factory=list)
+    dataDir: str | None = None
+
+    @field_validator("mtu")
+    @classmethod
+    def _mtu(cls, value: int | str | None) -> int | str | None:
+        return value if value is None else _checked(parse_mtu, value, "mtu")
+
+    @field_validator("mac")
+    @classmethod
+    def _mac(cls, value: str | None) -> str | None:
+        return value if value is None else _checked(parse_mac, value, "mac")
+
+    @field_validator("sysctl")
+    @classmethod
+    def _sysctl(cls, value: dict[str, str | int]) -> dict[str, str | int]:
+        for key, item in value.items():
+            _checked(parse_sysctl, key, item, IFNAME_PLACEHOLDER, repr(key))
+        return value
+
+
+def _checked(parse: Any, *args: Any) -> Any:
+    """``parse(*args)``, its CNIError as the ValueError pydantic reports under the field's path."""
+    try:
+        return parse(*args)
+    except CNIError as exc:
+        raise ValueError(exc.details) from None
 
 
 def load(request: Request) -> Tuning:

@@ -36,6 +36,12 @@ def cni_plugin_info() -> PluginInfo:
 
 
 @hookimpl
+def cni_config_model() -> type[config.TuningConfig]:
+    # What `metacni validate` checks in each plugin object of type tuning-py.
+    return config.TuningConfig
+
+
+@hookimpl
 def cni_add(request: Request) -> Result:
     if request.prev_result is None:
         raise CNIError(Code.INVALID_CONFIG, "tuning-py must be chained",
