@@ -3,7 +3,7 @@
 Everything podman touches is private to the test: its root/runroot/tmpdir, containers.conf
 (CONTAINERS_CONF), network config dir and CNI plugin dir are temporary; its commands run in a
 test-created "node" netns (nsenter --net) and one private mount namespace, where podman's
-container netns files and libcni cache live on tmpfs and crun sees cgroup v1 only (it refuses
+container netns files, libcni cache and image caches live on tmpfs and crun sees cgroup v1 only (it refuses
 the host's hybrid layout). The host's netns, mounts and firewall stay untouched.
 """
 
@@ -27,8 +27,10 @@ BUSYBOX = "/bin/busybox"  # Debian's busybox-static
 pytestmark = pytest.mark.skipif(not (is_root() and shutil.which("podman") and Path(BUSYBOX).exists()),
                                 reason="needs root, podman and busybox-static")
 NODE_IP, OUTSIDE_IP, SUBNET = "192.0.2.1", "192.0.2.2", "10.88.77.0/24"
+# /var/lib is a tmpfs in the private mount namespace: libcni's cache (/var/lib/cni) and the image
+# blob-info cache (/var/lib/containers/cache) that podman writes by default never reach the host.
 HOLDER = ("umount /sys/fs/cgroup/unified 2>/dev/null; mount -t tmpfs tmpfs /run/netns && "
-          "mkdir -p /var/lib/cni && mount -t tmpfs tmpfs /var/lib/cni && echo ready && exec cat")
+          "mount -t tmpfs -o mode=755 tmpfs /var/lib && mkdir -p /var/lib/cni && echo ready && exec cat")
 
 
 def image_tar(work: Path) -> Path:
