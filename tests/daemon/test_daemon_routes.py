@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import socket
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ from metacni.engine.registry import Registry
 from metacni.engine.request import Invocation
 from metacni.kernel.netns import enter
 from metacni.sim.fakeapi import FakeAPIServer
-from metacni.sim.traffic import in_netns
+from metacni.sim.traffic import tcp_peer
 from metacni_testkit.daemon import DaemonProc, start_daemon
 from metacni_testkit.netns import Sandbox, netns_path, run
 from metacni_testkit.wait import wait_for
@@ -98,30 +96,7 @@ def world(box: Sandbox) -> Iterator[World]:
 
 def _peer_seen(server_ns: str, server_ip: str, client_ns: str, port: int = 7301) -> str:
     """TCP from client to server pod; the address the server saw as the client."""
-    listener = in_netns(netns_path(server_ns), lambda: socket.create_server((server_ip, port)))
-    listener.settimeout(10)
-    seen: list[str] = []
-
-    def serve() -> None:
-        try:
-            conn, addr = listener.accept()
-            with conn:
-                seen.append(addr[0])
-                conn.sendall(b"ok")
-        except OSError:
-            pass
-
-    t = threading.Thread(target=serve)
-    t.start()
-    try:
-        def client() -> bytes:
-            with socket.create_connection((server_ip, port), timeout=10) as c:
-                return c.recv(2)
-        assert in_netns(netns_path(client_ns), client) == b"ok"
-    finally:
-        t.join(10)
-        listener.close()
-    return seen[0]
+    return tcp_peer(netns_path(server_ns), server_ip, netns_path(client_ns), port, timeout=10)
 
 
 def test_pods_on_different_nodes_reach_each_other_without_nat(world: World):
