@@ -25,7 +25,7 @@ Netlink failures are ``NetlinkError``, an ``OSError`` whose ``errno`` (or ``code
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from metacni.engine.markers import hookimpl
@@ -34,7 +34,7 @@ from metacni.firewall import backend as firewall
 from metacni.firewall.backend import Backend as FirewallBackend
 from metacni.firewall.identity import Attachment
 from metacni.firewall.masq import add_masquerade, del_masquerade
-from metacni.firewall.plan import ForwardPlan, MasqPlan, Plan, PortMapping, PortmapPlan
+from metacni.firewall.plan import ForwardPlan, IPInterface, MasqPlan, Plan, PortMapping, PortmapPlan, attachment_ips
 from metacni.kernel import sysctl
 from metacni.kernel.addresses import add_address, delete_address, list_addresses
 from metacni.kernel.iproute import iproute
@@ -94,8 +94,67 @@ def in_pod_netns(request: Request) -> Iterator[Rtnl]:
         yield ipr
 
 
+# ---------------------------------------------------------------------- chained firewall plugins
+class ChainedFirewallPlugin:
+    """The hooks of a chained plugin that is one firewall feature (``forward``, ``masq``).
+
+    ``plan(request, attachment, ips)`` builds the feature's plan from the checked config; ADD
+    applies it, CHECK checks it when the pod has addresses, DEL needs only the attachment
+    identity (so it works after the netns is gone), GC keeps ``valid_attachments``. No
+    ``prevResult`` is CNI error 7 "<kind> needs prevResult"; bad keys are error 7 from
+    ``model``. The plugin module binds :meth:`hooks` to the hook names (plugins are modules).
+    """
+
+    def __init__(self, kind: str, model: type[PluginConfig], description: str,
+                 plan: Callable[[Request, Attachment, tuple[IPInterface, ...]], MasqPlan | ForwardPlan]) -> None:
+        self.kind, self.model, self.description, self.plan = kind, model, description, plan
+
+    def _plan(self, request: Request) -> tuple[MasqPlan | ForwardPlan, str | None]:
+        if request.prev_result is None:
+            raise CNIError(Code.INVALID_CONFIG, "must be called as chained plugin", f"{self.kind} needs prevResult")
+        validate_config(self.model, request.config, request.network_name, f"{self.kind} config")
+        backend = firewall.validate_name(request.config.get("backend"))
+        att = Attachment(request.network_name, request.container_id, request.ifname)
+        return self.plan(request, att, attachment_ips(request.prev_result, request.ifname).ips), backend
+
+    def hooks(self) -> tuple[Callable[..., object], ...]:
+        """``cni_plugin_info, cni_config_model, cni_add, cni_del, cni_check, cni_gc``, in that order."""
+        return (self.cni_plugin_info, self.cni_config_model, self.cni_add, self.cni_del, self.cni_check,
+                self.cni_gc)
+
+    @hookimpl
+    def cni_plugin_info(self) -> PluginInfo:
+        return PluginInfo(description=self.description)
+
+    @hookimpl
+    def cni_config_model(self) -> type[PluginConfig]:
+        return self.model
+
+    @hookimpl
+    def cni_add(self, request: Request) -> Result | None:
+        plan, backend = self._plan(request)
+        firewall.apply(plan, backend)
+        return None
+
+    @hookimpl
+    def cni_del(self, request: Request) -> None:
+        attachment = Attachment(request.network_name, request.container_id, request.ifname)
+        firewall.delete(attachment, self.kind, firewall.validate_name(request.config.get("backend")))
+
+    @hookimpl
+    def cni_check(self, request: Request) -> None:
+        plan, backend = self._plan(request)
+        if plan.addresses:
+            firewall.check(plan, backend)
+
+    @hookimpl
+    def cni_gc(self, request: Request) -> None:
+        firewall.gc(request.network_name, request.valid_attachments, self.kind)
+
+
 __all__ = [
-    "ADD", "ALL_VERSIONS", "CHECK", "DEL", "DNS", "GC", "STATUS", "Attachment", "CNIError", "CniArgs",
+    "ADD", "ALL_VERSIONS", "CHECK", "DEL", "DNS", "GC", "STATUS", "Attachment", "CNIError", "ChainedFirewallPlugin",
+    "CniArgs",
     "Code", "FirewallBackend", "ForwardPlan", "IPAMSection", "IPConfig", "Interface", "Invocation",
     "LinkInfo", "LinkSpec", "MasqPlan", "NetlinkError", "Plan", "PluginConfig", "PluginInfo", "PortMapping",
     "PortmapPlan",

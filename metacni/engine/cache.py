@@ -67,6 +67,15 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600, d
         os.close(dir_fd)
 
 
+def read_if_present(path: str | os.PathLike[str]) -> bytes | None:
+    """The file's bytes, None when it does not exist; any other ``OSError`` is raised."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
 def _create_temp(parent: str, name: str) -> tuple[int, str]:
     """A new file ``.<name>.<random>`` in ``parent``, created exclusively, mode 0600: (fd, path)."""
     while True:
@@ -154,12 +163,11 @@ class ResultCache:
         forever. A legacy bare result (pre-2019 libcni) is accepted."""
         path = self.path(network, container_id, ifname)
         try:
-            with open(path, "rb") as handle:
-                raw = handle.read()
-        except FileNotFoundError:
-            return None
+            raw = read_if_present(path)
         except OSError as exc:
             log.warning("cannot read cache file %s (%s); going on without it", path, exc)
+            return None
+        if raw is None:
             return None
         try:
             return _decode_entry(raw, network, container_id, ifname)

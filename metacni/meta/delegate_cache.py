@@ -18,7 +18,7 @@ from logging import getLogger
 from typing import TYPE_CHECKING
 
 from metacni.engine import cache
-from metacni.engine.cache import atomic_write, typed  # typed: CorruptEntry is a ValueError
+from metacni.engine.cache import atomic_write, read_if_present, typed  # typed: CorruptEntry is a ValueError
 from metacni.spec import naming, safejson
 from metacni.spec.config import NetworkList, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
@@ -76,12 +76,11 @@ def read(cni_dir: str | os.PathLike[str], container_id: str) -> CachedAttachment
     """The record, None when there is none; CorruptCache when it exists but is unusable."""
     path = _path(cni_dir, container_id)
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        return None
+        raw = read_if_present(path)
     except OSError as exc:
         raise CorruptCache(path, exc.strerror or str(exc)) from None
+    if raw is None:
+        return None
     try:
         data = safejson.loads(raw)
         if not isinstance(data, dict) or data.get("kind") != KIND:

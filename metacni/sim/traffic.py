@@ -91,14 +91,28 @@ def ping(src_netns: str, dst: str, timeout: float = 5.0) -> bool:
 def tcp_exchange(server_netns: str, server_ip: str, client_netns: str, port: int = 7777,
                  timeout: float = 5.0) -> bytes:
     """Client in one netns sends a line to a server in another, which answers in upper case."""
+    return _exchange(server_netns, server_ip, client_netns, port, timeout)[0]
+
+
+def tcp_peer(server_netns: str, server_ip: str, client_netns: str, port: int = 7777,
+             timeout: float = 5.0) -> str:
+    """The address the server in one netns saw as the client's (in another); "" if none came."""
+    return _exchange(server_netns, server_ip, client_netns, port, timeout)[1]
+
+
+def _exchange(server_netns: str, server_ip: str, client_netns: str, port: int,
+              timeout: float) -> tuple[bytes, str]:
+    """One TCP exchange (see :func:`tcp_exchange`): the reply and the client address the server saw."""
     fam = socket.AF_INET if ipaddress.ip_address(server_ip).version == 4 else socket.AF_INET6
     listener = in_netns(server_netns, lambda: _listen(fam, server_ip, port))
     listener.settimeout(timeout)
+    seen: list[str] = []
 
     def serve() -> None:
         try:
-            conn, _ = listener.accept()
+            conn, addr = listener.accept()
             with conn:
+                seen.append(str(addr[0]))
                 conn.settimeout(timeout)
                 conn.sendall(conn.recv(1024).upper())
         except OSError:
@@ -111,10 +125,11 @@ def tcp_exchange(server_netns: str, server_ip: str, client_netns: str, port: int
             with socket.create_connection((server_ip, port), timeout=timeout) as c:
                 c.sendall(b"hello over the bridge")
                 return c.recv(1024)
-        return in_netns(client_netns, client)
+        reply = in_netns(client_netns, client)
     finally:
         server.join(timeout)
         listener.close()
+    return reply, (seen[0] if seen else "")
 
 
 def _listen(fam: int, ip: str, port: int) -> socket.socket:

@@ -24,22 +24,22 @@ _CHARS = "must start with an alphanumeric and contain only alphanumerics, '_', '
 
 
 def container_id_problem(value: str) -> str | None:
-    if not isinstance(value, str) or not value:
-        return "must not be empty"
-    if len(value) > MAX_CONTAINER_ID:
-        return f"is {len(value)} characters long, more than {MAX_CONTAINER_ID}"
-    if not _ID_RE.fullmatch(value):
-        return _CHARS
-    return None
+    return _id_problem(value, "must not be empty", MAX_CONTAINER_ID, "")
 
 
 def network_name_problem(value: str) -> str | None:
     """Same rule as container ids; it also rules out '/' and '..' so a name is a safe file name."""
+    return _id_problem(value, "must be a non-empty string", MAX_NETWORK_NAME,
+                       f" (cache and lease file names derived from it must stay under {NAME_MAX} bytes)")
+
+
+def _id_problem(value: str, empty: str, limit: int, why_limit: str) -> str | None:
+    """The id rule: ``empty`` for a non-string or empty value, then at most ``limit`` characters
+    (``why_limit`` ends that message), then only the characters of ``_ID_RE``."""
     if not isinstance(value, str) or not value:
-        return "must be a non-empty string"
-    if len(value) > MAX_NETWORK_NAME:
-        return (f"is {len(value)} characters long, more than {MAX_NETWORK_NAME} (cache and lease file names "
-                f"derived from it must stay under {NAME_MAX} bytes)")
+        return empty
+    if len(value) > limit:
+        return f"is {len(value)} characters long, more than {limit}{why_limit}"
     if not _ID_RE.fullmatch(value):
         return _CHARS
     return None

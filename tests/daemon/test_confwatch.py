@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from metacni.daemon.confwatch import ConfWatcher, default_regenerator
@@ -20,14 +21,21 @@ def _cluster_network(conf_dir: Path) -> str:
     return str(json.loads((conf_dir / "00-metacni.conf").read_text())["clusterNetwork"])
 
 
-def test_our_file_renamed_away_right_after_the_write_comes_back(tmp_path):
-    """Another CNI (Cilium's exclusive mode, Multus #972) may rename our file between our write
-    and our next look at the directory; the watch must still notice the file is gone."""
+
+def _net_d_with_primary(tmp_path: Path) -> tuple[Path, Callable[[], object]]:
+    """A conf dir holding one primary network, and the regenerator that writes our file there."""
     conf_dir = tmp_path / "net.d"
     conf_dir.mkdir()
     _primary(conf_dir, "10-primary.conflist", "primary")
     write = default_regenerator(str(conf_dir), None)
     assert write is not None
+    return conf_dir, write
+
+
+def test_our_file_renamed_away_right_after_the_write_comes_back(tmp_path):
+    """Another CNI (Cilium's exclusive mode, Multus #972) may rename our file between our write
+    and our next look at the directory; the watch must still notice the file is gone."""
+    conf_dir, write = _net_d_with_primary(tmp_path)
 
     def write_then_renamed_away() -> object:
         path = write()
@@ -46,11 +54,7 @@ def test_our_file_renamed_away_right_after_the_write_comes_back(tmp_path):
 
 
 def test_a_primary_added_during_a_pass_is_picked_up_by_the_next(tmp_path):
-    conf_dir = tmp_path / "net.d"
-    conf_dir.mkdir()
-    _primary(conf_dir, "10-primary.conflist", "primary")
-    write = default_regenerator(str(conf_dir), None)
-    assert write is not None
+    conf_dir, write = _net_d_with_primary(tmp_path)
 
     def write_while_a_primary_appears() -> object:
         path = write()

@@ -13,6 +13,7 @@ from metacni.sim.traffic import ping
 from metacni.spec.errors import CNIError
 from metacni_testkit.netns import links, netns_path, run
 from metacni_testkit.nodes import Node, load, rt, run_in_node
+from metacni_testkit.wait import wait_for
 
 PODS = 16
 
@@ -114,29 +115,18 @@ def test_periodic_gc_reclaims_attachments_of_deleted_pods(box):
                 run_in_node(node, lambda name=name, args=args: runner.add(net, rt(name, pods[name], args=args)))
             assert len(node.leases(net.name)) == 2
             api.delete_pod("default", "gone")
-            assert _wait(lambda: [e.container_id for e in runner.cache.entries(net.name)] == ["keep"]), \
+            assert wait_for(lambda: [e.container_id for e in runner.cache.entries(net.name)] == ["keep"]), \
                 node.daemon.log_text() if node.daemon else ""
-            assert _wait(lambda: len(node.leases(net.name)) == 1)
+            assert wait_for(lambda: len(node.leases(net.name)) == 1)
             # The daemon's DEL leaves the veth deletion to its link reaper: gone shortly after.
-            assert _wait(lambda: "eth0" not in {ln["ifname"] for ln in links(pods["gone"].rsplit("/", 1)[1])})
+            assert wait_for(lambda: "eth0" not in {ln["ifname"] for ln in links(pods["gone"].rsplit("/", 1)[1])})
             assert ping(pods["keep"], "10.85.0.1")
             assert node.daemon is not None
             # Logged after the pass returns, which may be after the cache, lease and link checks above.
             daemon = node.daemon
-            assert _wait(lambda: any(r.get("msg") == "periodic GC reclaimed attachments"
-                                     for r in daemon.log_records())), daemon.log_text()
+            assert wait_for(lambda: any(r.get("msg") == "periodic GC reclaimed attachments"
+                                        for r in daemon.log_records())), daemon.log_text()
         finally:
             if node.daemon is not None:
                 node.daemon.kill()
             api.stop()
-
-
-def _wait(cond, timeout: float = 30.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False

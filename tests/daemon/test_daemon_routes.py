@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import socket
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +24,10 @@ from metacni.engine.registry import Registry
 from metacni.engine.request import Invocation
 from metacni.kernel.netns import enter
 from metacni.sim.fakeapi import FakeAPIServer
-from metacni.sim.traffic import in_netns
+from metacni.sim.traffic import tcp_peer
 from metacni_testkit.daemon import DaemonProc, start_daemon
 from metacni_testkit.netns import Sandbox, netns_path, run
+from metacni_testkit.wait import wait_for
 
 PROTO = 201
 
@@ -49,17 +48,6 @@ def _routes(ns: str) -> list[dict[str, Any]]:
 
 def _owned(ns: str) -> dict[str, str]:
     return {r["dst"]: r.get("gateway", "") for r in _routes(ns) if str(r.get("protocol")) in (str(PROTO),)}
-
-
-def _wait(cond: Any, timeout: float = 30.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -108,30 +96,7 @@ def world(box: Sandbox) -> Iterator[World]:
 
 def _peer_seen(server_ns: str, server_ip: str, client_ns: str, port: int = 7301) -> str:
     """TCP from client to server pod; the address the server saw as the client."""
-    listener = in_netns(netns_path(server_ns), lambda: socket.create_server((server_ip, port)))
-    listener.settimeout(10)
-    seen: list[str] = []
-
-    def serve() -> None:
-        try:
-            conn, addr = listener.accept()
-            with conn:
-                seen.append(addr[0])
-                conn.sendall(b"ok")
-        except OSError:
-            pass
-
-    t = threading.Thread(target=serve)
-    t.start()
-    try:
-        def client() -> bytes:
-            with socket.create_connection((server_ip, port), timeout=10) as c:
-                return c.recv(2)
-        assert in_netns(netns_path(client_ns), client) == b"ok"
-    finally:
-        t.join(10)
-        listener.close()
-    return seen[0]
+    return tcp_peer(netns_path(server_ns), server_ip, netns_path(client_ns), port, timeout=10)
 
 
 def test_pods_on_different_nodes_reach_each_other_without_nat(world: World):
@@ -142,7 +107,7 @@ def test_pods_on_different_nodes_reach_each_other_without_nat(world: World):
         world.api.add_node(f"node-{i}", f"10.90.{i}.0/24", f"192.168.50.{10 + i}")
     for i, node in enumerate(world.nodes, start=1):
         want = {f"10.90.{j}.0/24": f"192.168.50.{10 + j}" for j in (1, 2, 3) if j != i}
-        assert _wait(lambda node=node, want=want: _owned(node) == want), \
+        assert wait_for(lambda node=node, want=want: _owned(node) == want), \
             (_routes(node), world.daemons[i - 1].log_text())
     # Pod 1 → pod 2 and pod 3 → pod 1: the receiver sees the sender's pod address.
     assert _peer_seen(world.pods[1], world.pod_ips[1], world.pods[0]) == world.pod_ips[0]
@@ -150,7 +115,7 @@ def test_pods_on_different_nodes_reach_each_other_without_nat(world: World):
 
     world.api.delete_node("node-3")
     for node in world.nodes[:2]:
-        assert _wait(lambda node=node: "10.90.3.0/24" not in _owned(node))
+        assert wait_for(lambda node=node: "10.90.3.0/24" not in _owned(node))
     assert _owned(n1) == {"10.90.2.0/24": "192.168.50.12"}
     foreign = [r for r in _routes(n1) if r["dst"] == "10.99.0.0/24"]
     assert foreign and foreign[0]["gateway"] == "192.168.50.12" and foreign[0].get("protocol") == "static"
@@ -162,7 +127,7 @@ def test_a_foreign_route_to_a_pod_cidr_is_not_replaced(world: World):
     run("ip", "route", "add", "10.90.2.0/24", "via", "192.168.50.13", "proto", "static", netns=n1)
     for i in (1, 2, 3):
         world.api.add_node(f"node-{i}", f"10.90.{i}.0/24", f"192.168.50.{10 + i}")
-    assert _wait(lambda: _owned(n1) == {"10.90.3.0/24": "192.168.50.13"})
+    assert wait_for(lambda: _owned(n1) == {"10.90.3.0/24": "192.168.50.13"})
     [r] = [r for r in _routes(n1) if r["dst"] == "10.90.2.0/24"]
     assert r["gateway"] == "192.168.50.13" and r.get("protocol") == "static"
 

@@ -198,14 +198,17 @@ def test_a_broken_plugin_is_a_999_error_naming_it(caplog, info, add, details):
 
 
 # ---------------------------------------------------------------------- stdout, stderr, rollback
-BOOM = """
-    import sys
-    from metacni.plugin import hookimpl
-
+# both plugins below append what they are asked to do to the file named by config "log"
+_LOG = """
     def _log(request, what):
         with open(request.config["log"], "a") as fh:
             fh.write(what + "\\n")
+"""
 
+BOOM = """
+    import sys
+    from metacni.plugin import hookimpl
+""" + _LOG + """
     @hookimpl
     def cni_add(request):
         _log(request, "boom ADD")
@@ -219,11 +222,7 @@ BOOM = """
 
 MARK = """
     from metacni.plugin import get_link, hookimpl, in_pod_netns, iproute, netns_exists
-
-    def _log(request, what):
-        with open(request.config["log"], "a") as fh:
-            fh.write(what + "\\n")
-
+""" + _LOG + """
     @hookimpl
     def cni_add(request):
         _log(request, "mark ADD")

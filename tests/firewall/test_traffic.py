@@ -16,7 +16,6 @@ from metacni_testkit.firewall_testbed import (
     OUTSIDE_IP,
     Testbed,
     ask,
-    prime_legacy,
     ruleset,
     start_echo,
     unreachable,
@@ -26,13 +25,6 @@ from metacni_testkit.netns import netns_path, run
 BACKENDS = ["nftables", "iptables"]
 
 
-def _testbed(box, tmp_path, backend: str) -> Testbed:
-    tb = Testbed(box).setup(str(tmp_path))
-    if backend == "iptables":
-        prime_legacy(tb.node)
-    return tb
-
-
 def _pod(tb: Testbed, name: str) -> tuple[str, Attachment, ipaddress.IPv4Interface]:
     ns, res = tb.add_pod(name)
     return ns, Attachment(tb.network, name, "eth0"), ipaddress.IPv4Interface(res.ips[0].address)
@@ -40,7 +32,7 @@ def _pod(tb: Testbed, name: str) -> tuple[str, Attachment, ipaddress.IPv4Interfa
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_portmap_reaches_the_pod_from_outside(box, tmp_path, backend):
-    tb = _testbed(box, tmp_path, backend)
+    tb = Testbed(box).setup(str(tmp_path), backend)
     before = ruleset(tb.node)
     ns, att, ip = _pod(tb, "pod-p")
     plan = PortmapPlan(att, parse_port_mappings([{"hostPort": 8080, "containerPort": 80},
@@ -65,7 +57,7 @@ def test_portmap_reaches_the_pod_from_outside(box, tmp_path, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_masq_outside_sees_the_node(box, tmp_path, backend):
-    tb = _testbed(box, tmp_path, backend)
+    tb = Testbed(box).setup(str(tmp_path), backend)
     run("ip", "route", "add", "10.88.0.0/24", "via", NODE_IP, netns=tb.outside)  # replies could come back
     before = ruleset(tb.node)
     ns, att, ip = _pod(tb, "pod-m")
@@ -87,8 +79,7 @@ def test_masq_outside_sees_the_node(box, tmp_path, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_forward_opens_a_drop_policy_for_the_pod_only(box, tmp_path, backend):
-    tb = _testbed(box, tmp_path, backend)
-    run("iptables-legacy" if backend == "iptables" else "iptables-nft", "-P", "FORWARD", "DROP", netns=tb.node)
+    tb = Testbed(box).setup(str(tmp_path), backend, forward="DROP")
     run("ip", "route", "add", "10.88.0.0/24", "via", NODE_IP, netns=tb.outside)
     before = ruleset(tb.node)
     (ns1, att1, ip1), (ns2, _att2, _ip2) = _pod(tb, "pod-f1"), _pod(tb, "pod-f2")

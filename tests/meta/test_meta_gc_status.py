@@ -260,12 +260,18 @@ def indicator_spy(monkeypatch):
     return looks, absent_seen
 
 
+def _pod_behind_indicator(node, readiness_timeout: float) -> tuple[Path, Any]:
+    """A primary that waits for ``<root>/primary-ready`` (not created here) up to the timeout,
+    one NAD ``net-a`` and a pod that asks for it."""
+    indicator = node.root / "primary-ready"
+    node.write_primary(extra=dict(API, readinessindicatorfile=str(indicator), readinessTimeout=readiness_timeout))
+    node.add_nad("net-a", "br-a", "10.89.1.0/24")
+    return indicator, node.pod(annotations={NETWORKS: "net-a"})
+
+
 def test_add_waits_for_readiness_file(node, indicator_spy):
     looks, absent_seen = indicator_spy
-    indicator = node.root / "primary-ready"
-    node.write_primary(extra=dict(API, readinessindicatorfile=str(indicator), readinessTimeout=60))
-    node.add_nad("net-a", "br-a", "10.89.1.0/24")
-    pod = node.pod(annotations={NETWORKS: "net-a"})
+    indicator, pod = _pod_behind_indicator(node, readiness_timeout=60)
 
     def primary_comes_up() -> None:
         if absent_seen.wait(60):  # ADD is polling for it now
@@ -287,10 +293,7 @@ def test_add_waits_for_readiness_file(node, indicator_spy):
 
 def test_add_times_out_with_11_and_leaves_nothing(node, indicator_spy):
     looks, _ = indicator_spy
-    indicator = node.root / "primary-ready"
-    node.write_primary(extra=dict(API, readinessindicatorfile=str(indicator), readinessTimeout=0.5))
-    node.add_nad("net-a", "br-a", "10.89.1.0/24")
-    pod = node.pod(annotations={NETWORKS: "net-a"})
+    indicator, pod = _pod_behind_indicator(node, readiness_timeout=0.5)
     node.api.reset_counts()
     err = node.cni_error("ADD", pod)
     assert err.code == Code.TRY_AGAIN_LATER == 11
@@ -302,11 +305,8 @@ def test_add_times_out_with_11_and_leaves_nothing(node, indicator_spy):
 
 def test_del_never_waits_for_readiness_file(node, indicator_spy):
     looks, _ = indicator_spy
-    indicator = node.root / "primary-ready"
+    indicator, pod = _pod_behind_indicator(node, readiness_timeout=600)
     indicator.write_text("ok")
-    node.write_primary(extra=dict(API, readinessindicatorfile=str(indicator), readinessTimeout=600))
-    node.add_nad("net-a", "br-a", "10.89.1.0/24")
-    pod = node.pod(annotations={NETWORKS: "net-a"})
     node.cni("ADD", pod)
     indicator.unlink()  # the primary went away; teardown must still go through at once
     looks.clear()

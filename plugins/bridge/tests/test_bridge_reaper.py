@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -69,12 +70,17 @@ def test_deletions_queued_together_go_in_one_request(node, held):
     assert (held.deleted, held.requests) == (3, 1)
 
 
-def test_add_after_del_of_the_same_container_waits_for_the_deletion(node, held):
+def _added_then_deleted(node, container_id: str) -> tuple[dict[str, Any], str, str]:
+    """ADD then DEL of one pod on the node's bridge: its conf, netns path and host veth name."""
     conf = node.conf()
     pod = node.pod().path
-    node.invoke("ADD", conf, pod, "reap-2")
-    node.invoke("DEL", conf, pod, "reap-2")
-    host = host_veth_name(conf["name"], "reap-2", "eth0")
+    node.invoke("ADD", conf, pod, container_id)
+    node.invoke("DEL", conf, pod, container_id)
+    return conf, pod, host_veth_name(conf["name"], container_id, "eth0")
+
+
+def test_add_after_del_of_the_same_container_waits_for_the_deletion(node, held):
+    conf, pod, host = _added_then_deleted(node, "reap-2")
     assert held.pending(host)
 
     out: dict[str, object] = {}
@@ -120,11 +126,7 @@ def test_gc_deletes_links_a_crash_left_detached(node, held):
 
 def test_add_finishes_the_deletion_a_crash_left_pending(node, held):
     """Standalone ADD (no reaper) of an attachment whose detached pair a crash left behind."""
-    conf = node.conf()
-    pod = node.pod().path
-    node.invoke("ADD", conf, pod, "reap-3")
-    node.invoke("DEL", conf, pod, "reap-3")
-    host = host_veth_name(conf["name"], "reap-3", "eth0")
+    conf, pod, host = _added_then_deleted(node, "reap-3")
     reaper._reaper = None  # the crash
     try:
         assert _link(node.name, host).get("ifalias") == reaper.MARK

@@ -9,7 +9,6 @@ from metacni_testkit.firewall_testbed import (
     OUTSIDE_IP,
     Testbed,
     ask,
-    prime_legacy,
     ruleset,
     start_echo,
     unreachable,
@@ -19,12 +18,7 @@ from metacni_testkit.netns import netns_path, run
 
 @pytest.mark.parametrize("backend", ["nftables", "iptables"])
 def test_forward_opens_a_drop_policy(box, tmp_path, backend):
-    tb = Testbed(box).setup(str(tmp_path))
-    if backend == "iptables":
-        prime_legacy(tb.node)
-    run(
-        "iptables-legacy" if backend == "iptables" else "iptables-nft", "-P", "FORWARD", "DROP", netns=tb.node
-    )
+    tb = Testbed(box).setup(str(tmp_path), backend, forward="DROP")
     # the outside can route back to the pods: no NAT involved, forwarding alone decides
     run("ip", "route", "add", "10.88.0.0/24", "via", NODE_IP, netns=tb.outside)
     before = ruleset(tb.node)

@@ -46,9 +46,7 @@ def test_kube_proxy_through_nftables_is_found_by_point_lookups(box, tmp_path, ma
 
 @pytest.mark.parametrize("backend", ["nftables", "iptables"])
 def test_masq_gc_keeps_only_valid_attachments(box, tmp_path, backend):
-    tb = Testbed(box).setup(str(tmp_path))
-    if backend == "iptables":
-        prime_legacy(tb.node)
+    tb = Testbed(box).setup(str(tmp_path), backend)
     before = ruleset(tb.node)
     conf = {"cniVersion": "1.1.0", "backend": backend}
     with netns.enter(netns_path(tb.node)):

@@ -10,21 +10,15 @@ from metacni_testkit.firewall_testbed import (
     Testbed,
     ask,
     pod_ip,
-    prime_legacy,
     ruleset,
     start_echo,
 )
-from metacni_testkit.netns import netns_path, run
+from metacni_testkit.netns import netns_path
 
 
 @pytest.mark.parametrize("backend", ["nftables", "iptables"])
 def test_masq_outside_sees_node_and_pods_see_each_other(box, tmp_path, backend):
-    tb = Testbed(box).setup(str(tmp_path))
-    if backend == "iptables":
-        prime_legacy(tb.node)
-    run(
-        "iptables-legacy" if backend == "iptables" else "iptables-nft", "-P", "FORWARD", "DROP", netns=tb.node
-    )
+    tb = Testbed(box).setup(str(tmp_path), backend, forward="DROP")
     before = ruleset(tb.node)
     steps = [
         ("masq", {"backend": backend, "nonMasqueradeCIDRs": ["10.96.0.0/12"]}),
@@ -63,9 +57,7 @@ def test_masq_api_without_addresses_and_after_netns_gone(box, tmp_path, backend)
     from metacni.firewall.masq import add_masquerade, del_masquerade
     from metacni.kernel import netns
 
-    tb = Testbed(box).setup(str(tmp_path))
-    if backend == "iptables":
-        prime_legacy(tb.node)
+    tb = Testbed(box).setup(str(tmp_path), backend)
     before = ruleset(tb.node)
     with netns.enter(netns_path(tb.node)):
         add_masquerade(

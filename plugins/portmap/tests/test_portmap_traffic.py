@@ -10,11 +10,10 @@ from metacni_testkit.firewall_testbed import (
     Testbed,
     ask,
     pod_ip,
-    prime_legacy,
     ruleset,
     start_echo,
 )
-from metacni_testkit.netns import netns_path, run
+from metacni_testkit.netns import netns_path
 
 BACKENDS = ["nftables", "iptables"]
 
@@ -34,17 +33,9 @@ def chain(backend: str, mappings: list[dict]) -> list[tuple[str, dict]]:
     ]
 
 
-def drop_forward(tb: Testbed, backend: str) -> None:
-    if backend == "iptables":
-        prime_legacy(tb.node)
-    tool = "iptables-legacy" if backend == "iptables" else "iptables-nft"
-    run(tool, "-P", "FORWARD", "DROP", netns=tb.node)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_portmap_tcp_udp_from_everywhere(box, tmp_path, backend):
-    tb = Testbed(box).setup(str(tmp_path))
-    drop_forward(tb, backend)
+    tb = Testbed(box).setup(str(tmp_path), backend, forward="DROP")
     before = ruleset(tb.node)
     ns, res = tb.add_pod("pod-a")
     # containerd's casing for one entry, CRI-O's for the others
@@ -80,9 +71,7 @@ def test_portmap_tcp_udp_from_everywhere(box, tmp_path, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_portmap_check_fails_when_rules_are_gone_and_del_needs_nothing(box, tmp_path, backend):
-    tb = Testbed(box).setup(str(tmp_path))
-    if backend == "iptables":
-        prime_legacy(tb.node)
+    tb = Testbed(box).setup(str(tmp_path), backend)
     before = ruleset(tb.node)
     ns, res = tb.add_pod("pod-c")
     conf = chain(backend, [{"hostPort": 9090, "containerPort": 90, "protocol": "tcp"}])[0][1]

@@ -150,7 +150,9 @@ class Testbed:
         default_factory=lambda: Invoker(Registry(disabled=frozenset({"bridge", "host-local"})))
     )
 
-    def setup(self, data_dir: str) -> Testbed:
+    def setup(self, data_dir: str, backend: str | None = None, forward: str | None = None) -> Testbed:
+        """The node and outside namespaces, linked; ``backend="iptables"`` primes the legacy tables
+        (:func:`prime_legacy`); ``forward="DROP"`` sets that FORWARD policy with the backend's tool."""
         self.data_dir = data_dir
         self.node = self.box.netns("mcnode")
         self.outside = self.box.netns("mcout")
@@ -173,6 +175,11 @@ class Testbed:
         run("ip", "addr", "add", f"{OUTSIDE_IP}/24", "dev", "vout", netns=self.outside)
         run("ip", "link", "set", "vout", "up", netns=self.outside)
         run("sysctl", "-qw", "net.ipv4.ip_forward=1", netns=self.node)
+        if backend == "iptables":
+            prime_legacy(self.node)
+        if forward:
+            tool = "iptables-legacy" if backend == "iptables" else "iptables-nft"
+            run(tool, "-P", "FORWARD", forward, netns=self.node)
         return self
 
     # ------------------------------------------------------------------ plugin calls
