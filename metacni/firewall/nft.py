@@ -51,7 +51,7 @@ may evict another attachment) keeps the host-wide ``/run/metacni-nftables.lock``
 versions take for every batch: rare, and it serialises two evictions.
 
 Why raw nf_tables batches for the per-attachment objects (libnftables' cache fill grows with
-the pods): docs/design/0002-own-netlink-codec.md.
+the pods): docs/design/1701-own-netlink-codec.md.
 
 Above 400 lines on purpose: :class:`NftablesBackend` is one transaction engine; ADD, DEL, CHECK
 and GC share its batch building and skeleton cache.

@@ -7,5 +7,5 @@
   the batch framing of a transaction.
 
 Why an own codec instead of pyroute2, and raw nf_tables batches instead of libnftables:
-docs/design/0002-own-netlink-codec.md.
+docs/design/1701-own-netlink-codec.md.
 """

@@ -7,7 +7,7 @@ requests and an nf_tables transaction (a batch framed by BEGIN/END messages) all
 
 Layout reminders (native-endian, attributes 4-byte aligned): nlmsghdr ``len u32, type u16,
 flags u16, seq u32, pid u32``; nlattr ``len u16, type u16`` then the payload. Why our own
-codec and not pyroute2: docs/design/0002-own-netlink-codec.md.
+codec and not pyroute2: docs/design/1701-own-netlink-codec.md.
 """
 
 from __future__ import annotations

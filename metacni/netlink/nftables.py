@@ -14,7 +14,7 @@ expression encoder and a transaction's batch framing. No libnftables, no JSON ev
   (``nft list``) cannot tell the two apart.
 
 Netfilter attributes are big-endian; each message body starts with an nfgenmsg. Why raw
-batches and not libnftables: docs/design/0002-own-netlink-codec.md.
+batches and not libnftables: docs/design/1701-own-netlink-codec.md.
 """
 
 from __future__ import annotations
