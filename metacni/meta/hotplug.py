@@ -25,7 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from metacni.engine.invoke import Invoker
@@ -286,15 +286,15 @@ def delegate_add(conf: dict[str, Any], container_id: str, ifname: str, net_confi
         raise CNIError(Code.INVALID_CONFIG, "interface already exists",
                        f"{ctx.who}: {ifname} already exists in {record.netns}")
     service.check_attachment_cap(ctx, len(record.delegates) + 1)
-    d = Delegate(label=f"{record.pod_namespace}/{net.name}", net=net, ifname=ifname, selection=sel,
-                 capability_args=caps)
+    # Recorded without the selection: the annotation watcher (plan) leaves such attachments alone.
+    d = Delegate(label=f"{record.pod_namespace}/{net.name}", net=net, ifname=ifname, capability_args=caps)
     before = list(record.delegates)
     record.delegates = [*before, d]
     delegate_cache.write(ctx.cfg.cni_dir, record)
     result: Result | None = None
     try:
         try:
-            result = ctx.runner.add(net, ctx.rt(d, record.netns))
+            result = ctx.runner.add(net, ctx.rt(replace(d, selection=sel), record.netns))
         except CNIError as exc:
             raise ctx.fail(exc, f"network {d.label} ({ifname}) failed: {exc.msg}") from None
         _write_status(ctx, record)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from metacni.kernel.netns import enter
+from metacni.meta import delegate_cache, hotplug
 from metacni.sim import traffic
 from metacni_testkit.daemon import start_daemon
 from metacni_testkit.firewall_testbed import ruleset
@@ -392,6 +393,10 @@ def test_multus_delegate_endpoint(make_node: Callable[..., DaemonMetaNode]):
     assert response is not None, (status, answer)
     assert [ip["address"] for ip in response["Result"]["ips"]] == ["10.89.1.200/24"]
     assert node.leases("net-a") == ["10.89.1.200"]
+    # the controller owns what it attached: the annotation watcher's plan never detaches it
+    record = delegate_cache.read(str(node.cni_dir), pod.container_id)
+    assert record is not None and "net7" in [d.ifname for d in record.delegates]
+    assert hotplug.plan(record, [])[1] == []
     # interfaceAttributes obey the annotation's rules: a malformed MAC is refused, pod unchanged
     status, answer = go_post(node, go_request_body("ADD", pod, "net9", go_nad_config(json.dumps(unnamed), "net-b"),
                                                    go_attributes(mac="not-a-mac")))
