@@ -181,7 +181,10 @@ def delegate_reply(body: bytes, node_config: Callable[[], JSON | None], invoker:
                    cni_path: tuple[str, ...] = ()) -> Reply:
     """Multus' ``/delegate`` request (``{"env": {...}, "config": <base64 of the network's CNI
     config>, "interfaceAttributes": {...}}``): ADD answers 200 ``{"Result": <CNI 1.0 result>}``,
-    DEL answers 200 with an empty body, a failure 400 (500 internal) with a CNI error document."""
+    DEL answers 200 with an empty body, a failure 400 (500 internal) with a CNI error document.
+    No ``Metacni-Protocol`` header is needed (the dynamic networks controller sends only
+    ``Content-Type``). Of ``CNI_ARGS`` only ``K8S_POD_UID`` is used and of ``env`` not
+    ``CNI_NETNS``: the pod and its netns are the container's delegate record's."""
     try:
         doc = json.loads(body)
         env = {str(k): str(v) for k, v in dict(doc.get("env") or {}).items()}
@@ -196,8 +199,10 @@ def delegate_reply(body: bytes, node_config: Callable[[], JSON | None], invoker:
     if conf is None:
         return _error(503, CNIError(Code.TRY_AGAIN_LATER, "no node metacni config", "the daemon has no node config"))
     if not cid or not ifname or command not in ("ADD", "DEL"):
+        hint = ("; the dynamic networks controller sends the selection's \"interface\", which it "
+                "requires in every element of the pod's networks annotation") if cid and not ifname else ""
         return _error(400, CNIError(Code.INVALID_ENVIRONMENT, "invalid /delegate request",
-                                    "env needs CNI_COMMAND (ADD or DEL), CNI_CONTAINERID and CNI_IFNAME"))
+                                    "env needs CNI_COMMAND (ADD or DEL), CNI_CONTAINERID and CNI_IFNAME" + hint))
     try:
         uid = CniArgs.parse(env.get("CNI_ARGS", "")).get("K8S_POD_UID", "")
     except CNIError as exc:

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from metacni.engine.invoke import Invoker
@@ -37,6 +37,7 @@ from metacni.spec.results import Result, parse_result
 from . import delegate_cache, service
 from .annotations import NETWORKS, NetworkSelection, parse_networks
 from .networks import Delegate, build_delegates
+from .trust import check_selection
 
 log = logging.getLogger(__name__)
 OPT_OUT = "metacni.io/dynamic-networks"  # "false": the daemon never hot-plugs this pod
@@ -268,15 +269,24 @@ def delegate_add(conf: dict[str, Any], container_id: str, ifname: str, net_confi
         net = nad_network(nad, ctx.cfg, cni_args)
     except CNIError as exc:
         raise ctx.fail(exc, "cannot use the delegate config") from None
-    caps: dict[str, Any] = {}
-    if isinstance(attrs.get("ips"), list):
-        caps["ips"] = [str(ip) for ip in attrs["ips"]]
-    if isinstance(attrs.get("mac"), str) and attrs["mac"]:
-        caps["mac"] = attrs["mac"]
+    # Multus' cmdDelegateAdd turns interfaceAttributes into a network selection element: the same
+    # here, so the annotation's checks and Multus' IP=/MAC= fallback (undeclared ips/mac) apply.
+    ips = attrs.get("ips")
+    sel = NetworkSelection(name=net.name, namespace=record.pod_namespace, interface=ifname,
+                           ips=[str(ip) for ip in ips] if isinstance(ips, list) and ips else None,
+                           mac=attrs["mac"] if isinstance(attrs.get("mac"), str) and attrs["mac"] else None,
+                           cni_args=cni_args)
+    try:
+        check_selection(sel, pod_namespace=record.pod_namespace, global_namespaces=ctx.cfg.global_namespaces,
+                        policy=ctx.cfg.policy, what="delegate network")
+    except CNIError as exc:
+        raise ctx.fail(exc, "refused interfaceAttributes") from None
+    caps: dict[str, Any] = {k: v for k, v in (("ips", sel.ips), ("mac", sel.mac)) if v is not None}
     if any(d.ifname == ifname for d in record.delegates) or service.existing_ifnames(record.netns, [ifname]):
         raise CNIError(Code.INVALID_CONFIG, "interface already exists",
                        f"{ctx.who}: {ifname} already exists in {record.netns}")
     service.check_attachment_cap(ctx, len(record.delegates) + 1)
+    # Recorded without the selection: the annotation watcher (plan) leaves such attachments alone.
     d = Delegate(label=f"{record.pod_namespace}/{net.name}", net=net, ifname=ifname, capability_args=caps)
     before = list(record.delegates)
     record.delegates = [*before, d]
@@ -284,7 +294,7 @@ def delegate_add(conf: dict[str, Any], container_id: str, ifname: str, net_confi
     result: Result | None = None
     try:
         try:
-            result = ctx.runner.add(net, ctx.rt(d, record.netns))
+            result = ctx.runner.add(net, ctx.rt(replace(d, selection=sel), record.netns))
         except CNIError as exc:
             raise ctx.fail(exc, f"network {d.label} ({ifname}) failed: {exc.msg}") from None
         _write_status(ctx, record)

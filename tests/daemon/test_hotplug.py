@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 
 from metacni.kernel.netns import enter
+from metacni.meta import delegate_cache, hotplug
 from metacni.sim import traffic
 from metacni_testkit.daemon import start_daemon
 from metacni_testkit.firewall_testbed import ruleset
 from metacni_testkit.nodes import CNI_PATH, NETWORKS, Node, Pod
-from metacni_testkit.unixhttp import request as unix_request
+from metacni_testkit.unixhttp import connect as unix_connect
+from metacni_testkit.unixhttp import read_answer
 from tests.daemon.test_daemon_meta import DaemonMetaNode
 
 WAIT = 30.0
@@ -250,54 +252,164 @@ def test_unparsable_annotation_changes_nothing(node: DaemonMetaNode):
     node.assert_clean(pod)
 
 
-def delegate_call(node: DaemonMetaNode, body: dict[str, Any]) -> tuple[int, bytes]:
+# The Multus dynamic networks controller's client, replayed byte for byte. Sources read:
+#   k8snetworkplumbingwg/multus-dynamic-networks-controller@7b7d8941952ac168d718c21a53b482d0f7cae593
+#     pkg/multuscni/client.go  (InvokeDelegate/DoCNI/httpRequest: POST http://dummy/delegate over the
+#       unix socket, only header set: Content-Type: application/json; anything but 200 is a failure;
+#       a non-empty body must unmarshal into api.Response, and ADD dereferences response.Result)
+#     pkg/controller/pod.go    (addNetworks/removeNetworks: CNI_CONTAINERID is the CRI sandbox id,
+#       CNI_NETNS the CRI netns path, CNI_IFNAME the selection's "interface" (DEL: network-status'
+#       interface); config = serializeNetAttachDefWithDefaults: the NAD's spec.config verbatim, or
+#       re-marshalled with "name" set to the NAD's name when it has none; interfaceAttributes only
+#       when the selection has ips, mac or cni-args, never on DEL)
+#   k8snetworkplumbingwg/multus-cni@95a0932350f0060cd232096876e24672a1de83fa
+#     pkg/server/api/api.go    (CreateDelegateRequest: the env map and the CNI_ARGS string)
+#     pkg/server/api/types.go  (Request: env, config []byte -> base64, interfaceAttributes omitempty;
+#       DelegateInterfaceAttributes: ips/mac omitempty, "cni-args" always, null when unset)
+#     pkg/server/server.go     (HandleDelegateRequest: ADD 200 {"Result": <CNI 1.0.0>}, DEL 200 with
+#       an empty body, errors 400 with a CNI error document)
+
+def go_attributes(ips: list[str] | None = None, mac: str = "",
+                  cni_args: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """pod.go interfaceAttributes(): None unless one is set; then api.DelegateInterfaceAttributes
+    as encoding/json writes it (ips and mac omitted when empty, cni-args always present)."""
+    if not ips and not mac and cni_args is None:
+        return None
+    attrs: dict[str, Any] = {}
+    if ips:
+        attrs["ips"] = ips
+    if mac:
+        attrs["mac"] = mac
+    attrs["cni-args"] = cni_args
+    return attrs
+
+
+def go_nad_config(spec_config: str, nad_name: str) -> bytes:
+    """nadutils.GetCNIConfigFromSpec: the text as is, unless "name" is missing or empty."""
+    raw = json.loads(spec_config)
+    if raw.get("name"):
+        return spec_config.encode()
+    raw["name"] = nad_name
+    return json.dumps(raw, sort_keys=True, separators=(",", ":")).encode()  # Go marshals maps sorted
+
+
+def go_request_body(command: str, pod: Pod, ifname: str, config: bytes,
+                    attrs: dict[str, Any] | None = None, uid: str = "uid-1") -> bytes:
+    """json.Marshal(api.CreateDelegateRequest(...)): struct field order, map keys sorted, compact."""
+    env = {"CNI_COMMAND": command.upper(), "CNI_CONTAINERID": pod.container_id, "CNI_NETNS": pod.path,
+           "CNI_IFNAME": ifname,
+           "CNI_ARGS": f"K8S_POD_NAMESPACE={pod.namespace};K8S_POD_NAME={pod.name};K8S_POD_UID={uid}"}
+    req: dict[str, Any] = {"env": dict(sorted(env.items())), "config": base64.b64encode(config).decode()}
+    if attrs is not None:
+        req["interfaceAttributes"] = attrs
+    return json.dumps(req, separators=(",", ":")).encode()
+
+
+def go_post(node: DaemonMetaNode, body: bytes) -> tuple[int, bytes]:
+    """The bytes Go's net/http client writes for httpRequest(): Host from the dummy URL, its
+    User-Agent, Content-Length, the one header the controller sets, the transport's
+    Accept-Encoding; no Metacni-Protocol header. Answers are parsed as the client does."""
     assert node.daemon is not None
-    answer = unix_request(node.daemon.socket, "POST", "/delegate", json.dumps(body).encode())
+    head = ("POST /delegate HTTP/1.1\r\nHost: dummy\r\nUser-Agent: Go-http-client/1.1\r\n"
+            f"Content-Length: {len(body)}\r\nContent-Type: application/json\r\n"
+            "Accept-Encoding: gzip\r\n\r\n").encode()
+    with unix_connect(node.daemon.socket, 60.0) as sock:
+        sock.sendall(head + body)
+        answer = read_answer(sock)
+    assert "gzip" not in answer.headers.get("content-encoding", "")
     return answer.status, answer.body
 
 
-def multus_request(command: str, pod: Pod, ifname: str, config: dict[str, Any],
-                   attrs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The shape multus-dynamic-networks-controller's multuscni client sends (api.Request)."""
-    req: dict[str, Any] = {
-        "env": {"CNI_COMMAND": command, "CNI_CONTAINERID": pod.container_id, "CNI_NETNS": pod.path,
-                "CNI_IFNAME": ifname,
-                "CNI_ARGS": f"IgnoreUnknown=true;K8S_POD_NAMESPACE={pod.namespace};K8S_POD_NAME={pod.name};"
-                            f"K8S_POD_INFRA_CONTAINER_ID={pod.container_id};K8S_POD_UID=uid-1"},
-        "config": base64.b64encode(json.dumps(config).encode()).decode(),
-    }
-    if attrs is not None:
-        req["interfaceAttributes"] = attrs
-    return req
+def controller_accepts(command: str, status: int, body: bytes) -> dict[str, Any] | None:
+    """InvokeDelegate's reading of an answer: None when the controller sees a failure, else the
+    api.Response (ADD: its Result must be there, pod.go dereferences it)."""
+    if status != 200:
+        return None
+    response = json.loads(body) if body else {}
+    assert isinstance(response, dict), body
+    if command == "ADD":
+        assert isinstance(response.get("Result"), dict), body
+    return response
 
 
 def test_multus_delegate_endpoint(make_node: Callable[..., DaemonMetaNode]):
     node = daemon_node(make_node, "mcdlg")  # no --dynamic-networks: /delegate is served regardless
     pod = node.pod()
     node.cni("ADD", pod)
-    conf = node.bridge_conf("net-a", "br-a", "10.89.1.0/24")
-    status, body = delegate_call(node, multus_request("ADD", pod, "net7", conf,
-                                                      {"ips": None, "mac": "", "cni-args": None}))
-    assert status == 200, body
-    result = json.loads(body)["Result"]
+    # A selection with only "interface": no interfaceAttributes; the NAD's spec.config verbatim.
+    spec = json.dumps(node.bridge_conf("net-a", "br-a", "10.89.1.0/24"), indent=2)
+    body = go_request_body("ADD", pod, "net7", go_nad_config(spec, "net-a"))
+    assert b"interfaceAttributes" not in body and b"IgnoreUnknown" not in body
+    status, answer = go_post(node, body)
+    response = controller_accepts("ADD", status, answer)
+    assert response is not None, (status, answer)
+    result = response["Result"]
     assert result["cniVersion"] == "1.0.0"
     assert [i["name"] for i in result["interfaces"] if i.get("sandbox")] == ["net7"]
     ip = result["ips"][0]["address"].split("/")[0]
     assert "net7" in node.pod_links(pod)
     assert ping(node, ip)
     assert status_names(node, pod)["net7"] == [ip]
+    # A conflist NAD without "name" (the controller injects the NAD's) and a selection with "ips":
+    # interfaceAttributes {"ips": [...], "cni-args": null}; the address is the requested one.
+    plugin = node.bridge_conf("net-b", "br-b", "10.89.2.0/24")
+    del plugin["name"], plugin["cniVersion"]
+    plugin["capabilities"] = {"ips": True}
+    unnamed = {"cniVersion": "1.0.0", "plugins": [plugin]}
+    attrs = go_attributes(ips=["10.89.2.77/24"])
+    assert attrs == {"ips": ["10.89.2.77/24"], "cni-args": None}
+    status, answer = go_post(node, go_request_body("ADD", pod, "net8", go_nad_config(json.dumps(unnamed), "net-b"),
+                                                   attrs))
+    response = controller_accepts("ADD", status, answer)
+    assert response is not None, (status, answer)
+    assert [ip["address"] for ip in response["Result"]["ips"]] == ["10.89.2.77/24"]
+    assert ping(node, "10.89.2.77")
+    assert node.leases("net-b") == ["10.89.2.77"]
+    # a selection without "interface" (the controller's README requires one): refused, named
+    status, answer = go_post(node, go_request_body("ADD", pod, "", go_nad_config(spec, "net-a")))
+    assert controller_accepts("ADD", status, answer) is None and status == 400, (status, answer)
+    assert "CNI_IFNAME" in json.loads(answer)["details"] and "interface" in json.loads(answer)["details"]
     # tenant rules apply: a config writing outside allowedPaths is refused, pod unchanged
     bad = node.bridge_conf("net-x", "br-x", "10.89.9.0/24")
     bad["ipam"]["dataDir"] = "/etc"
-    status, body = delegate_call(node, multus_request("ADD", pod, "net8", bad))
-    assert status == 400, body
+    status, answer = go_post(node, go_request_body("ADD", pod, "net9", go_nad_config(json.dumps(bad), "net-x")))
+    assert controller_accepts("ADD", status, answer) is None and status == 400, (status, answer)
+    assert json.loads(answer)["code"] > 0
+    assert node.pod_links(pod) == {"lo", "eth0", "net7", "net8"}
+    # removeNetworks: CNI_IFNAME from network-status, no interfaceAttributes; 200 and no body
+    for ifname, nad, conf in (("net7", "net-a", spec), ("net8", "net-b", json.dumps(unnamed))):
+        status, answer = go_post(node, go_request_body("DEL", pod, ifname, go_nad_config(conf, nad)))
+        assert controller_accepts("DEL", status, answer) is not None, (status, answer)
+        assert answer == b""
+    # The daemon's bridge DEL detaches at once and deletes the veth pair in the background (reaper).
+    wait_for("net7 and net8 gone", lambda: node.pod_links(pod) == {"lo", "eth0"})
+    assert node.leases("net-a") == [] and node.leases("net-b") == []
+    assert not {"net7", "net8"} & set(status_names(node, pod))
+    # a selection removed and added back at once (the controller's DEL then ADD of the same name),
+    # now with "ips" for a config that declares no capabilities: Multus' IP= CNI_ARGS carries it
+    status, answer = go_post(node, go_request_body("ADD", pod, "net7", go_nad_config(spec, "net-a"),
+                                                   go_attributes(ips=["10.89.1.200/24"])))
+    response = controller_accepts("ADD", status, answer)
+    assert response is not None, (status, answer)
+    assert [ip["address"] for ip in response["Result"]["ips"]] == ["10.89.1.200/24"]
+    assert node.leases("net-a") == ["10.89.1.200"]
+    # the controller owns what it attached: the annotation watcher's plan never detaches it
+    record = delegate_cache.read(str(node.cni_dir), pod.container_id)
+    assert record is not None and "net7" in [d.ifname for d in record.delegates]
+    assert hotplug.plan(record, [])[1] == []
+    # interfaceAttributes obey the annotation's rules: a malformed MAC is refused, pod unchanged
+    status, answer = go_post(node, go_request_body("ADD", pod, "net9", go_nad_config(json.dumps(unnamed), "net-b"),
+                                                   go_attributes(mac="not-a-mac")))
+    assert controller_accepts("ADD", status, answer) is None and status == 400, (status, answer)
+    assert "mac" in json.loads(answer)["details"].lower(), answer
     assert node.pod_links(pod) == {"lo", "eth0", "net7"}
-    status, body = delegate_call(node, multus_request("DEL", pod, "net7", conf))
-    assert status == 200, body
-    assert node.pod_links(pod) == {"lo", "eth0"}
-    assert node.leases("net-a") == []
-    assert "net7" not in status_names(node, pod)
-    status, body = delegate_call(node, {"env": {"CNI_COMMAND": "ADD"}, "config": "!!"})
+    status, answer = go_post(node, go_request_body("DEL", pod, "net7", go_nad_config(spec, "net-a")))
+    assert (status, answer) == (200, b"")
+    wait_for("net7 gone again", lambda: node.pod_links(pod) == {"lo", "eth0"})
+    # a DEL of what is gone succeeds (the controller's rollback may repeat one)
+    status, answer = go_post(node, go_request_body("DEL", pod, "net7", go_nad_config(spec, "net-a")))
+    assert (status, answer) == (200, b"")
+    status, answer = go_post(node, b'{"env":{"CNI_COMMAND":"ADD"},"config":"!!"}')
     assert status == 400
     node.cni("DEL", pod)
     node.assert_clean(pod)
