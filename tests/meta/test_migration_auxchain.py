@@ -22,13 +22,10 @@ from typing import Any
 
 import pytest
 
-from metacni.engine.request import Invocation
-from metacni.kernel.netns import enter
 from metacni.meta import trust
-from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code
-from metacni_testkit.nodes import CNI_PATH, Pod
 from metacni_testkit.nodes import Node as MetaNode
+from metacni_testkit.nodes import Pod
 
 CHAIN = "vendor-cni-chain"
 
@@ -72,16 +69,13 @@ class AuxNode:
 
     def conf(self, **extra: Any) -> dict[str, Any]:
         conf = self.node.meta_conf()
-        conf.update(auxiliaryCNIChainName=CHAIN, clusterNetwork=str(self.primary_file))
+        # binDir comes before the runtime's CNI_PATH (the reference plugins)
+        conf.update(auxiliaryCNIChainName=CHAIN, clusterNetwork=str(self.primary_file), binDir=str(self.bin_dir))
         conf.update(extra)
         return conf
 
     def cni(self, verb: str, pod: Pod, **extra: Any) -> dict[str, Any] | None:
-        inv = Invocation(command=verb, container_id=pod.container_id, netns=pod.path, ifname="eth0",
-                         args=CniArgs.parse(pod.cni_args), cni_path=(CNI_PATH, str(self.bin_dir)))
-        with enter(self.node.path):
-            result = self.node.invoker.invoke("metacni", self.conf(**extra), inv)
-        return result.to_wire() if result is not None else None
+        return self.node.cni(verb, pod, conf=self.conf(**extra))
 
     def recorded(self, verb: str, pod: Pod) -> dict[str, Any] | None:
         path = self.records / f"{verb}-{pod.container_id}.json"
