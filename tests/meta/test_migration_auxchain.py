@@ -153,6 +153,7 @@ def test_missing_chain_runs_nothing_as_multus(aux: AuxNode, make_dir: bool) -> N
 
     assert aux.recorded("ADD", pod) is None
     assert aux.node.pod_links(pod) == {"lo", "eth0"}
+    assert aux.arp_filter(pod) == "0"  # what the chain tests set is not the primary's doing
     aux.cni("DEL", pod)
     assert aux.recorded("DEL", pod) is None
     aux.node.assert_clean(pod)
@@ -206,3 +207,16 @@ def test_failing_chain_rolls_back_the_pod(aux: AuxNode) -> None:
 
 def test_key_is_node_only() -> None:
     assert trust.is_node_only("auxiliaryCNIChainName")
+
+
+def test_reference_tuning_plugin_as_in_multus_docs(aux: AuxNode) -> None:
+    """Multus' docs/configuration.md example: a ``tuning`` conf in the chain's directory (the
+    reference plugin, sysctl on the pod's eth0) runs for the pod, after passthru."""
+    aux.chain_dir.mkdir()
+    (aux.chain_dir / "mytuning.conf").write_text(json.dumps(
+        {"name": "mytuning", "type": "tuning", "sysctl": {"net.ipv4.conf.eth0.arp_filter": "1"}}))
+    pod = aux.node.pod("web")
+    aux.cni("ADD", pod)
+    assert aux.arp_filter(pod) == "1"
+    aux.cni("DEL", pod)
+    aux.node.assert_clean(pod)
