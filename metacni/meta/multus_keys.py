@@ -55,8 +55,10 @@ MULTUS_KEYS: dict[str, MultusKey] = {
     "prevResult": MultusKey(True, "Accepted (metacni may sit in a chain)."),
     "retryDeleteOnError": MultusKey(False, "Ignored: metacni always keeps its delegate record until every "
                                            "delegate DEL succeeded (Multus' `true`)."),
-    "auxiliaryCNIChainName": MultusKey(False, "Ignored: put the chain's plugins into the primary's conflist, "
-                                              "or into `<confdir>/<primary name>/` (CNI 1.1 plugin loading)."),
+    "auxiliaryCNIChainName": MultusKey(True, "Same: a `passthru`-headed chain of `<dir of clusterNetwork>/<name>/"
+                                             "*.conf`, run last on `net<i>` for every pod, undone by DEL; "
+                                             "`clusterNetwork` must be a path. A bad name or plugin file is "
+                                             "refused (Multus skips the chain)."),
     "daemonSocketDir": MultusKey(False, "Ignored (thick shim): the shim finds metacni's daemon by "
                                         "`daemonSocket`."),
     "defaultnetworkwaitseconds": MultusKey(False, "Ignored, as by Multus (obsolete)."),

@@ -49,6 +49,8 @@ def _device_info(info_dir: str, d: Delegate, container_id: str) -> dict[str, Any
 
 def entries(d: Delegate, result: Result, container_id: str = "", info_dir: str = "") -> list[dict[str, Any]]:
     res = convert(result, "1.1.0")
+    if not res.interfaces:  # Multus' CreateNetworkStatuses: no interface, no entry (an auxiliary chain)
+        return []
     sandboxed = [i for i, iface in enumerate(res.interfaces) if iface.sandbox]
     dns = res.dns.model_dump(exclude_none=True)
     gateways = [r.gw for r in res.routes if r.gw and ipaddress.ip_network(r.dst, strict=False).prefixlen == 0]

@@ -29,7 +29,7 @@ from metacni.spec.config import NetworkList, network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.results import Result
 
-from . import defaultroute, delegate_cache, trust
+from . import auxchain, defaultroute, delegate_cache, trust
 from .annotations import (
     DEFAULT_NETWORK,
     NETWORKS,
@@ -154,10 +154,11 @@ def _plan(ctx: Context, resources: dict[str, str] | None = None) -> list[Delegat
     # Checked before any NAD is looked up: 1 for the primary, then defaultNetworks, then the pod's.
     check_attachment_cap(ctx, 1 + (0 if skip_defaults else len(cfg.default_networks)) + len(selections))
     runtime_caps = ctx.request.runtime_config.to_plain()
-    return build_delegates(cfg, ctx.view if _needs_view(cfg, selections, override) else None,
-                           pod_namespace=ns, runtime_ifname=ctx.request.ifname, runtime_caps=runtime_caps,
-                           selections=selections, override=override, with_default_networks=not skip_defaults,
-                           resources=resources)
+    delegates = build_delegates(cfg, ctx.view if _needs_view(cfg, selections, override) else None,
+                                pod_namespace=ns, runtime_ifname=ctx.request.ifname, runtime_caps=runtime_caps,
+                                selections=selections, override=override, with_default_networks=not skip_defaults,
+                                resources=resources)
+    return auxchain.append(cfg, delegates)  # Multus' auxiliaryCNIChainName, last
 
 
 def check_attachment_cap(ctx: Context, count: int) -> None:

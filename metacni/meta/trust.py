@@ -49,6 +49,7 @@ NODE_ONLY_KEYS = frozenset({
     "namespaceIsolation", "globalNamespaces", "nonIsolatedNamespaces", "systemNamespaces",
     "multusNamespace", "metacniNamespace", "deviceInfoDir", "ownFile", "daemonSocket",
     "allowedPaths", "hostPortRange", "reservedHostPorts", "sharedBridges", "allowNadIpMasq", "metacniTenant",
+    "auxiliaryCNIChainName",
 })
 
 #: Key metacni adds to each plugin object of a NAD's config (never the tenant: it is node-only,

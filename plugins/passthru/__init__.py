@@ -1,0 +1,1 @@
+"""In-tree ``passthru``: the head of Multus' auxiliary CNI chain (``auxiliaryCNIChainName``)."""
