@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 import h11
 
+from .protocol import MAX_BODY
 from .workpool import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class Limits:
     workers: int = 32  # threads running requests
     queue_size: int = 256  # complete requests waiting for a worker
     backlog: int = 256
-    max_body: int = 1024 * 1024
+    max_body: int = MAX_BODY
 
 
 @dataclass(frozen=True)

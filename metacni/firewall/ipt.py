@@ -40,13 +40,9 @@ from .plan import Plan
 from .xtables import XTABLES_LOCK, Layout, Spec, tables_present
 
 if TYPE_CHECKING:
-    from .protocol import Feature
+    pass
 
 log = logging.getLogger(__name__)
-
-
-def _features_in(table: str) -> list[Feature[Any]]:
-    return [f for f in map(feature.of, feature.KINDS) if f.ipt_table == table]
 
 
 class Session:

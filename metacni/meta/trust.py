@@ -86,10 +86,6 @@ PATH_FIELDS: Mapping[str, tuple[str, ...]] = {
 DEFAULT_RESERVED_HOST_PORTS = frozenset({10250, 10255, 10249, 10256, 10257, 10259, 2379, 2380, 6443})
 DEFAULT_HOST_PORT_RANGE = (1024, 65535)
 
-#: Annotation fields that only NADs of the pod's namespace or globalNamespaces may carry.
-PRIVILEGED_SELECTION_FIELDS = ("portMappings", "ips", "mac", "cni-args")
-
-
 def is_node_only(key: str) -> bool:
     """A meta config key only the node's config may set."""
     return key in NODE_ONLY_KEYS or (key.startswith("api") and key[3:4].isupper())

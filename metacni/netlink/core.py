@@ -279,10 +279,3 @@ class Socket:
                 self.sock.recv(RECV_SIZE, socket.MSG_DONTWAIT)
         except BlockingIOError:
             pass
-
-
-def raise_first(results: Sequence[list[bytes] | NetlinkError]) -> None:
-    """Raise the first error among :meth:`Socket.batch` results."""
-    for res in results:
-        if isinstance(res, NetlinkError):
-            raise res

@@ -102,7 +102,7 @@ def element(op: str, family: str, table: str, name: str, key: bytes, jump: str |
     as the kernel stores it (concatenations: each field padded to 4 bytes)."""
     elem = [nested(NFTA_SET_ELEM_KEY, attr(NFTA_DATA_VALUE, key))]
     if jump is not None:
-        verdict = attr(NFTA_VERDICT_CODE, struct.pack(">i", NFT_JUMP)) + string(NFTA_VERDICT_CHAIN, jump)
+        verdict = core.be32(NFTA_VERDICT_CODE, NFT_JUMP) + string(NFTA_VERDICT_CHAIN, jump)
         elem.append(nested(NFTA_SET_ELEM_DATA, nested(NFTA_DATA_VERDICT, verdict)))
     body = _header(family) + string(NFTA_SET_ELEM_LIST_TABLE, table) + string(NFTA_SET_ELEM_LIST_SET, name)
     body += nested(NFTA_SET_ELEM_LIST_ELEMENTS, nested(NFTA_LIST_ELEM, *elem))
@@ -178,9 +178,8 @@ _VERDICTS = {"accept": NF_ACCEPT, "return": NFT_RETURN, "goto": NFT_GOTO, "jump"
 _CT_STATUS_BITS = {"expected": 0x1, "seen-reply": 0x2, "assured": 0x4, "confirmed": 0x8, "snat": 0x10, "dnat": 0x20}
 
 
-@lru_cache(maxsize=256)
-def _be32(kind: int, value: int) -> bytes:
-    return attr(kind, struct.pack(">i" if value < 0 else ">I", value))
+#: the rule encoder repeats the same few register, operator and key attributes
+_be32 = lru_cache(maxsize=256)(core.be32)
 
 
 def _expr(name: str, *attrs: bytes) -> bytes:
