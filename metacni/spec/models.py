@@ -71,7 +71,7 @@ class _GoNulls(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _nulls(cls, data: Any) -> Any:
-        if isinstance(data, dict) and any(data.get(key, 0) is None for key in cls.null_means_default):
+        if isinstance(data, dict) and None in data.values():
             return {k: v for k, v in data.items() if v is not None or k not in cls.null_means_default}
         return data
 

@@ -40,9 +40,12 @@ def _check_name(network: str) -> None:
 
 
 def _check_inside(network: str, data_dir: str) -> None:
-    """Refuses network names that would escape the data directory, before any path is built."""
+    """Refuses a network whose store would not be a directory of the data directory (a name is
+    a plain file name, :func:`_check_name`; what remains is a symlink leading out), before any
+    path is built."""
     base = Path(data_dir).resolve()
-    if (base / network).resolve().parent != base:
+    store = base / network
+    if store.is_symlink() and store.resolve().parent != base:
         raise invalid(network, f"name would escape ipam.dataDir {data_dir!r}")
 
 

@@ -10,13 +10,13 @@ requested IPs) and checks the sets of all sources against each other.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
-    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -38,7 +38,6 @@ class RangeConfig(ReferenceConfig):
     range_start: str | None = Field(None, alias="rangeStart")
     range_end: str | None = Field(None, alias="rangeEnd")
     gateway: str | None = Field(None, alias="gateway")
-    _range: Range | None = PrivateAttr(None)
 
     @field_validator("subnet")
     @classmethod
@@ -57,21 +56,31 @@ class RangeConfig(ReferenceConfig):
 
     @model_validator(mode="after")
     def _fits(self) -> RangeConfig:
-        self._range = _check(self.model_dump(by_alias=True, exclude_none=True), "")
+        _check({"subnet": self.subnet, "rangeStart": self.range_start, "rangeEnd": self.range_end,
+                "gateway": self.gateway}, "")
         return self
 
     @property
     def range(self) -> Range:
-        assert self._range is not None
-        return self._range
+        """The parsed range (parsed once by the validator, then from :func:`_parse`'s cache)."""
+        return _parse(self.subnet, self.range_start, self.range_end, self.gateway)
 
 
 def _check(obj: dict[str, str], key: str) -> Range:
     """:func:`.ranges.parse_range` on ``obj``; its error without the location pydantic adds."""
     try:
-        return parse_range(obj, "range")
+        return _parse(obj.get("subnet"), obj.get("rangeStart"), obj.get("rangeEnd"), obj.get("gateway"))
     except RangeError as exc:
         raise ValueError(str(exc).removeprefix(f"range.{key}: " if key else "range: ")) from None
+
+
+@lru_cache(maxsize=1024)
+def _parse(subnet: str | None, start: str | None, end: str | None, gateway: str | None) -> Range:
+    """:func:`.ranges.parse_range`, cached: ranges are immutable, a daemon sees the same few
+    again and again, and the field checks, the whole range and :attr:`RangeConfig.range` each
+    ask for one."""
+    obj = {"subnet": subnet, "rangeStart": start, "rangeEnd": end, "gateway": gateway}
+    return parse_range({k: v for k, v in obj.items() if v is not None}, "range")
 
 
 def _range_set(items: list[RangeConfig]) -> list[RangeConfig]:
@@ -123,25 +132,25 @@ class HostLocalIPAM(LocationIPAM):
     range_end: str | None = Field(None, alias="rangeEnd")
     gateway: str | None = Field(None, alias="gateway")
     routes: list[Annotated[Route, BeforeValidator(_route)]] | None = Field(None, alias="routes")
-    _range_sets: tuple[RangeSet, ...] = PrivateAttr(())
 
     @model_validator(mode="after")
     def _sets(self) -> HostLocalIPAM:
-        sets = [tuple(item.range for item in items) for items in self.ranges or []]
         if self.subnet:
-            legacy = RangeConfig.model_validate({"subnet": self.subnet, "rangeStart": self.range_start,
-                                                 "rangeEnd": self.range_end, "gateway": self.gateway})
-            sets.insert(0, (legacy.range,))
+            RangeConfig.model_validate({"subnet": self.subnet, "rangeStart": self.range_start,
+                                        "rangeEnd": self.range_end, "gateway": self.gateway})
         try:
-            check_disjoint(sets)
+            check_disjoint(self.range_sets)
         except RangeError as exc:
             raise ValueError(str(exc)) from None
-        self._range_sets = tuple(sets)
         return self
 
     @property
     def range_sets(self) -> tuple[RangeSet, ...]:
-        return self._range_sets
+        """The legacy single range first, then ``ranges`` (each range from :func:`_parse`'s cache)."""
+        sets = [tuple(item.range for item in items) for items in self.ranges or []]
+        if self.subnet:
+            sets.insert(0, (_parse(self.subnet, self.range_start, self.range_end, self.gateway),))
+        return tuple(sets)
 
 
 class HostLocalLocation(PluginConfig):

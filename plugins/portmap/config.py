@@ -10,7 +10,7 @@ syntax. Without an explicit ``backend``, those options pick the backend they bel
 
 from __future__ import annotations
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from metacni.firewall import conditions
 from metacni.firewall.backend import IPTABLES, NFTABLES
@@ -28,7 +28,6 @@ class PortmapConfig(FirewallConfig):
     mark_masq_bit: int | None = Field(None, ge=0, le=31, alias="markMasqBit")
     conditions_v4: list[str] = Field(default_factory=list, alias="conditionsV4")
     conditions_v6: list[str] = Field(default_factory=list, alias="conditionsV6")
-    _implied: str | None = PrivateAttr(None)
 
     @field_validator("external_mark_chain")
     @classmethod
@@ -57,21 +56,27 @@ class PortmapConfig(FirewallConfig):
             raise ValueError("externalSetMarkChain cannot be combined with markMasqBit")
         if self.external_mark_chain and self.backend == NFTABLES:
             raise ValueError('externalSetMarkChain is iptables-only and cannot be used with backend "nftables"')
-        implied = {IPTABLES} if self.external_mark_chain else set()
         for name, tokens in (("conditionsV4", self.conditions_v4), ("conditionsV6", self.conditions_v6)):
             syntax = conditions.syntax(tuple(tokens))
             if syntax is not None and self.backend and syntax != self.backend:
                 raise ValueError(f"{name}: {syntax} syntax cannot be used with backend {self.backend!r}")
-            implied |= {syntax} if syntax else set()
-        if len(implied) > 1:
+        if len(self._implied()) > 1:
             raise ValueError("conditionsV4: options of both backends given (iptables and nftables)")
-        self._implied = implied.pop() if implied else None
         return self
+
+    def _implied(self) -> set[str]:
+        """The backends the options belong to: iptables for externalSetMarkChain, the conditions' syntax."""
+        found = {IPTABLES} if self.external_mark_chain else set()
+        for tokens in (self.conditions_v4, self.conditions_v6):
+            syntax = conditions.syntax(tuple(tokens))
+            if syntax is not None:
+                found.add(syntax)
+        return found
 
     @property
     def firewall(self) -> str | None:
         """The backend asked for, else the one the options belong to, else None (detect)."""
-        return self.backend or self._implied
+        return self.backend or next(iter(self._implied()), None)
 
     @property
     def mark_bit(self) -> int:

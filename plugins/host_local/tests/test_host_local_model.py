@@ -95,3 +95,17 @@ def test_network_names_cannot_leave_the_data_dir(tmp_path: Path) -> None:
         with pytest.raises(CNIError) as err:
             config.load_location(request({"type": "host-local", "dataDir": str(tmp_path)}, name=name))
         assert err.value.code == Code.INVALID_CONFIG
+
+
+def test_a_symlinked_store_cannot_lead_out(tmp_path: Path) -> None:
+    data, outside = tmp_path / "data", tmp_path / "outside"
+    data.mkdir()
+    outside.mkdir()
+    name = f"net-{uuid.uuid4().hex[:8]}"
+    (data / name).symlink_to(outside)
+    with pytest.raises(CNIError) as err:
+        config.load_location(request({"type": "host-local", "dataDir": str(data)}, name=name))
+    assert "escape" in err.value.details
+    (data / name).unlink()
+    (data / name).mkdir()  # a real directory is the store
+    assert config.load_location(request({"type": "host-local", "dataDir": str(data)}, name=name)).network == name
