@@ -9,7 +9,7 @@ runtime asks for).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,7 +21,8 @@ from .model import BridgeConfig, mac_adapter
 
 @dataclass(frozen=True)
 class BridgeConf:
-    """:class:`.model.BridgeConfig`'s values, plus ``network`` and the requested ``mac``."""
+    """:class:`.model.BridgeConfig`'s values (``is_gateway`` is its :attr:`~.model.BridgeConfig.gateway`,
+    ``has_ipam`` its property), plus ``network`` and the requested ``mac``."""
 
     network: str
     bridge: str
@@ -44,31 +45,16 @@ class BridgeConf:
     mac_spoof_check: bool
 
 
+#: the fields of :class:`BridgeConf` that are :class:`.model.BridgeConfig`'s, copied as they are
+_KEYS = tuple(f.name for f in fields(BridgeConf) if f.name in BridgeConfig.model_fields and f.name != "is_gateway")
+
+
 def load(request: Request) -> BridgeConf:
     """The validated config (see the module docstring); no key is read twice."""
     net = request.network_name
     keys = validate_config(BridgeConfig, request.config, net, "bridge config")
-    return BridgeConf(
-        network=net,
-        bridge=keys.bridge,
-        is_gateway=keys.gateway,
-        is_default_gateway=keys.is_default_gateway,
-        force_address=keys.force_address,
-        mtu=keys.mtu,
-        hairpin=keys.hairpin,
-        promisc=keys.promisc,
-        vlan=keys.vlan,
-        preserve_default_vlan=keys.preserve_default_vlan,
-        enable_dad=keys.enable_dad,
-        disable_container_interface=keys.disable_container_interface,
-        port_isolation=keys.port_isolation,
-        mac=_mac(request),
-        dns=keys.dns,
-        has_ipam=keys.has_ipam,
-        ip_masq=keys.ip_masq,
-        ip_masq_backend=keys.ip_masq_backend,
-        mac_spoof_check=keys.mac_spoof_check,
-    )
+    return BridgeConf(network=net, mac=_mac(request), is_gateway=keys.gateway, has_ipam=keys.has_ipam,
+                      **{name: getattr(keys, name) for name in _KEYS})
 
 
 def _mac(request: Request) -> str | None:

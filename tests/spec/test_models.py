@@ -97,9 +97,11 @@ class Go(ReferenceConfig):
     @field_validator("trunk")
     @classmethod
     def _trunk(cls, value: Any) -> Any:
-        if value:
-            raise unsupported(repr(value), "not built")
-        return value
+        return value and _refuse(value)
+
+
+def _refuse(value: Any) -> Any:
+    raise unsupported(repr(value), "not built")
 
 
 def test_reference_config_reads_null_as_the_default_and_json_names_only() -> None:

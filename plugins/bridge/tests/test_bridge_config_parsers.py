@@ -111,3 +111,19 @@ def test_empty_dns_is_none() -> None:
         assert BridgeConfig.model_validate({"dns": empty}).dns is None
     dns = BridgeConfig.model_validate({"dns": {"nameservers": ["10.0.0.10"]}}).dns
     assert dns is not None and dns.nameservers == ["10.0.0.10"]
+
+
+def test_bridge_conf_is_the_model_plus_the_call() -> None:
+    from dataclasses import fields
+
+    from metacni.engine.request import Invocation, Request
+    from metacni_plugins.bridge.config import BridgeConf, load
+
+    conf = {"cniVersion": "1.0.0", "name": "n1", "type": "bridge", "mtu": 1400, "isDefaultGateway": True,
+            "ipam": {"type": "host-local"}, "args": {"cni": {"mac": "02:00:00:00:00:0A"}}}
+    loaded = load(Request(Invocation("ADD", ifname="eth0"), conf))
+    keys = BridgeConfig.model_validate(conf)
+    derived = {"network": "n1", "mac": "02:00:00:00:00:0a", "is_gateway": True, "has_ipam": True}
+    for f in fields(BridgeConf):
+        expected = derived[f.name] if f.name in derived else getattr(keys, f.name)
+        assert getattr(loaded, f.name) == expected, f.name
