@@ -19,9 +19,12 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
 
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.models import PluginConfig, validate_config
 
 from . import kube_paths
 
@@ -62,6 +65,16 @@ class KubeView(abc.ABC):
 ViewFactory = Callable[[Mapping[str, Any]], KubeView | None]
 
 
+class KubeKeys(PluginConfig):
+    """The API keys of the meta config: ``kubeconfig`` (``null``/``""``: in-cluster or none),
+    ``apiTimeout`` and ``apiConnectTimeout`` (seconds, > 0), ``apiRetries`` (>= 0)."""
+
+    kubeconfig: Annotated[str, BeforeValidator(lambda value: "" if value is None else value)] = ""
+    apiTimeout: float = Field(DEFAULT_TIMEOUT, gt=0)
+    apiConnectTimeout: float = Field(DEFAULT_CONNECT_TIMEOUT, gt=0)
+    apiRetries: int = Field(DEFAULT_RETRIES, ge=0)
+
+
 @dataclass(frozen=True)
 class KubeSettings:
     """The API-related keys of the meta config (Multus names plus our timeouts); immutable and
@@ -74,23 +87,13 @@ class KubeSettings:
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> KubeSettings:
-        def number(key: str, default: float) -> float:
-            value = conf.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise CNIError(Code.INVALID_CONFIG, "invalid metacni configuration",
-                               f"{key} must be a positive number of seconds, got {value!r}")
-            return float(value)
+        """The settings of a meta config, checked by :class:`KubeKeys` (code 7 with the JSON path)."""
+        return cls.from_keys(validate_config(KubeKeys, conf, str(conf.get("name", "")), "metacni configuration"))
 
-        retries = conf.get("apiRetries", DEFAULT_RETRIES)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise CNIError(Code.INVALID_CONFIG, "invalid metacni configuration",
-                           f"apiRetries must be a non-negative integer, got {retries!r}")
-        kubeconfig = conf.get("kubeconfig") or ""
-        if not isinstance(kubeconfig, str):
-            raise CNIError(Code.INVALID_CONFIG, "invalid metacni configuration",
-                           "kubeconfig must be a path string")
-        return cls(kubeconfig=kubeconfig, timeout=number("apiTimeout", DEFAULT_TIMEOUT),
-                   connect_timeout=number("apiConnectTimeout", DEFAULT_CONNECT_TIMEOUT), retries=retries)
+    @classmethod
+    def from_keys(cls, keys: KubeKeys) -> KubeSettings:
+        return cls(kubeconfig=keys.kubeconfig, timeout=keys.apiTimeout, connect_timeout=keys.apiConnectTimeout,
+                   retries=keys.apiRetries)
 
     @property
     def in_cluster(self) -> bool:
