@@ -25,14 +25,15 @@ def make_cluster(backend: str, nodes: int = 3) -> Cluster:
 
 @pytest.fixture(scope="session", autouse=True)
 def machine_paths_untouched() -> Iterator[None]:
-    """Fails the session (an error at the last test's teardown) if any e2e test wrote the
-    machine's container storage or CNI dirs (hostguard.GUARDED): the tests' runtimes must
-    write only their own dirs."""
+    """Fails the session (an error at the last test's teardown) if the machine's container
+    storage or CNI dirs (hostguard.GUARDED) changed while e2e tests ran: their runtimes must
+    write only the tests' own dirs (and nothing else on the machine may write those either)."""
     before = hostguard.snapshot()
     yield
     touched = hostguard.changes(before, hostguard.snapshot())
     if touched:
-        pytest.fail("e2e tests wrote the machine's own container/CNI paths:\n" + "\n".join(touched[:50]))
+        pytest.fail("the machine's own container/CNI paths changed during the e2e tests "
+                    "(e2e/hostguard.py):\n" + "\n".join(touched[:50]))
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
