@@ -1,7 +1,10 @@
 """DELs the shim recorded while the daemon was down, carried out when it is back.
 
-The shim writes each such DEL atomically as ``<pending dir>/<container id>.<ifname>.json``: the
-exact POST /cni body it could not deliver (:mod:`metacni.daemon.protocol`). The daemon calls
+The shim writes each such DEL atomically as ``<pending dir>/<container id>.<ifname>.<hash>.json``
+(:func:`metacni.daemon.protocol.record_name`: bounded under NAME_MAX, one per attachment): the
+exact POST /cni body it could not deliver (:mod:`metacni.daemon.protocol`). Replay reads the
+container id and ifname from the body, never from the name, so any ``*.json`` name is replayed
+(records of an older shim included). The daemon calls
 :meth:`PendingDels.replay` once before its socket accepts requests, and again every GC period:
 
 - a record whose DEL succeeds is deleted;

@@ -90,6 +90,12 @@ def dispatch(env: Mapping[str, str], stdin: bytes, invoker: Any = None) -> dict[
     """Run one CNI call; return the JSON object to print (None for verbs with no output)."""
     if env.get("CNI_COMMAND") == VERSION:
         return version_reply(stdin)
+    if env.get("CNI_COMMAND") == DEL:
+        too_long = naming.over_long_only(env.get("CNI_CONTAINERID", ""), env.get("CNI_IFNAME", ""))
+        if too_long:
+            log.warning("DEL of container %.80s... ifname %.40s: nothing to do (%s; ADD refuses it, so nothing "
+                        "was created)", env.get("CNI_CONTAINERID", ""), env.get("CNI_IFNAME", ""), too_long)
+            return None
     inv = parse_invocation(env)
     config = parse_config(stdin)
     if invoker is None:

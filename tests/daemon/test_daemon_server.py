@@ -487,14 +487,25 @@ def test_request_body_round_trips(env, stdin):
 @given(cid=st.text(max_size=300), ifname=st.text(max_size=300))
 def test_record_names_are_safe_file_names(cid, ifname):
     name = record_name(cid, ifname)
-    assert re.fullmatch(r"[A-Za-z0-9_.-]{1,128}\.[A-Za-z0-9_.-]{1,128}\.json", name), name
-    # Each part is capped at 128 bytes as protocol v1 says; NAME_MAX (255) holds for any
-    # container id up to 121 bytes (CRI ids are 64).
-    assert "/" not in name and len(name.encode()) <= 128 + 1 + 128 + len(".json")
-    if len(cid.encode()) <= 121 and len(ifname.encode()) <= 128:
-        assert len(name.encode()) <= 255
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", cid) and re.fullmatch(r"[A-Za-z0-9_-]{1,128}", ifname):
-        assert name == f"{cid}.{ifname}.json"  # ordinary ids are kept as they are
+    assert re.fullmatch(r"[A-Za-z0-9_.-]{1,64}\.[A-Za-z0-9_.-]{1,16}\.[0-9a-f]{32}\.json", name), name
+    # Bounded whatever the runtime passes: the record and the shim's ".<name>.<pid>.tmp" stay
+    # under NAME_MAX (255).
+    assert len(name.encode()) <= 123 and len(f".{name}.4194304.tmp") <= 255
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cid) and re.fullmatch(r"[A-Za-z0-9_-]{1,16}", ifname):
+        assert name.startswith(f"{cid}.{ifname}.")  # ordinary ids stay readable
+
+
+@given(a=st.tuples(st.text(max_size=200), st.text(max_size=20)),
+       b=st.tuples(st.text(max_size=200), st.text(max_size=20)))
+def test_record_names_differ_for_different_attachments(a, b):
+    """Ids that agree on their first 64 bytes (or differ only in unsafe bytes) still get their
+    own record: one attachment's DEL never overwrites another's."""
+    assert (record_name(*a) == record_name(*b)) == (a == b)
+
+
+def test_record_names_of_ids_sharing_a_long_prefix():
+    names = {record_name("c" * 200 + x, "eth0") for x in "12"} | {record_name("a/b", "e"), record_name("a_b", "e")}
+    assert len(names) == 4
 
 
 def test_curl_with_a_large_config_is_not_kept_waiting(served, tmp_path):
