@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO, TextIO
 
 log = logging.getLogger("metacni")
+#: True in a process that serves exactly one CNI call and exits (the ``metacni`` console script:
+#: ``run_cni(exits_after=True)``); never in the daemon. Work that needs a process outliving the
+#: call (pod events) is handed off instead of queued.
+one_shot = False
 
 _REQUIRED = {
     ADD: ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
@@ -149,8 +153,12 @@ def stdout_to_stderr(out: TextIO) -> Iterator[None]:
 
 
 def run_cni(env: Mapping[str, str] | None = None, stdin: BinaryIO | None = None,
-            stdout: TextIO | None = None, invoker: Any = None) -> int:
-    """Entry point for the CNI protocol; returns the exit status."""
+            stdout: TextIO | None = None, invoker: Any = None, *, exits_after: bool = False) -> int:
+    """Entry point for the CNI protocol; returns the exit status. ``exits_after``: the process
+    ends with this call (sets :data:`one_shot`)."""
+    global one_shot
+    if exits_after:
+        one_shot = True
     env = os.environ if env is None else env
     out = stdout or sys.stdout
     configure_logging()
