@@ -91,10 +91,17 @@ def record_name(container_id: str, ifname: str) -> str:
     bytes). So a name is at most 123 bytes whatever the runtime passes (its temporary file
     ``.<name>.<pid>.tmp`` stays far under NAME_MAX), and two attachments never share one: the
     full values are inside the record, which is what replay reads."""
-    cid = container_id.encode("utf-8", "surrogateescape")
-    ifn = ifname.encode("utf-8", "surrogateescape")
+    cid, ifn = _env_bytes(container_id), _env_bytes(ifname)
     digest = hashlib.sha256(cid + b"\0" + ifn).hexdigest()[:RECORD_HASH_HEX]
     return f"{_safe(cid, RECORD_ID_PART)}.{_safe(ifn, RECORD_IFNAME_PART)}.{digest}.json"
+
+
+def _env_bytes(value: str) -> bytes:
+    """The bytes the runtime passed (os.environ keeps undecodable ones as surrogate escapes)."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no environment yields; still a name
+        return value.encode("utf-8", "surrogatepass")
 
 
 def _safe(part: bytes, limit: int) -> str:
