@@ -385,6 +385,8 @@ def test_pending_dels_replayed_before_serving_failures_kept_corrupt_moved(tmp_pa
     good = _record(pending, "DEL", "rec-good", {"cniVersion": "1.1.0", "name": "blk", "type": "blocky"})
     failing = _record(pending, "DEL", "rec-bad", {"cniVersion": "1.1.0", "name": "bad", "type": "nope"})
     not_del = _record(pending, "ADD", "rec-add", {"cniVersion": "1.1.0", "name": "blk", "type": "blocky"})
+    bad_id = _record(pending, "DEL", "rec/../x\n", {"cniVersion": "1.1.0", "name": "blk", "type": "blocky"})
+    too_long = _record(pending, "DEL", "r" * 300, {"cniVersion": "1.1.0", "name": "blk", "type": "blocky"})
     garbage = pending / "x.eth0.json"
     garbage.write_bytes(b'{"env": {"CNI_COMMAND": "DEL"}, "config": ')
     in_progress = pending / ".y.eth0.json.123.tmp"  # a shim still writing its record
@@ -403,8 +405,10 @@ def test_pending_dels_replayed_before_serving_failures_kept_corrupt_moved(tmp_pa
         assert plugin.calls == [("DEL", "rec-good")]  # the ADD record was never run
         assert plugin.socket_existed == [False]  # replayed before the socket accepted anything
         assert not good.exists()
+        assert not too_long.exists()  # ADD refuses such an id: its DEL has nothing to do, and succeeds
         assert failing.exists() and in_progress.exists() and not stale.exists()
-        assert sorted(p.name for p in (pending / "corrupt").iterdir()) == sorted([not_del.name, garbage.name])
+        assert sorted(p.name for p in (pending / "corrupt").iterdir()) == sorted([not_del.name, garbage.name,
+                                                                                  bad_id.name])
         assert daemon.metrics.registry.get_sample_value("metacni_pending_dels") == 1
         # The failing one is retried every GC period (and kept each time).
         assert _wait(lambda: (daemon.metrics.registry.get_sample_value(
