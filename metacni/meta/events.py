@@ -18,9 +18,10 @@ flood the API.
 The posting thread starts with the first event and inherits the network namespace of the
 thread that emits it (the meta plugin reports after its ADD, outside any pod namespace).
 
-Only a long-lived process sends them: the node daemon calls :func:`install` at start (with
+Only a long-lived process queues them: the node daemon calls :func:`install` at start (with
 its own credentials). A standalone CNI call (no daemon) exits right after its ADD, before the
-background thread could post, and does not install a recorder, so it records no events.
+background thread could post, so it installs no recorder; its Warnings are handed to a
+detached poster instead (:mod:`.event_handoff`).
 """
 
 from __future__ import annotations
