@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +36,16 @@ def machine_paths_untouched() -> Iterator[None]:
     if touched:
         pytest.fail("the machine's own container/CNI paths changed during the e2e tests "
                     "(e2e/hostguard.py):\n" + "\n".join(touched[:50]))
+
+
+@pytest.fixture
+def demo_turn() -> Iterator[None]:
+    """One ``metacni demo`` test at a time on this machine (an flock on a file in the temp dir):
+    the demos share the ``mcdemo`` names and /run/metacni-demo, and test_demo compares the host's
+    demo namespaces and state before and after each run."""
+    with open(Path(tempfile.gettempdir()) / "metacni-e2e-demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
