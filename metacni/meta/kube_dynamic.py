@@ -53,7 +53,7 @@ class _AtomicDiscoverer(LazyDiscoverer):
         if path == _NO_FILE:
             return
         try:
-            atomic_write(path, json.dumps(self._cache, cls=CacheEncoder).encode(), mode=0o644, durable=False)
+            atomic_write(path, json.dumps(self._cache, cls=CacheEncoder).encode(), mode=0o600, durable=False)
         except OSError as exc:  # a cache: the next client discovers again
             log.warning("cannot write the API discovery cache %s: %s", path, exc)
 

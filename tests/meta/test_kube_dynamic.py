@@ -49,7 +49,7 @@ def test_cache_file_saves_the_next_clients_discovery(api, tmp_path):
     assert api.count("get", "discovery") == 4
     files = sorted(p.name for p in cache.iterdir())
     assert files == [Path(discovery_cache_file(str(cache), api.url)).name]  # no temp file left behind
-    assert (cache / files[0]).stat().st_mode & 0o777 == 0o644
+    assert (cache / files[0]).stat().st_mode & 0o777 == 0o600
     assert "kubernetes" in json.loads((cache / files[0]).read_text())["version"]
     api.reset_counts()
     read_all(settings)  # a new client (a new standalone call): the file answers discovery
