@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from metacni.meta import kube_paths
-from metacni.meta.kube import DEFAULT_CNI_DIR, DISCOVERY_SUBDIR, ApiKubeView, KubeSettings, KubeView
+from metacni.meta.kube import ApiKubeView, KubeSettings, KubeView
 from metacni.meta.kube_dynamic import DynamicApi
 
 from .metrics import Metrics
@@ -207,11 +207,12 @@ class Informer:
 
 class KubeCaches:
     """The three informers of one daemon, sharing one API client. ``discovery_dir`` holds the
-    API discovery cache, shared with the daemon's other clients (:func:`view_factory`)."""
+    API discovery cache, shared with the daemon's other clients (:func:`view_factory`); "" keeps
+    it in memory."""
 
     def __init__(self, kubeconfig: str | None, node_name: str, metrics: Metrics | None = None,
                  on_nodes_change: Callable[[], None] | None = None,
-                 discovery_dir: str = f"{DEFAULT_CNI_DIR}/{DISCOVERY_SUBDIR}") -> None:
+                 discovery_dir: str = "") -> None:
         from kubernetes import client, config
 
         cfg = client.Configuration()

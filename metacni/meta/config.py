@@ -21,10 +21,11 @@ from pydantic import Field, field_validator, model_validator
 from metacni.spec import versions
 from metacni.spec.models import PluginConfig, validate_config
 
-from .kube import DEFAULT_CNI_DIR, KubeSettings
+from .kube import KubeSettings
 from .trust import TenantPolicy
 
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
+DEFAULT_CNI_DIR = "/var/lib/cni/metacni"
 DEFAULT_BIN_DIR = "/opt/cni/bin"
 DEFAULT_DEVICE_INFO_DIR = "/var/run/k8s.cni.cncf.io/devinfo/cni"
 NODE_CONFIG_NAME = "00-metacni.conf"

@@ -34,7 +34,6 @@ NAD_GROUP, NAD_VERSION, NAD_PLURAL = kube_paths.NAD_GROUP, kube_paths.NAD_VERSIO
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-DEFAULT_CNI_DIR = "/var/lib/cni/metacni"
 DISCOVERY_SUBDIR = "kube-discovery"  # under cniDir: the API discovery cache (metacni.meta.kube_dynamic)
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -76,7 +75,8 @@ class KubeSettings:
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     retries: int = DEFAULT_RETRIES
-    #: where the API discovery cache lives ("": in memory only, discovered once per view)
+    #: where the API discovery cache lives: ``<cniDir>/kube-discovery`` when the config names
+    #: cniDir (the node config metacni installs always does), else "": in memory, once per view
     discovery_dir: str = ""
 
     @classmethod
@@ -96,12 +96,12 @@ class KubeSettings:
         if not isinstance(kubeconfig, str):
             raise CNIError(Code.INVALID_CONFIG, "invalid metacni configuration",
                            "kubeconfig must be a path string")
-        cni_dir = conf.get("cniDir") or DEFAULT_CNI_DIR
+        cni_dir = conf.get("cniDir") or ""
         if not isinstance(cni_dir, str):
             raise CNIError(Code.INVALID_CONFIG, "invalid metacni configuration", "cniDir must be a path string")
         return cls(kubeconfig=kubeconfig, timeout=number("apiTimeout", DEFAULT_TIMEOUT),
                    connect_timeout=number("apiConnectTimeout", DEFAULT_CONNECT_TIMEOUT), retries=retries,
-                   discovery_dir=os.path.join(cni_dir, DISCOVERY_SUBDIR))
+                   discovery_dir=os.path.join(cni_dir, DISCOVERY_SUBDIR) if cni_dir else "")
 
     @property
     def in_cluster(self) -> bool:

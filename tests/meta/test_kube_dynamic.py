@@ -36,8 +36,8 @@ def read_all(settings: KubeSettings) -> None:
 def test_discovery_dir_is_under_cni_dir(tmp_path):
     settings = KubeSettings.from_conf({"cniDir": str(tmp_path / "cni"), "kubeconfig": "/k"})
     assert settings.discovery_dir == str(tmp_path / "cni" / "kube-discovery")
-    assert KubeSettings.from_conf({}).discovery_dir == "/var/lib/cni/metacni/kube-discovery"
-    assert KubeSettings().discovery_dir == ""  # built by hand: discovery kept in memory
+    assert KubeSettings.from_conf({"kubeconfig": "/k"}).discovery_dir == ""  # no cniDir: kept in memory
+    assert KubeSettings().discovery_dir == ""
 
 
 def test_cache_file_saves_the_next_clients_discovery(api, tmp_path):
