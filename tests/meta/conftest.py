@@ -8,6 +8,9 @@ started with ``ip netns exec``, reaches it at 127.0.0.1 of the node).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 import pytest
 
 from metacni_testkit.nodes import Node
@@ -18,3 +21,18 @@ def node(node: Node) -> Node:
     node.start_api()
     node.write_primary()
     return node
+
+
+@pytest.fixture(autouse=True)
+def _metacni_logger_restored() -> Iterator[None]:
+    """An in-process ADD whose config says ``logToStderr: false``, ``logLevel`` or ``logFile``
+    reconfigures the process-wide ``metacni`` logger, as it would in a CNI process: put it back,
+    or ``caplog`` in later tests on the same worker sees no record."""
+    logger = logging.getLogger("metacni")
+    propagate, level, handlers = logger.propagate, logger.level, list(logger.handlers)
+    yield
+    for handler in [h for h in logger.handlers if h not in handlers]:
+        logger.removeHandler(handler)
+        handler.close()
+    logger.propagate = propagate
+    logger.setLevel(level)
