@@ -154,7 +154,7 @@ class MetaConfig:
             log_file=keys.logFile,
             log_level=keys.logLevel,
             device_info_dir=keys.deviceInfoDir,
-            kube=KubeSettings.from_keys(keys),
+            kube=KubeSettings.from_keys(keys, conf),
             own_file=keys.ownFile,
             max_attachments=keys.maxAttachments,
         )
