@@ -44,7 +44,7 @@ class NoPrimaryNetwork(CNIError):
 def find_primary(conf_dir: str | Path, own_file: str = NODE_CONFIG_NAME) -> Path:
     """The lexically first valid .conf/.conflist/.json that is not a metacni config."""
     problems = []
-    for path in map(Path, candidate_files(conf_dir, own_file)):
+    for path in candidate_files(conf_dir, own_file):
         try:
             load_file(path)
         except CNIError as exc:
