@@ -450,7 +450,7 @@ def delete(request: Request) -> None:
         delegates = record.delegates
     else:
         delegates = _fallback_delegates(ctx)
-        reason = str(corrupt) if corrupt else f"no delegate cache {os.path.join(ctx.cfg.cni_dir, cid)}"
+        reason = str(corrupt) if corrupt else f"no delegate cache {delegate_cache.path(ctx.cfg.cni_dir, cid)}"
         log.error("%s: DEL without a usable delegate record (%s); removing what can be identified: %s",
                   ctx.who, reason, ", ".join(f"{d.label} ({d.ifname})" for d in delegates) or "nothing")
         if not delegates:

@@ -471,7 +471,7 @@ def test_periodic_gc_spares_a_static_pod_whose_mirror_has_another_uid(node):
         reclaimed = daemon_gc.collect(runner, cache, view.get_pod, grace=0)
     assert reclaimed == 1
     assert not corrupt.exists()  # a wrong-typed entry is moved aside and GC goes on
-    assert [p.name.rsplit(".", 1)[0] for p in Path(cache.corrupt_dir).iterdir()] == [corrupt.name]
+    assert [p.name.rsplit(".", 1)[0] for p in cache.corrupt_dir.iterdir()] == [corrupt.name]
     assert node.pod_links(recreated) == {"lo"}
     assert node.pod_links(static) == {"lo", "eth0"}
     assert ping(static.path, "10.88.0.1")
