@@ -12,9 +12,9 @@ daemon's node config); a delegate or NAD of type ``metacni`` is refused (:mod:`.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, overload
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,10 +24,10 @@ from metacni.spec.models import PluginConfig, validate_config
 from .kube import KubeSettings
 from .trust import TenantPolicy
 
-DEFAULT_CONF_DIR = "/etc/cni/net.d"
-DEFAULT_CNI_DIR = "/var/lib/cni/metacni"
-DEFAULT_BIN_DIR = "/opt/cni/bin"
-DEFAULT_DEVICE_INFO_DIR = "/var/run/k8s.cni.cncf.io/devinfo/cni"
+DEFAULT_CONF_DIR = Path("/etc/cni/net.d")
+DEFAULT_CNI_DIR = Path("/var/lib/cni/metacni")
+DEFAULT_BIN_DIR = Path("/opt/cni/bin")
+DEFAULT_DEVICE_INFO_DIR = Path("/var/run/k8s.cni.cncf.io/devinfo/cni")
 NODE_CONFIG_NAME = "00-metacni.conf"
 DEFAULT_MAX_ATTACHMENTS = 32
 AUTO = "auto"
@@ -70,9 +70,8 @@ class MetaKeys(PluginConfig):
 
     @model_validator(mode="after")
     def _conf_dir(self) -> MetaKeys:
-        conf_dir = self.confDir or DEFAULT_CONF_DIR
-        if (self.clusterNetwork or AUTO) == AUTO and not os.path.isabs(conf_dir):
-            raise ValueError(f"confDir must be an absolute path, got {conf_dir!r}")
+        if (self.clusterNetwork or AUTO) == AUTO and self.confDir and not Path(self.confDir).is_absolute():
+            raise ValueError(f"confDir must be an absolute path, got {self.confDir!r}")
         return self
 
 
@@ -84,14 +83,23 @@ def _names(value: list[str] | str | None, default: list[str]) -> list[str]:
     return list(value)
 
 
+@overload
+def _path(value: str | None, default: Path) -> Path: ...
+@overload
+def _path(value: str | None, default: None) -> Path | None: ...
+def _path(value: str | None, default: Path | None) -> Path | None:
+    """A path key: ``null`` or ``""`` mean the default."""
+    return Path(value) if value else default
+
+
 @dataclass
 class MetaConfig:
     raw: dict[str, Any]
     name: str
     cni_version: str
-    conf_dir: str = DEFAULT_CONF_DIR
-    cni_dir: str = DEFAULT_CNI_DIR
-    bin_dir: str = DEFAULT_BIN_DIR
+    conf_dir: Path = DEFAULT_CONF_DIR
+    cni_dir: Path = DEFAULT_CNI_DIR
+    bin_dir: Path = DEFAULT_BIN_DIR
     cluster_network: str = AUTO
     delegates: list[dict[str, Any]] = field(default_factory=list)
     default_networks: list[str] = field(default_factory=list)
@@ -99,11 +107,11 @@ class MetaConfig:
     multus_namespace: str = "kube-system"
     namespace_isolation: bool = False
     global_namespaces: list[str] = field(default_factory=lambda: ["default"])
-    readiness_indicator_file: str = ""
+    readiness_indicator_file: Path | None = None
     readiness_timeout: float = 45.0
-    log_file: str = ""
+    log_file: Path | None = None
     log_level: str = ""
-    device_info_dir: str = DEFAULT_DEVICE_INFO_DIR
+    device_info_dir: Path = DEFAULT_DEVICE_INFO_DIR
     kube: KubeSettings = field(default_factory=KubeSettings)
     #: interfaces one pod may have, the primary included (a node setting; refused with code 7 beyond)
     max_attachments: int = DEFAULT_MAX_ATTACHMENTS
@@ -123,9 +131,9 @@ class MetaConfig:
             raw=conf,
             name=str(keys.name),
             cni_version=version,
-            conf_dir=keys.confDir or DEFAULT_CONF_DIR,
-            cni_dir=keys.cniDir or DEFAULT_CNI_DIR,
-            bin_dir=keys.binDir or DEFAULT_BIN_DIR,
+            conf_dir=_path(keys.confDir, DEFAULT_CONF_DIR),
+            cni_dir=_path(keys.cniDir, DEFAULT_CNI_DIR),
+            bin_dir=_path(keys.binDir, DEFAULT_BIN_DIR),
             cluster_network=keys.clusterNetwork or AUTO,
             delegates=list(keys.delegates or []),
             default_networks=_names(keys.defaultNetworks, []),
@@ -133,11 +141,11 @@ class MetaConfig:
             multus_namespace=keys.multusNamespace or keys.metacniNamespace or "kube-system",
             namespace_isolation=isolation.lower() == "true" if isinstance(isolation, str) else isolation,
             global_namespaces=_names(keys.globalNamespaces, ["default"]),
-            readiness_indicator_file=keys.readinessindicatorfile or "",
+            readiness_indicator_file=_path(keys.readinessindicatorfile, None),
             readiness_timeout=float(keys.readinessTimeout),
-            log_file=keys.logFile or "",
+            log_file=_path(keys.logFile, None),
             log_level=keys.logLevel or "",
-            device_info_dir=keys.deviceInfoDir or DEFAULT_DEVICE_INFO_DIR,
+            device_info_dir=_path(keys.deviceInfoDir, DEFAULT_DEVICE_INFO_DIR),
             kube=KubeSettings.from_conf(conf),
             own_file=keys.ownFile or NODE_CONFIG_NAME,
             max_attachments=keys.maxAttachments,
@@ -147,7 +155,7 @@ class MetaConfig:
 
     def cni_path(self, runtime_path: tuple[str, ...]) -> tuple[str, ...]:
         """binDir first, then the runtime's CNI_PATH (Multus prepends binDir the same way)."""
-        out = [self.bin_dir] if self.bin_dir else []
+        out = [str(self.bin_dir)]
         out.extend(p for p in runtime_path if p not in out)
         return tuple(out)
 

@@ -15,10 +15,10 @@ splitting them would put one transaction's two halves in different modules.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metacni.engine.cache import CacheEntry, ResultCache
@@ -178,9 +178,9 @@ def _needs_view(cfg: MetaConfig, selections: list[Any], override: Any) -> bool:
 READINESS_POLL = 0.2  # seconds between looks at the readiness indicator file
 
 
-def indicator_present(path: str) -> bool:
+def indicator_present(path: Path) -> bool:
     """The one place the readiness indicator file is looked at (ADD's wait and STATUS)."""
-    return os.path.exists(path)
+    return path.exists()
 
 
 def wait_ready(cfg: MetaConfig, who: str) -> None:
@@ -189,7 +189,7 @@ def wait_ready(cfg: MetaConfig, who: str) -> None:
     half-working network). Polls up to ``readinessTimeout`` and fails with 11 (try again
     later) so the runtime retries the sandbox; nothing has been configured at that point."""
     path = cfg.readiness_indicator_file
-    if not path:
+    if path is None:
         return
     deadline = time.monotonic() + cfg.readiness_timeout
     while not indicator_present(path):
@@ -254,7 +254,7 @@ def _report_failure(ctx: Context, exc: CNIError) -> None:
                           f"{exc.msg}: {exc.details}" if exc.details else exc.msg)
 
 
-def _assign_devices(ctx: Context, delegates: list[Delegate], resources: dict[str, str]) -> list[str]:
+def _assign_devices(ctx: Context, delegates: list[Delegate], resources: dict[str, str]) -> list[Path]:
     """Device-plugin networks (:mod:`.devices`): their devices and device-info files."""
     try:
         _primary_resources(ctx, delegates, resources)
@@ -331,7 +331,7 @@ def _add(ctx: Context) -> list[tuple[Delegate, Result]]:
     return attached
 
 
-def remove_device_files(ctx: Context, delegates: list[Delegate], written: list[str] | None = None) -> None:
+def remove_device_files(ctx: Context, delegates: list[Delegate], written: list[Path] | None = None) -> None:
     """The NPWG device-info files of the attachments given a device (ADD rollback, DEL)."""
     if written or any("deviceID" in d.capability_args for d in delegates):  # devices.DEVICE_ID_CAP
         from . import devices
@@ -490,7 +490,7 @@ def current_primary(ctx: Context) -> tuple[str, NetworkList]:
 
 # ------------------------------------------------------------------------------ logging
 _LEVELS = {"debug": logging.DEBUG, "verbose": logging.INFO, "error": logging.ERROR, "panic": logging.CRITICAL}
-_configured: set[str] = set()
+_configured: set[Path] = set()
 
 
 def configure_logging(cfg: MetaConfig) -> None:
@@ -498,12 +498,12 @@ def configure_logging(cfg: MetaConfig) -> None:
     level = _LEVELS.get(cfg.log_level.lower()) if cfg.log_level else None
     if level is not None:
         logging.getLogger("metacni").setLevel(level)
-    if not (cfg.log_file or "logToStderr" in cfg.raw or "logOptions" in cfg.raw):
+    if not (cfg.log_file is not None or "logToStderr" in cfg.raw or "logOptions" in cfg.raw):
         return
     from . import logfile  # Multus' logToStderr/logOptions (lumberjack rotation)
 
     options, to_stderr = logfile.LogOptions.from_conf(cfg.raw), logfile.log_to_stderr(cfg.raw)
-    if cfg.log_file and cfg.log_file not in _configured:
+    if cfg.log_file is not None and cfg.log_file not in _configured:
         _configured.add(cfg.log_file)
         try:
             handler = logfile.file_handler(cfg.log_file, options)

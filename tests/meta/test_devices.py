@@ -325,8 +325,8 @@ def test_device_info_file_stays_in_its_directory(label: str, ifname: str) -> Non
     except CNIError as exc:
         assert exc.code == Code.INVALID_CONFIG
         return
-    assert os.path.dirname(path) == "/run/devinfo/cni"
-    assert os.path.basename(path) not in ("", ".", "..") and "\x00" not in path
+    assert path.parent == Path("/run/devinfo/cni")
+    assert path.name not in ("", ".", "..") and "\x00" not in str(path)
 
 
 def test_device_id_reaches_every_plugin_of_a_list() -> None:
