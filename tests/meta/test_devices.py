@@ -329,6 +329,21 @@ def test_device_info_file_stays_in_its_directory(label: str, ifname: str) -> Non
     assert path.name not in ("", ".", "..") and "\x00" not in str(path)
 
 
+@pytest.mark.parametrize(("given", "read"), [
+    ("/run/devinfo/cni/default-n-cid_net1", True), ("/run/devinfo/cni/", False),
+    ("/run/devinfo/cni/..", False), ("/run/devinfo/cni/sub/f", False), ("/run/devinfo/cnix/f", False),
+    ("/run/devinfo/f", False), ("", False)])
+def test_network_status_reads_device_info_only_from_a_file_of_the_info_dir(given: str, read: bool) -> None:
+    """The cached ``CNIDeviceInfoFile`` names what network-status reads: only a file directly in
+    deviceInfoDir (by path elements, not string prefix), never the directory or its parent."""
+    from metacni.meta.network_status import device_info_path
+
+    net = network_list_from_bytes(json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "x"}).encode())
+    d = Delegate(label="default/n", net=net, ifname="net1",
+                 capability_args={"deviceID": "0000:af:00.1", "CNIDeviceInfoFile": given})
+    assert device_info_path("/run/devinfo/cni/", d) == (Path(given) if read else None)
+
+
 def test_device_id_reaches_every_plugin_of_a_list() -> None:
     raw = {"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "sriov"}, {"type": "tuning", "mtu": 9000}]}
     d = Delegate(label="default/n", net=network_list_from_bytes(json.dumps(raw).encode()), ifname="net1")
