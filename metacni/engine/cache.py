@@ -31,7 +31,7 @@ from metacni.spec.safejson import loads
 if TYPE_CHECKING:
     from typing import Any
 
-DEFAULT_CACHE_DIR = "/var/lib/cni"
+DEFAULT_CACHE_DIR = Path("/var/lib/cni")
 CACHE_KIND = "cniCacheV1"
 log = getLogger(__name__)
 
