@@ -78,7 +78,7 @@ class DaemonConfig:
             setattr(self, name, Path(value) if value is not None and os.fspath(value) else None)
 
     @classmethod
-    def load(cls, path: str | None, **overrides: Any) -> DaemonConfig:
+    def load(cls, path: str | os.PathLike[str] | None, **overrides: Any) -> DaemonConfig:
         """File keys may be snake_case or camelCase (``metricsPort``); None overrides are ignored."""
         values: dict[str, Any] = {}
         if path:
