@@ -116,8 +116,7 @@ def candidate_files(conf_dir: str | os.PathLike[str], own_file: str = "") -> lis
 
 def load_file(path: str | os.PathLike[str]) -> NetworkList:
     """A .conflist, or a .conf/.json wrapped as a list (a conflist stored as .conf is accepted)."""
-    path = Path(path)
-    return _network(path, _read(path))
+    return _network(path, _read(Path(path)))
 
 
 def _read(path: Path) -> bytes:
@@ -127,10 +126,12 @@ def _read(path: Path) -> bytes:
         raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{path}: {exc.strerror}") from None
 
 
-def _network(path: Path, raw: bytes) -> NetworkList:
-    if extension(path) == ".conflist":  # CNI 1.1 / libcni 1.3: plugins of <dir>/<name>/*.conf appended
-        return conflist_from_file_bytes(raw, path)
-    return network_list_from_bytes(raw, str(path), is_list=None)
+def _network(path: str | os.PathLike[str], raw: bytes) -> NetworkList:
+    """The network in ``raw``, read from ``path`` (its ``source``, as given)."""
+    source = os.fspath(path)
+    if extension(source) == ".conflist":  # CNI 1.1 / libcni 1.3: plugins of <dir>/<name>/*.conf appended
+        return conflist_from_file_bytes(raw, source)
+    return network_list_from_bytes(raw, source, is_list=None)
 
 
 def first_candidate(conf_dir: str | os.PathLike[str], own_file: str = "") -> NetworkList | None:
@@ -234,8 +235,8 @@ def resolve_reference(ref: str, cfg: MetaConfig, view: KubeView | None) -> tuple
     as a file name still never depends on the API being up.
     """
     if "/" in ref:
-        path = Path(ref)
-        if path.is_dir():
+        path: str | Path = ref  # as given: it is the delegate record's source
+        if Path(ref).is_dir():
             files = candidate_files(path, cfg.own_file)
             if not files:
                 raise CNIError(Code.TRY_AGAIN_LATER, "primary network not ready",

@@ -200,15 +200,16 @@ def extension(path: str | os.PathLike[str]) -> str:
 
 
 def network_list_from_file(path: str | os.PathLike[str]) -> NetworkList:
-    """The network list in the file at ``path``; its ``source`` is ``path`` as given."""
-    path = Path(path)
+    """The network list in the file at ``path``; its ``source`` is ``path`` as given (the
+    delegate record stores it)."""
+    source = os.fspath(path)
     try:
-        raw = path.read_bytes()
+        raw = Path(source).read_bytes()
     except OSError as exc:
-        raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{path}: {exc.strerror}") from None
-    if extension(path) == ".conflist":
-        return conflist_from_file_bytes(raw, path)
-    return network_list_from_bytes(raw, str(path), is_list=False)
+        raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{source}: {exc.strerror}") from None
+    if extension(source) == ".conflist":
+        return conflist_from_file_bytes(raw, source)
+    return network_list_from_bytes(raw, source, is_list=False)
 
 
 def conflist_from_file_bytes(raw: bytes, path: str | os.PathLike[str]) -> NetworkList:
@@ -218,7 +219,8 @@ def conflist_from_file_bytes(raw: bytes, path: str | os.PathLike[str]) -> Networ
     ``plugins``, which may then be absent. ``loadOnlyInlinedPlugins`` true needs ``plugins``; a
     list with no plugin at all is an error ("no plugin configs found"). Bytes that do not come
     from a file (stdin, a NAD) never load plugins from anywhere (``network_list_from_bytes``)."""
-    source, path = str(path), Path(path)
+    source = os.fspath(path)
+    path = Path(source)
     data = _decode(raw, source)
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         return network_list_from_bytes(raw, source, is_list=True)  # its schema errors, as before
