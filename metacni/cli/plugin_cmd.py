@@ -59,7 +59,7 @@ def run_new(args: argparse.Namespace) -> int:
         print(f"metacni plugin new: {root} already exists; not overwriting", file=sys.stderr)
         return 1
     for directory in os.environ.get("CNI_PATH", "/opt/cni/bin").split(os.pathsep):
-        if directory and os.path.exists(os.path.join(directory, name)):
+        if directory and Path(directory, name).exists():
             print(f"warning: {directory}/{name} exists; as an in-process type, {name!r} will shadow that "
                   "binary in every conflist metacni runs", file=sys.stderr)
     for rel, template in TEMPLATES.items():

@@ -76,25 +76,26 @@ class Siblings:
             if "plugins" not in data:
                 out.plugins_reason = "loadOnlyInlinedPlugins is true, and there is no 'plugins' key"
             return out
-        name, directory = data["name"], str(path.parent)
+        name = data["name"]
         try:
-            files = sibling_conf_paths(directory, name)
+            files = sibling_conf_paths(path.parent, name)
         except CNIError as exc:
             out.problems.append(Problem("$.name", f"{exc.msg}: {exc.details}"))
             return out
         for file in files:
-            label = f"{name}/{os.path.basename(file)}"
+            label = f"{name}/{file.name}"
             try:
                 out.plugins.append(sibling_plugin(file))
                 out.labels.append(label)
             except CNIError as exc:
                 where = f"{label}:$.type" if exc.code == Code.INVALID_CONFIG else f"{label}:$"
-                out.problems.append(Problem(where, f"{exc.msg}: {exc.details.removeprefix(file + ': ')}"))
+                details = exc.details.removeprefix(f"{file}: ")
+                out.problems.append(Problem(where, f"{exc.msg}: {details}"))
         # With no plugin anywhere the ADD path says so; a file that could not be loaded has
         # said it already.
         if "plugins" not in data:
             out.plugins_reason = "" if files else \
-                f"no plugin configs found: no 'plugins' and no plugin config in {os.path.join(directory, name)}"
+                f"no plugin configs found: no 'plugins' and no plugin config in {path.parent / name}"
         return out
 
     def merged(self, data: Any) -> Any:

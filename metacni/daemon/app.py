@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from metacni.engine.cache import ResultCache
@@ -83,8 +84,7 @@ class Daemon:
                                  events=self.metrics.events("cni"), delegate=self.serve_delegate)
         self.pending = PendingDels(cfg.pending_path(), self._replay_del)
         self.pending.on_pass = lambda stats: self.metrics.pending_dels.set(stats.left)
-        self.node_policy = NodeConfigPolicy(os.path.join(
-            cfg.conf_dir, str(cfg.node_config.get("file_name") or "00-metacni.conf")))
+        self.node_policy = NodeConfigPolicy(cfg.conf_dir / str(cfg.node_config.get("file_name") or "00-metacni.conf"))
         self.caches: Any = None
         self.routes: Any = None
         self.gc_loop: gcmod.GCLoop | None = None
@@ -99,7 +99,7 @@ class Daemon:
         t0 = time.monotonic()
         self.registry.load_all()  # import every plugin now, not on a pod's first ADD
         reaper.enable()  # DEL detaches veths and deletes them in the background (bridge detach.py)
-        if self.cfg.use_api and (self.cfg.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST")):
+        if self.cfg.use_api and (self.cfg.kubeconfig is not None or os.environ.get("KUBERNETES_SERVICE_HOST")):
             self._start_kube()
         # DELs the shim recorded while no daemon listened run before any new call can.
         self.pending.replay()
@@ -139,7 +139,7 @@ class Daemon:
                 self.routes.kick()
 
         # the API discovery cache, under metacni's part of the cache dir (docs/design/1603-kube-dynamic-client.md)
-        discovery_dir = os.path.join(self.cfg.cache_dir, "metacni", kube.DISCOVERY_SUBDIR)
+        discovery_dir = Path(self.cfg.cache_dir) / "metacni" / kube.DISCOVERY_SUBDIR
         self.caches = KubeCaches(self.cfg.kubeconfig, self.cfg.node_name, self.metrics, nodes_changed, discovery_dir)
         if self.cfg.dynamic_networks:
             from .hotplug import HotplugWatcher, api_condition_writer
@@ -151,7 +151,8 @@ class Daemon:
         kube.set_view_factory(view_factory(self.caches, self.cfg.kubeconfig, self.metrics))
         from metacni.meta import events
 
-        events.install(self.cfg.kubeconfig or "", discovery_dir)  # with the daemon's credentials ("": in-cluster)
+        # pod events, with the daemon's credentials ("": in-cluster)
+        events.install(str(self.cfg.kubeconfig) if self.cfg.kubeconfig is not None else "", discovery_dir)
         if self.cfg.routes:
             from .routes import RouteReconciler
 
@@ -203,7 +204,7 @@ class Daemon:
 
     def indicator_ok(self) -> bool:
         path = self.cfg.readiness_indicator_file
-        return not path or os.path.exists(path)
+        return path is None or path.exists()
 
     def ready_state(self) -> dict[str, Any]:
         caches = self.caches is None or self.caches.synced

@@ -20,31 +20,32 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 Fingerprint = tuple[tuple[str, int, int, int], ...]
 
 
-def fingerprint(conf_dir: str, ignore: str = "") -> Fingerprint:
+def fingerprint(conf_dir: str | os.PathLike[str], ignore: str = "") -> Fingerprint:
     """``ignore``: an entry that is not a network config (the node kubeconfig's directory)."""
     out = []
     try:
-        names = sorted(os.listdir(conf_dir))
+        paths = sorted(Path(conf_dir).iterdir())
     except FileNotFoundError:
         return ()
-    for name in names:
-        if name == ignore:
+    for path in paths:
+        if path.name == ignore:
             continue
         try:
-            st = os.stat(os.path.join(conf_dir, name))
+            st = path.stat()
         except FileNotFoundError:
             continue
-        out.append((name, st.st_ino, st.st_mtime_ns, st.st_size))
+        out.append((path.name, st.st_ino, st.st_mtime_ns, st.st_size))
     return tuple(out)
 
 
-def default_regenerator(conf_dir: str, cfg: Any) -> Callable[[], object] | None:
+def default_regenerator(conf_dir: str | os.PathLike[str], cfg: Any) -> Callable[[], object] | None:
     """``write_node_config`` of the meta plugin's installer. Its options, weakest first: the
     daemon's (its kubeconfig, its first CNI path), those the existing config was written with
     (remembered, for when another CNI renamed it away: ``metacni install`` in the DaemonSet's
@@ -57,8 +58,8 @@ def default_regenerator(conf_dir: str, cfg: Any) -> Callable[[], object] | None:
     options: dict[str, Any] = {}
     override: dict[str, Any] = {}
     if cfg is not None:
-        if cfg.kubeconfig:
-            options["kubeconfig"] = cfg.kubeconfig
+        if cfg.kubeconfig is not None:
+            options["kubeconfig"] = str(cfg.kubeconfig)  # written into the node config
         options["bin_dir"] = cfg.cni_path.split(os.pathsep)[0]
         override = dict(cfg.node_config)
     adopted: dict[str, Any] = {}
@@ -73,9 +74,9 @@ def default_regenerator(conf_dir: str, cfg: Any) -> Callable[[], object] | None:
     return regenerate
 
 
-def _stat(path: str) -> tuple[int, int, int, int] | None:
+def _stat(path: Path) -> tuple[int, int, int, int] | None:
     try:
-        st = os.stat(path)
+        st = path.stat()
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode)
@@ -88,12 +89,13 @@ class KubeconfigRefresher:
     the projected volume's ``..data`` symlink, so a rotation is a new inode) and every
     ``full_period`` seconds regardless, in case a change kept size and mtime."""
 
-    def __init__(self, path: str, sa_dir: str = "", full_period: float = 60.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], sa_dir: str | os.PathLike[str] | None = None,
+                 full_period: float = 60.0) -> None:
         from metacni.meta.install import kubeconfig_path, write_kubeconfig
         from metacni.meta.kube import SA_DIR
 
-        self.path = str(kubeconfig_path(path))
-        self.sa_dir = sa_dir or SA_DIR
+        self.path = kubeconfig_path(path)
+        self.sa_dir = Path(sa_dir) if sa_dir else SA_DIR
         self.full_period = full_period
         self.write = write_kubeconfig
         self.rewrites = 0
@@ -102,8 +104,7 @@ class KubeconfigRefresher:
         self._failing = ""
 
     def stamp(self) -> tuple[object, ...]:
-        return tuple(_stat(p) for p in (os.path.join(self.sa_dir, "token"), os.path.join(self.sa_dir, "ca.crt"),
-                                        self.path))
+        return tuple(_stat(p) for p in (self.sa_dir / "token", self.sa_dir / "ca.crt", self.path))
 
     def check(self) -> bool:
         """Regenerate when anything changed (or the full period passed); True when the file was rewritten."""
@@ -129,21 +130,22 @@ class KubeconfigRefresher:
 
 
 class ConfWatcher:
-    def __init__(self, conf_dir: str, cfg: Any = None, regenerate: Callable[[], object] | None = None,
-                 period: float = 1.0, kubeconfig: KubeconfigRefresher | None = None) -> None:
-        self.conf_dir = conf_dir
+    def __init__(self, conf_dir: str | os.PathLike[str], cfg: Any = None,
+                 regenerate: Callable[[], object] | None = None, period: float = 1.0,
+                 kubeconfig: KubeconfigRefresher | None = None) -> None:
+        self.conf_dir = Path(conf_dir)
         self.period = period
         if regenerate is None and (cfg is None or cfg.regenerate_config):
             regenerate = default_regenerator(conf_dir, cfg)
         self.regenerate = regenerate
-        if kubeconfig is None and cfg is not None and cfg.node_kubeconfig:
+        if kubeconfig is None and cfg is not None and cfg.node_kubeconfig is not None:
             kubeconfig = KubeconfigRefresher(cfg.node_kubeconfig, cfg.service_account_dir)
         self.kubeconfig = kubeconfig
         self._ignore = ""  # the conf-dir entry holding the node kubeconfig: its rewrites are not config changes
         if kubeconfig is not None:
-            rel = os.path.relpath(os.path.abspath(kubeconfig.path), os.path.abspath(conf_dir))
-            if not rel.startswith(".."):
-                self._ignore = rel.split(os.sep)[0]
+            inside = kubeconfig.path.absolute()
+            if inside.is_relative_to(self.conf_dir.absolute()):
+                self._ignore = inside.relative_to(self.conf_dir.absolute()).parts[0]
         self.runs = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="confwatch", daemon=True)
@@ -178,13 +180,13 @@ class ConfWatcher:
         after we wrote it (Multus #972) would keep it away for good."""
         if not isinstance(written, (str, os.PathLike)):
             return before
-        path = os.fspath(written)
-        name = os.path.basename(path)
-        if os.path.dirname(os.path.abspath(path)) != os.path.abspath(self.conf_dir):
+        path = Path(written).absolute()
+        name = path.name
+        if path.parent != self.conf_dir.absolute():
             return before
         entries = [e for e in before if e[0] != name]
         try:
-            st = os.stat(path)
+            st = path.stat()
             entries.append((name, st.st_ino, st.st_mtime_ns, st.st_size))
         except FileNotFoundError:
             pass  # already renamed away: the next pass writes it again

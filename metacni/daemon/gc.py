@@ -24,10 +24,10 @@ interrupted (the link reaper's marked links).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from metacni.engine.cache import CacheEntry, ResultCache
@@ -89,7 +89,7 @@ def collect(runner: ChainRunner, cache: ResultCache, pod: PodLookup, grace: floa
         for entry in entries:
             live = attachment_is_live(entry, pod)
             try:
-                young = now - os.stat(cache.path(network, entry.container_id, entry.ifname)).st_mtime < grace
+                young = now - cache.path(network, entry.container_id, entry.ifname).stat().st_mtime < grace
             except FileNotFoundError:
                 continue
             if live is False and not young and not _sandbox_alive(entry):
@@ -124,9 +124,9 @@ def _sandbox_alive(entry: CacheEntry) -> bool:
     return True
 
 
-def _mtime(path: os.PathLike[str] | str) -> float:
+def _mtime(path: Path) -> float:
     try:
-        return os.stat(path).st_mtime
+        return path.stat().st_mtime
     except FileNotFoundError:
         return 0.0
 

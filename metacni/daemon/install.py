@@ -33,7 +33,7 @@ def install_shim(bin_dir: str | os.PathLike[str], name: str = "metacni", *,
         if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
         tmp.symlink_to(name)
-        os.replace(tmp, link)
+        tmp.replace(link)
     return target
 
 

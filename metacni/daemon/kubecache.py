@@ -16,9 +16,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from metacni.meta import kube_paths
@@ -207,17 +209,18 @@ class Informer:
 
 class KubeCaches:
     """The three informers of one daemon, sharing one API client. ``discovery_dir`` holds the
-    API discovery cache, shared with the daemon's other clients (:func:`view_factory`); "" keeps
+    API discovery cache, shared with the daemon's other clients (:func:`view_factory`); None keeps
     it in memory."""
 
-    def __init__(self, kubeconfig: str | None, node_name: str, metrics: Metrics | None = None,
+    def __init__(self, kubeconfig: str | os.PathLike[str] | None, node_name: str, metrics: Metrics | None = None,
                  on_nodes_change: Callable[[], None] | None = None,
-                 discovery_dir: str = "") -> None:
+                 discovery_dir: Path | None = None) -> None:
+
         from kubernetes import client, config
 
         cfg = client.Configuration()
         if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg, persist_config=False)
+            config.load_kube_config(config_file=os.fspath(kubeconfig), client_configuration=cfg, persist_config=False)
         else:
             config.load_incluster_config(client_configuration=cfg)
         self.discovery_dir = discovery_dir
@@ -285,7 +288,7 @@ class CachedKubeView(KubeView):
         self.api_view.patch_pod_network_status(namespace, name, status)
 
 
-def view_factory(caches: KubeCaches, kubeconfig: str | None,
+def view_factory(caches: KubeCaches, kubeconfig: str | os.PathLike[str] | None,
                  metrics: Metrics | None = None) -> Callable[[Mapping[str, Any]], KubeView | None]:
     """The factory for ``set_view_factory``: the cache view, writing (and reading misses) with
     the daemon's own credentials and discovery cache and the config's timeouts and retries.
@@ -297,8 +300,10 @@ def view_factory(caches: KubeCaches, kubeconfig: str | None,
     views: dict[KubeSettings, CachedKubeView] = {}
     lock = threading.Lock()
 
+    own = Path(kubeconfig) if kubeconfig else None
+
     def factory(conf: Mapping[str, Any]) -> KubeView | None:
-        settings = dataclasses.replace(KubeSettings.from_conf(conf), kubeconfig=kubeconfig or "",
+        settings = dataclasses.replace(KubeSettings.from_conf(conf), kubeconfig=own,
                                        discovery_dir=caches.discovery_dir)
         with lock:
             view = views.get(settings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -31,7 +32,7 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def setup(level: str = "INFO", path: str | None = None) -> None:
+def setup(level: str = "INFO", path: str | os.PathLike[str] | None = None) -> None:
     """Route the root logger to ``path`` (append) or stderr as JSON lines."""
     handler: logging.Handler = logging.FileHandler(path) if path else logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())

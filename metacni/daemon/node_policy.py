@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from metacni.meta.trust import META_TYPE, PER_CALL_KEYS
@@ -28,8 +29,8 @@ log = logging.getLogger("metacni.daemon.node_policy")
 class NodeConfigPolicy:
     """Rewrites meta stdin to the node's config; reads the node's file once per change."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._conf: dict[str, Any] | None = None
@@ -38,7 +39,7 @@ class NodeConfigPolicy:
         """The node's meta config (the metacni plugin of a conflist, with the list's name and
         version), or None when there is no readable one."""
         try:
-            st = os.stat(self.path)
+            st = self.path.stat()
         except OSError:
             return None
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -70,10 +71,9 @@ class NodeConfigPolicy:
         return json.dumps(out).encode()
 
 
-def _load(path: str) -> dict[str, Any] | None:
+def _load(path: Path) -> dict[str, Any] | None:
     try:
-        with open(path, "rb") as handle:
-            data = json.load(handle)
+        data = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         log.warning("node config %s unreadable (%s); stdin configs are served as sent", path, exc)
         return None

@@ -78,22 +78,22 @@ class PendingDels:
 
     def records(self) -> list[Path]:
         try:
-            names = sorted(os.listdir(self.dir))
+            paths = sorted(self.dir.iterdir())
         except FileNotFoundError:
             return []
-        self._drop_stale_temps(names)
-        return [self.dir / n for n in names if n.endswith(".json") and (self.dir / n).is_file()]
+        self._drop_stale_temps(paths)
+        return [p for p in paths if p.name.endswith(".json") and p.is_file()]
 
-    def _drop_stale_temps(self, names: list[str]) -> None:
+    def _drop_stale_temps(self, paths: list[Path]) -> None:
         """A shim killed while writing leaves ``.<record>.<pid>.tmp``; its DEL was reported
         failed (the runtime retries), so an old one is only litter."""
         now = time.time()
-        for n in names:
-            if n.startswith(".") and n.endswith(".tmp"):
+        for p in paths:
+            if p.name.startswith(".") and p.name.endswith(".tmp"):
                 with contextlib.suppress(OSError):
-                    if now - os.stat(self.dir / n).st_mtime > STALE_TEMP:
-                        os.unlink(self.dir / n)
-                        log.info("removed a stale pending-DEL temp file", extra={"file": n})
+                    if now - p.stat().st_mtime > STALE_TEMP:
+                        p.unlink()
+                        log.info("removed a stale pending-DEL temp file", extra={"file": p.name})
 
     def replay(self) -> ReplayStats:
         """One pass over every record; errors are logged, never raised."""
@@ -113,7 +113,7 @@ class PendingDels:
 
     def _one(self, path: Path, stats: ReplayStats) -> None:
         try:
-            with open(path, "rb") as f:
+            with path.open("rb") as f:
                 raw = f.read(MAX_RECORD + 1)
         except FileNotFoundError:
             return  # replayed by a concurrent pass or removed by hand
@@ -148,6 +148,6 @@ class PendingDels:
         target = corrupt / path.name
         if target.exists():
             target = corrupt / f"{path.stem}.{time.time_ns()}.json"
-        os.replace(path, target)
+        path.replace(target)
         log.error("pending DEL record is not a valid DEL request; moved aside",
                   extra={"record": path.name, "to": str(target), "error": why})

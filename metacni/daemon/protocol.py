@@ -22,15 +22,16 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from metacni.spec.errors import CNIError, Code
 
 PROTOCOL = 1
 PROTOCOL_HEADER = "Metacni-Protocol"
-DEFAULT_SOCKET = "/run/metacni/metacni.sock"
-DEFAULT_CNI_DIR = "/var/lib/cni/metacni"
-DEFAULT_PENDING_DIR = f"{DEFAULT_CNI_DIR}/pending-del"
+DEFAULT_SOCKET = Path("/run/metacni/metacni.sock")
+DEFAULT_CNI_DIR = Path("/var/lib/cni/metacni")
+DEFAULT_PENDING_DIR = DEFAULT_CNI_DIR / "pending-del"
 MAX_BODY = 1024 * 1024  # a request body over this is refused (413, code 7) before it is read
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 

@@ -25,6 +25,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import metacni
 from metacni.spec.errors import CNIError, Code
@@ -178,12 +179,12 @@ class CNIRoutes:
 class UnixServer:
     """The CNI socket at ``path``: bound 0600 in a 0700 directory, served to ``allowed_uids``."""
 
-    def __init__(self, path: str, handler: CNIHandler, ready: StatusHandler,
+    def __init__(self, path: str | os.PathLike[str], handler: CNIHandler, ready: StatusHandler,
                  limits: Limits | None = None, *, allowed_uids: frozenset[int] = frozenset({0}),
                  events: Events | None = None,
                  thread_factory: Callable[..., threading.Thread] = threading.Thread,
                  delegate: DelegateHandler | None = None) -> None:
-        self.path = path
+        self.path = Path(path)
         self.routes = CNIRoutes(handler, ready, delegate)
         self.limits = limits or Limits()
         self.allowed_uids = allowed_uids
@@ -202,23 +203,22 @@ class UnixServer:
 
     def start(self) -> None:
         if len(os.fsencode(self.path)) > _SUN_PATH_MAX:
-            raise ValueError(f"daemon socket path {self.path!r} is longer than {_SUN_PATH_MAX} bytes")
-        directory = os.path.dirname(self.path) or "."
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)
-        tmp = os.path.join(directory, f".{os.getpid()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            raise ValueError(f"daemon socket path {str(self.path)!r} is longer than {_SUN_PATH_MAX} bytes")
+        directory = self.path.parent
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
+        tmp = directory / f".{os.getpid()}.tmp"
+        tmp.unlink(missing_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(tmp)
-            os.chmod(tmp, 0o600)
+            sock.bind(os.fspath(tmp))  # AF_UNIX addresses are str or bytes, not PathLike
+            tmp.chmod(0o600)
             sock.listen(self.limits.backlog)
-            os.replace(tmp, self.path)
+            tmp.replace(self.path)
         except BaseException:
             sock.close()
             raise
-        self._inode = os.stat(self.path).st_ino
+        self._inode = self.path.stat().st_ino
         self._sock = sock
         self.http = HTTPServer(sock, self.routes, self.limits, name="cni", accept_peer=self._accept_peer,
                                events=self.events, extra_headers=((PROTOCOL_HEADER, str(PROTOCOL)),),
@@ -237,8 +237,8 @@ class UnixServer:
         if sock is None:
             return True
         with contextlib.suppress(FileNotFoundError):
-            if os.stat(self.path).st_ino == self._inode:  # not a newer daemon's socket
-                os.unlink(self.path)
+            if self.path.stat().st_ino == self._inode:  # not a newer daemon's socket
+                self.path.unlink()
         ok = self.http.stop(grace) if self.http is not None else True
         sock.close()
         return ok

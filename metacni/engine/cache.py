@@ -16,12 +16,12 @@ would dominate its time (figures: bench/README.md).
 from __future__ import annotations
 
 import binascii
-import contextlib
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from logging import getLogger
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metacni.spec.args import CniArgs
@@ -31,7 +31,7 @@ from metacni.spec.safejson import loads
 if TYPE_CHECKING:
     from typing import Any
 
-DEFAULT_CACHE_DIR = "/var/lib/cni"
+DEFAULT_CACHE_DIR = Path("/var/lib/cni")
 CACHE_KIND = "cniCacheV1"
 log = getLogger(__name__)
 
@@ -42,10 +42,10 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600, d
     never half of one, even if the writer is killed. ``durable`` also fsyncs the file and the
     directory so the new file survives a power loss (node config and binaries); state that
     dies with the node's namespaces (caches) skips it."""
-    path = os.fspath(path)
-    parent = os.path.dirname(path) or "."
-    os.makedirs(parent, mode=dir_mode, exist_ok=True)
-    fd, tmp = _create_temp(parent, os.path.basename(path))
+    path = Path(path)
+    parent = path.parent
+    parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
+    fd, tmp = _create_temp(parent, path.name)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
@@ -53,10 +53,9 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600, d
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        tmp.replace(path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     if not durable:
         return
@@ -70,31 +69,28 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o600, d
 def read_if_present(path: str | os.PathLike[str]) -> bytes | None:
     """The file's bytes, None when it does not exist; any other ``OSError`` is raised."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         return None
 
 
-def _create_temp(parent: str, name: str) -> tuple[int, str]:
+def _create_temp(parent: Path, name: str) -> tuple[int, Path]:
     """A new file ``.<name>.<random>`` in ``parent``, created exclusively, mode 0600: (fd, path)."""
     while True:
-        tmp = os.path.join(parent, f".{name}.{os.urandom(6).hex()}")
+        tmp = parent / f".{name}.{os.urandom(6).hex()}"
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
         except FileExistsError:
             continue
 
 
-def quarantine(path: str | os.PathLike[str], corrupt_dir: str | os.PathLike[str] | None = None) -> str:
+def quarantine(path: str | os.PathLike[str], corrupt_dir: str | os.PathLike[str] | None = None) -> Path:
     """Move a corrupt record aside into ``corrupt_dir`` (default: ``corrupt/`` beside it), named
     ``<name>.<unix time>``; returns the new path. Out of the way of the next ADD, DEL and GC."""
-    parent, name = os.path.split(os.fspath(path))
-    target_dir = os.fspath(corrupt_dir) if corrupt_dir is not None else os.path.join(parent, "corrupt")
-    os.makedirs(target_dir, mode=0o700, exist_ok=True)
-    target = os.path.join(target_dir, f"{name}.{int(time.time())}")
-    os.replace(path, target)
-    return target
+    path = Path(path)
+    target_dir = Path(corrupt_dir) if corrupt_dir is not None else path.parent / "corrupt"
+    target_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path.replace(target_dir / f"{path.name}.{int(time.time())}")
 
 
 class CorruptEntry(ValueError):
@@ -140,22 +136,22 @@ class CacheEntry:
 
 class ResultCache:
     def __init__(self, cache_dir: str | os.PathLike[str] = DEFAULT_CACHE_DIR) -> None:
-        self.cache_dir = os.fspath(cache_dir)
+        self.cache_dir = Path(cache_dir)
 
     @property
-    def results_dir(self) -> str:
-        return os.path.join(self.cache_dir, "results")
+    def results_dir(self) -> Path:
+        return self.cache_dir / "results"
 
-    def path(self, network: str, container_id: str, ifname: str) -> str:
-        return os.path.join(self.results_dir, f"{network}-{container_id}-{ifname}")
+    def path(self, network: str, container_id: str, ifname: str) -> Path:
+        return self.results_dir / f"{network}-{container_id}-{ifname}"
 
     def write(self, entry: CacheEntry) -> None:
         data = json.dumps(entry.to_json()).encode()
         atomic_write(self.path(entry.network_name, entry.container_id, entry.ifname), data, durable=False)
 
     @property
-    def corrupt_dir(self) -> str:
-        return os.path.join(self.cache_dir, "corrupt")
+    def corrupt_dir(self) -> Path:
+        return self.cache_dir / "corrupt"
 
     def read(self, network: str, container_id: str, ifname: str) -> CacheEntry | None:
         """The entry, or None when absent or unusable (a corrupt one is quarantined, an
@@ -175,7 +171,7 @@ class ResultCache:
             self._quarantine(path, exc)
             return None
 
-    def _quarantine(self, path: str, why: Exception) -> None:
+    def _quarantine(self, path: Path, why: Exception) -> None:
         try:
             moved = quarantine(path, self.corrupt_dir)
         except OSError as exc:
@@ -186,9 +182,7 @@ class ResultCache:
     def delete(self, network: str, container_id: str, ifname: str) -> None:
         path = self.path(network, container_id, ifname)
         try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+            path.unlink(missing_ok=True)
         except OSError as exc:  # the attachment is gone already; a later GC retries the file
             log.warning("cannot remove cache file %s: %s", path, exc)
 
@@ -196,19 +190,17 @@ class ResultCache:
         """Every cniCacheV1 entry (of one network when given), in file-name order."""
         out: list[CacheEntry] = []
         try:
-            names = sorted(os.listdir(self.results_dir))
+            paths = sorted(self.results_dir.iterdir())
         except FileNotFoundError:
             return out
         except OSError as exc:
             log.warning("cannot list cache dir %s: %s", self.results_dir, exc)
             return out
-        for name in names:
-            if name.startswith("."):
+        for path in paths:
+            if path.name.startswith("."):
                 continue
-            path = os.path.join(self.results_dir, name)
             try:
-                with open(path, "rb") as handle:
-                    data = loads(handle.read())
+                data = loads(path.read_bytes())
             except (OSError, ValueError):
                 log.warning("ignoring unreadable cache file %s", path)
                 continue

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterable
 from logging import getLogger
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metacni.spec.errors import CNIError, Code
@@ -24,27 +25,28 @@ DEFAULT_TIMEOUT = 60.0
 TEXT_FILE_BUSY_RETRIES = 5
 
 
-def find_plugin(plugin_type: str, cni_path: Iterable[str]) -> str:
-    """The first regular file ``<dir>/<type>`` along CNI_PATH."""
-    dirs = [d for d in cni_path if d]
+def find_plugin(plugin_type: str, cni_path: Iterable[str]) -> Path:
+    """The first regular file ``<dir>/<type>`` along CNI_PATH (empty entries skipped)."""
+    dirs = [d for d in cni_path if d]  # CNI_PATH's entries, as strings: the error names them
     if not plugin_type or "/" in plugin_type or plugin_type in (".", ".."):
         raise CNIError(Code.INVALID_CONFIG, "invalid plugin type", f"type {plugin_type!r} is not a plugin name")
     for directory in dirs:
-        candidate = os.path.join(directory, plugin_type)
-        if os.path.isfile(candidate):
+        candidate = Path(directory, plugin_type)
+        if candidate.is_file():
             return candidate
     raise CNIError(Code.INVALID_CONFIG, "plugin not found",
                    f"failed to find plugin {plugin_type!r} in path {dirs}; it is neither an in-process "
                    "metacni plugin nor a binary in CNI_PATH")
 
 
-def exec_plugin(path: str, stdin: bytes, env: dict[str, str], *, timeout: float = DEFAULT_TIMEOUT) -> bytes:
+def exec_plugin(path: str | os.PathLike[str], stdin: bytes, env: dict[str, str], *,
+                timeout: float = DEFAULT_TIMEOUT) -> bytes:
     """Run the plugin and return its stdout; a failure becomes the CNIError it printed.
 
     The plugin runs in its own process group so a timeout kills it and anything it forked.
     Its stderr is passed through to ours, as the spec asks for delegates.
     """
-    plugin = os.path.basename(path)
+    plugin = Path(path).name
     command = env.get("CNI_COMMAND", "")
     for attempt in range(TEXT_FILE_BUSY_RETRIES):
         try:

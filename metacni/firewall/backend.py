@@ -28,6 +28,7 @@ import shutil
 import threading
 import time
 from logging import getLogger
+from pathlib import Path
 
 from metacni.netlink import nftables as nftnl
 from metacni.spec.errors import CNIError, Code
@@ -117,18 +118,17 @@ def _nft_kube_proxy() -> bool:
 
 def iptables_alternative() -> str | None:
     """'iptables' or 'nftables' from the ``iptables`` command's link chain, None if unknown."""
-    path = shutil.which("iptables", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    found = shutil.which("iptables", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    path = Path(found) if found else None
     seen = 0
-    while path and seen < 10:
-        base = os.path.basename(path)
-        if "legacy" in base:
+    while path is not None and seen < 10:
+        if "legacy" in path.name:
             return IPTABLES
-        if "nft" in base:
+        if "nft" in path.name:
             return NFTABLES
-        if not os.path.islink(path):
+        if not path.is_symlink():
             break
-        target = os.readlink(path)
-        path = os.path.join(os.path.dirname(path), target)
+        path = path.parent / path.readlink()  # an absolute target replaces the parent
         seen += 1
     return None
 

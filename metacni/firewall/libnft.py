@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from metacni.kernel.netns import current_netns_path
 from metacni.netlink import nftables as nftnl
 from metacni.netlink.core import Socket
 
@@ -173,7 +174,7 @@ POOL_MAX = 4
 
 def netns_key() -> tuple[int, int]:
     """(st_dev, st_ino) of the calling thread's network namespace."""
-    st = os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net")
+    st = current_netns_path().stat()
     return st.st_dev, st.st_ino
 
 

@@ -7,14 +7,16 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-_thread_locks: dict[str, threading.RLock] = {}
+_thread_locks: dict[Path, threading.RLock] = {}
 _guard = threading.Lock()
 
 
 @contextmanager
-def file_lock(path: str) -> Iterator[None]:
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
     """flock(LOCK_EX) on ``path`` plus a per-path thread lock (flock alone is per open file)."""
+    path = Path(path)
     with _guard:
         tlock = _thread_locks.setdefault(path, threading.RLock())
     with tlock:

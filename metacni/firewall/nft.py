@@ -65,6 +65,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from logging import getLogger
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metacni.netlink import nftables as nftnl
@@ -87,7 +88,7 @@ if TYPE_CHECKING:
 log = getLogger(__name__)
 
 #: serialises the read-modify-write paths (slow ADD, GC) across processes
-LOCK_PATH = "/run/metacni-nftables.lock"
+LOCK_PATH = Path("/run/metacni-nftables.lock")
 #: how long a netns's list of foreign forward chains is trusted (a ``list chains`` grows with
 #: the pods: too much for every ADD)
 FOREIGN_TTL = 10.0

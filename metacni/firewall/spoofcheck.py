@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metacni.spec.errors import CNIError, Code
@@ -48,7 +49,7 @@ BASE_CHAIN = "prerouting"
 PRIORITY = -300
 CHAIN_PREFIX = "cni-br-iface-"
 KIND = "spoofcheck"
-LOCK_PATH = "/run/metacni-spoofcheck.lock"
+LOCK_PATH = Path("/run/metacni-spoofcheck.lock")
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _TAG_RE = re.compile(r"^[0-9a-f]{16}-[0-9a-f]{16}$")

@@ -7,7 +7,9 @@ on nftables never imports ``iptc``.
 
 from __future__ import annotations
 
-XTABLES_LOCK = "/run/xtables.lock"
+from pathlib import Path
+
+XTABLES_LOCK = Path("/run/xtables.lock")
 
 
 class Spec:
@@ -42,10 +44,10 @@ def tables_present(version: int) -> set[str]:
     """x_tables instantiated in the calling thread's netns (reading them would create them)."""
     name = "ip_tables_names" if version == 4 else "ip6_tables_names"
     try:
-        with open(f"/proc/thread-self/net/{name}") as fh:
-            return {line.strip() for line in fh if line.strip()}
+        lines = Path("/proc/thread-self/net", name).read_text().splitlines()
     except OSError:
         return set()
+    return {line.strip() for line in lines if line.strip()}
 
 
 def may_hold(table: str) -> bool:

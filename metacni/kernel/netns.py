@@ -14,6 +14,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from metacni.spec.errors import CNIError, Code
 
@@ -37,12 +38,14 @@ def _setns(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def current_netns_path() -> str:
-    return f"/proc/self/task/{threading.get_native_id()}/ns/net"
+def current_netns_path() -> Path:
+    """The calling thread's own netns (``/proc/self/task/<tid>/ns/net``)."""
+    return Path(f"/proc/self/task/{threading.get_native_id()}/ns/net")
 
 
-def exists(path: str) -> bool:
-    return bool(path) and os.path.exists(path)
+def exists(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is given (CNI_NETNS may be empty) and exists."""
+    return bool(os.fspath(path)) and Path(path).exists()
 
 
 NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), Linux 4.11
@@ -69,12 +72,13 @@ def is_netns(path: str) -> bool:
 
 
 @contextmanager
-def enter(path: str) -> Iterator[None]:
+def enter(path: str | os.PathLike[str]) -> Iterator[None]:
     """Run the block with the calling thread inside the netns at ``path``.
 
     A missing or non-netns path is a CNIError naming the path; the thread always returns to
     its original namespace.
     """
+    path = os.fspath(path)  # the errors name it as CNI_NETNS held it
     try:
         target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
@@ -96,7 +100,7 @@ def enter(path: str) -> Iterator[None]:
         os.close(origin)
 
 
-def same_as_current(path: str) -> bool:
+def same_as_current(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is the calling thread's own netns (skel's code 8 check)."""
     try:
         a, b = os.stat(path), os.stat(current_netns_path())

@@ -33,6 +33,8 @@ from logging import getLogger
 from metacni.netlink import rtnl as nl
 from metacni.netlink.rtnl import ENODEV, NetlinkError, Rtnl, is_errno
 
+from .netns import current_netns_path
+
 log = getLogger(__name__)
 MARK = "metacni:reap"  # IFLA_IFALIAS of a detached link awaiting deletion
 GROUP = 0x6D635250  # IFLA_GROUP of the same links ("mcRP"): RTM_DELLINK deletes a group at once
@@ -75,7 +77,7 @@ class Reaper:
     def submit(self, name: str) -> None:
         """Delete detached link ``name`` later, in the calling thread's current netns (a socket
         opened now keeps it)."""
-        netns_id = os.stat(f"/proc/self/task/{threading.get_native_id()}/ns/net").st_ino
+        netns_id = current_netns_path().stat().st_ino
         sock = Rtnl()
         with self._cond:
             self._queue.append((name, sock, netns_id))

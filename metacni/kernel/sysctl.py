@@ -7,26 +7,25 @@ only. Paths are given as parts, because interface names may contain dots (``cni0
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-ROOT = "/proc/sys"
+ROOT = Path("/proc/sys")
 
 
-def path(*parts: str) -> str:
+def path(*parts: str) -> Path:
+    """``/proc/sys/<parts...>``; each part is one path element (ValueError otherwise)."""
     for part in parts:
         if not part or "/" in part or part in (".", ".."):
             raise ValueError(f"invalid sysctl path component {part!r}")
-    return os.path.join(ROOT, *parts)
+    return ROOT.joinpath(*parts)
 
 
 def read(*parts: str) -> str:
-    with open(path(*parts)) as fh:
-        return fh.read().strip()
+    return path(*parts).read_text().strip()
 
 
 def write(value: str | int, *parts: str) -> None:
-    with open(path(*parts), "w") as fh:
-        fh.write(str(value))
+    path(*parts).write_text(str(value))
 
 
 def ensure(value: str | int, *parts: str) -> bool:
@@ -38,7 +37,7 @@ def ensure(value: str | int, *parts: str) -> bool:
 
 
 def exists(*parts: str) -> bool:
-    return os.path.exists(path(*parts))
+    return path(*parts).exists()
 
 
 def enable_forwarding(version: int) -> None:

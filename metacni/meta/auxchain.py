@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+from pathlib import Path
 
 from metacni.spec.config import conflist_from_file_bytes
 from metacni.spec.errors import CNIError, Code
@@ -44,7 +45,7 @@ def _refuse(msg: str, details: str) -> CNIError:
     return CNIError(Code.INVALID_CONFIG, msg, f"{KEY}: {details}")
 
 
-def chain_dir(cfg: MetaConfig) -> tuple[str, str] | None:
+def chain_dir(cfg: MetaConfig) -> tuple[str, Path] | None:
     """(chain name, the directory holding ``<chain name>/``), or None when the key is unset.
     Raises code 7 for a non-string or invalid name, or a ``clusterNetwork`` that is not a path."""
     name = cfg.raw.get(KEY)
@@ -59,8 +60,9 @@ def chain_dir(cfg: MetaConfig) -> tuple[str, str] | None:
         raise _refuse("auxiliary chain used but clusterNetwork is not a path",
                       f"chain {name!r} is loaded from the directory of clusterNetwork, which must be a file path "
                       f"(Multus' rule), got {cluster!r}; set clusterNetwork to the primary's file, e.g. "
-                      f"{os.path.join(cfg.conf_dir, '10-primary.conflist')!r}, or remove {KEY}")
-    return name, os.path.normpath(os.path.dirname(cluster))  # Go's filepath.Dir cleans too
+                      f"{str(cfg.conf_dir / '10-primary.conflist')!r}, or remove {KEY}")
+    # os.path, not Path: Go's filepath.Dir keeps "a/b" of "a/b/" and cleans "..", as these do
+    return name, Path(os.path.normpath(os.path.dirname(cluster)))
 
 
 def delegate(cfg: MetaConfig, delegates: list[Delegate]) -> Delegate | None:
@@ -72,11 +74,11 @@ def delegate(cfg: MetaConfig, delegates: list[Delegate]) -> Delegate | None:
     name, base = found
     head = {"cniVersion": cfg.cni_version, "name": name, "plugins": [{"type": "passthru", "name": "passthru-cni"}]}
     try:
-        net = conflist_from_file_bytes(json.dumps(head).encode(), os.path.join(base, f"{name}.conflist"))
+        net = conflist_from_file_bytes(json.dumps(head).encode(), base / f"{name}.conflist")
     except CNIError as exc:
-        raise _refuse(exc.msg, f"chain {name!r} in {os.path.join(base, name)}: {exc.details}") from None
+        raise _refuse(exc.msg, f"chain {name!r} in {base / name}: {exc.details}") from None
     if len(net.plugins) < 2:
-        log.debug("%s %r: no plugin config in %s; no auxiliary chain", KEY, name, os.path.join(base, name))
+        log.debug("%s %r: no plugin config in %s; no auxiliary chain", KEY, name, base / name)
         return None
     return Delegate(label=name, net=net, ifname=f"net{len(delegates)}")
 

@@ -12,9 +12,9 @@ daemon's node config); a delegate or NAD of type ``metacni`` is refused (:mod:`.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, overload
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -24,10 +24,10 @@ from metacni.spec.models import validate_config
 from .kube import KubeKeys, KubeSettings
 from .trust import TenantPolicy
 
-DEFAULT_CONF_DIR = "/etc/cni/net.d"
-DEFAULT_CNI_DIR = "/var/lib/cni/metacni"
-DEFAULT_BIN_DIR = "/opt/cni/bin"
-DEFAULT_DEVICE_INFO_DIR = "/var/run/k8s.cni.cncf.io/devinfo/cni"
+DEFAULT_CONF_DIR = Path("/etc/cni/net.d")
+DEFAULT_CNI_DIR = Path("/var/lib/cni/metacni")
+DEFAULT_BIN_DIR = Path("/opt/cni/bin")
+DEFAULT_DEVICE_INFO_DIR = Path("/var/run/k8s.cni.cncf.io/devinfo/cni")
 NODE_CONFIG_NAME = "00-metacni.conf"
 DEFAULT_MAX_ATTACHMENTS = 32
 AUTO = "auto"
@@ -69,9 +69,9 @@ class MetaKeys(KubeKeys):
     """
 
     name: Any = ""
-    confDir: Annotated[str, _or(DEFAULT_CONF_DIR)] = DEFAULT_CONF_DIR
-    cniDir: Annotated[str, _or(DEFAULT_CNI_DIR)] = DEFAULT_CNI_DIR
-    binDir: Annotated[str, _or(DEFAULT_BIN_DIR)] = DEFAULT_BIN_DIR
+    confDir: Annotated[str, _or(str(DEFAULT_CONF_DIR))] = str(DEFAULT_CONF_DIR)
+    cniDir: Annotated[str, _or(str(DEFAULT_CNI_DIR))] = str(DEFAULT_CNI_DIR)
+    binDir: Annotated[str, _or(str(DEFAULT_BIN_DIR))] = str(DEFAULT_BIN_DIR)
     clusterNetwork: Annotated[str, _or(AUTO)] = AUTO
     delegates: Annotated[list[dict[str, Any]], BeforeValidator(lambda v: [] if v is None else v)] = Field(
         default_factory=list)
@@ -85,13 +85,13 @@ class MetaKeys(KubeKeys):
     readinessTimeout: float = Field(45.0, ge=0)
     logFile: Annotated[str, _or("")] = ""
     logLevel: Annotated[str, _or("")] = ""
-    deviceInfoDir: Annotated[str, _or(DEFAULT_DEVICE_INFO_DIR)] = DEFAULT_DEVICE_INFO_DIR
+    deviceInfoDir: Annotated[str, _or(str(DEFAULT_DEVICE_INFO_DIR))] = str(DEFAULT_DEVICE_INFO_DIR)
     ownFile: Annotated[str, _or(NODE_CONFIG_NAME)] = NODE_CONFIG_NAME
     maxAttachments: int = Field(DEFAULT_MAX_ATTACHMENTS, ge=1)
 
     @model_validator(mode="after")
     def _conf_dir(self) -> MetaKeys:
-        if self.clusterNetwork == AUTO and not os.path.isabs(self.confDir):
+        if self.clusterNetwork == AUTO and not Path(self.confDir).is_absolute():
             raise ValueError(f"confDir must be an absolute path, got {self.confDir!r}")
         return self
 
@@ -101,14 +101,23 @@ class MetaKeys(KubeKeys):
         return self.multusNamespace or self.metacniNamespace or "kube-system"
 
 
+@overload
+def _path(value: str | None, default: Path) -> Path: ...
+@overload
+def _path(value: str | None, default: None) -> Path | None: ...
+def _path(value: str | None, default: Path | None) -> Path | None:
+    """A path key: ``null`` or ``""`` mean the default."""
+    return Path(value) if value else default
+
+
 @dataclass
 class MetaConfig:
     raw: dict[str, Any]
     name: str
     cni_version: str
-    conf_dir: str = DEFAULT_CONF_DIR
-    cni_dir: str = DEFAULT_CNI_DIR
-    bin_dir: str = DEFAULT_BIN_DIR
+    conf_dir: Path = DEFAULT_CONF_DIR
+    cni_dir: Path = DEFAULT_CNI_DIR
+    bin_dir: Path = DEFAULT_BIN_DIR
     cluster_network: str = AUTO
     delegates: list[dict[str, Any]] = field(default_factory=list)
     default_networks: list[str] = field(default_factory=list)
@@ -116,11 +125,11 @@ class MetaConfig:
     multus_namespace: str = "kube-system"
     namespace_isolation: bool = False
     global_namespaces: list[str] = field(default_factory=lambda: ["default"])
-    readiness_indicator_file: str = ""
+    readiness_indicator_file: Path | None = None
     readiness_timeout: float = 45.0
-    log_file: str = ""
+    log_file: Path | None = None
     log_level: str = ""
-    device_info_dir: str = DEFAULT_DEVICE_INFO_DIR
+    device_info_dir: Path = DEFAULT_DEVICE_INFO_DIR
     kube: KubeSettings = field(default_factory=KubeSettings)
     #: interfaces one pod may have, the primary included (a node setting; refused with code 7 beyond)
     max_attachments: int = DEFAULT_MAX_ATTACHMENTS
@@ -139,9 +148,9 @@ class MetaConfig:
             raw=conf,
             name=str(keys.name),
             cni_version=version,
-            conf_dir=keys.confDir,
-            cni_dir=keys.cniDir,
-            bin_dir=keys.binDir,
+            conf_dir=_path(keys.confDir, DEFAULT_CONF_DIR),
+            cni_dir=_path(keys.cniDir, DEFAULT_CNI_DIR),
+            bin_dir=_path(keys.binDir, DEFAULT_BIN_DIR),
             cluster_network=keys.clusterNetwork,
             delegates=list(keys.delegates),
             default_networks=list(keys.defaultNetworks),
@@ -149,11 +158,11 @@ class MetaConfig:
             multus_namespace=keys.system_namespace,
             namespace_isolation=keys.namespaceIsolation,
             global_namespaces=list(keys.globalNamespaces),
-            readiness_indicator_file=keys.readinessindicatorfile,
+            readiness_indicator_file=_path(keys.readinessindicatorfile, None),
             readiness_timeout=float(keys.readinessTimeout),
-            log_file=keys.logFile,
+            log_file=_path(keys.logFile, None),
             log_level=keys.logLevel,
-            device_info_dir=keys.deviceInfoDir,
+            device_info_dir=_path(keys.deviceInfoDir, DEFAULT_DEVICE_INFO_DIR),
             kube=KubeSettings.from_keys(keys, conf),
             own_file=keys.ownFile,
             max_attachments=keys.maxAttachments,
@@ -163,7 +172,7 @@ class MetaConfig:
 
     def cni_path(self, runtime_path: tuple[str, ...]) -> tuple[str, ...]:
         """binDir first, then the runtime's CNI_PATH (Multus prepends binDir the same way)."""
-        out = [self.bin_dir] if self.bin_dir else []
+        out = [str(self.bin_dir)]
         out.extend(p for p in runtime_path if p not in out)
         return tuple(out)
 

@@ -10,11 +10,11 @@ and go on from the result cache, so it never fails DEL or GC forever.
 from __future__ import annotations
 
 import binascii
-import contextlib
 import json
 import os
 from dataclasses import dataclass, field
 from logging import getLogger
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metacni.engine import cache
@@ -34,7 +34,7 @@ KIND = "metacniDelegatesV1"
 
 
 class CorruptCache(CNIError):
-    def __init__(self, path: str, reason: str) -> None:
+    def __init__(self, path: Path, reason: str) -> None:
         super().__init__(Code.IO_FAILURE, "corrupt metacni delegate cache", f"{path}: {reason}")
         self.path = path
 
@@ -48,9 +48,10 @@ class CachedAttachments:
     delegates: list[Delegate] = field(default_factory=list)
 
 
-def _path(cni_dir: str | os.PathLike[str], container_id: str) -> str:
-    naming.check_container_id(container_id)  # a safe file name
-    return os.path.join(cni_dir, container_id)
+def path(cni_dir: str | os.PathLike[str], container_id: str) -> Path:
+    """Where ``container_id``'s record is; the ID is checked to be a safe file name first."""
+    naming.check_container_id(container_id)
+    return Path(cni_dir, container_id)
 
 
 def write(cni_dir: str | os.PathLike[str], record: CachedAttachments) -> None:
@@ -69,16 +70,16 @@ def write(cni_dir: str | os.PathLike[str], record: CachedAttachments) -> None:
             **({"selection": d.selection.to_json()} if d.selection else {}),
         } for d in record.delegates],
     }
-    atomic_write(_path(cni_dir, record.container_id), json.dumps(data).encode(), durable=False)
+    atomic_write(path(cni_dir, record.container_id), json.dumps(data).encode(), durable=False)
 
 
 def read(cni_dir: str | os.PathLike[str], container_id: str) -> CachedAttachments | None:
     """The record, None when there is none; CorruptCache when it exists but is unusable."""
-    path = _path(cni_dir, container_id)
+    where = path(cni_dir, container_id)
     try:
-        raw = read_if_present(path)
+        raw = read_if_present(where)
     except OSError as exc:
-        raise CorruptCache(path, exc.strerror or str(exc)) from None
+        raise CorruptCache(where, exc.strerror or str(exc)) from None
     if raw is None:
         return None
     try:
@@ -97,7 +98,7 @@ def read(cni_dir: str | os.PathLike[str], container_id: str) -> CachedAttachment
                                  delegates=delegates)
     except (ValueError, KeyError, TypeError, AttributeError, CNIError) as exc:
         reason = f"{type(exc).__name__}: {exc}" if raw.strip() else "empty file"
-        raise CorruptCache(path, reason) from None
+        raise CorruptCache(where, reason) from None
 
 
 def _delegate(item: Any) -> Delegate:
@@ -114,24 +115,23 @@ def _delegate(item: Any) -> Delegate:
 
 
 def remove(cni_dir: str | os.PathLike[str], container_id: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(_path(cni_dir, container_id))
+    path(cni_dir, container_id).unlink(missing_ok=True)
 
 
-def quarantine(path: str | os.PathLike[str]) -> str:
+def quarantine(record: str | os.PathLike[str]) -> Path | None:
     """Move a corrupt record aside to ``<cniDir>/corrupt/`` (kept for the operator, out of the
-    way of the next ADD, DEL and GC); a record already gone is not an error."""
+    way of the next ADD, DEL and GC); where it went, None when it was already gone."""
     try:
-        return cache.quarantine(path)
+        return cache.quarantine(record)
     except FileNotFoundError:
-        return ""
+        return None
 
 
 def container_ids(cni_dir: str | os.PathLike[str]) -> list[str]:
     """Containers with a record (GC)."""
     try:
-        names = sorted(os.listdir(cni_dir))
+        entries = sorted(Path(cni_dir).iterdir())
     except FileNotFoundError:
         return []
-    return [n for n in names if not n.startswith(".") and naming.container_id_problem(n) is None
-            and os.path.isfile(os.path.join(cni_dir, n))]
+    return [p.name for p in entries if not p.name.startswith(".") and naming.container_id_problem(p.name) is None
+            and p.is_file()]

@@ -29,11 +29,11 @@ File names are built from validated Kubernetes names.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from metacni.engine.cache import atomic_write
@@ -66,7 +66,7 @@ def _file_part(text: str, what: str) -> str:
     return part
 
 
-def info_file(info_dir: str, d: Delegate, container_id: str) -> str:
+def info_file(info_dir: str | os.PathLike[str], d: Delegate, container_id: str) -> Path:
     """The attachment's NPWG device-info file (Multus: ``<delegate name>-<containerID>_<ifname>``,
     ``/`` of ``<ns>/<nad>`` replaced by ``-``)."""
     name = f"{_file_part(d.label, 'network')}-{container_id}_{_file_part(d.ifname, 'interface')}"
@@ -78,13 +78,14 @@ def info_file(info_dir: str, d: Delegate, container_id: str) -> str:
                        f"<network>-<containerID>_<ifname> would be {len(name.encode())} bytes, over "
                        f"{MAX_INFO_NAME} (NAME_MAX {NAME_MAX} less the atomic write's temporary affixes); "
                        "use a shorter NetworkAttachmentDefinition name")
-    return os.path.join(info_dir, name)
+    return Path(info_dir, name)
 
 
-def plugin_info_file(info_dir: str, resource: str, device_id: str) -> str:
-    """Where a device plugin leaves its device-info file (NPWG device-info spec)."""
-    dp_dir = os.path.join(os.path.dirname(os.path.normpath(info_dir)), "dp")
-    return os.path.join(dp_dir, f"{_file_part(resource, 'resource')}-{_file_part(device_id, 'device')}-device.json")
+def plugin_info_file(info_dir: str | os.PathLike[str], resource: str, device_id: str) -> Path:
+    """Where a device plugin leaves its device-info file (NPWG device-info spec):
+    ``<deviceInfoDir>/../dp/``, with ``..`` taken lexically as Go's ``filepath.Dir`` does."""
+    dp_dir = Path(os.path.normpath(info_dir)).parent / "dp"  # normpath: Path keeps "..", Go's Clean does not
+    return dp_dir / f"{_file_part(resource, 'resource')}-{_file_part(device_id, 'device')}-device.json"
 
 
 def with_device(d: Delegate, device_id: str) -> Delegate:
@@ -101,11 +102,10 @@ def with_device(d: Delegate, device_id: str) -> Delegate:
     return d
 
 
-def _device_info(info_dir: str, resource: str, device_id: str) -> bytes | None:
+def _device_info(info_dir: str | os.PathLike[str], resource: str, device_id: str) -> bytes | None:
     """The device plugin's file for the device, else a PCI device-info document, else None."""
     try:
-        with open(plugin_info_file(info_dir, resource, device_id), "rb") as handle:
-            return handle.read()
+        return plugin_info_file(info_dir, resource, device_id).read_bytes()
     except (FileNotFoundError, CNIError):  # none, or IDs no device plugin could have named a file by
         pass
     except OSError as exc:
@@ -153,8 +153,8 @@ def _choose(wanted: list[Delegate], resources: dict[str, str], held: dict[str, l
     return out
 
 
-def assign(delegates: list[Delegate], resources: dict[str, str], conf: dict[str, Any], info_dir: str,
-           pod_namespace: str, pod_name: str, container_id: str) -> list[str]:
+def assign(delegates: list[Delegate], resources: dict[str, str], conf: dict[str, Any],
+           info_dir: str | os.PathLike[str], pod_namespace: str, pod_name: str, container_id: str) -> list[Path]:
     """Give every delegate whose network names a resource (``resources``: label -> resource), or
     whose selection asks for a ``deviceID``, its device; write the device-info files. Returns
     the files written (the caller removes them if the ADD fails: :func:`remove_files`)."""
@@ -163,12 +163,12 @@ def assign(delegates: list[Delegate], resources: dict[str, str], conf: dict[str,
         return []
     held = podresources.pod_devices(podresources.socket_path(conf), pod_namespace, pod_name)
     chosen = _choose(wanted, resources, held, f"pod {pod_namespace}/{pod_name}")
-    written: list[str] = []
+    written: list[Path] = []
     try:
         for d, resource, device_id in chosen:
             with_device(d, device_id)
             path = info_file(info_dir, d, container_id)
-            d.capability_args[DEVICE_INFO_CAP] = path
+            d.capability_args[DEVICE_INFO_CAP] = str(path)  # runtimeConfig: JSON
             content = _device_info(info_dir, resource, device_id)
             if content is not None:
                 atomic_write(path, content, mode=0o644, dir_mode=0o755, durable=False)
@@ -181,13 +181,12 @@ def assign(delegates: list[Delegate], resources: dict[str, str], conf: dict[str,
     return written
 
 
-def remove_files(paths: list[str]) -> None:
+def remove_files(paths: list[Path]) -> None:
     for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        path.unlink(missing_ok=True)
 
 
-def cleanup(delegates: list[Delegate], info_dir: str, container_id: str) -> None:
+def cleanup(delegates: list[Delegate], info_dir: str | os.PathLike[str], container_id: str) -> None:
     """DEL: remove the device-info file of every attachment that was given a device (only the
     file metacni named for it, whatever the cached runtimeConfig says)."""
     paths = []

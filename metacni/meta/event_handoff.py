@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from metacni.spec import safejson
@@ -44,7 +45,7 @@ def post_detached(conf: dict[str, Any], event: Event) -> bool:
         return False
     if not settings.configured:
         return False
-    payload = json.dumps({"settings": dataclasses.asdict(settings), "event": {
+    payload = json.dumps({"settings": _settings_json(settings), "event": {
         "namespace": event.namespace, "pod": event.pod, "uid": event.uid, "type": event.type,
         "reason": event.reason, "message": event.message[:MAX_MESSAGE], "at": event.at.isoformat()}}).encode()
     try:
@@ -60,12 +61,24 @@ def post_detached(conf: dict[str, Any], event: Event) -> bool:
     return True
 
 
+_PATH_FIELDS = ("kubeconfig", "discovery_dir")  # Path | None in KubeSettings, str | None in JSON
+
+
+def _settings_json(settings: KubeSettings) -> dict[str, Any]:
+    data = dataclasses.asdict(settings)
+    return {k: (str(v) if k in _PATH_FIELDS and v is not None else v) for k, v in data.items()}
+
+
+def _settings_from_json(data: dict[str, Any]) -> KubeSettings:
+    return KubeSettings(**{k: (Path(v) if k in _PATH_FIELDS and v is not None else v) for k, v in data.items()})
+
+
 def main() -> int:
     """The poster: one event from stdin, posted once, within :data:`DEADLINE` seconds."""
     signal.alarm(DEADLINE)
     try:
         data = safejson.loads(sys.stdin.buffer.read(MAX_INPUT))
-        settings = KubeSettings(**data["settings"])
+        settings = _settings_from_json(data["settings"])
         raw = data["event"]
         event = Event(raw["namespace"], raw["pod"], raw["uid"], raw["type"], raw["reason"], raw["message"],
                       datetime.fromisoformat(raw["at"]))

@@ -34,6 +34,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metacni.spec.errors import CNIError
@@ -195,12 +196,12 @@ class Recorder:
 # ---------------------------------------------------------------------- process-wide switch
 _installed = False
 _kubeconfig: str | None = None
-_discovery_dir: str | None = None
+_discovery_dir: Path | None = None
 _recorders: dict[KubeSettings, Recorder] = {}
 _lock = threading.Lock()
 
 
-def install(kubeconfig: str | None = None, discovery_dir: str | None = None) -> None:
+def install(kubeconfig: str | None = None, discovery_dir: Path | None = None) -> None:
     """Record events from now on (the daemon, at start). ``kubeconfig`` replaces the meta
     config's (the daemon's own credentials, as its API view does; "" is the in-cluster service
     account) and ``discovery_dir`` the API discovery cache's; None keeps the config's."""

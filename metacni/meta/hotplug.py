@@ -26,6 +26,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from metacni.engine.invoke import Invoker
@@ -74,7 +75,7 @@ def _request(conf: dict[str, Any], record: delegate_cache.CachedAttachments, uid
     return Request(invocation=inv, config=conf, invoker=invoker)
 
 
-def find_container(cni_dir: str, namespace: str, name: str) -> str | None:
+def find_container(cni_dir: str | os.PathLike[str], namespace: str, name: str) -> str | None:
     """The container whose delegate record belongs to pod ``namespace/name`` (None: none yet)."""
     for cid in delegate_cache.container_ids(cni_dir):
         try:
@@ -122,7 +123,7 @@ def reconcile(conf: dict[str, Any], container_id: str, annotations: Mapping[str,
     by the failing step; earlier detaches of the same pass stay done). ``cni_path``: where
     delegate binaries are (the runtime's CNI_PATH at ADD; empty: the config's binDir)."""
     record = delegate_cache.read(cni_dir(conf), container_id)
-    if record is None or not record.netns or not os.path.exists(record.netns):
+    if record is None or not record.netns or not Path(record.netns).exists():
         return Outcome()  # not attached by metacni yet, or the sandbox is gone
     ctx = service.Context(_request(conf, record, pod_uid, invoker, cni_path))
     namespace = record.pod_namespace or "default"
@@ -153,7 +154,7 @@ def reconcile(conf: dict[str, Any], container_id: str, annotations: Mapping[str,
     return outcome
 
 
-def cni_dir(conf: Mapping[str, Any]) -> str:
+def cni_dir(conf: Mapping[str, Any]) -> Path:
     """The meta config's cniDir (where the delegate records are)."""
     from .config import MetaConfig
 

@@ -41,10 +41,10 @@ class NoPrimaryNetwork(CNIError):
         super().__init__(Code.TRY_AGAIN_LATER, "no primary network configuration", details)
 
 
-def find_primary(conf_dir: str | Path, own_file: str = NODE_CONFIG_NAME) -> Path:
+def find_primary(conf_dir: str | os.PathLike[str], own_file: str = NODE_CONFIG_NAME) -> Path:
     """The lexically first valid .conf/.conflist/.json that is not a metacni config."""
     problems = []
-    for path in map(Path, candidate_files(conf_dir, own_file)):
+    for path in candidate_files(conf_dir, own_file):
         try:
             load_file(path)
         except CNIError as exc:
@@ -65,9 +65,10 @@ def primary_capabilities(path: Path) -> dict[str, bool]:
     return caps
 
 
-def node_config(conf_dir: str | Path, *, primary: str | Path | None = None, cni_version: str | None = None,
-                host_conf_dir: str | Path | None = None, kubeconfig: str = "", name: str = "metacni-network",
-                cni_dir: str = DEFAULT_CNI_DIR, bin_dir: str = DEFAULT_BIN_DIR,
+def node_config(conf_dir: str | os.PathLike[str], *, primary: str | os.PathLike[str] | None = None,
+                cni_version: str | None = None, host_conf_dir: str | os.PathLike[str] | None = None,
+                kubeconfig: str = "", name: str = "metacni-network",
+                cni_dir: str | os.PathLike[str] = DEFAULT_CNI_DIR, bin_dir: str | os.PathLike[str] = DEFAULT_BIN_DIR,
                 extra: dict[str, Any] | None = None, file_name: str = NODE_CONFIG_NAME) -> dict[str, Any]:
     """The ``00-metacni.conf`` object. ``host_conf_dir`` is the conf dir as the runtime sees it
     (the daemon sees it under e.g. /host/etc/cni/net.d); paths in the output use it."""
@@ -95,8 +96,8 @@ def node_config(conf_dir: str | Path, *, primary: str | Path | None = None, cni_
         "name": name,
         "type": META_TYPE,
         "confDir": str(seen_dir),
-        "cniDir": cni_dir,
-        "binDir": bin_dir,
+        "cniDir": str(cni_dir),
+        "binDir": str(bin_dir),
         "clusterNetwork": str(seen_dir / path.relative_to(conf_dir)) if path.is_relative_to(conf_dir)
         else str(path),
         "capabilities": dict(sorted(capabilities.items())),
@@ -109,7 +110,7 @@ def node_config(conf_dir: str | Path, *, primary: str | Path | None = None, cni_
     return conf
 
 
-def write_node_config(conf_dir: str | Path, *, file_name: str = NODE_CONFIG_NAME, **options: Any) -> Path:
+def write_node_config(conf_dir: str | os.PathLike[str], *, file_name: str = NODE_CONFIG_NAME, **options: Any) -> Path:
     """Generate and atomically write ``<conf_dir>/00-metacni.conf``; returns its path.
 
     Raises (and leaves any existing file untouched) when no primary exists or it is invalid.
@@ -135,7 +136,7 @@ _DERIVED_KEYS = frozenset({"cniVersion", "type", "confDir", "clusterNetwork", "c
 _OPTION_KEYS = {"name": "name", "cniDir": "cni_dir", "binDir": "bin_dir", "kubeconfig": "kubeconfig"}
 
 
-def installed_options(conf_dir: str | Path, file_name: str = NODE_CONFIG_NAME) -> dict[str, Any]:
+def installed_options(conf_dir: str | os.PathLike[str], file_name: str = NODE_CONFIG_NAME) -> dict[str, Any]:
     """The :func:`write_node_config` keywords an existing node config was written with, so the
     daemon's regeneration keeps what ``metacni install`` chose (the host's paths, the kubeconfig,
     ``--set`` keys) instead of its own container paths; {} when there is no metacni config.
@@ -160,7 +161,7 @@ def installed_options(conf_dir: str | Path, file_name: str = NODE_CONFIG_NAME) -
     return options
 
 
-def install_binary(source: str | Path, bin_dir: str | Path, name: str = META_TYPE) -> Path:
+def install_binary(source: str | os.PathLike[str], bin_dir: str | os.PathLike[str], name: str = META_TYPE) -> Path:
     """Copy ``source`` to ``<bin_dir>/<name>`` via a temp file and rename.
 
     The old inode stays intact for processes executing it, so upgrades never hit ETXTBSY.
@@ -176,13 +177,13 @@ class NoServiceAccount(CNIError):
         super().__init__(Code.INVALID_ENVIRONMENT, "no in-cluster service account", details)
 
 
-def kubeconfig_path(conf_dir_or_path: str | Path) -> Path:
+def kubeconfig_path(conf_dir_or_path: str | os.PathLike[str]) -> Path:
     """An existing directory means the conf dir: ``<dir>/metacni.d/metacni.kubeconfig``."""
     path = Path(conf_dir_or_path)
     return path / KUBECONFIG_SUBPATH if path.is_dir() else path
 
 
-def service_account_kubeconfig(*, sa_dir: str | Path = SA_DIR, server: str | None = None,
+def service_account_kubeconfig(*, sa_dir: str | os.PathLike[str] = SA_DIR, server: str | None = None,
                                environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A kubeconfig object for this pod's service account: server from KUBERNETES_SERVICE_HOST/PORT
     (or ``server``), CA and token inline. The host cannot read the container's token file, so
@@ -214,8 +215,8 @@ def service_account_kubeconfig(*, sa_dir: str | Path = SA_DIR, server: str | Non
     }
 
 
-def write_kubeconfig(conf_dir_or_path: str | Path, *, sa_dir: str | Path = SA_DIR, server: str | None = None,
-                     environ: Mapping[str, str] | None = None) -> bool:
+def write_kubeconfig(conf_dir_or_path: str | os.PathLike[str], *, sa_dir: str | os.PathLike[str] = SA_DIR,
+                     server: str | None = None, environ: Mapping[str, str] | None = None) -> bool:
     """Write the node kubeconfig (JSON, mode 0600, a new directory 0700) atomically and durably;
     True when the file changed, False when content and mode were already right (nothing is
     written, so its mtime and inode stay). Raises :class:`NoServiceAccount` and leaves any
@@ -233,7 +234,7 @@ def write_kubeconfig(conf_dir_or_path: str | Path, *, sa_dir: str | Path = SA_DI
     return True
 
 
-def remove_node_config(conf_dir: str | Path, file_name: str = NODE_CONFIG_NAME) -> list[Path]:
+def remove_node_config(conf_dir: str | os.PathLike[str], file_name: str = NODE_CONFIG_NAME) -> list[Path]:
     """Remove ``<conf_dir>/<file_name>`` if it is a metacni config (``"type": "metacni"``) and the
     node kubeconfig ``metacni install`` may have written; the runtime's next pod then gets the
     primary (the lexically first remaining config). Another CNI's file of that name stays.

@@ -19,6 +19,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BeforeValidator, Field
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 NAD_GROUP, NAD_VERSION, NAD_PLURAL = kube_paths.NAD_GROUP, kube_paths.NAD_VERSION, kube_paths.NAD_PLURAL
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 
-SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DISCOVERY_SUBDIR = "kube-discovery"  # under cniDir: the API discovery cache (metacni.meta.kube_dynamic)
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -84,13 +85,13 @@ class KubeSettings:
     """The API-related keys of the meta config (Multus names plus our timeouts); immutable and
     hashable: views are shared per settings."""
 
-    kubeconfig: str = ""
+    kubeconfig: Path | None = None
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     #: where the API discovery cache lives: ``<cniDir>/kube-discovery`` when the config names
     #: cniDir (the node config metacni installs always does), else "": in memory, once per view
-    discovery_dir: str = ""
+    discovery_dir: Path | None = None
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> KubeSettings:
@@ -102,36 +103,35 @@ class KubeSettings:
         """``conf``'s own ``cniDir`` (not a default) places the discovery cache: a config that
         names none keeps it in memory, so ad-hoc configs never write the machine's /var/lib/cni."""
         cni_dir = conf.get("cniDir")
-        return cls(kubeconfig=keys.kubeconfig, timeout=keys.apiTimeout, connect_timeout=keys.apiConnectTimeout,
-                   retries=keys.apiRetries,
-                   discovery_dir=os.path.join(cni_dir, DISCOVERY_SUBDIR) if isinstance(cni_dir, str) and cni_dir
-                   else "")
+        return cls(kubeconfig=Path(keys.kubeconfig) if keys.kubeconfig else None, timeout=keys.apiTimeout,
+                   connect_timeout=keys.apiConnectTimeout, retries=keys.apiRetries,
+                   discovery_dir=Path(cni_dir) / DISCOVERY_SUBDIR if isinstance(cni_dir, str) and cni_dir else None)
 
     @property
     def in_cluster(self) -> bool:
-        return not self.kubeconfig and bool(os.environ.get("KUBERNETES_SERVICE_HOST")) \
+        return self.kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST")) \
             and bool(os.environ.get("KUBERNETES_SERVICE_PORT"))
 
     @property
     def configured(self) -> bool:
         """False when there is no kubeconfig and no in-cluster environment: no API at all."""
-        return bool(self.kubeconfig) or self.in_cluster
+        return self.kubeconfig is not None or self.in_cluster
 
 
 
-def fingerprint(*paths: str) -> tuple[tuple[int, int, int], ...]:
+def fingerprint(*paths: Path) -> tuple[tuple[int, int, int], ...]:
     """(inode, mtime, size) of each path, zeros for a missing one: changes when a file is replaced."""
     out = []
     for path in paths:
         try:
-            st = os.stat(path)
+            st = path.stat()
             out.append((st.st_ino, st.st_mtime_ns, st.st_size))
         except OSError:
             out.append((0, 0, 0))
     return tuple(out)
 
 
-def load_configuration(settings: KubeSettings, sa_dir: str = SA_DIR) -> Any:
+def load_configuration(settings: KubeSettings, sa_dir: str | os.PathLike[str] = SA_DIR) -> Any:
     """A ``kubernetes.client.Configuration`` from the kubeconfig (exec credentials included) or,
     without one, from the in-cluster service account under ``sa_dir``; the ``retries`` budget
     is urllib3's. Raises CNIError 11 naming the source when the credentials cannot be loaded."""
@@ -140,12 +140,12 @@ def load_configuration(settings: KubeSettings, sa_dir: str = SA_DIR) -> Any:
 
     cfg = client.Configuration()
     try:
-        if settings.kubeconfig:
-            config.load_kube_config(config_file=settings.kubeconfig, client_configuration=cfg,
+        if settings.kubeconfig is not None:  # the client splits config_file on ":": a str
+            config.load_kube_config(config_file=str(settings.kubeconfig), client_configuration=cfg,
                                     persist_config=False)
         else:
-            InClusterConfigLoader(token_filename=os.path.join(sa_dir, "token"),
-                                  cert_filename=os.path.join(sa_dir, "ca.crt"),
+            InClusterConfigLoader(token_filename=str(Path(sa_dir, "token")),
+                                  cert_filename=str(Path(sa_dir, "ca.crt")),
                                   try_refresh_token=False).load_and_set(cfg)
     except Exception as exc:  # ConfigException, OSError, YAML errors
         where = settings.kubeconfig or "in-cluster service account"
@@ -196,18 +196,18 @@ class ApiKubeView(KubeView):
     ``settings.discovery_dir``, so a warm standalone call sends no discovery request.
     """
 
-    def __init__(self, settings: KubeSettings, *, sa_dir: str = SA_DIR) -> None:
+    def __init__(self, settings: KubeSettings, *, sa_dir: str | os.PathLike[str] = SA_DIR) -> None:
         self.settings = settings
-        self.sa_dir = sa_dir
+        self.sa_dir = Path(sa_dir)
         self._lock = threading.Lock()
         self._api: DynamicApi | None = None
         self._stamp: tuple[tuple[int, int, int], ...] | None = None
 
     # ------------------------------------------------------------------ client lifecycle
-    def _credential_files(self) -> tuple[str, ...]:
-        if self.settings.kubeconfig:
+    def _credential_files(self) -> tuple[Path, ...]:
+        if self.settings.kubeconfig is not None:
             return (self.settings.kubeconfig,)
-        return (os.path.join(self.sa_dir, "token"), os.path.join(self.sa_dir, "ca.crt"))
+        return (self.sa_dir / "token", self.sa_dir / "ca.crt")
 
     def _client(self, force: bool = False) -> DynamicApi:
         stamp = fingerprint(*self._credential_files())

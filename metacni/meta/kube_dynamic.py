@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from kubernetes.dynamic import DynamicClient, LazyDiscoverer
@@ -32,11 +33,12 @@ JSON = dict[str, Any]
 _NO_FILE = os.path.join(os.devnull, "metacni-discovery")
 
 
-def discovery_cache_file(directory: str, host: str) -> str:
-    """The cache file for the API server at ``host`` in ``directory`` ("" → memory only)."""
-    if not directory:
+def discovery_cache_file(directory: Path | None, host: str) -> str:
+    """The cache file for the API server at ``host`` in ``directory`` (None → memory only); a
+    string: the library's discoverer takes one."""
+    if directory is None:
         return _NO_FILE
-    return os.path.join(directory, hashlib.sha256(host.encode()).hexdigest()[:16] + ".json")
+    return str(directory / (hashlib.sha256(host.encode()).hexdigest()[:16] + ".json"))
 
 
 class _AtomicDiscoverer(LazyDiscoverer):
@@ -67,7 +69,7 @@ class DynamicApi:
     ``ResourceNotFoundError`` when discovery does not know the kind.
     """
 
-    def __init__(self, api_client: Any, cache_dir: str = "") -> None:
+    def __init__(self, api_client: Any, cache_dir: Path | None = None) -> None:
         self.api_client = api_client
         self.cache_file = discovery_cache_file(cache_dir, api_client.configuration.host)
         self._lock = threading.Lock()

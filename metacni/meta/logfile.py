@@ -13,12 +13,12 @@ that rotate at the same moment may each rotate once.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from metacni.spec.errors import CNIError, Code
@@ -75,50 +75,55 @@ def log_to_stderr(conf: Mapping[str, Any]) -> bool:
     return value
 
 
-def backups(path: str) -> list[str]:
+def backups(path: str | os.PathLike[str]) -> list[Path]:
     """The rotated files of ``path``, oldest first (by the time in their name)."""
-    directory, base = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(base)
-    prefix = f"{stem}-"
+    path = Path(path).absolute()
+    prefix, ext = f"{path.stem}-", path.suffix
     out = []
-    for name in os.listdir(directory):
+    for entry in path.parent.iterdir():
+        name = entry.name
         plain = name[:-3] if name.endswith(".gz") else name
-        if plain.startswith(prefix) and plain.endswith(ext) and plain != base:
+        if plain.startswith(prefix) and plain.endswith(ext) and plain != path.name:
             stamp = plain[len(prefix):len(plain) - len(ext) if ext else None]
             try:
                 time.strptime(stamp.split(".")[0], _STAMP)
             except ValueError:
                 continue
-            out.append(os.path.join(directory, name))
-    return sorted(out, key=lambda p: os.path.basename(p)[len(prefix):])
+            out.append(entry)
+    return sorted(out, key=lambda p: p.name[len(prefix):])
 
 
-def rotated_name(path: str, now: float) -> str:
-    stem, ext = os.path.splitext(path)
+def rotated_name(path: str | os.PathLike[str], now: float) -> Path:
+    """``<stem>-<UTC time>.<millis><ext>`` beside ``path``, as lumberjack names a backup."""
+    path = Path(path)
     millis = int(now * 1000) % 1000
-    return f"{stem}-{time.strftime(_STAMP, time.gmtime(now))}.{millis:03d}{ext}"
+    return path.with_name(f"{path.stem}-{time.strftime(_STAMP, time.gmtime(now))}.{millis:03d}{path.suffix}")
 
 
-def prune(path: str, options: LogOptions, now: float) -> None:
+def _with_gz(path: Path, tail: str = ".gz") -> Path:
+    return path.with_name(path.name + tail)
+
+
+def prune(path: str | os.PathLike[str], options: LogOptions, now: float) -> None:
     """Remove rotated files beyond ``maxBackups`` (oldest first) or older than ``maxAge`` days."""
     files = backups(path)
     doomed = set(files[:-options.max_backups] if options.max_backups else [])
     if options.max_age_days:
         cutoff = now - options.max_age_days * 86400
-        doomed.update(f for f in files if os.path.getmtime(f) < cutoff)
+        doomed.update(f for f in files if f.stat().st_mtime < cutoff)
     for name in doomed:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
+        name.unlink(missing_ok=True)
 
 
-def _compress(name: str) -> None:
-    with open(name, "rb") as src, gzip.open(name + ".gz.tmp", "wb") as dst:
+def _compress(name: Path) -> None:
+    tmp = _with_gz(name, ".gz.tmp")
+    with name.open("rb") as src, gzip.open(tmp, "wb") as dst:
         shutil.copyfileobj(src, dst)
-    os.replace(name + ".gz.tmp", name + ".gz")
-    os.unlink(name)
+    tmp.replace(_with_gz(name))
+    name.unlink()
 
 
-def file_handler(path: str, options: LogOptions) -> logging.Handler:
+def file_handler(path: str | os.PathLike[str], options: LogOptions) -> logging.Handler:
     """A handler appending to ``path`` that rotates it as lumberjack would."""
     import logging.handlers
 
@@ -129,11 +134,12 @@ def file_handler(path: str, options: LogOptions) -> logging.Handler:
                 self.stream = None
             now = time.time()
             target = rotated_name(self.baseFilename, now)
-            while os.path.exists(target) or os.path.exists(target + ".gz"):  # same millisecond
+            while target.exists() or _with_gz(target).exists():  # same millisecond
                 now += 0.001
                 target = rotated_name(self.baseFilename, now)
-            if os.path.exists(self.baseFilename):
-                os.replace(self.baseFilename, target)
+            current = Path(self.baseFilename)
+            if current.exists():
+                current.replace(target)
                 if options.compress:
                     _compress(target)
             prune(self.baseFilename, options, now)

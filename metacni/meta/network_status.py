@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from logging import getLogger
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from metacni.spec import safejson
@@ -23,22 +24,25 @@ if TYPE_CHECKING:
 log = getLogger(__name__)
 
 
-def device_info_path(info_dir: str, d: Delegate) -> str | None:
+def device_info_path(info_dir: str | os.PathLike[str], d: Delegate) -> Path | None:
     """The attachment's NPWG device-info file: the ``CNIDeviceInfoFile`` metacni passed it
-    (:mod:`.devices`, only for an attachment given a device), never a file outside ``info_dir``."""
-    path = d.capability_args.get("CNIDeviceInfoFile") if "deviceID" in d.capability_args else None
-    if isinstance(path, str) and os.path.dirname(path) == os.path.normpath(info_dir):
+    (:mod:`.devices`, only for an attachment given a device), never a file outside ``info_dir``
+    (its parent is ``info_dir``, element by element, and its name is not ``..``)."""
+    given = d.capability_args.get("CNIDeviceInfoFile") if "deviceID" in d.capability_args else None
+    if not isinstance(given, str) or not given:
+        return None
+    path = Path(given)
+    if path.parent == PurePath(info_dir) and path.name not in ("", ".."):
         return path
     return None
 
 
-def _device_info(info_dir: str, d: Delegate, container_id: str) -> dict[str, Any] | None:
+def _device_info(info_dir: str | os.PathLike[str], d: Delegate, container_id: str) -> dict[str, Any] | None:
     path = device_info_path(info_dir, d)
     if path is None:
         return None
     try:
-        with open(path, "rb") as handle:
-            data = safejson.loads(handle.read())
+        data = safejson.loads(path.read_bytes())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
@@ -47,14 +51,17 @@ def _device_info(info_dir: str, d: Delegate, container_id: str) -> dict[str, Any
     return data if isinstance(data, dict) else None
 
 
-def entries(d: Delegate, result: Result, container_id: str = "", info_dir: str = "") -> list[dict[str, Any]]:
+def entries(d: Delegate, result: Result, container_id: str = "",
+            info_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """The network-status entries of one attachment; ``info_dir`` (deviceInfoDir) None: no
+    ``device-info``."""
     res = convert(result, "1.1.0")
     if not res.interfaces:  # Multus' CreateNetworkStatuses: no interface, no entry (an auxiliary chain)
         return []
     sandboxed = [i for i, iface in enumerate(res.interfaces) if iface.sandbox]
     dns = res.dns.model_dump(exclude_none=True)
     gateways = [r.gw for r in res.routes if r.gw and ipaddress.ip_network(r.dst, strict=False).prefixlen == 0]
-    devinfo = _device_info(info_dir, d, container_id) if info_dir else None
+    devinfo = _device_info(info_dir, d, container_id) if info_dir is not None else None
 
     def entry(ifname: str, ips: list[str], mac: str | None, mtu: int | None, default: bool) -> dict[str, Any]:
         out: dict[str, Any] = {"name": d.label, "interface": ifname, "ips": ips}
@@ -91,7 +98,7 @@ def entries(d: Delegate, result: Result, container_id: str = "", info_dir: str =
 
 
 def network_status(attached: list[tuple[Delegate, Result]], container_id: str = "",
-                   info_dir: str = "") -> list[dict[str, Any]]:
+                   info_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for d, result in attached:
         out.extend(entries(d, result, container_id, info_dir))

@@ -10,6 +10,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from logging import getLogger
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from metacni.spec import safejson
@@ -74,8 +75,8 @@ def _plugin_types(data: Any) -> list[str]:
 
 
 def _ours_by_name(path: str | os.PathLike[str], own_file: str) -> bool:
-    name = os.path.basename(path)
-    return name.startswith("00-metacni") or bool(own_file and name == os.path.basename(own_file))
+    name = PurePath(path).name
+    return name.startswith("00-metacni") or bool(own_file and name == PurePath(own_file).name)
 
 
 def is_meta_config(path: str | os.PathLike[str], own_file: str = "") -> bool:
@@ -83,22 +84,20 @@ def is_meta_config(path: str | os.PathLike[str], own_file: str = "") -> bool:
     if _ours_by_name(path, own_file):
         return True
     try:
-        with open(path, "rb") as handle:
-            data = json.load(handle)
+        data = json.loads(Path(path).read_bytes())
     except (OSError, ValueError):
         return False
     return META_TYPE in _plugin_types(data)
 
 
-def _candidates(conf_dir: str | os.PathLike[str], own_file: str) -> Iterator[tuple[str, bytes | None, Any]]:
+def _candidates(conf_dir: str | os.PathLike[str], own_file: str) -> Iterator[tuple[Path, bytes | None, Any]]:
     """Config files that may serve as a network, lexical order, ours excluded, each read once:
     (path, its bytes or None when unreadable, its JSON or None when it is not JSON)."""
     for path in conf_files(conf_dir):
         if _ours_by_name(path, own_file):
             continue
         try:
-            with open(path, "rb") as handle:
-                raw = handle.read()
+            raw = path.read_bytes()
         except OSError:
             yield path, None, None  # as is_meta_config: an unreadable file is not ours
             continue
@@ -110,29 +109,29 @@ def _candidates(conf_dir: str | os.PathLike[str], own_file: str) -> Iterator[tup
             yield path, raw, data
 
 
-def candidate_files(conf_dir: str | os.PathLike[str], own_file: str = "") -> list[str]:
+def candidate_files(conf_dir: str | os.PathLike[str], own_file: str = "") -> list[Path]:
     """Config files of ``conf_dir`` that may serve as a network, lexical order, ours excluded."""
     return [path for path, _, _ in _candidates(conf_dir, own_file)]
 
 
 def load_file(path: str | os.PathLike[str]) -> NetworkList:
     """A .conflist, or a .conf/.json wrapped as a list (a conflist stored as .conf is accepted)."""
-    path = os.fspath(path)
-    return _network(path, _read(path))
+    return _network(path, _read(Path(path)))
 
 
-def _read(path: str) -> bytes:
+def _read(path: Path) -> bytes:
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return path.read_bytes()
     except OSError as exc:
         raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{path}: {exc.strerror}") from None
 
 
-def _network(path: str, raw: bytes) -> NetworkList:
-    if extension(path) == ".conflist":  # CNI 1.1 / libcni 1.3: plugins of <dir>/<name>/*.conf appended
-        return conflist_from_file_bytes(raw, path)
-    return network_list_from_bytes(raw, path, is_list=None)
+def _network(path: str | os.PathLike[str], raw: bytes) -> NetworkList:
+    """The network in ``raw``, read from ``path`` (its ``source``, as given)."""
+    source = os.fspath(path)
+    if extension(source) == ".conflist":  # CNI 1.1 / libcni 1.3: plugins of <dir>/<name>/*.conf appended
+        return conflist_from_file_bytes(raw, source)
+    return network_list_from_bytes(raw, source, is_list=None)
 
 
 def first_candidate(conf_dir: str | os.PathLike[str], own_file: str = "") -> NetworkList | None:
@@ -236,8 +235,8 @@ def resolve_reference(ref: str, cfg: MetaConfig, view: KubeView | None) -> tuple
     as a file name still never depends on the API being up.
     """
     if "/" in ref:
-        path = ref
-        if os.path.isdir(path):
+        path: str | Path = ref  # as given: it is the delegate record's source
+        if Path(ref).is_dir():
             files = candidate_files(path, cfg.own_file)
             if not files:
                 raise CNIError(Code.TRY_AGAIN_LATER, "primary network not ready",
@@ -248,8 +247,8 @@ def resolve_reference(ref: str, cfg: MetaConfig, view: KubeView | None) -> tuple
                            f"network {ref!r} is a metacni configuration; it cannot delegate to itself")
         net = load_file(path)
         return net.name, net
-    if extension(ref) in CONF_EXTENSIONS and os.path.isfile(os.path.join(cfg.conf_dir, ref)):
-        return resolve_reference(os.path.join(cfg.conf_dir, ref), cfg, view)
+    if extension(ref) in CONF_EXTENSIONS and Path(cfg.conf_dir, ref).is_file():
+        return resolve_reference(str(Path(cfg.conf_dir, ref)), cfg, view)
     ns = cfg.multus_namespace
     api_error: CNIError | None = None
     if view is not None:

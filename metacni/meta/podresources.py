@@ -18,26 +18,29 @@ later: the kubelet may be restarting), naming the socket and the pod.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from metacni.spec.errors import CNIError, Code
 
-DEFAULT_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+DEFAULT_SOCKET = Path("/var/lib/kubelet/pod-resources/kubelet.sock")
 SOCKET_KEY = "podResourcesSocket"
 TIMEOUT = 10.0  # seconds, Multus' kubeletConnectionTimeout
 MAX_MESSAGE = 16 * 1024 * 1024  # Multus' defaultPodResourcesMaxSize: List on a busy node is large
 
 
-def socket_path(conf: dict[str, Any]) -> str:
+def socket_path(conf: dict[str, Any]) -> Path:
     """The socket from the meta config (``podResourcesSocket``), else the kubelet's default."""
-    value = conf.get(SOCKET_KEY) or DEFAULT_SOCKET
-    if not isinstance(value, str) or not os.path.isabs(value):
+    value = conf.get(SOCKET_KEY)
+    if not value:
+        return DEFAULT_SOCKET
+    if not isinstance(value, str) or not Path(value).is_absolute():
         raise CNIError(Code.INVALID_CONFIG, "invalid metacni configuration",
                        f"{SOCKET_KEY}: must be an absolute path, got {value!r}")
-    return value
+    return Path(value)
 
 
-def _unavailable(socket: str, namespace: str, name: str, reason: str) -> CNIError:
+def _unavailable(socket: str | os.PathLike[str], namespace: str, name: str, reason: str) -> CNIError:
     return CNIError(Code.TRY_AGAIN_LATER, "kubelet PodResources API unavailable",
                     f"cannot ask the kubelet which devices pod {namespace}/{name} holds: {reason} "
                     f"(socket {socket}, meta config key {SOCKET_KEY})")
@@ -49,9 +52,10 @@ def _collect(pod: Any, into: dict[str, list[str]]) -> None:
             into.setdefault(devices.resource_name, []).extend(devices.device_ids)
 
 
-def pod_devices(socket: str, namespace: str, name: str, timeout: float = TIMEOUT) -> dict[str, list[str]]:
+def pod_devices(socket: str | os.PathLike[str], namespace: str, name: str,
+                timeout: float = TIMEOUT) -> dict[str, list[str]]:
     """resource name -> the device IDs the pod holds of it (sorted); {} when it holds none."""
-    if not os.path.exists(socket):
+    if not Path(socket).exists():
         raise _unavailable(socket, namespace, name, "the socket does not exist (is the kubelet running?)")
     import grpc
 

@@ -15,10 +15,10 @@ splitting them would put one transaction's two halves in different modules.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metacni.engine import skel
@@ -179,9 +179,9 @@ def _needs_view(cfg: MetaConfig, selections: list[Any], override: Any) -> bool:
 READINESS_POLL = 0.2  # seconds between looks at the readiness indicator file
 
 
-def indicator_present(path: str) -> bool:
+def indicator_present(path: Path) -> bool:
     """The one place the readiness indicator file is looked at (ADD's wait and STATUS)."""
-    return os.path.exists(path)
+    return path.exists()
 
 
 def wait_ready(cfg: MetaConfig, who: str) -> None:
@@ -190,7 +190,7 @@ def wait_ready(cfg: MetaConfig, who: str) -> None:
     half-working network). Polls up to ``readinessTimeout`` and fails with 11 (try again
     later) so the runtime retries the sandbox; nothing has been configured at that point."""
     path = cfg.readiness_indicator_file
-    if not path:
+    if path is None:
         return
     deadline = time.monotonic() + cfg.readiness_timeout
     while not indicator_present(path):
@@ -265,7 +265,7 @@ def _report_failure(ctx: Context, exc: CNIError) -> None:
         events.add_failed(ctx.request.config, ctx.pod.namespace, ctx.pod.name, ctx.pod.uid, reason, message)
 
 
-def _assign_devices(ctx: Context, delegates: list[Delegate], resources: dict[str, str]) -> list[str]:
+def _assign_devices(ctx: Context, delegates: list[Delegate], resources: dict[str, str]) -> list[Path]:
     """Device-plugin networks (:mod:`.devices`): their devices and device-info files."""
     try:
         _primary_resources(ctx, delegates, resources)
@@ -342,7 +342,7 @@ def _add(ctx: Context) -> list[tuple[Delegate, Result]]:
     return attached
 
 
-def remove_device_files(ctx: Context, delegates: list[Delegate], written: list[str] | None = None) -> None:
+def remove_device_files(ctx: Context, delegates: list[Delegate], written: list[Path] | None = None) -> None:
     """The NPWG device-info files of the attachments given a device (ADD rollback, DEL)."""
     if written or any("deviceID" in d.capability_args for d in delegates):  # devices.DEVICE_ID_CAP
         from . import devices
@@ -461,7 +461,7 @@ def delete(request: Request) -> None:
         delegates = record.delegates
     else:
         delegates = _fallback_delegates(ctx)
-        reason = str(corrupt) if corrupt else f"no delegate cache {os.path.join(ctx.cfg.cni_dir, cid)}"
+        reason = str(corrupt) if corrupt else f"no delegate cache {delegate_cache.path(ctx.cfg.cni_dir, cid)}"
         log.error("%s: DEL without a usable delegate record (%s); removing what can be identified: %s",
                   ctx.who, reason, ", ".join(f"{d.label} ({d.ifname})" for d in delegates) or "nothing")
         if not delegates:
@@ -501,7 +501,7 @@ def current_primary(ctx: Context) -> tuple[str, NetworkList]:
 
 # ------------------------------------------------------------------------------ logging
 _LEVELS = {"debug": logging.DEBUG, "verbose": logging.INFO, "error": logging.ERROR, "panic": logging.CRITICAL}
-_configured: set[str] = set()
+_configured: set[Path] = set()
 
 
 def configure_logging(cfg: MetaConfig) -> None:
@@ -509,12 +509,12 @@ def configure_logging(cfg: MetaConfig) -> None:
     level = _LEVELS.get(cfg.log_level.lower()) if cfg.log_level else None
     if level is not None:
         logging.getLogger("metacni").setLevel(level)
-    if not (cfg.log_file or "logToStderr" in cfg.raw or "logOptions" in cfg.raw):
+    if not (cfg.log_file is not None or "logToStderr" in cfg.raw or "logOptions" in cfg.raw):
         return
     from . import logfile  # Multus' logToStderr/logOptions (lumberjack rotation)
 
     options, to_stderr = logfile.LogOptions.from_conf(cfg.raw), logfile.log_to_stderr(cfg.raw)
-    if cfg.log_file and cfg.log_file not in _configured:
+    if cfg.log_file is not None and cfg.log_file not in _configured:
         _configured.add(cfg.log_file)
         try:
             handler = logfile.file_handler(cfg.log_file, options)

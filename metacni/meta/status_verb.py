@@ -17,7 +17,7 @@ def status_check(request: Request) -> None:
     ctx = Context(request)
     problems: list[CNIError] = []
     path = ctx.cfg.readiness_indicator_file
-    if path and not indicator_present(path):
+    if path is not None and not indicator_present(path):
         problems.append(CNIError(Code.NOT_AVAILABLE, "readiness indicator file missing",
                                  f"readiness indicator file {path} does not exist (is the default network ready?)"))
     try:

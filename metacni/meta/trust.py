@@ -27,6 +27,7 @@ import os
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metacni.spec.errors import CNIError, Code
@@ -68,10 +69,10 @@ PER_CALL_KEYS = frozenset({"cniVersion", "cniVersions", "name", "type", "runtime
 #: Where each path field may point by default. dataDir: the reference default only, not all of
 #: /var/lib/cni (that holds the runtime's result cache and metacni's state). resolvConf: the
 #: host's resolver files. daemonSocketPath: the reference dhcp daemon's socket.
-DEFAULT_ALLOWED_PATHS: Mapping[str, tuple[str, ...]] = {
-    "dataDir": ("/var/lib/cni/networks",),
-    "resolvConf": ("/etc/resolv.conf", "/run/systemd/resolve"),
-    "daemonSocketPath": ("/run/cni/dhcp.sock",),
+DEFAULT_ALLOWED_PATHS: Mapping[str, tuple[Path, ...]] = {
+    "dataDir": (Path("/var/lib/cni/networks"),),
+    "resolvConf": (Path("/etc/resolv.conf"), Path("/run/systemd/resolve")),
+    "daemonSocketPath": (Path("/run/cni/dhcp.sock"),),
 }
 
 #: The path fields of known IPAM/plugin types (reference schemas; the same whether the type
@@ -105,18 +106,19 @@ class TenantPolicy:
     """The node settings that bound tenant input (keys of the node's meta config)."""
 
     #: field name -> directories (or files) it may point into, as given (realpath'd on use)
-    allowed_paths: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ALLOWED_PATHS))
+    allowed_paths: Mapping[str, tuple[Path, ...]] = field(default_factory=lambda: dict(DEFAULT_ALLOWED_PATHS))
     host_port_range: tuple[int, int] = DEFAULT_HOST_PORT_RANGE
     reserved_host_ports: frozenset[int] = DEFAULT_RESERVED_HOST_PORTS
     #: metacni's own directories: never a target of a tenant path, whatever allowedPaths says
-    protected_dirs: tuple[str, ...] = ()
+    protected_dirs: tuple[Path, ...] = ()
     #: pre-existing bridges (not created for a NAD) that NADs may attach pods to
     shared_bridges: tuple[str, ...] = ()
     #: whether a NAD may ask for ipMasq (a masquerade rule on the node)
     allow_nad_ip_masq: bool = True
 
     @classmethod
-    def from_conf(cls, conf: Mapping[str, Any], protected_dirs: tuple[str, ...] = ()) -> TenantPolicy:
+    def from_conf(cls, conf: Mapping[str, Any],
+                  protected_dirs: tuple[str | os.PathLike[str], ...] = ()) -> TenantPolicy:
         """``allowedPaths`` ({field: [dir, ...]}; a field given replaces its default),
         ``hostPortRange`` ([low, high] or "low-high"), ``reservedHostPorts`` ([port, ...]),
         ``sharedBridges`` ([bridge name, ...]), ``allowNadIpMasq`` (bool, default true)."""
@@ -126,9 +128,9 @@ class TenantPolicy:
             if not isinstance(raw, Mapping):
                 raise _bad_setting("allowedPaths", "must be an object of field name -> list of directories")
             for key, dirs in raw.items():
-                if not isinstance(dirs, list) or not all(isinstance(d, str) and os.path.isabs(d) for d in dirs):
+                if not isinstance(dirs, list) or not all(isinstance(d, str) and Path(d).is_absolute() for d in dirs):
                     raise _bad_setting(f"allowedPaths.{key}", "must be a list of absolute paths")
-                allowed[str(key)] = tuple(dirs)
+                allowed[str(key)] = tuple(map(Path, dirs))
         shared = conf.get("sharedBridges", [])
         if not isinstance(shared, list) or not all(isinstance(b, str) and b for b in shared):
             raise _bad_setting("sharedBridges", "must be a list of bridge names")
@@ -137,7 +139,7 @@ class TenantPolicy:
             raise _bad_setting("allowNadIpMasq", "must be true or false")
         return cls(allowed_paths=allowed, host_port_range=_port_range(conf.get("hostPortRange")),
                    reserved_host_ports=_ports(conf.get("reservedHostPorts")),
-                   protected_dirs=tuple(d for d in protected_dirs if d), shared_bridges=tuple(shared),
+                   protected_dirs=tuple(Path(d) for d in protected_dirs if os.fspath(d)), shared_bridges=tuple(shared),
                    allow_nad_ip_masq=masq)
 
     # -- paths -------------------------------------------------------------------------
@@ -146,16 +148,17 @@ class TenantPolicy:
         outside metacni's own directories; else code 7 naming ``where``."""
         if not isinstance(value, str) or not value:
             raise _bad(f"{where}: must be a non-empty path string")
-        if not os.path.isabs(value):
+        if not Path(value).is_absolute():
             raise _bad(f"{where}: {value!r} is not an absolute path")
-        real = os.path.realpath(value)
+        real = Path(value).resolve()  # realpath: follows every symlink there is; strict=False
         for own in self.protected_dirs:
             if _inside(real, own):
                 raise _bad(f"{where}: {value!r} is inside metacni's own directory {own}")
         allowed = self.allowed_paths.get(field_name, ())
         if not any(_inside(real, entry) for entry in allowed):
             raise _bad(f"{where}: {value!r} (resolved: {real}) is outside the paths the node allows for "
-                       f"{field_name} ({', '.join(allowed) or 'none'}; node setting allowedPaths.{field_name})")
+                       f"{field_name} ({', '.join(map(str, allowed)) or 'none'}; "
+                       f"node setting allowedPaths.{field_name})")
 
     # -- host ports --------------------------------------------------------------------
     def check_host_port(self, port: int, where: str) -> None:
@@ -166,9 +169,10 @@ class TenantPolicy:
             raise _bad(f"{where}: hostPort {port} is reserved for a node service (reservedHostPorts)")
 
 
-def _inside(real: str, entry: str) -> bool:
-    base = os.path.realpath(entry)
-    return real == base or real.startswith(base.rstrip("/") + "/")
+def _inside(real: Path, entry: Path) -> bool:
+    """``real`` (resolved) is ``entry`` (resolved here) or below it, by whole path elements:
+    ``/etc/resolv.conf.d`` is not inside ``/etc/resolv.conf``."""
+    return real.is_relative_to(entry.resolve())
 
 
 def _port(value: Any, key: str) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import time
@@ -203,4 +202,4 @@ def _port_open(netns: str, addr: str, port: int) -> bool:
             s.settimeout(0.5)
             return s.connect_ex((addr, port)) == 0
 
-    return bool(in_netns(netns_path(netns), probe)) if os.path.exists(netns_path(netns)) else False
+    return bool(in_netns(netns_path(netns), probe)) if Path(netns_path(netns)).exists() else False

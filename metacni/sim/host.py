@@ -53,6 +53,7 @@ def del_netns(name: str) -> None:
 
 
 def netns_path(name: str) -> str:
+    """The named netns' path, a string: it is what CNI_NETNS and the caches hold."""
     return f"/run/netns/{name}"
 
 
@@ -61,7 +62,7 @@ def spawn(argv: Sequence[str], log: Path, *, env: dict[str, str] | None = None) 
     """A long-running child in its own session (a terminal's Ctrl-C or hang-up does not reach
     it; the run's teardown stops it), output to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    with log.open("ab") as out:
         return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd="/",
                                 env=env, start_new_session=True)
 
@@ -95,7 +96,7 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def read_states(state_dir: Path) -> list[dict[str, Any]]:

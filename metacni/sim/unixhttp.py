@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 from collections.abc import Mapping
 from typing import Any
 
 
 class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, path: str | os.PathLike[str], timeout: float) -> None:
         super().__init__("metacni", timeout=timeout)
-        self.unix_path = path
+        self.unix_path = os.fspath(path)  # AF_UNIX addresses are str or bytes, not PathLike
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -27,7 +28,7 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def unix_http(path: str, method: str, target: str, body: bytes | None = None,
+def unix_http(path: str | os.PathLike[str], method: str, target: str, body: bytes | None = None,
               headers: Mapping[str, str] | None = None, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
     """One request on the unix socket ``path`` -> (status, headers lower-cased, body); OSError
     when nothing listens there."""
@@ -40,7 +41,7 @@ def unix_http(path: str, method: str, target: str, body: bytes | None = None,
         conn.close()
 
 
-def readiness(path: str, timeout: float = 2.0) -> dict[str, Any]:
+def readiness(path: str | os.PathLike[str], timeout: float = 2.0) -> dict[str, Any]:
     """The daemon's readiness state (GET /readyz); OSError when it is not serving."""
     _, _, body = unix_http(path, "GET", "/readyz", timeout=timeout)
     return dict(json.loads(body))

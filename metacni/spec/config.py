@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, StrictBool, field_validator
@@ -189,53 +190,56 @@ def network_list_from_bytes(raw: bytes, source: str = "", *, is_list: bool | Non
     )
 
 
-def extension(path: str) -> str:
+def extension(path: str | os.PathLike[str]) -> str:
     """A file's extension as libcni sees it (Go's ``filepath.Ext``): from the last dot of the last
-    element, so ``.conf`` and ``a..conf`` end in ``.conf``; ``os.path.splitext`` skips leading dots."""
-    name = path.rpartition("/")[2]
+    element, so ``.conf`` and ``a..conf`` end in ``.conf``; ``PurePath.suffix`` and
+    ``os.path.splitext`` skip leading dots, so neither is used."""
+    name = os.fspath(path).rpartition("/")[2]
     dot = name.rfind(".")
     return name[dot:] if dot >= 0 else ""
 
 
 def network_list_from_file(path: str | os.PathLike[str]) -> NetworkList:
-    path = os.fspath(path)
+    """The network list in the file at ``path``; its ``source`` is ``path`` as given (the
+    delegate record stores it)."""
+    source = os.fspath(path)
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
+        raw = Path(source).read_bytes()
     except OSError as exc:
-        raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{path}: {exc.strerror}") from None
-    if extension(path) == ".conflist":
-        return conflist_from_file_bytes(raw, path)
-    return network_list_from_bytes(raw, path, is_list=False)
+        raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{source}: {exc.strerror}") from None
+    if extension(source) == ".conflist":
+        return conflist_from_file_bytes(raw, source)
+    return network_list_from_bytes(raw, source, is_list=False)
 
 
-def conflist_from_file_bytes(raw: bytes, path: str) -> NetworkList:
+def conflist_from_file_bytes(raw: bytes, path: str | os.PathLike[str]) -> NetworkList:
     """A .conflist read from ``path``, loaded as libcni 1.3's ``NetworkConfFromFile`` does:
     unless ``loadOnlyInlinedPlugins`` is true, the plugin objects of ``<dir of path>/<name>/*.conf``
     (lexical order, each needing a ``type``; a missing directory adds nothing) are appended after
     ``plugins``, which may then be absent. ``loadOnlyInlinedPlugins`` true needs ``plugins``; a
     list with no plugin at all is an error ("no plugin configs found"). Bytes that do not come
     from a file (stdin, a NAD) never load plugins from anywhere (``network_list_from_bytes``)."""
-    data = _decode(raw, path)
+    source = os.fspath(path)
+    path = Path(source)
+    data = _decode(raw, source)
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        return network_list_from_bytes(raw, path, is_list=True)  # its schema errors, as before
+        return network_list_from_bytes(raw, source, is_list=True)  # its schema errors, as before
     if not loads_siblings(data):
         if "plugins" not in data:
             raise CNIError(Code.INVALID_CONFIG, "invalid network configuration list",
-                           f"{path}: loadOnlyInlinedPlugins is true, and there is no 'plugins' key")
-        return network_list_from_bytes(raw, path, is_list=True)
-    extra = _sibling_plugins(os.path.dirname(path), data["name"])
+                           f"{source}: loadOnlyInlinedPlugins is true, and there is no 'plugins' key")
+        return network_list_from_bytes(raw, source, is_list=True)
+    extra = _sibling_plugins(path.parent, data["name"])
     if not extra:
         if "plugins" not in data:
             raise CNIError(Code.INVALID_CONFIG, "no plugin configs found",
-                           f"{path}: no 'plugins' and no plugin config in "
-                           f"{os.path.join(os.path.dirname(path), data['name'])}")
-        return network_list_from_bytes(raw, path, is_list=True)
+                           f"{source}: no 'plugins' and no plugin config in {path.parent / data['name']}")
+        return network_list_from_bytes(raw, source, is_list=True)
     inline = data.get("plugins", [])
     if not isinstance(inline, list):
-        return network_list_from_bytes(raw, path, is_list=True)  # reported as not a list
+        return network_list_from_bytes(raw, source, is_list=True)  # reported as not a list
     merged = {**data, "plugins": [*inline, *extra]}
-    return network_list_from_bytes(json.dumps(merged).encode(), path, is_list=True)
+    return network_list_from_bytes(json.dumps(merged).encode(), source, is_list=True)
 
 
 def loads_siblings(data: dict[str, Any]) -> bool:
@@ -244,29 +248,27 @@ def loads_siblings(data: dict[str, Any]) -> bool:
     return _bool_like(data.get("loadOnlyInlinedPlugins", False)) is not True
 
 
-def sibling_conf_paths(conf_dir: str, name: str) -> list[str]:
+def sibling_conf_paths(conf_dir: Path, name: str) -> list[Path]:
     """The files of ``<conf_dir>/<name>/*.conf`` in lexical order (libcni
     ``NetworkPluginConfsFromFiles``; not recursive); none for a missing directory or a name that
     is not a single path element (a schema error anyway). An unreadable directory is code 5."""
     if not name or naming.network_name_problem(name) or "/" in name or name in (".", ".."):
         return []
-    directory = os.path.join(conf_dir or ".", name)
+    directory = conf_dir / name
     try:
-        names = sorted(os.listdir(directory))
+        entries = sorted(directory.iterdir())
     except FileNotFoundError:
         return []
     except OSError as exc:
         raise CNIError(Code.IO_FAILURE, "cannot read plugin config files",
                        f"{directory}: {exc.strerror}") from None
-    paths = (os.path.join(directory, entry) for entry in names if extension(entry) == ".conf")
-    return [p for p in paths if os.path.isfile(p)]
+    return [path for path in entries if extension(path.name) == ".conf" and path.is_file()]
 
 
-def sibling_plugin(path: str) -> dict[str, Any]:
+def sibling_plugin(path: Path) -> dict[str, Any]:
     """One sibling plugin file's object; code 5/6/7 naming the file when it cannot be one."""
     try:
-        with open(path, "rb") as handle:
-            plugin = _decode(handle.read(), path)
+        plugin = _decode(path.read_bytes(), str(path))
     except OSError as exc:
         raise CNIError(Code.IO_FAILURE, "cannot read plugin config", f"{path}: {exc.strerror}") from None
     if not isinstance(plugin, dict) or not isinstance(plugin.get("type"), str) or not plugin["type"]:
@@ -274,20 +276,18 @@ def sibling_plugin(path: str) -> dict[str, Any]:
     return plugin
 
 
-def _sibling_plugins(conf_dir: str, name: str) -> list[dict[str, Any]]:
+def _sibling_plugins(conf_dir: Path, name: str) -> list[dict[str, Any]]:
     """The plugin objects of ``<conf_dir>/<name>/*.conf``; the first bad file is an error."""
     return [sibling_plugin(path) for path in sibling_conf_paths(conf_dir, name)]
 
 
-def conf_files(conf_dir: str | os.PathLike[str]) -> list[str]:
+def conf_files(conf_dir: str | os.PathLike[str]) -> list[Path]:
     """Config files of one directory in lexical order (libcni ``ConfFiles``); missing dir is empty."""
-    directory = os.fspath(conf_dir) or "."
     try:
-        names = sorted(os.listdir(directory))
+        entries = sorted(Path(conf_dir).iterdir())
     except FileNotFoundError:
         return []
-    paths = (os.path.join(directory, n) for n in names if extension(n) in CONF_EXTENSIONS)
-    return [p for p in paths if os.path.isfile(p)]
+    return [p for p in entries if extension(p.name) in CONF_EXTENSIONS and p.is_file()]
 
 
 def find_network(conf_dir: str | os.PathLike[str], name: str) -> NetworkList:
@@ -295,8 +295,7 @@ def find_network(conf_dir: str | os.PathLike[str], name: str) -> NetworkList:
     ordered = sorted(conf_files(conf_dir), key=lambda p: extension(p) != ".conflist")  # stable
     for path in ordered:
         try:
-            with open(path, "rb") as handle:
-                data = safejson.loads(handle.read())
+            data = safejson.loads(path.read_bytes())
         except (OSError, ValueError):
             continue
         if isinstance(data, dict) and data.get("name") == name:
@@ -308,8 +307,8 @@ def find_network(conf_dir: str | os.PathLike[str], name: str) -> NetworkList:
 def load_network(ref: str, conf_dir: str | os.PathLike[str]) -> NetworkList:
     """A file path (anything containing '/' or ending in a config extension) or a network name."""
     if "/" in ref or extension(ref) in CONF_EXTENSIONS:
-        path = ref
-        if not os.path.isabs(path) and not os.path.exists(path):
-            path = os.path.join(conf_dir, ref)
+        path = Path(ref)
+        if not path.is_absolute() and not path.exists():
+            path = Path(conf_dir, ref)
         return network_list_from_file(path)
     return find_network(conf_dir, ref)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from logging import getLogger
+from pathlib import Path
 
 from metacni.plugin import DNS, CNIError, Code, IPConfig, PluginConfig, PluginInfo, Request, Result, hookimpl
 
@@ -99,9 +100,9 @@ def cni_gc(request: Request) -> None:
 @hookimpl
 def cni_status(request: Request) -> None:
     cfg = config.load_location(request)
-    probe = cfg.data_dir
-    while probe and not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.access(probe or "/", os.W_OK):
+    probe = Path(cfg.data_dir)  # the nearest existing ancestor is where the directory would be made
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
         raise CNIError(Code.NOT_AVAILABLE, "host-local data directory not writable",
                        f"network {cfg.network!r}: {cfg.data_dir!r}")

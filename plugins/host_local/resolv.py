@@ -11,7 +11,7 @@ from metacni.plugin import DNS
 MAX_RESOLV_CONF = 64 * 1024
 
 
-def read_resolv_conf(path: str) -> str:
+def read_resolv_conf(path: str | os.PathLike[str]) -> str:
     """The text of ``path``, which must be a regular file (a FIFO or device named in a config
     never blocks or floods the plugin); at most :data:`MAX_RESOLV_CONF` bytes are read.
     Raises OSError (``strerror`` says why)."""

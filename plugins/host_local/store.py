@@ -17,6 +17,7 @@ import ipaddress
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from .ranges import IPAddress
 
@@ -61,29 +62,29 @@ def lease_ip(name: str) -> IPAddress | None:
 class Store:
     """Leases of one network. Mutating methods must run inside :meth:`locked`."""
 
-    def __init__(self, data_dir: str, network: str) -> None:
-        self.dir = os.path.join(data_dir, network)
+    def __init__(self, data_dir: str | os.PathLike[str], network: str) -> None:
+        self.dir = Path(data_dir, network)
 
     @contextlib.contextmanager
     def locked(self, create: bool = True) -> Iterator[bool]:
         """Hold the flock on ``<dir>/lock``; yields False (no lock) when the directory is
         absent and ``create`` is False, so DEL of a never-used network creates nothing."""
-        if not os.path.isdir(self.dir):
+        if not self.dir.is_dir():
             if not create:
                 yield False
                 return
-            os.makedirs(self.dir, mode=0o755, exist_ok=True)
-        fd = os.open(os.path.join(self.dir, LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o750)
+            self.dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        fd = os.open(self.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o750)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield True
         finally:
             os.close(fd)  # closing the last descriptor drops the flock
 
-    def _path(self, name: str) -> str:
-        return os.path.join(self.dir, name)
+    def _path(self, name: str) -> Path:
+        return self.dir / name
 
-    def _write_tmp(self, content: str) -> str:
+    def _write_tmp(self, content: str) -> Path:
         tmp = self._path(f"{TMP_PREFIX}{os.urandom(16).hex()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
@@ -100,13 +101,12 @@ class Store:
         except FileExistsError:
             return False
         finally:
-            os.unlink(tmp)
+            tmp.unlink()
         self.set_last_reserved(range_set, ip)
         return True
 
     def release(self, ip: IPAddress) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(str(ip)))
+        self._path(str(ip)).unlink(missing_ok=True)
 
     def set_last_reserved(self, range_set: int, ip: IPAddress) -> None:
         """Overwritten in place, like the reference: every reader holds the lock, and a write
@@ -124,8 +124,8 @@ class Store:
 
     def last_reserved(self, range_set: int) -> IPAddress | None:
         try:
-            with open(self._path(f"{LAST_RESERVED_PREFIX}{range_set}")) as fh:
-                return ipaddress.ip_address(fh.read().strip())
+            text = self._path(f"{LAST_RESERVED_PREFIX}{range_set}").read_text()
+            return ipaddress.ip_address(text.strip())
         except (OSError, ValueError):
             return None  # unreadable or garbage: lose round-robin once, as the reference does
 

@@ -26,6 +26,7 @@ from metacni.firewall import conntrack
 from metacni.firewall import portmap as fw_portmap
 from metacni.firewall.identity import Attachment
 from metacni.firewall.plan import PORTMAP
+from metacni.kernel import sysctl
 from metacni.plugin import (
     CNIError,
     Code,
@@ -117,12 +118,10 @@ def _enable_route_localnet(pod_ip: ipaddress.IPv4Address) -> None:
     if not ifname:
         log.warning("no route to %s; localhost hostPorts will not work", pod_ip)
         return
-    path = f"/proc/sys/net/ipv4/conf/{ifname}/route_localnet"
     try:
-        with open(path, "w") as fh:
-            fh.write("1")
-    except OSError as exc:
-        log.warning("cannot set %s: %s", path, exc)
+        sysctl.write(1, "net", "ipv4", "conf", ifname, "route_localnet")
+    except (OSError, ValueError) as exc:  # ValueError: a name sysctl cannot address
+        log.warning("cannot set net.ipv4.conf.%s.route_localnet: %s", ifname, exc)
 
 
 _RTM_NEWROUTE, _RTM_GETROUTE, _NLM_F_REQUEST = 24, 26, 1

@@ -42,7 +42,7 @@ def test_our_file_renamed_away_right_after_the_write_comes_back(tmp_path):
         os.rename(conf_dir / "00-metacni.conf", conf_dir / "00-metacni.conf.cilium_bak")
         return path
 
-    watcher = ConfWatcher(str(conf_dir), regenerate=write_then_renamed_away)
+    watcher = ConfWatcher(conf_dir, regenerate=write_then_renamed_away)
     last = watcher.check(None)
     assert not (conf_dir / "00-metacni.conf").exists()
     watcher.regenerate = write
@@ -61,7 +61,7 @@ def test_a_primary_added_during_a_pass_is_picked_up_by_the_next(tmp_path):
         _primary(conf_dir, "05-other.conflist", "other")
         return path
 
-    watcher = ConfWatcher(str(conf_dir), regenerate=write_while_a_primary_appears)
+    watcher = ConfWatcher(conf_dir, regenerate=write_while_a_primary_appears)
     last = watcher.check(None)
     assert _cluster_network(conf_dir).endswith("10-primary.conflist")
     watcher.regenerate = write

@@ -379,7 +379,7 @@ def test_accept_loop_survives_thread_start_failures(tmp_path):
         return threading.Thread(*args, **kwargs)
 
     events: list[str] = []
-    server = UnixServer(str(tmp_path / "run" / "s.sock"), _quick, lambda params: {"ready": True},
+    server = UnixServer(tmp_path / "run" / "s.sock", _quick, lambda params: {"ready": True},
                         events=events.append, thread_factory=flaky)
     server.start()
     try:

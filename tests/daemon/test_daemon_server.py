@@ -419,9 +419,10 @@ def test_pending_dels_replayed_before_serving_failures_kept_corrupt_moved(tmp_pa
 
 
 def test_pending_dir_follows_the_node_cni_dir():
-    assert DaemonConfig().pending_path() == "/var/lib/cni/metacni/pending-del"
-    assert DaemonConfig(node_config={"cni_dir": "/x/cni"}).pending_path() == "/x/cni/pending-del"
-    assert DaemonConfig(pending_dir="/p", node_config={"cni_dir": "/x"}).pending_path() == "/p"
+    assert DaemonConfig().pending_path() == Path("/var/lib/cni/metacni/pending-del")
+    assert DaemonConfig(node_config={"cni_dir": "/x/cni"}).pending_path() == Path("/x/cni/pending-del")
+    assert DaemonConfig(pending_dir="/p", node_config={"cni_dir": "/x"}).pending_path() == Path("/p")
+    assert DaemonConfig(pending_dir="", node_config={"cni_dir": "/x"}).pending_path() == Path("/x/pending-del")
 
 
 def test_del_recorded_while_the_daemon_was_down_leaves_nothing(make_node):
@@ -469,7 +470,7 @@ def test_readyz_runs_on_a_worker_with_its_query(tmp_path):
         release.wait(30)
         return {"ready": True}
 
-    server = UnixServer(str(tmp_path / "run" / "s.sock"), lambda req, abandoned: Reply(200, b""), status)
+    server = UnixServer(tmp_path / "run" / "s.sock", lambda req, abandoned: Reply(200, b""), status)
     server.start()
     try:
         t, out = _in_thread(lambda: unixhttp.request(server.path, "GET", "/readyz?waitReaperIdle=5&x=a%20b"))

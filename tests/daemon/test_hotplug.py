@@ -394,7 +394,7 @@ def test_multus_delegate_endpoint(make_node: Callable[..., DaemonMetaNode]):
     assert [ip["address"] for ip in response["Result"]["ips"]] == ["10.89.1.200/24"]
     assert node.leases("net-a") == ["10.89.1.200"]
     # the controller owns what it attached: the annotation watcher's plan never detaches it
-    record = delegate_cache.read(str(node.cni_dir), pod.container_id)
+    record = delegate_cache.read(node.cni_dir, pod.container_id)
     assert record is not None and "net7" in [d.ifname for d in record.delegates]
     assert hotplug.plan(record, [])[1] == []
     # interfaceAttributes obey the annotation's rules: a malformed MAC is refused, pod unchanged

@@ -159,7 +159,7 @@ def test_only_declared_and_enabled_capabilities_reach_the_plugin(tmp_path):
     spy = Spy(info=PluginInfo(capabilities=frozenset({"portMappings"})))
     net = network_list_from_bytes(json.dumps({"cniVersion": "1.0.0", "name": "capnet", "plugins": [
         {"type": "capspy", "capabilities": {"portMappings": True, "mac": True}}]}).encode(), is_list=True)
-    runner = ChainRunner(invoker_with(capspy=spy), [], ResultCache(str(tmp_path)))
+    runner = ChainRunner(invoker_with(capspy=spy), [], ResultCache(tmp_path))
     mappings = [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]
     sent = {"portMappings": mappings, "mac": "02:00:00:00:00:09", "bandwidth": {"ingressRate": 1}}
     with pytest.raises(CNIError):  # no interface plugin, so no result -- we only look at the request

@@ -327,9 +327,9 @@ def test_device_info_file_stays_in_its_directory(label: str, ifname: str) -> Non
     except CNIError as exc:
         assert exc.code == Code.INVALID_CONFIG
         return
-    assert os.path.dirname(path) == "/run/devinfo/cni"
-    assert os.path.basename(path) not in ("", ".", "..") and "\x00" not in path
-    assert len(f".{os.path.basename(path)}.{'0' * 12}".encode()) <= 255
+    assert path.parent == Path("/run/devinfo/cni")
+    assert path.name not in ("", ".", "..") and "\x00" not in str(path)
+    assert len(f".{path.name}.{'0' * 12}".encode()) <= 255
 
 
 def test_a_nad_name_too_long_for_its_device_info_file_is_refused_up_front(dev: DeviceNode) -> None:
@@ -351,6 +351,21 @@ def test_a_nad_name_too_long_for_its_device_info_file_is_refused_up_front(dev: D
     assert not list(dev.records.iterdir())  # no plugin ran
     assert dev.info_files() == []
     dev.node.assert_clean(pod)
+
+
+@pytest.mark.parametrize(("given", "read"), [
+    ("/run/devinfo/cni/default-n-cid_net1", True), ("/run/devinfo/cni/", False),
+    ("/run/devinfo/cni/..", False), ("/run/devinfo/cni/sub/f", False), ("/run/devinfo/cnix/f", False),
+    ("/run/devinfo/f", False), ("", False)])
+def test_network_status_reads_device_info_only_from_a_file_of_the_info_dir(given: str, read: bool) -> None:
+    """The cached ``CNIDeviceInfoFile`` names what network-status reads: only a file directly in
+    deviceInfoDir (by path elements, not string prefix), never the directory or its parent."""
+    from metacni.meta.network_status import device_info_path
+
+    net = network_list_from_bytes(json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "x"}).encode())
+    d = Delegate(label="default/n", net=net, ifname="net1",
+                 capability_args={"deviceID": "0000:af:00.1", "CNIDeviceInfoFile": given})
+    assert device_info_path("/run/devinfo/cni/", d) == (Path(given) if read else None)
 
 
 def test_device_id_reaches_every_plugin_of_a_list() -> None:

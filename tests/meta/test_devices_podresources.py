@@ -61,7 +61,7 @@ def test_each_pod_gets_exactly_its_devices(kubelet: FakePodResources, node: dict
 
 def test_socket_setting_must_be_an_absolute_path() -> None:
     assert podresources.socket_path({}) == podresources.DEFAULT_SOCKET
-    assert podresources.socket_path({"podResourcesSocket": "/run/k.sock"}) == "/run/k.sock"
+    assert podresources.socket_path({"podResourcesSocket": "/run/k.sock"}) == Path("/run/k.sock")
     for bad in ("relative.sock", 7):
         with pytest.raises(CNIError) as info:
             podresources.socket_path({"podResourcesSocket": bad})

@@ -123,7 +123,7 @@ def test_a_hanging_events_api_does_not_block_the_add(recording: MetaNode) -> Non
 
 
 def test_events_are_rate_limited_per_pod_and_reason(node: MetaNode) -> None:
-    settings = KubeSettings(kubeconfig=str(node.kubeconfig), timeout=5, connect_timeout=2, retries=0)
+    settings = KubeSettings(kubeconfig=node.kubeconfig, timeout=5, connect_timeout=2, retries=0)
     rec = events.Recorder(settings, burst=2, refill=3600)
     try:
         with enter(node.path):  # the posting thread starts here, where the fake API listens

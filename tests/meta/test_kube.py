@@ -25,7 +25,7 @@ def api():
 def test_rotated_token_is_picked_up(view_cls, api, tmp_path):
     kc = api.write_kubeconfig(tmp_path / "kc")
     api.add_pod("default", "p")
-    view = view_cls(KubeSettings(kubeconfig=str(kc), retries=0))
+    view = view_cls(KubeSettings(kubeconfig=kc, retries=0))
     assert view.get_pod("default", "p")["metadata"]["name"] == "p"
     api.token = "rotated-token"
     with pytest.raises(CNIError) as info:
@@ -37,7 +37,7 @@ def test_rotated_token_is_picked_up(view_cls, api, tmp_path):
 
 
 def test_not_found_and_errors(view_cls, api, tmp_path):
-    view = view_cls(KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0))
+    view = view_cls(KubeSettings(kubeconfig=api.write_kubeconfig(tmp_path / "kc"), retries=0))
     assert view.get_pod("default", "nope") is None
     assert view.get_nad("default", "nope") is None
     with api.fault(403, resource="pods"), pytest.raises(CNIError) as info:

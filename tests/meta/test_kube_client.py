@@ -61,7 +61,7 @@ def test_get_and_patch_are_the_requests_the_client_makes(view_cls, api, tmp_path
     kinds = recorded_patch_types(api, monkeypatch)
     api.add_pod("ns1", "p", annotations={"keep": "me"})
     api.add_nad("ns1", "net-a", {"cniVersion": "1.0.0", "type": "bridge"})
-    view = view_cls(KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0))
+    view = view_cls(KubeSettings(kubeconfig=api.write_kubeconfig(tmp_path / "kc"), retries=0))
     try:
         assert view.get_pod("ns1", "p")["metadata"]["annotations"] == {"keep": "me"}
         assert json.loads(view.get_nad("ns1", "net-a")["spec"]["config"])["type"] == "bridge"
@@ -96,7 +96,7 @@ def outcome(fn: Any) -> str:
 def test_retries(api, tmp_path, fault, retries, expected):
     """``apiRetries`` is urllib3's budget under the client: idempotent reads are retried, the PATCH is not."""
     api.add_pod("default", "p")
-    view = ApiKubeView(KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=retries))
+    view = ApiKubeView(KubeSettings(kubeconfig=api.write_kubeconfig(tmp_path / "kc"), retries=retries))
     try:
         view.get_pod("default", "p")  # a warm pooled connection, as in a real call
         with api.fault(verb="get", resource="pods", **fault):
@@ -114,7 +114,7 @@ def test_unreachable_api_is_code_11(view_cls, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens once closed
     kc = json_kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{port}", {"token": "t"})
-    view = view_cls(KubeSettings(kubeconfig=str(kc), retries=1))
+    view = view_cls(KubeSettings(kubeconfig=kc, retries=1))
     with pytest.raises(CNIError) as info:
         view.get_pod("default", "p")
     view.close()
@@ -125,7 +125,7 @@ def test_unreachable_api_is_code_11(view_cls, tmp_path):
 def test_bad_kubeconfig_is_code_11(tmp_path):
     (tmp_path / "kc").write_text('{"apiVersion": "v1", "clusters": []}')
     with pytest.raises(CNIError) as info:
-        ApiKubeView(KubeSettings(kubeconfig=str(tmp_path / "kc"))).get_pod("default", "p")
+        ApiKubeView(KubeSettings(kubeconfig=tmp_path / "kc")).get_pod("default", "p")
     assert info.value.code == Code.TRY_AGAIN_LATER and info.value.msg == "cannot load Kubernetes credentials"
     assert str(tmp_path / "kc") in info.value.details
 
@@ -135,7 +135,7 @@ def test_token_file_is_reread_after_401(api, tmp_path):
     token = tmp_path / "token"
     token.write_text(DEFAULT_TOKEN + "\n")
     kc = json_kubeconfig(tmp_path / "kc", api.url, {"tokenFile": "token"})  # relative to the kubeconfig
-    view = ApiKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
+    view = ApiKubeView(KubeSettings(kubeconfig=kc, retries=0))
     assert view.get_pod("default", "p") is not None
     api.token = "rotated"
     token.write_text("rotated")
@@ -246,7 +246,7 @@ def test_tls_with_inline_ca_and_client_certificate(view_cls, api, tls_front, pki
                          {"token": DEFAULT_TOKEN, "client-certificate-data": b64(pki / "client.crt"),
                           "client-key-data": b64(pki / "client.key")},
                          **{"certificate-authority-data": b64(pki / "ca.crt")})
-    view = view_cls(KubeSettings(kubeconfig=str(kc), retries=0))
+    view = view_cls(KubeSettings(kubeconfig=kc, retries=0))
     assert view.get_pod("default", "p")["metadata"]["name"] == "p"
     view.patch_pod_network_status("default", "p", [{"name": "x"}])
     view.close()
@@ -259,12 +259,12 @@ def test_tls_with_certificate_files_and_server_name(api, tls_front, pki, tmp_pat
     kc = json_kubeconfig(pki / f"kc-{tls_front.port}", f"https://127.0.0.1:{tls_front.port}",
                          {"token": DEFAULT_TOKEN, "client-certificate": "client.crt", "client-key": "client.key"},
                          **{"certificate-authority": "ca.crt", "tls-server-name": "fakeapi.test"})
-    view = ApiKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
+    view = ApiKubeView(KubeSettings(kubeconfig=kc, retries=0))
     assert view.get_pod("default", "p") is not None
     view.close()
     # Without a client certificate the front refuses the handshake: an unreachable API, code 11.
     kc.write_text(kc.read_text().replace('"client-certificate"', '"unused-a"').replace('"client-key"', '"unused-b"'))
-    view = ApiKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
+    view = ApiKubeView(KubeSettings(kubeconfig=kc, retries=0))
     with pytest.raises(CNIError) as info:
         view.get_pod("default", "p")
     view.close()
@@ -277,10 +277,10 @@ def test_tls_verification_failures_and_insecure_skip(api, tls_front, pki, tmp_pa
     for cluster in ({}, {"certificate-authority-data": b64(pki / "ca.crt"), "tls-server-name": "other.test"}):
         kc = json_kubeconfig(tmp_path / "kc", server, {"token": DEFAULT_TOKEN}, **cluster)
         with pytest.raises(CNIError) as info:  # unknown CA, then a name the certificate does not carry
-            ApiKubeView(KubeSettings(kubeconfig=str(kc), retries=2)).get_pod("default", "p")
+            ApiKubeView(KubeSettings(kubeconfig=kc, retries=2)).get_pod("default", "p")
         assert info.value.code == Code.TRY_AGAIN_LATER and "SSLCertVerificationError" in info.value.details
     kc = json_kubeconfig(tmp_path / "kc", server, {"token": DEFAULT_TOKEN}, **{"insecure-skip-tls-verify": True})
-    assert ApiKubeView(KubeSettings(kubeconfig=str(kc))).get_pod("default", "p") is not None
+    assert ApiKubeView(KubeSettings(kubeconfig=kc)).get_pod("default", "p") is not None
 
 
 def test_in_cluster_service_account(api, tls_front, pki, tmp_path, monkeypatch):
@@ -293,7 +293,7 @@ def test_in_cluster_service_account(api, tls_front, pki, tmp_path, monkeypatch):
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(tls_front.port))
     settings = KubeSettings()
     assert settings.in_cluster
-    view = ApiKubeView(settings, sa_dir=str(sa))
+    view = ApiKubeView(settings, sa_dir=sa)
     assert view.get_pod("default", "p") is not None
     api.token = "rotated"
     (sa / "token").write_text("rotated")  # kubelet rotates the projected token
@@ -311,6 +311,6 @@ def test_exec_credentials(api, tmp_path):
     plugin.chmod(0o755)
     kc = json_kubeconfig(tmp_path / "kc", api.url, {"exec": {
         "apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}})
-    view = ApiKubeView(KubeSettings(kubeconfig=str(kc), retries=0))
+    view = ApiKubeView(KubeSettings(kubeconfig=kc, retries=0))
     assert view.get_pod("default", "p")["metadata"]["name"] == "p"
     view.close()

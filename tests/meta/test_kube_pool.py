@@ -13,7 +13,7 @@ from metacni.sim.fakeapi import FakeAPIServer
 def test_reads_and_patches_share_one_connection(tmp_path):
     with FakeAPIServer() as api:
         api.add_pod("default", "p")
-        view = ApiKubeView(KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0))
+        view = ApiKubeView(KubeSettings(kubeconfig=api.write_kubeconfig(tmp_path / "kc"), retries=0))
         try:
             for i in range(5):
                 view.patch_pod_network_status("default", "p", [{"name": "net", "interface": f"eth{i}"}])
@@ -35,7 +35,7 @@ def test_view_runs_concurrent_requests_on_separate_connections(tmp_path):
     with FakeAPIServer() as api:
         for i in range(threads_n):
             api.add_pod("default", f"p{i}")
-        view = ApiKubeView(KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0))
+        view = ApiKubeView(KubeSettings(kubeconfig=api.write_kubeconfig(tmp_path / "kc"), retries=0))
         errors: list[BaseException] = []
 
         def patch(i: int) -> None:

@@ -249,7 +249,7 @@ def indicator_spy(monkeypatch):
     looks: list[bool] = []
     absent_seen = threading.Event()
 
-    def spy(path: str) -> bool:
+    def spy(path: Path) -> bool:
         present = real(path)
         looks.append(present)
         if not present:

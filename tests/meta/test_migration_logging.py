@@ -29,15 +29,15 @@ def test_log_file_rotates_at_max_size_compresses_and_keeps_max_backups(tmp_path:
     import logging
 
     path = tmp_path / "metacni.log"
-    handler = file_handler(str(path), LogOptions(max_size_mb=1, max_backups=2, compress=True, max_age_days=0))
+    handler = file_handler(path, LogOptions(max_size_mb=1, max_backups=2, compress=True, max_age_days=0))
     try:
         for _ in range(5):  # five rotations: ~1 MiB each
             for _ in range(11):
                 handler.emit(_record(logging, 100 * 1024))
     finally:
         handler.close()
-    rotated = backups(str(path))
-    assert len(rotated) == 2 and all(p.endswith(".log.gz") for p in rotated)
+    rotated = backups(path)
+    assert len(rotated) == 2 and all(p.name.endswith(".log.gz") for p in rotated)
     with gzip.open(rotated[-1], "rb") as f:
         assert 1000 * 1024 <= len(f.read()) <= 1024 * 1024  # rotated before exceeding
     assert path.stat().st_size < 1024 * 1024
@@ -50,14 +50,14 @@ def test_rotated_files_older_than_max_age_are_removed(tmp_path: Path):
     old = tmp_path / "m-2020-01-01T00-00-00.000.log.gz"
     old.write_bytes(b"old")
     os.utime(old, (time.time() - 3 * 86400, time.time() - 3 * 86400))
-    handler = file_handler(str(path), LogOptions(max_size_mb=1, max_age_days=2, max_backups=0, compress=False))
+    handler = file_handler(path, LogOptions(max_size_mb=1, max_age_days=2, max_backups=0, compress=False))
     try:
         for _ in range(11):
             handler.emit(_record(logging, 100 * 1024))
     finally:
         handler.close()
-    rotated = backups(str(path))
-    assert not old.exists() and len(rotated) == 1 and rotated[0].endswith(".log")
+    rotated = backups(path)
+    assert not old.exists() and len(rotated) == 1 and rotated[0].suffix == ".log"
 
 
 @pytest.mark.parametrize("conf, where", [

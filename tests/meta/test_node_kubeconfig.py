@@ -75,7 +75,7 @@ def bearer(path: Path) -> str:
 
 def use(view_cls: type, path: Path, api: FakeAPIServer) -> None:
     """One GET and one PATCH with the written credentials, as a standalone ADD makes them."""
-    view = view_cls(KubeSettings(kubeconfig=str(path), retries=0))
+    view = view_cls(KubeSettings(kubeconfig=path, retries=0))
     try:
         assert view.get_pod("default", "p")["metadata"]["name"] == "p"
         view.patch_pod_network_status("default", "p", [{"name": view_cls.__name__}])
@@ -166,10 +166,10 @@ def test_refresher_on_the_conf_dir_watch(api, front, sa, tmp_path, monkeypatch):
     conf_dir = tmp_path / "net.d"
     conf_dir.mkdir()
     regenerated: list[int] = []
-    refresher = KubeconfigRefresher(str(conf_dir), str(sa))
-    watcher = ConfWatcher(str(conf_dir), regenerate=lambda: regenerated.append(1), kubeconfig=refresher)
+    refresher = KubeconfigRefresher(conf_dir, sa)
+    watcher = ConfWatcher(conf_dir, regenerate=lambda: regenerated.append(1), kubeconfig=refresher)
     last = watcher.check(None)
-    path = Path(refresher.path)
+    path = refresher.path
     assert refresher.rewrites == 1 and path.is_file() and regenerated == [1]
     inode = path.stat().st_ino
     for _ in range(3):

@@ -51,7 +51,7 @@ def test_find_file_by_name_is_the_first_candidate_carrying_it(tmp_path: Path, la
         (tmp_path / name).write_text(content if isinstance(content, str) else json.dumps(content))
     for wanted in ("primary", "meta", "single", "json", "x", "absent"):
         matching = [p for p in candidate_files(tmp_path, own_file="01-node.conf")
-                    if not p.endswith("broken.conf") and json.loads(Path(p).read_text()).get("name") == wanted]
+                    if not p.name.endswith("broken.conf") and json.loads(p.read_text()).get("name") == wanted]
         found = find_file_by_name(tmp_path, wanted, own_file="01-node.conf")
         if not matching:
             assert found is None, wanted

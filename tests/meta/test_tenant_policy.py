@@ -55,11 +55,13 @@ def test_default_host_port_policy(port: int):
 
 @pytest.fixture(scope="module")
 def tree() -> Iterator[tuple[str, TenantPolicy]]:
-    """root/allowed (allowed), root/allowed/sub (protected: metacni's own), root/other, and
+    """root/allowed (allowed), root/allowed/sub (protected: metacni's own), root/other,
+    root/allowed.d (a sibling whose name starts with the allowed one's), and
     root/allowed/out -> root/other (a symlink out)."""
     with tempfile.TemporaryDirectory(prefix="mctenant-policy-") as root:
         os.makedirs(os.path.join(root, "allowed", "sub"))
         os.makedirs(os.path.join(root, "other"))
+        os.makedirs(os.path.join(root, "allowed.d"))
         os.symlink(os.path.join(root, "other"), os.path.join(root, "allowed", "out"))
         yield root, TenantPolicy.from_conf({"allowedPaths": {"dataDir": [os.path.join(root, "allowed")]}},
                                            (os.path.join(root, "allowed", "sub"),))
@@ -69,7 +71,8 @@ def _under(real: str, base: str) -> bool:
     return real == base or real.startswith(base + "/")
 
 
-@given(segments=st.lists(st.sampled_from(["..", ".", "a", "sub", "out", "other", "allowed", ""]), max_size=6))
+@given(segments=st.lists(st.sampled_from(["..", ".", "a", "sub", "out", "other", "allowed", "allowed.d", ""]),
+                         max_size=6))
 def test_a_path_is_accepted_only_if_it_resolves_inside_the_allowed_dir(tree: tuple[str, TenantPolicy],
                                                                       segments: list[str]):
     root, policy = tree

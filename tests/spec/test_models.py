@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,7 +78,7 @@ def test_meta_keys_keep_their_multus_forms() -> None:
                                 "globalNamespaces": "a, b", "confDir": "", "maxAttachments": 3,
                                 "readinessTimeout": 5})
     assert cfg.namespace_isolation and cfg.global_namespaces == ["a", "b"]
-    assert cfg.conf_dir == "/etc/cni/net.d" and cfg.max_attachments == 3 and cfg.readiness_timeout == 5.0
+    assert cfg.conf_dir == Path("/etc/cni/net.d") and cfg.max_attachments == 3 and cfg.readiness_timeout == 5.0
     for bad, path in (({"maxAttachments": 0}, "$.maxAttachments"), ({"maxAttachments": True}, "$.maxAttachments"),
                       ({"readinessTimeout": -1}, "$.readinessTimeout"), ({"confDir": "rel"}, "$: confDir"),
                       ({"delegates": [1]}, "$.delegates[0]"), ({"namespaceIsolation": "maybe"},

@@ -157,7 +157,7 @@ def test_conf_files_are_what_libcni_lists(tmp_path) -> None:
     for name in ("20-b.conflist", ".conf", "10-a.json", "a.conf.bak", "notes.txt", "30-c.conf"):
         (tmp_path / name).write_text("{}")
     (tmp_path / "40-d.conf").mkdir()
-    assert [p.rsplit("/", 1)[1] for p in conf_files(tmp_path)] == [".conf", "10-a.json", "20-b.conflist", "30-c.conf"]
+    assert [p.name for p in conf_files(tmp_path)] == [".conf", "10-a.json", "20-b.conflist", "30-c.conf"]
     assert conf_files(tmp_path / "absent") == []
 
 

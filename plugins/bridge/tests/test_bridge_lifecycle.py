@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +20,12 @@ def _veths(node):
     return sorted(n for n in link_names(node.name) if n.startswith("veth"))
 
 
-def _lease_dir(node, conf):
-    return os.path.join(node.data_dir, conf["name"])
+def _lease_dir(node, conf) -> Path:
+    return Path(node.data_dir, conf["name"])
+
+
+def _lease_names(node, conf) -> list[str]:
+    return sorted(p.name for p in _lease_dir(node, conf).iterdir())
 
 
 def test_forty_parallel_adds_and_dels(node):
@@ -32,18 +36,17 @@ def test_forty_parallel_adds_and_dels(node):
     v4 = [next(ip.address for ip in r.ips if ":" not in ip.address) for r in results]
     v6 = [next(ip.address for ip in r.ips if ":" in ip.address) for r in results]
     assert len(set(v4)) == 40 and len(set(v6)) == 40
-    files = sorted(os.listdir(_lease_dir(node, conf)))
+    files = _lease_names(node, conf)
     leases = [f for f in files if f[0].isdigit() or ":" in f]
     assert sorted(leases) == sorted([a.split("/")[0] for a in v4 + v6])
     for i, addr in enumerate(v4):
-        with open(os.path.join(_lease_dir(node, conf), addr.split("/")[0]), "rb") as fh:
-            assert fh.read() == f"par-{i}\r\neth0".encode()
+        assert (_lease_dir(node, conf) / addr.split("/")[0]).read_bytes() == f"par-{i}\r\neth0".encode()
     assert len(_ports(node)) == 40
     assert ping(pods[0], v4[39].split("/")[0])
 
     with ThreadPoolExecutor(max_workers=40) as pool:
         list(pool.map(lambda i: node.invoke("DEL", conf, pods[i], f"par-{i}"), range(40)))
-    assert sorted(os.listdir(_lease_dir(node, conf))) == ["last_reserved_ip.0", "last_reserved_ip.1", "lock"]
+    assert _lease_names(node, conf) == ["last_reserved_ip.0", "last_reserved_ip.1", "lock"]
     assert _ports(node) == []
     assert _veths(node) == []
 
@@ -59,7 +62,7 @@ def test_range_exhaustion_fails_cleanly(node):
     assert "no IP addresses available" in str(err.value) and conf["name"] in str(err.value)
     assert _veths(node) == before
     assert "eth0" not in link_names(pods[5].rsplit("/", 1)[1])
-    assert len([f for f in os.listdir(_lease_dir(node, conf)) if f[0].isdigit()]) == 5
+    assert len([f for f in _lease_names(node, conf) if f[0].isdigit()]) == 5
     for i in range(5):
         node.invoke("DEL", conf, pods[i], f"ex-{i}")
     node.invoke("DEL", conf, pods[5], "ex-5")  # the runtime DELs a failed ADD too
@@ -72,12 +75,12 @@ def test_second_add_of_same_attachment_fails_without_damage(node):
     first = node.invoke("ADD", conf, pod, "dup")
     pod_name = pod.rsplit("/", 1)[1]
     before = sorted(addresses("eth0", netns=pod_name))
-    leases_before = sorted(os.listdir(_lease_dir(node, conf)))
+    leases_before = _lease_names(node, conf)
     with pytest.raises(CNIError) as err:
         node.invoke("ADD", conf, pod, "dup")
     assert "already exists" in str(err.value)
     assert sorted(addresses("eth0", netns=pod_name)) == before
-    assert sorted(os.listdir(_lease_dir(node, conf))) == leases_before
+    assert _lease_names(node, conf) == leases_before
     assert _ports(node) == [first.interfaces[1].name]
     assert ping(pod, first.ips[0].gateway)
     node.invoke("CHECK", conf, pod, "dup", prev=first)
@@ -103,7 +106,7 @@ def test_del_is_idempotent(node, box):
     node.invoke("DEL", conf, pod3, "delns")
     node.invoke("DEL", conf, "", "delns")  # and with no CNI_NETNS at all
     assert _veths(node) == []
-    assert sorted(os.listdir(_lease_dir(node, conf))) == ["last_reserved_ip.0", "last_reserved_ip.1", "lock"]
+    assert _lease_names(node, conf) == ["last_reserved_ip.0", "last_reserved_ip.1", "lock"]
 
 
 def test_check_reports_what_differs(node):
@@ -178,7 +181,7 @@ def test_bridge_address_conflict_and_force(node):
         node.invoke("ADD", conf, pod, "force")
     assert "forceAddress" in err.value.details
     assert _veths(node) == []
-    assert not [f for f in os.listdir(_lease_dir(node, conf)) if f[0].isdigit()]  # lease rolled back
+    assert not [f for f in _lease_names(node, conf) if f[0].isdigit()]  # lease rolled back
     node.invoke("DEL", conf, pod, "force")
     conf["forceAddress"] = True
     node.invoke("ADD", conf, pod, "force")

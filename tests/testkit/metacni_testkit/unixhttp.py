@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -26,11 +27,11 @@ class Answer:
         return json.loads(self.body)
 
 
-def connect(path: str, timeout: float = 10.0) -> socket.socket:
+def connect(path: str | os.PathLike[str], timeout: float = 10.0) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        sock.connect(path)
+        sock.connect(os.fspath(path))  # AF_UNIX addresses are str or bytes, not PathLike
     except OSError:
         sock.close()
         raise
@@ -53,8 +54,8 @@ def read_answer(sock: socket.socket) -> Answer:
     return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
 
 
-def request(path: str, method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None,
-            timeout: float = 60.0) -> Answer:
+def request(path: str | os.PathLike[str], method: str, target: str, body: bytes = b"",
+            headers: dict[str, str] | None = None, timeout: float = 60.0) -> Answer:
     with connect(path, timeout) as sock:
         sock.sendall(head(method, target, headers, len(body) if body or method == "POST" else None) + body)
         return read_answer(sock)
@@ -67,13 +68,13 @@ def cni_headers(protocol: str | None = str(PROTOCOL)) -> dict[str, str]:
     return headers
 
 
-def cni(path: str, env: dict[str, str], stdin: bytes, *, protocol: str | None = str(PROTOCOL),
+def cni(path: str | os.PathLike[str], env: dict[str, str], stdin: bytes, *, protocol: str | None = str(PROTOCOL),
         timeout: float = 60.0) -> Answer:
     """POST /cni as the shim does."""
     return request(path, "POST", "/cni", encode_request(env, stdin), cni_headers(protocol), timeout)
 
 
-def send_cni(path: str, env: dict[str, str], stdin: bytes, timeout: float = 60.0) -> socket.socket:
+def send_cni(path: str | os.PathLike[str], env: dict[str, str], stdin: bytes, timeout: float = 60.0) -> socket.socket:
     """Send a POST /cni and return the open connection without reading the answer."""
     sock = connect(path, timeout)
     body = encode_request(env, stdin)
