@@ -70,7 +70,8 @@ def _settings_json(settings: KubeSettings) -> dict[str, Any]:
 
 
 def _settings_from_json(data: dict[str, Any]) -> KubeSettings:
-    return KubeSettings(**{k: (Path(v) if k in _PATH_FIELDS and v is not None else v) for k, v in data.items()})
+    values: dict[str, Any] = {k: (Path(v) if k in _PATH_FIELDS and v is not None else v) for k, v in data.items()}
+    return KubeSettings(**values)
 
 
 def main() -> int:

@@ -17,13 +17,14 @@ from metacni.sim.fakeapi import FakeAPIServer
 
 _SCRIPT = """
 import json, sys
+from pathlib import Path
 import metacni.daemon.app  # everything the daemon imports at start
 from metacni.daemon.hotplug import api_condition_writer, condition
 from metacni.daemon.kubecache import KubeCaches, view_factory
 from metacni.meta import events
 from metacni.meta.kube import KubeSettings
 
-kubeconfig, discovery = sys.argv[1], sys.argv[2]
+kubeconfig, discovery = Path(sys.argv[1]), Path(sys.argv[2])
 caches = KubeCaches(kubeconfig, "node-1", discovery_dir=discovery)
 caches.start()
 assert caches.wait_synced(30), "caches did not sync"

@@ -35,20 +35,20 @@ def read_all(settings: KubeSettings) -> None:
 
 def test_discovery_dir_is_under_cni_dir(tmp_path):
     settings = KubeSettings.from_conf({"cniDir": str(tmp_path / "cni"), "kubeconfig": "/k"})
-    assert settings.discovery_dir == str(tmp_path / "cni" / "kube-discovery")
-    assert KubeSettings.from_conf({"kubeconfig": "/k"}).discovery_dir == ""  # no cniDir: kept in memory
-    assert KubeSettings().discovery_dir == ""
+    assert settings.discovery_dir == tmp_path / "cni" / "kube-discovery"
+    assert KubeSettings.from_conf({"kubeconfig": "/k"}).discovery_dir is None  # no cniDir: kept in memory
+    assert KubeSettings().discovery_dir is None
 
 
 def test_cache_file_saves_the_next_clients_discovery(api, tmp_path):
     cache = tmp_path / "cni" / "kube-discovery"
-    settings = KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0,
-                            discovery_dir=str(cache))
+    settings = KubeSettings(kubeconfig=api.write_kubeconfig(tmp_path / "kc"), retries=0,
+                            discovery_dir=cache)
     read_all(settings)
     # /version, /apis, /api/v1, /apis/k8s.cni.cncf.io/v1: nothing else of the cluster is fetched
     assert api.count("get", "discovery") == 4
     files = sorted(p.name for p in cache.iterdir())
-    assert files == [Path(discovery_cache_file(str(cache), api.url)).name]  # no temp file left behind
+    assert files == [Path(discovery_cache_file(cache, api.url)).name]  # no temp file left behind
     assert (cache / files[0]).stat().st_mode & 0o777 == 0o600
     assert "kubernetes" in json.loads((cache / files[0]).read_text())["version"]
     api.reset_counts()
@@ -60,8 +60,8 @@ def test_cache_file_saves_the_next_clients_discovery(api, tmp_path):
 def test_clients_discovering_at_once_never_read_a_partial_file(api, tmp_path, caplog):
     """Cold cache, eight clients in parallel: each writes the file whole (temp file + rename), so
     none logs the library's "load cache error" and rediscovers."""
-    settings = KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0,
-                            discovery_dir=str(tmp_path / "discovery"))
+    settings = KubeSettings(kubeconfig=api.write_kubeconfig(tmp_path / "kc"), retries=0,
+                            discovery_dir=tmp_path / "discovery")
     errors: list[BaseException] = []
     start = threading.Barrier(8)
 
@@ -92,8 +92,8 @@ def test_clients_discovering_at_once_never_read_a_partial_file(api, tmp_path, ca
 def test_unwritable_cache_dir_still_works(api, tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    settings = KubeSettings(kubeconfig=str(api.write_kubeconfig(tmp_path / "kc")), retries=0,
-                            discovery_dir=str(blocker / "kube-discovery"))  # a file where a dir should be
+    settings = KubeSettings(kubeconfig=api.write_kubeconfig(tmp_path / "kc"), retries=0,
+                            discovery_dir=blocker / "kube-discovery")  # a file where a dir should be
     with caplog.at_level(logging.WARNING):
         read_all(settings)
     assert any("cannot write the API discovery cache" in r.getMessage() for r in caplog.records)
