@@ -11,6 +11,8 @@ the rules; :mod:`.networks` applies them where tenant input enters:
 - file paths a known plugin reads or writes (host-local ``dataDir``/``resolvConf``, dhcp
   ``daemonSocketPath``) must resolve (realpath) inside the directories the node allows, and
   never inside metacni's own state, conf or binary directories;
+- node links and devices a NAD's plugins name (``master``, host-device's ``device``,
+  ``deviceID``, ...) obey ``hostInterfaces``/``hostDevices``/``nadPluginTypes`` (:mod:`.hostifs`);
 - host ports, addresses and MACs requested through the annotation obey the node's policy,
   and only NADs of the pod's own namespace or of ``globalNamespaces`` may carry them.
 
@@ -31,6 +33,8 @@ from typing import TYPE_CHECKING
 
 from metacni.spec.errors import CNIError, Code
 
+from .hostifs import HostInterfacePolicy, check_plugin
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
@@ -49,7 +53,7 @@ NODE_ONLY_KEYS = frozenset({
     "namespaceIsolation", "globalNamespaces", "nonIsolatedNamespaces", "systemNamespaces",
     "multusNamespace", "metacniNamespace", "deviceInfoDir", "ownFile", "daemonSocket",
     "allowedPaths", "hostPortRange", "reservedHostPorts", "sharedBridges", "allowNadIpMasq", "metacniTenant",
-    "auxiliaryCNIChainName",
+    "auxiliaryCNIChainName", "hostInterfaces", "hostDevices", "nadPluginTypes",
 })
 
 #: Key metacni adds to each plugin object of a NAD's config (never the tenant: it is node-only,
@@ -114,12 +118,15 @@ class TenantPolicy:
     shared_bridges: tuple[str, ...] = ()
     #: whether a NAD may ask for ipMasq (a masquerade rule on the node)
     allow_nad_ip_masq: bool = True
+    #: node links and devices a NAD may name (hostInterfaces, hostDevices, nadPluginTypes)
+    host: HostInterfacePolicy = field(default_factory=HostInterfacePolicy)
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any], protected_dirs: tuple[str, ...] = ()) -> TenantPolicy:
         """``allowedPaths`` ({field: [dir, ...]}; a field given replaces its default),
         ``hostPortRange`` ([low, high] or "low-high"), ``reservedHostPorts`` ([port, ...]),
-        ``sharedBridges`` ([bridge name, ...]), ``allowNadIpMasq`` (bool, default true)."""
+        ``sharedBridges`` ([bridge name, ...]), ``allowNadIpMasq`` (bool, default true), and
+        :class:`.hostifs.HostInterfacePolicy`'s keys."""
         allowed = dict(DEFAULT_ALLOWED_PATHS)
         raw = conf.get("allowedPaths")
         if raw is not None:
@@ -138,7 +145,7 @@ class TenantPolicy:
         return cls(allowed_paths=allowed, host_port_range=_port_range(conf.get("hostPortRange")),
                    reserved_host_ports=_ports(conf.get("reservedHostPorts")),
                    protected_dirs=tuple(d for d in protected_dirs if d), shared_bridges=tuple(shared),
-                   allow_nad_ip_masq=masq)
+                   allow_nad_ip_masq=masq, host=HostInterfacePolicy.from_conf(conf))
 
     # -- paths -------------------------------------------------------------------------
     def check_path(self, field_name: str, value: Any, where: str) -> None:
@@ -253,9 +260,10 @@ def skip_meta_delegate(data: Mapping[str, Any], plugins: list[Any], where: str) 
 
 def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolicy, namespace: str = "") -> bool:
     """Make a NAD's network config (a conf or conflist object, edited in place) safe to run:
-    refuses a ``metacni`` type, disallowed paths and (when the node forbids it) ``ipMasq``
-    (code 7), strips node-only keys with a warning, and marks each plugin object with
-    :data:`TENANT_KEY` (the NAD's ``namespace``) if it is a :data:`MARKED_TYPES` plugin.
+    refuses a ``metacni`` type, disallowed paths, (when the node forbids it) ``ipMasq`` and node
+    links or devices the node does not give NADs (:func:`.hostifs.check_plugin`) with code 7,
+    strips node-only keys with a warning, and marks each plugin object with :data:`TENANT_KEY`
+    (the NAD's ``namespace``) if it is a :data:`MARKED_TYPES` plugin.
     Returns whether ``data`` was changed."""
     refuse_meta_type(data, where)
     changed = False
@@ -275,9 +283,11 @@ def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolic
         if obj.get("ipMasq") and not policy.allow_nad_ip_masq:
             raise _bad(f"{where}: {_join(prefix, 'ipMasq')}: a NAD may not ask for masquerading on this node "
                        "(node setting allowNadIpMasq is false)")
-        # plugin objects (not a conflist's top) of the plugins that read the mark: other plugins'
-        # config models need not know the key
-        if (prefix or not isinstance(data.get("plugins"), list)) and obj.get("type") in MARKED_TYPES:
+        if not prefix and isinstance(data.get("plugins"), list):
+            continue  # a conflist's top: not a plugin
+        check_plugin(obj, prefix, where, policy.host)
+        # the plugins that read the mark: other plugins' config models need not know the key
+        if obj.get("type") in MARKED_TYPES:
             obj[TENANT_KEY] = {"namespace": namespace, "sharedBridges": list(policy.shared_bridges)}
             changed = True
     return changed

@@ -1,0 +1,150 @@
+"""Which node links a NAD's plugins may name (docs/security.md, docs/design/1409-host-interfaces.md).
+
+Reference and third-party CNI binaries take host interfaces from their config: ``host-device``
+moves a node link (``device``, ``hwaddr``, ``kernelpath``, ``pciBusID``) into the pod,
+``macvlan``/``ipvlan``/``vlan`` hang a child on a ``master`` (``mode: passthru`` takes the
+master whole), SR-IOV-style plugins take a ``deviceID``. A NAD is tenant input, so these keys
+obey node settings (node-only keys of the node's meta config, never of a NAD):
+
+- ``hostInterfaces`` (globs, default :data:`DEFAULT_HOST_INTERFACES`): links a NAD may name as
+  a parent (``master``, any plugin type). The default is the usual uplink names, what the
+  Multus recipes name (``"master": "eth0"``); the node's internal links (``cni0``, veths,
+  tunnels, ``lo``, NAD bridges) match none of them. A NAD bridge may not take one of these names.
+- ``hostDevices`` (globs, default none): links or devices (names, MACs, kernel paths, PCI
+  addresses) a NAD may *take*: host-device's keys, ``deviceID``/``pciBusID`` and macvlan's
+  ``passthru``. Otherwise a device reaches a plugin only from the device plugin (the NAD's
+  ``k8s.v1.cni.cncf.io/resourceName``, :mod:`.devices`), which writes ``deviceID``/``pciBusID``
+  after this check.
+- ``nadPluginTypes`` (list, default: any): the plugin and IPAM types a NAD may use.
+
+:func:`check_plugin` runs from :func:`.trust.sanitize_tenant_config` on every plugin object of
+a NAD's config, before any kernel or file work; a refusal is code 7 naming the field, the
+network and the setting that would allow it (the meta plugin adds the pod). Names are matched
+as given: the check needs no kernel lookup, and a link cannot be renamed by a tenant.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from metacni.spec.errors import CNIError, Code
+
+#: uplink names (kernel ``eth*``, predictable ``en*``, biosdevname ``em*``, bonds, teams and
+#: their VLAN sub-interfaces): what Multus recipes use as ``master``
+DEFAULT_HOST_INTERFACES: tuple[str, ...] = ("eth*", "en*", "em*", "bond*", "team*")
+
+#: plugin type -> keys that select a node device to move into the pod
+DEVICE_KEYS: Mapping[str, tuple[str, ...]] = {"host-device": ("device", "hwaddr", "kernelpath")}
+#: keys of any plugin type that select a node device (written by metacni from the device plugin)
+ANY_TYPE_DEVICE_KEYS = ("deviceID", "pciBusID")
+#: parent-link keys of any plugin type
+PARENT_KEYS = ("master",)
+#: (plugin type, mode) that take the parent link exclusively
+EXCLUSIVE_MODES = frozenset({("macvlan", "passthru")})
+#: plugin types that use the node's default-route link when ``master`` is absent
+DEFAULT_MASTER_TYPES = frozenset({"macvlan", "ipvlan"})
+#: plugin types whose ``bridge`` names a host bridge
+BRIDGE_TYPES = frozenset({"bridge"})
+
+
+def _bad(details: str) -> CNIError:
+    return CNIError(Code.INVALID_CONFIG, "refused by node policy", details)
+
+
+def _globs(conf: Mapping[str, Any], key: str, default: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    value = conf.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise CNIError(Code.INVALID_CONFIG, "invalid metacni configuration",
+                       f"{key}: must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _match(value: str, globs: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(value, g) for g in globs)
+
+
+@dataclass(frozen=True)
+class HostInterfacePolicy:
+    """The node settings bounding the host links a NAD names."""
+
+    host_interfaces: tuple[str, ...] = DEFAULT_HOST_INTERFACES
+    host_devices: tuple[str, ...] = ()
+    #: None: any type
+    nad_plugin_types: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, Any]) -> HostInterfacePolicy:
+        """``hostInterfaces``, ``hostDevices`` (lists of globs), ``nadPluginTypes`` (list of types)."""
+        interfaces = _globs(conf, "hostInterfaces", DEFAULT_HOST_INTERFACES)
+        devices = _globs(conf, "hostDevices", ())
+        assert interfaces is not None and devices is not None
+        return cls(host_interfaces=interfaces, host_devices=devices,
+                   nad_plugin_types=_globs(conf, "nadPluginTypes", None))
+
+    def may_name_parent(self, link: str) -> bool:
+        return _match(link, self.host_interfaces) or _match(link, self.host_devices)
+
+    def may_take(self, device: str) -> bool:
+        return _match(device, self.host_devices)
+
+
+def _at(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def check_plugin(plugin: Mapping[str, Any], prefix: str, where: str, policy: HostInterfacePolicy) -> None:
+    """Code 7 when the plugin object of a NAD's config (``prefix``: its JSON path) names a node
+    link or device the node does not give NADs. ``where`` names the NAD."""
+    kind = plugin.get("type")
+    _check_type(kind, _at(prefix, "type"), where, policy)
+    ipam = plugin.get("ipam")
+    if isinstance(ipam, Mapping) and "type" in ipam:
+        _check_type(ipam.get("type"), _at(prefix, "ipam.type"), where, policy)
+    for key in (*DEVICE_KEYS.get(str(kind), ()), *ANY_TYPE_DEVICE_KEYS):
+        value = plugin.get(key)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str) or not policy.may_take(value):
+            raise _bad(f"{where}: {_at(prefix, key)} {value!r}: a NAD may not take a node device (it would "
+                       "leave the node); name a device-plugin resource (NAD annotation "
+                       "k8s.v1.cni.cncf.io/resourceName) or list it in the node setting hostDevices")
+    runtime = plugin.get("runtimeConfig")
+    if isinstance(runtime, Mapping) and runtime.get("deviceID") not in (None, ""):
+        device = runtime["deviceID"]
+        if not isinstance(device, str) or not policy.may_take(device):
+            raise _bad(f"{where}: {_at(prefix, 'runtimeConfig.deviceID')} {device!r}: device IDs come from the "
+                       "device plugin (NAD annotation k8s.v1.cni.cncf.io/resourceName) or the node setting hostDevices")
+    for key in PARENT_KEYS:
+        if plugin.get(key) not in (None, "") or (key == "master" and kind in DEFAULT_MASTER_TYPES):
+            _check_parent(plugin.get(key), _at(prefix, key), where, policy)
+    mode = plugin.get("mode")
+    if (kind, mode) in EXCLUSIVE_MODES:
+        master = plugin.get("master")
+        if not isinstance(master, str) or not policy.may_take(master):
+            link = repr(master) if master else "the node's default-route link"
+            raise _bad(f"{where}: {_at(prefix, 'mode')} {mode!r} takes {link} from the node; "
+                       "allowed only for a link listed in the node setting hostDevices")
+    bridge = plugin.get("bridge")
+    if kind in BRIDGE_TYPES and isinstance(bridge, str) and policy.may_name_parent(bridge):
+        raise _bad(f"{where}: {_at(prefix, 'bridge')} {bridge!r} is the name of a node uplink (node settings "
+                   "hostInterfaces/hostDevices); a NAD bridge may not take it")
+
+
+def _check_type(kind: Any, path: str, where: str, policy: HostInterfacePolicy) -> None:
+    allowed = policy.nad_plugin_types
+    if allowed is not None and (not isinstance(kind, str) or kind not in allowed):
+        raise _bad(f"{where}: {path} {kind!r} is not a plugin type NADs may use on this node "
+                   f"(node setting nadPluginTypes: {', '.join(allowed) or 'none'})")
+
+
+def _check_parent(link: Any, path: str, where: str, policy: HostInterfacePolicy) -> None:
+    if link in (None, "") and policy.host_interfaces:
+        return  # macvlan/ipvlan: the node's default-route link, its uplink (refused when hostInterfaces is [])
+    if not isinstance(link, str) or not policy.may_name_parent(link):
+        raise _bad(f"{where}: {path} {link!r} is not a node link NADs may use as a parent (node setting "
+                   f"hostInterfaces: {', '.join(policy.host_interfaces) or 'none'})")
