@@ -44,11 +44,12 @@ def kind_of(netns: str, name: str) -> str:
     return str(out[0].get("linkinfo", {}).get("info_kind", ""))
 
 
-def refused(node: MetaNode, pod: Pod, *words: str) -> None:
-    """ADD is code 7 naming the pod and ``words``, before any kernel or file work: the node's
-    links are exactly as they were, the pod has only ``lo``, and no lease or cache exists."""
+def refused(node: MetaNode, pod: Pod, *words: str, conf: dict[str, Any] | None = None) -> None:
+    """ADD (with stdin ``conf``, default the node's) is code 7 naming the pod and ``words``,
+    before any kernel or file work: the node's links are exactly as they were, the pod has only
+    ``lo``, and no lease or cache exists."""
     before = links(node.name)
-    err = node.cni_error("ADD", pod)
+    err = node.cni_error("ADD", pod, conf=conf)
     assert err.code == Code.INVALID_CONFIG, err
     for word in (f"pod {pod.namespace}/{pod.name}", *words):
         assert word in err.details, (word, err.details)
