@@ -10,7 +10,7 @@ from metacni.netlink import rtnl as nl
 from metacni.netlink.rtnl import EEXIST, RT_TABLE_MAIN, NetlinkError, RouteMsg, Rtnl, is_errno
 
 __all__ = ["RT_TABLE_MAIN", "InstalledRoute", "RouteMsg", "RouteSpec", "add_route", "add_route_request",
-           "delete_route", "dump_routes", "list_routes", "route_get"]
+           "delete_route", "dump_routes", "is_local_address", "list_routes", "route_get"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,13 @@ def route_get(ipr: Rtnl, dst: IPv4Address | IPv6Address) -> RouteMsg | None:
             return None
         raise
     return nl.parse_route(replies[0]) if replies else None
+
+
+def is_local_address(ipr: Rtnl, address: IPv4Address | IPv6Address) -> bool:
+    """Whether ``address`` is one of this network namespace's own (the kernel would deliver it
+    locally: a ``local`` route, as ``ip route get`` shows)."""
+    found = route_get(ipr, address)
+    return found is not None and found.type == nl.RTN_LOCAL
 
 
 def dump_routes(ipr: Rtnl, version: int) -> list[RouteMsg]:

@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from metacni.kernel.routes import is_local_address
+from metacni.netlink.rtnl import NetlinkError, rtnl
 from metacni.spec.errors import CNIError, Code
 
 from .hostifs import HostInterfacePolicy, check_plugin
@@ -85,9 +87,9 @@ PATH_FIELDS: Mapping[str, tuple[str, ...]] = {
     "dhcp": ("daemonSocketPath",),
 }
 
-#: Host ports of the node's own services, refused by default: kubelet, kube-proxy,
-#: controller-manager, scheduler, etcd, apiserver.
-DEFAULT_RESERVED_HOST_PORTS = frozenset({10250, 10255, 10249, 10256, 10257, 10259, 2379, 2380, 6443})
+#: Host ports of the node's own services, refused by default: kubelet (API, read-only,
+#: healthz), kube-proxy, controller-manager, scheduler, etcd, apiserver.
+DEFAULT_RESERVED_HOST_PORTS = frozenset({10250, 10255, 10248, 10249, 10256, 10257, 10259, 2379, 2380, 6443})
 DEFAULT_HOST_PORT_RANGE = (1024, 65535)
 
 def is_node_only(key: str) -> bool:
@@ -342,9 +344,22 @@ def _check_mapping(mapping: Mapping[str, Any], where: str, policy: TenantPolicy)
     host_ip = mapping.get("hostIP")
     if host_ip not in (None, ""):
         try:
-            ipaddress.ip_address(str(host_ip))
+            address = ipaddress.ip_address(str(host_ip))
         except ValueError:
             raise _bad(f"{where}: hostIP {host_ip!r} is not an IP address") from None
+        if not address.is_unspecified and not _node_address(address):
+            # a DNAT rule for another pod's or a Service's address would take that traffic
+            raise _bad(f"{where}: hostIP {host_ip!r} is not an address of this node")
+
+
+def _node_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether the node (the network namespace metacni runs in) owns ``address``."""
+    try:
+        with rtnl() as ipr:
+            return is_local_address(ipr, address)
+    except (NetlinkError, OSError) as exc:
+        log.warning("cannot tell whether %s is the node's (%s); refused", address, exc)
+        return False
 
 
 def _check_ip(value: str, where: str) -> None:
