@@ -251,7 +251,7 @@ def _port_nad(node: MetaNode, namespace: str = "default", name: str = "net-p") -
 
 
 @pytest.mark.parametrize("port, word", [(22, "outside the node's range"), (10250, "reserved"),
-                                        (2379, "reserved")])
+                                        (10248, "reserved"), (2379, "reserved")])
 def test_annotation_host_port_below_1024_or_of_the_kubelet_is_refused(node: MetaNode, tenant: Tenant,
                                                                       port: int, word: str):
     _port_nad(node)
