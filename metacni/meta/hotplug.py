@@ -30,6 +30,7 @@ from typing import Any
 
 from metacni.engine.invoke import Invoker
 from metacni.engine.request import Invocation, Request
+from metacni.spec import naming
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.results import Result, parse_result
@@ -254,6 +255,7 @@ def delegate_add(conf: dict[str, Any], container_id: str, ifname: str, net_confi
     Recorded like an ADD's attachment (the pod's DEL and GC remove it); all or nothing."""
     from .networks import nad_network
 
+    naming.check_ifname(ifname)  # from the pod's annotation, through the controller: tenant input
     record = _record_for(conf, container_id)
     ctx = service.Context(_request(conf, record, pod_uid, invoker, cni_path))
     attrs = dict(attributes or {})

@@ -55,6 +55,8 @@ def ifname_problem(value: str) -> str | None:
     for ch in value:
         if ch in "/:" or ch.isspace():
             return f"must not contain {ch!r}"
+    if not value.isprintable():  # a NUL truncates the name in netlink and in paths
+        return "must not contain control or invisible characters"
     return None
 
 
