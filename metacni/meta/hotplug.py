@@ -37,7 +37,7 @@ from metacni.spec.results import Result, parse_result
 
 from . import delegate_cache, service
 from .annotations import NETWORKS, NetworkSelection, parse_networks
-from .networks import Delegate, build_delegates
+from .networks import Delegate, build_delegates, check_own_name
 from .trust import check_selection
 
 log = logging.getLogger(__name__)
@@ -269,6 +269,8 @@ def delegate_add(conf: dict[str, Any], container_id: str, ifname: str, net_confi
     cni_args = attrs.get("cni-args") if isinstance(attrs.get("cni-args"), dict) else None
     try:
         net = nad_network(nad, ctx.cfg, cni_args)
+        primary = record.delegates[0]
+        check_own_name(net, f"{record.pod_namespace}/{net.name}", {primary.net.name: primary.label})
     except CNIError as exc:
         raise ctx.fail(exc, "cannot use the delegate config") from None
     # Multus' cmdDelegateAdd turns interfaceAttributes into a network selection element: the same
