@@ -327,8 +327,12 @@ def check_selection(sel: NetworkSelection, *, pod_namespace: str, global_namespa
         ips += cni_ips
     for value in ips:
         _check_ip(value, where)
-    if sel.mac is not None:
-        _check_mac(sel.mac, where)
+    cni_mac = (sel.cni_args or {}).get("mac")  # the in-tree bridge and tuning read args.cni.mac
+    if cni_mac is not None and not isinstance(cni_mac, str):
+        raise _bad(f"{where}: cni-args.mac must be a string")
+    for mac in (sel.mac, cni_mac):
+        if mac is not None:
+            _check_mac(mac, where)
 
 
 def _check_mapping(mapping: Mapping[str, Any], where: str, policy: TenantPolicy) -> None:
