@@ -63,6 +63,8 @@ NODE_ONLY_KEYS = frozenset({
 #: The in-tree bridge plugin bounds what such a config may do on the node (plugins/bridge/tenant.py,
 #: docs/design/1408-nad-bridges.md). The same literal is in plugins/bridge/tenant.py.
 TENANT_KEY = "metacniTenant"
+#: the in-tree plugin that masquerades (what ``ipMasq`` does), refused with it
+MASQ_TYPE = "masq"
 #: plugin types that get (and enforce) the mark
 MARKED_TYPES = frozenset({"bridge"})
 
@@ -282,8 +284,9 @@ def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolic
             log.warning("%s: %s: node-only keys ignored (they may only be set in the node's metacni config): %s",
                         where, prefix or "config", ", ".join(stripped))
         _check_paths(obj, prefix, where, policy)
-        if obj.get("ipMasq") and not policy.allow_nad_ip_masq:
-            raise _bad(f"{where}: {_join(prefix, 'ipMasq')}: a NAD may not ask for masquerading on this node "
+        if not policy.allow_nad_ip_masq and (obj.get("ipMasq") or obj.get("type") == MASQ_TYPE):
+            key = "ipMasq" if obj.get("ipMasq") else "type"
+            raise _bad(f"{where}: {_join(prefix, key)}: a NAD may not ask for masquerading on this node "
                        "(node setting allowNadIpMasq is false)")
         if not prefix and isinstance(data.get("plugins"), list):
             continue  # a conflist's top: not a plugin

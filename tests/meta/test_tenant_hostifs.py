@@ -239,3 +239,14 @@ def test_a_binary_portmap_gets_no_port_outside_the_node_policy(node: MetaNode, r
     node.cni("DEL", ok)
     node.assert_clean(ok)
     assert host_ports(recorded_portmap) == {30080}
+
+
+def test_a_masq_plugin_in_a_nad_obeys_allow_nad_ip_masq(node: MetaNode):
+    """The in-tree masq plugin adds what ipMasq adds: the same node setting bounds both."""
+    node.add_nad("mq", "br-mq", "10.89.43.0/24", extra_plugins=[{"type": "masq"}])
+    ok = node.pod("a", annotations={NETWORKS: "mq"})
+    node.cni("ADD", ok)  # allowed by default
+    node.cni("DEL", ok)
+    node.assert_clean(ok)
+    allow(node, allowNadIpMasq=False)
+    refused(node, node.pod("b", annotations={NETWORKS: "mq"}), "default/mq", "plugins[1].type", "allowNadIpMasq")
