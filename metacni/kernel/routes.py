@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import errno
+import logging
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from metacni.netlink import rtnl as nl
 from metacni.netlink.rtnl import EEXIST, RT_TABLE_MAIN, NetlinkError, RouteMsg, Rtnl, is_errno
 
+log = logging.getLogger(__name__)
+
 __all__ = ["RT_TABLE_MAIN", "InstalledRoute", "RouteMsg", "RouteSpec", "add_route", "add_route_request",
-           "delete_route", "dump_routes", "is_local_address", "list_routes", "route_get"]
+           "delete_route", "dump_routes", "is_local_address", "is_node_address", "list_routes", "route_get"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,16 @@ def is_local_address(ipr: Rtnl, address: IPv4Address | IPv6Address) -> bool:
     locally: a ``local`` route, as ``ip route get`` shows)."""
     found = route_get(ipr, address)
     return found is not None and found.type == nl.RTN_LOCAL
+
+
+def is_node_address(address: IPv4Address | IPv6Address) -> bool:
+    """:func:`is_local_address` on a socket of its own; False (logged) when the kernel cannot say."""
+    try:
+        with nl.rtnl() as ipr:
+            return is_local_address(ipr, address)
+    except (NetlinkError, OSError) as exc:
+        log.warning("cannot tell whether %s is this namespace's address (%s)", address, exc)
+        return False
 
 
 def dump_routes(ipr: Rtnl, version: int) -> list[RouteMsg]:

@@ -17,6 +17,9 @@ obey node settings (node-only keys of the node's meta config, never of a NAD):
   after this check.
 - ``nadPluginTypes`` (list, default: any): the plugin and IPAM types a NAD may use.
 
+Keys that change state every pod shares (portmap's ``markMasqBit``/``externalSetMarkChain``)
+are refused in NADs whatever the settings.
+
 :func:`check_plugin` runs from :func:`.trust.sanitize_tenant_config` on every plugin object of
 a NAD's config, before any kernel or file work; a refusal is code 7 naming the field, the
 network and the setting that would allow it (the meta plugin adds the pod). Names are matched
@@ -46,6 +49,9 @@ PARENT_KEYS = ("master",)
 EXCLUSIVE_MODES = frozenset({("macvlan", "passthru")})
 #: plugin types that use the node's default-route link when ``master`` is absent
 DEFAULT_MASTER_TYPES = frozenset({"macvlan", "ipvlan"})
+#: plugin type -> keys that set node-wide state shared by every pod: portmap's mark bit or mark
+#: chain go into the shared SETMARK/MASQ chains (bit 15 is kube-proxy's drop mark)
+NODE_WIDE_KEYS: Mapping[str, tuple[str, ...]] = {"portmap": ("markMasqBit", "externalSetMarkChain")}
 #: plugin types whose ``bridge`` names a host bridge
 BRIDGE_TYPES = frozenset({"bridge"})
 
@@ -113,6 +119,10 @@ def check_plugin(plugin: Mapping[str, Any], prefix: str, where: str, policy: Hos
             raise _bad(f"{where}: {_at(prefix, key)} {value!r}: a NAD may not take a node device (it would "
                        "leave the node); name a device-plugin resource (NAD annotation "
                        "k8s.v1.cni.cncf.io/resourceName) or list it in the node setting hostDevices")
+    for key in NODE_WIDE_KEYS.get(str(kind), ()):
+        if key in plugin:
+            raise _bad(f"{where}: {_at(prefix, key)}: sets node-wide firewall state shared by every pod's "
+                       "host ports; only the node's own network configs may set it")
     runtime = plugin.get("runtimeConfig")
     if isinstance(runtime, Mapping) and runtime.get("deviceID") not in (None, ""):
         device = runtime["deviceID"]

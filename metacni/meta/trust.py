@@ -31,8 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from metacni.kernel.routes import is_local_address
-from metacni.netlink.rtnl import NetlinkError, rtnl
+from metacni.kernel.routes import is_node_address
 from metacni.spec.errors import CNIError, Code
 
 from .hostifs import HostInterfacePolicy, check_plugin
@@ -354,19 +353,9 @@ def _check_mapping(mapping: Mapping[str, Any], where: str, policy: TenantPolicy)
             address = ipaddress.ip_address(str(host_ip))
         except ValueError:
             raise _bad(f"{where}: hostIP {host_ip!r} is not an IP address") from None
-        if not address.is_unspecified and not _node_address(address):
+        if not address.is_unspecified and not is_node_address(address):
             # a DNAT rule for another pod's or a Service's address would take that traffic
             raise _bad(f"{where}: hostIP {host_ip!r} is not an address of this node")
-
-
-def _node_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Whether the node (the network namespace metacni runs in) owns ``address``."""
-    try:
-        with rtnl() as ipr:
-            return is_local_address(ipr, address)
-    except (NetlinkError, OSError) as exc:
-        log.warning("cannot tell whether %s is the node's (%s); refused", address, exc)
-        return False
 
 
 def _check_ip(value: str, where: str) -> None:

@@ -250,3 +250,14 @@ def test_a_masq_plugin_in_a_nad_obeys_allow_nad_ip_masq(node: MetaNode):
     node.assert_clean(ok)
     allow(node, allowNadIpMasq=False)
     refused(node, node.pod("b", annotations={NETWORKS: "mq"}), "default/mq", "plugins[1].type", "allowNadIpMasq")
+
+
+@pytest.mark.parametrize(("key", "value"), [("markMasqBit", 15), ("externalSetMarkChain", "KUBE-MARK-DROP")])
+def test_a_nad_portmap_may_not_set_node_wide_marks(node: MetaNode, key: str, value: Any):
+    """Bit 15 is kube-proxy's drop mark: in the shared SETMARK chain it would mark every pod's
+    host-port traffic for dropping. The reference binary reads the same keys."""
+    node.add_nad("pmk", "br-pmk", "10.89.44.0/24",
+                 extra_plugins=[{"type": "portmap", "capabilities": {"portMappings": True}, key: value}])
+    sel = [{"name": "pmk", "portMappings": [{"hostPort": 18082, "containerPort": 80, "protocol": "tcp"}]}]
+    refused(node, node.pod(annotations={NETWORKS: json.dumps(sel)}), "default/pmk", f"plugins[1].{key}",
+            "node-wide")
