@@ -17,6 +17,7 @@ obey node settings (node-only keys of the node's meta config, never of a NAD):
   after this check.
 - ``nadPluginTypes`` (list, default: any): the plugin and IPAM types a NAD may use.
 
+static IPAM addresses may not be the node's own (checked in the namespace metacni runs in).
 Keys that change state every pod shares (portmap's ``markMasqBit``/``externalSetMarkChain``)
 are refused in NADs whatever the settings.
 
@@ -29,10 +30,12 @@ as given: the check needs no kernel lookup, and a link cannot be renamed by a te
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from metacni.kernel.routes import is_node_address
 from metacni.spec.errors import CNIError, Code
 
 #: uplink names (kernel ``eth*``, predictable ``en*``, biosdevname ``em*``, bonds, teams and
@@ -139,10 +142,26 @@ def check_plugin(plugin: Mapping[str, Any], prefix: str, where: str, policy: Hos
             link = repr(master) if master else "the node's default-route link"
             raise _bad(f"{where}: {_at(prefix, 'mode')} {mode!r} takes {link} from the node; "
                        "allowed only for a link listed in the node setting hostDevices")
+    if isinstance(ipam, Mapping) and ipam.get("type") == "static":
+        _check_static(ipam, _at(prefix, "ipam"), where)
     bridge = plugin.get("bridge")
     if kind in BRIDGE_TYPES and isinstance(bridge, str) and policy.may_name_parent(bridge):
         raise _bad(f"{where}: {_at(prefix, 'bridge')} {bridge!r} is the name of a node uplink (node settings "
                    "hostInterfaces/hostDevices); a NAD bridge may not take it")
+
+
+def _check_static(ipam: Mapping[str, Any], path: str, where: str) -> None:
+    """static IPAM's addresses may not be the node's own: on a shared L2 (macvlan on the uplink)
+    the pod's gratuitous ARP would take the node's address from it."""
+    addresses = ipam.get("addresses")
+    for i, entry in enumerate(addresses if isinstance(addresses, list) else []):
+        value = entry.get("address") if isinstance(entry, Mapping) else None
+        try:
+            ip = ipaddress.ip_interface(str(value)).ip
+        except ValueError:
+            continue  # the plugin reports its own config errors
+        if is_node_address(ip):
+            raise _bad(f"{where}: {path}.addresses[{i}].address {value!r} is an address of this node")
 
 
 def _check_type(kind: Any, path: str, where: str, policy: HostInterfacePolicy) -> None:

@@ -366,6 +366,8 @@ def _check_ip(value: str, where: str) -> None:
     if ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip.is_link_local or \
             (isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address("255.255.255.255")):
         raise _bad(f"{where}: ips entry {value!r} is not a unicast address a pod may use")
+    if is_node_address(ip):  # on a shared L2 (macvlan on the uplink) the pod's ARP would take it
+        raise _bad(f"{where}: ips entry {value!r} is an address of this node")
 
 
 def _check_mac(value: str, where: str) -> None:

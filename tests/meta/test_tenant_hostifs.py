@@ -261,3 +261,24 @@ def test_a_nad_portmap_may_not_set_node_wide_marks(node: MetaNode, key: str, val
     sel = [{"name": "pmk", "portMappings": [{"hostPort": 18082, "containerPort": 80, "protocol": "tcp"}]}]
     refused(node, node.pod(annotations={NETWORKS: json.dumps(sel)}), "default/pmk", f"plugins[1].{key}",
             "node-wide")
+
+
+# ------------------------------------------------------------------------------ the node's addresses
+def test_a_pod_may_not_claim_the_nodes_address_on_an_uplink(node: MetaNode):
+    """macvlan on the uplink shares the node's L2: a pod holding the node's address (asked in
+    the annotation, or static in the NAD) would take it over by ARP. Refused before any plugin."""
+    uplink(node, "eth0")
+    run("ip", "addr", "add", "192.168.77.11/24", "dev", "eth0", netns=node.name)
+    static = {"type": "macvlan", "master": "eth0", "capabilities": {"ips": True}, "ipam": {"type": "static"}}
+    nad(node, "lan", static)
+    ask = [{"name": "lan", "ips": ["192.168.77.11/24"]}]
+    refused(node, node.pod("a", annotations={NETWORKS: json.dumps(ask)}), "default/lan", "ips entry",
+            "address of this node")
+    nad(node, "lan-fixed", {**static, "ipam": {"type": "static", "addresses": [{"address": "192.168.77.11/24"}]}})
+    refused(node, node.pod("b", annotations={NETWORKS: "lan-fixed"}), "default/lan-fixed",
+            "ipam.addresses[0].address", "address of this node")
+    ok = node.pod("c", annotations={NETWORKS: json.dumps([{"name": "lan", "ips": ["192.168.77.50/24"]}])})
+    node.cni("ADD", ok)
+    assert addresses("net1", ok.netns) == ["192.168.77.50/24"]
+    node.cni("DEL", ok)
+    node.assert_clean(ok)
