@@ -17,7 +17,8 @@ obey node settings (node-only keys of the node's meta config, never of a NAD):
   after this check.
 - ``nadPluginTypes`` (list, default: any): the plugin and IPAM types a NAD may use.
 
-static IPAM addresses may not be the node's own (checked in the namespace metacni runs in).
+``ptp``'s addresses and gateways may not overlap node routes (:mod:`.hostroutes`); static IPAM
+addresses may not be the node's own (checked in the namespace metacni runs in).
 Keys that change state every pod shares (portmap's ``markMasqBit``/``externalSetMarkChain``)
 are refused in NADs whatever the settings.
 
@@ -37,6 +38,8 @@ from typing import Any
 
 from metacni.kernel.routes import is_node_address
 from metacni.spec.errors import CNIError, Code
+
+from .hostroutes import ROUTING_TYPES, check_routing_plugin
 
 #: uplink names (kernel ``eth*``, predictable ``en*``, biosdevname ``em*``, bonds, teams and
 #: their VLAN sub-interfaces): what Multus recipes use as ``master``
@@ -144,6 +147,9 @@ def check_plugin(plugin: Mapping[str, Any], prefix: str, where: str, policy: Hos
                        "allowed only for a link listed in the node setting hostDevices")
     if isinstance(ipam, Mapping) and ipam.get("type") == "static":
         _check_static(ipam, _at(prefix, "ipam"), where)
+    if kind in ROUTING_TYPES:
+        opted_in = policy.nad_plugin_types is not None and kind in policy.nad_plugin_types
+        check_routing_plugin(plugin, _at(prefix, "ipam"), where, opted_in)
     bridge = plugin.get("bridge")
     if kind in BRIDGE_TYPES and isinstance(bridge, str) and policy.may_name_parent(bridge):
         raise _bad(f"{where}: {_at(prefix, 'bridge')} {bridge!r} is the name of a node uplink (node settings "

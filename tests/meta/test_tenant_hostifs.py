@@ -46,16 +46,15 @@ def kind_of(netns: str, name: str) -> str:
 
 def refused(node: MetaNode, pod: Pod, *words: str, conf: dict[str, Any] | None = None) -> None:
     """ADD (with stdin ``conf``, default the node's) is code 7 naming the pod and ``words``,
-    before any kernel or file work: the node's links are exactly as they were, the pod has only
-    ``lo``, and no lease or cache exists."""
-    before = links(node.name)
+    before any kernel or file work: the node's links, leases and caches are exactly as they
+    were, and the pod has only ``lo``."""
+    before = (links(node.name), node.all_leases(), node.result_cache_files())
     err = node.cni_error("ADD", pod, conf=conf)
     assert err.code == Code.INVALID_CONFIG, err
     for word in (f"pod {pod.namespace}/{pod.name}", *words):
         assert word in err.details, (word, err.details)
-    assert links(node.name) == before
+    assert (links(node.name), node.all_leases(), node.result_cache_files()) == before
     assert node.pod_links(pod) == {"lo"}
-    assert node.all_leases() == {} and node.result_cache_files() == []
     assert not (node.cni_dir / pod.container_id).exists()
 
 
@@ -282,3 +281,40 @@ def test_a_pod_may_not_claim_the_nodes_address_on_an_uplink(node: MetaNode):
     assert addresses("net1", ok.netns) == ["192.168.77.50/24"]
     node.cni("DEL", ok)
     node.assert_clean(ok)
+
+
+# ------------------------------------------------------------------------------ routes on the node (ptp)
+@pytest.mark.parametrize(("subnet", "gateway", "word"), [
+    ("10.88.0.0/24", None, "ipam.ranges[0][0].subnet"),        # the primary's pod CIDR (on cni0)
+    ("192.168.78.0/25", None, "ipam.ranges[0][0].subnet"),     # the node's LAN
+    ("10.89.45.0/24", "192.168.78.11", "ipam.ranges[0][0].gateway")])  # the node's own address
+def test_ptp_may_not_route_over_the_nodes_routes(node: MetaNode, subnet: str, gateway: str | None, word: str):
+    """The reference ptp binary puts the gateway on the node and routes the pod's address
+    through it, in the node's main table."""
+    uplink(node, "eth0")
+    run("ip", "addr", "add", "192.168.78.11/24", "dev", "eth0", netns=node.name)
+    first = node.pod("first")
+    node.cni("ADD", first)  # cni0 and its route to 10.88.0.0/24
+    conf = {"type": "ptp", "ipam": ipam(node, subnet)}
+    if gateway:
+        conf["ipam"]["ranges"][0][0]["gateway"] = gateway
+    nad(node, "pt", conf)
+    routes_before = run("ip", "route", "show", "table", "all", netns=node.name).stdout
+    refused(node, node.pod("p", annotations={NETWORKS: "pt"}), "default/pt", word, "overlaps the node's route")
+    assert run("ip", "route", "show", "table", "all", netns=node.name).stdout == routes_before
+    nad(node, "pt-ok", {"type": "ptp", "ipam": ipam(node, "10.89.46.0/24")})
+    ok = node.pod("ok", annotations={NETWORKS: "pt-ok"})
+    node.cni("ADD", ok)
+    assert kind_of(ok.netns, "net1") == "veth"
+    for done in (ok, first):
+        node.cni("DEL", done)
+    for done in (ok, first):
+        node.assert_clean(done)
+
+
+def test_ptp_with_an_ipam_metacni_cannot_read_needs_the_node_to_opt_in(node: MetaNode):
+    nad(node, "pd", {"type": "ptp", "ipam": {"type": "dhcp"}})
+    refused(node, node.pod("a", annotations={NETWORKS: "pd"}), "ipam.type", "'dhcp'", "nadPluginTypes")
+    allow(node, nadPluginTypes=["ptp", "dhcp"])
+    err = node.cni_error("ADD", node.pod("b", annotations={NETWORKS: "pd"}))
+    assert "nadPluginTypes" not in err.details and "plugin 'ptp'" in err.details, err  # ran; no dhcp daemon here
