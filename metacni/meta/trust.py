@@ -281,7 +281,7 @@ def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolic
         if stripped:
             changed = True
             log.warning("%s: %s: node-only keys ignored (they may only be set in the node's metacni config): %s",
-                        where, prefix or "config", ", ".join(stripped))
+                        where, prefix or "config", ", ".join(map(repr, stripped)))  # tenant text: no raw newlines
         _check_paths(obj, prefix, where, policy)
         if not policy.allow_nad_ip_masq and (obj.get("ipMasq") or obj.get("type") == MASQ_TYPE):
             key = "ipMasq" if obj.get("ipMasq") else "type"

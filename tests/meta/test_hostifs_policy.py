@@ -70,3 +70,12 @@ def test_a_nad_cannot_widen_the_policy_itself():
     with pytest.raises(CNIError) as info:
         sanitize_tenant_config(data, "NetworkAttachmentDefinition ns/n", TenantPolicy())
     assert "hostDevices" not in data and "device 'eth1'" in info.value.details
+
+
+def test_stripped_tenant_keys_cannot_forge_log_lines(caplog: pytest.LogCaptureFixture):
+    """``api<Upper>...`` keys are node-only whatever follows: the rest is tenant text."""
+    data = {"cniVersion": "1.0.0", "name": "n", "type": "x", "apiX\nCRITICAL forged line": 1}
+    with caplog.at_level("WARNING"):
+        sanitize_tenant_config(data, "NetworkAttachmentDefinition ns/n", TenantPolicy())
+    [record] = [r for r in caplog.records if "node-only keys ignored" in r.getMessage()]
+    assert "\n" not in record.getMessage() and "apiX" in record.getMessage()
