@@ -299,9 +299,9 @@ def test_ptp_may_not_route_over_the_nodes_routes(node: MetaNode, subnet: str, ga
     if gateway:
         conf["ipam"]["ranges"][0][0]["gateway"] = gateway
     nad(node, "pt", conf)
-    routes_before = run("ip", "route", "show", "table", "all", netns=node.name).stdout
+    routes_before = run("ip", "-4", "route", "show", "table", "all", netns=node.name).stdout
     refused(node, node.pod("p", annotations={NETWORKS: "pt"}), "default/pt", word, "overlaps the node's route")
-    assert run("ip", "route", "show", "table", "all", netns=node.name).stdout == routes_before
+    assert run("ip", "-4", "route", "show", "table", "all", netns=node.name).stdout == routes_before
     nad(node, "pt-ok", {"type": "ptp", "ipam": ipam(node, "10.89.46.0/24")})
     ok = node.pod("ok", annotations={NETWORKS: "pt-ok"})
     node.cni("ADD", ok)
