@@ -24,8 +24,9 @@ are refused in NADs whatever the settings.
 
 :func:`check_plugin` runs from :func:`.trust.sanitize_tenant_config` on every plugin object of
 a NAD's config, before any kernel or file work; a refusal is code 7 naming the field, the
-network and the setting that would allow it (the meta plugin adds the pod). Names are matched
-as given: the check needs no kernel lookup, and a link cannot be renamed by a tenant.
+network and the setting that would allow it (the meta plugin adds the pod). Link names are
+matched as given (a tenant cannot rename a node link); the node's addresses and routes are read
+from the kernel, in the namespace metacni runs in.
 """
 
 from __future__ import annotations
@@ -111,30 +112,43 @@ def _at(prefix: str, key: str) -> str:
 
 def check_plugin(plugin: Mapping[str, Any], prefix: str, where: str, policy: HostInterfacePolicy) -> None:
     """Code 7 when the plugin object of a NAD's config (``prefix``: its JSON path) names a node
-    link or device the node does not give NADs. ``where`` names the NAD."""
+    link, device, address or route the node does not give NADs. ``where`` names the NAD."""
     kind = plugin.get("type")
     _check_type(kind, _at(prefix, "type"), where, policy)
     ipam = plugin.get("ipam")
     if isinstance(ipam, Mapping) and "type" in ipam:
         _check_type(ipam.get("type"), _at(prefix, "ipam.type"), where, policy)
-    for key in (*DEVICE_KEYS.get(str(kind), ()), *ANY_TYPE_DEVICE_KEYS):
-        value = plugin.get(key)
-        if value in (None, ""):
-            continue
-        if not isinstance(value, str) or not policy.may_take(value):
-            raise _bad(f"{where}: {_at(prefix, key)} {value!r}: a NAD may not take a node device (it would "
-                       "leave the node); name a device-plugin resource (NAD annotation "
-                       "k8s.v1.cni.cncf.io/resourceName) or list it in the node setting hostDevices")
+    _check_devices(plugin, prefix, where, policy)
     for key in NODE_WIDE_KEYS.get(str(kind), ()):
         if key in plugin:
             raise _bad(f"{where}: {_at(prefix, key)}: sets node-wide firewall state shared by every pod's "
                        "host ports; only the node's own network configs may set it")
+    _check_parents(plugin, prefix, where, policy)
+    if isinstance(ipam, Mapping) and ipam.get("type") == "static":
+        _check_static(ipam, _at(prefix, "ipam"), where)
+    if kind in ROUTING_TYPES:
+        opted_in = policy.nad_plugin_types is not None and kind in policy.nad_plugin_types
+        check_routing_plugin(plugin, _at(prefix, "ipam"), where, opted_in)
+
+
+def _check_devices(plugin: Mapping[str, Any], prefix: str, where: str, policy: HostInterfacePolicy) -> None:
+    """Keys that take a node device: only values in ``hostDevices``."""
+    for key in (*DEVICE_KEYS.get(str(plugin.get("type")), ()), *ANY_TYPE_DEVICE_KEYS):
+        value = plugin.get(key)
+        if value not in (None, "") and (not isinstance(value, str) or not policy.may_take(value)):
+            raise _bad(f"{where}: {_at(prefix, key)} {value!r}: a NAD may not take a node device (it would "
+                       "leave the node); name a device-plugin resource (NAD annotation "
+                       "k8s.v1.cni.cncf.io/resourceName) or list it in the node setting hostDevices")
     runtime = plugin.get("runtimeConfig")
-    if isinstance(runtime, Mapping) and runtime.get("deviceID") not in (None, ""):
-        device = runtime["deviceID"]
-        if not isinstance(device, str) or not policy.may_take(device):
-            raise _bad(f"{where}: {_at(prefix, 'runtimeConfig.deviceID')} {device!r}: device IDs come from the "
-                       "device plugin (NAD annotation k8s.v1.cni.cncf.io/resourceName) or the node setting hostDevices")
+    device = runtime.get("deviceID") if isinstance(runtime, Mapping) else None
+    if device not in (None, "") and (not isinstance(device, str) or not policy.may_take(device)):
+        raise _bad(f"{where}: {_at(prefix, 'runtimeConfig.deviceID')} {device!r}: device IDs come from the "
+                   "device plugin (NAD annotation k8s.v1.cni.cncf.io/resourceName) or the node setting hostDevices")
+
+
+def _check_parents(plugin: Mapping[str, Any], prefix: str, where: str, policy: HostInterfacePolicy) -> None:
+    """``master`` (and its default), passthru's exclusive use, and NAD bridge names."""
+    kind = plugin.get("type")
     for key in PARENT_KEYS:
         if plugin.get(key) not in (None, "") or (key == "master" and kind in DEFAULT_MASTER_TYPES):
             _check_parent(plugin.get(key), _at(prefix, key), where, policy)
@@ -145,11 +159,6 @@ def check_plugin(plugin: Mapping[str, Any], prefix: str, where: str, policy: Hos
             link = repr(master) if master else "the node's default-route link"
             raise _bad(f"{where}: {_at(prefix, 'mode')} {mode!r} takes {link} from the node; "
                        "allowed only for a link listed in the node setting hostDevices")
-    if isinstance(ipam, Mapping) and ipam.get("type") == "static":
-        _check_static(ipam, _at(prefix, "ipam"), where)
-    if kind in ROUTING_TYPES:
-        opted_in = policy.nad_plugin_types is not None and kind in policy.nad_plugin_types
-        check_routing_plugin(plugin, _at(prefix, "ipam"), where, opted_in)
     bridge = plugin.get("bridge")
     if kind in BRIDGE_TYPES and isinstance(bridge, str) and policy.may_name_parent(bridge):
         raise _bad(f"{where}: {_at(prefix, 'bridge')} {bridge!r} is the name of a node uplink (node settings "
