@@ -60,6 +60,10 @@ class MetaKeys(PluginConfig):
     deviceInfoDir: str | None = None
     ownFile: str | None = None
     maxAttachments: int = Field(DEFAULT_MAX_ATTACHMENTS, ge=1)
+    #: node links and devices NADs may name (trust.TenantPolicy parses them; typed here for validate)
+    hostInterfaces: list[str] | None = None
+    hostDevices: list[str] | None = None
+    nadPluginTypes: list[str] | None = None
 
     @field_validator("namespaceIsolation")
     @classmethod

@@ -79,3 +79,19 @@ def test_stripped_tenant_keys_cannot_forge_log_lines(caplog: pytest.LogCaptureFi
         sanitize_tenant_config(data, "NetworkAttachmentDefinition ns/n", TenantPolicy())
     [record] = [r for r in caplog.records if "node-only keys ignored" in r.getMessage()]
     assert "\n" not in record.getMessage() and "apiX" in record.getMessage()
+
+
+def test_metacni_validate_reports_malformed_host_interface_settings(tmp_path):
+    """The operator learns of a wrong-typed setting from ``metacni validate``, with its path."""
+    import json
+    import shutil
+    import subprocess
+
+    path = tmp_path / "00-metacni.conf"
+    path.write_text(json.dumps({"cniVersion": "1.0.0", "name": "m", "type": "metacni", "hostInterfaces": "eth*",
+                                "hostDevices": [1], "nadPluginTypes": ["bridge"]}))
+    proc = subprocess.run([shutil.which("metacni") or "metacni", "validate", str(path), "--no-plugin-check"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout
+    reported = {line.removeprefix(f"{path}: ").split(": ", 1)[0] for line in proc.stdout.splitlines()}
+    assert reported == {"$.hostInterfaces", "$.hostDevices[0]"}, proc.stdout
