@@ -13,7 +13,8 @@ from metacni.netlink.rtnl import EEXIST, RT_TABLE_MAIN, NetlinkError, RouteMsg, 
 log = logging.getLogger(__name__)
 
 __all__ = ["RT_TABLE_MAIN", "InstalledRoute", "RouteMsg", "RouteSpec", "add_route", "add_route_request",
-           "delete_route", "dump_routes", "is_local_address", "is_node_address", "list_routes", "route_get"]
+           "delete_route", "dump_routes", "is_local_address", "is_node_address", "list_routes", "node_addresses",
+           "route_get"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,18 @@ def dump_routes(ipr: Rtnl, version: int) -> list[RouteMsg]:
         if r is not None:
             out.append(r)
     return out
+
+
+def node_addresses() -> set[IPv4Address | IPv6Address]:
+    """Every address of this network namespace (its ``local`` routes), on a socket of its own;
+    empty (logged) when the kernel cannot say."""
+    try:
+        with nl.rtnl() as ipr:
+            return {r.dst.network_address for version in (4, 6) for r in dump_routes(ipr, version)
+                    if r.type == nl.RTN_LOCAL and r.dst.prefixlen == r.dst.max_prefixlen}
+    except (NetlinkError, OSError) as exc:
+        log.warning("cannot list this namespace's addresses (%s)", exc)
+        return set()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ obey node settings (node-only keys of the node's meta config, never of a NAD):
 - ``nadPluginTypes`` (list, default: any): the plugin and IPAM types a NAD may use.
 
 ``ptp``'s addresses and gateways may not overlap node routes (:mod:`.hostroutes`); static IPAM
-addresses may not be the node's own (checked in the namespace metacni runs in).
+addresses and host-local ranges may not be or hold the node's own (checked in the namespace
+metacni runs in).
 Keys that change state every pod shares (portmap's ``markMasqBit``/``externalSetMarkChain``)
 are refused in NADs whatever the settings.
 
@@ -33,11 +34,11 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from metacni.kernel.routes import is_node_address
+from metacni.kernel.routes import is_node_address, node_addresses
 from metacni.spec.errors import CNIError, Code
 
 from .hostroutes import ROUTING_TYPES, check_routing_plugin
@@ -126,6 +127,8 @@ def check_plugin(plugin: Mapping[str, Any], prefix: str, where: str, policy: Hos
     _check_parents(plugin, prefix, where, policy)
     if isinstance(ipam, Mapping) and ipam.get("type") == "static":
         _check_static(ipam, _at(prefix, "ipam"), where)
+    if isinstance(ipam, Mapping) and ipam.get("type") == "host-local":
+        _check_host_local(ipam, _at(prefix, "ipam"), where)
     if kind in ROUTING_TYPES:
         opted_in = policy.nad_plugin_types is not None and kind in policy.nad_plugin_types
         check_routing_plugin(plugin, _at(prefix, "ipam"), where, opted_in)
@@ -177,6 +180,41 @@ def _check_static(ipam: Mapping[str, Any], path: str, where: str) -> None:
             continue  # the plugin reports its own config errors
         if is_node_address(ip):
             raise _bad(f"{where}: {path}.addresses[{i}].address {value!r} is an address of this node")
+
+
+def _host_local_ranges(ipam: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    ranges = ipam.get("ranges")
+    if not isinstance(ranges, list):
+        yield "", ipam  # the legacy single range
+        return
+    for i, rset in enumerate(ranges):
+        for j, r in enumerate(rset if isinstance(rset, list) else []):
+            if isinstance(r, Mapping):
+                yield f"ranges[{i}][{j}]", r
+
+
+def _check_host_local(ipam: Mapping[str, Any], path: str, where: str) -> None:
+    """A host-local range may not hand out an address of the node: on a shared L2 the pod would
+    take it over. As host-local: the range runs from ``rangeStart`` (default: the subnet's first
+    address) to ``rangeEnd`` (default: the last before broadcast), its ``gateway`` excluded."""
+    node: set[Any] | None = None
+    for at, r in _host_local_ranges(ipam):
+        try:
+            subnet = ipaddress.ip_network(str(r.get("subnet")), strict=False)
+            start = ipaddress.ip_address(str(r["rangeStart"])) if r.get("rangeStart") else subnet.network_address + 1
+            end = ipaddress.ip_address(str(r["rangeEnd"])) if r.get("rangeEnd") else subnet.broadcast_address - 1
+            gateway = ipaddress.ip_address(str(r["gateway"])) if r.get("gateway") else subnet.network_address + 1
+        except (ValueError, TypeError):
+            continue  # the plugin reports its own config errors
+        if {start.version, end.version, gateway.version} != {subnet.version}:
+            continue  # likewise
+        node = node_addresses() if node is None else node
+        taken = sorted(str(a) for a in node if a.version == subnet.version and start <= a <= end  # type: ignore[operator]
+                       and a in subnet and a != gateway)
+        if taken:
+            name = _at(path, at) if at else path
+            raise _bad(f"{where}: {name}: the range {start}-{end} holds {', '.join(taken)}, an address of this "
+                       "node; a pod given it would take it over (exclude it with rangeStart/rangeEnd)")
 
 
 def _check_type(kind: Any, path: str, where: str, policy: HostInterfacePolicy) -> None:

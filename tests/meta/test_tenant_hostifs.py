@@ -286,7 +286,7 @@ def test_a_pod_may_not_claim_the_nodes_address_on_an_uplink(node: MetaNode):
 # ------------------------------------------------------------------------------ routes on the node (ptp)
 @pytest.mark.parametrize(("subnet", "gateway", "word"), [
     ("10.88.0.0/24", None, "ipam.ranges[0][0].subnet"),        # the primary's pod CIDR (on cni0)
-    ("192.168.78.0/25", None, "ipam.ranges[0][0].subnet"),     # the node's LAN
+    ("192.168.78.128/25", None, "ipam.ranges[0][0].subnet"),   # the node's LAN
     ("10.89.45.0/24", "192.168.78.11", "ipam.ranges[0][0].gateway")])  # the node's own address
 def test_ptp_may_not_route_over_the_nodes_routes(node: MetaNode, subnet: str, gateway: str | None, word: str):
     """The reference ptp binary puts the gateway on the node and routes the pod's address
@@ -318,3 +318,21 @@ def test_ptp_with_an_ipam_metacni_cannot_read_needs_the_node_to_opt_in(node: Met
     allow(node, nadPluginTypes=["ptp", "dhcp"])
     err = node.cni_error("ADD", node.pod("b", annotations={NETWORKS: "pd"}))
     assert "nadPluginTypes" not in err.details and "plugin 'ptp'" in err.details, err  # ran; no dhcp daemon here
+
+
+def test_a_host_local_range_may_not_hand_out_the_nodes_address(node: MetaNode):
+    """A NAD range over the node's LAN address (here rangeStart = rangeEnd = it: the first pod
+    would get it) is refused; a range carved around it works."""
+    uplink(node, "eth0")
+    run("ip", "addr", "add", "192.168.79.11/24", "dev", "eth0", netns=node.name)
+    lan = {"subnet": "192.168.79.0/24", "rangeStart": "192.168.79.11", "rangeEnd": "192.168.79.11"}
+    nad(node, "grab", {"type": "macvlan", "master": "eth0", "ipam": {**ipam(node, ""), "ranges": [[lan]]}})
+    refused(node, node.pod("a", annotations={NETWORKS: "grab"}), "default/grab", "ipam.ranges[0][0]",
+            "192.168.79.11, an address of this node", "rangeStart/rangeEnd")
+    carved = {**lan, "rangeStart": "192.168.79.100", "rangeEnd": "192.168.79.120"}
+    nad(node, "carved", {"type": "macvlan", "master": "eth0", "ipam": {**ipam(node, ""), "ranges": [[carved]]}})
+    ok = node.pod("b", annotations={NETWORKS: "carved"})
+    node.cni("ADD", ok)
+    assert addresses("net1", ok.netns) == ["192.168.79.100/24"]
+    node.cni("DEL", ok)
+    node.assert_clean(ok)
