@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from metacni.kernel.routes import is_node_address, node_addresses
 from metacni.spec.errors import CNIError, Code
 
-from .hostroutes import ROUTING_TYPES, check_routing_plugin
+from .hostroutes import ROUTING_TYPES, check_routing_plugin, host_local_ranges
 
 #: uplink names (kernel ``eth*``, predictable ``en*``, biosdevname ``em*``, bonds, teams and
 #: their VLAN sub-interfaces): what Multus recipes use as ``master``
@@ -182,23 +182,12 @@ def _check_static(ipam: Mapping[str, Any], path: str, where: str) -> None:
             raise _bad(f"{where}: {path}.addresses[{i}].address {value!r} is an address of this node")
 
 
-def _host_local_ranges(ipam: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    ranges = ipam.get("ranges")
-    if not isinstance(ranges, list):
-        yield "", ipam  # the legacy single range
-        return
-    for i, rset in enumerate(ranges):
-        for j, r in enumerate(rset if isinstance(rset, list) else []):
-            if isinstance(r, Mapping):
-                yield f"ranges[{i}][{j}]", r
-
-
 def _check_host_local(ipam: Mapping[str, Any], path: str, where: str) -> None:
     """A host-local range may not hand out an address of the node: on a shared L2 the pod would
     take it over. As host-local: the range runs from ``rangeStart`` (default: the subnet's first
     address) to ``rangeEnd`` (default: the last before broadcast), its ``gateway`` excluded."""
     node: set[Any] | None = None
-    for at, r in _host_local_ranges(ipam):
+    for at, r in host_local_ranges(ipam):
         try:
             subnet = ipaddress.ip_network(str(r.get("subnet")), strict=False)
             start = ipaddress.ip_address(str(r["rangeStart"])) if r.get("rangeStart") else subnet.network_address + 1

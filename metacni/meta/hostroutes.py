@@ -33,21 +33,27 @@ def _net(key: str, value: Any) -> IPNetwork:
     return ipaddress.ip_interface(str(value)).network
 
 
+def host_local_ranges(ipam: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(JSON path under ipam, range object) of host-local's ``ranges``; ("", ipam) for the legacy
+    single range."""
+    ranges = ipam.get("ranges")
+    if not isinstance(ranges, list):
+        yield "", ipam
+        return
+    for i, rset in enumerate(ranges):
+        for j, r in enumerate(rset if isinstance(rset, list) else []):
+            if isinstance(r, Mapping):
+                yield f"ranges[{i}][{j}]", r
+
+
 def _networks(ipam: Mapping[str, Any]) -> Iterator[tuple[str, IPNetwork]]:
     """(JSON path under ipam, network) of every subnet, address and gateway of host-local or
     static IPAM; ValueError when one is not an address."""
     if ipam.get("type") == "host-local":
-        ranges = ipam.get("ranges")
-        if not isinstance(ranges, list):  # the legacy single subnet
-            ranges = [[{k: ipam[k] for k in ("subnet", "gateway") if k in ipam}]]
-            at = "{key}"
-        else:
-            at = "ranges[{i}][{j}].{key}"
-        for i, rset in enumerate(ranges):
-            for j, r in enumerate(rset if isinstance(rset, list) else []):
-                for key in ("subnet", "gateway"):
-                    if isinstance(r, Mapping) and r.get(key):
-                        yield at.format(i=i, j=j, key=key), _net(key, r[key])
+        for at, r in host_local_ranges(ipam):
+            for key in ("subnet", "gateway"):
+                if r.get(key):
+                    yield f"{at}.{key}" if at else key, _net(key, r[key])
     addresses = ipam.get("addresses") if ipam.get("type") == "static" else None
     for i, a in enumerate(addresses if isinstance(addresses, list) else []):
         for key in ("address", "gateway"):
