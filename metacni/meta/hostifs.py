@@ -62,6 +62,9 @@ DEFAULT_MASTER_TYPES = frozenset({"macvlan", "ipvlan"})
 NODE_WIDE_KEYS: Mapping[str, tuple[str, ...]] = {"portmap": ("markMasqBit", "externalSetMarkChain")}
 #: plugin types whose ``bridge`` names a host bridge
 BRIDGE_TYPES = frozenset({"bridge"})
+#: plugin types whose ``bridge`` must pre-exist on the node (ovs-cni: an Open vSwitch bridge such
+#: as OVN's ``br-int``): only those in ``sharedBridges``, as for untagged bridges (design 1408)
+EXISTING_BRIDGE_TYPES = frozenset({"ovs"})
 
 
 def _bad(details: str) -> CNIError:
@@ -90,15 +93,17 @@ class HostInterfacePolicy:
     host_devices: tuple[str, ...] = ()
     #: None: any type
     nad_plugin_types: tuple[str, ...] | None = None
+    #: ``sharedBridges`` (parsed by trust.TenantPolicy): pre-existing bridges NADs may join
+    shared_bridges: tuple[str, ...] = ()
 
     @classmethod
-    def from_conf(cls, conf: Mapping[str, Any]) -> HostInterfacePolicy:
+    def from_conf(cls, conf: Mapping[str, Any], shared_bridges: tuple[str, ...] = ()) -> HostInterfacePolicy:
         """``hostInterfaces``, ``hostDevices`` (lists of globs), ``nadPluginTypes`` (list of types)."""
         interfaces = _globs(conf, "hostInterfaces", DEFAULT_HOST_INTERFACES)
         devices = _globs(conf, "hostDevices", ())
         assert interfaces is not None and devices is not None
         return cls(host_interfaces=interfaces, host_devices=devices,
-                   nad_plugin_types=_globs(conf, "nadPluginTypes", None))
+                   nad_plugin_types=_globs(conf, "nadPluginTypes", None), shared_bridges=shared_bridges)
 
     def may_name_parent(self, link: str) -> bool:
         return _match(link, self.host_interfaces) or _match(link, self.host_devices)
@@ -166,6 +171,9 @@ def _check_parents(plugin: Mapping[str, Any], prefix: str, where: str, policy: H
     if kind in BRIDGE_TYPES and isinstance(bridge, str) and policy.may_name_parent(bridge):
         raise _bad(f"{where}: {_at(prefix, 'bridge')} {bridge!r} is the name of a node uplink (node settings "
                    "hostInterfaces/hostDevices); a NAD bridge may not take it")
+    if kind in EXISTING_BRIDGE_TYPES and bridge not in policy.shared_bridges:
+        raise _bad(f"{where}: {_at(prefix, 'bridge')} {bridge!r}: a NAD may join only the node's bridges listed "
+                   f"in the node setting sharedBridges ({', '.join(policy.shared_bridges) or 'none'})")
 
 
 def _check_static(ipam: Mapping[str, Any], path: str, where: str) -> None:

@@ -148,7 +148,7 @@ class TenantPolicy:
         return cls(allowed_paths=allowed, host_port_range=_port_range(conf.get("hostPortRange")),
                    reserved_host_ports=_ports(conf.get("reservedHostPorts")),
                    protected_dirs=tuple(d for d in protected_dirs if d), shared_bridges=tuple(shared),
-                   allow_nad_ip_masq=masq, host=HostInterfacePolicy.from_conf(conf))
+                   allow_nad_ip_masq=masq, host=HostInterfacePolicy.from_conf(conf, tuple(shared)))
 
     # -- paths -------------------------------------------------------------------------
     def check_path(self, field_name: str, value: Any, where: str) -> None:

@@ -336,3 +336,15 @@ def test_a_host_local_range_may_not_hand_out_the_nodes_address(node: MetaNode):
     assert addresses("net1", ok.netns) == ["192.168.79.100/24"]
     node.cni("DEL", ok)
     node.assert_clean(ok)
+
+
+def test_an_ovs_nad_joins_only_shared_bridges(node: MetaNode):
+    """ovs-cni attaches to an existing Open vSwitch bridge (OVN's br-int: every pod's L2). The
+    plugin is not installed here: allowed, the ADD gets as far as looking it up."""
+    nad(node, "ovs", {"type": "ovs", "bridge": "br-int"})
+    refused(node, node.pod("a", annotations={NETWORKS: "ovs"}), "default/ovs", "bridge", "'br-int'", "sharedBridges")
+    allow(node, sharedBridges=["br-int"])
+    pod = node.pod("b", annotations={NETWORKS: "ovs"})
+    err = node.cni_error("ADD", pod)
+    assert "sharedBridges" not in err.details and "ovs" in err.details, err
+    node.assert_clean(pod)
