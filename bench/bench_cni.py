@@ -323,7 +323,8 @@ def main() -> int:
         if any(m.startswith("daemon") for m in modes):
             daemon = start_daemon(work / "daemon", netns=node, args=[
                 "--kubeconfig", str(kubeconfig), "--node-name", NODE_NAME, "--no-routes", "--gc-period", "0",
-                "--no-regenerate-config", "--cache-dir", str(work / "cni"), "--cni-path", "/usr/lib/cni",
+                "--no-regenerate-config", "--conf-dir", str(conf_dir), "--cache-dir", str(work / "cni"),
+                "--cni-path", "/usr/lib/cni",
                 "--concurrency", str(args.concurrency)])
         setups = {
             "reference": (str(primary), "/usr/lib/cni", {}),

@@ -9,7 +9,10 @@
 # 3. `podman build --jobs 2 --network host` of conf/Containerfile: its two stages in parallel,
 #    apt-get in them through the host's network to the Debian archive.
 # podman's own settings come from the environment (CONTAINERS_CONF, CONTAINERS_STORAGE_CONF):
-# see docs/operations.md for the containers.conf these machines need.
+# see docs/operations.md for the containers.conf these machines need. Scratch (the build
+# context, mmdebstrap's and pip's) goes to $TMPDIR. Some writes have no knob (the blob-info
+# cache in /var/lib/containers, runc's /run/runc): e2e/nodehost.py runs this script in a
+# mount namespace where those are the test's scratch.
 set -euo pipefail
 tag=${1:?usage: conf/build-image.sh TAG [podman build args...]}
 shift
@@ -33,7 +36,7 @@ if ! podman image exists "$base"; then
   podman import --quiet "$tarball" "$base" >/dev/null
 fi
 
-ctx=$(mktemp -d /tmp/metacni-image.XXXXXX)
+ctx=$(mktemp -d "${TMPDIR:-/tmp}/metacni-image.XXXXXX")
 trap 'rm -rf "$ctx"' EXIT
 echo "build-image: pip wheel -w $ctx/wheels $root" >&2
 "$python" -m pip wheel -q --disable-pip-version-check -w "$ctx/wheels" "$root"

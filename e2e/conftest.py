@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from metacni.sim import Cluster, ClusterPlan
 from metacni_testkit.netns import is_root, run
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import hostguard  # noqa: E402
 
 STATE_DIR = "/run/metacni-sim"
 BACKENDS = ["nftables", "iptables"]
@@ -16,6 +23,29 @@ BACKENDS = ["nftables", "iptables"]
 
 def make_cluster(backend: str, nodes: int = 3) -> Cluster:
     return Cluster(ClusterPlan.make(prefix="mcsim", state_dir=STATE_DIR, nodes=nodes, backend=backend))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_paths_untouched() -> Iterator[None]:
+    """Fails the session (an error at the last test's teardown) if the machine's container
+    storage or CNI dirs (hostguard.GUARDED) changed while e2e tests ran: their runtimes must
+    write only the tests' own dirs (and nothing else on the machine may write those either)."""
+    before = hostguard.snapshot()
+    yield
+    touched = hostguard.changes(before, hostguard.snapshot())
+    if touched:
+        pytest.fail("the machine's own container/CNI paths changed during the e2e tests "
+                    "(e2e/hostguard.py):\n" + "\n".join(touched[:50]))
+
+
+@pytest.fixture
+def demo_turn() -> Iterator[None]:
+    """One ``metacni demo`` test at a time on this machine (an flock on a file in the temp dir):
+    the demos share the ``mcdemo`` names and /run/metacni-demo, and test_demo compares the host's
+    demo namespaces and state before and after each run."""
+    with open(Path(tempfile.gettempdir()) / "metacni-e2e-demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -1,10 +1,12 @@
 """A private "node" for the node test: one mount + network namespace held by a process.
 
-Inside it /run, /opt and /var/lib are tmpfs and /etc/cni/net.d and /var/lib/cni are scratch directories
+Inside it /run, /opt and /var/lib are tmpfs and /etc/cni/net.d, /var/lib/cni and /var/tmp are scratch directories
 bind-mounted over the machine's, so a DaemonSet's hostPath volumes, containerd, podman and
 cnitool all see node paths that are the test's own; the machine's dirs, interfaces and
 firewall stay untouched. The image is built outside (it needs the host's network for apt) into
-a podman storage of the test's own (graphroot under CACHE, reused across runs by content hash).
+a podman storage of the test's own (graphroot under CACHE, reused across runs by content hash),
+in a mount namespace of its own (:data:`BUILD_SANDBOX`): what podman, buildah, runc and
+mmdebstrap write at fixed default paths lands in the test's scratch, never on the machine.
 """
 
 from __future__ import annotations
@@ -38,24 +40,41 @@ mount --bind "$1/etc-cni-net.d" /etc/cni/net.d
 mount -t tmpfs -o mode=755 tmpfs /var/lib
 mkdir -p /var/lib/cni
 mount --bind "$1/var-lib-cni" /var/lib/cni
+mount --bind "$1/var-tmp" /var/tmp
 ip link set lo up
 echo ready
 exec cat
 """
 
+#: the build's private mount namespace (``sh -c BUILD_SANDBOX sandbox SCRATCH CMD...``). Some writes
+#: have no knob: containers/image's blob-info cache (/var/lib/containers/cache), runc's state
+#: (/run/runc) for buildah's RUN steps, podman's tmp_dir and events (/run/libpod). /var/lib and
+#: /run become overlays whose upper layers are scratch (the machine's files stay readable: apt,
+#: dpkg and /etc/resolv.conf's target), /var/tmp (image copies) a scratch directory.
+BUILD_SANDBOX = """set -e
+s=$1; shift
+mkdir -p "$s/var-lib/upper" "$s/var-lib/work" "$s/run/upper" "$s/run/work" "$s/var-tmp"
+mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$s/var-lib/upper,workdir=$s/var-lib/work" /var/lib
+mount -t overlay overlay -o "lowerdir=/run,upperdir=$s/run/upper,workdir=$s/run/work" /run
+mount --bind "$s/var-tmp" /var/tmp
+exec "$@"
+"""
 
-def podman_conf(work: Path) -> dict[str, str]:
+
+def podman_conf(work: Path, name: str = "containers.conf", extra: str = "") -> dict[str, str]:
     """The environment podman needs here (docs/operations.md): nofile limits it may set,
-    cgroupfs, runc, file events; storage in CACHE, runroot in the node's private /run."""
+    cgroupfs, runc, file events, then ``extra`` TOML tables; HOME (pip's cache, ~/.config)
+    and TMPDIR in ``work``."""
     hard = subprocess.run(["sh", "-c", "ulimit -Hn"], capture_output=True, text=True).stdout.strip()
-    (work / "containers.conf").write_text(f"""[containers]
+    (work / "tmp").mkdir(parents=True, exist_ok=True)
+    (work / name).write_text(f"""[containers]
 default_ulimits = ["nofile={hard}:{hard}", "nproc=4096:4096"]
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 runtime = "runc"
-""")
-    return {"CONTAINERS_CONF": str(work / "containers.conf"), "HOME": str(work),
+{extra}""")
+    return {"CONTAINERS_CONF": str(work / name), "HOME": str(work), "TMPDIR": str(work / "tmp"),
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
@@ -85,38 +104,47 @@ def build_image(work: Path, tag: str, *build_args: str) -> float:
     """Build ``tag`` with conf/build-image.sh unless the test's storage has it; seconds spent.
     A lock keeps parallel runs from building the same image twice."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, **podman_conf(work), METACNI_IMAGE_CACHE=str(CACHE / "base"),
-               CONTAINERS_STORAGE_CONF=str(storage_conf(work / "storage-build.conf", CACHE / "storage",
+    scratch = work / "build"
+    (scratch / "cni").mkdir(parents=True, exist_ok=True)  # podman's CNI backend writes a lock in its config dir
+    conf = podman_conf(scratch, "containers-build.conf", f'[network]\nnetwork_config_dir = "{scratch / "cni"}"\n')
+    env = dict(os.environ, **conf, METACNI_IMAGE_CACHE=str(CACHE / "base"),
+               CONTAINERS_STORAGE_CONF=str(storage_conf(scratch / "storage-build.conf", CACHE / "storage",
                                                         str(CACHE / "run"))))
+
+    def host(*cmd: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``cmd`` on the host's network, in the build's private mount namespace."""
+        argv = ["unshare", "-m", "--propagation", "slave", "sh", "-c", BUILD_SANDBOX, "sandbox", str(scratch), *cmd]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+
     start = time.monotonic()
     with open(CACHE / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        exists = subprocess.run(["podman", "image", "exists", tag], env=env).returncode == 0
-        if not exists:
+        exists = host("podman", "image", "exists", tag)
+        if exists.returncode not in (0, 1):
+            raise AssertionError(f"podman image exists {tag}: {exists.stderr}")
+        if exists.returncode != 0:
             log.info("building %s: conf/build-image.sh %s %s", tag, tag, " ".join(build_args))
-            proc = subprocess.run([str(REPO / "conf" / "build-image.sh"), tag, *build_args], env=env,
-                                  capture_output=True, text=True, timeout=900)
+            proc = host(str(REPO / "conf" / "build-image.sh"), tag, *build_args, timeout=900)
             log.info("build output (tail):\n%s", "\n".join((proc.stdout + proc.stderr).splitlines()[-25:]))
             if proc.returncode != 0:
                 raise AssertionError(f"image build failed:\n{proc.stdout}\n{proc.stderr}")
-            prune_old_images(env)
+            prune_old_images(host)
         else:
             log.info("image %s is cached in %s", tag, CACHE / "storage")
     return time.monotonic() - start
 
 
-def prune_old_images(env: dict[str, str], keep: int = 6) -> None:
+def prune_old_images(host: Callable[..., subprocess.CompletedProcess[str]], keep: int = 6) -> None:
     """Drop all but the newest ``keep`` e2e tags (each source change builds one, and a roll
     one more) and the layers only they used, so the cache does not grow without bound; the
-    base image and the build cache of the apt steps stay."""
-    out = subprocess.run(["podman", "images", "--sort", "created", "--format", "{{.Repository}}:{{.Tag}}"],
-                         env=env, capture_output=True, text=True).stdout.split()
+    base image and the build cache of the apt steps stay. ``host`` runs a command where the build ran."""
+    out = host("podman", "images", "--sort", "created", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
     tags = [t for t in out if t.startswith("localhost/metacni:e2e-")]  # newest first
     old = tags[keep:]
     if old:
         log.info("pruning old e2e images %s", old)
-        subprocess.run(["podman", "rmi", *old], env=env, capture_output=True)
-        subprocess.run(["podman", "image", "prune", "-f"], env=env, capture_output=True)
+        host("podman", "rmi", *old)
+        host("podman", "image", "prune", "-f")
 
 
 class Node:
@@ -124,7 +152,7 @@ class Node:
 
     def __init__(self, work: Path) -> None:
         self.work = work
-        for d in ("etc-cni-net.d", "var-lib-cni"):
+        for d in ("etc-cni-net.d", "var-lib-cni", "var-tmp"):
             (work / d).mkdir(parents=True, exist_ok=True)
         self.holder = subprocess.Popen(["unshare", "-m", "-n", "--propagation", "slave", "sh", "-c", SETUP,
                                         "setup", str(work)],

@@ -52,7 +52,7 @@ def demo(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedPro
     return subprocess.run(["metacni", "demo", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
-def test_demo_as_a_user_runs_it(tmp_path: Path, box):
+def test_demo_as_a_user_runs_it(tmp_path: Path, box, demo_turn):
     """One test, scenarios in sequence: a kept demo would show up in a parallel test's snapshot,
     and ``--down`` removes every kept demo."""
     twice_leaves_the_host_as_found(tmp_path)

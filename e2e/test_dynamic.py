@@ -14,7 +14,7 @@ from metacni_testkit.netns import is_root
 pytestmark = pytest.mark.skipif(not is_root(), reason="needs root")
 
 
-def test_demo_dynamic(tmp_path: Path):
+def test_demo_dynamic(tmp_path: Path, demo_turn):
     proc = subprocess.run([sys.executable, "-m", "metacni", "demo", "--dynamic", "--svg", str(tmp_path / "d.svg")],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -32,6 +32,8 @@ import manifest_podman  # noqa: E402
 import nodehost  # noqa: E402
 from nodehost import Node, wait_for  # noqa: E402
 
+from metacni.daemon.protocol import record_name  # noqa: E402
+
 try:  # the fake API and in_netns moved from metacni.testing to metacni.sim on main
     from metacni.sim.fakeapi import FakeAPIServer  # type: ignore[import-not-found,unused-ignore]
     from metacni.sim.fakeapi.server import DEFAULT_TOKEN  # type: ignore[import-not-found,unused-ignore]
@@ -321,7 +323,7 @@ def test_daemon_restart_roll_and_uninstall_under_churn(cluster: Cluster) -> None
         delete = c.cni("del", pod, netns)
         assert delete.returncode == 0, delete.stderr
         records = sorted(p.name for p in pending.glob("*.json"))
-        assert f"cid-{pod}.eth0.json" in records, records
+        assert record_name(f"cid-{pod}", "eth0") in records, records
         assert {"eth0", "net1", "net2"} <= c.links(netns)  # not carried out yet
         wait_for("a churn ADD answered with code 11", lambda: churn.retries > 0, deadline=60)
         # start it again: the recorded DELs are carried out before it serves

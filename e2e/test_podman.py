@@ -1,6 +1,7 @@
 """A real runtime: podman (Debian's, CNI network backend) drives metacni.
 
-Everything podman touches is private to the test: its root/runroot/tmpdir, containers.conf
+Everything podman touches is private to the test: its root/runroot/tmpdir, image copies
+(TMPDIR), the OCI runtime's state (--runtime-flag root=), containers.conf
 (CONTAINERS_CONF), network config dir and CNI plugin dir are temporary; its commands run in a
 test-created "node" netns (nsenter --net) and one private mount namespace, where podman's
 container netns files, libcni cache and image caches live on tmpfs and crun sees cgroup v1 only (it refuses
@@ -105,16 +106,19 @@ network_config_dir = "{pod_dir}"
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+image_copy_tmp_dir = "{tmp_path / 'tmp'}"
 """)
+    (tmp_path / "tmp").mkdir()  # podman's tmpdir and image copies (not /run/libpod, /var/tmp)
     holder = subprocess.Popen(["unshare", "-m", "--propagation", "slave", "sh", "-c", HOLDER],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CONTAINERS_CONF": str(tmp_path / "containers.conf"),
-           "HOME": str(tmp_path)}
+           "HOME": str(tmp_path), "TMPDIR": str(tmp_path / "tmp")}
     runroot = Path(tempfile.mkdtemp(prefix="mcpm", dir="/tmp"))  # podman wants <= 50 characters
     base = ["nsenter", f"--mount=/proc/{holder.pid}/ns/mnt", f"--net=/run/netns/{node}", "podman",
             "--root", str(tmp_path / "root"), "--runroot", str(runroot),
-            "--tmpdir", str(tmp_path / "tmp"), "--storage-driver", "vfs"]
+            "--tmpdir", str(tmp_path / "tmp"), "--storage-driver", "vfs",
+            "--runtime-flag", f"root={runroot / 'oci'}"]  # the OCI runtime's state, not /run/crun
 
     def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([*base, *args], capture_output=True, text=True, env=env, timeout=120)

@@ -9,7 +9,8 @@ the tutorial. What lives here, grouped by what an author needs:
 - results: :class:`Result` and its parts, :func:`result_from_prev`, :func:`find_interface`;
 - errors: :class:`CNIError`, :class:`Code`, :func:`invalid_config`, :func:`bad_field`;
 - config models (pydantic): :class:`PluginConfig`, :class:`IPAMSection`, :func:`validate_config`
-  (declare one with the ``cni_config_model`` hook);
+  (declare one with the ``cni_config_model`` hook); :class:`ReferenceConfig` (``null`` is the
+  default), :func:`unsupported` (code 2); :class:`FirewallConfig` (``backend``);
 - namespaces and netlink: :func:`enter_netns`, :func:`in_pod_netns`, :func:`netns_exists`,
   ``rtnl``/``Rtnl``, ``iproute`` (pyroute2) and the link, address, route and ``sysctl`` helpers;
 - the node firewall: ``FirewallBackend`` (the interface both backends implement),
@@ -27,6 +28,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Generic, Literal, TypeVar
+
+from pydantic import Field
 
 from metacni.engine.markers import hookimpl
 from metacni.engine.request import ADD, CHECK, DEL, GC, STATUS, Invocation, PluginInfo, Request
@@ -45,7 +49,7 @@ from metacni.kernel.routes import RouteSpec, add_route, list_routes
 from metacni.netlink.rtnl import NetlinkError, Rtnl, is_errno, rtnl
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code, invalid_config
-from metacni.spec.models import IPAMSection, PluginConfig, validate_config
+from metacni.spec.models import IPAMSection, PluginConfig, ReferenceConfig, ReferenceIPAM, unsupported, validate_config
 from metacni.spec.results import DNS, Interface, IPConfig, Result, Route, convert, parse_result
 from metacni.spec.versions import ALL_VERSIONS
 
@@ -95,27 +99,42 @@ def in_pod_netns(request: Request) -> Iterator[Rtnl]:
 
 
 # ---------------------------------------------------------------------- chained firewall plugins
-class ChainedFirewallPlugin:
+class FirewallConfig(ReferenceConfig):
+    """The key every firewall plugin has: ``backend``, the firewall to program (unset, ``null``
+    or empty: the node's, :func:`metacni.firewall.backend.choose`)."""
+
+    backend: Literal["nftables", "iptables", ""] | None = Field(None, alias="backend")
+
+    @property
+    def firewall(self) -> str | None:
+        """The backend asked for, or None to detect it."""
+        return self.backend or None
+
+
+F = TypeVar("F", bound=FirewallConfig)
+
+
+class ChainedFirewallPlugin(Generic[F]):
     """The hooks of a chained plugin that is one firewall feature (``forward``, ``masq``).
 
-    ``plan(request, attachment, ips)`` builds the feature's plan from the checked config; ADD
-    applies it, CHECK checks it when the pod has addresses, DEL needs only the attachment
-    identity (so it works after the netns is gone), GC keeps ``valid_attachments``. No
-    ``prevResult`` is CNI error 7 "<kind> needs prevResult"; bad keys are error 7 from
-    ``model``. The plugin module binds :meth:`hooks` to the hook names (plugins are modules).
+    ``plan(keys, attachment, ips)`` builds the feature's plan from the validated config
+    (``model``, a :class:`FirewallConfig`); ADD applies it, CHECK checks it when the pod has
+    addresses, DEL needs only the attachment identity and ``backend`` (so it works after the
+    netns is gone), GC keeps ``valid_attachments``. No ``prevResult`` is CNI error 7 "<kind>
+    needs prevResult"; bad keys are error 7 from ``model``. The plugin module binds
+    :meth:`hooks` to the hook names (plugins are modules).
     """
 
-    def __init__(self, kind: str, model: type[PluginConfig], description: str,
-                 plan: Callable[[Request, Attachment, tuple[IPInterface, ...]], MasqPlan | ForwardPlan]) -> None:
+    def __init__(self, kind: str, model: type[F], description: str,
+                 plan: Callable[[F, Attachment, tuple[IPInterface, ...]], MasqPlan | ForwardPlan]) -> None:
         self.kind, self.model, self.description, self.plan = kind, model, description, plan
 
     def _plan(self, request: Request) -> tuple[MasqPlan | ForwardPlan, str | None]:
         if request.prev_result is None:
             raise CNIError(Code.INVALID_CONFIG, "must be called as chained plugin", f"{self.kind} needs prevResult")
-        validate_config(self.model, request.config, request.network_name, f"{self.kind} config")
-        backend = firewall.validate_name(request.config.get("backend"))
+        keys = validate_config(self.model, request.config, request.network_name, f"{self.kind} config")
         att = Attachment(request.network_name, request.container_id, request.ifname)
-        return self.plan(request, att, attachment_ips(request.prev_result, request.ifname).ips), backend
+        return self.plan(keys, att, attachment_ips(request.prev_result, request.ifname).ips), keys.firewall
 
     def hooks(self) -> tuple[Callable[..., object], ...]:
         """``cni_plugin_info, cni_config_model, cni_add, cni_del, cni_check, cni_gc``, in that order."""
@@ -139,7 +158,8 @@ class ChainedFirewallPlugin:
     @hookimpl
     def cni_del(self, request: Request) -> None:
         attachment = Attachment(request.network_name, request.container_id, request.ifname)
-        firewall.delete(attachment, self.kind, firewall.validate_name(request.config.get("backend")))
+        keys = validate_config(FirewallConfig, request.config, request.network_name, f"{self.kind} config")
+        firewall.delete(attachment, self.kind, keys.firewall)
 
     @hookimpl
     def cni_check(self, request: Request) -> None:
@@ -154,7 +174,7 @@ class ChainedFirewallPlugin:
 
 __all__ = [
     "ADD", "ALL_VERSIONS", "CHECK", "DEL", "DNS", "GC", "STATUS", "Attachment", "CNIError", "ChainedFirewallPlugin",
-    "CniArgs",
+    "CniArgs", "FirewallConfig", "ReferenceConfig", "ReferenceIPAM", "unsupported",
     "Code", "FirewallBackend", "ForwardPlan", "IPAMSection", "IPConfig", "Interface", "Invocation",
     "LinkInfo", "LinkSpec", "MasqPlan", "NetlinkError", "Plan", "PluginConfig", "PluginInfo", "PortMapping",
     "PortmapPlan",

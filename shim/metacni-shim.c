@@ -15,7 +15,8 @@
  * Handled here without the daemon:
  *   - VERSION (the supported versions list equals metacni.spec.versions.ALL_VERSIONS);
  *   - daemon unreachable: CNI error 11; for a DEL the request is recorded atomically (0600) as
- *     <pendingDir>/<CNI_CONTAINERID>.<CNI_IFNAME>.json, and the daemon replays it when it starts;
+ *     <pendingDir>/<container id>.<ifname>.<hash>.json (record_name(): bounded, one per attachment),
+ *     and the daemon replays it when it starts;
  *   - an answer without "Metacni-Protocol: 1", a lost connection or a timeout: CNI error 11,
  *     never re-sent.
  * Stdout always gets exactly one document (or nothing for a successful DEL); logs go to stderr.
@@ -50,7 +51,9 @@
 #define INVALID_CONFIG 7
 #define MAX_STDIN (1024 * 1024)          /* the daemon refuses bodies over 1 MiB anyway */
 #define MAX_ANSWER (16 * 1024 * 1024)    /* a CNI result is a few KiB */
-#define MAX_NAME_PART 128
+#define RECORD_ID_PART 64    /* pending-DEL record names: record_name() */
+#define RECORD_IFNAME_PART 16
+#define RECORD_HASH_HEX 32
 
 /* Kept equal to metacni.spec.versions.ALL_VERSIONS (tests/shim/test_shim.py checks). */
 static const char *const SUPPORTED_VERSIONS[] = {"0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"};
@@ -668,12 +671,104 @@ static double env_seconds(const char *name, double fallback)
     return d;
 }
 
-/* The part of a file name made from s: [A-Za-z0-9_.-] kept, anything else '_', at most
- * MAX_NAME_PART bytes, "_" when empty. */
-static void name_part(buf_t *b, const char *s)
+/* ------------------------------------------------------------------ SHA-256 (FIPS 180-4) */
+typedef struct {
+    uint32_t h[8];
+    unsigned char block[64];
+    size_t fill;
+    uint64_t total;
+} sha256_t;
+
+static const uint32_t SHA256_K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+static uint32_t ror32(uint32_t x, unsigned n) { return (x >> n) | (x << (32 - n)); }
+
+static void sha256_init(sha256_t *s)
+{
+    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(s->h, iv, sizeof iv);
+    s->fill = 0;
+    s->total = 0;
+}
+
+static void sha256_block(sha256_t *s, const unsigned char *p)
+{
+    uint32_t w[64];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ror32(w[i - 15], 7) ^ ror32(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ror32(w[i - 2], 17) ^ ror32(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3], e = s->h[4], f = s->h[5], g = s->h[6],
+             h = s->h[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = h + (ror32(e, 6) ^ ror32(e, 11) ^ ror32(e, 25)) + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i];
+        uint32_t t2 = (ror32(a, 2) ^ ror32(a, 13) ^ ror32(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        h = g;
+        g = f;
+        f = e;
+        e = d + t1;
+        d = c;
+        c = b;
+        b = a;
+        a = t1 + t2;
+    }
+    s->h[0] += a; s->h[1] += b; s->h[2] += c; s->h[3] += d;
+    s->h[4] += e; s->h[5] += f; s->h[6] += g; s->h[7] += h;
+}
+
+static void sha256_update(sha256_t *s, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    s->total += n;
+    while (n) {
+        size_t take = 64 - s->fill < n ? 64 - s->fill : n;
+        memcpy(s->block + s->fill, p, take);
+        s->fill += take;
+        p += take;
+        n -= take;
+        if (s->fill == 64) {
+            sha256_block(s, s->block);
+            s->fill = 0;
+        }
+    }
+}
+
+/* The digest as 64 lowercase hex digits (and a NUL) in hex. */
+static void sha256_hex(sha256_t *s, char hex[65])
+{
+    uint64_t bits = s->total * 8;
+    unsigned char pad[72] = {0x80};
+    size_t padlen = (s->fill < 56 ? 56 : 120) - s->fill;
+    for (int i = 0; i < 8; i++)
+        pad[padlen + (size_t)i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha256_update(s, pad, padlen + 8);
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        unsigned char byte = (unsigned char)(s->h[i / 4] >> (24 - 8 * (i % 4)));
+        hex[2 * i] = digits[byte >> 4];
+        hex[2 * i + 1] = digits[byte & 15];
+    }
+    hex[64] = '\0';
+}
+
+/* The readable part of a file name made from s: [A-Za-z0-9_.-] kept, anything else '_', at most
+ * max bytes, "_" when empty. */
+static void name_part(buf_t *b, const char *s, size_t max)
 {
     size_t n = 0;
-    for (; s && s[n] && n < MAX_NAME_PART; n++) {
+    for (; s && s[n] && n < max; n++) {
         char ch = s[n];
         int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
                  ch == '.' || ch == '-';
@@ -681,6 +776,28 @@ static void name_part(buf_t *b, const char *s)
     }
     if (n == 0)
         buf_addc(b, '_');
+}
+
+/* The pending-DEL record name of an attachment (metacni.daemon.protocol.record_name says the
+ * same): "<container id, at most 64 bytes>.<ifname, at most 16 bytes>.<32 hex>.json", the hex
+ * being the start of SHA-256(container id NUL ifname) of the whole values. At most 123 bytes
+ * whatever the runtime passes, so the record and its temporary file stay under NAME_MAX, and
+ * two attachments never share a record. */
+static void record_name(buf_t *b, const char *container_id, const char *ifname)
+{
+    sha256_t h;
+    char hex[65];
+    sha256_init(&h);
+    sha256_update(&h, container_id ? container_id : "", container_id ? strlen(container_id) : 0);
+    sha256_update(&h, "", 1);
+    sha256_update(&h, ifname ? ifname : "", ifname ? strlen(ifname) : 0);
+    sha256_hex(&h, hex);
+    name_part(b, container_id, RECORD_ID_PART);
+    buf_addc(b, '.');
+    name_part(b, ifname, RECORD_IFNAME_PART);
+    buf_addc(b, '.');
+    buf_add(b, hex, RECORD_HASH_HEX);
+    buf_adds(b, ".json");
 }
 
 /* mkdir -p with mode 0700 for the directories it creates. Returns 0 or -1 (errno set). */
@@ -725,10 +842,7 @@ static int record_del(call_t *call, buf_t *where, buf_t *why)
         buf_adds(&d, "/pending-del");
     }
     buf_t name = {0};
-    name_part(&name, getenv("CNI_CONTAINERID"));
-    buf_addc(&name, '.');
-    name_part(&name, getenv("CNI_IFNAME"));
-    buf_adds(&name, ".json");
+    record_name(&name, getenv("CNI_CONTAINERID"), getenv("CNI_IFNAME"));
     buf_printf(where, "%s/%s", d.data, name.data);
     buf_t tmp = {0};
     buf_printf(&tmp, "%s/.%s.%ld.tmp", d.data, name.data, (long)getpid());

@@ -7,6 +7,7 @@
  *                             then "rc N" (0: a well-formed JSON object)
  *   test-driver escape        stdin: bytes; prints them as a JSON string literal
  *   test-driver base64        stdin: bytes; prints their base64
+ *   test-driver name          stdin: container id, NUL, ifname; prints the pending-DEL record name
  */
 #define METACNI_SHIM_MAIN metacni_shim_main
 #include "metacni-shim.c"
@@ -21,6 +22,8 @@ static void read_all(buf_t *b)
         b->len += (size_t)r;
         b->data[b->len] = '\0';
     }
+    if (b->data)
+        b->data[b->len] = '\0';
 }
 
 int main(int argc, char **argv)
@@ -53,8 +56,12 @@ int main(int argc, char **argv)
         json_string(&out, in.data ? in.data : "", in.len);
     } else if (argc == 2 && strcmp(argv[1], "base64") == 0) {
         base64(&out, (const unsigned char *)(in.data ? in.data : ""), in.len);
+    } else if (argc == 2 && strcmp(argv[1], "name") == 0) {
+        const char *cid = in.data ? in.data : "";
+        size_t cid_len = strlen(cid);
+        record_name(&out, cid, cid_len < in.len ? cid + cid_len + 1 : "");
     } else {
-        fprintf(stderr, "usage: test-driver scan KEY... | escape | base64\n");
+        fprintf(stderr, "usage: test-driver scan KEY... | escape | base64 | name\n");
         return 2;
     }
     (void)write_all(1, out.data ? out.data : "", out.len);

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from metacni.meta import multus_keys
-from metacni.spec.config import Problem, schema_problems
+from metacni.spec.config import Problem, extension, loads_siblings, schema_problems, sibling_conf_paths, sibling_plugin
+from metacni.spec.errors import CNIError, Code
 from metacni.spec.versions import negotiate
 
 if TYPE_CHECKING:
@@ -24,30 +27,104 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def problems_of(path: Path, cni_path: str | None) -> list[Problem]:
+    """Every problem of the file, loaded as the ADD path loads it: a ``.conflist`` also gets the
+    plugin objects of ``<its dir>/<name>/*.conf`` (libcni 1.3, unless ``loadOnlyInlinedPlugins``;
+    :func:`metacni.spec.config.conflist_from_file_bytes`), whose problems are located as
+    ``<name>/<file>:$...``."""
     try:
         data = json.loads(path.read_bytes())
     except OSError as exc:
         return [Problem("$", f"cannot read file: {exc.strerror}")]
     except ValueError as exc:
         return [Problem("$", f"not valid JSON: {exc}")]
-    as_list = path.suffix == ".conflist" or (isinstance(data, dict) and "plugins" in data)
-    problems = schema_problems(data, as_list=as_list)
+    is_conflist = extension(str(path)) == ".conflist"  # as the ADD path decides (libcni's rule)
+    as_list = is_conflist or (isinstance(data, dict) and "plugins" in data)
+    siblings = Siblings.load(path, data) if is_conflist else Siblings()
+    merged = siblings.merged(data)
+    problems = siblings.problems + siblings.relocate(schema_problems(merged, as_list=as_list))
     if not isinstance(data, dict):
         return problems
-    plugins = data.get("plugins") if as_list else [data]
+    plugins = merged.get("plugins") if as_list else [data]
     if not isinstance(plugins, list):
         return problems
     typed = [(i, p) for i, p in enumerate(plugins) if isinstance(p, dict) and isinstance(p.get("type"), str)
              and p["type"] and "/" not in p["type"]]
-    more = plugin_problems(typed, cni_path, _version(data, as_list), "$.plugins" if as_list else None)
+    more = siblings.relocate(plugin_problems(typed, cni_path, _version(data, as_list),
+                                             "$.plugins" if as_list else None))
     seen = {problem.path for problem in problems}
     return problems + [problem for problem in more if problem.path not in seen]
 
 
+@dataclass
+class Siblings:
+    """A conflist file's sibling plugin files, as the ADD path would append them."""
+
+    labels: list[str] = field(default_factory=list)  # "<name>/<file>" of each appended plugin
+    plugins: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    inline: int = 0  # how many plugins the file itself holds
+    plugins_reason: str | None = None  # why "$.plugins" is missing as the ADD path says it ("": said)
+
+    @classmethod
+    def load(cls, path: Path, data: Any) -> Siblings:
+        out = cls()
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            return out
+        inline = data.get("plugins")
+        out.inline = len(inline) if isinstance(inline, list) else 0
+        if not loads_siblings(data):
+            if "plugins" not in data:
+                out.plugins_reason = "loadOnlyInlinedPlugins is true, and there is no 'plugins' key"
+            return out
+        name, directory = data["name"], str(path.parent)
+        try:
+            files = sibling_conf_paths(directory, name)
+        except CNIError as exc:
+            out.problems.append(Problem("$.name", f"{exc.msg}: {exc.details}"))
+            return out
+        for file in files:
+            label = f"{name}/{os.path.basename(file)}"
+            try:
+                out.plugins.append(sibling_plugin(file))
+                out.labels.append(label)
+            except CNIError as exc:
+                where = f"{label}:$.type" if exc.code == Code.INVALID_CONFIG else f"{label}:$"
+                out.problems.append(Problem(where, f"{exc.msg}: {exc.details.removeprefix(file + ': ')}"))
+        # With no plugin anywhere the ADD path says so; a file that could not be loaded has
+        # said it already.
+        if "plugins" not in data:
+            out.plugins_reason = "" if files else \
+                f"no plugin configs found: no 'plugins' and no plugin config in {os.path.join(directory, name)}"
+        return out
+
+    def merged(self, data: Any) -> Any:
+        """``data`` with the sibling plugins appended, as the ADD path runs it."""
+        if not self.plugins or not isinstance(data, dict):
+            return data
+        inline = data.get("plugins", [])
+        return {**data, "plugins": [*inline, *self.plugins]} if isinstance(inline, list) else data
+
+    def relocate(self, problems: list[Problem]) -> list[Problem]:
+        """Problems of an appended plugin (``$.plugins[k]...``) located in its own file."""
+        out = []
+        for problem in problems:
+            match = _PLUGIN_INDEX.match(problem.path)
+            index = int(match.group(1)) - self.inline if match else -1
+            if match and 0 <= index < len(self.labels):
+                problem = Problem(f"{self.labels[index]}:${problem.path[match.end():]}", problem.reason)
+            elif problem.path == "$.plugins" and self.plugins_reason is not None:
+                if not self.plugins_reason:
+                    continue
+                problem = Problem("$.plugins", self.plugins_reason)
+            out.append(problem)
+        return out
+
+
+_PLUGIN_INDEX = re.compile(r"\$\.plugins\[(\d+)\]")
+
+
 def _version(data: dict, as_list: bool) -> str:
     """The version the plugins will be called with; "" when the schema already refused it."""
-    from metacni.spec.errors import CNIError
-
     version = data.get("cniVersion")
     try:
         return negotiate(version if isinstance(version, str) else None,
@@ -64,7 +141,6 @@ def plugin_problems(plugins: list[tuple[int, dict]], cni_path: str | None, versi
     config model (``cni_config_model``) finds."""
     from metacni.engine.execplugin import find_plugin
     from metacni.engine.registry import Registry
-    from metacni.spec.errors import CNIError
 
     registry = Registry()
     problems: list[Problem] = []

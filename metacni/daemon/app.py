@@ -138,7 +138,9 @@ class Daemon:
             if self.routes is not None:
                 self.routes.kick()
 
-        self.caches = KubeCaches(self.cfg.kubeconfig, self.cfg.node_name, self.metrics, nodes_changed)
+        # the API discovery cache, under metacni's part of the cache dir (docs/design/1603-kube-dynamic-client.md)
+        discovery_dir = os.path.join(self.cfg.cache_dir, "metacni", kube.DISCOVERY_SUBDIR)
+        self.caches = KubeCaches(self.cfg.kubeconfig, self.cfg.node_name, self.metrics, nodes_changed, discovery_dir)
         if self.cfg.dynamic_networks:
             from .hotplug import HotplugWatcher, api_condition_writer
 
@@ -149,7 +151,7 @@ class Daemon:
         kube.set_view_factory(view_factory(self.caches, self.cfg.kubeconfig, self.metrics))
         from metacni.meta import events
 
-        events.install(self.cfg.kubeconfig or "")  # pod events, with the daemon's credentials ("": in-cluster)
+        events.install(self.cfg.kubeconfig or "", discovery_dir)  # with the daemon's credentials ("": in-cluster)
         if self.cfg.routes:
             from .routes import RouteReconciler
 

@@ -8,9 +8,17 @@ the engine DELs every other cached attachment, then each plugin releases what no
 attachment holds. A static pod (kubelet runs it from a file) is seen in the API through its
 mirror pod, whose UID differs from the one kubelet passes in CNI_ARGS: a mirror pod of the
 same namespace and name keeps the attachment (see :func:`attachment_is_live`). Entries
-younger than ``grace`` are kept: their pod may not have reached the watch cache yet. Each
-pass also deletes host veths detached by a DEL whose deletion a crash interrupted (the link
-reaper's marked links).
+younger than ``grace`` are kept: their pod may not have reached the watch cache yet.
+
+The API only suggests that a sandbox is gone; the node knows. An attachment whose network
+namespace still exists (:func:`metacni.kernel.netns.is_netns` on the cached ``CNI_NETNS``) is
+never collected, whatever the API says: its sandbox is alive, its interface still holds the
+address, and the runtime will DEL it when it removes the sandbox. This covers a static pod
+whose mirror pod is missing from the API (kubelet recreates mirrors lazily), a pod deleted
+with ``--force`` while kubelet still runs it, and an API that lags. Only attachments whose
+namespace is gone too (the runtime removed the sandbox and the DEL was lost, a reboot) are
+reclaimed. Each pass also deletes host veths detached by a DEL whose deletion a crash
+interrupted (the link reaper's marked links).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from typing import Any
 
 from metacni.engine.cache import CacheEntry, ResultCache
 from metacni.engine.chain import ChainRunner
-from metacni.kernel import reaper
+from metacni.kernel import netns, reaper
 from metacni.netlink.rtnl import rtnl
 from metacni.spec.config import network_list_from_bytes
 from metacni.spec.errors import CNIError
@@ -84,7 +92,7 @@ def collect(runner: ChainRunner, cache: ResultCache, pod: PodLookup, grace: floa
                 young = now - os.stat(cache.path(network, entry.container_id, entry.ifname)).st_mtime < grace
             except FileNotFoundError:
                 continue
-            if live is False and not young:
+            if live is False and not young and not _sandbox_alive(entry):
                 stale += 1
             else:
                 valid.append((entry.container_id, entry.ifname))
@@ -103,6 +111,17 @@ def collect(runner: ChainRunner, cache: ResultCache, pod: PodLookup, grace: floa
         left = {(e.container_id, e.ifname) for e in cache.entries(network)}
         reclaimed += sum(1 for e in entries if (e.container_id, e.ifname) not in left)
     return reclaimed
+
+
+def _sandbox_alive(entry: CacheEntry) -> bool:
+    """The attachment's network namespace still exists: its pod is running on this node, so GC
+    keeps it even though the API no longer shows the pod (see the module docstring)."""
+    if not netns.is_netns(entry.netns):
+        return False
+    log.info("GC keeps an attachment whose pod the API does not show: its network namespace still exists",
+             extra={"network": entry.network_name, "container": entry.container_id, "ifname": entry.ifname,
+                    "netns": entry.netns})
+    return True
 
 
 def _mtime(path: os.PathLike[str] | str) -> float:

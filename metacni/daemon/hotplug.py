@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metacni.engine.invoke import Invoker
 from metacni.meta import hotplug
@@ -33,6 +33,9 @@ from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code
 
 from .httpserve import Reply
+
+if TYPE_CHECKING:
+    from metacni.meta.kube_dynamic import DynamicApi
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -46,18 +49,14 @@ def condition(ok: bool, reason: str, message: str) -> JSON:
             "message": message[:1024], "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def api_condition_writer(api: Any) -> Callable[[str, str, JSON], None]:
+def api_condition_writer(api: DynamicApi) -> Callable[[str, str, JSON], None]:
     """Writes a pod condition with the daemon's API client (strategic merge on
     ``status.conditions``, keyed by type: other conditions are kept)."""
-    from kubernetes.client import CoreV1Api
-
     from metacni.meta import kube_paths
 
     def write(namespace: str, name: str, cond: JSON) -> None:
-        resp: Any = CoreV1Api(api).patch_namespaced_pod_status(
-            name, namespace, {"status": {"conditions": [cond]}},
-            _content_type=kube_paths.STRATEGIC_MERGE_PATCH, _preload_content=False, _request_timeout=10)
-        resp.release_conn()
+        api.patch(api.resource("v1", "Pod", "status"), name, namespace, {"status": {"conditions": [cond]}},
+                  kube_paths.STRATEGIC_MERGE_PATCH, _request_timeout=10)
 
     return write
 

@@ -1,10 +1,11 @@
 """Watch-fed caches of this node's pods, all NetworkAttachmentDefinitions and all Nodes.
 
-Each cache is a list-then-watch loop (an informer) with the ``kubernetes`` client's public API:
-the generated list method read as raw JSON (``_preload_content=False``) and
-``kubernetes.watch.Watch().stream(..., deserialize=False)``, so no model objects are built for
-fields nobody reads. Pods are trimmed as they arrive, so 500 pods stay small. A failed or
-expired watch (410 Gone) relists after a backoff, while the cache keeps serving what it has.
+Each cache is a list-then-watch loop (an informer) with the ``kubernetes`` dynamic client
+(:class:`metacni.meta.kube_dynamic.DynamicApi`): the list read as raw JSON and
+``kubernetes.watch.Watch().stream`` of the resource, raw dicts too, so no model or
+``ResourceInstance`` is built for fields nobody reads. Pods are trimmed as they arrive, so 500
+pods stay small. A failed or expired watch (410 Gone) relists after a backoff, while the cache
+keeps serving what it has.
 
 :class:`CachedKubeView` is what the daemon installs with ``metacni.meta.kube.set_view_factory``:
 reads come from the caches, the network-status patch still goes to the API.
@@ -14,14 +15,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from metacni.meta.kube import NAD_GROUP, NAD_PLURAL, NAD_VERSION, ApiKubeView, KubeSettings, KubeView
+from metacni.meta import kube_paths
+from metacni.meta.kube import ApiKubeView, KubeSettings, KubeView
+from metacni.meta.kube_dynamic import DynamicApi
 
 from .metrics import Metrics
 
@@ -62,12 +64,13 @@ def _key(obj: JSON) -> Key:
 class Informer:
     """One resource's list+watch loop and its store. Thread-safe to read."""
 
-    def __init__(self, resource: str, lister: Callable[..., Any], metrics: Metrics | None = None,
+    def __init__(self, resource: str, api: DynamicApi, kind: tuple[str, str], metrics: Metrics | None = None,
                  trim: Callable[[JSON], JSON] = lambda o: o, on_change: Callable[[], None] | None = None,
                  watch_timeout: int = 240, request_timeout: float = 30.0, field_selector: str | None = None,
                  on_object: Callable[[JSON], None] | None = None) -> None:
         self.resource = resource
-        self._lister = lister  # a generated ``list_*`` method (or a partial of one)
+        self._api = api
+        self._kind = kind  # (apiVersion, kind), found by discovery
         self._selector = field_selector
         self._metrics = metrics
         self._trim = trim
@@ -139,12 +142,8 @@ class Informer:
 
     def _list(self) -> str:
         try:
-            resp = self._lister(_preload_content=False, _request_timeout=self._request_timeout,
-                                **self._selector_kwargs())
-            try:
-                data = json.loads(resp.data)
-            finally:
-                resp.release_conn()
+            data = self._api.get(self._api.resource(*self._kind), _request_timeout=self._request_timeout,
+                                 **self._selector_kwargs())
         except Exception:
             self._count("list", "error")
             raise
@@ -161,10 +160,10 @@ class Informer:
 
         self._watch = w = watch.Watch()
         try:
-            stream = w.stream(self._lister, resource_version=rv, allow_watch_bookmarks=True,
-                              timeout_seconds=self._watch_timeout, deserialize=False,
-                              _request_timeout=(self._request_timeout, self._watch_timeout + 30),
-                              **self._selector_kwargs())
+            stream = self._api.watch(w, self._api.resource(*self._kind), resource_version=rv,
+                                     allow_watch_bookmarks=True, timeout_seconds=self._watch_timeout,
+                                     _request_timeout=(self._request_timeout, self._watch_timeout + 30),
+                                     **self._selector_kwargs())
             self._count("watch", "ok")
             for event in stream:
                 if self._stop.is_set():
@@ -180,16 +179,9 @@ class Informer:
             try:
                 if not rv:
                     rv = self._list()
-                for event in self._events(rv):
+                for event in self._events(rv):  # an ERROR event is raised by the client as ApiException
                     kind, obj = event.get("type"), event.get("object") or {}
                     new_rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
-                    if kind == "ERROR":
-                        code = obj.get("code")
-                        log.info("watch of %s ended: %s", self.resource, obj.get("message"),
-                                 extra={"code": code})
-                        if code == 410:
-                            rv = ""
-                        break
                     if kind in ("ADDED", "MODIFIED"):
                         trimmed = self._trim(obj)
                         with self._cond:
@@ -214,12 +206,13 @@ class Informer:
 
 
 class KubeCaches:
-    """The three informers of one daemon, sharing one API client."""
+    """The three informers of one daemon, sharing one API client. ``discovery_dir`` holds the
+    API discovery cache, shared with the daemon's other clients (:func:`view_factory`); "" keeps
+    it in memory."""
 
     def __init__(self, kubeconfig: str | None, node_name: str, metrics: Metrics | None = None,
-                 on_nodes_change: Callable[[], None] | None = None) -> None:
-        import functools
-
+                 on_nodes_change: Callable[[], None] | None = None,
+                 discovery_dir: str = "") -> None:
         from kubernetes import client, config
 
         cfg = client.Configuration()
@@ -227,16 +220,15 @@ class KubeCaches:
             config.load_kube_config(config_file=kubeconfig, client_configuration=cfg, persist_config=False)
         else:
             config.load_incluster_config(client_configuration=cfg)
-        self.api = client.ApiClient(cfg)
-        core, custom = client.CoreV1Api(self.api), client.CustomObjectsApi(self.api)
+        self.discovery_dir = discovery_dir
+        self.api = DynamicApi(client.ApiClient(cfg), discovery_dir)
         self.node_name = node_name
         selector = f"spec.nodeName={node_name}" if node_name else None
-        self.pods = Informer("pods", core.list_pod_for_all_namespaces, metrics, trim=trim_pod,
-                             field_selector=selector)
-        self.nads = Informer("network-attachment-definitions",
-                             functools.partial(custom.list_cluster_custom_object, NAD_GROUP, NAD_VERSION, NAD_PLURAL),
+        self.pods = Informer("pods", self.api, ("v1", "Pod"), metrics, trim=trim_pod, field_selector=selector)
+        self.nads = Informer(kube_paths.NAD_PLURAL, self.api, (kube_paths.NAD_API_VERSION, kube_paths.NAD_KIND),
                              metrics)
-        self.nodes = Informer("nodes", core.list_node, metrics, trim=trim_node, on_change=on_nodes_change)
+        self.nodes = Informer("nodes", self.api, ("v1", "Node"), metrics, trim=trim_node,
+                              on_change=on_nodes_change)
         self.informers = (self.pods, self.nads, self.nodes)
 
     def start(self) -> None:
@@ -296,7 +288,7 @@ class CachedKubeView(KubeView):
 def view_factory(caches: KubeCaches, kubeconfig: str | None,
                  metrics: Metrics | None = None) -> Callable[[Mapping[str, Any]], KubeView | None]:
     """The factory for ``set_view_factory``: the cache view, writing (and reading misses) with
-    the daemon's own credentials and the config's timeouts and retries.
+    the daemon's own credentials and discovery cache and the config's timeouts and retries.
 
     Not with the config's ``kubeconfig``: that path is the host's view, written for the
     standalone fallback, and a DaemonSet container mounts the conf dir elsewhere. The daemon
@@ -306,7 +298,8 @@ def view_factory(caches: KubeCaches, kubeconfig: str | None,
     lock = threading.Lock()
 
     def factory(conf: Mapping[str, Any]) -> KubeView | None:
-        settings = dataclasses.replace(KubeSettings.from_conf(conf), kubeconfig=kubeconfig or "")
+        settings = dataclasses.replace(KubeSettings.from_conf(conf), kubeconfig=kubeconfig or "",
+                                       discovery_dir=caches.discovery_dir)
         with lock:
             view = views.get(settings)
             if view is None:

@@ -1,13 +1,16 @@
 """DELs the shim recorded while the daemon was down, carried out when it is back.
 
-The shim writes each such DEL atomically as ``<pending dir>/<container id>.<ifname>.json``: the
-exact POST /cni body it could not deliver (:mod:`metacni.daemon.protocol`). The daemon calls
+The shim writes each such DEL atomically as ``<pending dir>/<container id>.<ifname>.<hash>.json``
+(:func:`metacni.daemon.protocol.record_name`: bounded under NAME_MAX, one per attachment): the
+exact POST /cni body it could not deliver (:mod:`metacni.daemon.protocol`). Replay reads the
+container id and ifname from the body, never from the name, so any ``*.json`` name is replayed
+(records of an older shim included). The daemon calls
 :meth:`PendingDels.replay` once before its socket accepts requests, and again every GC period:
 
 - a record whose DEL succeeds is deleted;
 - a record whose DEL fails stays (and is logged) for the next pass;
-- a record that is not a valid DEL request (not JSON, wrong shape, not a DEL) is moved to
-  ``<pending dir>/corrupt/`` so it is neither lost nor retried forever.
+- a record that is not a valid DEL request (not JSON, wrong shape, not a DEL, ids the spec
+  rules out) is moved to ``<pending dir>/corrupt/`` so it is neither lost nor retried forever.
 
 Only ``*.json`` files are records: a shim's temporary file (``.<record>.<pid>.tmp``) is left
 alone while it may still be written, and removed once it is ten minutes old.
@@ -24,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from metacni.engine.skel import parse_invocation
+from metacni.spec import naming
 from metacni.spec.errors import CNIError
 
 from .protocol import CNIRequest, decode_request
@@ -118,6 +123,9 @@ class PendingDels:
             request = decode_request(raw)
             if request.command != "DEL":
                 raise CNIError(7, "not a DEL", f"CNI_COMMAND is {request.command!r}")
+            env = request.env
+            if not naming.over_long_only(env.get("CNI_CONTAINERID", ""), env.get("CNI_IFNAME", "")):
+                parse_invocation(env)  # ids the spec rules out: this DEL could never succeed
         except CNIError as exc:
             self._quarantine(path, str(exc))
             stats.corrupt += 1

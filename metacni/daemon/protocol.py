@@ -9,15 +9,16 @@ HTTP/1.1 over the daemon's root-only unix socket, one request per connection::
 
 The answer to ``/cni`` is exactly what the shim prints on stdout; the status tells it the exit
 code (200: 0, anything else: 1). A DEL the shim could not deliver is recorded, with the same
-body, as ``<pending dir>/<container id>.<ifname>.json`` and replayed by the daemon when it starts
-(:mod:`metacni.daemon.pending_dels`). Both sides live in this repository: the daemon here, the
-static shim under ``shim/``.
+body, as ``<pending dir>/<container id>.<ifname>.<hash>.json`` (:func:`record_name`) and
+replayed by the daemon when it starts (:mod:`metacni.daemon.pending_dels`). Both sides live in
+this repository: the daemon here, the static shim under ``shim/``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -75,15 +76,36 @@ def decode_request(body: bytes) -> CNIRequest:
     return CNIRequest(dict(env), stdin)
 
 
+#: pending-DEL record names: readable prefixes of at most these many bytes, then this many hex
+#: digits of the key's SHA-256 (shim/metacni-shim.c's RECORD_* constants)
+RECORD_ID_PART = 64
+RECORD_IFNAME_PART = 16
+RECORD_HASH_HEX = 32
+
+
 def record_name(container_id: str, ifname: str) -> str:
-    """The pending-DEL file name for an attachment, as the shim writes it: each part's bytes
-    restricted to ``[A-Za-z0-9_.-]`` (any other byte becomes ``_``), capped at 128 bytes, and
-    ``_`` when empty."""
-    return f"{_safe(container_id)}.{_safe(ifname)}.json"
+    """The pending-DEL file name for an attachment, exactly as the shim writes it:
+    ``<container id>.<ifname>.<hash>.json``. The two readable parts are the values' first 64 and
+    16 bytes with any byte outside ``[A-Za-z0-9_.-]`` made ``_`` (``_`` when empty); the hash is
+    the first 32 hex digits of SHA-256 over the *whole* values (``container id NUL ifname``, as
+    bytes). So a name is at most 123 bytes whatever the runtime passes (its temporary file
+    ``.<name>.<pid>.tmp`` stays far under NAME_MAX), and two attachments never share one: the
+    full values are inside the record, which is what replay reads."""
+    cid, ifn = _env_bytes(container_id), _env_bytes(ifname)
+    digest = hashlib.sha256(cid + b"\0" + ifn).hexdigest()[:RECORD_HASH_HEX]
+    return f"{_safe(cid, RECORD_ID_PART)}.{_safe(ifn, RECORD_IFNAME_PART)}.{digest}.json"
 
 
-def _safe(part: str) -> str:
-    return _UNSAFE.sub("_", part.encode("utf-8", "surrogateescape").decode("latin-1"))[:128] or "_"
+def _env_bytes(value: str) -> bytes:
+    """The bytes the runtime passed (os.environ keeps undecodable ones as surrogate escapes)."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no environment yields; still a name
+        return value.encode("utf-8", "surrogatepass")
+
+
+def _safe(part: bytes, limit: int) -> str:
+    return _UNSAFE.sub("_", part[:limit].decode("latin-1")) or "_"
 
 
 def error_body(code: int, msg: str, details: str = "", cni_version: str | None = None) -> bytes:

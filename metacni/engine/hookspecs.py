@@ -120,7 +120,8 @@ def cni_config_model() -> type[BaseModel]:
     when you are an IPAM plugin. ``metacni validate`` then reports every problem your model
     finds in each plugin object of your type, with its JSON path
     (``$.plugins[0].ipam.ranges[0][0].subnet``), and ``metacni.plugin.validate_config(Model,
-    request.config, request.network_name)`` in your hooks turns the first one into CNI error 7.
+    request.config, request.network_name)`` in your hooks turns the first one into CNI error 7
+    and otherwise returns the validated instance: use it, do not read the keys again.
 
     Optional: without it, only the spec's own keys of your plugin object are checked.
     Called by ``metacni validate``, never on the pod path; must be cheap and pure.

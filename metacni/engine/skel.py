@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO, TextIO
 
 log = logging.getLogger("metacni")
+#: True in a process that serves exactly one CNI call and exits (the ``metacni`` console script:
+#: ``run_cni(exits_after=True)``); never in the daemon. Work that needs a process outliving the
+#: call (pod events) is handed off instead of queued.
+one_shot = False
 
 _REQUIRED = {
     ADD: ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"),
@@ -90,6 +94,12 @@ def dispatch(env: Mapping[str, str], stdin: bytes, invoker: Any = None) -> dict[
     """Run one CNI call; return the JSON object to print (None for verbs with no output)."""
     if env.get("CNI_COMMAND") == VERSION:
         return version_reply(stdin)
+    if env.get("CNI_COMMAND") == DEL:
+        too_long = naming.over_long_only(env.get("CNI_CONTAINERID", ""), env.get("CNI_IFNAME", ""))
+        if too_long:
+            log.warning("DEL of container %.80s... ifname %.40s: nothing to do (%s; ADD refuses it, so nothing "
+                        "was created)", env.get("CNI_CONTAINERID", ""), env.get("CNI_IFNAME", ""), too_long)
+            return None
     inv = parse_invocation(env)
     config = parse_config(stdin)
     if invoker is None:
@@ -143,8 +153,12 @@ def stdout_to_stderr(out: TextIO) -> Iterator[None]:
 
 
 def run_cni(env: Mapping[str, str] | None = None, stdin: BinaryIO | None = None,
-            stdout: TextIO | None = None, invoker: Any = None) -> int:
-    """Entry point for the CNI protocol; returns the exit status."""
+            stdout: TextIO | None = None, invoker: Any = None, *, exits_after: bool = False) -> int:
+    """Entry point for the CNI protocol; returns the exit status. ``exits_after``: the process
+    ends with this call (sets :data:`one_shot`)."""
+    global one_shot
+    if exits_after:
+        one_shot = True
     env = os.environ if env is None else env
     out = stdout or sys.stdout
     configure_logging()

@@ -205,24 +205,6 @@ def parse_addresses(raw: Iterable[str], where: str = "addresses") -> tuple[IPInt
     return tuple(out)
 
 
-def parse_bool(config: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = config.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise bad(key, f"{value!r} is not a boolean")
-    return value
-
-
-def parse_str_list(config: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    value = config.get(key)
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise bad(key, "expected a list of strings")
-    return tuple(value)
-
-
 @dataclass(frozen=True)
 class AttachmentIPs:
     """The addresses prevResult gives this attachment (ifname in the sandbox, or unlabelled)."""

@@ -8,7 +8,9 @@ its netlink work and comes back. Sockets keep the namespace they were created in
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +43,29 @@ def current_netns_path() -> str:
 
 def exists(path: str) -> bool:
     return bool(path) and os.path.exists(path)
+
+
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3), Linux 4.11
+
+
+def is_netns(path: str) -> bool:
+    """True when ``path`` opens a live network namespace (a runtime's bind mount under
+    /run/netns, or /proc/<pid>/ns/net of a running process): a sandbox that still exists. A
+    missing path, a plain file left behind by an unmount, or another kind of namespace: False."""
+    try:
+        # Only a regular file is opened: a namespace file is one, and opening a device or a
+        # FIFO someone left at that path could have effects of its own.
+        if not path or not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, NS_GET_NSTYPE) == CLONE_NEWNET
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 @contextmanager

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from metacni.spec import versions
-from metacni.spec.models import PluginConfig, validate_config
+from metacni.spec.models import validate_config
 
-from .kube import KubeSettings
+from .kube import KubeKeys, KubeSettings
 from .trust import TenantPolicy
 
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
@@ -33,59 +33,76 @@ DEFAULT_MAX_ATTACHMENTS = 32
 AUTO = "auto"
 
 
-class MetaKeys(PluginConfig):
-    """The keys of a ``type: metacni`` object as JSON holds them (the ``cni_config_model`` of
-    the meta plugin); :meth:`MetaConfig.from_dict` turns them into the runtime config.
+def _or(default: str) -> Any:
+    """``null`` or ``""`` mean ``default`` (Multus' string keys)."""
+    return BeforeValidator(lambda value: default if value is None or value == "" else value)
+
+
+def _names(default: tuple[str, ...]) -> Any:
+    """A list of names; ``null`` means ``default``, a string is split at commas (Multus'
+    globalNamespaces)."""
+    def read(value: Any) -> Any:
+        if value is None:
+            return list(default)
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+    return BeforeValidator(read)
+
+
+def _bool_text(value: Any) -> Any:
+    """``"true"``/``"false"`` in any case, as Multus reads namespaceIsolation."""
+    if isinstance(value, str):
+        if value.lower() not in ("true", "false"):
+            raise ValueError(f"must be a boolean, got {value!r}")
+        return value.lower() == "true"
+    return value
+
+
+class MetaKeys(KubeKeys):
+    """The keys of a ``type: metacni`` object (the ``cni_config_model`` of the meta plugin),
+    in the form :class:`MetaConfig` uses: every Multus spelling is read here, once; the API
+    keys are :class:`~.kube.KubeKeys`'.
 
     Strings: ``null`` or ``""`` mean the default. String lists also accept ``"a,b"`` (Multus'
     globalNamespaces). ``namespaceIsolation`` also accepts ``"true"``/``"false"``.
     """
 
     name: Any = ""
-    confDir: str | None = None
-    cniDir: str | None = None
-    binDir: str | None = None
-    clusterNetwork: str | None = None
-    delegates: list[dict[str, Any]] | None = None
-    defaultNetworks: list[str] | str | None = None
-    systemNamespaces: list[str] | str | None = None
-    multusNamespace: str | None = None
-    metacniNamespace: str | None = None
-    namespaceIsolation: bool | str = False
-    globalNamespaces: list[str] | str | None = None
-    readinessindicatorfile: str | None = None
+    confDir: Annotated[str, _or(DEFAULT_CONF_DIR)] = DEFAULT_CONF_DIR
+    cniDir: Annotated[str, _or(DEFAULT_CNI_DIR)] = DEFAULT_CNI_DIR
+    binDir: Annotated[str, _or(DEFAULT_BIN_DIR)] = DEFAULT_BIN_DIR
+    clusterNetwork: Annotated[str, _or(AUTO)] = AUTO
+    delegates: Annotated[list[dict[str, Any]], BeforeValidator(lambda v: [] if v is None else v)] = Field(
+        default_factory=list)
+    defaultNetworks: Annotated[list[str], _names(())] = Field(default_factory=list)
+    systemNamespaces: Annotated[list[str], _names(("kube-system",))] = Field(default_factory=lambda: ["kube-system"])
+    multusNamespace: Annotated[str, _or("")] = ""
+    metacniNamespace: Annotated[str, _or("")] = ""
+    namespaceIsolation: Annotated[bool, BeforeValidator(_bool_text)] = False
+    globalNamespaces: Annotated[list[str], _names(("default",))] = Field(default_factory=lambda: ["default"])
+    readinessindicatorfile: Annotated[str, _or("")] = ""
     readinessTimeout: float = Field(45.0, ge=0)
-    logFile: str | None = None
-    logLevel: str | None = None
-    deviceInfoDir: str | None = None
-    ownFile: str | None = None
+    logFile: Annotated[str, _or("")] = ""
+    logLevel: Annotated[str, _or("")] = ""
+    deviceInfoDir: Annotated[str, _or(DEFAULT_DEVICE_INFO_DIR)] = DEFAULT_DEVICE_INFO_DIR
+    ownFile: Annotated[str, _or(NODE_CONFIG_NAME)] = NODE_CONFIG_NAME
     maxAttachments: int = Field(DEFAULT_MAX_ATTACHMENTS, ge=1)
     #: node links and devices NADs may name (trust.TenantPolicy parses them; typed here for validate)
     hostInterfaces: list[str] | None = None
     hostDevices: list[str] | None = None
     nadPluginTypes: list[str] | None = None
 
-    @field_validator("namespaceIsolation")
-    @classmethod
-    def _bool_text(cls, value: bool | str) -> bool | str:
-        if isinstance(value, str) and value.lower() not in ("true", "false"):
-            raise ValueError(f"must be a boolean, got {value!r}")
-        return value
-
     @model_validator(mode="after")
     def _conf_dir(self) -> MetaKeys:
-        conf_dir = self.confDir or DEFAULT_CONF_DIR
-        if (self.clusterNetwork or AUTO) == AUTO and not os.path.isabs(conf_dir):
-            raise ValueError(f"confDir must be an absolute path, got {conf_dir!r}")
+        if self.clusterNetwork == AUTO and not os.path.isabs(self.confDir):
+            raise ValueError(f"confDir must be an absolute path, got {self.confDir!r}")
         return self
 
-
-def _names(value: list[str] | str | None, default: list[str]) -> list[str]:
-    if value is None:
-        return list(default)
-    if isinstance(value, str):  # tolerated: "a,b" as Multus' globalNamespaces
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return list(value)
+    @property
+    def system_namespace(self) -> str:
+        """Where cluster-wide NADs live: multusNamespace (or our metacniNamespace), else kube-system."""
+        return self.multusNamespace or self.metacniNamespace or "kube-system"
 
 
 @dataclass
@@ -122,28 +139,27 @@ class MetaConfig:
         Kubernetes settings and the tenant policy (:mod:`.trust`)."""
         version = versions.negotiate(conf.get("cniVersion"), conf.get("cniVersions"))
         keys = validate_config(MetaKeys, conf, str(conf.get("name", "")), "metacni configuration")
-        isolation = keys.namespaceIsolation
         cfg = cls(
             raw=conf,
             name=str(keys.name),
             cni_version=version,
-            conf_dir=keys.confDir or DEFAULT_CONF_DIR,
-            cni_dir=keys.cniDir or DEFAULT_CNI_DIR,
-            bin_dir=keys.binDir or DEFAULT_BIN_DIR,
-            cluster_network=keys.clusterNetwork or AUTO,
-            delegates=list(keys.delegates or []),
-            default_networks=_names(keys.defaultNetworks, []),
-            system_namespaces=_names(keys.systemNamespaces, ["kube-system"]),
-            multus_namespace=keys.multusNamespace or keys.metacniNamespace or "kube-system",
-            namespace_isolation=isolation.lower() == "true" if isinstance(isolation, str) else isolation,
-            global_namespaces=_names(keys.globalNamespaces, ["default"]),
-            readiness_indicator_file=keys.readinessindicatorfile or "",
+            conf_dir=keys.confDir,
+            cni_dir=keys.cniDir,
+            bin_dir=keys.binDir,
+            cluster_network=keys.clusterNetwork,
+            delegates=list(keys.delegates),
+            default_networks=list(keys.defaultNetworks),
+            system_namespaces=list(keys.systemNamespaces),
+            multus_namespace=keys.system_namespace,
+            namespace_isolation=keys.namespaceIsolation,
+            global_namespaces=list(keys.globalNamespaces),
+            readiness_indicator_file=keys.readinessindicatorfile,
             readiness_timeout=float(keys.readinessTimeout),
-            log_file=keys.logFile or "",
-            log_level=keys.logLevel or "",
-            device_info_dir=keys.deviceInfoDir or DEFAULT_DEVICE_INFO_DIR,
-            kube=KubeSettings.from_conf(conf),
-            own_file=keys.ownFile or NODE_CONFIG_NAME,
+            log_file=keys.logFile,
+            log_level=keys.logLevel,
+            device_info_dir=keys.deviceInfoDir,
+            kube=KubeSettings.from_keys(keys, conf),
+            own_file=keys.ownFile,
             max_attachments=keys.maxAttachments,
         )
         cfg.policy = TenantPolicy.from_conf(conf, (cfg.cni_dir, cfg.conf_dir, cfg.bin_dir))

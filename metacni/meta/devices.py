@@ -39,6 +39,7 @@ from typing import Any
 from metacni.engine.cache import atomic_write
 from metacni.spec.config import network_list_from_bytes
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.naming import NAME_MAX
 
 from . import podresources
 from .networks import RESOURCE_NAME, Delegate
@@ -50,6 +51,8 @@ DEVICE_INFO_VERSION = "1.1.0"
 DEVICE_ID_CAP = "deviceID"
 DEVICE_INFO_CAP = "CNIDeviceInfoFile"
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+#: the longest device-info file name: atomic_write's temporary file is ``.<name>.<12 hex>``
+MAX_INFO_NAME = NAME_MAX - len("..") - 12
 
 
 def is_pci_address(device_id: str) -> bool:
@@ -67,6 +70,14 @@ def info_file(info_dir: str, d: Delegate, container_id: str) -> str:
     """The attachment's NPWG device-info file (Multus: ``<delegate name>-<containerID>_<ifname>``,
     ``/`` of ``<ns>/<nad>`` replaced by ``-``)."""
     name = f"{_file_part(d.label, 'network')}-{container_id}_{_file_part(d.ifname, 'interface')}"
+    if len(name.encode()) > MAX_INFO_NAME:
+        # Multus names it the same way and fails on ENAMETOOLONG once plugins ran; the name is
+        # what readers of the file expect, so it is refused up front rather than shortened.
+        raise CNIError(Code.INVALID_CONFIG, "device-info file name too long",
+                       f"network {d.label!r} (ifname {d.ifname!r}): its device-info file name "
+                       f"<network>-<containerID>_<ifname> would be {len(name.encode())} bytes, over "
+                       f"{MAX_INFO_NAME} (NAME_MAX {NAME_MAX} less the atomic write's temporary affixes); "
+                       "use a shorter NetworkAttachmentDefinition name")
     return os.path.join(info_dir, name)
 
 

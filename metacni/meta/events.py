@@ -7,7 +7,7 @@
   and the reason (the CNI error's text).
 
 Events are core/v1 ``events`` (what client-go's recorder in Multus writes), source component
-``metacni``, created with the ``kubernetes`` client (:meth:`ApiKubeView.api_client`).
+``metacni``, created with the ``kubernetes`` dynamic client (:meth:`ApiKubeView.call`).
 
 They never block or fail an ADD: :meth:`Recorder.emit` only queues (a full queue drops); one
 background thread posts them with a short timeout and logs and drops any failure (a 500, a
@@ -18,13 +18,15 @@ flood the API.
 The posting thread starts with the first event and inherits the network namespace of the
 thread that emits it (the meta plugin reports after its ADD, outside any pod namespace).
 
-Only a long-lived process sends them: the node daemon calls :func:`install` at start (with
+Only a long-lived process queues them: the node daemon calls :func:`install` at start (with
 its own credentials). A standalone CNI call (no daemon) exits right after its ADD, before the
-background thread could post, and does not install a recorder, so it records no events.
+background thread could post, so it installs no recorder; its Warnings are handed to a
+detached poster instead (:mod:`.event_handoff`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import socket
@@ -32,11 +34,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metacni.spec.errors import CNIError
 
 from .kube import ApiKubeView, KubeSettings, _shared
+
+if TYPE_CHECKING:
+    from .kube_dynamic import DynamicApi
 
 log = logging.getLogger(__name__)
 
@@ -147,20 +152,22 @@ class Recorder:
                 self._queue.task_done()
 
     def _post(self, event: Event) -> None:
-        try:
-            from kubernetes import client
+        timeout = min(self.settings.timeout, POST_TIMEOUT)
+        body: Any = event.body(self.host)  # a plain dict: the client serialises it as is
 
-            api = client.CoreV1Api(self._view.api_client())
-            timeout = min(self.settings.timeout, POST_TIMEOUT)
-            body: Any = event.body(self.host)  # a plain dict: the client serialises it as is
-            api.create_namespaced_event(event.namespace, body,
-                                        _request_timeout=(min(self.settings.connect_timeout, timeout), timeout))
+        def create(api: DynamicApi) -> bool:
+            api.create(api.resource("v1", "Event"), event.namespace, body,
+                       _request_timeout=(min(self.settings.connect_timeout, timeout), timeout))
+            return True
+
+        try:
+            if self._view.call(f"POST event for pod {event.namespace}/{event.pod}", create) is None:
+                raise LookupError("HTTP 404: the namespace is gone")
             self.sent += 1
         except Exception as exc:  # an event is best effort: log and drop (API errors, timeouts, credentials)
             self.dropped += 1
-            status = getattr(exc, "status", None)
             log.warning("cannot record event %s for pod %s/%s: %s", event.reason, event.namespace, event.pod,
-                        f"HTTP {status} {getattr(exc, 'reason', '')}" if status else f"{type(exc).__name__}: {exc}")
+                        exc.details if isinstance(exc, CNIError) else f"{type(exc).__name__}: {exc}")
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued event was posted or dropped; False on timeout."""
@@ -188,17 +195,18 @@ class Recorder:
 # ---------------------------------------------------------------------- process-wide switch
 _installed = False
 _kubeconfig: str | None = None
+_discovery_dir: str | None = None
 _recorders: dict[KubeSettings, Recorder] = {}
 _lock = threading.Lock()
 
 
-def install(kubeconfig: str | None = None) -> None:
+def install(kubeconfig: str | None = None, discovery_dir: str | None = None) -> None:
     """Record events from now on (the daemon, at start). ``kubeconfig`` replaces the meta
     config's (the daemon's own credentials, as its API view does; "" is the in-cluster service
-    account); None keeps the config's."""
-    global _installed, _kubeconfig
+    account) and ``discovery_dir`` the API discovery cache's; None keeps the config's."""
+    global _installed, _kubeconfig, _discovery_dir
     with _lock:
-        _installed, _kubeconfig = True, kubeconfig
+        _installed, _kubeconfig, _discovery_dir = True, kubeconfig, discovery_dir
 
 
 def uninstall() -> None:
@@ -220,8 +228,13 @@ def recorder_for(conf: dict[str, Any]) -> Recorder | None:
         return None
     if _kubeconfig is not None:
         conf = {**conf, "kubeconfig": _kubeconfig}
+    own_dir = _discovery_dir
+
+    def adjust(settings: KubeSettings) -> KubeSettings:
+        return settings if own_dir is None else dataclasses.replace(settings, discovery_dir=own_dir)
+
     try:
-        rec: Recorder | None = _shared(conf, _recorders, Recorder)
+        rec: Recorder | None = _shared(conf, _recorders, Recorder, adjust)
     except CNIError:  # a bad API setting: the ADD itself reports it
         return None
     return rec

@@ -3,8 +3,8 @@
 Everything the meta plugin needs from the API goes through :class:`KubeView`: the node daemon
 installs a watch-cache-backed view with :func:`set_view_factory` (its writes and cache misses go
 through :class:`ApiKubeView`), a standalone CNI call uses :class:`ApiKubeView` directly. Both use
-the ``kubernetes`` client's public API only (``CoreV1Api``, ``CustomObjectsApi``), imported on the
-first request: an ADD whose annotations arrive in runtimeConfig never imports it.
+the ``kubernetes`` client's public API only (its dynamic client, :mod:`.kube_dynamic`), imported on
+the first request: an ADD whose annotations arrive in runtimeConfig never imports it.
 
 Error policy (Multus #492): an API failure is never "no networks". Views raise
 ``CNIError`` code 11 (try again later) naming the request; only a 404 is an answer (None).
@@ -19,11 +19,17 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BeforeValidator, Field
 
 from metacni.spec.errors import CNIError, Code
+from metacni.spec.models import PluginConfig, validate_config
 
 from . import kube_paths
+
+if TYPE_CHECKING:
+    from .kube_dynamic import DynamicApi
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,7 @@ NAD_GROUP, NAD_VERSION, NAD_PLURAL = kube_paths.NAD_GROUP, kube_paths.NAD_VERSIO
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+DISCOVERY_SUBDIR = "kube-discovery"  # under cniDir: the API discovery cache (metacni.meta.kube_dynamic)
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_RETRIES = 2
@@ -62,6 +69,16 @@ class KubeView(abc.ABC):
 ViewFactory = Callable[[Mapping[str, Any]], KubeView | None]
 
 
+class KubeKeys(PluginConfig):
+    """The API keys of the meta config: ``kubeconfig`` (``null``/``""``: in-cluster or none),
+    ``apiTimeout`` and ``apiConnectTimeout`` (seconds, > 0), ``apiRetries`` (>= 0)."""
+
+    kubeconfig: Annotated[str, BeforeValidator(lambda value: "" if value is None else value)] = ""
+    apiTimeout: float = Field(DEFAULT_TIMEOUT, gt=0)
+    apiConnectTimeout: float = Field(DEFAULT_CONNECT_TIMEOUT, gt=0)
+    apiRetries: int = Field(DEFAULT_RETRIES, ge=0)
+
+
 @dataclass(frozen=True)
 class KubeSettings:
     """The API-related keys of the meta config (Multus names plus our timeouts); immutable and
@@ -71,26 +88,24 @@ class KubeSettings:
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     retries: int = DEFAULT_RETRIES
+    #: where the API discovery cache lives: ``<cniDir>/kube-discovery`` when the config names
+    #: cniDir (the node config metacni installs always does), else "": in memory, once per view
+    discovery_dir: str = ""
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> KubeSettings:
-        def number(key: str, default: float) -> float:
-            value = conf.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise CNIError(Code.INVALID_CONFIG, "invalid metacni configuration",
-                               f"{key} must be a positive number of seconds, got {value!r}")
-            return float(value)
+        """The settings of a meta config, checked by :class:`KubeKeys` (code 7 with the JSON path)."""
+        return cls.from_keys(validate_config(KubeKeys, conf, str(conf.get("name", "")), "metacni configuration"), conf)
 
-        retries = conf.get("apiRetries", DEFAULT_RETRIES)
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise CNIError(Code.INVALID_CONFIG, "invalid metacni configuration",
-                           f"apiRetries must be a non-negative integer, got {retries!r}")
-        kubeconfig = conf.get("kubeconfig") or ""
-        if not isinstance(kubeconfig, str):
-            raise CNIError(Code.INVALID_CONFIG, "invalid metacni configuration",
-                           "kubeconfig must be a path string")
-        return cls(kubeconfig=kubeconfig, timeout=number("apiTimeout", DEFAULT_TIMEOUT),
-                   connect_timeout=number("apiConnectTimeout", DEFAULT_CONNECT_TIMEOUT), retries=retries)
+    @classmethod
+    def from_keys(cls, keys: KubeKeys, conf: Mapping[str, Any]) -> KubeSettings:
+        """``conf``'s own ``cniDir`` (not a default) places the discovery cache: a config that
+        names none keeps it in memory, so ad-hoc configs never write the machine's /var/lib/cni."""
+        cni_dir = conf.get("cniDir")
+        return cls(kubeconfig=keys.kubeconfig, timeout=keys.apiTimeout, connect_timeout=keys.apiConnectTimeout,
+                   retries=keys.apiRetries,
+                   discovery_dir=os.path.join(cni_dir, DISCOVERY_SUBDIR) if isinstance(cni_dir, str) and cni_dir
+                   else "")
 
     @property
     def in_cluster(self) -> bool:
@@ -172,19 +187,20 @@ def _normalise_bearer(cfg: Any) -> None:
 
 
 class ApiKubeView(KubeView):
-    """A KubeView over the real API with the ``kubernetes`` client's generated API classes.
+    """A KubeView over the real API with the ``kubernetes`` dynamic client (:mod:`.kube_dynamic`).
 
     Credentials are re-read whenever the kubeconfig file (or the in-cluster token/CA) changes
     and once after a 401, so rotated service-account tokens work (Multus #852). Every request
-    carries (connect, read) timeouts from the config (Multus #1461). The pod is read as raw JSON
-    (``_preload_content=False``): the meta plugin reads annotations and resources, not models.
+    carries (connect, read) timeouts from the config (Multus #1461). Objects are read as raw
+    JSON: the meta plugin reads annotations and resources, not models. Discovery is cached in
+    ``settings.discovery_dir``, so a warm standalone call sends no discovery request.
     """
 
     def __init__(self, settings: KubeSettings, *, sa_dir: str = SA_DIR) -> None:
         self.settings = settings
         self.sa_dir = sa_dir
         self._lock = threading.Lock()
-        self._api: Any = None
+        self._api: DynamicApi | None = None
         self._stamp: tuple[tuple[int, int, int], ...] | None = None
 
     # ------------------------------------------------------------------ client lifecycle
@@ -193,24 +209,21 @@ class ApiKubeView(KubeView):
             return (self.settings.kubeconfig,)
         return (os.path.join(self.sa_dir, "token"), os.path.join(self.sa_dir, "ca.crt"))
 
-    def _client(self, force: bool = False) -> Any:
+    def _client(self, force: bool = False) -> DynamicApi:
         stamp = fingerprint(*self._credential_files())
         with self._lock:
             if self._api is not None and not force and stamp == self._stamp:
                 return self._api
             from kubernetes import client
 
+            from .kube_dynamic import DynamicApi
+
             cfg = load_configuration(self.settings, self.sa_dir)
-            old, self._api = self._api, client.ApiClient(cfg)
+            old, self._api = self._api, DynamicApi(client.ApiClient(cfg), self.settings.discovery_dir)
             self._stamp = stamp
             if old is not None:
                 _close_quietly(old)
             return self._api
-
-    def api_client(self) -> Any:
-        """The ``kubernetes.client.ApiClient`` with current credentials, for requests this view
-        does not wrap (events, :mod:`metacni.meta.events`)."""
-        return self._client()
 
     def close(self) -> None:
         with self._lock:
@@ -218,15 +231,16 @@ class ApiKubeView(KubeView):
                 _close_quietly(self._api)
             self._api = None
 
-    def call(self, what: str, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn(api_client)``; 404 → None, 401 → reload credentials and retry once, any
-        other failure → CNIError 11 naming ``what``."""
+    def call(self, what: str, fn: Callable[[DynamicApi], Any]) -> Any:
+        """Run ``fn(api)`` with the current credentials (requests for this view's methods and
+        for :mod:`metacni.meta.events`); 404 → None, 401 → reload credentials and retry once,
+        any other failure → CNIError 11 naming ``what``."""
         from kubernetes.client.exceptions import ApiException
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
         for attempt in (0, 1):
-            api = self._client(force=attempt == 1)
             try:
-                return fn(api)
+                return fn(self._client(force=attempt == 1))
             except ApiException as exc:
                 if exc.status == 404:
                     return None
@@ -237,6 +251,8 @@ class ApiKubeView(KubeView):
                                f"{what}: HTTP {exc.status} {exc.reason}: {_status_message(exc)}") from None
             except CNIError:
                 raise
+            except ResourceNotFoundError:  # discovery does not know the kind (a CRD not installed)
+                return None
             except Exception as exc:  # urllib3 timeouts, refused connections, TLS errors
                 raise CNIError(Code.TRY_AGAIN_LATER, "Kubernetes API unreachable",
                                f"{what}: {type(exc).__name__}: {exc}") from None
@@ -249,24 +265,16 @@ class ApiKubeView(KubeView):
 
     # ------------------------------------------------------------------ KubeView
     def get_pod(self, namespace: str, name: str) -> JSON | None:
-        def read(api: Any) -> JSON:
-            from kubernetes.client import CoreV1Api
-
-            resp = CoreV1Api(api).read_namespaced_pod(name, namespace, _preload_content=False,
-                                                      _request_timeout=self.timeout)
-            return _json_body(resp)
+        def read(api: DynamicApi) -> JSON:
+            return api.get(api.resource("v1", "Pod"), name, namespace, _request_timeout=self.timeout)
 
         result: JSON | None = self.call(f"GET pod {namespace}/{name}", read)
         return result
 
     def get_nad(self, namespace: str, name: str) -> JSON | None:
-        def read(api: Any) -> JSON:
-            from kubernetes.client import CustomObjectsApi
-
-            resp = CustomObjectsApi(api).get_namespaced_custom_object(
-                NAD_GROUP, NAD_VERSION, namespace, NAD_PLURAL, name, _preload_content=False,
-                _request_timeout=self.timeout)
-            return _json_body(resp)
+        def read(api: DynamicApi) -> JSON:
+            return api.get(api.resource(kube_paths.NAD_API_VERSION, kube_paths.NAD_KIND), name, namespace,
+                           _request_timeout=self.timeout)
 
         result: JSON | None = self.call(f"GET network-attachment-definition {namespace}/{name}", read)
         return result
@@ -274,29 +282,13 @@ class ApiKubeView(KubeView):
     def patch_pod_network_status(self, namespace: str, name: str, status: list[JSON]) -> None:
         body = {"metadata": {"annotations": {NETWORK_STATUS: json.dumps(status)}}}
 
-        def patch(api: Any) -> bool:
-            from kubernetes.client import CoreV1Api
-
-            resp: Any = CoreV1Api(api).patch_namespaced_pod_status(
-                name, namespace, body, _content_type=kube_paths.STRATEGIC_MERGE_PATCH,
-                _preload_content=False, _request_timeout=self.timeout)
-            _json_body(resp)  # read whole: an unread body would poison the pooled connection
+        def patch(api: DynamicApi) -> bool:
+            api.patch(api.resource("v1", "Pod", "status"), name, namespace, body, kube_paths.STRATEGIC_MERGE_PATCH,
+                      _request_timeout=self.timeout)
             return True
 
         if self.call(f"PATCH pod {namespace}/{name}/status network-status", patch) is None:
             log.warning("pod %s/%s is gone; network-status not written", namespace, name)
-
-
-def _json_body(resp: Any) -> JSON:
-    """The JSON object of a raw (``_preload_content=False``) response; the connection goes back
-    to the pool."""
-    try:
-        data = json.loads(resp.data)
-    finally:
-        resp.release_conn()
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    return data
 
 
 def _status_message(exc: Any) -> str:
@@ -329,9 +321,13 @@ def set_view_factory(factory: ViewFactory | None) -> None:
     _factory = factory
 
 
-def _shared(conf: Mapping[str, Any], views: dict[KubeSettings, Any], make: Callable[[KubeSettings], Any]) -> Any:
-    """One view per distinct API settings (connections and credentials are reused), None without API."""
+def _shared(conf: Mapping[str, Any], views: dict[KubeSettings, Any], make: Callable[[KubeSettings], Any],
+            adjust: Callable[[KubeSettings], KubeSettings] | None = None) -> Any:
+    """One view per distinct API settings (connections and credentials are reused), None without
+    API; ``adjust`` replaces settings of the config (the daemon's own credentials and state)."""
     settings = KubeSettings.from_conf(conf)
+    if adjust is not None:
+        settings = adjust(settings)
     if not settings.configured:
         return None
     with _views_lock:

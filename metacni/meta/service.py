@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from metacni.engine import skel
 from metacni.engine.cache import CacheEntry, ResultCache
 from metacni.engine.chain import ChainRunner, RuntimeConf
 from metacni.engine.request import Request
@@ -229,7 +230,7 @@ def add(request: Request) -> Result:
 
 def _events() -> Any:
     """:mod:`.events` when something (the daemon) imported and installed it; a standalone call
-    never loads it (its imports cost milliseconds)."""
+    loads it only for a failed ADD's Warning (its imports cost milliseconds)."""
     return sys.modules.get("metacni.meta.events")
 
 
@@ -246,12 +247,22 @@ def report_added(ctx: Context, attached: list[tuple[Delegate, Result]]) -> None:
 
 
 def _report_failure(ctx: Context, exc: CNIError) -> None:
-    """A Warning event naming the network and the reason."""
+    """A Warning event naming the network and the reason: queued in the daemon; handed to a
+    detached poster by a standalone call (:mod:`.event_handoff`)."""
     events = _events()
-    if events is not None and ctx.pod.known:
-        reason = events.NO_NETWORK_FOUND if exc.msg == "network not found" else events.ADD_FAILED
-        events.add_failed(ctx.request.config, ctx.pod.namespace, ctx.pod.name, ctx.pod.uid, reason,
-                          f"{exc.msg}: {exc.details}" if exc.details else exc.msg)
+    if not ctx.pod.known or (events is None and not skel.one_shot):
+        return
+    if events is None:
+        from . import events
+    reason = events.NO_NETWORK_FOUND if exc.msg == "network not found" else events.ADD_FAILED
+    message = f"{exc.msg}: {exc.details}" if exc.details else exc.msg
+    if skel.one_shot:
+        from .event_handoff import post_detached
+
+        post_detached(ctx.request.config, events.Event(ctx.pod.namespace, ctx.pod.name, ctx.pod.uid, events.WARNING,
+                                                       reason, message))
+    else:
+        events.add_failed(ctx.request.config, ctx.pod.namespace, ctx.pod.name, ctx.pod.uid, reason, message)
 
 
 def _assign_devices(ctx: Context, delegates: list[Delegate], resources: dict[str, str]) -> list[str]:

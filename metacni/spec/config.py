@@ -219,8 +219,7 @@ def conflist_from_file_bytes(raw: bytes, path: str) -> NetworkList:
     data = _decode(raw, path)
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         return network_list_from_bytes(raw, path, is_list=True)  # its schema errors, as before
-    only_inlined = _bool_like(data.get("loadOnlyInlinedPlugins", False))
-    if only_inlined is True:
+    if not loads_siblings(data):
         if "plugins" not in data:
             raise CNIError(Code.INVALID_CONFIG, "invalid network configuration list",
                            f"{path}: loadOnlyInlinedPlugins is true, and there is no 'plugins' key")
@@ -239,9 +238,16 @@ def conflist_from_file_bytes(raw: bytes, path: str) -> NetworkList:
     return network_list_from_bytes(json.dumps(merged).encode(), path, is_list=True)
 
 
-def _sibling_plugins(conf_dir: str, name: str) -> list[dict[str, Any]]:
-    """The plugin objects of ``<conf_dir>/<name>/*.conf`` (libcni ``NetworkPluginConfsFromFiles``).
-    A name that is not a single path element (a schema error anyway) loads nothing."""
+def loads_siblings(data: dict[str, Any]) -> bool:
+    """Whether a conflist *file* with this content loads ``<dir>/<name>/*.conf`` (libcni 1.3:
+    ``loadOnlyInlinedPlugins`` is not true)."""
+    return _bool_like(data.get("loadOnlyInlinedPlugins", False)) is not True
+
+
+def sibling_conf_paths(conf_dir: str, name: str) -> list[str]:
+    """The files of ``<conf_dir>/<name>/*.conf`` in lexical order (libcni
+    ``NetworkPluginConfsFromFiles``; not recursive); none for a missing directory or a name that
+    is not a single path element (a schema error anyway). An unreadable directory is code 5."""
     if not name or naming.network_name_problem(name) or "/" in name or name in (".", ".."):
         return []
     directory = os.path.join(conf_dir or ".", name)
@@ -252,20 +258,25 @@ def _sibling_plugins(conf_dir: str, name: str) -> list[dict[str, Any]]:
     except OSError as exc:
         raise CNIError(Code.IO_FAILURE, "cannot read plugin config files",
                        f"{directory}: {exc.strerror}") from None
-    out: list[dict[str, Any]] = []
-    for entry in names:
-        path = os.path.join(directory, entry)
-        if extension(entry) != ".conf" or not os.path.isfile(path):
-            continue
-        try:
-            with open(path, "rb") as handle:
-                plugin = _decode(handle.read(), path)
-        except OSError as exc:
-            raise CNIError(Code.IO_FAILURE, "cannot read plugin config", f"{path}: {exc.strerror}") from None
-        if not isinstance(plugin, dict) or not isinstance(plugin.get("type"), str) or not plugin["type"]:
-            raise CNIError(Code.INVALID_CONFIG, "invalid plugin config", f"{path}: missing 'type'")
-        out.append(plugin)
-    return out
+    paths = (os.path.join(directory, entry) for entry in names if extension(entry) == ".conf")
+    return [p for p in paths if os.path.isfile(p)]
+
+
+def sibling_plugin(path: str) -> dict[str, Any]:
+    """One sibling plugin file's object; code 5/6/7 naming the file when it cannot be one."""
+    try:
+        with open(path, "rb") as handle:
+            plugin = _decode(handle.read(), path)
+    except OSError as exc:
+        raise CNIError(Code.IO_FAILURE, "cannot read plugin config", f"{path}: {exc.strerror}") from None
+    if not isinstance(plugin, dict) or not isinstance(plugin.get("type"), str) or not plugin["type"]:
+        raise CNIError(Code.INVALID_CONFIG, "invalid plugin config", f"{path}: missing 'type'")
+    return plugin
+
+
+def _sibling_plugins(conf_dir: str, name: str) -> list[dict[str, Any]]:
+    """The plugin objects of ``<conf_dir>/<name>/*.conf``; the first bad file is an error."""
+    return [sibling_plugin(path) for path in sibling_conf_paths(conf_dir, name)]
 
 
 def conf_files(conf_dir: str | os.PathLike[str]) -> list[str]:

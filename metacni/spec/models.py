@@ -6,18 +6,22 @@ Two uses, one contract:
 
 - :func:`model_problems` lists **every** problem of one object, each with its JSON path
   (``$.plugins[0].ipam.ranges[0][0].subnet``); ``metacni validate`` prints them.
-- :func:`validate_config` parses one object for a CNI call; the first problem becomes a
-  CNI error with code 7 (invalid config) naming the JSON path and the network.
+- :func:`validate_config` parses one object for a CNI call and returns the validated instance,
+  which the plugin's verbs use as is (no second look at the raw dict); the first problem
+  becomes a CNI error with code 7 (invalid config) naming the JSON path and the network, or
+  code 2 when every problem is a valid key whose feature the plugin does not implement
+  (raised by a validator as :func:`unsupported`).
 
-Keys a model does not declare are allowed (the spec passes unknown keys through), and the
-model never replaces the raw dict a plugin is called with: it only checks and types it.
+Keys a model does not declare are allowed (the spec passes unknown keys through).
+:class:`ReferenceConfig` reads JSON ``null`` as "the key's default", as Go's decoder does.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from .check import DICT, LIST, REQUIRED, json_path
 from .errors import CNIError, Code
@@ -32,12 +36,59 @@ class PluginConfig(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True, frozen=True)
 
 
+#: the error type of :func:`unsupported`
+UNSUPPORTED = "unsupported_field"
+
+
+def unsupported(what: str, why: str) -> PydanticCustomError:
+    """What a validator raises for a valid key whose feature the plugin does not implement
+    ("``what`` is not supported yet: ``why``"): :func:`validate_config` makes it CNI error 2
+    (unless an invalid value is found too), ``metacni validate`` lists it."""
+    return PydanticCustomError(UNSUPPORTED, "{what} is not supported yet: {why}", {"what": what, "why": why})
+
+
 class IPAMSection(BaseModel):
     """Base of ``ipam`` section models: ``type`` plus whatever the IPAM plugin declares."""
 
     model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True, frozen=True)
 
     type: str = ""
+
+
+class _GoNulls(BaseModel):
+    """``null`` leaves a key at its default, as Go's JSON decoder does (see :class:`ReferenceConfig`)."""
+
+    #: JSON names of the fields whose default is not ``None`` (computed per subclass)
+    null_means_default: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.null_means_default = frozenset(
+            field.alias or name for name, field in cls.model_fields.items()
+            if not field.is_required() and (field.default_factory is not None or field.default is not None))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and None in data.values():
+            return {k: v for k, v in data.items() if v is not None or k not in cls.null_means_default}
+        return data
+
+
+class ReferenceConfig(_GoNulls, PluginConfig):
+    """Base of the models of reference (Go) plugins' keys: ``null`` leaves a key at its
+    default, as Go's JSON decoder does, so a field declares its real type and default
+    (``hairpin: bool = Field(False, alias="hairpinMode")``) and ``"hairpinMode": null`` reads
+    as ``False``. Fields are read by their JSON name (the alias) only."""
+
+    model_config = ConfigDict(populate_by_name=False)
+
+
+class ReferenceIPAM(_GoNulls, IPAMSection):
+    """:class:`ReferenceConfig` for an ``ipam`` section."""
+
+    model_config = ConfigDict(populate_by_name=False)
 
 
 _MEMBER_TAGS = frozenset({"str", "int", "float", "bool", "none", "list", "dict"})
@@ -80,13 +131,17 @@ def model_problems(model: type[BaseModel], data: Any, root: str = "$") -> list[t
 
 
 def validate_config(model: type[M], data: Any, network: str, what: str = "config") -> M:
-    """``data`` as ``model``, or a CNI error (code 7) naming the first bad field's JSON path,
-    the network, and how many more problems ``metacni validate`` would list."""
+    """``data`` as ``model``, or a CNI error naming the first bad field's JSON path, the
+    network, and how many more problems ``metacni validate`` would list: code 7 for the first
+    invalid value, code 2 when every problem is an :func:`unsupported` feature."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        invalid = [err for err in exc.errors() if err["type"] != UNSUPPORTED]
         found = errors_of(exc)
-        path, reason = found[0]
+        path = json_path(_loc(tuple((invalid or exc.errors())[0]["loc"])))
+        reason = dict(found)[path]
         more = f" (and {len(found) - 1} more problem(s))" if len(found) > 1 else ""
-        raise CNIError(Code.INVALID_CONFIG, f"invalid {what}",
-                       f"network {network!r}: {path}: {reason}{more}") from None
+        code, title = (Code.INVALID_CONFIG, f"invalid {what}") if invalid else \
+            (Code.UNSUPPORTED_FIELD, f"unsupported {what} field")
+        raise CNIError(code, title, f"network {network!r}: {path}: {reason}{more}") from None

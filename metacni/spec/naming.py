@@ -50,6 +50,12 @@ def ifname_problem(value: str) -> str | None:
         return "must not be empty"
     if len(value.encode()) >= IFNAMSIZ:
         return f"is {len(value.encode())} bytes, longer than the kernel's limit of {IFNAMSIZ - 1}"
+    return _ifname_chars_problem(value)
+
+
+def _ifname_chars_problem(value: str) -> str | None:
+    if not value:
+        return "must not be empty"
     if value in (".", ".."):
         return "must not be '.' or '..'"
     for ch in value:
@@ -57,6 +63,22 @@ def ifname_problem(value: str) -> str | None:
             return f"must not contain {ch!r}"
     if not value.isprintable():  # a NUL truncates the name in netlink and in paths
         return "must not contain control or invisible characters"
+    return None
+
+
+def over_long_only(container_id: str, ifname: str) -> str | None:
+    """Why an attachment's ids break only metacni's length caps (the spec's characters are
+    fine), or None. ADD refuses such ids before any plugin runs, so nothing can exist under
+    them: a DEL of one has nothing to free and succeeds (CNI: DEL of what is absent is not an
+    error), rather than failing the runtime's teardown, or a pending-DEL replay, forever."""
+    if not (isinstance(container_id, str) and _ID_RE.fullmatch(container_id)) or not isinstance(ifname, str):
+        return None
+    if _ifname_chars_problem(ifname) is not None:
+        return None
+    if len(container_id) > MAX_CONTAINER_ID:
+        return f"container id is {len(container_id)} characters long, more than {MAX_CONTAINER_ID}"
+    if len(ifname.encode()) >= IFNAMSIZ:
+        return f"interface name is {len(ifname.encode())} bytes, longer than the kernel's limit of {IFNAMSIZ - 1}"
     return None
 
 

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from metacni.plugin import PluginConfig
+from metacni.plugin import FirewallConfig
 
 
-class ForwardConfig(PluginConfig):
-    """``backend``: which firewall to program; unset or empty picks the node's."""
-
-    backend: Literal["nftables", "iptables", ""] | None = None
+class ForwardConfig(FirewallConfig):
+    """Only ``backend`` (:class:`~metacni.plugin.FirewallConfig`)."""

@@ -17,5 +17,5 @@ from metacni.plugin import ChainedFirewallPlugin
 from .config import ForwardConfig
 
 _hooks = ChainedFirewallPlugin(FORWARD, ForwardConfig, "accept forwarded pod traffic",
-                               lambda request, att, ips: ForwardPlan(att, ips))
+                               lambda keys, att, ips: ForwardPlan(att, ips))
 cni_plugin_info, cni_config_model, cni_add, cni_del, cni_check, cni_gc = _hooks.hooks()

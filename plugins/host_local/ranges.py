@@ -102,7 +102,13 @@ def parse_range_set(items: Any, where: str) -> RangeSet:
         raise RangeError(f"{where}: expected a list of ranges")
     if not items:
         raise RangeError(f"{where}: empty range set")
-    ranges = tuple(parse_range(obj, f"{where}[{i}]") for i, obj in enumerate(items))
+    return check_range_set(tuple(parse_range(obj, f"{where}[{i}]") for i, obj in enumerate(items)), where)
+
+
+def check_range_set(ranges: RangeSet, where: str) -> RangeSet:
+    """``ranges`` as one range set: not empty, one address family, no overlaps."""
+    if not ranges:
+        raise RangeError(f"{where}: empty range set")
     if len({r.version for r in ranges}) > 1:
         raise RangeError(f"{where}: mixed address families in one range set")
     for i, a in enumerate(ranges):

@@ -1,24 +1,29 @@
-"""masq's stdin keys as a pydantic model (``cni_config_model``)."""
+"""masq's stdin keys as a pydantic model (``cni_config_model``): the one place they are checked."""
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import Annotated, Any
 
-from pydantic import field_validator
+from pydantic import BeforeValidator, Field
 
-from metacni.plugin import PluginConfig
+from metacni.firewall.plan import IPNetwork
+from metacni.plugin import FirewallConfig
+from metacni.spec.check import STR
 
 
-class MasqConfig(PluginConfig):
-    """``backend`` as forward's; ``nonMasqueradeCIDRs``: destinations left un-NATed."""
+def _cidr(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(STR)
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a CIDR") from None
 
-    backend: Literal["nftables", "iptables", ""] | None = None
-    nonMasqueradeCIDRs: list[str] | None = None
 
-    @field_validator("nonMasqueradeCIDRs")
-    @classmethod
-    def _cidrs(cls, value: list[str] | None) -> list[str] | None:
-        for item in value or []:
-            ipaddress.ip_network(item, strict=False)
-        return value
+class MasqConfig(FirewallConfig):
+    """``backend`` as forward's; ``nonMasqueradeCIDRs``: destinations left un-NATed (host
+    bits allowed, as in ``10.96.0.1/12``)."""
+
+    non_masquerade_cidrs: list[Annotated[IPNetwork, BeforeValidator(_cidr)]] = Field(
+        default_factory=list, alias="nonMasqueradeCIDRs")

@@ -9,14 +9,14 @@ attachment identity, so it works after the namespace is gone. The hooks are
 from __future__ import annotations
 
 from metacni.firewall.identity import Attachment
-from metacni.firewall.plan import MASQ, IPInterface, MasqPlan, parse_cidrs
-from metacni.plugin import ChainedFirewallPlugin, Request
+from metacni.firewall.plan import MASQ, IPInterface, MasqPlan
+from metacni.plugin import ChainedFirewallPlugin
 
 from .config import MasqConfig
 
 
-def _plan(request: Request, att: Attachment, ips: tuple[IPInterface, ...]) -> MasqPlan:
-    return MasqPlan(att, ips, parse_cidrs(request.config.get("nonMasqueradeCIDRs"), "nonMasqueradeCIDRs"))
+def _plan(keys: MasqConfig, att: Attachment, ips: tuple[IPInterface, ...]) -> MasqPlan:
+    return MasqPlan(att, ips, tuple(keys.non_masquerade_cidrs))
 
 
 _hooks = ChainedFirewallPlugin(MASQ, MasqConfig, "masquerade pod traffic leaving its subnets", _plan)

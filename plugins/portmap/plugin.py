@@ -23,17 +23,29 @@ from logging import getLogger
 
 from metacni.firewall import backend as fw
 from metacni.firewall import conntrack
-from metacni.firewall import portmap as config
+from metacni.firewall import portmap as fw_portmap
 from metacni.firewall.identity import Attachment
 from metacni.firewall.plan import PORTMAP
-from metacni.plugin import CNIError, Code, PluginConfig, PluginInfo, Request, Result, hookimpl, validate_config
+from metacni.plugin import (
+    CNIError,
+    Code,
+    FirewallConfig,
+    PluginConfig,
+    PluginInfo,
+    PortmapPlan,
+    Request,
+    Result,
+    hookimpl,
+    validate_config,
+)
+
+from .config import PortmapConfig
 
 log = getLogger(__name__)
 
 
 @hookimpl
 def cni_config_model() -> type[PluginConfig]:
-    from .config import PortmapConfig
     return PortmapConfig
 
 
@@ -41,13 +53,16 @@ def _attachment(request: Request) -> Attachment:
     return Attachment(request.network_name, request.container_id, request.ifname)
 
 
-def _parse(request: Request) -> tuple[config.PortmapPlan, str | None]:
-    """The checked keys (:class:`.config.PortmapConfig`, code 7 with the JSON path), then the plan."""
-    from .config import PortmapConfig
-
-    validate_config(PortmapConfig, request.config, request.network_name, "portmap config")
+def _parse(request: Request) -> tuple[PortmapPlan, str | None]:
+    """The checked keys (:class:`.config.PortmapConfig`, code 7 with the JSON path), then the
+    plan and the backend they ask for (None: detect)."""
+    keys = validate_config(PortmapConfig, request.config, request.network_name, "portmap config")
     assert request.prev_result is not None
-    return config.parse(request.config, request.runtime_config, request.prev_result, _attachment(request))
+    plan = fw_portmap.plan(_attachment(request), request.runtime_config, request.prev_result, snat=keys.snat,
+                           masq_all=keys.masq_all, mark_bit=keys.mark_bit,
+                           external_mark_chain=keys.external_mark_chain,
+                           conditions_v4=tuple(keys.conditions_v4), conditions_v6=tuple(keys.conditions_v6))
+    return plan, keys.firewall
 
 
 @hookimpl
@@ -76,7 +91,8 @@ def cni_add(request: Request) -> Result | None:
 
 @hookimpl
 def cni_del(request: Request) -> None:
-    fw.delete(_attachment(request), PORTMAP, fw.validate_name(request.config.get("backend")))
+    keys = validate_config(FirewallConfig, request.config, request.network_name, "portmap config")
+    fw.delete(_attachment(request), PORTMAP, keys.firewall)
 
 
 @hookimpl

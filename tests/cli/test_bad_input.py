@@ -100,6 +100,32 @@ def test_plugin_side_bad_input(tmp_path: Path, unchanged_host: None, env: dict, 
     assert needle in err["msg"] + " " + err.get("details", "")
 
 
+@pytest.mark.parametrize(("env", "nothing_to_do"), [
+    pytest.param({"CNI_CONTAINERID": "c" * 129}, True, id="containerid-129"),
+    pytest.param({"CNI_CONTAINERID": "c" * 400, "CNI_IFNAME": "e" * 40}, True, id="both-over"),
+    pytest.param({"CNI_IFNAME": "e" * 16}, True, id="ifname-16-bytes"),
+    pytest.param({"CNI_CONTAINERID": "../" + "c" * 200}, False, id="containerid-dotdot"),
+    pytest.param({"CNI_CONTAINERID": "c" * 200 + "\n"}, False, id="containerid-newline"),
+    pytest.param({"CNI_IFNAME": "e/" * 10}, False, id="ifname-slash"),
+])
+def test_del_of_ids_add_refuses_only_for_length(tmp_path: Path, unchanged_host: None, env: dict,
+                                                nothing_to_do: bool) -> None:
+    """CNI sets no length on container ids; metacni's caps (cache file names under NAME_MAX)
+    make ADD refuse longer ones with code 4 before any plugin runs. So a DEL of such ids has
+    nothing to free: it succeeds without touching anything (the runtime's teardown, or a
+    pending-DEL replay, does not fail forever). Ids the spec itself rules out still get code 4."""
+    status, err = cni_call(env_for(**env), host_local_conf(tmp_path))
+    assert (status, err["code"]) == (1, 4), err  # ADD
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("CNI_")}, **env_for(CNI_COMMAND="DEL", **env)}
+    proc = subprocess.run([METACNI], input=host_local_conf(tmp_path), capture_output=True, text=True, env=full,
+                          timeout=60)
+    if nothing_to_do:
+        assert (proc.returncode, proc.stdout) == (0, ""), proc
+        assert "nothing to do" in proc.stderr
+    else:
+        assert proc.returncode == 1 and json.loads(proc.stdout)["code"] == 4, proc
+
+
 def test_undecodable_stdin_bytes(tmp_path: Path, unchanged_host: None) -> None:
     """Invalid UTF-8 and deep nesting, also for VERSION (its stdin is optional): one JSON
     document, no traceback on stderr."""

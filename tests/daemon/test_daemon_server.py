@@ -385,6 +385,8 @@ def test_pending_dels_replayed_before_serving_failures_kept_corrupt_moved(tmp_pa
     good = _record(pending, "DEL", "rec-good", {"cniVersion": "1.1.0", "name": "blk", "type": "blocky"})
     failing = _record(pending, "DEL", "rec-bad", {"cniVersion": "1.1.0", "name": "bad", "type": "nope"})
     not_del = _record(pending, "ADD", "rec-add", {"cniVersion": "1.1.0", "name": "blk", "type": "blocky"})
+    bad_id = _record(pending, "DEL", "rec/../x\n", {"cniVersion": "1.1.0", "name": "blk", "type": "blocky"})
+    too_long = _record(pending, "DEL", "r" * 300, {"cniVersion": "1.1.0", "name": "blk", "type": "blocky"})
     garbage = pending / "x.eth0.json"
     garbage.write_bytes(b'{"env": {"CNI_COMMAND": "DEL"}, "config": ')
     in_progress = pending / ".y.eth0.json.123.tmp"  # a shim still writing its record
@@ -403,8 +405,10 @@ def test_pending_dels_replayed_before_serving_failures_kept_corrupt_moved(tmp_pa
         assert plugin.calls == [("DEL", "rec-good")]  # the ADD record was never run
         assert plugin.socket_existed == [False]  # replayed before the socket accepted anything
         assert not good.exists()
+        assert not too_long.exists()  # ADD refuses such an id: its DEL has nothing to do, and succeeds
         assert failing.exists() and in_progress.exists() and not stale.exists()
-        assert sorted(p.name for p in (pending / "corrupt").iterdir()) == sorted([not_del.name, garbage.name])
+        assert sorted(p.name for p in (pending / "corrupt").iterdir()) == sorted([not_del.name, garbage.name,
+                                                                                  bad_id.name])
         assert daemon.metrics.registry.get_sample_value("metacni_pending_dels") == 1
         # The failing one is retried every GC period (and kept each time).
         assert _wait(lambda: (daemon.metrics.registry.get_sample_value(
@@ -487,14 +491,29 @@ def test_request_body_round_trips(env, stdin):
 @given(cid=st.text(max_size=300), ifname=st.text(max_size=300))
 def test_record_names_are_safe_file_names(cid, ifname):
     name = record_name(cid, ifname)
-    assert re.fullmatch(r"[A-Za-z0-9_.-]{1,128}\.[A-Za-z0-9_.-]{1,128}\.json", name), name
-    # Each part is capped at 128 bytes as protocol v1 says; NAME_MAX (255) holds for any
-    # container id up to 121 bytes (CRI ids are 64).
-    assert "/" not in name and len(name.encode()) <= 128 + 1 + 128 + len(".json")
-    if len(cid.encode()) <= 121 and len(ifname.encode()) <= 128:
-        assert len(name.encode()) <= 255
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", cid) and re.fullmatch(r"[A-Za-z0-9_-]{1,128}", ifname):
-        assert name == f"{cid}.{ifname}.json"  # ordinary ids are kept as they are
+    assert re.fullmatch(r"[A-Za-z0-9_.-]{1,64}\.[A-Za-z0-9_.-]{1,16}\.[0-9a-f]{32}\.json", name), name
+    # Bounded whatever the runtime passes: the record and the shim's ".<name>.<pid>.tmp" stay
+    # under NAME_MAX (255).
+    assert len(name.encode()) <= 123 and len(f".{name}.4194304.tmp") <= 255
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cid) and re.fullmatch(r"[A-Za-z0-9_-]{1,16}", ifname):
+        assert name.startswith(f"{cid}.{ifname}.")  # ordinary ids stay readable
+
+
+# what os.environ can hold: no NUL, undecodable bytes as surrogate escapes
+_env_text = st.text(alphabet=st.characters(blacklist_characters="\0", blacklist_categories=("Cs",))
+                    | st.sampled_from(["\udc80", "\udcff"]), max_size=200)
+
+
+@given(a=st.tuples(_env_text, _env_text), b=st.tuples(_env_text, _env_text))
+def test_record_names_differ_for_different_attachments(a, b):
+    """Ids that agree on their first 64 bytes (or differ only in unsafe bytes) still get their
+    own record: one attachment's DEL never overwrites another's."""
+    assert (record_name(*a) == record_name(*b)) == (a == b)
+
+
+def test_record_names_of_ids_sharing_a_long_prefix():
+    names = {record_name("c" * 200 + x, "eth0") for x in "12"} | {record_name("a/b", "e"), record_name("a_b", "e")}
+    assert len(names) == 4
 
 
 def test_curl_with_a_large_config_is_not_kept_waiting(served, tmp_path):

@@ -7,6 +7,7 @@ every call and creates a link in the pod (a veth pair inside it), as an SR-IOV p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -314,19 +315,42 @@ def test_kubelet_error_is_reported_with_the_pod(dev: DeviceNode) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(label=st.text(min_size=1, max_size=40), ifname=st.text(min_size=1, max_size=20))
+@given(label=st.text(min_size=1, max_size=40) | st.from_regex(r"[a-z0-9-]{1,63}/[a-z0-9.-]{1,253}", fullmatch=True),
+       ifname=st.text(min_size=1, max_size=20))
 def test_device_info_file_stays_in_its_directory(label: str, ifname: str) -> None:
-    """Whatever a NAD or pod names, the device-info file is a plain file of deviceInfoDir or
-    no file at all (CNIError)."""
+    """Whatever a NAD or pod names, the device-info file is a plain file of deviceInfoDir whose
+    name and atomic-write temporary file fit NAME_MAX, or no file at all (CNIError)."""
     net = network_list_from_bytes(json.dumps({"cniVersion": "1.0.0", "name": "n", "type": "x"}).encode())
     d = Delegate(label=label, net=net, ifname=ifname)
     try:
-        path = devices.info_file("/run/devinfo/cni", d, "cid0123")
+        path = devices.info_file("/run/devinfo/cni", d, "c" * 64)
     except CNIError as exc:
         assert exc.code == Code.INVALID_CONFIG
         return
     assert os.path.dirname(path) == "/run/devinfo/cni"
     assert os.path.basename(path) not in ("", ".", "..") and "\x00" not in path
+    assert len(f".{os.path.basename(path)}.{'0' * 12}".encode()) <= 255
+
+
+def test_a_nad_name_too_long_for_its_device_info_file_is_refused_up_front(dev: DeviceNode) -> None:
+    """A 63-character namespace and NAD name and a 128-character container id: the file name
+    ``<ns>-<nad>-<containerID>_<ifname>`` (Multus') would exceed NAME_MAX with its temporary
+    file. The ADD fails with code 7 naming the network before any plugin ran."""
+    namespace, nad = "n" * 63, "s" * 63
+    conf = {"cniVersion": "1.0.0", "name": "sriov-long", "type": "sriov-rec", "recordDir": str(dev.records),
+            "address": "192.0.2.10/24", "capabilities": {"deviceID": True, "CNIDeviceInfoFile": True}}
+    dev.node.api.add_nad(namespace, nad, conf, annotations={"k8s.v1.cni.cncf.io/resourceName": RESOURCE})
+    pod = dev.node.pod("web", namespace=namespace, annotations=_networks(nad))
+    pod = dataclasses.replace(pod, container_id=pod.container_id.ljust(128, "0"))
+    dev.kubelet.set_pod(namespace, "web", {RESOURCE: ["0000:3b:02.1"]})
+
+    err = _add_error(dev, pod)
+
+    assert err.code == Code.INVALID_CONFIG and err.msg == "device-info file name too long", err
+    assert f"{namespace}/{nad}" in err.details and "NAME_MAX" in err.details
+    assert not list(dev.records.iterdir())  # no plugin ran
+    assert dev.info_files() == []
+    dev.node.assert_clean(pod)
 
 
 def test_device_id_reaches_every_plugin_of_a_list() -> None:

@@ -137,13 +137,51 @@ def test_events_are_rate_limited_per_pod_and_reason(node: MetaNode) -> None:
     assert sorted(e["message"] for e in _events(node)) == ["db", "try 0", "try 1"]
 
 
-def test_standalone_calls_record_no_events(node: MetaNode) -> None:
-    """Without install() (a standalone CNI call) no recorder exists and nothing is posted."""
+def test_in_process_calls_without_install_record_no_events(node: MetaNode) -> None:
+    """Without install() (and not the one-shot console script) no recorder exists and nothing
+    is posted."""
     assert events.recorder_for(node.meta_conf()) is None
     pod = node.pod()
     node.cni("ADD", pod)
     assert node.api.count("create", "events") == 0
     node.cni("DEL", pod)
+
+
+def test_a_standalone_failed_add_hands_its_warning_to_a_detached_poster(node: MetaNode) -> None:
+    """The ``metacni`` console script (no daemon, API access from its kubeconfig): a failed ADD
+    answers at once, even while the API holds every event POST, and a detached process records
+    the Warning afterwards (NoNetworkFound, then ErrorAddingInterface). A successful standalone
+    ADD hands off nothing."""
+    node.add_nad("broken", "br-x", "10.89.9.0/24", type="no-such-plugin")
+    ok, missing, bad = node.pod("ok"), node.pod("missing", annotations={NETWORKS: "absent-net"}), \
+        node.pod("bad", annotations={NETWORKS: "broken"})
+    rc, _ = node.exec_binary("ADD", ok)
+    assert rc == 0
+    gate = threading.Event()
+    fault = node.api.inject_fault(verb="create", resource="events", gate=gate)
+    try:
+        rc, err = node.exec_binary("ADD", missing)  # returns while no event can be posted
+        assert rc == 1 and err is not None and err["code"] == 7, err
+        _wait("the held event POST", lambda: fault.hits >= 1)
+        assert _events(node) == []
+    finally:
+        gate.set()
+        node.api.remove_fault(fault)
+    [found] = _wait("the NoNetworkFound event", lambda: _events(node))
+    assert (found["type"], found["reason"]) == ("Warning", "NoNetworkFound")
+    assert found["involvedObject"]["name"] == "missing" and "absent-net" in found["message"]
+    assert found["source"]["component"] == "metacni"
+
+    rc, err = node.exec_binary("ADD", bad)
+    assert rc == 1 and err is not None
+    failed = _wait("the ErrorAddingInterface event", lambda: [e for e in _events(node)
+                                                              if e["reason"] == "ErrorAddingInterface"])
+    assert [e["involvedObject"]["name"] for e in failed] == ["bad"]
+    assert "default/broken" in failed[0]["message"] and "no-such-plugin" in failed[0]["message"]
+    assert len(_events(node)) == 2  # none for the successful ADD
+    assert node.exec_binary("DEL", ok)[0] == 0
+    node.assert_clean(ok)
+    node.assert_clean(bad)
 
 
 def test_message_has_multus_wording() -> None:

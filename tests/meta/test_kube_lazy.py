@@ -61,7 +61,7 @@ def run_in(node, argv: list[str], env: dict[str, str], stdin: str) -> subprocess
 
 def test_only_the_public_client_api_is_used():
     """No reaching into the client's internals (``ApiClient.param_serialize``/``call_api``,
-    ``kubernetes.watch.watch.iter_resp_lines``): the generated API classes and ``Watch`` only."""
+    ``kubernetes.watch.watch.iter_resp_lines``): the dynamic client and ``Watch`` only."""
     root = Path(metacni.__file__).parent
     internals = re.compile(r"param_serialize|iter_resp_lines|call_api")
     hits = [f"{path.relative_to(root)}:{n}: {line.strip()}"

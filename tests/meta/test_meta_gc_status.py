@@ -426,57 +426,135 @@ def test_wrong_typed_records_never_crash_the_readers(tmp_path):
 
 
 # ------------------------------------------------------------------------------ static pods (#14 item 6)
+class PeriodicGC:
+    """The runtime's libcni cache as the daemon's periodic GC reads it, a runner on it, and
+    real pod lookups against the fake API."""
+
+    def __init__(self, node) -> None:
+        from metacni.meta.kube import view_for
+
+        self.node = node
+        self.cache = ResultCache(node.root / "runtime-cache")
+        self.runner = ChainRunner(node.invoker, [CNI_PATH], self.cache)
+        self.net = network_list_from_bytes(json.dumps(node.meta_conf()).encode(), "00-metacni.conf")
+        view = view_for(node.meta_conf())
+        assert view is not None
+        self.view = view
+
+    def rt(self, pod, uid: str):
+        from metacni.engine.chain import RuntimeConf
+        from metacni.spec.args import CniArgs
+
+        return RuntimeConf(pod.container_id, pod.path, "eth0", CniArgs.parse(f"{pod.cni_args};K8S_POD_UID={uid}"))
+
+    def add(self, pod, uid: str) -> None:
+        from metacni.kernel.netns import enter
+
+        with enter(self.node.path):
+            self.runner.add(self.net, self.rt(pod, uid))
+
+    def delete(self, pod, uid: str) -> None:
+        from metacni.kernel.netns import enter
+
+        with enter(self.node.path):
+            self.runner.delete(self.net, self.rt(pod, uid))
+
+    def collect(self) -> int:
+        from metacni.daemon import gc as daemon_gc
+        from metacni.kernel.netns import enter
+
+        with enter(self.node.path):
+            return daemon_gc.collect(self.runner, self.cache, self.view.get_pod, grace=0)
+
+    def cached(self) -> list[str]:
+        return sorted(e.container_id for e in self.cache.entries())
+
+    def remove_sandbox(self, pod) -> None:
+        """What the runtime does when it removes a sandbox (here after a lost DEL): the netns
+        goes, and with it the pod's end of the veth."""
+        from metacni_testkit.netns import run
+
+        run("ip", "netns", "del", pod.netns)
+
+
+def _pod(node, namespace: str, name: str):
+    from metacni_testkit.netns import tag
+    from metacni_testkit.nodes import Pod
+
+    return Pod(namespace, name, node.box.netns("mcpod"), tag("cid", 12))
+
+
 def test_periodic_gc_spares_a_static_pod_whose_mirror_has_another_uid(node):
     """kubelet passes a static pod's own UID in CNI_ARGS; the API only has its mirror pod, with
     another UID and ``kubernetes.io/config.source: file``. The daemon's periodic GC (real pod
-    lookups against the fake API) keeps it, and still reclaims a recreated ordinary pod."""
+    lookups against the fake API) keeps it, and still reclaims a recreated ordinary pod once
+    the runtime removed the old sandbox."""
     import uuid
-
-    from metacni.daemon import gc as daemon_gc
-    from metacni.engine.chain import RuntimeConf
-    from metacni.kernel.netns import enter
-    from metacni.meta.kube import view_for
-    from metacni.spec.args import CniArgs
-    from metacni_testkit.netns import tag
-    from metacni_testkit.nodes import Pod
 
     static_uid, mirror_uid, old_uid, new_uid = (uuid.uuid4().hex for _ in range(4))
     node.api.add_pod("kube-system", "etcd-node-1", node_name="node-1", uid=mirror_uid, annotations={
         "kubernetes.io/config.source": "file", "kubernetes.io/config.mirror": static_uid,
         "kubernetes.io/config.hash": static_uid})
     node.api.add_pod("default", "recreated", node_name="node-1", uid=old_uid)
-    static = Pod("kube-system", "etcd-node-1", node.box.netns("mcpod"), tag("cid", 12))
-    recreated = Pod("default", "recreated", node.box.netns("mcpod"), tag("cid", 12))
-
-    cache = ResultCache(node.root / "runtime-cache")  # the runtime's libcni cache, as the daemon reads it
-    runner = ChainRunner(node.invoker, [CNI_PATH], cache)
-    meta_net = network_list_from_bytes(json.dumps(node.meta_conf()).encode(), "00-metacni.conf")
-
-    def rt(pod: Pod, uid: str) -> RuntimeConf:
-        return RuntimeConf(pod.container_id, pod.path, "eth0", CniArgs.parse(f"{pod.cni_args};K8S_POD_UID={uid}"))
-
-    with enter(node.path):
-        runner.add(meta_net, rt(static, static_uid))
-        runner.add(meta_net, rt(recreated, old_uid))
+    static = _pod(node, "kube-system", "etcd-node-1")
+    recreated = _pod(node, "default", "recreated")
+    pgc = PeriodicGC(node)
+    pgc.add(static, static_uid)
+    pgc.add(recreated, old_uid)
     node.api.delete_pod("default", "recreated")
     node.api.add_pod("default", "recreated", node_name="node-1", uid=new_uid)
+    pgc.remove_sandbox(recreated)
 
-    corrupt = node.root / "runtime-cache" / "results" / f"{meta_net.name}-cidcorrupt-eth0"
+    corrupt = node.root / "runtime-cache" / "results" / f"{pgc.net.name}-cidcorrupt-eth0"
     corrupt.write_text(json.dumps({"kind": "cniCacheV1", "containerId": "cidcorrupt", "ifName": "eth0",
-                                   "networkName": meta_net.name, "cniArgs": "x", "result": 5}))
+                                   "networkName": pgc.net.name, "cniArgs": "x", "result": 5}))
 
-    view = view_for(node.meta_conf())
-    assert view is not None
-    with enter(node.path):
-        reclaimed = daemon_gc.collect(runner, cache, view.get_pod, grace=0)
-    assert reclaimed == 1
+    assert pgc.collect() == 1
     assert not corrupt.exists()  # a wrong-typed entry is moved aside and GC goes on
-    assert [p.name.rsplit(".", 1)[0] for p in Path(cache.corrupt_dir).iterdir()] == [corrupt.name]
-    assert node.pod_links(recreated) == {"lo"}
+    assert [p.name.rsplit(".", 1)[0] for p in Path(pgc.cache.corrupt_dir).iterdir()] == [corrupt.name]
+    assert all(cid != recreated.container_id for owners in lease_owners(node).values() for cid, _ in owners)
     assert node.pod_links(static) == {"lo", "eth0"}
     assert ping(static.path, "10.88.0.1")
-    assert [(e.container_id, e.ifname) for e in cache.entries()] == [(static.container_id, "eth0")]
+    assert pgc.cached() == [static.container_id]
 
-    with enter(node.path):
-        runner.delete(meta_net, rt(static, static_uid))
+    pgc.delete(static, static_uid)
+    node.assert_clean(static)
+
+
+def test_periodic_gc_never_collects_a_sandbox_whose_netns_exists(node):
+    """A static pod whose mirror pod is missing from the API (kubelet recreates it lazily) and a
+    pod deleted from the API with ``--force`` while kubelet still runs it: however long the API
+    has not shown them, their network namespaces exist, so GC keeps them and they still pass
+    traffic. Once the runtime removes a sandbox (its DEL lost), GC reclaims that one."""
+    import uuid
+
+    static_uid, mirror_uid, forced_uid = (uuid.uuid4().hex for _ in range(3))
+    node.api.add_pod("kube-system", "static-web-node-1", node_name="node-1", uid=mirror_uid, annotations={
+        "kubernetes.io/config.source": "file", "kubernetes.io/config.mirror": static_uid})
+    static = _pod(node, "kube-system", "static-web-node-1")
+    node.api.add_pod("default", "forced", node_name="node-1", uid=forced_uid)
+    forced = _pod(node, "default", "forced")
+    pgc = PeriodicGC(node)
+    pgc.add(static, static_uid)
+    pgc.add(forced, forced_uid)
+    node.api.delete_pod("kube-system", static.name)  # the mirror is gone; kubelet runs the pod on
+    node.api.delete_pod("default", "forced")
+    assert node.api.get_pod("default", "forced") is None and pgc.view.get_pod("kube-system", static.name) is None
+
+    for _ in range(2):  # grace 0: every pass judges them stale by the API alone
+        assert pgc.collect() == 0
+    assert pgc.cached() == sorted([static.container_id, forced.container_id])
+    for pod in (static, forced):
+        assert node.pod_links(pod) == {"lo", "eth0"}
+        assert ping(pod.path, "10.88.0.1")
+    assert {cid for owners in lease_owners(node).values() for cid, _ in owners} >= {static.container_id,
+                                                                                      forced.container_id}
+
+    pgc.remove_sandbox(forced)
+    assert pgc.collect() == 1
+    assert pgc.cached() == [static.container_id]
+    assert all(cid != forced.container_id for owners in lease_owners(node).values() for cid, _ in owners)
+    assert node.pod_links(static) == {"lo", "eth0"} and ping(static.path, "10.88.0.1")
+
+    pgc.delete(static, static_uid)
     node.assert_clean(static)

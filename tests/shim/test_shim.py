@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import re
 import shutil
@@ -30,6 +31,8 @@ from hypothesis import strategies as st
 
 from metacni import shimbin
 from metacni.daemon.install import install_shim
+from metacni.daemon.protocol import record_name
+from metacni.engine.chain import RuntimeConf
 from metacni.spec.versions import ALL_VERSIONS
 from metacni_testkit.daemon import daemon_proc
 from metacni_testkit.netns import link_names, netns_path
@@ -361,7 +364,7 @@ def test_a_full_backlog_is_a_connect_timeout(shim_bin: str, tmp_path: Path, comm
         assert not pending.exists()
     else:
         assert (out.returncode, out.stdout) == (0, b"")
-        assert [p.name for p in pending.iterdir()] == ["c1.eth0.json"]
+        assert [p.name for p in pending.iterdir()] == [record_name("c1", "eth0")]
 
 
 def _del_env(tmp_path: Path, cid: str, ifname: str = "eth0") -> dict[str, str]:
@@ -378,7 +381,8 @@ def test_del_with_the_daemon_down_is_recorded_exactly_as_it_would_be_sent(shim_b
     pending = tmp_path / "cni" / "pending-del"
     assert stat.S_IMODE(pending.stat().st_mode) == 0o700
     [record] = list(pending.iterdir())
-    assert record.name == "abc_.._x_" + "y" * 119 + ".eth1.json"
+    assert record.name == "abc_.._x_" + "y" * 55 + ".eth1." + hashlib.sha256(
+        b"abc/../x\n" + b"y" * 200 + b"\0eth1").hexdigest()[:32] + ".json"
     assert stat.S_IMODE(record.stat().st_mode) == 0o600
     assert b"recorded" in out.stderr
     # The same call to a live daemon sends the same bytes.
@@ -393,7 +397,7 @@ def test_pending_dir_from_the_environment_and_the_default_name(shim_bin: str, tm
     pending = tmp_path / "a" / "b"
     out = run(shim_bin, {**_del_env(tmp_path, ""), "METACNI_PENDING_DIR": str(pending)})
     assert out.returncode == 0, out.stderr
-    assert [p.name for p in pending.iterdir()] == ["_.eth0.json"]
+    assert [p.name for p in pending.iterdir()] == [record_name("", "eth0")]
 
 
 def test_del_that_cannot_be_recorded_fails_with_code_11(shim_bin: str, tmp_path: Path) -> None:
@@ -403,6 +407,28 @@ def test_del_that_cannot_be_recorded_fails_with_code_11(shim_bin: str, tmp_path:
     assert out.returncode == 1
     err = one_document(out.stdout)
     assert err["code"] == 11 and "could not be recorded" in err["details"]
+
+
+def test_long_ids_get_bounded_distinct_records(shim_bin: str, tmp_path: Path) -> None:
+    """Runtimes pass any container id (CNI sets no length): ids far over NAME_MAX, ids that
+    differ only after their first 128 bytes, and an ifname at and over the kernel's limit each
+    get their own record, every name under NAME_MAX, and no DEL is lost."""
+    pending = tmp_path / "pending"
+    common = "c" * 300
+    calls = [(common + "1", "e" * 15), (common + "2", "e" * 15), ("d" * 250, "f" * 300), ("x", "eth0")]
+    for cid, ifname in calls:
+        out = run(shim_bin, {**_del_env(tmp_path, cid, ifname), "CNI_NETNS": "/run/netns/" + "n" * 3000,
+                             "METACNI_PENDING_DIR": str(pending)})
+        assert (out.returncode, out.stdout) == (0, b""), out.stderr
+    names = sorted(p.name for p in pending.iterdir())
+    assert names == sorted(record_name(cid, ifname) for cid, ifname in calls)
+    assert all(len(n.encode()) <= 123 for n in names)
+    recorded = {(r["env"]["CNI_CONTAINERID"], r["env"]["CNI_IFNAME"]) for r in
+                (json.loads(p.read_bytes()) for p in pending.iterdir())}
+    assert recorded == set(calls)
+    # A second DEL of the same attachment replaces its record (one per attachment).
+    assert run(shim_bin, {**_del_env(tmp_path, "x", "eth0"), "METACNI_PENDING_DIR": str(pending)}).returncode == 0
+    assert len(list(pending.iterdir())) == len(calls)
 
 
 # ---------------------------------------------------------------------- install
@@ -533,6 +559,19 @@ def test_base64_agrees_with_python(builds: Path, sanitized: bool, data: bytes) -
 
 
 
+ids = st.binary(max_size=300).map(lambda b: b.replace(b"\0", b"")) | st.sampled_from(
+    [b"", b"c1", b"a" * 64, b"a" * 65, b"\xff\xfe", "\u00e9t\u00e9".encode()])
+
+
+@pytest.mark.parametrize("sanitized", [False, True], ids=["plain", "asan"])
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(cid=ids, ifname=ids)
+def test_record_name_agrees_with_python(builds: Path, sanitized: bool, cid: bytes, ifname: bytes) -> None:
+    """The shim and the daemon (metacni.daemon.protocol.record_name) name a record alike."""
+    name = _drive(_driver(builds, sanitized), ["name"], cid + b"\0" + ifname)
+    assert name == record_name(cid.decode("utf-8", "surrogateescape"), ifname.decode("utf-8", "surrogateescape"))
+
+
 # ---------------------------------------------------------------------- a real daemon
 @pytest.fixture
 def node(box) -> Iterator[Node]:
@@ -587,7 +626,8 @@ def test_del_while_the_daemon_is_down_is_carried_out_when_it_starts(node: Node, 
     # DEL with the daemon down: success for the runtime, recorded, nothing freed yet.
     run_in_node(node, lambda: runner.delete(net, rt("down1", pod)))
     pending = node.cni_dir / "pending-del"
-    assert sorted(p.name for p in pending.iterdir()) == ["down1.eth0.json", "down2.eth0.json"]
+    assert sorted(p.name for p in pending.iterdir()) == sorted([record_name("down1", "eth0"),
+                                                                record_name("down2", "eth0")])
     assert len(node.leases(net.name)) == 1 and len(_veths(node)) == 1
     assert "eth0" in link_names(pod.rsplit("/", 1)[1])
     # The daemon replays it before it serves: once it is ready, everything is freed.
@@ -596,6 +636,33 @@ def test_del_while_the_daemon_is_down_is_carried_out_when_it_starts(node: Node, 
     assert node.leases(net.name) == []
     assert node.daemon is not None and node.daemon.stop() == 0  # drains the reaper's deletions
     assert _veths(node) == [] and "eth0" not in link_names(pod.rsplit("/", 1)[1])
+
+
+def test_dels_with_long_ids_recorded_while_down_are_all_replayed(node: Node, box) -> None:
+    """A pod with the longest ids ADD takes (a 128-character container id, a 15-byte ifname)
+    and a DEL with a 250-character id (over that cap: ADD refuses it, so there is nothing to
+    free), both DELs arriving while the daemon is down: each gets its own bounded record, the
+    next daemon replays both, the pod's veth, lease and caches are freed and no record is left
+    (none retried forever, none quarantined)."""
+    node.start_daemon()
+    net = load(node.conflist(subnet="10.89.0.0/24"))
+    runner = node.runner()
+    pod = netns_path(box.netns("mcshpod"))
+    cid, too_long, ifname = "0123456789abcdef" * 8, "z" * 250, "net0123456789ab"
+    run_in_node(node, lambda: runner.add(net, RuntimeConf(cid, pod, ifname)))
+    assert ifname in link_names(pod.rsplit("/", 1)[1]) and len(node.leases(net.name)) == 1
+    assert node.daemon is not None and node.daemon.stop() == 0
+    for container in (cid, too_long):
+        run_in_node(node, lambda c=container: runner.delete(net, RuntimeConf(c, pod, ifname)))
+    pending = node.cni_dir / "pending-del"
+    assert sorted(p.name for p in pending.iterdir()) == sorted([record_name(cid, ifname),
+                                                                record_name(too_long, ifname)])
+    node.start_daemon()  # replays before it serves
+    assert list(pending.iterdir()) == []
+    assert node.leases(net.name) == []
+    assert node.daemon is not None and node.daemon.stop() == 0
+    assert _veths(node) == [] and ifname not in link_names(pod.rsplit("/", 1)[1])
+    assert not (pending / "corrupt").exists()
 
 
 def test_a_body_over_the_daemons_limit_gets_its_code_7_answer(tmp_path: Path) -> None:

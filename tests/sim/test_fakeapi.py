@@ -130,6 +130,27 @@ def test_discovery_endpoints(kube: client.ApiClient) -> None:
         (NAD_PLURAL, "NetworkAttachmentDefinition", True)]
 
 
+def test_dynamic_client_discovers_what_metacni_uses(kube: client.ApiClient, tmp_path: Path) -> None:
+    """The ``kubernetes`` dynamic client's discovery finds every kind metacni reads and writes,
+    with the real documents' shapes (APIResourceList entries with kind, verbs, namespaced)."""
+    from kubernetes.dynamic import DynamicClient
+
+    dyn = DynamicClient(kube, cache_file=str(tmp_path / "discovery.json"))
+    pods = dyn.resources.get(prefix="api", api_version="v1", kind="Pod")
+    assert (pods.name, pods.namespaced, pods.path(name="p", namespace="ns")) == (
+        "pods", True, "/api/v1/namespaces/ns/pods/p")
+    status = pods.subresources["status"]
+    assert status.namespaced and set(status.verbs) >= {"get", "patch"}
+    assert status.path(name="p", namespace="ns") == "/api/v1/namespaces/ns/pods/p/status"
+    for kind, plural, namespaced in (("Node", "nodes", False), ("Event", "events", True),
+                                     ("Namespace", "namespaces", False)):
+        found = dyn.resources.get(prefix="api", api_version="v1", kind=kind)
+        assert (found.name, found.namespaced) == (plural, namespaced)
+    nads = dyn.resources.get(api_version=f"{NAD_GROUP}/{NAD_VERSION}", kind="NetworkAttachmentDefinition")
+    assert nads.path(namespace="ns") == f"/apis/{NAD_GROUP}/{NAD_VERSION}/namespaces/ns/{NAD_PLURAL}"
+    assert dyn.version["kubernetes"]["gitVersion"].startswith("v1.")
+
+
 def test_unknown_path_is_404(api: FakeAPIServer, custom: client.CustomObjectsApi) -> None:
     with pytest.raises(ApiException) as info:
         custom.list_cluster_custom_object("example.com", "v1", "widgets")

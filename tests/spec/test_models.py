@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from metacni.meta.config import MetaConfig, MetaKeys
-from metacni.plugin import CNIError, Code, PluginConfig, validate_config
+from metacni.plugin import CNIError, Code, PluginConfig, ReferenceConfig, unsupported, validate_config
 from metacni.spec.models import model_problems
 from metacni_plugins.bridge.model import BridgeConfig
 from metacni_plugins.host_local.model import HostLocalConfig
@@ -85,3 +86,47 @@ def test_meta_keys_keep_their_multus_forms() -> None:
             MetaConfig.from_dict({"cniVersion": "1.0.0", "name": "m", **bad})
         assert err.value.code == Code.INVALID_CONFIG and path in err.value.details, (bad, err.value.details)
     assert not model_problems(MetaKeys, {"type": "metacni", "delegates": [{"type": "bridge"}]})
+
+
+class Go(ReferenceConfig):
+    flag: bool = Field(False, alias="someFlag")
+    level: int = Field(3, alias="level")
+    note: str | None = Field(None, alias="note")
+    trunk: Any = Field(None, alias="trunk")
+
+    @field_validator("trunk")
+    @classmethod
+    def _trunk(cls, value: Any) -> Any:
+        return value and _refuse(value)
+
+
+def _refuse(value: Any) -> Any:
+    raise unsupported(repr(value), "not built")
+
+
+def test_reference_config_reads_null_as_the_default_and_json_names_only() -> None:
+    keys = Go.model_validate({"someFlag": None, "level": None, "note": None, "other": None})
+    assert (keys.flag, keys.level, keys.note) == (False, 3, None)
+    assert Go.model_validate({"flag": True}).flag is False  # the Python name is no JSON key
+    assert model_problems(Go, {"someFlag": "yes", "level": True}) == [
+        ("$.someFlag", "Input should be a valid boolean"), ("$.level", "Input should be a valid integer")]
+
+
+def test_unsupported_is_code_2_unless_a_value_is_invalid() -> None:
+    with pytest.raises(CNIError) as err:
+        validate_config(Go, {"trunk": [1]}, "net-u", "go config")
+    assert err.value.code == Code.UNSUPPORTED_FIELD and err.value.msg == "unsupported go config field"
+    assert err.value.details == "network 'net-u': $.trunk: [1] is not supported yet: not built"
+    with pytest.raises(CNIError) as err:
+        validate_config(Go, {"trunk": [1], "level": "x"}, "net-u", "go config")
+    assert err.value.code == Code.INVALID_CONFIG and "$.level" in err.value.details and "1 more" in err.value.details
+    assert ("$.trunk", "[1] is not supported yet: not built") in model_problems(Go, {"trunk": [1]})
+
+
+def test_meta_keys_include_the_api_keys() -> None:
+    found = dict(model_problems(MetaKeys, {"apiTimeout": 0, "apiRetries": -1, "kubeconfig": 5}))
+    assert set(found) == {"$.apiTimeout", "$.apiRetries", "$.kubeconfig"}, found
+    cfg = MetaConfig.from_dict({"cniVersion": "1.0.0", "name": "m", "apiTimeout": 2, "kubeconfig": None,
+                                "multusNamespace": "", "metacniNamespace": "mc", "systemNamespaces": None})
+    assert (cfg.kube.timeout, cfg.kube.kubeconfig, cfg.multus_namespace) == (2.0, "", "mc")
+    assert cfg.system_namespaces == ["kube-system"]

@@ -94,13 +94,19 @@ class DaemonProc:
 def start_daemon(workdir: str | os.PathLike[str], *, netns: str | None = None, args: Sequence[str] = (),
                  python: str = sys.executable, env: Mapping[str, str] | None = None,
                  wait: bool = True) -> DaemonProc:
-    """A daemon on ``workdir/run/metacni.sock``. Unless ``args`` name one (``--pending-dir`` or a
-    ``--config``), its pending-DEL dir is ``workdir/pending-del``: never the machine's own."""
+    """A daemon on ``workdir/run/metacni.sock``. Unless ``args`` name them (or a ``--config``), its
+    pending-DEL dir, conf dir and cache dir are ``workdir/pending-del``, ``workdir/net.d`` and
+    ``workdir/cni``: never the machine's own /etc/cni/net.d or /var/lib/cni."""
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     sock = str(work / "run" / "metacni.sock")
     log = work / "daemon.log"
-    own = [] if {"--pending-dir", "--config"} & set(args) else ["--pending-dir", str(work / "pending-del")]
+    own: list[str] = []
+    if "--config" not in args:
+        for flag, default in (("--pending-dir", "pending-del"), ("--conf-dir", "net.d"), ("--cache-dir", "cni")):
+            if flag not in args:
+                (work / default).mkdir(exist_ok=True)
+                own += [flag, str(work / default)]
     cmd = [python, "-m", "metacni", "--log-level", "INFO", "daemon", "--socket", sock, "--log-file", str(log),
            *own, *args]
     if netns:

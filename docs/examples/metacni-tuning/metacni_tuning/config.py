@@ -17,11 +17,11 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
-from metacni.plugin import CNIError, PluginConfig, Request, bad_field
+from metacni.plugin import CNIError, PluginConfig, Request, bad_field, validate_config
 
 DEFAULT_DATA_DIR = "/var/lib/cni/tuning-py"
 ARGS_SYSCTL_PREFIX = "SYSCTL."
@@ -31,11 +31,15 @@ _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 @dataclass(frozen=True)
 class Sysctl:
-    """One sysctl: ``key`` as written (dotted, with ``IFNAME``), ``parts`` resolved for /proc/sys."""
+    """One sysctl: ``key`` as written (dotted, with ``IFNAME``), ``parts`` for /proc/sys."""
 
     key: str
     parts: tuple[str, ...]
     value: str
+
+    def on(self, ifname: str) -> Sysctl:
+        """This sysctl with ``IFNAME`` in its path replaced by ``ifname``."""
+        return Sysctl(self.key, tuple(ifname if p == IFNAME_PLACEHOLDER else p for p in self.parts), self.value)
 
 
 @dataclass(frozen=True)
@@ -93,32 +97,23 @@ def _allowed(key: str, patterns: list[str]) -> bool:
 
 
 class TuningConfig(PluginConfig):
-    """The conflist keys as a pydantic model, returned by the plugin's ``cni_config_model`` hook:
-    ``metacni validate`` lists every problem it finds, with its JSON path. The field checks are
-    the ``parse_*`` functions :func:`load` uses, so both agree."""
+    """The conflist keys as a pydantic model, returned by the plugin's ``cni_config_model`` hook
+    (``metacni validate`` lists every problem it finds, with its JSON path) and validated by
+    :func:`load`, which uses the instance: the validators return the parsed values, so the
+    keys are checked once, by the same ``parse_*`` functions the CNI_ARGS go through."""
 
-    mtu: int | str | None = None
-    mac: str | None = None
-    sysctl: dict[str, str | int] = Field(default_factory=dict)
+    mtu: Annotated[int | None, BeforeValidator(lambda v: v if v is None else _checked(parse_mtu, v, "mtu"))] = None
+    mac: Annotated[str | None, BeforeValidator(lambda v: v if v is None else _checked(parse_mac, v, "mac"))] = None
+    sysctl: dict[str, Sysctl] = Field(default_factory=dict)
     allowedSysctls: list[str] = Field(default_factory=list)
-    dataDir: str | None = None
+    dataDir: Annotated[str, BeforeValidator(lambda v: v or DEFAULT_DATA_DIR)] = DEFAULT_DATA_DIR
 
-    @field_validator("mtu")
+    @field_validator("sysctl", mode="before")
     @classmethod
-    def _mtu(cls, value: int | str | None) -> int | str | None:
-        return value if value is None else _checked(parse_mtu, value, "mtu")
-
-    @field_validator("mac")
-    @classmethod
-    def _mac(cls, value: str | None) -> str | None:
-        return value if value is None else _checked(parse_mac, value, "mac")
-
-    @field_validator("sysctl")
-    @classmethod
-    def _sysctl(cls, value: dict[str, str | int]) -> dict[str, str | int]:
-        for key, item in value.items():
-            _checked(parse_sysctl, key, item, IFNAME_PLACEHOLDER, repr(key))
-        return value
+    def _sysctl(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value  # pydantic refuses it: "Input should be a valid dictionary"
+        return {key: _checked(parse_sysctl, key, item, IFNAME_PLACEHOLDER, repr(key)) for key, item in value.items()}
 
 
 def _checked(parse: Any, *args: Any) -> Any:
@@ -129,19 +124,18 @@ def _checked(parse: Any, *args: Any) -> Any:
         raise ValueError(exc.details) from None
 
 
-def load(request: Request) -> Tuning:
-    """Parse the config, CNI_ARGS and runtimeConfig; raises CNIError code 7 naming the field."""
-    conf = request.config
-    mtu = parse_mtu(conf["mtu"], "mtu") if conf.get("mtu") is not None else None
-    mac = parse_mac(conf["mac"], "mac") if conf.get("mac") is not None else None
+def data_dir(request: Request) -> str:
+    """Where DEL and GC find the records: the one key they need, checked by the same model."""
+    return validate_config(TuningConfig, {"dataDir": request.config.get("dataDir")}, request.network_name,
+                           "tuning-py config").dataDir
 
-    allowed = conf.get("allowedSysctls") or []
-    if not isinstance(allowed, list) or not all(isinstance(p, str) for p in allowed):
-        raise bad_field("allowedSysctls", "expected a list of glob patterns")
-    raw_sysctls = conf.get("sysctl") or {}
-    if not isinstance(raw_sysctls, dict):
-        raise bad_field("sysctl", "expected an object of key: value")
-    sysctls = {s.key: s for s in (parse_sysctl(k, v, request.ifname, f"sysctl[{k!r}]") for k, v in raw_sysctls.items())}
+
+def load(request: Request) -> Tuning:
+    """The validated config (:class:`TuningConfig`: code 7 naming the JSON path and network),
+    then CNI_ARGS and runtimeConfig, which override it (code 7 naming the source)."""
+    keys = validate_config(TuningConfig, request.config, request.network_name, "tuning-py config")
+    mtu, mac = keys.mtu, keys.mac
+    sysctls = {s.key: s.on(request.ifname) for s in keys.sysctl.values()}
 
     if "MTU" in request.args:
         mtu = parse_mtu(request.args["MTU"], "CNI_ARGS MTU")
@@ -151,15 +145,11 @@ def load(request: Request) -> Tuning:
         if not name.startswith(ARGS_SYSCTL_PREFIX):
             continue
         item = parse_sysctl(name[len(ARGS_SYSCTL_PREFIX):], value, request.ifname, f"CNI_ARGS {name}")
-        if not _allowed(item.key, allowed):
+        if not _allowed(item.key, keys.allowedSysctls):
             raise bad_field(f"CNI_ARGS {name}", f"sysctl {item.key!r} is not in allowedSysctls")
         sysctls[item.key] = item
 
     runtime_mac = request.runtime_config.get("mac")
     if runtime_mac:
         mac = parse_mac(runtime_mac, "runtimeConfig.mac")
-
-    data_dir = conf.get("dataDir") or DEFAULT_DATA_DIR
-    if not isinstance(data_dir, str):
-        raise bad_field("dataDir", "expected a path")
-    return Tuning(mtu=mtu, mac=mac, sysctls=tuple(sysctls.values()), data_dir=data_dir)
+    return Tuning(mtu=mtu, mac=mac, sysctls=tuple(sysctls.values()), data_dir=keys.dataDir)

@@ -67,8 +67,7 @@ def cni_add(request: Request) -> Result:
 
 @hookimpl
 def cni_del(request: Request) -> None:
-    data_dir = request.config.get("dataDir") or config.DEFAULT_DATA_DIR
-    store = state.Store(str(data_dir), request.network_name)
+    store = state.Store(config.data_dir(request), request.network_name)
     original = store.load(request.container_id, request.ifname)
     if original is None:
         return  # never added, or already deleted
@@ -98,7 +97,6 @@ def cni_check(request: Request) -> None:
 
 @hookimpl
 def cni_gc(request: Request) -> None:
-    data_dir = request.config.get("dataDir") or config.DEFAULT_DATA_DIR
-    removed = state.Store(str(data_dir), request.network_name).gc(set(request.valid_attachments))
+    removed = state.Store(config.data_dir(request), request.network_name).gc(set(request.valid_attachments))
     if removed:
         log.info("tuning-py GC on %s dropped %d stale records", request.network_name, removed)

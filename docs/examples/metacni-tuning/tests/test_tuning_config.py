@@ -46,22 +46,28 @@ def test_args_sysctl_overrides_the_config_value_of_the_same_key():
 
 
 @pytest.mark.parametrize(("conf", "args", "field"), [
-    ({"mtu": 10}, "", "mtu"),
-    ({"mtu": "big"}, "", "mtu"),
-    ({"mtu": True}, "", "mtu"),
-    ({"mac": "01:00:00:00:00:01"}, "", "mac"),
-    ({"mac": "nope"}, "", "mac"),
-    ({}, "MTU=x", "CNI_ARGS MTU"),
-    ({"sysctl": {"kernel.hostname": "x"}}, "", "sysctl['kernel.hostname']"),
-    ({"sysctl": {"net.core..x": "1"}}, "", "sysctl['net.core..x']"),
-    ({"sysctl": {"net/core/../../kernel/x": "1"}}, "", "sysctl['net/core/../../kernel/x']"),
-    ({"sysctl": {"net.core.somaxconn": "1\n2"}}, "", "sysctl['net.core.somaxconn']"),
-    ({"sysctl": ["net.core.somaxconn"]}, "", "sysctl"),
-    ({"allowedSysctls": "net.*"}, "", "allowedSysctls"),
-    ({"allowedSysctls": ["net.*"]}, "SYSCTL.kernel.x=1", "CNI_ARGS SYSCTL.kernel.x"),
+    ({"mtu": 10}, "", "network 'net': $.mtu: "),
+    ({"mtu": "big"}, "", "network 'net': $.mtu: "),
+    ({"mtu": True}, "", "network 'net': $.mtu: "),
+    ({"mac": "01:00:00:00:00:01"}, "", "network 'net': $.mac: "),
+    ({"mac": "nope"}, "", "network 'net': $.mac: "),
+    ({}, "MTU=x", "CNI_ARGS MTU: "),
+    ({"sysctl": {"kernel.hostname": "x"}}, "", "network 'net': $.sysctl: 'kernel.hostname': "),
+    ({"sysctl": {"net.core..x": "1"}}, "", "network 'net': $.sysctl: 'net.core..x': "),
+    ({"sysctl": {"net/core/../../kernel/x": "1"}}, "", "network 'net': $.sysctl: 'net/core/../../kernel/x': "),
+    ({"sysctl": {"net.core.somaxconn": "1\n2"}}, "", "network 'net': $.sysctl: 'net.core.somaxconn': "),
+    ({"sysctl": ["net.core.somaxconn"]}, "", "network 'net': $.sysctl: "),
+    ({"allowedSysctls": "net.*"}, "", "network 'net': $.allowedSysctls: "),
+    ({"allowedSysctls": ["net.*"]}, "SYSCTL.kernel.x=1", "CNI_ARGS SYSCTL.kernel.x: "),
 ])
 def test_bad_input_names_the_field(conf, args, field):
     with pytest.raises(CNIError) as err:
         config.load(request(conf, args))
     assert err.value.code == Code.INVALID_CONFIG
-    assert err.value.details.startswith(field + ":"), err.value.details
+    assert err.value.details.startswith(field), err.value.details
+
+
+def test_the_model_is_the_check_and_null_is_unset():
+    t = config.load(request({"mtu": "1400", "mac": "02:AA:00:00:00:01", "dataDir": None, "sysctl": {}}))
+    assert (t.mtu, t.mac, t.data_dir, t.sysctls) == (1400, "02:aa:00:00:00:01", config.DEFAULT_DATA_DIR, ())
+    assert config.data_dir(request({"dataDir": "/tmp/x", "mtu": "junk"})) == "/tmp/x"  # DEL reads only dataDir
