@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import errno
+import logging
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from metacni.netlink import rtnl as nl
 from metacni.netlink.rtnl import EEXIST, RT_TABLE_MAIN, NetlinkError, RouteMsg, Rtnl, is_errno
 
+log = logging.getLogger(__name__)
+
 __all__ = ["RT_TABLE_MAIN", "InstalledRoute", "RouteMsg", "RouteSpec", "add_route", "add_route_request",
-           "delete_route", "dump_routes", "list_routes", "route_get"]
+           "delete_route", "dump_routes", "is_local_address", "is_node_address", "list_routes", "node_addresses",
+           "route_get"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,23 @@ def route_get(ipr: Rtnl, dst: IPv4Address | IPv6Address) -> RouteMsg | None:
     return nl.parse_route(replies[0]) if replies else None
 
 
+def is_local_address(ipr: Rtnl, address: IPv4Address | IPv6Address) -> bool:
+    """Whether ``address`` is one of this network namespace's own (the kernel would deliver it
+    locally: a ``local`` route, as ``ip route get`` shows)."""
+    found = route_get(ipr, address)
+    return found is not None and found.type == nl.RTN_LOCAL
+
+
+def is_node_address(address: IPv4Address | IPv6Address) -> bool:
+    """:func:`is_local_address` on a socket of its own; False (logged) when the kernel cannot say."""
+    try:
+        with nl.rtnl() as ipr:
+            return is_local_address(ipr, address)
+    except (NetlinkError, OSError) as exc:
+        log.warning("cannot tell whether %s is this namespace's address (%s)", address, exc)
+        return False
+
+
 def dump_routes(ipr: Rtnl, version: int) -> list[RouteMsg]:
     """Every route of one family, all tables."""
     out = []
@@ -67,6 +88,18 @@ def dump_routes(ipr: Rtnl, version: int) -> list[RouteMsg]:
         if r is not None:
             out.append(r)
     return out
+
+
+def node_addresses() -> set[IPv4Address | IPv6Address]:
+    """Every address of this network namespace (its ``local`` routes), on a socket of its own;
+    empty (logged) when the kernel cannot say."""
+    try:
+        with nl.rtnl() as ipr:
+            return {r.dst.network_address for version in (4, 6) for r in dump_routes(ipr, version)
+                    if r.type == nl.RTN_LOCAL and r.dst.prefixlen == r.dst.max_prefixlen}
+    except (NetlinkError, OSError) as exc:
+        log.warning("cannot list this namespace's addresses (%s)", exc)
+        return set()
 
 
 @dataclass(frozen=True)

@@ -133,8 +133,6 @@ def _check_subdomain(value: str, item: str) -> None:
 
 def _check_ifname(value: str, item: str) -> None:
     problem = naming.ifname_problem(value)
-    if problem is None and not value.isprintable():  # tenant input: a NUL truncates it in netlink and paths
-        problem = "must not contain control or invisible characters"
     if problem:
         raise AnnotationError(f"{item!r}: interface name {value!r} {problem}")
 

@@ -88,6 +88,10 @@ class MetaKeys(KubeKeys):
     deviceInfoDir: Annotated[str, _or(str(DEFAULT_DEVICE_INFO_DIR))] = str(DEFAULT_DEVICE_INFO_DIR)
     ownFile: Annotated[str, _or(NODE_CONFIG_NAME)] = NODE_CONFIG_NAME
     maxAttachments: int = Field(DEFAULT_MAX_ATTACHMENTS, ge=1)
+    #: node links and devices NADs may name (trust.TenantPolicy parses them; typed here for validate)
+    hostInterfaces: list[str] | None = None
+    hostDevices: list[str] | None = None
+    nadPluginTypes: list[str] | None = None
 
     @model_validator(mode="after")
     def _conf_dir(self) -> MetaKeys:

@@ -31,13 +31,14 @@ from typing import Any
 
 from metacni.engine.invoke import Invoker
 from metacni.engine.request import Invocation, Request
+from metacni.spec import naming
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.results import Result, parse_result
 
 from . import delegate_cache, service
 from .annotations import NETWORKS, NetworkSelection, parse_networks
-from .networks import Delegate, build_delegates
+from .networks import Delegate, build_delegates, check_own_name
 from .trust import check_selection
 
 log = logging.getLogger(__name__)
@@ -255,6 +256,7 @@ def delegate_add(conf: dict[str, Any], container_id: str, ifname: str, net_confi
     Recorded like an ADD's attachment (the pod's DEL and GC remove it); all or nothing."""
     from .networks import nad_network
 
+    naming.check_ifname(ifname)  # from the pod's annotation, through the controller: tenant input
     record = _record_for(conf, container_id)
     ctx = service.Context(_request(conf, record, pod_uid, invoker, cni_path))
     attrs = dict(attributes or {})
@@ -268,6 +270,8 @@ def delegate_add(conf: dict[str, Any], container_id: str, ifname: str, net_confi
     cni_args = attrs.get("cni-args") if isinstance(attrs.get("cni-args"), dict) else None
     try:
         net = nad_network(nad, ctx.cfg, cni_args)
+        primary = record.delegates[0]
+        check_own_name(net, f"{record.pod_namespace}/{net.name}", {primary.net.name: primary.label})
     except CNIError as exc:
         raise ctx.fail(exc, "cannot use the delegate config") from None
     # Multus' cmdDelegateAdd turns interfaceAttributes into a network selection element: the same

@@ -339,6 +339,16 @@ def _check_override(cfg: MetaConfig, override: NetworkSelection, pod_namespace: 
                     what="default network")
 
 
+def check_own_name(net: NetworkList, label: str, node_networks: dict[str, str]) -> None:
+    """Code 7 when a NAD's network has the CNI name of one of the pod's node networks (name ->
+    label): host-local keeps leases per name, so a tenant could exhaust the primary's pool."""
+    if net.name in node_networks:
+        raise CNIError(Code.INVALID_CONFIG, "refused by node policy",
+                       f"network {label}: its CNI name {net.name!r} is the name of the node's network "
+                       f"{node_networks[net.name]} (it would share its address pool and state); rename the "
+                       "NAD's config \"name\"")
+
+
 def assign_ifnames(delegates: list[Delegate]) -> None:
     """net<index> for unnamed non-primaries; duplicate names are an error."""
     seen: dict[str, str] = {}
@@ -368,6 +378,7 @@ def build_delegates(cfg: MetaConfig, view: KubeView | None, *, pod_namespace: st
         for ref in cfg.default_networks:
             d_label, net = resolve_reference(ref, cfg, view)
             delegates.append(Delegate(label=d_label, net=net, ifname="", capability_args=dict(shared)))
+    node_networks = {d.net.name: d.label for d in delegates}
     for sel in selections:
         if not cfg.may_use(pod_namespace, sel.namespace):
             raise CNIError(Code.INVALID_CONFIG, "namespace isolation violation",
@@ -376,6 +387,7 @@ def build_delegates(cfg: MetaConfig, view: KubeView | None, *, pod_namespace: st
         check_selection(sel, pod_namespace=pod_namespace, global_namespaces=cfg.global_namespaces,
                         policy=cfg.policy)
         net = resolve_nad(view, cfg, sel.namespace, sel.name, sel.cni_args, resources)
+        check_own_name(net, sel.ref, node_networks)
         caps = dict(shared)
         caps.update(sel.capability_args())
         _check_capabilities(net, sel)

@@ -11,6 +11,8 @@ the rules; :mod:`.networks` applies them where tenant input enters:
 - file paths a known plugin reads or writes (host-local ``dataDir``/``resolvConf``, dhcp
   ``daemonSocketPath``) must resolve (realpath) inside the directories the node allows, and
   never inside metacni's own state, conf or binary directories;
+- node links and devices a NAD's plugins name (``master``, host-device's ``device``,
+  ``deviceID``, ...) obey ``hostInterfaces``/``hostDevices``/``nadPluginTypes`` (:mod:`.hostifs`);
 - host ports, addresses and MACs requested through the annotation obey the node's policy,
   and only NADs of the pod's own namespace or of ``globalNamespaces`` may carry them.
 
@@ -30,7 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from metacni.kernel.routes import is_node_address
 from metacni.spec.errors import CNIError, Code
+
+from .hostifs import HostInterfacePolicy, check_plugin
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -50,7 +55,7 @@ NODE_ONLY_KEYS = frozenset({
     "namespaceIsolation", "globalNamespaces", "nonIsolatedNamespaces", "systemNamespaces",
     "multusNamespace", "metacniNamespace", "deviceInfoDir", "ownFile", "daemonSocket",
     "allowedPaths", "hostPortRange", "reservedHostPorts", "sharedBridges", "allowNadIpMasq", "metacniTenant",
-    "auxiliaryCNIChainName",
+    "auxiliaryCNIChainName", "hostInterfaces", "hostDevices", "nadPluginTypes",
 })
 
 #: Key metacni adds to each plugin object of a NAD's config (never the tenant: it is node-only,
@@ -58,6 +63,8 @@ NODE_ONLY_KEYS = frozenset({
 #: The in-tree bridge plugin bounds what such a config may do on the node (plugins/bridge/tenant.py,
 #: docs/design/1408-nad-bridges.md). The same literal is in plugins/bridge/tenant.py.
 TENANT_KEY = "metacniTenant"
+#: the in-tree plugin that masquerades (what ``ipMasq`` does), refused with it
+MASQ_TYPE = "masq"
 #: plugin types that get (and enforce) the mark
 MARKED_TYPES = frozenset({"bridge"})
 
@@ -82,9 +89,9 @@ PATH_FIELDS: Mapping[str, tuple[str, ...]] = {
     "dhcp": ("daemonSocketPath",),
 }
 
-#: Host ports of the node's own services, refused by default: kubelet, kube-proxy,
-#: controller-manager, scheduler, etcd, apiserver.
-DEFAULT_RESERVED_HOST_PORTS = frozenset({10250, 10255, 10249, 10256, 10257, 10259, 2379, 2380, 6443})
+#: Host ports of the node's own services, refused by default: kubelet (API, read-only,
+#: healthz), kube-proxy, controller-manager, scheduler, etcd, apiserver.
+DEFAULT_RESERVED_HOST_PORTS = frozenset({10250, 10255, 10248, 10249, 10256, 10257, 10259, 2379, 2380, 6443})
 DEFAULT_HOST_PORT_RANGE = (1024, 65535)
 
 def is_node_only(key: str) -> bool:
@@ -115,13 +122,16 @@ class TenantPolicy:
     shared_bridges: tuple[str, ...] = ()
     #: whether a NAD may ask for ipMasq (a masquerade rule on the node)
     allow_nad_ip_masq: bool = True
+    #: node links and devices a NAD may name (hostInterfaces, hostDevices, nadPluginTypes)
+    host: HostInterfacePolicy = field(default_factory=HostInterfacePolicy)
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any],
                   protected_dirs: tuple[str | os.PathLike[str], ...] = ()) -> TenantPolicy:
         """``allowedPaths`` ({field: [dir, ...]}; a field given replaces its default),
         ``hostPortRange`` ([low, high] or "low-high"), ``reservedHostPorts`` ([port, ...]),
-        ``sharedBridges`` ([bridge name, ...]), ``allowNadIpMasq`` (bool, default true)."""
+        ``sharedBridges`` ([bridge name, ...]), ``allowNadIpMasq`` (bool, default true), and
+        :class:`.hostifs.HostInterfacePolicy`'s keys."""
         allowed = dict(DEFAULT_ALLOWED_PATHS)
         raw = conf.get("allowedPaths")
         if raw is not None:
@@ -140,7 +150,7 @@ class TenantPolicy:
         return cls(allowed_paths=allowed, host_port_range=_port_range(conf.get("hostPortRange")),
                    reserved_host_ports=_ports(conf.get("reservedHostPorts")),
                    protected_dirs=tuple(Path(d) for d in protected_dirs if os.fspath(d)), shared_bridges=tuple(shared),
-                   allow_nad_ip_masq=masq)
+                   allow_nad_ip_masq=masq, host=HostInterfacePolicy.from_conf(conf, tuple(shared)))
 
     # -- paths -------------------------------------------------------------------------
     def check_path(self, field_name: str, value: Any, where: str) -> None:
@@ -257,9 +267,10 @@ def skip_meta_delegate(data: Mapping[str, Any], plugins: list[Any], where: str) 
 
 def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolicy, namespace: str = "") -> bool:
     """Make a NAD's network config (a conf or conflist object, edited in place) safe to run:
-    refuses a ``metacni`` type, disallowed paths and (when the node forbids it) ``ipMasq``
-    (code 7), strips node-only keys with a warning, and marks each plugin object with
-    :data:`TENANT_KEY` (the NAD's ``namespace``) if it is a :data:`MARKED_TYPES` plugin.
+    refuses a ``metacni`` type, disallowed paths, (when the node forbids it) ``ipMasq`` and node
+    links or devices the node does not give NADs (:func:`.hostifs.check_plugin`) with code 7,
+    strips node-only keys with a warning, and marks each plugin object with :data:`TENANT_KEY`
+    (the NAD's ``namespace``) if it is a :data:`MARKED_TYPES` plugin.
     Returns whether ``data`` was changed."""
     refuse_meta_type(data, where)
     changed = False
@@ -274,14 +285,17 @@ def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolic
         if stripped:
             changed = True
             log.warning("%s: %s: node-only keys ignored (they may only be set in the node's metacni config): %s",
-                        where, prefix or "config", ", ".join(stripped))
+                        where, prefix or "config", ", ".join(map(repr, stripped)))  # tenant text: no raw newlines
         _check_paths(obj, prefix, where, policy)
-        if obj.get("ipMasq") and not policy.allow_nad_ip_masq:
-            raise _bad(f"{where}: {_join(prefix, 'ipMasq')}: a NAD may not ask for masquerading on this node "
+        if not policy.allow_nad_ip_masq and (obj.get("ipMasq") or obj.get("type") == MASQ_TYPE):
+            key = "ipMasq" if obj.get("ipMasq") else "type"
+            raise _bad(f"{where}: {_join(prefix, key)}: a NAD may not ask for masquerading on this node "
                        "(node setting allowNadIpMasq is false)")
-        # plugin objects (not a conflist's top) of the plugins that read the mark: other plugins'
-        # config models need not know the key
-        if (prefix or not isinstance(data.get("plugins"), list)) and obj.get("type") in MARKED_TYPES:
+        if not prefix and isinstance(data.get("plugins"), list):
+            continue  # a conflist's top: not a plugin
+        check_plugin(obj, prefix, where, policy.host)
+        # the plugins that read the mark: other plugins' config models need not know the key
+        if obj.get("type") in MARKED_TYPES:
             obj[TENANT_KEY] = {"namespace": namespace, "sharedBridges": list(policy.shared_bridges)}
             changed = True
     return changed
@@ -319,8 +333,12 @@ def check_selection(sel: NetworkSelection, *, pod_namespace: str, global_namespa
         ips += cni_ips
     for value in ips:
         _check_ip(value, where)
-    if sel.mac is not None:
-        _check_mac(sel.mac, where)
+    cni_mac = (sel.cni_args or {}).get("mac")  # the in-tree bridge and tuning read args.cni.mac
+    if cni_mac is not None and not isinstance(cni_mac, str):
+        raise _bad(f"{where}: cni-args.mac must be a string")
+    for mac in (sel.mac, cni_mac):
+        if mac is not None:
+            _check_mac(mac, where)
 
 
 def _check_mapping(mapping: Mapping[str, Any], where: str, policy: TenantPolicy) -> None:
@@ -336,9 +354,12 @@ def _check_mapping(mapping: Mapping[str, Any], where: str, policy: TenantPolicy)
     host_ip = mapping.get("hostIP")
     if host_ip not in (None, ""):
         try:
-            ipaddress.ip_address(str(host_ip))
+            address = ipaddress.ip_address(str(host_ip))
         except ValueError:
             raise _bad(f"{where}: hostIP {host_ip!r} is not an IP address") from None
+        if not address.is_unspecified and not is_node_address(address):
+            # a DNAT rule for another pod's or a Service's address would take that traffic
+            raise _bad(f"{where}: hostIP {host_ip!r} is not an address of this node")
 
 
 def _check_ip(value: str, where: str) -> None:
@@ -349,6 +370,8 @@ def _check_ip(value: str, where: str) -> None:
     if ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip.is_link_local or \
             (isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address("255.255.255.255")):
         raise _bad(f"{where}: ips entry {value!r} is not a unicast address a pod may use")
+    if is_node_address(ip):  # on a shared L2 (macvlan on the uplink) the pod's ARP would take it
+        raise _bad(f"{where}: ips entry {value!r} is an address of this node")
 
 
 def _check_mac(value: str, where: str) -> None:

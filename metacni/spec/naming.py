@@ -61,6 +61,8 @@ def _ifname_chars_problem(value: str) -> str | None:
     for ch in value:
         if ch in "/:" or ch.isspace():
             return f"must not contain {ch!r}"
+    if not value.isprintable():  # a NUL truncates the name in netlink and in paths
+        return "must not contain control or invisible characters"
     return None
 
 

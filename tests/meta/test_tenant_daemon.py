@@ -41,3 +41,51 @@ def test_daemon_takes_node_settings_from_its_node_config(daemon_node: DaemonMeta
     node.assert_clean(pod)
     assert node.daemon is not None
     assert "differs from the node's config" in node.daemon.log.read_text()
+
+
+def test_daemon_bounds_nad_host_devices_by_its_node_config(daemon_node: DaemonMetaNode):  # noqa: F811
+    """hostDevices is a node setting: a stdin widening it is overridden by the daemon's node
+    config (the link stays on the node); the node's own setting lets the NAD take the link."""
+    from metacni_testkit.netns import link_names
+    from metacni_testkit.nodes import NETWORKS
+    from tests.meta.test_tenant_hostifs import API, nad, refused, uplink
+
+    node = daemon_node
+    uplink(node, "eth1")
+    nad(node, "hd", {"type": "host-device", "device": "eth1"})
+    tampered = {**node.meta_conf(), "hostDevices": ["*"], "hostInterfaces": ["*"]}
+    pod = node.pod("p1", annotations={NETWORKS: "hd"})
+    refused(node, pod, "default/hd", "device", "'eth1'", "hostDevices", conf=tampered)
+    assert "eth1" in link_names(node.name)
+    node.write_primary(extra={**API, "hostDevices": ["eth1"]})
+    ok = node.pod("p2", annotations={NETWORKS: "hd"})
+    node.cni("ADD", ok)
+    assert "eth1" not in link_names(node.name) and "net1" in node.pod_links(ok)
+    node.cni("DEL", ok)
+    assert "eth1" in link_names(node.name)
+    node.assert_clean(ok)
+
+
+def test_daemon_checks_node_addresses_in_the_nodes_namespace(daemon_node: DaemonMetaNode):  # noqa: F811
+    """The kernel reads behind the address checks run in the daemon's (the node's) namespace,
+    whatever namespace its workers entered before."""
+    import json
+
+    from metacni_testkit.netns import run
+    from metacni_testkit.nodes import NETWORKS
+    from tests.meta.test_tenant_hostifs import nad, refused, uplink
+
+    node = daemon_node
+    uplink(node, "eth0")
+    run("ip", "addr", "add", "192.168.80.11/24", "dev", "eth0", netns=node.name)
+    nad(node, "lan", {"type": "macvlan", "master": "eth0", "capabilities": {"ips": True}, "ipam": {"type": "static"}})
+    warm = node.pod("warm")
+    node.cni("ADD", warm)  # a worker has been in a pod's namespace
+    ask = [{"name": "lan", "ips": ["192.168.80.11/24"]}]
+    refused(node, node.pod("a", annotations={NETWORKS: json.dumps(ask)}), "ips entry", "address of this node")
+    ok = node.pod("b", annotations={NETWORKS: json.dumps([{"name": "lan", "ips": ["192.168.80.50/24"]}])})
+    node.cni("ADD", ok)
+    for done in (ok, warm):
+        node.cni("DEL", done)
+    for done in (ok, warm):
+        node.assert_clean(done)

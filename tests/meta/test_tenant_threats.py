@@ -251,7 +251,7 @@ def _port_nad(node: MetaNode, namespace: str = "default", name: str = "net-p") -
 
 
 @pytest.mark.parametrize("port, word", [(22, "outside the node's range"), (10250, "reserved"),
-                                        (2379, "reserved")])
+                                        (10248, "reserved"), (2379, "reserved")])
 def test_annotation_host_port_below_1024_or_of_the_kubelet_is_refused(node: MetaNode, tenant: Tenant,
                                                                       port: int, word: str):
     _port_nad(node)
@@ -271,7 +271,8 @@ def test_host_port_range_is_a_node_setting(node: MetaNode, tenant: Tenant):
 @pytest.mark.parametrize("field, value, word", [
     ("ips", ["127.0.0.1/8"], "unicast"), ("ips", ["0.0.0.0"], "unicast"),
     ("mac", "01:00:5e:00:00:01", "unicast"), ("mac", "00:00:00:00:00:00", "unicast"),
-    ("cni-args", {"ips": ["224.0.0.1"]}, "unicast")])
+    ("cni-args", {"ips": ["224.0.0.1"]}, "unicast"), ("cni-args", {"mac": "01:00:5e:00:00:01"}, "unicast"),
+    ("cni-args", {"mac": 5}, "cni-args.mac")])
 def test_annotation_addresses_obey_the_node_policy(node: MetaNode, tenant: Tenant, field: str, value: Any,
                                                    word: str):
     _port_nad(node)

@@ -64,9 +64,10 @@ def test_negotiation_rejects_garbage() -> None:
 
 @given(st.text(max_size=20))
 def test_ifname_rule_matches_kernel_limits(name: str) -> None:
+    """The kernel's rule, and printable only (a NUL truncates a name in netlink and in paths)."""
     problem = naming.ifname_problem(name)
     ok = (0 < len(name.encode()) <= 15 and name not in (".", "..")
-          and not any(c in "/:" or c.isspace() for c in name))
+          and not any(c in "/:" or c.isspace() for c in name) and name.isprintable())
     assert (problem is None) == ok
 
 
