@@ -129,5 +129,5 @@ def test_meta_keys_include_the_api_keys() -> None:
     assert set(found) == {"$.apiTimeout", "$.apiRetries", "$.kubeconfig"}, found
     cfg = MetaConfig.from_dict({"cniVersion": "1.0.0", "name": "m", "apiTimeout": 2, "kubeconfig": None,
                                 "multusNamespace": "", "metacniNamespace": "mc", "systemNamespaces": None})
-    assert (cfg.kube.timeout, cfg.kube.kubeconfig, cfg.multus_namespace) == (2.0, "", "mc")
+    assert (cfg.kube.timeout, cfg.kube.kubeconfig, cfg.multus_namespace) == (2.0, None, "mc")
     assert cfg.system_namespaces == ["kube-system"]
