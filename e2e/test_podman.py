@@ -28,9 +28,11 @@ BUSYBOX = "/bin/busybox"  # Debian's busybox-static
 pytestmark = pytest.mark.skipif(not (is_root() and shutil.which("podman") and Path(BUSYBOX).exists()),
                                 reason="needs root, podman and busybox-static")
 NODE_IP, OUTSIDE_IP, SUBNET = "192.0.2.1", "192.0.2.2", "10.88.77.0/24"
-# /var/lib is a tmpfs in the private mount namespace: libcni's cache (/var/lib/cni) and the image
-# blob-info cache (/var/lib/containers/cache) that podman writes by default never reach the host.
-HOLDER = ("umount /sys/fs/cgroup/unified 2>/dev/null; mount -t tmpfs tmpfs /run/netns && "
+# /var/lib and /run are tmpfs in the private mount namespace: libcni's cache (/var/lib/cni), the
+# image blob-info cache (/var/lib/containers/cache) and the OCI runtime's default state dir
+# (/run/crun: crun's feature probe ignores --runtime-flag root=) never reach the host.
+HOLDER = ("umount /sys/fs/cgroup/unified 2>/dev/null; mount -t tmpfs -o mode=755 tmpfs /run && "
+          "mkdir /run/netns && mount -t tmpfs tmpfs /run/netns && "
           "mount -t tmpfs -o mode=755 tmpfs /var/lib && mkdir -p /var/lib/cni && echo ready && exec cat")
 
 
