@@ -13,6 +13,11 @@ primary of ``00-metacni.conf`` (the production shape: one ``metacni`` exec per c
                 pod annotations arrive in runtimeConfig; the call runs in-process
 - daemon-chain: the plain conflist with the static shim installed as bridge/host-local/portmap
 
+The modes are interleaved: each phase (sequential, then concurrency 8) runs in ``--rounds`` rounds,
+and each round runs one batch (ADD all, then DEL all) of every mode in a rotating order, so the
+machine's drift falls on all modes alike. After a daemon batch the bench waits for the daemon's
+link reaper to finish that batch's veth deletions.
+
 Also: the floor (the same netlink work in one warm process), the shim round trip alone, API
 requests per ADD (fake API counters) and the daemon's peak RSS after ``--rss-pods`` pods.
 Prints a table, writes JSON to bench/results/ and regenerates the figures section of
@@ -266,6 +271,8 @@ def main() -> int:
     ap.add_argument("--pods", type=int, default=40, help="pods per sequential run")
     ap.add_argument("--concurrent-pods", type=int, default=80, help="pods per concurrency-8 run")
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="each phase runs in this many rounds of one batch per mode (interleaved)")
     ap.add_argument("--rss-pods", type=int, default=500)
     ap.add_argument("--modes", default="reference,daemon,standalone,daemon-chain")
     ap.add_argument("--no-firewall", action="store_true",
@@ -333,49 +340,73 @@ def main() -> int:
             "daemon-chain": (str(primary), str(bin_daemon), {"METACNI_SOCKET": daemon.socket if daemon else ""}),
         }
         port = 30000
-        for mode in modes:
-            conf, cni_path, env = setups[mode]
-            annotations = mode == "standalone"
-            driver = Driver(driver_bin, node, cni_path, str(work / f"cache-{mode}"), env)
-            entry: dict[str, Any] = {}
-            try:
-                for label, n, conc in (("sequential", args.pods, 1), ("concurrent", args.concurrent_pods,
-                                                                     args.concurrency)):
-                    batch = pods.make(n, mode[:3])
-                    api.reset_counts()
-                    served_before = len(served(daemon)) if mode.startswith("daemon") else 0
-                    add, add_wall = run_ops(driver, "add", conf, batch, conc, port, annotations)
-                    counts = api.counts
-                    dele, del_wall = run_ops(driver, "del", conf, batch, conc, port, annotations)
+        drivers = {mode: Driver(driver_bin, node, setups[mode][1], str(work / f"cache-{mode}"), setups[mode][2])
+                   for mode in modes}
+        acc: dict[str, dict[str, dict[str, Any]]] = {
+            mode: {label: {"add": [], "del": [], "add_wall": 0.0, "del_wall": 0.0, "n": 0, "inside": [],
+                           "reads": 0, "writes": 0} for label in ("sequential", "concurrent")} for mode in modes}
+        try:
+            # Interleaved: each phase runs in rounds, and every round runs one batch of every mode
+            # (the order rotating), so the machine's drift during the run falls on all modes alike.
+            for label, n, conc in (("sequential", args.pods, 1), ("concurrent", args.concurrent_pods,
+                                                                 args.concurrency)):
+                per_round = max(1, -(-n // args.rounds))
+                for rnd in range(args.rounds):
+                    for mode in modes[rnd % len(modes):] + modes[:rnd % len(modes)]:
+                        conf, _, _ = setups[mode]
+                        a = acc[mode][label]
+                        batch = pods.make(per_round, mode[:3])
+                        api.reset_counts()
+                        served_before = len(served(daemon)) if mode.startswith("daemon") else 0
+                        add, add_wall = run_ops(drivers[mode], "add", conf, batch, conc, port, mode == "standalone")
+                        for (vb, _), v in api.counts.items():
+                            a["reads" if vb in ("get", "list") else "writes"] += v if vb in (
+                                "get", "list", "patch", "update", "create") else 0
+                        dele, del_wall = run_ops(drivers[mode], "del", conf, batch, conc, port, mode == "standalone")
+                        if mode.startswith("daemon"):
+                            a["inside"] += served(daemon)[served_before:]
+                        port += per_round
+                        pods.drop(batch)
+                        if mode.startswith("daemon") and daemon is not None:
+                            daemon.reaper_idle(60)  # its veth deletions must not fall on the next batch
+                        a["add"] += add
+                        a["del"] += dele
+                        a["add_wall"] += add_wall
+                        a["del_wall"] += del_wall
+                        a["n"] += per_round
+            for mode in modes:
+                entry: dict[str, Any] = {}
+                for label in ("sequential", "concurrent"):
+                    a = acc[mode][label]
+                    entry[label] = {"add": summary(a["add"]), "del": summary(a["del"]),
+                                    "add_per_s": round(a["n"] / a["add_wall"], 1),
+                                    "del_per_s": round(a["n"] / a["del_wall"], 1)}
                     if mode.startswith("daemon"):
-                        inside = served(daemon)[served_before:]
+                        inside = a["inside"]
                         entry.setdefault("daemon_side", {})[label] = {
                             verb.lower(): summary([ms for v, ms in inside if v == verb]) if inside else None
                             for verb in ("ADD", "DEL")}
-                    port += n
-                    pods.drop(batch)
-                    entry[label] = {"add": summary(add), "del": summary(dele),
-                                    "add_per_s": round(n / add_wall, 1), "del_per_s": round(n / del_wall, 1)}
                     if label == "sequential":
-                        entry["api_per_add"] = {
-                            "reads": round(sum(v for (vb, _), v in counts.items() if vb in ("get", "list")) / n, 2),
-                            "writes": round(sum(v for (vb, _), v in counts.items()
-                                                if vb in ("patch", "update", "create")) / n, 2)}
-                    a, d = entry[label]["add"], entry[label]["del"]
-                    print(f"{mode:13s} {label:10s} ADD median {a['median_ms']:7.1f} ms p90 {a['p90_ms']:7.1f}  "
-                          f"DEL median {d['median_ms']:7.1f} ms p90 {d['p90_ms']:7.1f}", flush=True)
-                if mode == "daemon" and daemon is not None and args.rss_pods:
-                    batch = pods.make(args.rss_pods, "rss")
-                    run_ops(driver, "add", conf, batch, args.concurrency, port)
-                    entry["rss_after_pods"] = {"pods": args.rss_pods, **rss_kib(daemon.proc.pid)}
-                    run_ops(driver, "del", conf, batch, args.concurrency, port)
-                    port += args.rss_pods
-                    pods.drop(batch)
-                    entry["shim_roundtrip"] = shim_roundtrip(daemon.socket, bin_daemon / "metacni", 100)
-                    print(f"daemon RSS after {args.rss_pods} pods: {entry['rss_after_pods']}", flush=True)
-            finally:
+                        entry["api_per_add"] = {"reads": round(a["reads"] / a["n"], 2),
+                                                "writes": round(a["writes"] / a["n"], 2)}
+                    s, c = entry[label]["add"], entry[label]["del"]
+                    print(f"{mode:13s} {label:10s} ADD median {s['median_ms']:7.1f} ms p90 {s['p90_ms']:7.1f}  "
+                          f"DEL median {c['median_ms']:7.1f} ms p90 {c['p90_ms']:7.1f}", flush=True)
+                results["modes"][mode] = entry
+            if "daemon" in modes and daemon is not None and args.rss_pods:
+                conf = setups["daemon"][0]
+                batch = pods.make(args.rss_pods, "rss")
+                run_ops(drivers["daemon"], "add", conf, batch, args.concurrency, port)
+                entry = results["modes"]["daemon"]
+                entry["rss_after_pods"] = {"pods": args.rss_pods, **rss_kib(daemon.proc.pid)}
+                run_ops(drivers["daemon"], "del", conf, batch, args.concurrency, port)
+                port += args.rss_pods
+                pods.drop(batch)
+                entry["shim_roundtrip"] = shim_roundtrip(daemon.socket, bin_daemon / "metacni", 100)
+                print(f"daemon RSS after {args.rss_pods} pods: {entry['rss_after_pods']}", flush=True)
+        finally:
+            for driver in drivers.values():
                 driver.close()
-            results["modes"][mode] = entry
         results["floor"] = floor(node, max(args.pods, 20))
         ref = results["modes"].get("reference")
         ratios: dict[str, Any] = {}
