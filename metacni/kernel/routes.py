@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
@@ -14,7 +15,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["RT_TABLE_MAIN", "InstalledRoute", "RouteMsg", "RouteSpec", "add_route", "add_route_request",
            "delete_route", "dump_routes", "is_local_address", "is_node_address", "list_routes", "node_addresses",
-           "route_get"]
+           "overlapping_route", "route_get"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,19 @@ def dump_routes(ipr: Rtnl, version: int) -> list[RouteMsg]:
         if r is not None:
             out.append(r)
     return out
+
+
+def overlapping_route(routes: Iterable[RouteMsg], net: IPv4Network | IPv6Network,
+                      exclude_oif: int | None = None) -> RouteMsg | None:
+    """The first of ``routes`` that ``net`` would take traffic from (design 1408): a unicast or
+    local route of ``net``'s family that overlaps it, default routes aside (every subnet overlaps
+    those) and, with ``exclude_oif``, routes out of that interface aside."""
+    for r in routes:
+        if (r.dst.prefixlen and r.type in (nl.RTN_UNICAST, nl.RTN_LOCAL)
+                and (exclude_oif is None or r.oif != exclude_oif)
+                and r.dst.version == net.version and r.dst.overlaps(net)):
+            return r
+    return None
 
 
 def node_addresses() -> set[IPv4Address | IPv6Address]:

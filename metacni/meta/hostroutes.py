@@ -16,8 +16,8 @@ import ipaddress
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from metacni.kernel.routes import dump_routes
-from metacni.netlink.rtnl import RTN_LOCAL, RTN_UNICAST, rtnl
+from metacni.kernel.routes import dump_routes, overlapping_route
+from metacni.netlink.rtnl import rtnl
 from metacni.spec.errors import CNIError, Code
 
 #: plugin types that route the pod's addresses through the node's main table
@@ -79,12 +79,11 @@ def check_routing_plugin(plugin: Mapping[str, Any], path: str, where: str, opted
     except ValueError:
         return  # not addresses: the plugin refuses its own config
     with rtnl() as ipr:
-        routes = [r for version in (4, 6) for r in dump_routes(ipr, version)
-                  if r.dst.prefixlen and r.type in (RTN_UNICAST, RTN_LOCAL)]
+        routes = [r for version in (4, 6) for r in dump_routes(ipr, version)]
     for key, net in wanted:
-        for r in routes:
-            if r.dst.version == net.version and r.dst.overlaps(net):
-                raise CNIError(Code.INVALID_CONFIG, "refused by node policy",
-                               f"{where}: {path}.{key} {net} overlaps the node's route to {r.dst}: "
-                               f"{plugin.get('type')!r} would route it through the node; a NAD may not take "
-                               "over node or other pods' traffic")
+        r = overlapping_route(routes, net)
+        if r is not None:
+            raise CNIError(Code.INVALID_CONFIG, "refused by node policy",
+                           f"{where}: {path}.{key} {net} overlaps the node's route to {r.dst}: "
+                           f"{plugin.get('type')!r} would route it through the node; a NAD may not take "
+                           "over node or other pods' traffic")

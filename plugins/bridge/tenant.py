@@ -28,7 +28,6 @@ from .config import BridgeConf
 
 TENANT_KEY = "metacniTenant"  # metacni.meta.trust.TENANT_KEY (plugins may not import meta)
 TAG_PREFIX = "metacni:ns="
-RTN_LOCAL = 2  # the node's own addresses (table local)
 
 
 class Tenant:
@@ -113,10 +112,8 @@ def check_gateways(ipr: Rtnl, conf: BridgeConf, tenant: Tenant, request: Request
             continue
         prefix = ipaddress.ip_interface(ip.address).network.prefixlen
         net = ipaddress.ip_interface(f"{ip.gateway}/{prefix}").network  # what _gateways puts on the host
-        for r in routes.dump_routes(ipr, net.version):
-            if r.dst.prefixlen == 0 or r.oif == br_index or r.type not in (nl.RTN_UNICAST, RTN_LOCAL):
-                continue
-            if r.dst.overlaps(net):
-                raise _refuse(conf, tenant, request, "isGateway",
-                              f"gateway {ip.gateway} for {net} overlaps the node's route to {r.dst} on another "
-                              "interface; a NAD may not take over node or other pods' traffic")
+        r = routes.overlapping_route(routes.dump_routes(ipr, net.version), net, exclude_oif=br_index)
+        if r is not None:
+            raise _refuse(conf, tenant, request, "isGateway",
+                          f"gateway {ip.gateway} for {net} overlaps the node's route to {r.dst} on another "
+                          "interface; a NAD may not take over node or other pods' traffic")
