@@ -360,8 +360,10 @@ def main() -> int:
                         served_before = len(served(daemon)) if mode.startswith("daemon") else 0
                         add, add_wall = run_ops(drivers[mode], "add", conf, batch, conc, port, mode == "standalone")
                         for (vb, _), v in api.counts.items():
-                            a["reads" if vb in ("get", "list") else "writes"] += v if vb in (
-                                "get", "list", "patch", "update", "create") else 0
+                            if vb in ("get", "list"):
+                                a["reads"] += v
+                            elif vb in ("patch", "update", "create"):
+                                a["writes"] += v
                         dele, del_wall = run_ops(drivers[mode], "del", conf, batch, conc, port, mode == "standalone")
                         if mode.startswith("daemon"):
                             a["inside"] += served(daemon)[served_before:]
