@@ -40,7 +40,7 @@ def machine_paths_untouched() -> Iterator[None]:
 
 @pytest.fixture
 def demo_turn() -> Iterator[None]:
-    """One ``metacni demo`` test at a time on this machine (an flock on a file in the temp dir):
+    """One ``metacni demo`` test at a time on this machine (a flock on a file in the temp dir):
     the demos share the ``mcdemo`` names and /run/metacni-demo, and test_demo compares the host's
     demo namespaces and state before and after each run."""
     with open(Path(tempfile.gettempdir()) / "metacni-e2e-demo.lock", "w") as lock:

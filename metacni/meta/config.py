@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, overload
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -105,13 +105,9 @@ class MetaKeys(KubeKeys):
         return self.multusNamespace or self.metacniNamespace or "kube-system"
 
 
-@overload
-def _path(value: str | None, default: Path) -> Path: ...
-@overload
-def _path(value: str | None, default: None) -> Path | None: ...
-def _path(value: str | None, default: Path | None) -> Path | None:
-    """A path key: ``null`` or ``""`` mean the default."""
-    return Path(value) if value else default
+def _optional_path(value: str) -> Path | None:
+    """An optional path key (the model reads ``null`` as ``""``): ``""`` means none."""
+    return Path(value) if value else None
 
 
 @dataclass
@@ -152,9 +148,9 @@ class MetaConfig:
             raw=conf,
             name=str(keys.name),
             cni_version=version,
-            conf_dir=_path(keys.confDir, DEFAULT_CONF_DIR),
-            cni_dir=_path(keys.cniDir, DEFAULT_CNI_DIR),
-            bin_dir=_path(keys.binDir, DEFAULT_BIN_DIR),
+            conf_dir=Path(keys.confDir),
+            cni_dir=Path(keys.cniDir),
+            bin_dir=Path(keys.binDir),
             cluster_network=keys.clusterNetwork,
             delegates=list(keys.delegates),
             default_networks=list(keys.defaultNetworks),
@@ -162,11 +158,11 @@ class MetaConfig:
             multus_namespace=keys.system_namespace,
             namespace_isolation=keys.namespaceIsolation,
             global_namespaces=list(keys.globalNamespaces),
-            readiness_indicator_file=_path(keys.readinessindicatorfile, None),
+            readiness_indicator_file=_optional_path(keys.readinessindicatorfile),
             readiness_timeout=float(keys.readinessTimeout),
-            log_file=_path(keys.logFile, None),
+            log_file=_optional_path(keys.logFile),
             log_level=keys.logLevel,
-            device_info_dir=_path(keys.deviceInfoDir, DEFAULT_DEVICE_INFO_DIR),
+            device_info_dir=Path(keys.deviceInfoDir),
             kube=KubeSettings.from_keys(keys, conf),
             own_file=keys.ownFile,
             max_attachments=keys.maxAttachments,
