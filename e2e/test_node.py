@@ -254,6 +254,9 @@ def test_daemonset_paths_identical_and_cnitool_pods_with_two_nads(cluster: Clust
     assert add.returncode == 0, add.stderr
     assert {"eth0", "net1", "net2"} <= c.links(netns)
     assert json.loads(add.stdout)["ips"][0]["address"].startswith("10.99.0.")
+    # the daemon writes network-status after the ADD answered
+    wait_for(f"{pod}'s network-status", lambda: NETWORK_STATUS in (
+        c.api.get_pod("default", pod)["metadata"].get("annotations") or {}), deadline=30)
     status = json.loads(c.api.get_pod("default", pod)["metadata"]["annotations"][NETWORK_STATUS])
     assert [s.get("interface") for s in status] == ["eth0", "net1", "net2"], status
     assert len(c.leases()) == 3

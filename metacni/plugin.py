@@ -67,7 +67,7 @@ def result_from_prev(request: Request) -> Result:
     engine's record of what the previous plugin returned."""
     if request.prev_result is None:
         return request.result()
-    return request.prev_result.model_copy(deep=True)
+    return request.prev_result.clone()
 
 
 def find_interface(result: Result, name: str, sandbox: str | None = None) -> int | None:

@@ -41,7 +41,7 @@ from .server import Abandoned, UnixServer
 
 log = logging.getLogger("metacni.daemon")
 NOT_READY = 50  # CNI "plugin not available" (STATUS)
-REAPER_WAIT_LIMIT = 30.0  # longest a status request waits for the link reaper to go idle
+READYZ_WAIT_LIMIT = 30.0  # longest a status request waits (link reaper idle, network-status written)
 
 
 class Unavailable(CNIError):
@@ -79,7 +79,7 @@ class Daemon:
         self.slots = threading.BoundedSemaphore(max(1, cfg.concurrency))
         self.limits = Limits(read_timeout=cfg.read_timeout, write_timeout=cfg.write_timeout,
                              max_connections=cfg.max_connections, workers=cfg.workers, queue_size=cfg.queue_size)
-        # GET /readyz?waitReaperIdle=N on the socket: see status_reply.
+        # GET /readyz?waitReaperIdle=N&waitStatusWritten=N on the socket: see status_reply.
         self.server = UnixServer(cfg.socket, self.serve, self.status_reply, self.limits,
                                  events=self.metrics.events("cni"), delegate=self.serve_delegate)
         self.pending = PendingDels(cfg.pending_path(), self._replay_del)
@@ -91,6 +91,8 @@ class Daemon:
         self.health: Any = None
         self.confwatch: Any = None
         self.hotplug: Any = None
+        self.status_writer: Any = None
+        self.status_repaired = threading.Event()  # the start-up pass of _repair_status is done
         self.stopping = threading.Event()
         self.stopped = threading.Event()
 
@@ -132,7 +134,8 @@ class Daemon:
     def _start_kube(self) -> None:
         from metacni.meta import kube
 
-        from .kubecache import KubeCaches, view_factory
+        from .kubecache import KubeCaches, pod_still_there, view_factory
+        from .status_writer import StatusWriter
 
         def nodes_changed() -> None:
             if self.routes is not None:
@@ -148,11 +151,17 @@ class Daemon:
                                           self.container_lock, self._cni_path(), api_condition_writer(self.caches.api))
             self.caches.pods.on_object = self.hotplug.observe
             self.hotplug.start()
-        kube.set_view_factory(view_factory(self.caches, self.cfg.kubeconfig, self.metrics))
+        # network-status is written after the ADD answers (docs/design/1506-network-status-after-the-answer.md)
+        self.status_writer = StatusWriter(lambda ns, name, uid: pod_still_there(self.caches.pods, ns, name, uid),
+                                          quiet=self.server.routes.in_flight.wait_quiet,
+                                          on_change=self.metrics.status_pending.set,
+                                          on_result=lambda outcome: self.metrics.status_writes.labels(outcome).inc())
+        kube.set_view_factory(view_factory(self.caches, self.cfg.kubeconfig, self.metrics, self.status_writer))
         from metacni.meta import events
 
         # pod events, with the daemon's credentials ("": in-cluster)
-        events.install(str(self.cfg.kubeconfig) if self.cfg.kubeconfig is not None else "", discovery_dir)
+        events.install(str(self.cfg.kubeconfig) if self.cfg.kubeconfig is not None else "", discovery_dir,
+                       quiet=self.server.routes.in_flight.wait_quiet)
         if self.cfg.routes:
             from .routes import RouteReconciler
 
@@ -162,8 +171,32 @@ class Daemon:
             self.routes = RouteReconciler(self.caches.nodes.items, self.cfg.node_name, self.cfg.route_protocol,
                                           self.cfg.reconcile_period, on_result=on_result)
         self.caches.start()
+        threading.Thread(target=self._repair_status, name="status-repair", daemon=True).start()
         if self.routes is not None:
             threading.Thread(target=self._start_routes, name="routes-start", daemon=True).start()
+
+    def _repair_status(self) -> None:
+        """Queue the network-status a previous daemon answered for but never wrote (it stopped
+        first): recorded attachments of live sandboxes whose pod has none (:mod:`metacni.meta.status_repair`)."""
+        try:
+            conf = self.node_policy.node_config()
+            if not conf or not self.caches.pods.synced.wait(timeout=None) or self.stopping.is_set():
+                return
+            from metacni.meta import kube
+            from metacni.meta.config import MetaConfig
+            from metacni.meta.status_repair import missing_statuses
+
+            cfg, view = MetaConfig.from_dict(conf), kube.view_for(conf)
+            if view is None:
+                return
+            for missing in missing_statuses(cfg.cni_dir, cfg.device_info_dir, self.caches.pods.get):
+                log.info("network-status of pod %s/%s was never written; writing it", missing.namespace, missing.name)
+                view.patch_pod_network_status(missing.namespace, missing.name, missing.entries, uid=missing.uid,
+                                              container_id=missing.container_id)
+        except Exception:  # a repair that fails must not take the daemon down
+            log.exception("network-status repair failed")
+        finally:
+            self.status_repaired.set()
 
     def _start_routes(self) -> None:
         # Reconciling against an empty, unsynced node list would delete every owned route.
@@ -179,6 +212,8 @@ class Daemon:
         log.info("shutting down")
         if not self.server.stop(self.cfg.shutdown_grace):
             log.warning("requests still in flight after the grace period")
+        if self.status_writer is not None:  # what the answered ADDs left to write, while the API client lives
+            self.status_writer.stop(self.cfg.shutdown_grace)
         for part in (self.gc_loop, self.pending, self.routes, self.confwatch, self.hotplug, self.caches):
             if part is not None:
                 part.stop()
@@ -215,17 +250,22 @@ class Daemon:
                 "readinessIndicator": indicator}
 
     def status_reply(self, env: dict[str, str]) -> dict[str, Any]:
-        """Readiness plus the link reaper's state (GET /readyz on the socket; ``env`` is its
-        query's parameters). ``env["waitReaperIdle"]`` (seconds, at most
-        :data:`REAPER_WAIT_LIMIT`) first waits until the reaper has deleted every detached link,
-        so a caller can observe "every DEL's veth is gone" without sleeping."""
-        try:
-            wait = min(float(env.get("waitReaperIdle") or 0), REAPER_WAIT_LIMIT)
-        except ValueError:
-            wait = 0.0
-        if wait > 0:
-            reaper.wait_idle(wait)
-        return {**self.ready_state(), "reaper": reaper.status()}
+        """Readiness plus the link reaper's and the network-status writer's state (GET /readyz on
+        the socket; ``env`` is its query's parameters), each waited for first when asked, for at
+        most :data:`READYZ_WAIT_LIMIT` seconds: ``env["waitReaperIdle"]`` until the reaper has
+        deleted every detached link, ``env["waitStatusWritten"]`` until every queued
+        network-status is written (or dropped), so a caller can observe "every DEL's veth is
+        gone" or "the pod's network-status is in the API" without sleeping."""
+        reaper_wait, status_wait = (_seconds(env.get(key)) for key in ("waitReaperIdle", "waitStatusWritten"))
+        if reaper_wait > 0:
+            reaper.wait_idle(reaper_wait)
+        writer = self.status_writer
+        if status_wait > 0 and writer is not None:
+            deadline = time.monotonic() + status_wait
+            self.status_repaired.wait(status_wait)  # what the start-up repair queues counts too
+            writer.flush(max(0.0, deadline - time.monotonic()))
+        return {**self.ready_state(), "reaper": reaper.status(),
+                "networkStatusPending": writer.pending() if writer is not None else 0}
 
     def wait_ready(self, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -316,6 +356,8 @@ class Daemon:
                     raise Unavailable(f"{command} not run: {why}",
                                       f"container {env.get('CNI_CONTAINERID', '')!r}; the runtime retries if it "
                                       "still wants it")
+                if command == DEL and self.status_writer is not None:  # its interfaces are going away
+                    self.status_writer.cancel(env.get("CNI_CONTAINERID", ""))
                 return dispatch(env, stdin, self.invoker)
         return dispatch(env, stdin, self.invoker)
 
@@ -329,6 +371,14 @@ class Daemon:
         if n:
             self.metrics.gc_reclaimed.labels("attachment").inc(n)
         return n
+
+
+def _seconds(value: str | None) -> float:
+    """A query parameter as a wait in seconds: 0 when absent or not a number, at most the limit."""
+    try:
+        return min(float(value or 0), READYZ_WAIT_LIMIT)
+    except ValueError:
+        return 0.0
 
 
 def _not_ready(state: dict[str, Any]) -> str:

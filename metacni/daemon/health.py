@@ -39,6 +39,9 @@ class HealthRoutes:
     def received(self, request: Request) -> None:
         return None
 
+    def answered(self, request: Request) -> None:
+        return None
+
     def handle(self, request: Request) -> Reply:
         if request.path == "/metrics":
             return Reply(200, self.exposition(), "text/plain; version=0.0.4; charset=utf-8")

@@ -80,6 +80,7 @@ class Request:
     sock: socket.socket = field(repr=False)
     query: str = ""  # the target after "?", undecoded
     state: Any = None  # for the routes (set by ``Routes.received``)
+    seen: bool = False  # ``Routes.received`` ran: ``Routes.answered`` follows the answer
 
     def client_gone(self) -> bool:
         """True when the client has closed its end (POLLHUP/POLLERR). A client that only
@@ -96,13 +97,16 @@ class Routes(Protocol):
     """What a server serves. ``head`` sees the request line and headers as soon as they are in
     (return a Reply to answer at once without reading the body); ``inline`` says whether
     ``handle`` is cheap enough to run on the I/O thread; ``received`` runs on the I/O thread
-    once the request is complete and before it is queued (ordering bookkeeping)."""
+    once the request is complete and before it is queued (ordering bookkeeping); ``answered``
+    runs once the answer of every request ``received`` saw is written, or could not be."""
 
     def head(self, method: str, path: str, headers: dict[str, str]) -> Reply | None: ...
 
     def inline(self, method: str, path: str) -> bool: ...
 
     def received(self, request: Request) -> None: ...
+
+    def answered(self, request: Request) -> None: ...
 
     def handle(self, request: Request) -> Reply: ...
 
@@ -195,8 +199,7 @@ class HTTPServer:
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(max(grace, 1.0))
         for job in self._pool.drain():
-            self._answer(job.sock, self.routes.unavailable("the daemon is shutting down"))
-            self._closed()
+            self._finish(job, self.routes.unavailable("the daemon is shutting down"))
         with self._busy:
             ok = self._busy.wait_for(lambda: self._in_worker == 0, timeout=grace)
         self._wake_r.close()
@@ -385,6 +388,7 @@ class HTTPServer:
             self._finish(req, timeout=IO_THREAD_WRITE)
             return
         try:
+            req.seen = True
             self.routes.received(req)
             submitted = self._pool.submit(req)
         except Exception:  # a bug in the routes: answer this client, keep the loop going
@@ -405,6 +409,11 @@ class HTTPServer:
                 log.exception("%s: handler failed", self.name)
                 reply = Reply(500, f"internal error: {type(exc).__name__}\n".encode(), "text/plain")
         self._answer(req.sock, reply, timeout=timeout)
+        if req.seen:
+            try:
+                self.routes.answered(req)
+            except Exception:  # bookkeeping only: the answer is out
+                log.exception("%s: answered() failed", self.name)
         self._closed()
 
     def _reply_and_drop(self, c: _Conn, reply: Reply) -> None:

@@ -8,7 +8,8 @@ pods stay small. A failed or expired watch (410 Gone) relists after a backoff, w
 keeps serving what it has.
 
 :class:`CachedKubeView` is what the daemon installs with ``metacni.meta.kube.set_view_factory``:
-reads come from the caches, the network-status patch still goes to the API.
+reads come from the caches; the network-status patch goes to the API from the daemon's
+:class:`~metacni.daemon.status_writer.StatusWriter`, after the ADD has answered.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from metacni.meta.kube import ApiKubeView, KubeSettings, KubeView
 from metacni.meta.kube_dynamic import DynamicApi
 
 from .metrics import Metrics
+from .status_writer import StatusWrite, StatusWriter
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -258,11 +260,12 @@ class CachedKubeView(KubeView):
     once, so a slow watch never turns into "no networks"."""
 
     def __init__(self, caches: KubeCaches, api_view: KubeView, miss_wait: float = 2.0,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, status_writer: StatusWriter | None = None) -> None:
         self.caches = caches
         self.api_view = api_view
         self.miss_wait = miss_wait
         self.metrics = metrics
+        self.status_writer = status_writer
 
     def _read(self, informer: Informer, what: str, namespace: str, name: str,
               live: Callable[[str, str], JSON | None]) -> JSON | None:
@@ -282,14 +285,43 @@ class CachedKubeView(KubeView):
         return self._read(self.caches.nads, "network-attachment-definition", namespace, name,
                           self.api_view.get_nad)
 
-    def patch_pod_network_status(self, namespace: str, name: str, status: list[JSON]) -> None:
+    def patch_pod_network_status(self, namespace: str, name: str, status: list[JSON], *, uid: str = "",
+                                 container_id: str = "") -> bool:
+        """Queued on the daemon's :class:`StatusWriter` when it has one (the ADD answers without
+        waiting for the API); written at once otherwise."""
+        if self.status_writer is None:
+            return self._write(namespace, name, status, uid)
+        self.status_writer.submit(StatusWrite(namespace, name, uid, container_id, status, self._write))
+        return True
+
+    def _write(self, namespace: str, name: str, status: list[JSON], uid: str) -> bool:
+        try:
+            written = self.api_view.patch_pod_network_status(namespace, name, status, uid=uid)
+        except Exception:
+            self._count("error")
+            raise
+        self._count("ok" if written else "not-found")
+        return written
+
+    def _count(self, result: str) -> None:
         if self.metrics is not None:
-            self.metrics.api_requests.labels("patch", "pods/status", "ok").inc()
-        self.api_view.patch_pod_network_status(namespace, name, status)
+            self.metrics.api_requests.labels("patch", "pods/status", result).inc()
+
+
+def pod_still_there(pods: Informer, namespace: str, name: str, uid: str) -> bool:
+    """False when the synced pod cache says the pod is deleted, or re-created (another UID):
+    a network-status write for it is moot (:class:`StatusWriter`'s ``still_wanted``)."""
+    if not pods.synced.is_set():
+        return True
+    pod = pods.get(namespace, name)
+    if pod is None:
+        return False
+    return not uid or (pod.get("metadata") or {}).get("uid") in (None, "", uid)
 
 
 def view_factory(caches: KubeCaches, kubeconfig: str | os.PathLike[str] | None,
-                 metrics: Metrics | None = None) -> Callable[[Mapping[str, Any]], KubeView | None]:
+                 metrics: Metrics | None = None,
+                 status_writer: StatusWriter | None = None) -> Callable[[Mapping[str, Any]], KubeView | None]:
     """The factory for ``set_view_factory``: the cache view, writing (and reading misses) with
     the daemon's own credentials and discovery cache and the config's timeouts and retries.
 
@@ -308,7 +340,8 @@ def view_factory(caches: KubeCaches, kubeconfig: str | os.PathLike[str] | None,
         with lock:
             view = views.get(settings)
             if view is None:
-                view = views[settings] = CachedKubeView(caches, ApiKubeView(settings), metrics=metrics)
+                view = views[settings] = CachedKubeView(caches, ApiKubeView(settings), metrics=metrics,
+                                                        status_writer=status_writer)
             return view
 
     return factory

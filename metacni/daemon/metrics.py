@@ -35,6 +35,13 @@ class Metrics:
             "thread_start_failed, write_failed, loop_error", ["server", "event"], registry=self.registry)
         self.pending_dels = Gauge("metacni_pending_dels", "DELs recorded by the shim and not carried out yet",
                                   registry=self.registry)
+        self.status_pending = Gauge("metacni_network_status_pending",
+                                    "Pods whose network-status annotation is queued or being retried",
+                                    registry=self.registry)
+        self.status_writes = Counter("metacni_network_status_writes_total",
+                                     "network-status write attempts by outcome: ok, retry (failed, tried again "
+                                     "later), gone (the pod was deleted or re-created), dropped (queue full)",
+                                     ["result"], registry=self.registry)
 
     def events(self, server: str) -> Callable[[str], None]:
         """A counter callback for one of the HTTP servers."""

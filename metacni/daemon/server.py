@@ -53,6 +53,30 @@ class Call:
     superseded: bool = False
 
 
+class InFlight:
+    """CNI calls between their arrival and their written answer, for background work that
+    waits for a quiet moment (:class:`metacni.daemon.status_writer.StatusWriter`)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._cond = threading.Condition()
+
+    def enter(self) -> None:
+        with self._cond:
+            self._count += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._count -= 1
+            if self._count <= 0:
+                self._cond.notify_all()
+
+    def wait_quiet(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for no call in flight; True when there is none."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count <= 0, timeout)
+
+
 class Ordering:
     """Queued-not-started ADD/CHECK calls per container; a DEL's arrival supersedes them."""
 
@@ -116,6 +140,7 @@ class CNIRoutes:
         self.ready = ready
         self.delegate = delegate  # Multus' POST /delegate (metacni.daemon.hotplug)
         self.ordering = Ordering()
+        self.in_flight = InFlight()
 
     def head(self, method: str, path: str, headers: dict[str, str]) -> Reply | None:
         if path == "/cni":
@@ -146,7 +171,12 @@ class CNIRoutes:
         except CNIError as exc:
             request.state = exc
             return
+        self.in_flight.enter()
         self.ordering.arrived(request.state)
+
+    def answered(self, request: Request) -> None:
+        if isinstance(request.state, Call):
+            self.in_flight.leave()
 
     def handle(self, request: Request) -> Reply:
         if request.path == "/healthz":

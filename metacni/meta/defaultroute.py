@@ -45,7 +45,7 @@ def apply(netns_path: str, attached: list[tuple[Delegate, Result]]) -> list[tupl
     wanted = requested([d for d, _ in attached])
     if not wanted:
         return attached
-    edited = [(d, r.model_copy(deep=True)) for d, r in attached]
+    edited = [(d, r.clone()) for d, r in attached]
     with netns.enter(netns_path), rtnl() as ipr:
         for family, (owner, gw) in wanted.items():
             for d, result in edited:

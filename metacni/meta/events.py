@@ -16,7 +16,10 @@ per ``refill`` seconds, like client-go's spam filter), so a crash-looping sandbo
 flood the API.
 
 The posting thread starts with the first event and inherits the network namespace of the
-thread that emits it (the meta plugin reports after its ADD, outside any pod namespace).
+thread that emits it (the meta plugin reports after its ADD, outside any pod namespace). In the
+daemon it first waits, for at most ``MAX_DEFER`` seconds after the event was queued, for a
+moment without CNI calls in flight (the ``quiet`` given to :func:`install`), as the daemon's
+network-status writer does: a pod waits for its call's answer, not for its events.
 
 Only a long-lived process queues them: the node daemon calls :func:`install` at start (with
 its own credentials). A standalone CNI call (no daemon) exits right after its ADD, before the
@@ -32,6 +35,7 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +58,8 @@ NORMAL, WARNING = "Normal", "Warning"
 MAX_MESSAGE = 1024  # the API refuses longer event notes
 QUEUE_SIZE = 1000
 POST_TIMEOUT = 5.0
+MAX_DEFER = 0.5  # longest an event waits for no CNI call in flight
+Quiet = Callable[[float], object]  # quiet(t): wait up to t seconds for no CNI call in flight
 
 
 @dataclass
@@ -65,6 +71,7 @@ class Event:
     reason: str
     message: str
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    queued: float = field(default_factory=time.monotonic, compare=False)
 
     def body(self, host: str) -> dict[str, Any]:
         stamp = self.at.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -110,8 +117,9 @@ class Recorder:
     """Queues events and posts them from one background thread; never raises to the caller."""
 
     def __init__(self, settings: KubeSettings, *, burst: int = 25, refill: float = 300.0,
-                 host: str = "") -> None:
+                 host: str = "", quiet: Quiet | None = None) -> None:
         self.settings = settings
+        self.quiet = quiet
         self.limiter = RateLimiter(burst, refill)
         self.host = host or socket.gethostname()
         self._view = ApiKubeView(settings)
@@ -148,6 +156,8 @@ class Recorder:
             try:
                 if event is None:
                     return
+                if self.quiet is not None:
+                    self.quiet(max(0.0, event.queued + MAX_DEFER - time.monotonic()))
                 self._post(event)
             finally:
                 self._queue.task_done()
@@ -197,17 +207,19 @@ class Recorder:
 _installed = False
 _kubeconfig: str | None = None
 _discovery_dir: Path | None = None
+_quiet: Quiet | None = None
 _recorders: dict[KubeSettings, Recorder] = {}
 _lock = threading.Lock()
 
 
-def install(kubeconfig: str | None = None, discovery_dir: Path | None = None) -> None:
+def install(kubeconfig: str | None = None, discovery_dir: Path | None = None, quiet: Quiet | None = None) -> None:
     """Record events from now on (the daemon, at start). ``kubeconfig`` replaces the meta
     config's (the daemon's own credentials, as its API view does; "" is the in-cluster service
-    account) and ``discovery_dir`` the API discovery cache's; None keeps the config's."""
-    global _installed, _kubeconfig, _discovery_dir
+    account) and ``discovery_dir`` the API discovery cache's; None keeps the config's. ``quiet``
+    waits for no CNI call in flight (see the module docstring)."""
+    global _installed, _kubeconfig, _discovery_dir, _quiet
     with _lock:
-        _installed, _kubeconfig, _discovery_dir = True, kubeconfig, discovery_dir
+        _installed, _kubeconfig, _discovery_dir, _quiet = True, kubeconfig, discovery_dir, quiet
 
 
 def uninstall() -> None:
@@ -234,8 +246,13 @@ def recorder_for(conf: dict[str, Any]) -> Recorder | None:
     def adjust(settings: KubeSettings) -> KubeSettings:
         return settings if own_dir is None else dataclasses.replace(settings, discovery_dir=own_dir)
 
+    quiet = _quiet
+
+    def make(settings: KubeSettings) -> Recorder:
+        return Recorder(settings, quiet=quiet)
+
     try:
-        rec: Recorder | None = _shared(conf, _recorders, Recorder, adjust)
+        rec: Recorder | None = _shared(conf, _recorders, make, adjust)
     except CNIError:  # a bad API setting: the ADD itself reports it
         return None
     return rec

@@ -34,7 +34,7 @@ from metacni.engine.request import Invocation, Request
 from metacni.spec import naming
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code
-from metacni.spec.results import Result, parse_result
+from metacni.spec.results import Result
 
 from . import delegate_cache, service
 from .annotations import NETWORKS, NetworkSelection, parse_networks
@@ -219,15 +219,11 @@ def _write_status(ctx: service.Context, record: delegate_cache.CachedAttachments
     """network-status from the result cache of every recorded attachment."""
     if ctx.view is None or not record.pod_name:
         return
-    from . import network_status
+    from .status_repair import record_status
 
-    attached: list[tuple[Delegate, Result]] = []
-    for d in record.delegates:
-        entry = ctx.runner.cache.read(d.net.name, record.container_id, d.ifname)
-        if entry is not None and entry.result:
-            attached.append((d, parse_result(entry.result)))
-    entries = network_status.network_status(attached, record.container_id, ctx.cfg.device_info_dir)
-    ctx.view.patch_pod_network_status(record.pod_namespace, record.pod_name, entries)
+    entries = record_status(record, ctx.runner.cache, ctx.cfg.device_info_dir)
+    ctx.view.patch_pod_network_status(record.pod_namespace, record.pod_name, entries,
+                                      container_id=record.container_id)
 
 
 def report_failure(conf: dict[str, Any], namespace: str, name: str, uid: str, exc: CNIError) -> None:

@@ -61,10 +61,15 @@ class KubeView(abc.ABC):
     def get_nad(self, namespace: str, name: str) -> JSON | None: ...
 
     @abc.abstractmethod
-    def patch_pod_network_status(self, namespace: str, name: str, status: list[JSON]) -> None:
+    def patch_pod_network_status(self, namespace: str, name: str, status: list[JSON], *, uid: str = "",
+                                 container_id: str = "") -> bool:
         """Set the pod's ``k8s.v1.cni.cncf.io/network-status`` annotation (JSON text of ``status``).
 
-        A pod that no longer exists is not an error (it is being deleted)."""
+        ``uid`` (the pod's UID as the API gave it) makes the write apply only to that pod, not
+        to one re-created under the same name. False: the pod no longer exists, which is not an
+        error (it is being deleted). ``container_id`` names the sandbox the list describes: the
+        daemon's view only queues the write (:mod:`metacni.daemon.status_writer`) and returns
+        True, and a DEL of that container drops it."""
 
 
 ViewFactory = Callable[[Mapping[str, Any]], KubeView | None]
@@ -279,8 +284,12 @@ class ApiKubeView(KubeView):
         result: JSON | None = self.call(f"GET network-attachment-definition {namespace}/{name}", read)
         return result
 
-    def patch_pod_network_status(self, namespace: str, name: str, status: list[JSON]) -> None:
-        body = {"metadata": {"annotations": {NETWORK_STATUS: json.dumps(status)}}}
+    def patch_pod_network_status(self, namespace: str, name: str, status: list[JSON], *, uid: str = "",
+                                 container_id: str = "") -> bool:
+        meta: JSON = {"annotations": {NETWORK_STATUS: json.dumps(status)}}
+        if uid:  # the API refuses to change a UID: the patch cannot land on a re-created pod
+            meta["uid"] = uid
+        body = {"metadata": meta}
 
         def patch(api: DynamicApi) -> bool:
             api.patch(api.resource("v1", "Pod", "status"), name, namespace, body, kube_paths.STRATEGIC_MERGE_PATCH,
@@ -289,6 +298,8 @@ class ApiKubeView(KubeView):
 
         if self.call(f"PATCH pod {namespace}/{name}/status network-status", patch) is None:
             log.warning("pod %s/%s is gone; network-status not written", namespace, name)
+            return False
+        return True
 
 
 def _status_message(exc: Any) -> str:

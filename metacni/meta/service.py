@@ -95,6 +95,7 @@ class Context:
         self.args = delegate_args(request.args)
         self._view: KubeView | None = None
         self._view_made = False
+        self.api_uid = ""  # the pod's UID as the API has it, once the ADD read the pod
 
     @property
     def view(self) -> KubeView | None:
@@ -136,7 +137,7 @@ def _annotations(ctx: Context) -> dict[str, str]:
         raise CNIError(Code.TRY_AGAIN_LATER, "pod not found",
                        f"{ctx.who} does not exist in the Kubernetes API")
     meta = pod.get("metadata") or {}
-    uid = str(meta.get("uid", ""))
+    uid = ctx.api_uid = str(meta.get("uid", ""))
     annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
     static = annotations.get("kubernetes.io/config.source", "api") != "api"
     if ctx.pod.uid and uid and uid != ctx.pod.uid and not static:
@@ -331,7 +332,8 @@ def _add(ctx: Context) -> list[tuple[Delegate, Result]]:
 
             entries = network_status.network_status(attached, request.container_id, ctx.cfg.device_info_dir)
             try:
-                ctx.view.patch_pod_network_status(ctx.pod.namespace, ctx.pod.name, entries)
+                ctx.view.patch_pod_network_status(ctx.pod.namespace, ctx.pod.name, entries, uid=ctx.api_uid,
+                                                  container_id=request.container_id)
             except CNIError as exc:
                 raise ctx.fail(exc, "writing network-status") from None
     except BaseException:

@@ -191,6 +191,10 @@ class Cluster:
             return list(pool.map(lambda kw: self.add_pod(**kw), specs))
 
     def network_status(self, pod: Pod) -> list[dict[str, Any]]:
+        """The pod's network-status, once its node's daemon has written what it queued."""
+        if not self.runtimes[pod.node.name].status_written():
+            raise SimError(f"{pod.node.name}: network-status writes still pending "
+                           f"(daemon log: {self.runtimes[pod.node.name].log_tail()})")
         obj = self.api.get_pod(pod.namespace, pod.name) or {}
         text = (obj.get("metadata", {}).get("annotations") or {}).get(NETWORK_STATUS)
         return list(json.loads(text)) if text else []

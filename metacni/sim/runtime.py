@@ -28,7 +28,7 @@ from metacni.spec.config import NetworkList, conf_files, network_list_from_file
 from .host import SimError, netns_path
 from .netconf import primary_conflist
 from .plan import NodePlan
-from .unixhttp import readiness
+from .unixhttp import readiness, status_written
 
 if TYPE_CHECKING:
     from .cluster import Pod
@@ -94,6 +94,10 @@ class NodeRuntime:
 
     def status(self) -> dict[str, Any]:
         return readiness(self.socket)
+
+    def status_written(self, timeout: float = 10.0) -> bool:
+        """The daemon has written the network-status of every ADD it answered."""
+        return status_written(self.socket, timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

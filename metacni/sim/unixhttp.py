@@ -45,3 +45,10 @@ def readiness(path: str | os.PathLike[str], timeout: float = 2.0) -> dict[str, A
     """The daemon's readiness state (GET /readyz); OSError when it is not serving."""
     _, _, body = unix_http(path, "GET", "/readyz", timeout=timeout)
     return dict(json.loads(body))
+
+
+def status_written(path: str | os.PathLike[str], timeout: float = 10.0) -> bool:
+    """Wait until the daemon has written every network-status it queued (GET
+    /readyz?waitStatusWritten); False when some are still pending after ``timeout``."""
+    _, _, body = unix_http(path, "GET", f"/readyz?waitStatusWritten={timeout:g}", timeout=timeout + 10.0)
+    return int(json.loads(body).get("networkStatusPending", 0)) == 0

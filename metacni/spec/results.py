@@ -222,6 +222,20 @@ class Result(_Wire):
     def convert(self, to_version: str) -> Result:
         return convert(self, to_version)
 
+    def clone(self) -> Result:
+        """A deep copy: changing it (its lists, its nested models, DNS's lists) never changes
+        ``self``. Equal to ``model_copy(deep=True)``, built from the known shape instead of
+        the generic ``copy.deepcopy`` walk (every nested field is an immutable value), which
+        cost a daemon ADD ~0.1 ms per copy (bench/README.md)."""
+        dns = self.dns
+        return self.model_copy(update={
+            "interfaces": [i.model_copy() for i in self.interfaces],
+            "ips": [ip.model_copy() for ip in self.ips],
+            "routes": [r.model_copy() for r in self.routes],
+            "dns": dns.model_copy(update={k: list(v) for k in ("nameservers", "search", "options")
+                                          if (v := getattr(dns, k)) is not None}),
+        })
+
 
 _IFACE_KEYS_040 = {"name", "mac", "sandbox"}
 
@@ -362,7 +376,7 @@ def convert(result: Result, to_version: str) -> Result:
         raise CNIError(Code.INCOMPATIBLE_VERSION, "incompatible CNI versions",
                        f"no converter for CNI result version {source} to {target}")
     fam = versions.family(target)
-    out = result.model_copy(deep=True)
+    out = result.clone()
     out.cni_version = target
     if fam == versions.FAMILY_100:
         return out

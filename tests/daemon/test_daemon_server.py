@@ -136,6 +136,27 @@ def test_parallel_up_to_the_bound_and_same_container_serialised(served):
     assert plugin.max_inside == 2
 
 
+def test_calls_are_in_flight_until_their_answer_is_written(served):
+    """What the network-status writer waits on: a CNI call counts from its arrival until its
+    answer is out, errors and probes included or not as they should be."""
+    daemon, plugin = served
+    quiet = daemon.server.routes.in_flight.wait_quiet
+    assert quiet(0)
+    t, out = _in_thread(lambda: _request(daemon, "a"))
+    assert plugin.wait_inside(1)
+    assert not quiet(0.05)  # the ADD is in the plugin
+    assert unixhttp.request(daemon.cfg.socket, "GET", "/readyz").status == 200  # a probe is no call
+    plugin.release.set()
+    t.join(30)
+    assert out and out[0]["exit"] == 0
+    assert quiet(10)
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "b", "CNI_NETNS": "/proc/self/ns/net", "CNI_IFNAME": "eth0"}
+    failed = unixhttp.cni(daemon.cfg.socket, env, b'{"cniVersion": "1.1.0", "name": "n", "type": "no-such"}')
+    assert failed.status == 400  # an error answer leaves too
+    assert unixhttp.request(daemon.cfg.socket, "POST", "/cni", b"{not json").status >= 400
+    assert quiet(10)
+
+
 def test_gc_is_exclusive(served):
     daemon, plugin = served
     t_add, add_out = _in_thread(lambda: _request(daemon, "x"))

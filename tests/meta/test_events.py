@@ -137,6 +137,30 @@ def test_events_are_rate_limited_per_pod_and_reason(node: MetaNode) -> None:
     assert sorted(e["message"] for e in _events(node)) == ["db", "try 0", "try 1"]
 
 
+def test_events_wait_for_a_moment_without_cni_calls(node: MetaNode) -> None:
+    """In the daemon an event goes out once no CNI call is in flight (``quiet``), or after
+    ``MAX_DEFER`` seconds: a call's answer never waits behind a POST."""
+    settings = KubeSettings(kubeconfig=node.kubeconfig, timeout=5, connect_timeout=2, retries=0)
+    calls_done = threading.Event()
+    waits: list[float] = []
+
+    def quiet(timeout: float) -> bool:
+        waits.append(timeout)
+        return calls_done.wait(timeout)
+
+    rec = events.Recorder(settings, quiet=quiet)
+    try:
+        with enter(node.path):
+            assert rec.emit(events.Event("default", "web", "", "Normal", "AddedInterface", "held"))
+        assert not rec.flush(0.2)  # a call is still in flight
+        assert _events(node) == [] and 0 < waits[0] <= events.MAX_DEFER
+        calls_done.set()
+        assert rec.flush(15.0)
+    finally:
+        rec.close()
+    assert [e["message"] for e in _events(node)] == ["held"]
+
+
 def test_in_process_calls_without_install_record_no_events(node: MetaNode) -> None:
     """Without install() (and not the one-shot console script) no recorder exists and nothing
     is posted."""

@@ -56,6 +56,21 @@ def recorded_patch_types(api: FakeAPIServer, monkeypatch: pytest.MonkeyPatch) ->
 
 
 # ---------------------------------------------------------------------- requests
+def test_a_status_patch_with_a_uid_applies_only_to_that_pod(api, tmp_path):
+    """The UID is a precondition: a pod re-created under the same name refuses the write."""
+    api.add_pod("ns1", "p", uid="1111")
+    view = ApiKubeView(KubeSettings(kubeconfig=api.write_kubeconfig(tmp_path / "kc"), retries=0))
+    try:
+        with pytest.raises(CNIError) as info:
+            view.patch_pod_network_status("ns1", "p", [{"name": "old pod"}], uid="2222")
+        assert info.value.code == Code.TRY_AGAIN_LATER and "HTTP 422" in info.value.details
+        assert NETWORK_STATUS not in (api.get_pod("ns1", "p")["metadata"].get("annotations") or {})
+        assert view.patch_pod_network_status("ns1", "p", [{"name": "this pod"}], uid="1111")
+    finally:
+        view.close()
+    assert json.loads(api.get_pod("ns1", "p")["metadata"]["annotations"][NETWORK_STATUS]) == [{"name": "this pod"}]
+
+
 @VIEWS
 def test_get_and_patch_are_the_requests_the_client_makes(view_cls, api, tmp_path, monkeypatch):
     kinds = recorded_patch_types(api, monkeypatch)
@@ -66,8 +81,8 @@ def test_get_and_patch_are_the_requests_the_client_makes(view_cls, api, tmp_path
         assert view.get_pod("ns1", "p")["metadata"]["annotations"] == {"keep": "me"}
         assert json.loads(view.get_nad("ns1", "net-a")["spec"]["config"])["type"] == "bridge"
         status = [{"name": "primary", "interface": "eth0", "ips": ["10.0.0.2"], "default": True}]
-        view.patch_pod_network_status("ns1", "p", status)
-        view.patch_pod_network_status("ns1", "gone", status)  # no pod: a warning, not an error
+        assert view.patch_pod_network_status("ns1", "p", status) is True
+        assert view.patch_pod_network_status("ns1", "gone", status) is False  # no pod: not an error
     finally:
         view.close()
     annotations = api.get_pod("ns1", "p")["metadata"]["annotations"]

@@ -312,6 +312,24 @@ def test_delete_with_wrong_uid_precondition_is_conflict(api: FakeAPIServer, core
     assert api.get_pod("default", "p")["metadata"]["uid"] == "1111"
 
 
+def test_patch_with_another_uid_is_refused_and_put_is_a_conflict(api: FakeAPIServer, core: client.CoreV1Api) -> None:
+    """A UID in a patch is a precondition (kubelet's status patches rely on it): the apiserver
+    refuses to change it (422), on the status subresource too; a PUT with another UID is 409."""
+    api.add_pod("default", "p", uid="1111")
+    for patch in (core.patch_namespaced_pod_status, core.patch_namespaced_pod):
+        with pytest.raises(ApiException) as info:
+            patch("p", "default", {"metadata": {"uid": "2222", "annotations": {"a": "x"}}})
+        assert info.value.status == 422 and "metadata.uid" in info.value.body
+    assert "a" not in (api.get_pod("default", "p")["metadata"].get("annotations") or {})
+    core.patch_namespaced_pod_status("p", "default", {"metadata": {"uid": "1111", "annotations": {"a": "y"}}})
+    assert api.get_pod("default", "p")["metadata"]["annotations"]["a"] == "y"
+    pod = api.get_pod("default", "p")
+    pod["metadata"]["uid"] = "2222"
+    with pytest.raises(ApiException) as info:
+        core.replace_namespaced_pod("p", "default", pod)
+    assert info.value.status == 409
+
+
 def test_delete_collection_with_label_selector(api: FakeAPIServer, core: client.CoreV1Api) -> None:
     api.add_pod("default", "a", labels={"app": "x"})
     api.add_pod("default", "b", labels={"app": "x"})

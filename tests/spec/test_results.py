@@ -200,6 +200,30 @@ def test_model_api_copy_dump_equality() -> None:
     assert "pci_id='0000:04:00.5'" in repr(r)
 
 
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@given(results())
+def test_clone_is_a_deep_copy(r: Result) -> None:
+    before = r.model_copy(deep=True)
+    c = r.clone()
+    assert c == before and c.model_dump() == before.model_dump() and c is not r
+    # change every mutable part of the clone: the original stays as it was
+    c.cni_version = "0.3.1"
+    c.interfaces.append(Interface(name="x"))
+    c.ips.append(IPConfig(address="10.9.9.9/32"))
+    c.routes.append(Route(dst="0.0.0.0/0"))
+    for iface in c.interfaces:
+        iface.name, iface.mtu = iface.name + "-c", 1
+    for ip in c.ips:
+        ip.gateway = "10.9.9.1"
+    for route in c.routes:
+        route.gw = "10.9.9.1"
+    for key in ("nameservers", "search", "options"):
+        if getattr(c.dns, key) is not None:
+            getattr(c.dns, key).append("changed")
+    c.dns.domain = "changed"
+    assert r == before and r.model_dump() == before.model_dump()
+
+
 @settings(max_examples=50)
 @given(st.dictionaries(st.sampled_from(["ip", "gateway", "routes"]),
                        st.integers() | st.text(max_size=5) | st.lists(st.integers() | st.text(max_size=3), max_size=2),

@@ -219,6 +219,7 @@ class Store:
         self._check_kind(rt, body)
         with self.lock:
             old = self._existing(rt, namespace, name)
+            self._check_preconditions(rt, old, {"uid": body_meta.get("uid")})  # PUT: the body's UID, 409
             wanted = body_meta.get("resourceVersion")
             if wanted and wanted != old["metadata"]["resourceVersion"]:
                 raise errors.conflict(rt, name)
@@ -302,9 +303,15 @@ class Store:
         """Store ``body`` as the new state of ``old``, keeping what clients cannot change.
 
         Status is only writable through the status subresource and everything else only through
-        the main resource, as for the real pods and nodes. A write that changes nothing keeps the
-        old resourceVersion and emits no event, as the apiserver does.
+        the main resource, as for the real pods and nodes. A UID other than the object's is
+        refused (422), which makes a UID in a patch a precondition, as kubelet uses it. A write
+        that changes nothing keeps the old resourceVersion and emits no event, as the apiserver
+        does.
         """
+        sent_uid = _meta(body).get("uid")
+        if sent_uid and sent_uid != old["metadata"].get("uid"):  # the apiserver's immutable-field check
+            raise errors.invalid(rt, old["metadata"]["name"], f'metadata.uid: Invalid value: "{sent_uid}": '
+                                                              "field is immutable")
         new = copy.deepcopy(body)
         if subresource == ANY_PART:
             pass

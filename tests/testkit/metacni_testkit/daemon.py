@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from metacni import shimbin
-from metacni.sim.unixhttp import readiness, unix_http
+from metacni.sim.unixhttp import readiness, status_written, unix_http
 
 
 @dataclass
@@ -41,6 +41,11 @@ class DaemonProc:
         (``GET /readyz?waitReaperIdle``): after that a DEL's veth is really gone."""
         _, _, body = unix_http(self.socket, "GET", f"/readyz?waitReaperIdle={timeout:g}", timeout=timeout + 10.0)
         return bool(json.loads(body)["reaper"]["idle"])
+
+    def status_written(self, timeout: float = 10.0) -> bool:
+        """Wait until the daemon has written every network-status its ADDs queued
+        (``GET /readyz?waitStatusWritten``); False if some are still pending."""
+        return status_written(self.socket, timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -337,7 +337,11 @@ class Node:
         return link_names(pod.netns)
 
     def network_status(self, pod: Pod) -> list[dict[str, Any]]:
+        """The pod's network-status as the API has it; a daemon writes it after the ADD has
+        answered, so its writer is waited for first."""
         assert self.api is not None
+        if self.daemon is not None:
+            assert self.daemon.status_written(), "the daemon still has network-status writes pending"
         stored = self.api.get_pod(pod.namespace, pod.name)
         assert stored is not None
         text = (stored["metadata"].get("annotations") or {}).get(NETWORK_STATUS)
