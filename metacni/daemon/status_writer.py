@@ -81,6 +81,7 @@ class StatusWriter:
         self._seq = itertools.count(1)
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._final = False  # stopping: no more retries
 
     # ------------------------------------------------------------------ callers
     def submit(self, write: StatusWrite) -> None:
@@ -124,8 +125,11 @@ class StatusWriter:
         return True
 
     def stop(self, grace: float = 5.0) -> None:
-        """Try what is waiting for up to ``grace`` seconds (retries not yet due go at once), then stop."""
+        """Try each waiting write once more, at once (a retry not yet due too), for up to ``grace``
+        seconds in all, then stop; a write that fails now is dropped (the next daemon's start-up
+        repair finds it again)."""
         with self._cond:
+            self._final = True
             self._due = [(0.0, seq, w) for _, seq, w in self._due]
             for _, _, w in self._due:
                 w.due = 0.0
@@ -182,14 +186,14 @@ class StatusWriter:
 
     def _loop(self) -> None:
         while (write := self._next()) is not None:
-            if self.quiet is not None and not self._stopping:
+            if self.quiet is not None and not self._final:
                 self.quiet(max(0.0, write.due + self.max_defer - time.monotonic()))
                 with self._cond:
                     if not self._current(write):  # superseded or cancelled meanwhile
                         continue
             outcome = self._attempt(write)
             with self._cond:
-                if outcome == "retry" and self._current(write) and not self._stopping:
+                if outcome == "retry" and self._current(write) and not self._final:
                     write.attempts += 1
                     delay = min(self.max_backoff, self.backoff * 2 ** (write.attempts - 1))
                     self._schedule(write, time.monotonic() + delay)

@@ -5,6 +5,7 @@ against the fake API server)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -191,3 +192,14 @@ def test_a_busy_daemon_still_writes_after_max_defer() -> None:
         assert w.flush(WAIT) and [n for n, _, _ in rec.calls] == ["a", "b", "c"]
     finally:
         w.stop(2.0)
+
+
+def test_stop_does_not_wait_out_an_api_that_keeps_failing() -> None:
+    w = StatusWriter(backoff=0.01, max_backoff=0.01)
+    rec = Recorder()
+    rec.failures = 10**6
+    w.submit(job(rec, "a", "c1", "x"))
+    assert rec.wait_calls(3)  # retrying
+    started = time.monotonic()
+    w.stop(30.0)
+    assert time.monotonic() - started < 10 and w.pending() == 0  # one last try, then dropped
