@@ -184,15 +184,18 @@ class Daemon:
                 return
             from metacni.meta import kube
             from metacni.meta.config import MetaConfig
-            from metacni.meta.status_repair import missing_statuses
+            from metacni.meta.status_repair import MissingStatus, repair_missing
 
             cfg, view = MetaConfig.from_dict(conf), kube.view_for(conf)
             if view is None:
                 return
-            for missing in missing_statuses(cfg.cni_dir, cfg.device_info_dir, self.caches.pods.get):
+
+            def submit(missing: MissingStatus) -> None:
                 log.info("network-status of pod %s/%s was never written; writing it", missing.namespace, missing.name)
                 view.patch_pod_network_status(missing.namespace, missing.name, missing.entries, uid=missing.uid,
                                               container_id=missing.container_id)
+
+            repair_missing(cfg.cni_dir, cfg.device_info_dir, self.caches.pods.get, submit, self.locks.hold)
         except Exception:  # a repair that fails must not take the daemon down
             log.exception("network-status repair failed")
         finally:

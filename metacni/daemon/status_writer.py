@@ -199,6 +199,9 @@ class StatusWriter:
                     self._schedule(write, time.monotonic() + delay)
                 elif self._current(write):
                     del self._newest[write.pod]
+                    if outcome == "retry":  # stopping: not tried again here
+                        log.warning("network-status of pod %s/%s dropped at shutdown (the next daemon writes it)",
+                                    write.namespace, write.name)
                 self._changed()
                 self._cond.notify_all()
 

@@ -11,8 +11,10 @@ record's list is the one returned last, so a writer that keeps the newest write 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from logging import getLogger
 from typing import Any
@@ -49,9 +51,13 @@ def record_status(record: delegate_cache.CachedAttachments, cache: ResultCache,
     return network_status.network_status(attached, record.container_id, info_dir)
 
 
-def missing_statuses(cni_dir: str | os.PathLike[str], info_dir: str | os.PathLike[str] | None,
-                     pod: PodLookup) -> Iterator[MissingStatus]:
-    """Recorded attachments whose live sandbox's pod has no network-status, oldest record first."""
+def repair_missing(cni_dir: str | os.PathLike[str], info_dir: str | os.PathLike[str] | None, pod: PodLookup,
+                   submit: Callable[[MissingStatus], object],
+                   hold: Callable[[str], AbstractContextManager[object]] | None = None) -> int:
+    """``submit`` the status of every recorded attachment whose live sandbox's pod has none,
+    oldest record first; returns how many. ``hold(container_id)`` (the daemon's per-container
+    lock) is held from reading a record to submitting its status, so an ADD of that container
+    running meanwhile never sees its newer list replaced by one built from its unfinished record."""
     cache = ResultCache(cni_dir)
     records: list[tuple[int, str]] = []
     for cid in delegate_cache.container_ids(cni_dir):
@@ -59,20 +65,31 @@ def missing_statuses(cni_dir: str | os.PathLike[str], info_dir: str | os.PathLik
             records.append((delegate_cache.path(cni_dir, cid).stat().st_mtime_ns, cid))
         except OSError:
             continue  # DELeted meanwhile
+    done = 0
     for _, cid in sorted(records):
-        try:
-            record = delegate_cache.read(cni_dir, cid)
-        except delegate_cache.CorruptCache as exc:
-            log.warning("network-status repair skips %s: %s", cid, exc.details)
-            continue
-        if record is None or not record.pod_name or not netns.is_netns(record.netns):
-            continue
-        obj = pod(record.pod_namespace, record.pod_name)
-        meta = (obj or {}).get("metadata") or {}
-        if obj is None or NETWORK_STATUS in (meta.get("annotations") or {}):
-            continue
-        yield MissingStatus(record.pod_namespace, record.pod_name, str(meta.get("uid") or ""), cid,
-                            record_status(record, cache, info_dir))
+        with hold(cid) if hold is not None else contextlib.nullcontext():
+            missing = _missing(cni_dir, cid, info_dir, pod, cache)
+            if missing is not None:
+                submit(missing)
+                done += 1
+    return done
 
 
-__all__ = ["MissingStatus", "missing_statuses", "record_status"]
+def _missing(cni_dir: str | os.PathLike[str], cid: str, info_dir: str | os.PathLike[str] | None, pod: PodLookup,
+             cache: ResultCache) -> MissingStatus | None:
+    try:
+        record = delegate_cache.read(cni_dir, cid)
+    except delegate_cache.CorruptCache as exc:
+        log.warning("network-status repair skips %s: %s", cid, exc.details)
+        return None
+    if record is None or not record.pod_name or not netns.is_netns(record.netns):
+        return None
+    obj = pod(record.pod_namespace, record.pod_name)
+    meta = (obj or {}).get("metadata") or {}
+    if obj is None or NETWORK_STATUS in (meta.get("annotations") or {}):
+        return None
+    return MissingStatus(record.pod_namespace, record.pod_name, str(meta.get("uid") or ""), cid,
+                         record_status(record, cache, info_dir))
+
+
+__all__ = ["MissingStatus", "record_status", "repair_missing"]
