@@ -48,14 +48,22 @@ def refused(node: MetaNode, pod: Pod, *words: str, conf: dict[str, Any] | None =
     """ADD (with stdin ``conf``, default the node's) is code 7 naming the pod and ``words``,
     before any kernel or file work: the node's links, leases and caches are exactly as they
     were, and the pod has only ``lo``."""
-    before = (links(node.name), node.all_leases(), node.result_cache_files())
+    before = (node_links(node), node.all_leases(), node.result_cache_files())
     err = node.cni_error("ADD", pod, conf=conf)
     assert err.code == Code.INVALID_CONFIG, err
     for word in (f"pod {pod.namespace}/{pod.name}", *words):
         assert word in err.details, (word, err.details)
-    assert (links(node.name), node.all_leases(), node.result_cache_files()) == before
+    assert (node_links(node), node.all_leases(), node.result_cache_files()) == before
     assert node.pod_links(pod) == {"lo"}
     assert not (node.cni_dir / pod.container_id).exists()
+
+
+def node_links(node: MetaNode) -> list[tuple[str, str, str, str]]:
+    """The node's links as a refused ADD must leave them: (name, kind, MAC, master). Not their
+    flags or operstate: a bridge whose last port an earlier DEL removed loses its carrier a
+    moment later (the kernel's linkwatch runs deferred), whatever this ADD does."""
+    return sorted((ln["ifname"], ln.get("link_type", ""), ln.get("address", ""), ln.get("master", ""))
+                  for ln in links(node.name))
 
 
 def allow(node: MetaNode, **settings: Any) -> None:
