@@ -170,8 +170,22 @@ class HTTPServer(ThreadingHTTPServer):
     what makes a stopped fake unreachable even for clients holding pooled keep-alive sockets."""
 
     daemon_threads = True
-    allow_reuse_address = True
     request_queue_size = 128
+
+    def server_bind(self) -> None:
+        """SO_REUSEADDR, so a stopped fake can listen again on its port while its connections
+        linger in TIME_WAIT; but set only after a first bind to port 0: set before, it lets the
+        kernel hand out a port that another test's stopped server is binding again, and the two
+        then share it (a plain client once got TLS records from another worker's HTTPS fake)."""
+        reuse = self.server_address[1] != 0
+        if reuse:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()
+        if not reuse:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = socket.getfqdn(host), port  # what http.server's server_bind sets
 
     def __init__(self, address: tuple[str, int], api: FakeAPIServer) -> None:
         self.api = api
