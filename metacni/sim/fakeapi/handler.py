@@ -185,7 +185,7 @@ class HTTPServer(ThreadingHTTPServer):
         if not reuse:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         host, port = self.server_address[:2]
-        self.server_name, self.server_port = socket.getfqdn(host), port  # what http.server's server_bind sets
+        self.server_name, self.server_port = socket.getfqdn(str(host)), int(port)  # as http.server's server_bind
 
     def __init__(self, address: tuple[str, int], api: FakeAPIServer) -> None:
         self.api = api
