@@ -115,14 +115,8 @@ class StatusWriter:
 
     def flush(self, timeout: float) -> bool:
         """Wait until every queued write is written or dropped; False when ``timeout`` passed first."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while self._newest:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
+            return self._cond.wait_for(lambda: not self._newest, timeout)
 
     def stop(self, grace: float = 5.0) -> None:
         """Try each waiting write once more, at once (a retry not yet due too), for up to ``grace``

@@ -182,14 +182,9 @@ class Recorder:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued event was posted or dropped; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._queue.all_tasks_done.wait(left)
-        return True
+        done = self._queue.all_tasks_done
+        with done:
+            return done.wait_for(lambda: not self._queue.unfinished_tasks, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         with self._lock:

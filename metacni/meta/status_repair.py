@@ -6,7 +6,7 @@ same namespace and name, carries no network-status at all gets the list its reco
 cache describe. A pod that has one is left alone: it may be newer than the record (a dynamic
 attachment written by Multus' controller), and the daemon never overwrites what it cannot date.
 Of several records for one pod (a sandbox re-created before the old one's DEL), the newest
-record's list is the one returned last, so a writer that keeps the newest write per pod uses it.
+record's list is submitted last, so a writer that keeps the newest write per pod uses it.
 """
 
 from __future__ import annotations
