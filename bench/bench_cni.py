@@ -8,15 +8,19 @@ primary of ``00-metacni.conf`` (the production shape: one ``metacni`` exec per c
 
 - reference:    /usr/lib/cni binaries (Debian containernetworking-plugins)
 - daemon:       the installed static binDir shim (shim/metacni-shim.c) → warm ``metacni daemon``
-                (watch caches on the fake API)
+                (watch caches on the fake API) on the node's interpreter, as the image runs it:
+                Debian's python3 with a wheel install of this tree (node venv)
 - standalone:   ``metacni`` the console script (node venv) as the plugin, no daemon and no API: the
                 pod annotations arrive in runtimeConfig; the call runs in-process
 - daemon-chain: the plain conflist with the static shim installed as bridge/host-local/portmap
 
 The modes are interleaved: each phase (sequential, then concurrency 8) runs in ``--rounds`` rounds,
 and each round runs one batch (ADD all, then DEL all) of every mode in a rotating order, so the
-machine's drift falls on all modes alike. After a daemon batch the bench waits for the daemon's
-link reaper to finish that batch's veth deletions.
+machine's drift falls on all modes alike. Every pod of a phase (its netns, its API object) is
+created before the phase's first batch and removed after its last, as a runtime creates the netns
+before ADD: the kernel's asynchronous teardown of a deleted netns never falls on a later batch.
+After a daemon batch the bench waits for the daemon's link reaper and network-status writes, and
+before every batch for a quiet machine (:func:`settle`).
 
 Also: the floor (the same netlink work in one warm process), the shim round trip alone, API
 requests per ADD (fake API counters) and the daemon's peak RSS after ``--rss-pods`` pods.
@@ -248,6 +252,30 @@ def served(daemon: DaemonProc | None) -> list[tuple[str, float]]:
     return [(r.get("verb", ""), float(r["ms"])) for r in daemon.log_records() if r.get("msg") == "served"]
 
 
+def _busy_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def settle(daemon: DaemonProc | None, window: float = 0.1, quiet: float = 0.15, limit: float = 10.0) -> bool:
+    """Wait until the machine is quiet: one ``window`` in which at most ``quiet`` of the CPUs'
+    time was busy (the daemon's informers catching up with new pods, the kernel's work queues
+    finishing a batch's teardown). Gives up after ``limit`` seconds; False then."""
+    if daemon is not None:
+        daemon.status_written(60)
+    deadline = time.monotonic() + limit
+    busy0, total0 = _busy_jiffies()
+    while time.monotonic() < deadline:
+        time.sleep(window)
+        busy1, total1 = _busy_jiffies()
+        if total1 > total0 and (busy1 - busy0) / (total1 - total0) <= quiet:
+            return True
+        busy0, total0 = busy1, total1
+    return False
+
+
 def rss_kib(pid: int) -> dict[str, int]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -262,7 +290,7 @@ def node_install(venv: Path) -> str:
     have: bytecode compiled at install, no editable-install finder, no developer .pth files."""
     run(NODE_PYTHON, "-m", "venv", "--without-pip", str(venv))
     site = next((venv / "lib").glob("python3*/site-packages"))
-    run(sys.executable, "-m", "pip", "install", "-q", "--target", str(site), str(ROOT))
+    run(sys.executable, "-m", "pip", "install", "-q", "--target", str(site), str(ROOT), timeout=600)
     return str(venv / "bin" / "python3")
 
 
@@ -278,8 +306,8 @@ def main() -> int:
     ap.add_argument("--no-firewall", action="store_true",
                     help="diagnosis: primary without ipMasq and portmap (bridge + host-local only)")
     ap.add_argument("--node-python", default=None,
-                    help="python with metacni installed for standalone mode (default: a fresh venv with a wheel "
-                         "install of this tree, as on a node)")
+                    help="python with metacni installed, for the daemon and standalone mode (default: a fresh venv "
+                         "of Debian's python3 with a wheel install of this tree, as in the image)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--readme", default=str(README), help="README whose figures section is regenerated")
     ap.add_argument("--no-readme", action="store_true", help="leave the README alone")
@@ -324,15 +352,18 @@ def main() -> int:
         bin_daemon = work / "bin-daemon"
         install_shim(bin_daemon, aliases=("bridge", "host-local", "portmap"))
         bin_standalone = work / "bin-standalone"
-        standalone_python = args.node_python or (node_install(work / "node-venv") if "standalone" in modes
-                                                 else sys.executable)
-        install_console_plugin(bin_standalone, python=standalone_python)
+        # The node's interpreter, as the image has it: Debian's python3 with this tree and its
+        # dependencies installed as wheels. The daemon and standalone mode both run on it.
+        node_python = args.node_python or (node_install(work / "node-venv")
+                                           if any(m.startswith(("standalone", "daemon")) for m in modes)
+                                           else sys.executable)
+        install_console_plugin(bin_standalone, python=node_python)
         if any(m.startswith("daemon") for m in modes):
             daemon = start_daemon(work / "daemon", netns=node, args=[
                 "--kubeconfig", str(kubeconfig), "--node-name", NODE_NAME, "--no-routes", "--gc-period", "0",
                 "--no-regenerate-config", "--conf-dir", str(conf_dir), "--cache-dir", str(work / "cni"),
                 "--cni-path", "/usr/lib/cni",
-                "--concurrency", str(args.concurrency)])
+                "--concurrency", str(args.concurrency)], python=node_python)
         setups = {
             "reference": (str(primary), "/usr/lib/cni", {}),
             "daemon": (str(meta_conf), str(bin_daemon), {"METACNI_SOCKET": daemon.socket if daemon else ""}),
@@ -351,11 +382,18 @@ def main() -> int:
             for label, n, conc in (("sequential", args.pods, 1), ("concurrent", args.concurrent_pods,
                                                                  args.concurrency)):
                 per_round = max(1, -(-n // args.rounds))
+                # Every pod of the phase (its netns, its API object) exists before the first batch
+                # and goes after the last: a runtime creates the netns before ADD, and the kernel's
+                # teardown of a deleted netns (an asynchronous workqueue) must not fall on the
+                # next batch, whichever mode it is.
+                phase_pods = {(rnd, mode): pods.make(per_round, mode[:3])
+                              for rnd in range(args.rounds) for mode in modes}
+                settle(daemon)
                 for rnd in range(args.rounds):
                     for mode in modes[rnd % len(modes):] + modes[:rnd % len(modes)]:
                         conf, _, _ = setups[mode]
                         a = acc[mode][label]
-                        batch = pods.make(per_round, mode[:3])
+                        batch = phase_pods[(rnd, mode)]
                         api.reset_counts()
                         served_before = len(served(daemon)) if mode.startswith("daemon") else 0
                         add, add_wall = run_ops(drivers[mode], "add", conf, batch, conc, port, mode == "standalone")
@@ -368,14 +406,19 @@ def main() -> int:
                         if mode.startswith("daemon"):
                             a["inside"] += served(daemon)[served_before:]
                         port += per_round
-                        pods.drop(batch)
                         if mode.startswith("daemon") and daemon is not None:
-                            daemon.reaper_idle(60)  # its veth deletions must not fall on the next batch
+                            # its veth deletions and network-status writes must not fall on the next batch
+                            daemon.reaper_idle(60)
+                            daemon.status_written(60)
+                        settle(daemon)
                         a["add"] += add
                         a["del"] += dele
                         a["add_wall"] += add_wall
                         a["del_wall"] += del_wall
                         a["n"] += per_round
+                for batch in phase_pods.values():
+                    pods.drop(batch)
+                settle(daemon)
             for mode in modes:
                 entry: dict[str, Any] = {}
                 for label in ("sequential", "concurrent"):

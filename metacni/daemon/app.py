@@ -25,6 +25,7 @@ from metacni.engine.invoke import Invoker
 from metacni.engine.registry import Registry
 from metacni.engine.request import ADD, CHECK, DEL, GC, STATUS
 from metacni.engine.skel import dispatch
+from metacni.firewall import libnft
 from metacni.kernel import reaper
 from metacni.spec import safejson, versions
 from metacni.spec.errors import CNIError, Code
@@ -101,6 +102,7 @@ class Daemon:
         t0 = time.monotonic()
         self.registry.load_all()  # import every plugin now, not on a pod's first ADD
         reaper.enable()  # DEL detaches veths and deletes them in the background (bridge detach.py)
+        libnft.set_home()  # the daemon's netns: its nftables context stays open past the last pod
         if self.cfg.use_api and (self.cfg.kubeconfig is not None or os.environ.get("KUBERNETES_SERVICE_HOST")):
             self._start_kube()
         # DELs the shim recorded while no daemon listened run before any new call can.

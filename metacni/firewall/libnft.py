@@ -178,6 +178,21 @@ def netns_key() -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
+_home: tuple[int, int] | None = None
+
+
+def set_home() -> None:
+    """Declare the calling thread's netns the process's home (the daemon, at start): a
+    namespace it lives in, so a pooled entry there never needs unpinning (:func:`at_home`)."""
+    global _home
+    _home = netns_key()
+
+
+def at_home() -> bool:
+    """True when the calling thread is in the netns :func:`set_home` declared."""
+    return _home is not None and _home == netns_key()
+
+
 class PoolState:
     """What the firewall remembers about one netns while its pool entry lives.
 

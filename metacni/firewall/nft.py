@@ -292,7 +292,11 @@ class NftablesBackend:
 
     def _try_guard(self, entry: libnft.PoolEntry, kind: str) -> None:
         """Delete the table if no attachment is left; close the netns's context with the
-        last table of ours we know there (unpins the netns; the next ADD makes a new one).
+        last table of ours we know there (unpins the netns; the next ADD makes a new one),
+        except in the process's home netns (:func:`.libnft.set_home`), which it never needs to
+        unpin: the daemon keeps its context and its backend decisions there, so the node's next
+        pod after its last one neither detects again nor waits for the context's close (tens of
+        ms in the kernel).
 
         The anchor's use count says whether any attachment is left: a guard batch the kernel
         refuses is far dearer (the transaction abort waits for an RCU grace period).
@@ -313,7 +317,7 @@ class NftablesBackend:
                 tables.add(kind)
                 return
         tables.discard(kind)  # deleted, or (use None) no table with an anchor here
-        if not tables:
+        if not tables and not libnft.at_home():
             libnft.release(entry)
 
     # ------------------------------------------------------------------ ADD

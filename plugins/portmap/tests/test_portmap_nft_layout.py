@@ -111,3 +111,47 @@ def test_nft_gc_portmap_and_forward_keep_only_valid(box):
             fw.gc("gcnet", [], kind)
             fw.gc("othernet", [], kind)
     assert ruleset(node) == before
+
+
+_OWN_NETNS_SCRIPT = """
+import ipaddress, json
+from metacni.firewall import backend as fw, libnft
+from metacni.firewall.identity import Attachment
+from metacni.firewall.masq import add_masquerade, del_masquerade
+from metacni.firewall.plan import PORTMAP, PortmapPlan, parse_port_mappings
+
+def plan(cid, port):
+    return PortmapPlan(Attachment("ownnet", cid, "eth0"),
+                       parse_port_mappings([{"hostPort": port, "containerPort": 80}]),
+                       ipaddress.IPv4Interface("10.78.0.2/24"), None)
+
+libnft.set_home()  # as the daemon does at start
+out = {"home": libnft.at_home()}
+fw.add(plan("a", 31011))
+add_masquerade("ownnet", "a", "eth0", ["10.78.0.2/24"])
+fw.delete(plan("a", 31011).attachment, PORTMAP)
+del_masquerade("ownnet", "a", "eth0")
+with libnft.pooled() as entry:
+    out["kept"] = libnft.netns_key() in libnft.pooled_netns()
+    out["detected"] = sorted(entry.state.detected)
+    out["tables"] = sorted(entry.state.tables)
+fw.add(plan("b", 31012))  # the next pod after the last one: the same context, tables made again
+out["second"] = True
+fw.delete(plan("b", 31012).attachment, PORTMAP)
+print(json.dumps(out))
+"""
+
+
+def test_home_netns_keeps_its_context_when_the_last_table_goes(box):
+    """A process (the daemon) in its home netns keeps the pooled context and its backend
+    decisions when its last attachment and table go: nothing to unpin there, and the next
+    ADD neither detects again nor waits for a context close. The tables still go."""
+    import json
+    import sys
+
+    node = box.netns("mcfwo")
+    before = ruleset(node)
+    done = run("ip", "netns", "exec", node, sys.executable, "-c", _OWN_NETNS_SCRIPT)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"home": True, "kept": True, "detected": ["masq", "portmap"], "tables": [], "second": True}
+    assert ruleset(node) == before  # no table, chain or rule of ours left
