@@ -95,16 +95,21 @@ def keep_then_down(tmp_path: Path, box):
 
 
 def ctrl_c_tears_down(tmp_path: Path):
+    """Ctrl-C in the middle of the build: ``--step`` holds the demo before each stage, so the
+    signal arrives while it waits with its daemons up, however slow this test is to read."""
     before = host_state()
-    proc = subprocess.Popen(["metacni", "demo", "--svg", str(tmp_path / "d.svg")], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
+    proc = subprocess.Popen(["metacni", "demo", "--step", "--svg", str(tmp_path / "d.svg")], cwd=tmp_path,
+                            text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None and proc.stdin is not None
     seen = []
-    for line in proc.stderr:  # wait for the daemons to be started: the middle of the build
+    for line in proc.stderr:
         seen.append(line)
-        if "metacni daemons" in line:
+        if "waiting for host-gw routes" in line:  # the daemons are up and ready
             proc.send_signal(signal.SIGINT)
             break
+        if "(Enter: go on)" in line:
+            proc.stdin.write("\n")
+            proc.stdin.flush()
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, "".join(seen) + err
     assert "interrupted" in err and "done: host left as it was found" in err

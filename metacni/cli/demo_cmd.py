@@ -26,22 +26,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--svg", default="metacni-demo.svg", help="where to write the topology picture")
     p.add_argument("--dynamic", action="store_true",
                    help="also add a network to a running pod by editing its annotation, then remove it")
+    p.add_argument("--step", action="store_true",
+                   help="pause after announcing each stage of the build until Enter is pressed (to walk an "
+                        "audience through it); end of input runs the rest through")
     p.add_argument("--keep", action="store_true", help="leave the cluster running (remove with --down)")
     p.add_argument("--down", action="store_true", help="remove every kept demo and exit")
     p.add_argument("--state-dir", default=STATE_DIR, help=argparse.SUPPRESS)
 
 
 class _Progress:
-    def __init__(self) -> None:
+    """Stage lines on stderr; with ``pause`` (``--step``), each stage waits for a line on stdin
+    before it starts. Ctrl-C while it waits interrupts the build like anywhere else."""
+
+    def __init__(self, pause: bool = False) -> None:
         self.t0 = time.monotonic()
         self.step = 0
         self.tty = sys.stderr.isatty()
+        self.pause = pause
 
     def __call__(self, msg: str) -> None:
         self.step += 1
         self._end_tick()
-        sys.stderr.write(f"[{time.monotonic() - self.t0:5.1f}s] {msg}\n")
+        hint = "  (Enter: go on)" if self.pause else ""
+        sys.stderr.write(f"[{time.monotonic() - self.t0:5.1f}s] {msg}{hint}\n")
         sys.stderr.flush()
+        if self.pause and not sys.stdin.readline():
+            self.pause = False  # end of input: run the rest through
 
     def ticker(self, label: str, total: int) -> _Ticker:
         return _Ticker(self, label, total)
@@ -107,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
-    progress = _Progress()
+    progress = _Progress(pause=args.step)
     plan = ClusterPlan.make(prefix="mcdemo", state_dir=state_dir, nodes=args.nodes, backend=args.backend)
     cluster = Cluster(plan, progress)
     hub = EchoHub()
@@ -148,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"\nKept running (namespaces {plan.tag}-*). Remove with: metacni demo --down")
         else:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the cleanup
+            progress.pause = False  # the teardown never waits
             progress("tearing down")
             cluster.down()
             signal.signal(signal.SIGINT, signal.default_int_handler)
