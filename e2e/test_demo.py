@@ -3,8 +3,10 @@ interfaces, routes, rules, firewall and namespaces exactly as they were; --keep/
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
+import os
 import re
 import shutil
 import signal
@@ -94,23 +96,43 @@ def keep_then_down(tmp_path: Path, box):
     assert Path(f"/run/netns/{decoy}").exists()
 
 
+def _signal_masks(pid: int) -> str:
+    """A process's blocked, ignored and caught signals (/proc/PID/status), every thread."""
+    out = []
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        with contextlib.suppress(OSError):
+            lines = (task / "status").read_text().splitlines()
+            out.append(task.name + " " + " ".join(x.replace("\t", "") for x in lines
+                                                    if x.startswith(("Name", "SigBlk", "SigIgn", "SigCgt"))))
+    return "; ".join(out)
+
+
 def ctrl_c_tears_down(tmp_path: Path):
     """Ctrl-C in the middle of the build: ``--step`` holds the demo before each stage, so the
     signal arrives while it waits with its daemons up, however slow this test is to read."""
     before = host_state()
-    proc = subprocess.Popen(["metacni", "demo", "--step", "--svg", str(tmp_path / "d.svg")], cwd=tmp_path,
-                            text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # A shell without job control starts a background job with SIGINT ignored (POSIX), pytest
+    # run that way passes it on, and an ignored signal stays ignored across fork and exec: the
+    # demo, as it should, then ignores Ctrl-C. Handled here for the spawn, exec gives it the default.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(["metacni", "demo", "--step", "--svg", str(tmp_path / "d.svg")], cwd=tmp_path,
+                                text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert proc.stderr is not None and proc.stdin is not None
     seen = []
     for line in proc.stderr:
         seen.append(line)
         if "waiting for host-gw routes" in line:  # the daemons are up and ready
+            masks = _signal_masks(proc.pid)
             proc.send_signal(signal.SIGINT)
             break
         if "(Enter: go on)" in line:
             proc.stdin.write("\n")
             proc.stdin.flush()
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, "".join(seen) + err
+    state = f"\ndemo's signal state: {masks}\nthe test's: {_signal_masks(os.getpid())}"
+    assert proc.returncode == 130, "".join(seen) + err + state
     assert "interrupted" in err and "done: host left as it was found" in err
     assert host_state() == before
