@@ -17,6 +17,8 @@
  *   - daemon unreachable: CNI error 11; for a DEL the request is recorded atomically (0600) as
  *     <pendingDir>/<container id>.<ifname>.<hash>.json (record_name(): bounded, one per attachment),
  *     and the daemon replays it when it starts;
+ *   - a DEL the daemon drops unanswered (it was stopping) or answers 503: recorded the same way
+ *     (a replayed DEL is a no-op), exit 0;
  *   - an answer without "Metacni-Protocol: 1", a lost connection or a timeout: CNI error 11,
  *     never re-sent.
  * Stdout always gets exactly one document (or nothing for a successful DEL); logs go to stderr.
@@ -1090,26 +1092,34 @@ static int parse_answer(buf_t *b, answer_t *a)
     return 0;
 }
 
+/* A DEL the daemon cannot carry out now is recorded for it (exit 0); a record that cannot be
+ * written is code 11 with ``msg``. Replaying a DEL is harmless: DEL is idempotent. */
+static int record_instead(call_t *call, const char *msg, buf_t *details)
+{
+    buf_t where = {0}, why = {0};
+    int rc;
+    if (record_del(call, &where, &why) == 0) {
+        logmsg("%s (%s); DEL recorded in %s, the daemon carries it out when it starts", msg, details->data,
+               where.data);
+        rc = 0;
+    } else {
+        buf_printf(details, "; and the DEL could not be recorded: %s", why.data);
+        rc = cni_error(call, TRY_AGAIN_LATER, msg, details->data);
+    }
+    free(where.data);
+    free(why.data);
+    return rc;
+}
+
 static int daemon_down(call_t *call, const char *path, int err)
 {
     buf_t details = {0};
     buf_printf(&details, "cannot connect to %s: %s", path, err == EAGAIN ? "connect timed out" : strerror(err));
     int rc;
-    if (strcmp(call->command, "DEL") == 0) {
-        buf_t where = {0}, why = {0};
-        if (record_del(call, &where, &why) == 0) {
-            logmsg("daemon down (%s); DEL recorded in %s, the daemon carries it out when it starts", details.data,
-                   where.data);
-            rc = 0;
-        } else {
-            buf_printf(&details, "; and the DEL could not be recorded: %s", why.data);
-            rc = cni_error(call, TRY_AGAIN_LATER, "metacni daemon is not running", details.data);
-        }
-        free(where.data);
-        free(why.data);
-    } else {
+    if (strcmp(call->command, "DEL") == 0)
+        rc = record_instead(call, "metacni daemon is not running", &details);
+    else
         rc = cni_error(call, TRY_AGAIN_LATER, "metacni daemon is not running", details.data);
-    }
     free(details.data);
     return rc;
 }
@@ -1164,10 +1174,22 @@ static int forward(call_t *call, char **envp)
         buf_printf(&details, "the answer on %s exceeds %d bytes", path, MAX_ANSWER);
         rc = cni_error(call, TRY_AGAIN_LATER, "metacni daemon answer too large", details.data);
     } else if (parse_answer(&ans, &a)) {
-        buf_printf(&details, "%s on %s: %s; not re-sent", call->command, path,
-                   got == -1 ? strerror(recv_errno) : ans.len ? "incomplete or malformed HTTP answer"
-                                                              : "connection closed without an answer");
-        rc = cni_error(call, TRY_AGAIN_LATER, "metacni daemon went away during the call", details.data);
+        const char *what = got == -1 ? strerror(recv_errno)
+                           : ans.len  ? "incomplete or malformed HTTP answer"
+                                      : "connection closed without an answer";
+        if (is_del) { /* a stopping daemon: the next one carries it out (a replay is harmless) */
+            buf_printf(&details, "DEL on %s: %s", path, what);
+            rc = record_instead(call, "metacni daemon went away during the call", &details);
+        } else {
+            buf_printf(&details, "%s on %s: %s; not re-sent", call->command, path, what);
+            rc = cni_error(call, TRY_AGAIN_LATER, "metacni daemon went away during the call", details.data);
+        }
+    } else if (is_del && a.status == 503) {
+        /* unavailable (shutting down, or its queue is full): recorded, carried out by the next
+         * replay pass (at the daemon's start and every GC period) rather than failed */
+        buf_printf(&details, "DEL on %s: HTTP 503 %.*s", path, (int)(a.body_len > 200 ? 200 : a.body_len),
+                   a.body_len ? a.body : "");
+        rc = record_instead(call, "metacni daemon is unavailable", &details);
     } else if (!a.protocol || a.protocol_len != 1 || a.protocol[0] != PROTOCOL[0]) {
         buf_t msg = {0};
         buf_adds(&msg, "daemon speaks protocol ");

@@ -299,6 +299,44 @@ def test_connection_closed_without_an_answer_is_code_11_and_not_resent(shim_bin:
     assert len(daemon.requests) == 1
 
 
+def test_a_del_the_daemon_dropped_unanswered_is_recorded(shim_bin: str, daemon: FakeDaemon, tmp_path: Path) -> None:
+    """A daemon stopping mid-call (a rolling update) closes a DEL's connection unanswered: the DEL
+    is recorded for the next daemon (replaying a DEL is harmless), not failed with code 11."""
+    daemon.close_without_answer = True
+    pending = tmp_path / "pending"
+    out = run(shim_bin, {**ENV, "CNI_COMMAND": "DEL", "METACNI_SOCKET": daemon.path,
+                         "METACNI_PENDING_DIR": str(pending)})
+    assert (out.returncode, out.stdout) == (0, b""), out.stderr
+    assert b"went away during the call" in out.stderr and b"DEL recorded" in out.stderr
+    assert len(daemon.requests) == 1
+    assert [p.name for p in pending.iterdir()] == [record_name("c1", "eth0")]
+
+
+def test_a_del_answered_503_is_recorded(shim_bin: str, daemon: FakeDaemon, tmp_path: Path) -> None:
+    """503: the daemon is shutting down (its queued calls) or its queue is full. A DEL is recorded
+    and carried out by the next replay pass (daemon start, then every GC period)."""
+    daemon.answer = http(503, b'{"code": 11, "msg": "metacni daemon unavailable: the daemon is shutting down"}\n')
+    pending = tmp_path / "pending"
+    out = run(shim_bin, {**ENV, "CNI_COMMAND": "DEL", "METACNI_SOCKET": daemon.path,
+                         "METACNI_PENDING_DIR": str(pending)})
+    assert (out.returncode, out.stdout) == (0, b""), out.stderr
+    assert b"shutting down" in out.stderr
+    assert [p.name for p in pending.iterdir()] == [record_name("c1", "eth0")]
+
+
+def test_a_del_that_cannot_be_recorded_after_a_drop_is_code_11(shim_bin: str, daemon: FakeDaemon,
+                                                                tmp_path: Path) -> None:
+    daemon.close_without_answer = True
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # the pending dir would have to be below a regular file
+    out = run(shim_bin, {**ENV, "CNI_COMMAND": "DEL", "METACNI_SOCKET": daemon.path,
+                         "METACNI_PENDING_DIR": str(blocker / "pending")})
+    assert out.returncode == 1
+    err = one_document(out.stdout)
+    assert err["code"] == 11 and err["msg"] == "metacni daemon went away during the call"
+    assert "could not be recorded" in err["details"]
+
+
 def test_a_daemon_that_never_answers_times_out_with_code_11(shim_bin: str, daemon: FakeDaemon) -> None:
     daemon.hold.clear()
     out = run(shim_bin, {**ENV, "METACNI_SOCKET": daemon.path, "METACNI_TIMEOUT": "0.5"}, timeout=20)
