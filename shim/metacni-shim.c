@@ -1099,7 +1099,8 @@ static int record_instead(call_t *call, const char *msg, buf_t *details)
     buf_t where = {0}, why = {0};
     int rc;
     if (record_del(call, &where, &why) == 0) {
-        logmsg("%s (%s); DEL recorded in %s, the daemon carries it out when it starts", msg, details->data,
+        logmsg("%s (%s); DEL recorded in %s, the daemon carries it out (at its start, then every GC period)", msg,
+               details->data,
                where.data);
         rc = 0;
     } else {
