@@ -407,10 +407,8 @@ def main() -> int:
                             a["inside"] += served(daemon)[served_before:]
                         port += per_round
                         if mode.startswith("daemon") and daemon is not None:
-                            # its veth deletions and network-status writes must not fall on the next batch
-                            daemon.reaper_idle(60)
-                            daemon.status_written(60)
-                        settle(daemon)
+                            daemon.reaper_idle(60)  # its veth deletions must not fall on the next batch
+                        settle(daemon)  # nor its network-status writes (settle waits for them)
                         a["add"] += add
                         a["del"] += dele
                         a["add_wall"] += add_wall

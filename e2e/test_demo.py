@@ -122,6 +122,7 @@ def ctrl_c_tears_down(tmp_path: Path):
         signal.signal(signal.SIGINT, inherited)
     assert proc.stderr is not None and proc.stdin is not None
     seen = []
+    masks = "not read: the stage line never came"
     for line in proc.stderr:
         seen.append(line)
         if "waiting for host-gw routes" in line:  # the daemons are up and ready
