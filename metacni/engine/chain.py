@@ -43,15 +43,20 @@ class RuntimeConf:
     capability_args: dict[str, Any] = field(default_factory=dict)
 
 
+#: keys libcni sets in a plugin's stdin itself, dropped from the plugin object in any spelling
+#: (a plugin written in Go reads ``RuntimeConfig`` as ``runtimeConfig``)
+_LIBCNI_KEYS = ("name", "cniVersion", "prevResult", "runtimeConfig")
+_LIBCNI_FOLDED = frozenset(k.casefold() for k in _LIBCNI_KEYS)
+
+
 def plugin_config(plugin: Mapping[str, Any], net: NetworkList,
                   capability_args: Mapping[str, Any] | None) -> dict[str, Any]:
     """A plugin's stdin, built as libcni does: name/cniVersion from the list, runtimeConfig
     holding only the capabilities the plugin enables and the runtime supplied (omitted when
     empty). ``capabilities`` stays in place, as libcni leaves it."""
-    conf = dict(plugin)
+    conf = {k: v for k, v in plugin.items() if k.casefold() not in _LIBCNI_FOLDED}
     conf["name"] = net.name
     conf["cniVersion"] = net.cni_version
-    conf.pop("prevResult", None)
     runtime: dict[str, Any] = {}
     if capability_args:
         lowered = {k.lower(): v for k, v in capability_args.items()}
@@ -64,8 +69,6 @@ def plugin_config(plugin: Mapping[str, Any], net: NetworkList,
                 runtime[cap] = lowered[cap.lower()]
     if runtime:
         conf["runtimeConfig"] = runtime
-    else:
-        conf.pop("runtimeConfig", None)
     return conf
 
 

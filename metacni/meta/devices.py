@@ -123,11 +123,12 @@ def requested_device(d: Delegate) -> str | None:
 
 
 def _choose(wanted: list[Delegate], resources: dict[str, str], held: dict[str, list[str]],
-            who: str) -> list[tuple[Delegate, str, str]]:
+            who: str, in_use: frozenset[str] = frozenset()) -> list[tuple[Delegate, str, str]]:
     """(delegate, resource, device ID) for each wanted delegate. A device the pod's annotation
-    names must be one the pod holds (of the NAD's resource, when it names one); the others get
-    the pod's devices of their resource in sorted order, skipping those named explicitly."""
-    named = {dev for d in wanted if (dev := requested_device(d))}
+    names must be one the pod holds (of the NAD's resource, when it names one) and not one
+    ``in_use`` (given to another of the pod's attachments); the others get the pod's devices of
+    their resource in sorted order, skipping those named explicitly and those in use."""
+    named = {dev for d in wanted if (dev := requested_device(d))} | set(in_use)
     owner = {dev: resource for resource, ids in held.items() for dev in ids}
     next_free: dict[str, int] = {}
     out = []
@@ -139,6 +140,10 @@ def _choose(wanted: list[Delegate], resources: dict[str, str], held: dict[str, l
                 raise CNIError(Code.INVALID_CONFIG, "device not allocated to pod",
                                f"network {d.label} ({d.ifname}) asks for deviceID {device!r}, which is not a "
                                f"device{of} {who} holds: it may only name its own devices")
+            if device in in_use:
+                raise CNIError(Code.INVALID_CONFIG, "device in use",
+                               f"network {d.label} ({d.ifname}) asks for deviceID {device!r}, which another of "
+                               f"the networks of {who} has already")
             out.append((d, owner[device], device))
             continue
         free = [dev for dev in held.get(resource, []) if dev not in named]
@@ -154,15 +159,17 @@ def _choose(wanted: list[Delegate], resources: dict[str, str], held: dict[str, l
 
 
 def assign(delegates: list[Delegate], resources: dict[str, str], conf: dict[str, Any],
-           info_dir: str | os.PathLike[str], pod_namespace: str, pod_name: str, container_id: str) -> list[Path]:
+           info_dir: str | os.PathLike[str], pod_namespace: str, pod_name: str, container_id: str,
+           in_use: frozenset[str] = frozenset()) -> list[Path]:
     """Give every delegate whose network names a resource (``resources``: label -> resource), or
-    whose selection asks for a ``deviceID``, its device; write the device-info files. Returns
-    the files written (the caller removes them if the ADD fails: :func:`remove_files`)."""
+    whose selection asks for a ``deviceID``, its device (never one ``in_use``: a hot-plug's
+    other attachments hold them); write the device-info files. Returns the files written (the
+    caller removes them if the ADD fails: :func:`remove_files`)."""
     wanted = [d for d in delegates if resources.get(d.label) or requested_device(d)]
     if not wanted:
         return []
     held = podresources.pod_devices(podresources.socket_path(conf), pod_namespace, pod_name)
-    chosen = _choose(wanted, resources, held, f"pod {pod_namespace}/{pod_name}")
+    chosen = _choose(wanted, resources, held, f"pod {pod_namespace}/{pod_name}", in_use)
     written: list[Path] = []
     try:
         for d, resource, device_id in chosen:

@@ -38,8 +38,8 @@ from metacni.spec.results import Result
 
 from . import delegate_cache, service
 from .annotations import NETWORKS, NetworkSelection, parse_networks
-from .networks import Delegate, build_delegates, check_own_name
-from .trust import check_selection
+from .networks import Delegate, build_delegates, check_own_name, node_network_names
+from .selection_policy import check_selection
 
 log = logging.getLogger(__name__)
 OPT_OUT = "metacni.io/dynamic-networks"  # "false": the daemon never hot-plugs this pod
@@ -181,10 +181,12 @@ def _attach(ctx: service.Context, record: delegate_cache.CachedAttachments, othe
     """ADD each added selection as ADD would (tenant checks included); all or nothing."""
     cfg = ctx.cfg
     service.check_attachment_cap(ctx, len(others) + len(added))
+    resources: dict[str, str] = {}
     try:
         built = build_delegates(cfg, ctx.view, pod_namespace=record.pod_namespace or "default",
                                 runtime_ifname=record.delegates[0].ifname, runtime_caps={},
-                                selections=added, override=None, with_default_networks=False)[1:]
+                                selections=added, override=None, with_default_networks=False,
+                                resources=resources)[1:]
     except CNIError as exc:
         raise ctx.fail(exc, "cannot resolve networks") from None
     taken = {d.ifname for d in others}
@@ -197,11 +199,16 @@ def _attach(ctx: service.Context, record: delegate_cache.CachedAttachments, othe
     if clash:
         raise CNIError(Code.INVALID_CONFIG, "interface already exists",
                        f"{ctx.who}: {', '.join(clash)} already exist in {record.netns}; nothing attached")
+    # a deviceID (the annotation's, or a resourceName NAD's) must be a device the pod holds and
+    # none of its other attachments has: as at ADD (devices.assign)
+    service.check_host_ports(ctx, built)
+    in_use = frozenset(str(d.capability_args["deviceID"]) for d in others if "deviceID" in d.capability_args)
+    device_files = service.assign_devices(ctx, built, resources, in_use)
     before = list(record.delegates)
     record.delegates = before + built
-    delegate_cache.write(cfg.cni_dir, record)
     attached: list[tuple[Delegate, Result]] = []
     try:
+        delegate_cache.write(cfg.cni_dir, record)
         for d in built:
             try:
                 attached.append((d, ctx.runner.add(d.net, ctx.rt(d, record.netns))))
@@ -209,6 +216,7 @@ def _attach(ctx: service.Context, record: delegate_cache.CachedAttachments, othe
                 raise ctx.fail(exc, f"network {d.label} ({d.ifname}) failed: {exc.msg}") from None
     except BaseException:
         service.rollback(ctx, [d for d, _ in attached])
+        service.remove_device_files(ctx, built, device_files)
         record.delegates = before
         delegate_cache.write(cfg.cni_dir, record)
         raise
@@ -267,7 +275,8 @@ def delegate_add(conf: dict[str, Any], container_id: str, ifname: str, net_confi
     try:
         net = nad_network(nad, ctx.cfg, cni_args)
         primary = record.delegates[0]
-        check_own_name(net, f"{record.pod_namespace}/{net.name}", {primary.net.name: primary.label})
+        check_own_name(net, f"{record.pod_namespace}/{net.name}",
+                       {primary.net.name: primary.label, **node_network_names(ctx.cfg, ctx.view)})
     except CNIError as exc:
         raise ctx.fail(exc, "cannot use the delegate config") from None
     # Multus' cmdDelegateAdd turns interfaceAttributes into a network selection element: the same

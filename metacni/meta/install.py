@@ -27,9 +27,10 @@ from metacni.engine.cache import atomic_write
 from metacni.spec import versions
 from metacni.spec.errors import CNIError, Code
 
+from .conf_dir import candidate_files, is_meta_config, load_file
 from .config import DEFAULT_BIN_DIR, DEFAULT_CNI_DIR, NODE_CONFIG_NAME
 from .kube import SA_DIR
-from .networks import META_TYPE, candidate_files, is_meta_config, load_file
+from .trust import META_TYPE
 
 POD_ANNOTATIONS_CAP = "io.kubernetes.cri.pod-annotations"
 #: Where the node kubeconfig lives when :func:`write_kubeconfig` is given the conf dir.

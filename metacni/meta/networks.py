@@ -7,29 +7,27 @@ annotation's networks; every non-primary gets ``net<position>`` unless it names 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from logging import getLogger
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metacni.spec import safejson
 from metacni.spec.config import (
     CONF_EXTENSIONS,
     NetworkList,
-    conf_files,
-    conflist_from_file_bytes,
     extension,
     network_list_from_bytes,
 )
 from metacni.spec.errors import CNIError, Code
 
 from .annotations import NetworkSelection
+from .conf_dir import candidate_files, find_file_by_name, first_candidate, is_meta_config, load_file
 from .config import AUTO, MetaConfig
-from .trust import META_TYPE, check_selection, refuse_meta_type, sanitize_tenant_config
+from .selection_policy import check_selection
+from .trust import refuse_meta_type, sanitize_tenant_config
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from typing import Any
 
     from .kube import KubeView
@@ -64,91 +62,6 @@ class Delegate:
         if sel.mac and "mac" not in declared:
             out.append(("MAC", sel.mac))
         return out
-
-
-# ---------------------------------------------------------------------------- own config
-def _plugin_types(data: Any) -> list[str]:
-    if not isinstance(data, dict):
-        return []
-    plugins: list[Any] = data["plugins"] if isinstance(data.get("plugins"), list) else [data]
-    return [str(p.get("type", "")) for p in plugins if isinstance(p, dict)]
-
-
-def _ours_by_name(path: str | os.PathLike[str], own_file: str) -> bool:
-    name = PurePath(path).name
-    return name.startswith("00-metacni") or bool(own_file and name == PurePath(own_file).name)
-
-
-def is_meta_config(path: str | os.PathLike[str], own_file: str = "") -> bool:
-    """Our own output (by name or because it runs ``metacni``): never a primary (Multus #1108)."""
-    if _ours_by_name(path, own_file):
-        return True
-    try:
-        data = json.loads(Path(path).read_bytes())
-    except (OSError, ValueError):
-        return False
-    return META_TYPE in _plugin_types(data)
-
-
-def _candidates(conf_dir: str | os.PathLike[str], own_file: str) -> Iterator[tuple[Path, bytes | None, Any]]:
-    """Config files that may serve as a network, lexical order, ours excluded, each read once:
-    (path, its bytes or None when unreadable, its JSON or None when it is not JSON)."""
-    for path in conf_files(conf_dir):
-        if _ours_by_name(path, own_file):
-            continue
-        try:
-            raw = path.read_bytes()
-        except OSError:
-            yield path, None, None  # as is_meta_config: an unreadable file is not ours
-            continue
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None
-        if META_TYPE not in _plugin_types(data):
-            yield path, raw, data
-
-
-def candidate_files(conf_dir: str | os.PathLike[str], own_file: str = "") -> list[Path]:
-    """Config files of ``conf_dir`` that may serve as a network, lexical order, ours excluded."""
-    return [path for path, _, _ in _candidates(conf_dir, own_file)]
-
-
-def load_file(path: str | os.PathLike[str]) -> NetworkList:
-    """A .conflist, or a .conf/.json wrapped as a list (a conflist stored as .conf is accepted)."""
-    return _network(path, _read(Path(path)))
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise CNIError(Code.IO_FAILURE, "cannot read network configuration", f"{path}: {exc.strerror}") from None
-
-
-def _network(path: str | os.PathLike[str], raw: bytes) -> NetworkList:
-    """The network in ``raw``, read from ``path`` (its ``source``, as given)."""
-    source = os.fspath(path)
-    if extension(source) == ".conflist":  # CNI 1.1 / libcni 1.3: plugins of <dir>/<name>/*.conf appended
-        return conflist_from_file_bytes(raw, source)
-    return network_list_from_bytes(raw, source, is_list=None)
-
-
-def first_candidate(conf_dir: str | os.PathLike[str], own_file: str = "") -> NetworkList | None:
-    """``load_file(candidate_files(...)[0])`` reading no file after the first candidate: the
-    primary network is resolved on every ADD."""
-    for path, raw, _ in _candidates(conf_dir, own_file):
-        # an unreadable first candidate is an error (re-read for its reason), a broken one too
-        return _network(path, _read(path) if raw is None else raw)
-    return None
-
-
-def find_file_by_name(conf_dir: str | os.PathLike[str], name: str, own_file: str = "") -> NetworkList | None:
-    """The first file (lexical) whose CNI ``name`` is ``name``; Multus' scan for NAD-less names."""
-    for path, raw, data in _candidates(conf_dir, own_file):
-        if raw is not None and isinstance(data, dict) and data.get("name") == name:
-            return _network(path, raw)
-    return None
 
 
 # ---------------------------------------------------------------------------- NADs
@@ -349,6 +262,29 @@ def check_own_name(net: NetworkList, label: str, node_networks: dict[str, str]) 
                        "NAD's config \"name\"")
 
 
+def node_network_names(cfg: MetaConfig, view: KubeView | None) -> dict[str, str]:
+    """CNI name -> label of the node's own networks: its primary, its ``delegates`` and every
+    ``defaultNetworks`` entry, whatever a pod's default-network override or opt-out says (their
+    host-local pools and state are the node's, not the pod's). One that cannot be resolved now
+    (a missing file, an absent NAD) holds no state a tenant could take, and is left out."""
+    names: dict[str, str] = {}
+    for ref in [None, *cfg.default_networks]:
+        try:
+            label, net = resolve_primary(cfg, view) if ref is None else resolve_reference(ref, cfg, view)
+        except CNIError as exc:
+            log.debug("node network not resolvable for the name check: %s", exc)
+            continue
+        names.setdefault(net.name, label)
+    try:
+        extra = extra_delegates(cfg, None)
+    except CNIError as exc:
+        log.debug("node delegates not resolvable for the name check: %s", exc)
+        extra = []
+    for d in extra:
+        names.setdefault(d.net.name, d.label)
+    return names
+
+
 def assign_ifnames(delegates: list[Delegate]) -> None:
     """net<index> for unnamed non-primaries; duplicate names are an error."""
     seen: dict[str, str] = {}
@@ -378,7 +314,12 @@ def build_delegates(cfg: MetaConfig, view: KubeView | None, *, pod_namespace: st
         for ref in cfg.default_networks:
             d_label, net = resolve_reference(ref, cfg, view)
             delegates.append(Delegate(label=d_label, net=net, ifname="", capability_args=dict(shared)))
-    node_networks = {d.net.name: d.label for d in delegates}
+    if override is None and with_default_networks:
+        node_networks = {d.net.name: d.label for d in delegates}  # all of them, resolved above
+    else:
+        node_networks = node_network_names(cfg, view)
+    if override is not None and override.namespace != cfg.multus_namespace:
+        check_own_name(primary, override.ref, node_networks)
     for sel in selections:
         if not cfg.may_use(pod_namespace, sel.namespace):
             raise CNIError(Code.INVALID_CONFIG, "namespace isolation violation",

@@ -266,8 +266,20 @@ def _report_failure(ctx: Context, exc: CNIError) -> None:
         events.add_failed(ctx.request.config, ctx.pod.namespace, ctx.pod.name, ctx.pod.uid, reason, message)
 
 
-def _assign_devices(ctx: Context, delegates: list[Delegate], resources: dict[str, str]) -> list[Path]:
-    """Device-plugin networks (:mod:`.devices`): their devices and device-info files."""
+def check_host_ports(ctx: Context, delegates: list[Delegate]) -> None:
+    """The annotation's host ports are not another pod's (:mod:`.hostports`); reads the node's
+    cached attachments only when the annotation asks for host ports."""
+    if not any(d.selection is not None and d.selection.port_mappings for d in delegates):
+        return
+    from . import hostports
+
+    hostports.check_free(delegates, ctx.runner.cache.entries(), ctx.request.container_id, ctx.who)
+
+
+def assign_devices(ctx: Context, delegates: list[Delegate], resources: dict[str, str],
+                   in_use: frozenset[str] = frozenset()) -> list[Path]:
+    """Device-plugin networks (:mod:`.devices`): their devices and device-info files; a device
+    must be one the pod holds and not in ``in_use`` (given to another of its attachments)."""
     try:
         _primary_resources(ctx, delegates, resources)
     except CNIError as exc:
@@ -278,7 +290,7 @@ def _assign_devices(ctx: Context, delegates: list[Delegate], resources: dict[str
 
     try:
         return devices.assign(delegates, resources, ctx.request.config, ctx.cfg.device_info_dir,
-                              ctx.pod.namespace, ctx.pod.name, ctx.request.container_id)
+                              ctx.pod.namespace, ctx.pod.name, ctx.request.container_id, in_use)
     except CNIError as exc:
         raise ctx.fail(exc, "cannot assign devices") from None
 
@@ -308,7 +320,8 @@ def _add(ctx: Context) -> list[tuple[Delegate, Result]]:
         raise CNIError(Code.INVALID_CONFIG, "interface already exists",
                        f"{ctx.who}: {', '.join(clash)} already exist in {request.netns} and were not created "
                        "by metacni")
-    device_files = _assign_devices(ctx, delegates, resources)
+    check_host_ports(ctx, delegates)
+    device_files = assign_devices(ctx, delegates, resources)
     record = delegate_cache.CachedAttachments(request.container_id, request.netns, ctx.pod.namespace,
                                               ctx.pod.name, delegates)
     delegate_cache.write(ctx.cfg.cni_dir, record)

@@ -5,16 +5,20 @@ pod's ``k8s.v1.cni.cncf.io/networks`` and ``v1.multus-cni.io/default-network`` a
 is written by tenants and may only shape the tenant's own pod's interfaces. This module holds
 the rules; :mod:`.networks` applies them where tenant input enters:
 
+- keys the checks read must be spelled as they read them, and no object may hold two keys
+  that differ only in case (a Go plugin reads them as one: :mod:`.keyspelling`);
 - a network config of type ``metacni`` is refused (code 7) at any depth: node settings
-  (``binDir``, ``confDir``, ``logFile``, ...) come only from the node's own config;
+  (``binDir``, ``confDir``, ``logFile``, ...) come only from the node's own config; so are
+  the other meta plugins (``multus``, ``multus-shim``) in a NAD;
 - node-only keys inside a NAD's plugin configs are removed, with a warning;
 - file paths a known plugin reads or writes (host-local ``dataDir``/``resolvConf``, dhcp
-  ``daemonSocketPath``) must resolve (realpath) inside the directories the node allows, and
-  never inside metacni's own state, conf or binary directories;
+  ``daemonSocketPath``, the reference tuning's ``dataDir``) must resolve (realpath) inside the
+  directories the node allows, and never inside metacni's own state, conf or binary directories;
 - node links and devices a NAD's plugins name (``master``, host-device's ``device``,
   ``deviceID``, ...) obey ``hostInterfaces``/``hostDevices``/``nadPluginTypes`` (:mod:`.hostifs`);
 - host ports, addresses and MACs requested through the annotation obey the node's policy,
-  and only NADs of the pod's own namespace or of ``globalNamespaces`` may carry them.
+  and only NADs of the pod's own namespace or of ``globalNamespaces`` may carry them
+  (:mod:`.selection_policy`; whether a host port is free: :mod:`.hostports`).
 
 The node's own config (the conf file the runtime passes, its ``delegates``, the files of
 ``confDir``) is trusted and is not subject to the path rules.
@@ -23,7 +27,6 @@ The node's own config (the conf file the runtime passes, its ``delegates``, the 
 from __future__ import annotations
 
 import contextvars
-import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -32,16 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from metacni.kernel.routes import is_node_address
 from metacni.spec.errors import CNIError, Code
 
 from .hostifs import HostInterfacePolicy, check_plugin
+from .keyspelling import PLUGIN_KEYS, check_key_spelling
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-    from .annotations import NetworkSelection
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,9 @@ TENANT_KEY = "metacniTenant"
 MASQ_TYPE = "masq"
 #: plugin types that get (and enforce) the mark
 MARKED_TYPES = frozenset({"bridge"})
+#: other meta plugins: they take node settings (``binDir``, ``confDir``, delegates to run) from
+#: their config, so a NAD may not name them either (a node migrating from Multus still has them)
+OTHER_META_TYPES = frozenset({"multus", "multus-shim"})
 
 #: Keys of a meta config that belong to one call, not to the node (the daemon keeps them
 #: from stdin and takes every other key from its node config).
@@ -80,13 +85,17 @@ DEFAULT_ALLOWED_PATHS: Mapping[str, tuple[Path, ...]] = {
     "dataDir": (Path("/var/lib/cni/networks"),),
     "resolvConf": (Path("/etc/resolv.conf"), Path("/run/systemd/resolve")),
     "daemonSocketPath": (Path("/run/cni/dhcp.sock"),),
+    "tuning.dataDir": (Path("/run/cni/tuning"),),
 }
 
 #: The path fields of known IPAM/plugin types (reference schemas; the same whether the type
-#: runs in-process or as the reference binary).
-PATH_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "host-local": ("dataDir", "resolvConf"),
-    "dhcp": ("daemonSocketPath",),
+#: runs in-process or as the reference binary): (field, its ``allowedPaths`` key). The reference
+#: ``tuning`` writes ``<dataDir>/<containerID>_<ifname>.json`` as root (and removes it at DEL):
+#: its own key, so host-local's lease directory does not also admit it.
+PATH_FIELDS: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "host-local": (("dataDir", "dataDir"), ("resolvConf", "resolvConf")),
+    "dhcp": (("daemonSocketPath", "daemonSocketPath"),),
+    "tuning": (("dataDir", "tuning.dataDir"),),
 }
 
 #: Host ports of the node's own services, refused by default: kubelet (API, read-only,
@@ -265,6 +274,11 @@ def skip_meta_delegate(data: Mapping[str, Any], plugins: list[Any], where: str) 
     return True
 
 
+#: keys of a NAD's plugin objects whose spelling :func:`.keyspelling.check_key_spelling` holds to
+#: (what the checks read, what libcni sets, and the node-only keys stripped here)
+CHECKED_PLUGIN_KEYS = PLUGIN_KEYS | NODE_ONLY_KEYS | {TENANT_KEY}
+
+
 def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolicy, namespace: str = "") -> bool:
     """Make a NAD's network config (a conf or conflist object, edited in place) safe to run:
     refuses a ``metacni`` type, disallowed paths, (when the node forbids it) ``ipMasq`` and node
@@ -272,6 +286,7 @@ def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolic
     strips node-only keys with a warning, and marks each plugin object with :data:`TENANT_KEY`
     (the NAD's ``namespace``) if it is a :data:`MARKED_TYPES` plugin.
     Returns whether ``data`` was changed."""
+    check_key_spelling(data, where, CHECKED_PLUGIN_KEYS)
     refuse_meta_type(data, where)
     changed = False
     seen: set[int] = set()
@@ -293,6 +308,12 @@ def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolic
                        "(node setting allowNadIpMasq is false)")
         if not prefix and isinstance(data.get("plugins"), list):
             continue  # a conflist's top: not a plugin
+        ipam = obj.get("ipam")
+        for at, kind in ((_join(prefix, "type"), obj.get("type")),
+                         (_join(prefix, "ipam.type"), ipam.get("type") if isinstance(ipam, Mapping) else None)):
+            if kind in OTHER_META_TYPES:
+                raise _bad(f"{where}: {at} is {kind!r}, a meta plugin; it would take node settings (binDir, "
+                           "confDir, the delegates to run) from tenant input")
         check_plugin(obj, prefix, where, policy.host)
         # the plugins that read the mark: other plugins' config models need not know the key
         if obj.get("type") in MARKED_TYPES:
@@ -307,79 +328,9 @@ def _check_paths(plugin: Mapping[str, Any], prefix: str, where: str, policy: Ten
     if isinstance(ipam, Mapping):
         targets.append((_join(prefix, "ipam"), ipam))
     for at, obj in targets:
-        for name in PATH_FIELDS.get(str(obj.get("type", "")), ()):
+        for name, policy_key in PATH_FIELDS.get(str(obj.get("type", "")), ()):
             if obj.get(name) is not None:  # absent: the plugin's default, chosen by the node
-                policy.check_path(name, obj[name], f"{where}: {_join(at, name)}")
-
-
-# ------------------------------------------------------------------------------ annotation requests
-def check_selection(sel: NetworkSelection, *, pod_namespace: str, global_namespaces: list[str],
-                    policy: TenantPolicy, what: str = "network") -> None:
-    """What a pod asks for through the annotation: ports, addresses and MACs obey the node
-    policy, and only NADs of the pod's namespace or globalNamespaces may carry them."""
-    where = f"{what} {sel.ref}"
-    asked = [k for k, v in (("portMappings", sel.port_mappings), ("ips", sel.ips), ("mac", sel.mac),
-                            ("cni-args", sel.cni_args)) if v is not None]
-    if asked and sel.namespace != pod_namespace and sel.namespace not in global_namespaces:
-        raise _bad(f"{where}: {', '.join(asked)} may only be requested for a network of the pod's namespace "
-                   f"{pod_namespace!r} or of globalNamespaces {global_namespaces}")
-    for i, mapping in enumerate(sel.port_mappings or []):
-        _check_mapping(mapping, f"{where}: portMappings[{i}]", policy)
-    ips = list(sel.ips or [])
-    cni_ips = (sel.cni_args or {}).get("ips")
-    if cni_ips is not None:
-        if not isinstance(cni_ips, list) or not all(isinstance(v, str) for v in cni_ips):
-            raise _bad(f"{where}: cni-args.ips must be a list of strings")
-        ips += cni_ips
-    for value in ips:
-        _check_ip(value, where)
-    cni_mac = (sel.cni_args or {}).get("mac")  # the in-tree bridge and tuning read args.cni.mac
-    if cni_mac is not None and not isinstance(cni_mac, str):
-        raise _bad(f"{where}: cni-args.mac must be a string")
-    for mac in (sel.mac, cni_mac):
-        if mac is not None:
-            _check_mac(mac, where)
-
-
-def _check_mapping(mapping: Mapping[str, Any], where: str, policy: TenantPolicy) -> None:
-    host, container = mapping.get("hostPort"), mapping.get("containerPort")
-    for key, value in (("hostPort", host), ("containerPort", container)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            raise _bad(f"{where}: {key} {value!r} is not a port number (1-65535)")
-    assert isinstance(host, int)
-    policy.check_host_port(host, where)
-    protocol = mapping.get("protocol", "tcp")
-    if not isinstance(protocol, str) or protocol.lower() not in ("tcp", "udp", "sctp"):
-        raise _bad(f"{where}: protocol {protocol!r} is not tcp, udp or sctp")
-    host_ip = mapping.get("hostIP")
-    if host_ip not in (None, ""):
-        try:
-            address = ipaddress.ip_address(str(host_ip))
-        except ValueError:
-            raise _bad(f"{where}: hostIP {host_ip!r} is not an IP address") from None
-        if not address.is_unspecified and not is_node_address(address):
-            # a DNAT rule for another pod's or a Service's address would take that traffic
-            raise _bad(f"{where}: hostIP {host_ip!r} is not an address of this node")
-
-
-def _check_ip(value: str, where: str) -> None:
-    try:
-        ip = ipaddress.ip_interface(value.strip()).ip
-    except ValueError:
-        raise _bad(f"{where}: ips entry {value!r} is not an IP address") from None
-    if ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip.is_link_local or \
-            (isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address("255.255.255.255")):
-        raise _bad(f"{where}: ips entry {value!r} is not a unicast address a pod may use")
-    if is_node_address(ip):  # on a shared L2 (macvlan on the uplink) the pod's ARP would take it
-        raise _bad(f"{where}: ips entry {value!r} is an address of this node")
-
-
-def _check_mac(value: str, where: str) -> None:
-    digits = value.replace(":", "").replace("-", "").replace(".", "")
-    if len(digits) == 12:
-        first = int(digits[:2], 16)
-        if first & 1 or int(digits, 16) == 0:
-            raise _bad(f"{where}: mac {value!r} is not a unicast hardware address")
+                policy.check_path(policy_key, obj[name], f"{where}: {_join(at, name)}")
 
 
 # ------------------------------------------------------------------------------ nesting guard

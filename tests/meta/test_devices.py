@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from metacni.engine.request import Invocation
 from metacni.kernel.netns import enter
-from metacni.meta import devices
+from metacni.meta import devices, hotplug
 from metacni.meta.networks import Delegate
 from metacni.spec.args import CniArgs
 from metacni.spec.config import network_list_from_bytes
@@ -441,3 +441,38 @@ def test_a_nad_as_cluster_network_gets_a_device_too(dev: DeviceNode) -> None:
     assert secondary["device-info"]["pci"]["pci-address"] == "0000:3b:02.3"
     dev.cni("DEL", pod, clusterNetwork="sriov-primary")
     assert dev.info_files() == []
+
+
+def test_a_hot_plugged_network_gets_only_the_pods_own_devices(dev: DeviceNode) -> None:
+    """Security review 2026-12-03: a network added to a running pod (dynamic networks) skipped the
+    device assignment, so the annotation's ``deviceID`` reached the plugin unchecked: a pod could
+    take its neighbour's VF (or a node NIC) through a NAD declaring the capability. Now a hot-plug
+    gets devices as ADD does: only the pod's own, never one its other attachments have."""
+    dev.add_nad("sriov-a", None, "192.0.2.10/24")
+    dev.add_nad("sriov-b", RESOURCE, "192.0.2.11/24")
+    dev.kubelet.set_pod("default", "victim", {RESOURCE: ["0000:3b:02.4"]})
+    dev.kubelet.set_pod("default", "web", {RESOURCE: ["0000:3b:02.1", "0000:3b:02.2"]})
+    pod = dev.node.pod("web", annotations=_networks("sriov-b"))
+    dev.cni("ADD", pod)
+    assert dev.recorded("ADD", pod, "net1")["deviceID"] == "0000:3b:02.1"
+
+    def plug(selection: list[dict[str, str]]) -> hotplug.Outcome:
+        with enter(dev.node.path):
+            return hotplug.reconcile(dev.conf(), pod.container_id, _networks(json.dumps(selection)),
+                                     invoker=dev.node.invoker, cni_path=(CNI_PATH, str(dev.bin_dir)))
+
+    for device, word in (("0000:3b:02.4", "not a device"), ("0000:3b:02.1", "has already")):
+        with pytest.raises(CNIError) as refused:
+            plug([{"name": "sriov-b"}, {"name": "sriov-a", "deviceID": device}])
+        assert refused.value.code == Code.INVALID_CONFIG, refused.value
+        assert device in refused.value.details and word in refused.value.details, refused.value.details
+        assert not (dev.records / f"ADD-{pod.container_id}-net2.json").exists()
+        assert dev.node.pod_links(pod) == {"lo", "eth0", "net1", "pr-net1"}
+
+    outcome = plug([{"name": "sriov-b"}, {"name": "sriov-b"}])  # by resource: the pod's other VF
+    assert outcome.attached == ["net2"]
+    assert dev.recorded("ADD", pod, "net2")["deviceID"] == "0000:3b:02.2"
+    assert len(dev.info_files()) == 2
+    dev.cni("DEL", pod)
+    assert dev.info_files() == []
+    dev.node.assert_clean(pod)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from metacni.meta.networks import candidate_files, find_file_by_name, first_candidate, load_file
+from metacni.meta.conf_dir import candidate_files, find_file_by_name, first_candidate, load_file
 from metacni.spec.errors import CNIError, Code
 
 BRIDGE = {"cniVersion": "1.0.0", "name": "primary", "plugins": [{"type": "bridge"}]}

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metacni.meta.networks import first_candidate, load_file
+from metacni.meta.conf_dir import first_candidate, load_file
 from metacni.spec.config import network_list_from_bytes, network_list_from_file
 from metacni.spec.errors import CNIError, Code
 
