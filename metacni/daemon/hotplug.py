@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from metacni.engine.invoke import Invoker
 from metacni.meta import hotplug
 from metacni.meta.annotations import NETWORKS
+from metacni.spec import safejson
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code
 
@@ -185,7 +186,7 @@ def delegate_reply(body: bytes, node_config: Callable[[], JSON | None], invoker:
     ``Content-Type``). Of ``CNI_ARGS`` only ``K8S_POD_UID`` is used and of ``env`` not
     ``CNI_NETNS``: the pod and its netns are the container's delegate record's."""
     try:
-        doc = json.loads(body)
+        doc = safejson.loads(body)  # nesting bounded: a 500 from RecursionError before
         env = {str(k): str(v) for k, v in dict(doc.get("env") or {}).items()}
         config = binascii.a2b_base64(str(doc.get("config") or ""))
         attrs = doc.get("interfaceAttributes") or {}

@@ -10,6 +10,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from metacni.netlink import rtnl as nl
 from metacni.netlink.rtnl import EEXIST, RT_TABLE_MAIN, NetlinkError, RouteMsg, Rtnl, is_errno
+from metacni.spec.errors import CNIError, Code
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +73,18 @@ def is_local_address(ipr: Rtnl, address: IPv4Address | IPv6Address) -> bool:
 
 
 def is_node_address(address: IPv4Address | IPv6Address) -> bool:
-    """:func:`is_local_address` on a socket of its own; False (logged) when the kernel cannot say."""
+    """:func:`is_local_address` on a socket of its own. When the kernel cannot say, CNIError code
+    11 (try again later): the tenant checks asking must not take "unknown" for "not the node's"."""
     try:
         with nl.rtnl() as ipr:
             return is_local_address(ipr, address)
     except (NetlinkError, OSError) as exc:
-        log.warning("cannot tell whether %s is this namespace's address (%s)", address, exc)
-        return False
+        raise _unknown(f"whether {address} is an address of this node", exc) from None
+
+
+def _unknown(what: str, exc: BaseException) -> CNIError:
+    return CNIError(Code.TRY_AGAIN_LATER, "cannot read the node's addresses",
+                    f"the kernel could not tell {what}: {exc}")
 
 
 def dump_routes(ipr: Rtnl, version: int) -> list[RouteMsg]:
@@ -106,14 +112,13 @@ def overlapping_route(routes: Iterable[RouteMsg], net: IPv4Network | IPv6Network
 
 def node_addresses() -> set[IPv4Address | IPv6Address]:
     """Every address of this network namespace (its ``local`` routes), on a socket of its own;
-    empty (logged) when the kernel cannot say."""
+    CNIError code 11 when the kernel cannot say (see :func:`is_node_address`)."""
     try:
         with nl.rtnl() as ipr:
             return {r.dst.network_address for version in (4, 6) for r in dump_routes(ipr, version)
                     if r.type == nl.RTN_LOCAL and r.dst.prefixlen == r.dst.max_prefixlen}
     except (NetlinkError, OSError) as exc:
-        log.warning("cannot list this namespace's addresses (%s)", exc)
-        return set()
+        raise _unknown("the addresses of this node", exc) from None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import Any
 
 from metacni.engine.invoke import Invoker
 from metacni.engine.request import Invocation, Request
-from metacni.spec import naming
+from metacni.spec import naming, safejson
 from metacni.spec.args import CniArgs
 from metacni.spec.errors import CNIError, Code
 from metacni.spec.results import Result
@@ -266,7 +266,7 @@ def delegate_add(conf: dict[str, Any], container_id: str, ifname: str, net_confi
     attrs = dict(attributes or {})
     try:
         text = net_config.decode()
-        name = str(json.loads(text).get("name") or "") if text.strip().startswith("{") else ""
+        name = str(safejson.loads(text).get("name") or "") if text.strip().startswith("{") else ""
     except (UnicodeDecodeError, ValueError, AttributeError):
         raise CNIError(Code.DECODE_FAILURE, "invalid delegate config",
                        f"{ctx.who}: the /delegate request's config is not a JSON object") from None

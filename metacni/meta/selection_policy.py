@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from .trust import TenantPolicy
 
 
+#: at most this many ``portMappings`` per network, and this many addresses (``ips`` and
+#: ``cni-args.ips`` together): each is checked against the kernel, each mapping becomes rules
+MAX_PORT_MAPPINGS = 64
+MAX_IPS = 16
+
+
 def _bad(details: str) -> CNIError:
     return CNIError(Code.INVALID_CONFIG, "refused by node policy", details)
 
@@ -33,6 +39,9 @@ def check_selection(sel: NetworkSelection, *, pod_namespace: str, global_namespa
     if asked and sel.namespace != pod_namespace and sel.namespace not in global_namespaces:
         raise _bad(f"{where}: {', '.join(asked)} may only be requested for a network of the pod's namespace "
                    f"{pod_namespace!r} or of globalNamespaces {global_namespaces}")
+    if len(sel.port_mappings or []) > MAX_PORT_MAPPINGS:
+        raise _bad(f"{where}: portMappings has {len(sel.port_mappings or [])} entries; at most "
+                   f"{MAX_PORT_MAPPINGS} per network")
     for i, mapping in enumerate(sel.port_mappings or []):
         _check_mapping(mapping, f"{where}: portMappings[{i}]", policy)
     ips = list(sel.ips or [])
@@ -41,6 +50,8 @@ def check_selection(sel: NetworkSelection, *, pod_namespace: str, global_namespa
         if not isinstance(cni_ips, list) or not all(isinstance(v, str) for v in cni_ips):
             raise _bad(f"{where}: cni-args.ips must be a list of strings")
         ips += cni_ips
+    if len(ips) > MAX_IPS:
+        raise _bad(f"{where}: {len(ips)} addresses requested (ips and cni-args.ips); at most {MAX_IPS} per network")
     for value in ips:
         _check_ip(value, where)
     cni_mac = (sel.cni_args or {}).get("mac")  # the in-tree bridge and tuning read args.cni.mac

@@ -52,3 +52,21 @@ def test_delegate_configs_obey_the_host_interface_policy(make_node: Callable[...
     assert attached(node, pod.container_id) == ["eth0"]
     node.cni("DEL", pod)
     node.assert_clean(pod)
+
+
+def test_delegate_answers_deep_nesting_with_code_6(make_node: Callable[..., DaemonMetaNode]):
+    """Security review 2026-12-03: ``/delegate`` decoded with ``json.loads``, so a request or a
+    config nested deeper than the interpreter's recursion limit was a 500 (RecursionError), not
+    the decoding error every other entry point gives (spec/safejson.py bounds the nesting)."""
+    node = daemon_node(make_node, "mcdlgn")
+    pod = node.pod()
+    node.cni("ADD", pod)
+    deep_config = ('{"a":' * 5000 + "1" + "}" * 5000).encode()
+    for body in (b"[" * 100000, go_request_body("ADD", pod, "net1", deep_config)):
+        status, answer = go_post(node, body)
+        assert status == 400, (status, answer[:200])
+        err = json.loads(answer)
+        assert err["code"] == Code.DECODE_FAILURE, err
+    assert node.pod_links(pod) == {"lo", "eth0"} and attached(node, pod.container_id) == ["eth0"]
+    node.cni("DEL", pod)
+    node.assert_clean(pod)
