@@ -32,6 +32,9 @@ NETLINK_CAP_ACK, NETLINK_EXT_ACK = 10, 11
 NLMSGERR_ATTR_MSG = 1
 SIOCGSKNS = 0x894C  # ioctl: an fd of the netns a socket lives in (Linux 4.9+)
 RECV_SIZE = 1 << 16  # kernel dump chunks are at most 32 KiB
+#: below this a batch always fits a fresh socket's send buffer (net.core.wmem_default is ~208 KiB)
+SNDBUF_DEFAULT = 64 * 1024
+SO_SNDBUFFORCE = 32  # not in Python's socket module
 
 NLMSGHDR = struct.Struct("=IHHII")
 NLATTR = struct.Struct("=HH")
@@ -199,33 +202,41 @@ class Socket:
     # ------------------------------------------------------------------ requests
     def batch(self, requests: Sequence[Request], what: Sequence[str] = (), *,
               frame: tuple[Request, Request] | None = None) -> list[list[bytes] | NetlinkError]:
-        """Send every request in one ``send`` (each with NLM_F_ACK), then read all the answers.
+        """Send every request in one ``send``, then read all the answers.
 
         Returns, per request, its reply payloads (a GET's answer; [] for a change) or the
         NetlinkError it failed with (``what[i]: strerror (extended ack)``). Without ``frame``
-        the kernel runs them in order and keeps going after a failure, so only batch
-        requests whose later members make sense whatever the earlier ones did. ``frame``
-        (begin, end) wraps them in one transaction (nfnetlink's BATCH_BEGIN/END): it applies
-        all or nothing, and once one failed the others report ECANCELED. Dumps cannot be
-        batched: use :meth:`dump`.
+        every request carries NLM_F_ACK and the kernel runs them in order and keeps going after
+        a failure, so only batch requests whose later members make sense whatever the earlier
+        ones did. ``frame`` (begin, end) wraps them in one transaction (nfnetlink's
+        BATCH_BEGIN/END): it applies all or nothing, and once one failed the others report
+        ECANCELED. In a transaction only the last request asks for an acknowledgement: the
+        kernel reports every failure anyway, and an acknowledgement per request (a few hundred
+        in a transaction of many map elements) overflows the socket's receive buffer; the kernel
+        drops what does not fit, and the call waited forever for it. Dumps cannot be batched:
+        use :meth:`dump`.
         """
         seqs: list[int] = []
         parts: list[bytes] = []
         if frame is not None:
             parts.append(message(frame[0][0], NLM_F_REQUEST | frame[0][1], self._next_seq(), frame[0][2]))
-        for mtype, flags, body in requests:
+        for i, (mtype, flags, body) in enumerate(requests):
             seq = self._next_seq()
             seqs.append(seq)
-            parts.append(message(mtype, NLM_F_REQUEST | NLM_F_ACK | flags, seq, body))
+            ack = NLM_F_ACK if frame is None or i == len(requests) - 1 else 0
+            parts.append(message(mtype, NLM_F_REQUEST | ack | flags, seq, body))
         if frame is not None:
             parts.append(message(frame[1][0], NLM_F_REQUEST | frame[1][1], self._next_seq(), frame[1][2]))
-        self.sock.sendall(b"".join(parts))
+        data = b"".join(parts)
+        if len(data) > SNDBUF_DEFAULT:
+            self._fit_sndbuf(len(data))
+        self.sock.sendall(data)
         replies: dict[int, list[bytes] | NetlinkError] = {seq: [] for seq in seqs}
-        waiting = set(seqs)
+        waiting = set(seqs) if frame is None else set(seqs[-1:])
         failed = False
         while waiting and not (failed and frame is not None):
             for mtype, mflags, mseq, payload in messages(self.sock.recv(RECV_SIZE)):
-                if mseq not in waiting:
+                if mseq not in replies:
                     continue
                 if mtype == NLMSG_ERROR:
                     waiting.discard(mseq)
@@ -244,6 +255,16 @@ class Socket:
                 i = seqs.index(seq)
                 replies[seq] = error(errno.ECANCELED, what[i] if i < len(what) else "", "transaction aborted")
         return [replies[seq] for seq in seqs]
+
+    def _fit_sndbuf(self, size: int) -> None:
+        """A netlink message (a whole transaction) must fit the send buffer in one piece (else
+        EMSGSIZE): grow it, past ``net.core.wmem_max`` when root (as libnftables does)."""
+        if self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= size + 4096:
+            return
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, size)
+        except OSError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
     def request(self, req: Request, what: str = "") -> list[bytes]:
         """One request; raises NetlinkError on failure."""
