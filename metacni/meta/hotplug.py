@@ -199,9 +199,9 @@ def _attach(ctx: service.Context, record: delegate_cache.CachedAttachments, othe
     if clash:
         raise CNIError(Code.INVALID_CONFIG, "interface already exists",
                        f"{ctx.who}: {', '.join(clash)} already exist in {record.netns}; nothing attached")
+    service.check_host_ports(ctx, built)  # the annotation's host ports are not another pod's, as at ADD
     # a deviceID (the annotation's, or a resourceName NAD's) must be a device the pod holds and
     # none of its other attachments has: as at ADD (devices.assign)
-    service.check_host_ports(ctx, built)
     in_use = frozenset(str(d.capability_args["deviceID"]) for d in others if "deviceID" in d.capability_args)
     device_files = service.assign_devices(ctx, built, resources, in_use)
     before = list(record.delegates)
