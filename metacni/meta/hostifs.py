@@ -42,6 +42,7 @@ from metacni.kernel.routes import is_node_address, node_addresses
 from metacni.spec.errors import CNIError, Code
 
 from .hostroutes import ROUTING_TYPES, check_routing_plugin, host_local_ranges
+from .refusal import json_path, refused
 
 #: uplink names (kernel ``eth*``, predictable ``en*``, biosdevname ``em*``, bonds, teams and
 #: their VLAN sub-interfaces): what Multus recipes use as ``master``
@@ -65,10 +66,6 @@ BRIDGE_TYPES = frozenset({"bridge"})
 #: plugin types whose ``bridge`` must pre-exist on the node (ovs-cni: an Open vSwitch bridge such
 #: as OVN's ``br-int``): only those in ``sharedBridges``, as for untagged bridges (design 1408)
 EXISTING_BRIDGE_TYPES = frozenset({"ovs"})
-
-
-def _bad(details: str) -> CNIError:
-    return CNIError(Code.INVALID_CONFIG, "refused by node policy", details)
 
 
 def _globs(conf: Mapping[str, Any], key: str, default: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -112,31 +109,27 @@ class HostInterfacePolicy:
         return _match(device, self.host_devices)
 
 
-def _at(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
-
-
 def check_plugin(plugin: Mapping[str, Any], prefix: str, where: str, policy: HostInterfacePolicy) -> None:
     """Code 7 when the plugin object of a NAD's config (``prefix``: its JSON path) names a node
     link, device, address or route the node does not give NADs. ``where`` names the NAD."""
     kind = plugin.get("type")
-    _check_type(kind, _at(prefix, "type"), where, policy)
+    _check_type(kind, json_path(prefix, "type"), where, policy)
     ipam = plugin.get("ipam")
     if isinstance(ipam, Mapping) and "type" in ipam:
-        _check_type(ipam.get("type"), _at(prefix, "ipam.type"), where, policy)
+        _check_type(ipam.get("type"), json_path(prefix, "ipam.type"), where, policy)
     _check_devices(plugin, prefix, where, policy)
     for key in NODE_WIDE_KEYS.get(str(kind), ()):
         if key in plugin:
-            raise _bad(f"{where}: {_at(prefix, key)}: sets node-wide firewall state shared by every pod's "
-                       "host ports; only the node's own network configs may set it")
+            raise refused(f"{where}: {json_path(prefix, key)}: sets node-wide firewall state shared by every pod's "
+                          "host ports; only the node's own network configs may set it")
     _check_parents(plugin, prefix, where, policy)
     if isinstance(ipam, Mapping) and ipam.get("type") == "static":
-        _check_static(ipam, _at(prefix, "ipam"), where)
+        _check_static(ipam, json_path(prefix, "ipam"), where)
     if isinstance(ipam, Mapping) and ipam.get("type") == "host-local":
-        _check_host_local(ipam, _at(prefix, "ipam"), where)
+        _check_host_local(ipam, json_path(prefix, "ipam"), where)
     if kind in ROUTING_TYPES:
         opted_in = policy.nad_plugin_types is not None and kind in policy.nad_plugin_types
-        check_routing_plugin(plugin, _at(prefix, "ipam"), where, opted_in)
+        check_routing_plugin(plugin, json_path(prefix, "ipam"), where, opted_in)
 
 
 def _check_devices(plugin: Mapping[str, Any], prefix: str, where: str, policy: HostInterfacePolicy) -> None:
@@ -144,14 +137,14 @@ def _check_devices(plugin: Mapping[str, Any], prefix: str, where: str, policy: H
     for key in (*DEVICE_KEYS.get(str(plugin.get("type")), ()), *ANY_TYPE_DEVICE_KEYS):
         value = plugin.get(key)
         if value not in (None, "") and (not isinstance(value, str) or not policy.may_take(value)):
-            raise _bad(f"{where}: {_at(prefix, key)} {value!r}: a NAD may not take a node device (it would "
-                       "leave the node); name a device-plugin resource (NAD annotation "
-                       "k8s.v1.cni.cncf.io/resourceName) or list it in the node setting hostDevices")
+            raise refused(f"{where}: {json_path(prefix, key)} {value!r}: a NAD may not take a node device (it would "
+                          "leave the node); name a device-plugin resource (NAD annotation "
+                          "k8s.v1.cni.cncf.io/resourceName) or list it in the node setting hostDevices")
     runtime = plugin.get("runtimeConfig")
     device = runtime.get("deviceID") if isinstance(runtime, Mapping) else None
     if device not in (None, "") and (not isinstance(device, str) or not policy.may_take(device)):
-        raise _bad(f"{where}: {_at(prefix, 'runtimeConfig.deviceID')} {device!r}: device IDs come from the "
-                   "device plugin (NAD annotation k8s.v1.cni.cncf.io/resourceName) or the node setting hostDevices")
+        raise refused(f"{where}: {json_path(prefix, 'runtimeConfig.deviceID')} {device!r}: device IDs come from the "
+                      "device plugin (NAD annotation k8s.v1.cni.cncf.io/resourceName) or the node setting hostDevices")
 
 
 def _check_parents(plugin: Mapping[str, Any], prefix: str, where: str, policy: HostInterfacePolicy) -> None:
@@ -159,21 +152,21 @@ def _check_parents(plugin: Mapping[str, Any], prefix: str, where: str, policy: H
     kind = plugin.get("type")
     for key in PARENT_KEYS:
         if plugin.get(key) not in (None, "") or (key == "master" and kind in DEFAULT_MASTER_TYPES):
-            _check_parent(plugin.get(key), _at(prefix, key), where, policy)
+            _check_parent(plugin.get(key), json_path(prefix, key), where, policy)
     mode = plugin.get("mode")
     if (kind, mode) in EXCLUSIVE_MODES:
         master = plugin.get("master")
         if not isinstance(master, str) or not policy.may_take(master):
             link = repr(master) if master else "the node's default-route link"
-            raise _bad(f"{where}: {_at(prefix, 'mode')} {mode!r} takes {link} from the node; "
-                       "allowed only for a link listed in the node setting hostDevices")
+            raise refused(f"{where}: {json_path(prefix, 'mode')} {mode!r} takes {link} from the node; "
+                          "allowed only for a link listed in the node setting hostDevices")
     bridge = plugin.get("bridge")
     if kind in BRIDGE_TYPES and isinstance(bridge, str) and policy.may_name_parent(bridge):
-        raise _bad(f"{where}: {_at(prefix, 'bridge')} {bridge!r} is the name of a node uplink (node settings "
-                   "hostInterfaces/hostDevices); a NAD bridge may not take it")
+        raise refused(f"{where}: {json_path(prefix, 'bridge')} {bridge!r} is the name of a node uplink (node settings "
+                      "hostInterfaces/hostDevices); a NAD bridge may not take it")
     if kind in EXISTING_BRIDGE_TYPES and bridge not in policy.shared_bridges:
-        raise _bad(f"{where}: {_at(prefix, 'bridge')} {bridge!r}: a NAD may join only the node's bridges listed "
-                   f"in the node setting sharedBridges ({', '.join(policy.shared_bridges) or 'none'})")
+        raise refused(f"{where}: {json_path(prefix, 'bridge')} {bridge!r}: a NAD may join only the node's bridges "
+                      f"listed in the node setting sharedBridges ({', '.join(policy.shared_bridges) or 'none'})")
 
 
 def _check_static(ipam: Mapping[str, Any], path: str, where: str) -> None:
@@ -187,7 +180,7 @@ def _check_static(ipam: Mapping[str, Any], path: str, where: str) -> None:
         except ValueError:
             continue  # the plugin reports its own config errors
         if is_node_address(ip):
-            raise _bad(f"{where}: {path}.addresses[{i}].address {value!r} is an address of this node")
+            raise refused(f"{where}: {path}.addresses[{i}].address {value!r} is an address of this node")
 
 
 def _check_host_local(ipam: Mapping[str, Any], path: str, where: str) -> None:
@@ -209,21 +202,21 @@ def _check_host_local(ipam: Mapping[str, Any], path: str, where: str) -> None:
         taken = sorted(str(a) for a in node if a.version == subnet.version and start <= a <= end  # type: ignore[operator]
                        and a in subnet and a != gateway)
         if taken:
-            name = _at(path, at) if at else path
-            raise _bad(f"{where}: {name}: the range {start}-{end} holds {', '.join(taken)}, an address of this "
-                       "node; a pod given it would take it over (exclude it with rangeStart/rangeEnd)")
+            name = json_path(path, at) if at else path
+            raise refused(f"{where}: {name}: the range {start}-{end} holds {', '.join(taken)}, an address of this "
+                          "node; a pod given it would take it over (exclude it with rangeStart/rangeEnd)")
 
 
 def _check_type(kind: Any, path: str, where: str, policy: HostInterfacePolicy) -> None:
     allowed = policy.nad_plugin_types
     if allowed is not None and (not isinstance(kind, str) or kind not in allowed):
-        raise _bad(f"{where}: {path} {kind!r} is not a plugin type NADs may use on this node "
-                   f"(node setting nadPluginTypes: {', '.join(allowed) or 'none'})")
+        raise refused(f"{where}: {path} {kind!r} is not a plugin type NADs may use on this node "
+                      f"(node setting nadPluginTypes: {', '.join(allowed) or 'none'})")
 
 
 def _check_parent(link: Any, path: str, where: str, policy: HostInterfacePolicy) -> None:
     if link in (None, "") and policy.host_interfaces:
         return  # macvlan/ipvlan: the node's default-route link, its uplink (refused when hostInterfaces is [])
     if not isinstance(link, str) or not policy.may_name_parent(link):
-        raise _bad(f"{where}: {path} {link!r} is not a node link NADs may use as a parent (node setting "
-                   f"hostInterfaces: {', '.join(policy.host_interfaces) or 'none'})")
+        raise refused(f"{where}: {path} {link!r} is not a node link NADs may use as a parent (node setting "
+                      f"hostInterfaces: {', '.join(policy.host_interfaces) or 'none'})")

@@ -18,7 +18,8 @@ from typing import Any
 
 from metacni.kernel.routes import dump_routes, overlapping_route
 from metacni.netlink.rtnl import rtnl
-from metacni.spec.errors import CNIError, Code
+
+from .refusal import refused
 
 #: plugin types that route the pod's addresses through the node's main table
 ROUTING_TYPES = frozenset({"ptp"})
@@ -70,10 +71,9 @@ def check_routing_plugin(plugin: Mapping[str, Any], path: str, where: str, opted
     if not isinstance(ipam, Mapping) or kind not in ("host-local", "static"):
         if opted_in:
             return
-        raise CNIError(Code.INVALID_CONFIG, "refused by node policy",
-                       f"{where}: {path}.type {kind!r}: {plugin.get('type')!r} routes the pod's addresses "
-                       "through the node and metacni can check them only for host-local or static IPAM; "
-                       f"allowed when the node setting nadPluginTypes lists {plugin.get('type')!r}")
+        raise refused(f"{where}: {path}.type {kind!r}: {plugin.get('type')!r} routes the pod's addresses "
+                      "through the node and metacni can check them only for host-local or static IPAM; "
+                      f"allowed when the node setting nadPluginTypes lists {plugin.get('type')!r}")
     try:
         wanted = list(_networks(ipam))
     except ValueError:
@@ -83,7 +83,6 @@ def check_routing_plugin(plugin: Mapping[str, Any], path: str, where: str, opted
     for key, net in wanted:
         r = overlapping_route(routes, net)
         if r is not None:
-            raise CNIError(Code.INVALID_CONFIG, "refused by node policy",
-                           f"{where}: {path}.{key} {net} overlaps the node's route to {r.dst}: "
-                           f"{plugin.get('type')!r} would route it through the node; a NAD may not take "
-                           "over node or other pods' traffic")
+            raise refused(f"{where}: {path}.{key} {net} overlaps the node's route to {r.dst}: "
+                          f"{plugin.get('type')!r} would route it through the node; a NAD may not take "
+                          "over node or other pods' traffic")

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from metacni.spec.errors import CNIError, Code
-
 from .hostroutes import host_local_ranges
+from .refusal import json_path, plugin_objects, refused
 
 #: Keys the checks read in a plugin object (or a conf's top), and those libcni sets; the caller
 #: adds the node-only keys it strips (:data:`.trust.CHECKED_PLUGIN_KEYS`).
@@ -39,15 +38,7 @@ def _folded(keys: frozenset[str]) -> dict[str, str]:
 _IPAM, _RANGE, _RUNTIME = _folded(IPAM_KEYS), _folded(RANGE_KEYS), _folded(RUNTIME_KEYS)
 
 
-def _bad(details: str) -> CNIError:
-    return CNIError(Code.INVALID_CONFIG, "refused by node policy", details)
-
-
-def _at(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def check_key_spelling(data: Any, where: str, plugin_keys: frozenset[str] = PLUGIN_KEYS) -> None:
+def check_key_spelling(data: Mapping[str, Any], where: str, plugin_keys: frozenset[str] = PLUGIN_KEYS) -> None:
     """Code 7 (naming ``where`` and the key's JSON path) when an object anywhere in ``data`` (a
     NAD's conf or conflist) has two keys that differ only in case, or a key of ``plugin_keys``
     (in a plugin object), of :data:`IPAM_KEYS`, :data:`RANGE_KEYS` or :data:`RUNTIME_KEYS` (in
@@ -62,27 +53,29 @@ def check_key_spelling(data: Any, where: str, plugin_keys: frozenset[str] = PLUG
             for key in value:
                 folded = str(key).casefold()
                 if folded in seen:
-                    raise _bad(f"{where}: {_at(path, seen[folded])!r} and {_at(path, str(key))!r} differ only "
-                               "in case; a plugin written in Go reads them as one key (the last wins): keep one")
+                    raise refused(f"{where}: {json_path(path, seen[folded])!r} and {json_path(path, str(key))!r} "
+                                  "differ only in case; a plugin written in Go reads them as one key (the last "
+                                  "wins): keep one")
                 seen[folded] = str(key)
-            stack += [(_at(path, str(k)), v) for k, v in value.items()]
-    plugins = data.get("plugins") if isinstance(data, Mapping) else None
-    objects = [("", data), *((f"plugins[{i}]", p) for i, p in enumerate(plugins if isinstance(plugins, list) else []))]
+            stack += [(json_path(path, str(k)), v) for k, v in value.items()]
     folded_plugin = _folded(plugin_keys)
+    objects = plugin_objects(data)
+    if not objects or objects[0][1] is not data:  # a conflist: its top too
+        objects = [("", data), *objects]
     for prefix, obj in objects:
         if not isinstance(obj, Mapping):
             continue
         _spelled(obj, prefix, folded_plugin, where)
         runtime = obj.get("runtimeConfig")
         if isinstance(runtime, Mapping):
-            _spelled(runtime, _at(prefix, "runtimeConfig"), _RUNTIME, where)
+            _spelled(runtime, json_path(prefix, "runtimeConfig"), _RUNTIME, where)
         ipam = obj.get("ipam")
         if not isinstance(ipam, Mapping):
             continue
-        at = _at(prefix, "ipam")
+        at = json_path(prefix, "ipam")
         _spelled(ipam, at, _IPAM, where)
         for sub, r in host_local_ranges(ipam):
-            _spelled(r, _at(at, sub), _RANGE, where)
+            _spelled(r, json_path(at, sub), _RANGE, where)
         addresses = ipam.get("addresses")
         for i, a in enumerate(addresses if isinstance(addresses, list) else []):
             if isinstance(a, Mapping):
@@ -93,5 +86,5 @@ def _spelled(obj: Mapping[str, Any], path: str, canonical: Mapping[str, str], wh
     for key in obj:
         want = canonical.get(str(key).casefold())
         if want is not None and key != want:
-            raise _bad(f"{where}: {_at(path, str(key))!r}: write it {want!r}; metacni checks {want!r} against "
-                       "the node's policy, and a plugin written in Go reads any spelling of it as that key")
+            raise refused(f"{where}: {json_path(path, str(key))!r}: write it {want!r}; metacni checks {want!r} against "
+                          "the node's policy, and a plugin written in Go reads any spelling of it as that key")

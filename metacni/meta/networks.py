@@ -24,6 +24,7 @@ from metacni.spec.errors import CNIError, Code
 from .annotations import NetworkSelection
 from .conf_dir import candidate_files, find_file_by_name, first_candidate, is_meta_config, load_file
 from .config import AUTO, MetaConfig
+from .refusal import refused
 from .selection_policy import check_selection
 from .trust import refuse_meta_type, sanitize_tenant_config
 
@@ -256,21 +257,25 @@ def check_own_name(net: NetworkList, label: str, node_networks: dict[str, str]) 
     """Code 7 when a NAD's network has the CNI name of one of the pod's node networks (name ->
     label): host-local keeps leases per name, so a tenant could exhaust the primary's pool."""
     if net.name in node_networks:
-        raise CNIError(Code.INVALID_CONFIG, "refused by node policy",
-                       f"network {label}: its CNI name {net.name!r} is the name of the node's network "
-                       f"{node_networks[net.name]} (it would share its address pool and state); rename the "
-                       "NAD's config \"name\"")
+        raise refused(f"network {label}: its CNI name {net.name!r} is the name of the node's network "
+                      f"{node_networks[net.name]} (it would share its address pool and state); rename the "
+                      "NAD's config \"name\"")
 
 
-def node_network_names(cfg: MetaConfig, view: KubeView | None) -> dict[str, str]:
-    """CNI name -> label of the node's own networks: its primary, its ``delegates`` and every
-    ``defaultNetworks`` entry, whatever a pod's default-network override or opt-out says (their
-    host-local pools and state are the node's, not the pod's). One that cannot be resolved now
-    (a missing file, an absent NAD) holds no state a tenant could take, and is left out."""
+def node_network_names(cfg: MetaConfig, view: KubeView | None,
+                       primary: tuple[str, NetworkList] | None = None) -> dict[str, str]:
+    """CNI name -> label of the node's own networks: its primary (``primary`` when the caller
+    resolved it already), its ``delegates`` and every ``defaultNetworks`` entry, whatever a
+    pod's default-network override or opt-out says (their host-local pools and state are the
+    node's, not the pod's). One that cannot be resolved now (a missing file, an absent NAD)
+    holds no state a tenant could take, and is left out."""
     names: dict[str, str] = {}
     for ref in [None, *cfg.default_networks]:
         try:
-            label, net = resolve_primary(cfg, view) if ref is None else resolve_reference(ref, cfg, view)
+            if ref is None:
+                label, net = primary or resolve_primary(cfg, view)
+            else:
+                label, net = resolve_reference(ref, cfg, view)
         except CNIError as exc:
             log.debug("node network not resolvable for the name check: %s", exc)
             continue
@@ -316,8 +321,8 @@ def build_delegates(cfg: MetaConfig, view: KubeView | None, *, pod_namespace: st
             delegates.append(Delegate(label=d_label, net=net, ifname="", capability_args=dict(shared)))
     if override is None and with_default_networks:
         node_networks = {d.net.name: d.label for d in delegates}  # all of them, resolved above
-    else:
-        node_networks = node_network_names(cfg, view)
+    else:  # the node primary is resolved already unless the pod replaced it
+        node_networks = node_network_names(cfg, view, (label, primary) if override is None else None)
     if override is not None and override.namespace != cfg.multus_namespace:
         check_own_name(primary, override.ref, node_networks)
     for sel in selections:

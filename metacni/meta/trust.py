@@ -39,6 +39,7 @@ from metacni.spec.errors import CNIError, Code
 
 from .hostifs import HostInterfacePolicy, check_plugin
 from .keyspelling import PLUGIN_KEYS, check_key_spelling
+from .refusal import json_path, plugin_objects, refused
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -108,10 +109,6 @@ def is_node_only(key: str) -> bool:
     return key in NODE_ONLY_KEYS or (key.startswith("api") and key[3:4].isupper())
 
 
-def _bad(details: str) -> CNIError:
-    return CNIError(Code.INVALID_CONFIG, "refused by node policy", details)
-
-
 def _bad_setting(key: str, reason: str) -> CNIError:
     return CNIError(Code.INVALID_CONFIG, "invalid metacni configuration", f"{key}: {reason}")
 
@@ -166,26 +163,26 @@ class TenantPolicy:
         """``value`` (after realpath) is inside an allowed entry for ``field_name`` and
         outside metacni's own directories; else code 7 naming ``where``."""
         if not isinstance(value, str) or not value:
-            raise _bad(f"{where}: must be a non-empty path string")
+            raise refused(f"{where}: must be a non-empty path string")
         if not Path(value).is_absolute():
-            raise _bad(f"{where}: {value!r} is not an absolute path")
+            raise refused(f"{where}: {value!r} is not an absolute path")
         real = Path(value).resolve()  # realpath: follows every symlink there is; strict=False
         for own in self.protected_dirs:
             if _inside(real, own):
-                raise _bad(f"{where}: {value!r} is inside metacni's own directory {own}")
+                raise refused(f"{where}: {value!r} is inside metacni's own directory {own}")
         allowed = self.allowed_paths.get(field_name, ())
         if not any(_inside(real, entry) for entry in allowed):
-            raise _bad(f"{where}: {value!r} (resolved: {real}) is outside the paths the node allows for "
-                       f"{field_name} ({', '.join(map(str, allowed)) or 'none'}; "
-                       f"node setting allowedPaths.{field_name})")
+            raise refused(f"{where}: {value!r} (resolved: {real}) is outside the paths the node allows for "
+                          f"{field_name} ({', '.join(map(str, allowed)) or 'none'}; "
+                          f"node setting allowedPaths.{field_name})")
 
     # -- host ports --------------------------------------------------------------------
     def check_host_port(self, port: int, where: str) -> None:
         low, high = self.host_port_range
         if not low <= port <= high:
-            raise _bad(f"{where}: hostPort {port} is outside the node's range {low}-{high} (hostPortRange)")
+            raise refused(f"{where}: hostPort {port} is outside the node's range {low}-{high} (hostPortRange)")
         if port in self.reserved_host_ports:
-            raise _bad(f"{where}: hostPort {port} is reserved for a node service (reservedHostPorts)")
+            raise refused(f"{where}: hostPort {port} is reserved for a node service (reservedHostPorts)")
 
 
 def _inside(real: Path, entry: Path) -> bool:
@@ -225,31 +222,21 @@ def _ports(value: Any) -> frozenset[int]:
 
 
 # ------------------------------------------------------------------------------ network configs
-def _plugin_objects(data: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """(JSON path prefix, plugin object) of a conf or conflist."""
-    plugins = data.get("plugins")
-    if isinstance(plugins, list):
-        return [(f"plugins[{i}]", p) for i, p in enumerate(plugins)]
-    return [("", data)]
-
-
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
+def _types_at(data: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(JSON path, value) of every ``type`` of a conf or conflist: the config's, its plugins',
+    their ipam's."""
+    for prefix, obj in [("", data), *plugin_objects(data)]:
+        if not isinstance(obj, Mapping):
+            continue
+        ipam = obj.get("ipam")
+        yield json_path(prefix, "type"), obj.get("type")
+        yield json_path(prefix, "ipam.type"), ipam.get("type") if isinstance(ipam, Mapping) else None
 
 
 def meta_type_at(data: Mapping[str, Any]) -> str | None:
     """The JSON path of the first ``type: metacni`` in a conf or conflist (the config, its
     plugins, their ipam), None when there is none."""
-    objects = [("", data), *_plugin_objects(data)]
-    for prefix, obj in objects:
-        if not isinstance(obj, Mapping):
-            continue
-        ipam = obj.get("ipam")
-        for path, kind in ((_join(prefix, "type"), obj.get("type")),
-                           (_join(prefix, "ipam.type"), ipam.get("type") if isinstance(ipam, Mapping) else None)):
-            if kind == META_TYPE:
-                return path
-    return None
+    return next((path for path, kind in _types_at(data) if kind == META_TYPE), None)
 
 
 def refuse_meta_type(data: Mapping[str, Any], where: str) -> None:
@@ -257,8 +244,8 @@ def refuse_meta_type(data: Mapping[str, Any], where: str) -> None:
     metacni never delegates to itself, so node settings cannot come from a delegate."""
     path = meta_type_at(data)
     if path is not None:
-        raise _bad(f"{where}: {path} is {META_TYPE!r}; metacni cannot be a delegate, node settings "
-                   "(binDir, confDir, cniDir, logFile, clusterNetwork, ...) come only from the node's config")
+        raise refused(f"{where}: {path} is {META_TYPE!r}; metacni cannot be a delegate, node settings "
+                      "(binDir, confDir, cniDir, logFile, clusterNetwork, ...) come only from the node's config")
 
 
 def skip_meta_delegate(data: Mapping[str, Any], plugins: list[Any], where: str) -> bool:
@@ -288,9 +275,13 @@ def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolic
     Returns whether ``data`` was changed."""
     check_key_spelling(data, where, CHECKED_PLUGIN_KEYS)
     refuse_meta_type(data, where)
+    for at, kind in _types_at(data):
+        if kind in OTHER_META_TYPES:
+            raise refused(f"{where}: {at} is {kind!r}, a meta plugin; it would take node settings (binDir, "
+                          "confDir, the delegates to run) from tenant input")
     changed = False
     seen: set[int] = set()
-    for prefix, obj in [("", data), *_plugin_objects(data)]:
+    for prefix, obj in [("", data), *plugin_objects(data)]:
         if not isinstance(obj, dict) or id(obj) in seen:  # a single conf is its own plugin
             continue
         seen.add(id(obj))
@@ -304,16 +295,10 @@ def sanitize_tenant_config(data: dict[str, Any], where: str, policy: TenantPolic
         _check_paths(obj, prefix, where, policy)
         if not policy.allow_nad_ip_masq and (obj.get("ipMasq") or obj.get("type") == MASQ_TYPE):
             key = "ipMasq" if obj.get("ipMasq") else "type"
-            raise _bad(f"{where}: {_join(prefix, key)}: a NAD may not ask for masquerading on this node "
-                       "(node setting allowNadIpMasq is false)")
+            raise refused(f"{where}: {json_path(prefix, key)}: a NAD may not ask for masquerading on this node "
+                          "(node setting allowNadIpMasq is false)")
         if not prefix and isinstance(data.get("plugins"), list):
             continue  # a conflist's top: not a plugin
-        ipam = obj.get("ipam")
-        for at, kind in ((_join(prefix, "type"), obj.get("type")),
-                         (_join(prefix, "ipam.type"), ipam.get("type") if isinstance(ipam, Mapping) else None)):
-            if kind in OTHER_META_TYPES:
-                raise _bad(f"{where}: {at} is {kind!r}, a meta plugin; it would take node settings (binDir, "
-                           "confDir, the delegates to run) from tenant input")
         check_plugin(obj, prefix, where, policy.host)
         # the plugins that read the mark: other plugins' config models need not know the key
         if obj.get("type") in MARKED_TYPES:
@@ -326,11 +311,11 @@ def _check_paths(plugin: Mapping[str, Any], prefix: str, where: str, policy: Ten
     targets = [(prefix, plugin)]
     ipam = plugin.get("ipam")
     if isinstance(ipam, Mapping):
-        targets.append((_join(prefix, "ipam"), ipam))
+        targets.append((json_path(prefix, "ipam"), ipam))
     for at, obj in targets:
         for name, policy_key in PATH_FIELDS.get(str(obj.get("type", "")), ()):
             if obj.get(name) is not None:  # absent: the plugin's default, chosen by the node
-                policy.check_path(policy_key, obj[name], f"{where}: {_join(at, name)}")
+                policy.check_path(policy_key, obj[name], f"{where}: {json_path(at, name)}")
 
 
 # ------------------------------------------------------------------------------ nesting guard
@@ -342,8 +327,8 @@ def meta_call() -> Iterator[None]:
     """Around one meta plugin call: a meta call made from inside another (a delegate of type
     ``metacni`` that slipped past the config checks) is refused with code 7."""
     if _active.get():
-        raise _bad(f"a delegate of type {META_TYPE!r} was invoked from metacni; node settings come only "
-                   "from the node's config")
+        raise refused(f"a delegate of type {META_TYPE!r} was invoked from metacni; node settings come only "
+                      "from the node's config")
     token = _active.set(True)
     try:
         yield

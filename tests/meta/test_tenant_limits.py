@@ -13,12 +13,7 @@ from metacni.meta.selection_policy import MAX_IPS, MAX_PORT_MAPPINGS
 from metacni.spec.errors import Code
 from metacni_testkit.nodes import NETWORKS
 from metacni_testkit.nodes import Node as MetaNode
-
-
-def _port_nad(node: MetaNode) -> None:
-    node.add_nad("net-p", "br-p", "10.89.8.0/24",
-                 extra_plugins=[{"type": "portmap", "capabilities": {"portMappings": True}}],
-                 capabilities={"ips": True})
+from tests.meta.test_tenant_threats import _port_nad
 
 
 def test_annotation_port_mappings_and_addresses_are_bounded(node: MetaNode):
